@@ -1,0 +1,297 @@
+//! `rts.toml`: every key has an embedded default, so `rts serve` runs with no
+//! file at all. Both processes read the same file; the dataplane treats it as
+//! read-only shared configuration (DESIGN.md §2).
+
+use serde::{Deserialize, Serialize};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub rtmp: RtmpConfig,
+    pub http: HttpConfig,
+    pub webrtc: WebrtcConfig,
+    pub dataplane: DataplaneConfig,
+    pub auth: AuthSection,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RtmpConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebrtcConfig {
+    /// Address put in the ICE host candidate. Empty = the host's first
+    /// non-loopback IPv4 address, else 127.0.0.1.
+    pub candidate_ip: String,
+    /// Shard `i` listens on `udp_port_base + i`.
+    pub udp_port_base: u16,
+    /// Address the media sockets bind to (0.0.0.0 = all; replies leave from
+    /// the address each request arrived at, via IP_PKTINFO).
+    pub udp_bind_ip: IpAddr,
+    /// Largest RTP packet we build (header + payload, before SRTP).
+    pub max_rtp_packet: usize,
+    /// Seconds without a STUN consent check before a viewer is dropped
+    /// (RFC 7675 says 30).
+    pub consent_timeout_s: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataplaneConfig {
+    /// Number of shards; 0 = one per available core.
+    pub shards: usize,
+    /// Cores to pin shards to, in order; empty = shard i on the i-th available core.
+    pub cores: Vec<usize>,
+    /// Shared-memory file the dataplane creates and control attaches to.
+    pub shm_path: PathBuf,
+    /// Slots per ring (power of two) and bytes per slot.
+    pub ring_slots: u32,
+    pub ring_slot_size: u32,
+    /// Disable UDP GSO even where the kernel offers it (tests the fallback).
+    pub disable_gso: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSection {
+    /// RTMP publish key (Alibaba type A); absent = publishing is open.
+    pub ingest_key: Option<String>,
+    pub ingest_key_secondary: Option<String>,
+    /// WebRTC/HTTP play key; absent = playing is open.
+    pub play_key: Option<String>,
+    pub play_key_secondary: Option<String>,
+    pub validity_s: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// tracing EnvFilter directive; RUST_LOG overrides it.
+    pub level: String,
+}
+
+impl Default for RtmpConfig {
+    fn default() -> Self {
+        Self { listen: SocketAddr::from(([0, 0, 0, 0], 1935)) }
+    }
+}
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self { listen: SocketAddr::from(([0, 0, 0, 0], 8080)) }
+    }
+}
+impl Default for WebrtcConfig {
+    fn default() -> Self {
+        Self {
+            candidate_ip: String::new(),
+            udp_port_base: 8000,
+            udp_bind_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            max_rtp_packet: 1200,
+            consent_timeout_s: 30,
+        }
+    }
+}
+impl Default for DataplaneConfig {
+    fn default() -> Self {
+        Self {
+            shards: 0,
+            cores: Vec::new(),
+            shm_path: PathBuf::from("/dev/shm/rts-dataplane"),
+            ring_slots: 4096,
+            ring_slot_size: 4096,
+            disable_gso: false,
+        }
+    }
+}
+impl Default for AuthSection {
+    fn default() -> Self {
+        Self {
+            ingest_key: None,
+            ingest_key_secondary: None,
+            play_key: None,
+            play_key_secondary: None,
+            validity_s: 1800,
+        }
+    }
+}
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { level: "info".into() }
+    }
+}
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            rtmp: RtmpConfig::default(),
+            http: HttpConfig::default(),
+            webrtc: WebrtcConfig::default(),
+            dataplane: DataplaneConfig::default(),
+            auth: AuthSection::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("parsing {path}: {source}")]
+    Parse { path: PathBuf, source: Box<toml::de::Error> },
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Loads `path` if given, else the embedded defaults.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let cfg = match path {
+            None => Config::default(),
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|source| ConfigError::Read { path: p.to_owned(), source })?;
+                Self::parse(&text).map_err(|e| match e {
+                    ConfigError::Parse { source, .. } => ConfigError::Parse { path: p.to_owned(), source },
+                    other => other,
+                })?
+            }
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let cfg: Config = toml::from_str(text)
+            .map_err(|e| ConfigError::Parse { path: PathBuf::from("<string>"), source: Box::new(e) })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let d = &self.dataplane;
+        if !d.ring_slots.is_power_of_two() {
+            return Err(ConfigError::Invalid("dataplane.ring_slots must be a power of two".into()));
+        }
+        if d.ring_slot_size < 2048 {
+            return Err(ConfigError::Invalid("dataplane.ring_slot_size must be >= 2048".into()));
+        }
+        if !(200..=1400).contains(&self.webrtc.max_rtp_packet) {
+            return Err(ConfigError::Invalid("webrtc.max_rtp_packet must be in 200..=1400".into()));
+        }
+        if !self.webrtc.candidate_ip.is_empty() && self.webrtc.candidate_ip.parse::<IpAddr>().is_err() {
+            return Err(ConfigError::Invalid(format!(
+                "webrtc.candidate_ip {:?} is not an IP address",
+                self.webrtc.candidate_ip
+            )));
+        }
+        Ok(())
+    }
+
+    /// Shard count after resolving `0 = one per core`.
+    pub fn shard_count(&self) -> usize {
+        if self.dataplane.shards > 0 {
+            self.dataplane.shards
+        } else if !self.dataplane.cores.is_empty() {
+            self.dataplane.cores.len()
+        } else {
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        }
+    }
+
+    pub fn udp_port(&self, shard: usize) -> u16 {
+        self.webrtc.udp_port_base.wrapping_add(shard as u16)
+    }
+
+    /// The ICE candidate address: configured, else first non-loopback IPv4.
+    pub fn candidate_ip(&self) -> IpAddr {
+        if let Ok(ip) = self.webrtc.candidate_ip.parse::<IpAddr>() {
+            return ip;
+        }
+        first_non_loopback_ipv4().map(IpAddr::V4).unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+    }
+
+    pub fn ingest_auth(&self) -> crate::auth::AuthConfig {
+        crate::auth::AuthConfig {
+            key: self.auth.ingest_key.clone(),
+            secondary_key: self.auth.ingest_key_secondary.clone(),
+            validity_s: self.auth.validity_s,
+        }
+    }
+
+    pub fn play_auth(&self) -> crate::auth::AuthConfig {
+        crate::auth::AuthConfig {
+            key: self.auth.play_key.clone(),
+            secondary_key: self.auth.play_key_secondary.clone(),
+            validity_s: self.auth.validity_s,
+        }
+    }
+}
+
+/// First IPv4 address of an interface that is up and not loopback.
+pub fn first_non_loopback_ipv4() -> Option<Ipv4Addr> {
+    // Connecting a UDP socket sends nothing but makes the kernel pick the
+    // source address it would route from; this avoids parsing getifaddrs.
+    // Fallback path for hosts without a default route: none (127.0.0.1).
+    let sock = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    sock.connect("192.0.2.1:9").ok()?; // TEST-NET-1, never actually contacted
+    match sock.local_addr().ok()?.ip() {
+        IpAddr::V4(ip) if !ip.is_loopback() && !ip.is_unspecified() => Some(ip),
+        _ => None,
+    }
+}
+
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.rtmp.listen.port(), 1935);
+        assert_eq!(c.http.listen.port(), 8080);
+        assert_eq!(c.webrtc.udp_port_base, 8000);
+        assert_eq!(c.auth.validity_s, 1800);
+        assert!(c.auth.ingest_key.is_none());
+    }
+
+    #[test]
+    fn keys_parse_and_unknown_keys_are_rejected() {
+        let c = Config::parse(
+            "[auth]\ningest_key = \"a\"\nplay_key = \"b\"\nvalidity_s = 60\n[dataplane]\nshards = 3\ncores = [1]\n[webrtc]\ncandidate_ip = \"10.200.0.1\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.auth.ingest_key.as_deref(), Some("a"));
+        assert_eq!(c.shard_count(), 3);
+        assert_eq!(c.candidate_ip(), "10.200.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!(c.udp_port(2), 8002);
+        assert!(Config::parse("[auth]\nbogus = 1\n").is_err());
+        assert!(Config::parse("[webrtc]\ncandidate_ip = \"nope\"\n").is_err());
+        assert!(Config::parse("[dataplane]\nring_slots = 1000\n").is_err());
+    }
+
+    #[test]
+    fn cores_imply_shard_count() {
+        let c = Config::parse("[dataplane]\ncores = [0, 1]\n").unwrap();
+        assert_eq!(c.shard_count(), 2);
+    }
+}

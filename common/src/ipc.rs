@@ -1,0 +1,173 @@
+//! The control <-> dataplane contract: one versioned message enum per
+//! direction, carried as postcard bytes in the shared-memory rings.
+//!
+//! Changing a variant's shape is a protocol change: bump [`IPC_VERSION`]
+//! (a mismatched control refuses to attach instead of misreading bytes).
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+
+/// Bumped on any incompatible change to the enums below.
+pub const IPC_VERSION: u32 = 1;
+
+/// Session ids carry their shard in the top 16 bits, so any control
+/// instance (including one restarted after a crash) can route a DELETE to
+/// the right shard without remembering the session.
+pub fn session_shard(session: u64) -> usize {
+    (session >> 48) as usize
+}
+
+pub fn make_session_id(shard: usize, random: u64) -> u64 {
+    ((shard as u64) << 48) | (random & 0xFFFF_FFFF_FFFF)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ControlToShard {
+    /// Control answered an offer; the shard accepts ICE checks for
+    /// `local_ufrag` from now on.
+    AddSession {
+        session: u64,
+        local_ufrag: String,
+        local_pwd: String,
+        remote_ufrag: String,
+        app: String,
+        stream: String,
+    },
+    /// DTLS records for the session's selected peer address.
+    DtlsToPeer { session: u64, data: Vec<u8> },
+    /// DTLS finished: SRTP keys are known; start sending media.
+    StartMedia {
+        session: u64,
+        srtp_profile: u16,
+        local_key: Vec<u8>,
+        local_salt: Vec<u8>,
+        remote_key: Vec<u8>,
+        remote_salt: Vec<u8>,
+        video_pt: Option<u8>,
+        audio_pt: Option<u8>,
+    },
+    RemoveSession { session: u64, reason: String },
+    /// Asks the shard to report everything it holds (after a control restart).
+    Snapshot,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ShardToControl {
+    DtlsFromPeer { session: u64, peer: SocketAddr, data: Vec<u8> },
+    IceConnected { session: u64, peer: SocketAddr },
+    SessionClosed { session: u64, reason: String },
+    StreamStarted { app: String, stream: String },
+    StreamEnded { app: String, stream: String },
+    PublishRefused { app: String, stream: String, reason: String },
+    /// Periodic (1 s) snapshot of the shard's counters.
+    Stats(ShardStats),
+    /// Per-stream figures (one message per stream, so a shard with many
+    /// streams never overflows a ring slot).
+    StreamStats(StreamStats),
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardCounters {
+    pub udp_datagrams_in: u64,
+    pub udp_bytes_in: u64,
+    pub udp_datagrams_out: u64,
+    pub udp_bytes_out: u64,
+    pub udp_sends: u64,
+    pub udp_send_errors: u64,
+    pub gso_fallbacks: u64,
+    pub stun_ok: u64,
+    pub stun_rejected: u64,
+    pub dtls_forwarded: u64,
+    pub rtcp_in: u64,
+    pub srtcp_failed: u64,
+    pub nacks_in: u64,
+    pub plis_in: u64,
+    pub unknown_dropped: u64,
+    pub ring_full_dropped: u64,
+    pub rtmp_connections: u64,
+    pub rtmp_errors: u64,
+    pub rtmp_publish_refused: u64,
+    pub sessions: u64,
+    pub viewers: u64,
+    pub streams: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardStats {
+    pub shard: u32,
+    pub core: Option<u32>,
+    pub pinned: bool,
+    pub udp_port: u16,
+    pub gso: bool,
+    pub counters: ShardCounters,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamStats {
+    pub shard: u32,
+    pub app: String,
+    pub stream: String,
+    pub publishing: bool,
+    pub viewers: u32,
+    pub video_frames: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// Server-added latency: RTMP frame received -> last viewer's packet sent.
+    pub latency_us_p50: u32,
+    pub latency_us_p99: u32,
+    pub latency_us_max: u32,
+    pub latency_samples: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("ipc decode: {0}")]
+pub struct DecodeError(String);
+
+pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
+    // Serialising these plain structs cannot fail.
+    postcard::to_allocvec(msg).unwrap_or_default()
+}
+
+pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, DecodeError> {
+    postcard::from_bytes(bytes).map_err(|e| DecodeError(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_garbage() {
+        let m = ControlToShard::AddSession {
+            session: make_session_id(3, 0xdead_beef),
+            local_ufrag: "abcd".into(),
+            local_pwd: "p".repeat(24),
+            remote_ufrag: "x".into(),
+            app: "live".into(),
+            stream: "s".into(),
+        };
+        let b = encode(&m);
+        assert_eq!(decode::<ControlToShard>(&b).unwrap(), m);
+        assert!(decode::<ControlToShard>(&[0xff, 0xff, 0xff]).is_err());
+        assert!(decode::<ControlToShard>(&b[..b.len() / 2]).is_err());
+    }
+
+    #[test]
+    fn session_ids_carry_shard() {
+        for shard in [0usize, 1, 7, 255] {
+            assert_eq!(session_shard(make_session_id(shard, u64::MAX)), shard);
+        }
+    }
+}
+
+/// SSRC of a stream's video (kind 0) or audio (kind 1) track. Derived from
+/// the stream name so control can put it in the SDP answer without asking
+/// the shard, and every viewer of a stream shares it (FNV-1a, never 0).
+pub fn stream_ssrc(app: &str, stream: &str, kind: u8) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in app.bytes().chain([b'/']).chain(stream.bytes()).chain([kind]) {
+        h ^= b as u32;
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h.max(1)
+}

@@ -1,0 +1,7 @@
+//! Pieces shared by the dataplane and control processes: configuration,
+//! signed-URL auth, the control<->dataplane message set and the shared-memory
+//! rings that carry it.
+pub mod auth;
+pub mod config;
+pub mod ipc;
+pub mod shm;

@@ -1,0 +1,420 @@
+//! Control's side of the rings: session bookkeeping, the DTLS server
+//! handshakes, and the view of the dataplane (streams, stats) that the HTTP
+//! API serves.
+//!
+//! A dedicated thread pumps `shard_to_ctl` rings and runs DTLS timers; HTTP
+//! handlers call into the same [`Engine`] to register sessions. Nothing here
+//! is on the media path: a dead control stops only signaling.
+
+use rts_common::config::Config;
+use rts_common::ipc::{self, ControlToShard, ShardStats, ShardToControl, StreamStats};
+use rts_common::shm::{Consumer, Producer, ShmRegion};
+use rts_dtls::{DtlsContext, DtlsEndpoint, DtlsEvent};
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A session control is handshaking (or has handed to a shard).
+struct CtlSession {
+    app: String,
+    stream: String,
+    dtls: DtlsEndpoint,
+    /// sha-256 fingerprint the viewer put in its offer; the DTLS peer
+    /// certificate must match it.
+    remote_fingerprint: Option<String>,
+    video_pt: Option<u8>,
+    audio_pt: Option<u8>,
+    created: Instant,
+    connected: bool,
+    peer: Option<SocketAddr>,
+}
+
+#[derive(Default, Clone, serde::Serialize)]
+pub struct StreamView {
+    pub app: String,
+    pub stream: String,
+    pub shard: u32,
+    pub publishing: bool,
+    pub stats: Option<StreamStats>,
+}
+
+#[derive(Default, Clone, Copy, serde::Serialize)]
+pub struct ControlCounters {
+    pub sessions_created: u64,
+    pub dtls_connected: u64,
+    pub dtls_failed: u64,
+    pub fingerprint_mismatch: u64,
+    pub ring_full: u64,
+    pub undecodable: u64,
+    pub unknown_session: u64,
+    pub publish_refused: u64,
+}
+
+#[derive(Default)]
+struct Inner {
+    sessions: HashMap<u64, CtlSession>,
+    streams: BTreeMap<String, StreamView>,
+    shard_stats: Vec<Option<ShardStats>>,
+    counters: ControlCounters,
+    /// Failures by kind/reason ("play:expired"), for /metrics.
+    auth_failures: BTreeMap<String, u64>,
+}
+
+pub struct Engine {
+    pub cfg: Arc<Config>,
+    pub fingerprint: String,
+    dtls_ctx: DtlsContext,
+    producers: Mutex<Vec<Producer>>,
+    inner: Mutex<Inner>,
+    shards: usize,
+    stop: AtomicBool,
+}
+
+pub struct NewSession {
+    pub session: u64,
+    pub app: String,
+    pub stream: String,
+    pub local_ufrag: String,
+    pub local_pwd: String,
+    pub remote_ufrag: String,
+    pub remote_fingerprint: Option<String>,
+    pub video_pt: Option<u8>,
+    pub audio_pt: Option<u8>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("dataplane ring to shard {0} is full")]
+    RingFull(usize),
+    #[error("no shard {0}")]
+    NoShard(usize),
+    #[error("dtls: {0}")]
+    Dtls(String),
+}
+
+impl Engine {
+    /// Attaches to the dataplane's shared memory, retrying until it exists.
+    pub fn attach(cfg: Arc<Config>, wait: Duration) -> anyhow::Result<(Arc<Engine>, Vec<Consumer>, ShmRegion)> {
+        let deadline = Instant::now() + wait;
+        let region = loop {
+            match ShmRegion::attach(&cfg.dataplane.shm_path) {
+                Ok(r) => break r,
+                Err(e) if Instant::now() < deadline => {
+                    tracing::debug!(error = %e, "waiting for the dataplane's shared memory");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => anyhow::bail!("attaching {}: {e}", cfg.dataplane.shm_path.display()),
+            }
+        };
+        let shards = region.shards();
+        let mut producers = Vec::with_capacity(shards);
+        let mut consumers = Vec::with_capacity(shards);
+        for i in 0..shards {
+            let (p, c) = region.control_endpoints(i).ok_or_else(|| anyhow::anyhow!("ring endpoints for shard {i}"))?;
+            producers.push(p);
+            consumers.push(c);
+        }
+        let cert = rts_dtls::DtlsCert::generate().map_err(|e| anyhow::anyhow!("certificate: {e}"))?;
+        let fingerprint = cert.fingerprint_sha256();
+        let dtls_ctx = DtlsContext::new(&cert, rts_dtls::Role::Server).map_err(|e| anyhow::anyhow!("dtls context: {e}"))?;
+        tracing::info!(shards, dataplane_pid = region.dataplane_pid(), generation = region.generation(), %fingerprint,
+            "attached to dataplane");
+        let engine = Arc::new(Engine {
+            cfg,
+            fingerprint,
+            dtls_ctx,
+            producers: Mutex::new(producers),
+            inner: Mutex::new(Inner { shard_stats: vec![None; shards], ..Default::default() }),
+            shards,
+            stop: AtomicBool::new(false),
+        });
+        // Resynchronise: a restarted control learns live streams from the shards.
+        for i in 0..shards {
+            let _ = engine.push(i, &ControlToShard::Snapshot);
+        }
+        Ok((engine, consumers, region))
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.shards
+    }
+
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    fn push(&self, shard: usize, msg: &ControlToShard) -> Result<(), EngineError> {
+        let bytes = ipc::encode(msg);
+        let mut p = self.producers.lock().unwrap_or_else(|e| e.into_inner());
+        let prod = p.get_mut(shard).ok_or(EngineError::NoShard(shard))?;
+        prod.try_push(&bytes).map_err(|_| EngineError::RingFull(shard))
+    }
+
+    /// Home shard of a live stream, if one publishes it.
+    pub fn stream_shard(&self, app: &str, stream: &str) -> Option<usize> {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.streams.get(&format!("{app}/{stream}")).filter(|s| s.publishing).map(|s| s.shard as usize)
+    }
+
+    pub fn count_auth_failure(&self, kind: &str, reason: &str) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        *inner.auth_failures.entry(format!("{kind}:{reason}")).or_default() += 1;
+    }
+
+    /// Registers a session with control's DTLS server and with its shard.
+    pub fn add_session(&self, s: NewSession) -> Result<(), EngineError> {
+        let shard = ipc::session_shard(s.session);
+        let dtls = DtlsEndpoint::new(&self.dtls_ctx).map_err(|e| EngineError::Dtls(e.to_string()))?;
+        {
+            let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            inner.counters.sessions_created += 1;
+            inner.sessions.insert(
+                s.session,
+                CtlSession {
+                    app: s.app.clone(),
+                    stream: s.stream.clone(),
+                    dtls,
+                    remote_fingerprint: s.remote_fingerprint,
+                    video_pt: s.video_pt,
+                    audio_pt: s.audio_pt,
+                    created: Instant::now(),
+                    connected: false,
+                    peer: None,
+                },
+            );
+        }
+        let msg = ControlToShard::AddSession {
+            session: s.session,
+            local_ufrag: s.local_ufrag,
+            local_pwd: s.local_pwd,
+            remote_ufrag: s.remote_ufrag,
+            app: s.app,
+            stream: s.stream,
+        };
+        if let Err(e) = self.push(shard, &msg) {
+            self.forget(s.session);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Ends a session wherever it is (works for sessions a previous control
+    /// instance created: the shard is encoded in the id).
+    pub fn remove_session(&self, session: u64, reason: &str) -> Result<(), EngineError> {
+        self.forget(session);
+        self.push(ipc::session_shard(session), &ControlToShard::RemoveSession { session, reason: reason.to_string() })
+    }
+
+    fn forget(&self, session: u64) {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).sessions.remove(&session);
+    }
+
+    pub fn streams(&self) -> Vec<StreamView> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).streams.values().cloned().collect()
+    }
+
+    pub fn shard_stats(&self) -> Vec<ShardStats> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).shard_stats.iter().flatten().cloned().collect()
+    }
+
+    pub fn counters(&self) -> (ControlCounters, BTreeMap<String, u64>, usize) {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        (inner.counters, inner.auth_failures.clone(), inner.sessions.len())
+    }
+
+    /// The ring pump: runs on its own thread until `stop()`.
+    pub fn pump(self: Arc<Self>, mut consumers: Vec<Consumer>) {
+        let mut next_timer = Instant::now();
+        while !self.stop.load(Ordering::Relaxed) {
+            let mut busy = false;
+            for (shard, c) in consumers.iter_mut().enumerate() {
+                for _ in 0..1024 {
+                    let Some(msg) = c.pop_with(|b| ipc::decode::<ShardToControl>(b)) else { break };
+                    busy = true;
+                    match msg {
+                        Ok(m) => self.on_shard_message(shard, m),
+                        Err(_) => self.inner.lock().unwrap_or_else(|e| e.into_inner()).counters.undecodable += 1,
+                    }
+                }
+            }
+            let now = Instant::now();
+            if now >= next_timer {
+                self.on_timers(now);
+                next_timer = now + Duration::from_millis(10);
+            }
+            if !busy {
+                if let Some(c) = consumers.first() {
+                    c.wait(Duration::from_millis(1));
+                }
+            }
+        }
+    }
+
+    fn on_shard_message(&self, shard: usize, msg: ShardToControl) {
+        match msg {
+            ShardToControl::DtlsFromPeer { session, peer, data } => self.on_dtls(session, peer, &data),
+            ShardToControl::IceConnected { session, peer } => {
+                let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(s) = inner.sessions.get_mut(&session) {
+                    s.peer = Some(peer);
+                }
+                tracing::debug!(session = format_args!("{session:016x}"), %peer, "ICE connected");
+            }
+            ShardToControl::SessionClosed { session, reason } => {
+                tracing::debug!(session = format_args!("{session:016x}"), %reason, "session closed by shard");
+                self.forget(session);
+            }
+            ShardToControl::StreamStarted { app, stream } => {
+                let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+                let v = inner.streams.entry(format!("{app}/{stream}")).or_default();
+                v.app = app;
+                v.stream = stream;
+                v.shard = shard as u32;
+                v.publishing = true;
+            }
+            ShardToControl::StreamEnded { app, stream } => {
+                let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(v) = inner.streams.get_mut(&format!("{app}/{stream}")) {
+                    v.publishing = false;
+                }
+            }
+            ShardToControl::PublishRefused { app, stream, reason } => {
+                tracing::warn!(%app, %stream, %reason, "publish refused by shard");
+                let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+                inner.counters.publish_refused += 1;
+                let r = reason.split(':').nth(1).map(str::trim).unwrap_or(&reason).to_string();
+                *inner.auth_failures.entry(format!("publish:{r}")).or_default() += 1;
+            }
+            ShardToControl::Stats(s) => {
+                let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(slot) = inner.shard_stats.get_mut(shard) {
+                    *slot = Some(s);
+                }
+            }
+            ShardToControl::StreamStats(s) => {
+                let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+                let key = format!("{}/{}", s.app, s.stream);
+                let v = inner.streams.entry(key).or_default();
+                v.app = s.app.clone();
+                v.stream = s.stream.clone();
+                if s.publishing {
+                    v.shard = s.shard;
+                }
+                v.publishing = s.publishing || (v.publishing && v.shard != s.shard);
+                v.stats = Some(s);
+            }
+        }
+    }
+
+    fn on_dtls(&self, session: u64, peer: SocketAddr, data: &[u8]) {
+        let now = Instant::now();
+        let mut out = Vec::new();
+        let mut start = None;
+        let mut fail = None;
+        {
+            let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(s) = inner.sessions.get_mut(&session) else {
+                // e.g. a session created by a previous control instance.
+                inner.counters.unknown_session += 1;
+                return;
+            };
+            s.peer.get_or_insert(peer);
+            if let Err(e) = s.dtls.handle_datagram(data, now) {
+                tracing::debug!(session = format_args!("{session:016x}"), error = %e, "DTLS record rejected");
+            }
+            while let Some(d) = s.dtls.poll_datagram() {
+                out.push(d);
+            }
+            while let Some(ev) = s.dtls.poll_event() {
+                match ev {
+                    DtlsEvent::Connected(export) if !s.connected => {
+                        let expected = s.remote_fingerprint.as_deref().map(str::to_ascii_uppercase);
+                        if expected.as_deref() != Some(export.peer_fingerprint_sha256.to_ascii_uppercase().as_str()) {
+                            fail = Some("DTLS certificate does not match the offer's fingerprint".to_string());
+                            continue;
+                        }
+                        s.connected = true;
+                        start = Some((export, s.video_pt, s.audio_pt, format!("{}/{}", s.app, s.stream)));
+                    }
+                    DtlsEvent::Connected(_) => {}
+                    DtlsEvent::Closed => fail = Some("DTLS close_notify".to_string()),
+                    DtlsEvent::Failed(e) => fail = Some(format!("DTLS failed: {e}")),
+                }
+            }
+            if start.is_some() {
+                inner.counters.dtls_connected += 1;
+            }
+            if let Some(f) = &fail {
+                if f.contains("fingerprint") {
+                    inner.counters.fingerprint_mismatch += 1;
+                } else if f.starts_with("DTLS failed") {
+                    inner.counters.dtls_failed += 1;
+                }
+            }
+        }
+        let shard = ipc::session_shard(session);
+        for data in out {
+            if self.push(shard, &ControlToShard::DtlsToPeer { session, data }).is_err() {
+                self.inner.lock().unwrap_or_else(|e| e.into_inner()).counters.ring_full += 1;
+            }
+        }
+        if let Some((export, video_pt, audio_pt, key)) = start {
+            let Some(profile) = rts_srtp::Profile::from_dtls_id(export.profile_id) else {
+                let _ = self.remove_session(session, "unsupported SRTP profile");
+                return;
+            };
+            // We are the DTLS server: local = server write keys.
+            match rts_srtp::KeyingMaterial::from_exported(profile, &export.material, true) {
+                Ok(k) => {
+                    tracing::info!(session = format_args!("{session:016x}"), stream = %key, %peer, ?profile, "DTLS connected; media starts");
+                    let msg = ControlToShard::StartMedia {
+                        session,
+                        srtp_profile: export.profile_id,
+                        local_key: k.local_key,
+                        local_salt: k.local_salt,
+                        remote_key: k.remote_key,
+                        remote_salt: k.remote_salt,
+                        video_pt,
+                        audio_pt,
+                    };
+                    if self.push(shard, &msg).is_err() {
+                        self.inner.lock().unwrap_or_else(|e| e.into_inner()).counters.ring_full += 1;
+                    }
+                }
+                Err(e) => fail = Some(format!("SRTP keys: {e}")),
+            }
+        }
+        if let Some(reason) = fail {
+            tracing::info!(session = format_args!("{session:016x}"), %reason, "session ends");
+            let _ = self.remove_session(session, &reason);
+        }
+    }
+
+    fn on_timers(&self, now: Instant) {
+        let mut sends = Vec::new();
+        let mut expired = Vec::new();
+        {
+            let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            for (&id, s) in inner.sessions.iter_mut() {
+                if !s.connected && now.duration_since(s.created) > Duration::from_secs(30) {
+                    expired.push(id);
+                    continue;
+                }
+                if s.dtls.poll_timeout().is_some_and(|t| t <= now) {
+                    let _ = s.dtls.handle_timeout(now);
+                    while let Some(d) = s.dtls.poll_datagram() {
+                        sends.push((id, d));
+                    }
+                }
+            }
+            for id in &expired {
+                inner.sessions.remove(id);
+            }
+        }
+        for (session, data) in sends {
+            let _ = self.push(ipc::session_shard(session), &ControlToShard::DtlsToPeer { session, data });
+        }
+    }
+}

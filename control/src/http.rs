@@ -1,0 +1,295 @@
+//! HTTP API (DESIGN.md §3): WHEP, SRS `/rtc/v1/*`, Alibaba RTS JSON, the
+//! web player, `/api/v1/streams` and `/metrics`.
+
+use crate::engine::Engine;
+use crate::signaling::{self, PlayError, PlayRequest};
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde_json::json;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+const PLAYER_HTML: &str = include_str!("../assets/player.html");
+/// Offers are a few KB; anything much larger is not an SDP offer.
+const MAX_BODY: usize = 64 * 1024;
+
+pub fn router(engine: Arc<Engine>) -> Router {
+    Router::new()
+        .route("/whep/{app}/{stream}", post(whep_post))
+        .route("/whep/session/{id}", axum::routing::delete(whep_delete).patch(whep_patch))
+        .route("/rtc/v1/play/", post(srs_play))
+        .route("/rtc/v1/play", post(srs_play))
+        .route("/rtc/v1/whep/", post(srs_whep))
+        .route("/rtc/v1/whep", post(srs_whep))
+        .route("/api/v1/streams", get(api_streams))
+        .route("/metrics", get(metrics))
+        .route("/play/{app}/{stream}", get(player))
+        .route("/{app}/{stream}", post(rts_play))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(
+            tower_http::cors::CorsLayer::new()
+                .allow_origin(tower_http::cors::Any)
+                .allow_methods(tower_http::cors::Any)
+                .allow_headers(tower_http::cors::Any)
+                .expose_headers([header::LOCATION]),
+        )
+        .with_state(engine)
+}
+
+fn json_error(status: u16, msg: &str, reason: Option<&str>) -> Response {
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+    let mut body = json!({ "code": status, "error": msg, "msg": msg });
+    if let Some(r) = reason {
+        body["reason"] = json!(r);
+    }
+    (code, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
+fn play_error(e: &PlayError) -> Response {
+    let reason = match e {
+        PlayError::Forbidden(f) => Some(f.as_str()),
+        _ => None,
+    };
+    json_error(e.http_status(), &e.to_string(), reason)
+}
+
+fn session_hex(id: u64) -> String {
+    format!("{id:016x}")
+}
+
+async fn whep_post(
+    State(engine): State<Arc<Engine>>,
+    Path((app, stream)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(ct) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
+        if !ct.to_ascii_lowercase().starts_with("application/sdp") {
+            return json_error(415, "WHEP offers must be application/sdp", None);
+        }
+    }
+    let Ok(offer) = std::str::from_utf8(&body) else {
+        return json_error(400, "offer is not UTF-8", None);
+    };
+    let engine2 = engine.clone();
+    let auth_key = q.get("auth_key").cloned();
+    let offer = offer.to_string();
+    let res = tokio::task::spawn_blocking(move || {
+        signaling::play(&engine2, PlayRequest { app: &app, stream: &stream, auth_key: auth_key.as_deref(), offer: &offer })
+    })
+    .await;
+    match res {
+        Ok(Ok(a)) => {
+            let location = format!("/whep/session/{}", session_hex(a.session));
+            let mut resp = (StatusCode::CREATED, a.sdp).into_response();
+            let h = resp.headers_mut();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/sdp"));
+            if let Ok(v) = HeaderValue::from_str(&location) {
+                h.insert(header::LOCATION, v);
+            }
+            resp
+        }
+        Ok(Err(e)) => play_error(&e),
+        Err(_) => json_error(500, "internal error", None),
+    }
+}
+
+async fn whep_delete(State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> Response {
+    let Ok(session) = u64::from_str_radix(&id, 16) else {
+        return json_error(404, "no such session", None);
+    };
+    if rts_common::ipc::session_shard(session) >= engine.shard_count() {
+        return json_error(404, "no such session", None);
+    }
+    match engine.remove_session(session, "WHEP DELETE") {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(e) => json_error(503, &e.to_string(), None),
+    }
+}
+
+/// Trickle ICE from the viewer: an ICE-lite server needs none of it (the
+/// viewer checks our single candidate), so accept and ignore.
+async fn whep_patch() -> StatusCode {
+    StatusCode::NO_CONTENT
+}
+
+/// Alibaba RTS signaling: `POST /{app}/{stream}?auth_key=...` with
+/// `{version, sdk_version, streamurl, jsep: {type, sdp}}`.
+async fn rts_play(
+    State(engine): State<Arc<Engine>>,
+    Path((app, stream)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Response {
+    let Ok(req) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        return json_error(400, "body is not JSON", None);
+    };
+    let Some(offer) = req.pointer("/jsep/sdp").and_then(|v| v.as_str()).map(str::to_string) else {
+        return json_error(400, "missing jsep.sdp", None);
+    };
+    if let Some(t) = req.pointer("/jsep/type").and_then(|v| v.as_str()) {
+        if t != "offer" {
+            return json_error(400, "jsep.type must be \"offer\"", None);
+        }
+    }
+    // auth_key from the request URL, else from streamurl's query.
+    let auth_key = q.get("auth_key").cloned().or_else(|| {
+        req.get("streamurl")
+            .and_then(|v| v.as_str())
+            .and_then(signaling::parse_stream_url)
+            .and_then(|(_, _, query)| rts_common::auth::query_param(&query, "auth_key").map(str::to_string))
+    });
+    let engine2 = engine.clone();
+    let (app2, stream2) = (app.clone(), stream.clone());
+    let res = tokio::task::spawn_blocking(move || {
+        signaling::play(&engine2, PlayRequest { app: &app2, stream: &stream2, auth_key: auth_key.as_deref(), offer: &offer })
+    })
+    .await;
+    match res {
+        Ok(Ok(a)) => {
+            let body = json!({
+                "code": 200,
+                "msg": "success",
+                "server": "rts",
+                "traceid": session_hex(a.session),
+                "sessionid": session_hex(a.session),
+                "jsep": { "type": "answer", "sdp": a.sdp },
+            });
+            (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+        }
+        Ok(Err(e)) => play_error(&e),
+        Err(_) => json_error(500, "internal error", None),
+    }
+}
+
+/// SRS shape: `{api, streamurl: "webrtc://host/app/stream?...", sdp}` →
+/// `{code: 0, sdp, sessionid}`.
+async fn srs_play(State(engine): State<Arc<Engine>>, body: Bytes) -> Response {
+    let Ok(req) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        return json_error(400, "body is not JSON", None);
+    };
+    let (Some(url), Some(offer)) = (
+        req.get("streamurl").and_then(|v| v.as_str()).map(str::to_string),
+        req.get("sdp").and_then(|v| v.as_str()).map(str::to_string),
+    ) else {
+        return json_error(400, "missing streamurl or sdp", None);
+    };
+    let Some((app, stream, query)) = signaling::parse_stream_url(&url) else {
+        return json_error(400, "streamurl must look like webrtc://host/app/stream", None);
+    };
+    let auth_key = rts_common::auth::query_param(&query, "auth_key").map(str::to_string);
+    let res = tokio::task::spawn_blocking(move || {
+        signaling::play(&engine, PlayRequest { app: &app, stream: &stream, auth_key: auth_key.as_deref(), offer: &offer })
+    })
+    .await;
+    match res {
+        Ok(Ok(a)) => {
+            let body = json!({ "code": 0, "server": "rts", "sdp": a.sdp, "sessionid": session_hex(a.session) });
+            (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+        }
+        Ok(Err(e)) => play_error(&e),
+        Err(_) => json_error(500, "internal error", None),
+    }
+}
+
+/// SRS's WHEP variant: `POST /rtc/v1/whep/?app=..&stream=..` with an SDP body.
+async fn srs_whep(
+    State(engine): State<Arc<Engine>>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (Some(app), Some(stream)) = (q.get("app").cloned(), q.get("stream").cloned()) else {
+        return json_error(400, "app and stream query parameters are required", None);
+    };
+    whep_post(State(engine), Path((app, stream)), Query(q), headers, body).await
+}
+
+async fn player(Path((_app, _stream)): Path<(String, String)>) -> Html<&'static str> {
+    Html(PLAYER_HTML)
+}
+
+async fn api_streams(State(engine): State<Arc<Engine>>) -> Response {
+    let (counters, auth_failures, sessions) = engine.counters();
+    let body = json!({
+        "shards": engine.shard_stats(),
+        "streams": engine.streams(),
+        "control": {
+            "pid": std::process::id(),
+            "sessions_handshaking": sessions,
+            "counters": counters,
+            "auth_failures": auth_failures,
+        },
+    });
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
+/// Prometheus text exposition; per-stream byte counters are the billing
+/// source (traffic per domain/app/stream).
+async fn metrics(State(engine): State<Arc<Engine>>) -> Response {
+    let mut out = String::new();
+    let shards = engine.shard_stats();
+    let counter = |out: &mut String, name: &str, help: &str, rows: &mut dyn Iterator<Item = (String, u64)>| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (labels, v) in rows {
+            let _ = writeln!(out, "{name}{{{labels}}} {v}");
+        }
+    };
+    macro_rules! shard_counter {
+        ($field:ident, $help:expr) => {
+            counter(
+                &mut out,
+                concat!("rts_shard_", stringify!($field), "_total"),
+                $help,
+                &mut shards.iter().map(|s| (format!("shard=\"{}\"", s.shard), s.counters.$field)),
+            );
+        };
+    }
+    shard_counter!(udp_datagrams_in, "UDP datagrams received");
+    shard_counter!(udp_datagrams_out, "UDP datagrams sent");
+    shard_counter!(udp_bytes_out, "UDP bytes sent");
+    shard_counter!(udp_sends, "sendmsg calls");
+    shard_counter!(udp_send_errors, "failed sends");
+    shard_counter!(gso_fallbacks, "GSO sends that fell back to one datagram per call");
+    shard_counter!(stun_ok, "STUN binding requests answered");
+    shard_counter!(stun_rejected, "STUN messages dropped");
+    shard_counter!(unknown_dropped, "datagrams dropped as unknown or unroutable");
+    shard_counter!(ring_full_dropped, "messages to control dropped on a full ring");
+    shard_counter!(rtmp_errors, "RTMP connections closed on protocol errors");
+    shard_counter!(rtmp_publish_refused, "RTMP publishes refused");
+    let _ = writeln!(out, "# HELP rts_shard_viewers viewers playing\n# TYPE rts_shard_viewers gauge");
+    for s in &shards {
+        let _ = writeln!(out, "rts_shard_viewers{{shard=\"{}\"}} {}", s.shard, s.counters.viewers);
+    }
+    let streams = engine.streams();
+    let label = |v: &crate::engine::StreamView| format!("app=\"{}\",stream=\"{}\"", v.app, v.stream);
+    counter(
+        &mut out,
+        "rts_stream_bytes_in_total",
+        "bytes received from the publisher",
+        &mut streams.iter().map(|v| (label(v), v.stats.as_ref().map_or(0, |s| s.bytes_in))),
+    );
+    counter(
+        &mut out,
+        "rts_stream_bytes_out_total",
+        "bytes sent to viewers (billing)",
+        &mut streams.iter().map(|v| (label(v), v.stats.as_ref().map_or(0, |s| s.bytes_out))),
+    );
+    let (_, auth_failures, _) = engine.counters();
+    counter(
+        &mut out,
+        "rts_auth_failures_total",
+        "refused signed URLs by kind and reason",
+        &mut auth_failures.iter().map(|(k, v)| {
+            let (kind, reason) = k.split_once(':').unwrap_or((k, ""));
+            (format!("kind=\"{kind}\",reason=\"{reason}\""), *v)
+        }),
+    );
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}

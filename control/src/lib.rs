@@ -1,0 +1,48 @@
+//! The rts control process: HTTP signaling, SDP, DTLS handshakes, auth,
+//! stats and the admin API. It attaches to the dataplane's shared-memory
+//! rings and can be restarted at any time without cutting media.
+
+pub mod engine;
+pub mod http;
+pub mod signaling;
+
+use rts_common::config::Config;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Runs control until the HTTP server fails or the dataplane goes away.
+pub fn run(cfg: Arc<Config>) -> anyhow::Result<()> {
+    let (engine, consumers, region) = engine::Engine::attach(cfg.clone(), Duration::from_secs(30))?;
+    let dataplane_pid = region.dataplane_pid();
+    let pump_engine = engine.clone();
+    let pump = std::thread::Builder::new().name("rts-ctl-pump".into()).spawn(move || pump_engine.pump(consumers))?;
+
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let result = rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(cfg.http.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("binding HTTP {}: {e}", cfg.http.listen))?;
+        tracing::info!(http = %cfg.http.listen, candidate_ip = %cfg.candidate_ip(), pid = std::process::id(), "control listening");
+        let app = http::router(engine.clone());
+        let server = axum::serve(listener, app);
+        // If the dataplane process dies, its rings are dead: exit so the
+        // supervisor (rts serve or systemd) starts a fresh pair.
+        let watchdog = async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                // SAFETY: kill with signal 0 only checks that the pid exists.
+                if dataplane_pid != 0 && unsafe { libc::kill(dataplane_pid as i32, 0) } != 0 {
+                    return;
+                }
+            }
+        };
+        tokio::select! {
+            r = server => r.map_err(|e| anyhow::anyhow!("HTTP server: {e}")),
+            _ = watchdog => Err(anyhow::anyhow!("dataplane (pid {dataplane_pid}) is gone")),
+        }
+    });
+    engine.stop();
+    let _ = pump.join();
+    drop(region);
+    result
+}

@@ -1,0 +1,169 @@
+//! Offer in, answer out: the part every signaling shape (WHEP, SRS
+//! `/rtc/v1/*`, Alibaba RTS JSON) shares. Auth, SDP negotiation, shard
+//! placement, ICE credentials, and registration with the engine.
+
+use crate::engine::{Engine, EngineError, NewSession};
+use rand::Rng;
+use rts_common::auth::AuthFailure;
+use rts_common::ipc;
+use rts_sdp::{build_answer, AnswerOptions, SessionDescription};
+use std::net::SocketAddr;
+
+pub struct PlayRequest<'a> {
+    pub app: &'a str,
+    pub stream: &'a str,
+    pub auth_key: Option<&'a str>,
+    pub offer: &'a str,
+}
+
+pub struct PlayAnswer {
+    pub session: u64,
+    pub sdp: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlayError {
+    #[error("forbidden: {0}")]
+    Forbidden(AuthFailure),
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    #[error("no common codec: {0}")]
+    NoCommonCodec(String),
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl PlayError {
+    pub fn http_status(&self) -> u16 {
+        match self {
+            PlayError::Forbidden(_) => 403,
+            PlayError::BadRequest(_) => 400,
+            PlayError::NoCommonCodec(_) => 406,
+            PlayError::Unavailable(_) => 503,
+        }
+    }
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b))
+}
+
+fn random_token(len: usize) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::thread_rng();
+    (0..len).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect()
+}
+
+pub fn play(engine: &Engine, req: PlayRequest<'_>) -> Result<PlayAnswer, PlayError> {
+    if !valid_name(req.app) || !valid_name(req.stream) {
+        return Err(PlayError::BadRequest("app and stream must be 1-128 characters of [A-Za-z0-9-_.~]".into()));
+    }
+    if let Err(f) = engine.cfg.play_auth().check(req.app, req.stream, None, req.auth_key, rts_common::config::unix_now()) {
+        engine.count_auth_failure("play", f.as_str());
+        tracing::info!(app = req.app, stream = req.stream, reason = f.as_str(), "play refused");
+        return Err(PlayError::Forbidden(f));
+    }
+    let offer = SessionDescription::parse(req.offer).map_err(|e| PlayError::BadRequest(format!("offer SDP: {e}")))?;
+    let first_media = 0;
+    let remote_ufrag = offer
+        .ice_ufrag_for(first_media)
+        .ok_or_else(|| PlayError::BadRequest("offer has no a=ice-ufrag".into()))?
+        .to_string();
+    if offer.ice_pwd_for(first_media).is_none() {
+        return Err(PlayError::BadRequest("offer has no a=ice-pwd".into()));
+    }
+    let remote_fingerprint = match offer.fingerprint_for(first_media) {
+        Some(f) if f.algorithm.eq_ignore_ascii_case("sha-256") => Some(f.value.clone()),
+        Some(f) => return Err(PlayError::BadRequest(format!("fingerprint algorithm {} not supported (use sha-256)", f.algorithm))),
+        None => return Err(PlayError::BadRequest("offer has no a=fingerprint".into())),
+    };
+
+    // The stream's home shard if it is live; otherwise a stable choice, so
+    // viewers waiting for the same stream meet on one shard.
+    let shards = engine.shard_count().max(1);
+    let shard = engine
+        .stream_shard(req.app, req.stream)
+        .unwrap_or_else(|| (ipc::stream_ssrc(req.app, req.stream, 0) as usize) % shards);
+    let session = ipc::make_session_id(shard, rand::random());
+    let local_ufrag = random_token(8);
+    let local_pwd = random_token(24);
+    let candidate = SocketAddr::new(engine.cfg.candidate_ip(), engine.cfg.udp_port(shard));
+    let answer = build_answer(
+        &offer,
+        &AnswerOptions {
+            ice_ufrag: local_ufrag.clone(),
+            ice_pwd: local_pwd.clone(),
+            fingerprint_sha256: engine.fingerprint.clone(),
+            candidate,
+            video_ssrc: ipc::stream_ssrc(req.app, req.stream, 0),
+            video_rtx_ssrc: None,
+            audio_ssrc: ipc::stream_ssrc(req.app, req.stream, 1),
+            cname: "rts".into(),
+            stream_id: format!("{}-{}", req.app, req.stream),
+            session_id: session,
+            offer_audio: false,
+        },
+    )
+    .map_err(|e| match e {
+        rts_sdp::Error::NoCommonCodec => PlayError::NoCommonCodec("offer needs H.264 (packetization-mode=1) video or Opus audio".into()),
+        other => PlayError::BadRequest(format!("cannot answer offer: {other}")),
+    })?;
+    engine
+        .add_session(NewSession {
+            session,
+            app: req.app.to_string(),
+            stream: req.stream.to_string(),
+            local_ufrag,
+            local_pwd,
+            remote_ufrag,
+            remote_fingerprint,
+            video_pt: answer.video.as_ref().map(|c| c.payload_type),
+            audio_pt: answer.audio.as_ref().map(|c| c.payload_type),
+        })
+        .map_err(|e| match e {
+            EngineError::RingFull(_) | EngineError::NoShard(_) => PlayError::Unavailable(e.to_string()),
+            EngineError::Dtls(m) => PlayError::Unavailable(m),
+        })?;
+    tracing::info!(session = format_args!("{session:016x}"), app = req.app, stream = req.stream, shard, %candidate, "play session created");
+    Ok(PlayAnswer { session, sdp: answer.sdp })
+}
+
+/// Splits `scheme://host[:port]/app/stream[.ext][?query]` into (app, stream, query).
+pub fn parse_stream_url(url: &str) -> Option<(String, String, String)> {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let (hostpath, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let path = hostpath.split_once('/').map(|(_, p)| p)?;
+    let mut parts = path.trim_matches('/').split('/');
+    let app = parts.next()?.to_string();
+    let stream = parts.next()?.to_string();
+    if parts.next().is_some() || app.is_empty() || stream.is_empty() {
+        return None;
+    }
+    Some((app, stream, query.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_urls() {
+        assert_eq!(
+            parse_stream_url("artc://example.com/live/s?auth_key=1-2-3-abc"),
+            Some(("live".into(), "s".into(), "auth_key=1-2-3-abc".into()))
+        );
+        assert_eq!(parse_stream_url("webrtc://10.0.0.1:8080/app/st"), Some(("app".into(), "st".into(), "".into())));
+        assert_eq!(parse_stream_url("webrtc://host/onlyapp"), None);
+        assert_eq!(parse_stream_url("webrtc://host/a/b/c"), None);
+        assert_eq!(parse_stream_url("garbage"), None);
+    }
+
+    #[test]
+    fn names() {
+        assert!(valid_name("live"));
+        assert!(valid_name("s-1_2.x"));
+        assert!(!valid_name(""));
+        assert!(!valid_name("a/b"));
+        assert!(!valid_name("a b"));
+    }
+}

@@ -1,0 +1,806 @@
+//! One shard: a thread pinned to a core with its own io_uring loop, its own
+//! RTMP listener (SO_REUSEPORT), its own UDP media port, its streams and its
+//! viewers. Nothing here is shared with other shards.
+//!
+//! The loop: drain the control ring, run timers, block in io_uring for up to
+//! one tick, handle completions. Protocol work is delegated to the sans-IO
+//! crates (rts-rtmp, rts-stun, rts-rtp, rts-srtp); this file only moves bytes
+//! between them and the sockets.
+
+use crate::session::{Media, Session};
+use crate::stream::{Stream, VideoOutcome};
+use crate::udp::{self, GsoBatch, UdpSender};
+use crate::uring::{Completion, RecvSlot, Token, Uring};
+use bytes::Bytes;
+use rts_common::config::Config;
+use rts_common::ipc::{self, ControlToShard, ShardCounters, ShardStats, ShardToControl, StreamStats};
+use rts_common::shm::{Consumer, Producer};
+use rts_rtmp::{RtmpEvent, RtmpOutput, RtmpServerConn};
+use rts_stun::{Class, PacketKind, StunMessage};
+use slab::Slab;
+use std::collections::{HashMap, VecDeque};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const TICK: Duration = Duration::from_millis(1);
+const UDP_RECV_SLOTS: usize = 32;
+const TCP_RECV_BUF: usize = 64 * 1024;
+/// A session that never completes ICE+DTLS is dropped after this.
+const PENDING_TIMEOUT: Duration = Duration::from_secs(30);
+const STUN_BINDING: u16 = 0x0001;
+
+pub struct ShardInit {
+    pub id: usize,
+    pub core: Option<usize>,
+    pub pinned: bool,
+    pub cfg: Arc<Config>,
+    pub to_ctl: Producer,
+    pub from_ctl: Consumer,
+    pub stop: Arc<AtomicBool>,
+}
+
+struct Conn {
+    sock: socket2::Socket,
+    buf: Box<[u8]>,
+    rtmp: RtmpServerConn,
+    out: VecDeque<Bytes>,
+    out_off: usize,
+    /// Stream key while this connection publishes.
+    publishing: Option<String>,
+    peer: Option<SocketAddr>,
+    /// The one recv this connection may have queued in io_uring.
+    recv_in_flight: bool,
+    /// Closed while its recv was in flight: freed when that completes.
+    closing: bool,
+}
+
+pub struct Shard {
+    id: usize,
+    core: Option<usize>,
+    pinned: bool,
+    cfg: Arc<Config>,
+    stop: Arc<AtomicBool>,
+    uring: Uring,
+    listener: socket2::Socket,
+    udp: std::net::UdpSocket,
+    sender: UdpSender,
+    batch: GsoBatch,
+    recv_slots: Vec<Box<RecvSlot>>,
+    spare_slot: Box<RecvSlot>,
+    conns: Slab<Conn>,
+    sessions: Slab<Session>,
+    by_ufrag: HashMap<String, usize>,
+    by_addr: HashMap<SocketAddrV4, usize>,
+    by_id: HashMap<u64, usize>,
+    streams: HashMap<String, Stream>,
+    to_ctl: Producer,
+    from_ctl: Consumer,
+    counters: ShardCounters,
+    packets: Vec<Bytes>,
+    scratch: Vec<u8>,
+    last_housekeeping: Instant,
+    last_stats: Instant,
+    last_log: Instant,
+}
+
+fn io_err(ctx: &str, e: std::io::Error) -> anyhow::Error {
+    anyhow::anyhow!("{ctx}: {e}")
+}
+
+impl Shard {
+    pub fn new(init: ShardInit) -> anyhow::Result<Shard> {
+        let cfg = init.cfg.clone();
+        // RTMP: one listener per shard on the same port; the kernel spreads
+        // connections (SO_REUSEPORT), so a stream lives where it landed.
+        let addr = cfg.rtmp.listen;
+        let domain = if addr.is_ipv4() { socket2::Domain::IPV4 } else { socket2::Domain::IPV6 };
+        let listener = socket2::Socket::new(domain, socket2::Type::STREAM, None).map_err(|e| io_err("rtmp socket", e))?;
+        listener.set_reuse_address(true).map_err(|e| io_err("SO_REUSEADDR", e))?;
+        listener.set_reuse_port(true).map_err(|e| io_err("SO_REUSEPORT", e))?;
+        listener.bind(&addr.into()).map_err(|e| io_err(&format!("bind RTMP {addr}"), e))?;
+        listener.listen(1024).map_err(|e| io_err("listen", e))?;
+
+        let udp_addr = SocketAddr::new(cfg.webrtc.udp_bind_ip, cfg.udp_port(init.id));
+        let usock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).map_err(|e| io_err("udp socket", e))?;
+        // Large buffers absorb keyframe bursts to many viewers; the kernel
+        // caps them at net.core.[rw]mem_max (see kernel-tuning/).
+        let _ = usock.set_send_buffer_size(8 << 20);
+        let _ = usock.set_recv_buffer_size(4 << 20);
+        usock.bind(&udp_addr.into()).map_err(|e| io_err(&format!("bind UDP {udp_addr}"), e))?;
+        let udp: std::net::UdpSocket = usock.into();
+        udp.set_nonblocking(true).map_err(|e| io_err("nonblocking", e))?;
+        udp::enable_pktinfo(udp.as_raw_fd()).map_err(|e| io_err("IP_PKTINFO", e))?;
+        let sender = UdpSender::new(udp.as_raw_fd(), !cfg.dataplane.disable_gso);
+
+        Ok(Shard {
+            id: init.id,
+            core: init.core,
+            pinned: init.pinned,
+            cfg,
+            stop: init.stop,
+            uring: Uring::new(1024).map_err(|e| io_err("io_uring", e))?,
+            listener,
+            udp,
+            sender,
+            batch: GsoBatch::with_capacity(udp::MAX_GSO_BYTES + 2048),
+            recv_slots: (0..UDP_RECV_SLOTS).map(|_| RecvSlot::new_boxed()).collect(),
+            spare_slot: RecvSlot::new_boxed(),
+            conns: Slab::new(),
+            sessions: Slab::new(),
+            by_ufrag: HashMap::new(),
+            by_addr: HashMap::new(),
+            by_id: HashMap::new(),
+            streams: HashMap::new(),
+            to_ctl: init.to_ctl,
+            from_ctl: init.from_ctl,
+            counters: ShardCounters::default(),
+            packets: Vec::with_capacity(256),
+            scratch: vec![0u8; 2048],
+            last_housekeeping: Instant::now(),
+            last_stats: Instant::now(),
+            last_log: Instant::now(),
+        })
+    }
+
+    pub fn udp_port(&self) -> u16 {
+        self.udp.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    pub fn gso(&self) -> bool {
+        self.sender.gso_enabled()
+    }
+
+    pub fn run(mut self) -> anyhow::Result<()> {
+        self.uring.accept(self.listener.as_raw_fd()).map_err(|e| io_err("accept", e))?;
+        let fd = self.udp.as_raw_fd();
+        for i in 0..self.recv_slots.len() {
+            // SAFETY: slots are boxed, owned by the shard and only touched
+            // again after their completion is reaped.
+            unsafe { self.uring.recvmsg(fd, &mut self.recv_slots[i], i as u32) }.map_err(|e| io_err("recvmsg", e))?;
+        }
+        let mut completions = Vec::with_capacity(256);
+        while !self.stop.load(Ordering::Relaxed) {
+            self.poll_control();
+            let now = Instant::now();
+            if now.duration_since(self.last_housekeeping) >= Duration::from_millis(100) {
+                self.housekeeping(now);
+            }
+            self.uring.submit_and_wait(TICK).map_err(|e| io_err("io_uring_enter", e))?;
+            self.uring.drain(&mut completions);
+            for c in completions.drain(..) {
+                self.on_completion(c);
+            }
+        }
+        tracing::info!(shard = self.id, "shard stopped");
+        Ok(())
+    }
+
+    fn on_completion(&mut self, c: Completion) {
+        match c.token {
+            Token::Accept => {
+                if c.result >= 0 {
+                    self.on_accept(c.result);
+                } else {
+                    tracing::warn!(shard = self.id, err = %std::io::Error::from_raw_os_error(-c.result), "accept failed");
+                }
+                if let Err(e) = self.uring.accept(self.listener.as_raw_fd()) {
+                    tracing::error!(shard = self.id, error = %e, "cannot re-arm accept");
+                }
+            }
+            Token::TcpRecv(idx) => self.on_tcp_recv(idx as usize, c.result),
+            Token::UdpRecv(idx) => {
+                let idx = idx as usize;
+                if c.result >= 0 {
+                    // Swap the filled slot out so the handler can borrow the
+                    // shard mutably; the spare (idle) slot takes its place.
+                    let slot = std::mem::replace(&mut self.recv_slots[idx], std::mem::replace(&mut self.spare_slot, RecvSlot::new_boxed()));
+                    let mut slot = slot;
+                    let n = (c.result as usize).min(slot.buf.len());
+                    if let Some(src) = slot.source() {
+                        let local = slot.local_ip();
+                        self.on_datagram(src, local, &mut slot.buf[..n]);
+                    }
+                    // Put it back, keep the spare.
+                    self.spare_slot = std::mem::replace(&mut self.recv_slots[idx], slot);
+                }
+                let fd = self.udp.as_raw_fd();
+                // SAFETY: see run(): the slot is boxed and idle now.
+                if let Err(e) = unsafe { self.uring.recvmsg(fd, &mut self.recv_slots[idx], idx as u32) } {
+                    tracing::error!(shard = self.id, error = %e, "cannot re-arm recvmsg");
+                }
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- RTMP
+
+    fn on_accept(&mut self, fd: RawFd) {
+        // SAFETY: the kernel just handed us this new descriptor; we own it.
+        let sock = unsafe { <socket2::Socket as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        let _ = sock.set_nodelay(true);
+        let peer = sock.peer_addr().ok().and_then(|a| a.as_socket());
+        self.counters.rtmp_connections += 1;
+        let entry = self.conns.vacant_entry();
+        let idx = entry.key();
+        let conn = entry.insert(Conn {
+            sock,
+            buf: vec![0u8; TCP_RECV_BUF].into_boxed_slice(),
+            rtmp: RtmpServerConn::new(),
+            out: VecDeque::new(),
+            out_off: 0,
+            publishing: None,
+            peer,
+            recv_in_flight: false,
+            closing: false,
+        });
+        tracing::debug!(shard = self.id, conn = idx, peer = ?conn.peer, "RTMP connection");
+        self.arm_tcp_recv(idx);
+    }
+
+    fn arm_tcp_recv(&mut self, idx: usize) {
+        let Some(conn) = self.conns.get_mut(idx) else { return };
+        let fd = conn.sock.as_raw_fd();
+        // SAFETY: conn.buf is a boxed slice owned by the connection, which is
+        // only removed after this recv's completion is reaped (close_conn).
+        match unsafe { self.uring.recv(fd, &mut conn.buf, idx as u32) } {
+            Ok(()) => conn.recv_in_flight = true,
+            Err(e) => {
+                tracing::error!(shard = self.id, error = %e, "cannot arm TCP recv");
+                self.close_conn(idx, "io_uring error");
+            }
+        }
+    }
+
+    fn on_tcp_recv(&mut self, idx: usize, result: i32) {
+        let received_at = Instant::now();
+        let Some(conn) = self.conns.get_mut(idx) else { return };
+        conn.recv_in_flight = false;
+        if conn.closing {
+            self.conns.remove(idx);
+            return;
+        }
+        if result <= 0 {
+            let reason = if result == 0 { "peer closed".to_string() } else { std::io::Error::from_raw_os_error(-result).to_string() };
+            self.close_conn(idx, &reason);
+            return;
+        }
+        let Some(conn) = self.conns.get_mut(idx) else { return };
+        let n = result as usize;
+        if let Err(e) = conn.rtmp.handle_input(&conn.buf[..n]) {
+            self.counters.rtmp_errors += 1;
+            tracing::info!(shard = self.id, conn = idx, peer = ?conn.peer, error = %e, "RTMP protocol error; closing");
+            self.close_conn(idx, "protocol error");
+            return;
+        }
+        if self.drain_rtmp(idx, received_at) {
+            self.arm_tcp_recv(idx);
+        }
+    }
+
+    /// Handles everything the RTMP state machine produced. Returns false if
+    /// the connection was closed.
+    fn drain_rtmp(&mut self, idx: usize, received_at: Instant) -> bool {
+        loop {
+            let Some(conn) = self.conns.get_mut(idx) else { return false };
+            let Some(out) = conn.rtmp.poll_output() else { break };
+            match out {
+                RtmpOutput::Transmit(bytes) => {
+                    conn.out.push_back(bytes);
+                }
+                RtmpOutput::Event(ev) => {
+                    if !self.on_rtmp_event(idx, ev, received_at) {
+                        return false;
+                    }
+                }
+            }
+        }
+        self.flush_tcp(idx)
+    }
+
+    fn flush_tcp(&mut self, idx: usize) -> bool {
+        let Some(conn) = self.conns.get_mut(idx) else { return false };
+        while let Some(front) = conn.out.front() {
+            let chunk = &front[conn.out_off..];
+            // SAFETY: sending from a live slice on our own socket.
+            let rc = unsafe {
+                libc::send(conn.sock.as_raw_fd(), chunk.as_ptr().cast(), chunk.len(), libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+            };
+            if rc < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() == std::io::ErrorKind::WouldBlock {
+                    break; // retried from housekeeping
+                }
+                self.close_conn(idx, "send failed");
+                return false;
+            }
+            conn.out_off += rc as usize;
+            if conn.out_off >= front.len() {
+                conn.out.pop_front();
+                conn.out_off = 0;
+            }
+        }
+        if conn.out.iter().map(|b| b.len()).sum::<usize>() > 4 << 20 {
+            self.close_conn(idx, "peer not reading");
+            return false;
+        }
+        true
+    }
+
+    fn on_rtmp_event(&mut self, idx: usize, ev: RtmpEvent, received_at: Instant) -> bool {
+        match ev {
+            RtmpEvent::PublishRequested { request_id, app, stream, query } => {
+                let key = Stream::key(&app, &stream);
+                let auth_key = rts_common::auth::query_param(&query, "auth_key");
+                let verdict = self.cfg.ingest_auth().check(&app, &stream, None, auth_key, rts_common::config::unix_now());
+                let busy = self.streams.get(&key).is_some_and(|s| s.publisher.is_some());
+                let refusal = match (verdict, busy) {
+                    (Err(f), _) => Some(format!("auth: {f}")),
+                    (Ok(()), true) => Some("stream already publishing".to_string()),
+                    (Ok(()), false) => None,
+                };
+                let Some(conn) = self.conns.get_mut(idx) else { return false };
+                if let Some(reason) = refusal {
+                    self.counters.rtmp_publish_refused += 1;
+                    tracing::warn!(shard = self.id, stream = %key, peer = ?conn.peer, %reason, "RTMP publish refused");
+                    let _ = conn.rtmp.reject_publish(request_id, &reason);
+                    // Deliver the error status, then close.
+                    while let Some(RtmpOutput::Transmit(b)) = conn.rtmp.poll_output() {
+                        conn.out.push_back(b);
+                    }
+                    self.push_ctl(&ShardToControl::PublishRefused { app, stream, reason });
+                    self.flush_tcp(idx);
+                    self.close_conn(idx, "publish refused");
+                    return false;
+                }
+                if let Err(e) = conn.rtmp.accept_publish(request_id) {
+                    tracing::warn!(shard = self.id, error = %e, "accept_publish failed");
+                    self.close_conn(idx, "protocol error");
+                    return false;
+                }
+                conn.publishing = Some(key.clone());
+                let max_packet = self.cfg.webrtc.max_rtp_packet;
+                let s = self.streams.entry(key.clone()).or_insert_with(|| Stream::new(&app, &stream, max_packet));
+                s.publisher = Some(idx);
+                tracing::info!(shard = self.id, stream = %key, peer = ?conn.peer, "RTMP publish started");
+                self.push_ctl(&ShardToControl::StreamStarted { app, stream });
+                true
+            }
+            RtmpEvent::Video { timestamp_ms, data } => {
+                let Some(key) = self.conns.get(idx).and_then(|c| c.publishing.clone()) else { return true };
+                self.on_video(&key, timestamp_ms, &data, received_at);
+                true
+            }
+            RtmpEvent::Audio { data, .. } => {
+                if let Some(key) = self.conns.get(idx).and_then(|c| c.publishing.as_ref()) {
+                    if let Some(s) = self.streams.get_mut(key) {
+                        s.bytes_in += data.len() as u64;
+                    }
+                }
+                true
+            }
+            RtmpEvent::PublishFinished => {
+                self.end_publish(idx);
+                true
+            }
+            _ => true,
+        }
+    }
+
+    fn end_publish(&mut self, idx: usize) {
+        let Some(key) = self.conns.get_mut(idx).and_then(|c| c.publishing.take()) else { return };
+        if let Some(s) = self.streams.get_mut(&key) {
+            s.publisher = None;
+            let l = s.latency.summary();
+            tracing::info!(shard = self.id, stream = %key, frames = s.video_frames, viewers = s.viewers.len(),
+                latency_p50_us = l.p50_us, latency_p99_us = l.p99_us, latency_max_us = l.max_us, "RTMP publish ended");
+            let (app, stream) = (s.app.clone(), s.name.clone());
+            self.push_ctl(&ShardToControl::StreamEnded { app, stream });
+        }
+        self.drop_stream_if_unused(&key);
+    }
+
+    fn close_conn(&mut self, idx: usize, reason: &str) {
+        if !self.conns.get(idx).is_some_and(|c| !c.closing) {
+            return;
+        }
+        self.end_publish(idx);
+        let conn = &mut self.conns[idx];
+        tracing::debug!(shard = self.id, conn = idx, peer = ?conn.peer, reason, "RTMP connection closed");
+        if conn.recv_in_flight {
+            // The kernel still owns conn.buf: shutting the socket down makes
+            // the recv complete, and on_tcp_recv frees the connection then.
+            let _ = conn.sock.shutdown(std::net::Shutdown::Both);
+            conn.closing = true;
+            conn.out.clear();
+        } else {
+            self.conns.remove(idx);
+        }
+    }
+
+    // ----------------------------------------------------------- fan-out
+
+    fn on_video(&mut self, key: &str, timestamp_ms: u32, data: &Bytes, received_at: Instant) {
+        let Some(stream) = self.streams.get_mut(key) else { return };
+        self.packets.clear();
+        match stream.on_video(timestamp_ms, data, received_at, &mut self.packets) {
+            Ok(VideoOutcome::Packets) => {}
+            Ok(VideoOutcome::Nothing) => return,
+            Err(e) => {
+                tracing::debug!(shard = self.id, stream = %key, error = %e, "bad video tag dropped");
+                return;
+            }
+        }
+        let mut bytes_out = 0u64;
+        for &v in &stream.viewers {
+            if let Some(sess) = self.sessions.get_mut(v) {
+                bytes_out += send_rtp(sess, &self.packets, &mut self.sender, &mut self.batch);
+            }
+        }
+        stream.bytes_out += bytes_out;
+        if !stream.viewers.is_empty() {
+            let us = received_at.elapsed().as_micros().min(u32::MAX as u128) as u32;
+            stream.latency.record(us);
+        }
+    }
+
+    // --------------------------------------------------------------- UDP
+
+    fn on_datagram(&mut self, src: SocketAddrV4, local: Option<Ipv4Addr>, data: &mut [u8]) {
+        self.counters.udp_datagrams_in += 1;
+        self.counters.udp_bytes_in += data.len() as u64;
+        match rts_stun::classify(data) {
+            PacketKind::Stun => self.on_stun(src, local, data),
+            PacketKind::Dtls => {
+                let Some(&idx) = self.by_addr.get(&src) else {
+                    self.counters.unknown_dropped += 1;
+                    return;
+                };
+                let session = self.sessions[idx].id;
+                self.counters.dtls_forwarded += 1;
+                self.push_ctl(&ShardToControl::DtlsFromPeer { session, peer: SocketAddr::V4(src), data: data.to_vec() });
+            }
+            PacketKind::Rtcp => self.on_rtcp(src, data),
+            PacketKind::Rtp | PacketKind::Unknown => self.counters.unknown_dropped += 1,
+        }
+    }
+
+    fn on_stun(&mut self, src: SocketAddrV4, local: Option<Ipv4Addr>, data: &[u8]) {
+        let Ok(msg) = StunMessage::parse(data) else {
+            self.counters.stun_rejected += 1;
+            return;
+        };
+        if msg.class != Class::Request || msg.method != STUN_BINDING {
+            self.counters.stun_rejected += 1;
+            return;
+        }
+        let Some(idx) = msg
+            .username
+            .and_then(rts_stun::split_username)
+            .and_then(|(ours, _theirs)| self.by_ufrag.get(ours).copied())
+        else {
+            self.counters.stun_rejected += 1;
+            return;
+        };
+        let sess = &mut self.sessions[idx];
+        if !msg.verify_integrity(sess.local_pwd.as_bytes()) {
+            self.counters.stun_rejected += 1;
+            if let Ok(n) = rts_stun::write_binding_error(&msg.transaction_id, 401, "Unauthorized", None, &mut self.scratch) {
+                self.sender.send(src, local, &self.scratch[..n], n);
+            }
+            return;
+        }
+        self.counters.stun_ok += 1;
+        sess.last_consent = Instant::now();
+        let n = match rts_stun::write_binding_success(&msg.transaction_id, SocketAddr::V4(src), sess.local_pwd.as_bytes(), &mut self.scratch) {
+            Ok(n) => n,
+            Err(_) => return,
+        };
+        // ICE-lite: the browser (controlling) nominates. Take the first
+        // address that passes a check, and move to a nominated one.
+        let select = sess.peer.is_none() || (msg.use_candidate && sess.peer != Some(src));
+        if select {
+            if let Some(old) = sess.peer.replace(src) {
+                self.by_addr.remove(&old);
+            }
+            sess.local_ip = local;
+            self.by_addr.insert(src, idx);
+            let id = sess.id;
+            self.push_ctl(&ShardToControl::IceConnected { session: id, peer: SocketAddr::V4(src) });
+        }
+        self.sender.send(src, local, &self.scratch[..n], n);
+    }
+
+    fn on_rtcp(&mut self, src: SocketAddrV4, data: &mut [u8]) {
+        let Some(&idx) = self.by_addr.get(&src) else {
+            self.counters.unknown_dropped += 1;
+            return;
+        };
+        let Some(media) = self.sessions[idx].media.as_mut() else {
+            self.counters.unknown_dropped += 1;
+            return;
+        };
+        let Ok(n) = media.rx.unprotect_rtcp(data) else {
+            self.counters.srtcp_failed += 1;
+            return;
+        };
+        self.counters.rtcp_in += 1;
+        if let Ok(pkts) = rts_rtp::rtcp::parse_compound(&data[..n]) {
+            for p in pkts {
+                match p {
+                    rts_rtp::rtcp::RtcpPacket::Nack { .. } => self.counters.nacks_in += 1,
+                    rts_rtp::rtcp::RtcpPacket::Pli { .. } | rts_rtp::rtcp::RtcpPacket::Fir { .. } => self.counters.plis_in += 1,
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    // ----------------------------------------------------------- control
+
+    fn push_ctl(&mut self, msg: &ShardToControl) {
+        let bytes = ipc::encode(msg);
+        if self.to_ctl.try_push(&bytes).is_err() {
+            // Control is slow or gone: media must not wait for it.
+            self.counters.ring_full_dropped += 1;
+        }
+    }
+
+    fn poll_control(&mut self) {
+        // Bounded per tick so a flood from control cannot starve media.
+        for _ in 0..256 {
+            let Some(msg) = self.from_ctl.pop_with(|b| ipc::decode::<ControlToShard>(b)) else { break };
+            match msg {
+                Ok(m) => self.on_control(m),
+                Err(e) => tracing::warn!(shard = self.id, error = %e, "undecodable control message dropped"),
+            }
+        }
+    }
+
+    fn on_control(&mut self, msg: ControlToShard) {
+        match msg {
+            ControlToShard::AddSession { session, local_ufrag, local_pwd, remote_ufrag, app, stream } => {
+                if self.by_id.contains_key(&session) || self.by_ufrag.contains_key(&local_ufrag) {
+                    return;
+                }
+                let now = Instant::now();
+                let idx = self.sessions.insert(Session {
+                    id: session,
+                    local_ufrag: local_ufrag.clone(),
+                    local_pwd,
+                    remote_ufrag,
+                    stream: Stream::key(&app, &stream),
+                    peer: None,
+                    local_ip: None,
+                    media: None,
+                    created: now,
+                    last_consent: now,
+                });
+                self.by_ufrag.insert(local_ufrag, idx);
+                self.by_id.insert(session, idx);
+            }
+            ControlToShard::DtlsToPeer { session, data } => {
+                let Some(&idx) = self.by_id.get(&session) else { return };
+                let s = &self.sessions[idx];
+                if let Some(peer) = s.peer {
+                    let local = s.local_ip;
+                    self.sender.send(peer, local, &data, data.len());
+                }
+            }
+            ControlToShard::StartMedia { session, srtp_profile, local_key, local_salt, remote_key, remote_salt, video_pt, audio_pt } => {
+                let Some(&idx) = self.by_id.get(&session) else { return };
+                let Some(profile) = rts_srtp::Profile::from_dtls_id(srtp_profile) else {
+                    self.remove_session(session, "unsupported SRTP profile");
+                    return;
+                };
+                let tx = rts_srtp::SrtpContext::new(profile, &local_key, &local_salt);
+                let rx = rts_srtp::SrtpContext::new(profile, &remote_key, &remote_salt);
+                let (Ok(tx), Ok(rx)) = (tx, rx) else {
+                    self.remove_session(session, "bad SRTP keys");
+                    return;
+                };
+                let sess = &mut self.sessions[idx];
+                sess.media = Some(Media { tx, rx, profile, video_pt, audio_pt, bytes_out: 0, packets_out: 0 });
+                let key = sess.stream.clone();
+                let (app, name) = key.split_once('/').unwrap_or((&key, ""));
+                let max_packet = self.cfg.webrtc.max_rtp_packet;
+                let stream = self.streams.entry(key.clone()).or_insert_with(|| Stream::new(app, name, max_packet));
+                stream.viewers.push(idx);
+                // Instant first frame: replay the GOP cache right away.
+                let bytes = send_rtp(&mut self.sessions[idx], stream.gop_cache(), &mut self.sender, &mut self.batch);
+                stream.bytes_out += bytes;
+                tracing::info!(shard = self.id, session = format_args!("{session:016x}"), stream = %key,
+                    profile = ?profile, gop_packets = stream.gop_cache().len(), "viewer playing");
+            }
+            ControlToShard::RemoveSession { session, reason } => self.remove_session(session, &reason),
+            ControlToShard::Snapshot => {
+                let live: Vec<(String, String)> =
+                    self.streams.values().filter(|s| s.publisher.is_some()).map(|s| (s.app.clone(), s.name.clone())).collect();
+                for (app, stream) in live {
+                    self.push_ctl(&ShardToControl::StreamStarted { app, stream });
+                }
+                self.send_stats();
+            }
+        }
+    }
+
+    fn remove_session(&mut self, session: u64, reason: &str) {
+        let Some(idx) = self.by_id.remove(&session) else { return };
+        let s = self.sessions.remove(idx);
+        self.by_ufrag.remove(&s.local_ufrag);
+        if let Some(peer) = s.peer {
+            self.by_addr.remove(&peer);
+        }
+        if let Some(stream) = self.streams.get_mut(&s.stream) {
+            stream.viewers.retain(|&v| v != idx);
+        }
+        self.drop_stream_if_unused(&s.stream);
+        tracing::info!(shard = self.id, session = format_args!("{session:016x}"), reason, "session removed");
+        self.push_ctl(&ShardToControl::SessionClosed { session, reason: reason.to_string() });
+    }
+
+    fn drop_stream_if_unused(&mut self, key: &str) {
+        if self.streams.get(key).is_some_and(|s| s.publisher.is_none() && s.viewers.is_empty()) {
+            self.streams.remove(key);
+        }
+    }
+
+    // ------------------------------------------------------------ timers
+
+    fn housekeeping(&mut self, now: Instant) {
+        self.last_housekeeping = now;
+        // Retry RTMP output that hit a full socket buffer.
+        let idxs: Vec<usize> = self.conns.iter().filter(|(_, c)| !c.out.is_empty() && !c.closing).map(|(i, _)| i).collect();
+        for i in idxs {
+            self.flush_tcp(i);
+        }
+        let consent = Duration::from_secs(self.cfg.webrtc.consent_timeout_s);
+        let expired: Vec<(u64, &'static str)> = self
+            .sessions
+            .iter()
+            .filter_map(|(_, s)| {
+                if s.media.is_none() && now.duration_since(s.created) > PENDING_TIMEOUT {
+                    Some((s.id, "ICE/DTLS did not complete"))
+                } else if now.duration_since(s.last_consent) > consent {
+                    Some((s.id, "consent expired"))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        for (id, why) in expired {
+            self.remove_session(id, why);
+        }
+        if now.duration_since(self.last_stats) >= Duration::from_secs(1) {
+            self.last_stats = now;
+            self.send_sender_reports(now);
+            self.send_stats();
+        }
+        if now.duration_since(self.last_log) >= Duration::from_secs(10) {
+            self.last_log = now;
+            for (key, s) in &self.streams {
+                if s.viewers.is_empty() {
+                    continue;
+                }
+                let l = s.latency.summary();
+                tracing::info!(shard = self.id, stream = %key, viewers = s.viewers.len(), frames = s.video_frames,
+                    server_latency_p50_us = l.p50_us, server_latency_p99_us = l.p99_us, server_latency_max_us = l.max_us,
+                    "stream stats");
+            }
+        }
+    }
+
+    fn send_sender_reports(&mut self, now: Instant) {
+        let unix_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(0);
+        let ntp = rts_rtp::unix_micros_to_ntp(unix_us);
+        let mut sr = [0u8; 256];
+        for s in self.streams.values() {
+            if s.viewers.is_empty() || s.last_frame_at.is_none() {
+                continue;
+            }
+            let Ok(n) = rts_rtp::rtcp::write_sender_report(
+                &mut sr,
+                s.video_ssrc,
+                ntp,
+                s.rtp_ts_at(now),
+                s.packets_out_shared as u32,
+                s.octets_out_shared as u32,
+                "rts",
+            ) else {
+                continue;
+            };
+            for &v in &s.viewers {
+                let Some(sess) = self.sessions.get_mut(v) else { continue };
+                let (Some(peer), Some(media)) = (sess.peer, sess.media.as_mut()) else { continue };
+                if let Ok(len) = media.tx.protect_rtcp(&sr[..n], &mut self.scratch) {
+                    self.sender.send(peer, sess.local_ip, &self.scratch[..len], len);
+                }
+            }
+        }
+    }
+
+    fn send_stats(&mut self) {
+        let c = &mut self.counters;
+        let st = self.sender.stats;
+        c.udp_datagrams_out = st.datagrams;
+        c.udp_bytes_out = st.bytes;
+        c.udp_sends = st.syscalls;
+        c.udp_send_errors = st.errors;
+        c.gso_fallbacks = st.gso_fallbacks;
+        c.sessions = self.sessions.len() as u64;
+        c.viewers = self.sessions.iter().filter(|(_, s)| s.is_playing()).count() as u64;
+        c.streams = self.streams.len() as u64;
+        let stats = ShardStats {
+            shard: self.id as u32,
+            core: self.core.map(|c| c as u32),
+            pinned: self.pinned,
+            udp_port: self.udp_port(),
+            gso: self.sender.gso_enabled(),
+            counters: self.counters,
+        };
+        self.push_ctl(&ShardToControl::Stats(stats));
+        let all: Vec<StreamStats> = self
+            .streams
+            .values()
+            .map(|s| {
+                let l = s.latency.summary();
+                StreamStats {
+                    shard: self.id as u32,
+                    app: s.app.clone(),
+                    stream: s.name.clone(),
+                    publishing: s.publisher.is_some(),
+                    viewers: s.viewers.len() as u32,
+                    video_frames: s.video_frames,
+                    bytes_in: s.bytes_in,
+                    bytes_out: s.bytes_out,
+                    latency_us_p50: l.p50_us,
+                    latency_us_p99: l.p99_us,
+                    latency_us_max: l.max_us,
+                    latency_samples: l.samples,
+                }
+            })
+            .collect();
+        for s in all {
+            self.push_ctl(&ShardToControl::StreamStats(s));
+        }
+    }
+}
+
+/// Protects `packets` for one viewer and sends them as GSO batches.
+/// Returns the bytes sent. The shared packet is copied once into the send
+/// buffer (SRTP output differs per viewer), with the viewer's PT patched in.
+fn send_rtp(sess: &mut Session, packets: &[Bytes], sender: &mut UdpSender, batch: &mut GsoBatch) -> u64 {
+    let (Some(peer), Some(media)) = (sess.peer, sess.media.as_mut()) else { return 0 };
+    let Some(pt) = media.video_pt else { return 0 };
+    let overhead = media.profile.rtp_overhead();
+    let mut sent = 0u64;
+    for p in packets {
+        if p.len() < 12 {
+            continue;
+        }
+        let len = p.len() + overhead;
+        if !batch.fits(len) {
+            batch.flush(sender, peer, sess.local_ip);
+        }
+        let mut header = [0u8; 12];
+        header.copy_from_slice(&p[..12]);
+        header[1] = (header[1] & 0x80) | (pt & 0x7f);
+        let out = batch.spare(len);
+        match media.tx.protect_rtp(&header, &p[12..], out) {
+            Ok(n) => {
+                batch.commit(len, n);
+                sent += n as u64;
+                media.packets_out += 1;
+            }
+            Err(_) => batch.rollback(len),
+        }
+    }
+    batch.flush(sender, peer, sess.local_ip);
+    media.bytes_out += sent;
+    sent
+}

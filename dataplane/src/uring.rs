@@ -1,0 +1,217 @@
+//! The shard's io_uring: accept, TCP receive and UDP recvmsg are submitted
+//! here; the loop blocks in one `io_uring_enter` with a timeout.
+//!
+//! Safety model: every buffer handed to the kernel lives in a `Box` owned by
+//! the shard (connection buffers, [`RecvSlot`]s) that is neither freed nor
+//! reused while its operation is in flight. The shard only frees a buffer
+//! after the completion for its one in-flight operation has been reaped.
+
+use io_uring::{opcode, squeue, types, IoUring};
+use std::io;
+use std::os::fd::RawFd;
+use std::time::Duration;
+
+/// What a completion belongs to; packed into the 64-bit user_data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Token {
+    Accept,
+    TcpRecv(u32),
+    UdpRecv(u32),
+}
+
+impl Token {
+    fn encode(self) -> u64 {
+        match self {
+            Token::Accept => 1 << 56,
+            Token::TcpRecv(i) => (2 << 56) | i as u64,
+            Token::UdpRecv(i) => (3 << 56) | i as u64,
+        }
+    }
+    fn decode(v: u64) -> Option<Token> {
+        let idx = (v & 0xFFFF_FFFF) as u32;
+        match v >> 56 {
+            1 => Some(Token::Accept),
+            2 => Some(Token::TcpRecv(idx)),
+            3 => Some(Token::UdpRecv(idx)),
+            _ => None,
+        }
+    }
+}
+
+pub struct Completion {
+    pub token: Token,
+    pub result: i32,
+}
+
+pub struct Uring {
+    ring: IoUring,
+}
+
+impl Uring {
+    pub fn new(entries: u32) -> io::Result<Uring> {
+        Ok(Uring { ring: IoUring::new(entries)? })
+    }
+
+    /// Queues an SQE, flushing the submission queue first if it is full.
+    ///
+    /// # Safety
+    /// All pointers inside `sqe` must stay valid until its completion is reaped.
+    unsafe fn push(&mut self, sqe: squeue::Entry) -> io::Result<()> {
+        // SAFETY: forwarded contract: the caller guarantees pointer validity.
+        if unsafe { self.ring.submission().push(&sqe) }.is_ok() {
+            return Ok(());
+        }
+        self.ring.submit()?;
+        // SAFETY: as above.
+        unsafe { self.ring.submission().push(&sqe) }
+            .map_err(|_| io::Error::other("io_uring submission queue full"))
+    }
+
+    pub fn accept(&mut self, listener: RawFd) -> io::Result<()> {
+        let sqe = opcode::Accept::new(types::Fd(listener), std::ptr::null_mut(), std::ptr::null_mut())
+            .flags(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
+            .build()
+            .user_data(Token::Accept.encode());
+        // SAFETY: no buffers: address out-pointers are null.
+        unsafe { self.push(sqe) }
+    }
+
+    /// # Safety
+    /// `buf` must stay valid and unaliased until the TcpRecv(conn) completion.
+    pub unsafe fn recv(&mut self, fd: RawFd, buf: &mut [u8], conn: u32) -> io::Result<()> {
+        let sqe = opcode::Recv::new(types::Fd(fd), buf.as_mut_ptr(), buf.len() as u32)
+            .build()
+            .user_data(Token::TcpRecv(conn).encode());
+        // SAFETY: forwarded to the caller.
+        unsafe { self.push(sqe) }
+    }
+
+    /// # Safety
+    /// `slot` must stay at its address and untouched until the UdpRecv(idx) completion.
+    pub unsafe fn recvmsg(&mut self, fd: RawFd, slot: &mut RecvSlot, idx: u32) -> io::Result<()> {
+        slot.arm();
+        let sqe = opcode::RecvMsg::new(types::Fd(fd), &mut slot.msg)
+            .build()
+            .user_data(Token::UdpRecv(idx).encode());
+        // SAFETY: forwarded to the caller; `slot` is boxed by its owner.
+        unsafe { self.push(sqe) }
+    }
+
+    /// Submits queued SQEs and waits for at least one completion or `timeout`.
+    pub fn submit_and_wait(&mut self, timeout: Duration) -> io::Result<()> {
+        let ts = types::Timespec::new().sec(timeout.as_secs()).nsec(timeout.subsec_nanos());
+        let args = types::SubmitArgs::new().timespec(&ts);
+        match self.ring.submitter().submit_with_args(1, &args) {
+            Ok(_) => Ok(()),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn drain(&mut self, out: &mut Vec<Completion>) {
+        for cqe in self.ring.completion() {
+            if let Some(token) = Token::decode(cqe.user_data()) {
+                out.push(Completion { token, result: cqe.result() });
+            }
+        }
+    }
+}
+
+/// Room for the control messages we ask for (IP_PKTINFO) with slack.
+const CMSG_SPACE: usize = 128;
+pub const UDP_RECV_BUF: usize = 2048;
+
+/// One outstanding UDP `recvmsg`: the datagram buffer, the source address
+/// and the ancillary data (IP_PKTINFO: the local address it arrived at).
+#[repr(C)]
+pub struct RecvSlot {
+    pub buf: [u8; UDP_RECV_BUF],
+    addr: libc::sockaddr_storage,
+    cmsg: [u64; CMSG_SPACE / 8], // u64 for cmsghdr alignment
+    iov: libc::iovec,
+    msg: libc::msghdr,
+}
+
+impl RecvSlot {
+    pub fn new_boxed() -> Box<RecvSlot> {
+        // SAFETY: all fields are plain C data for which all-zero is valid.
+        Box::new(unsafe { std::mem::zeroed() })
+    }
+
+    fn arm(&mut self) {
+        self.iov = libc::iovec { iov_base: self.buf.as_mut_ptr().cast(), iov_len: self.buf.len() };
+        // SAFETY: msghdr is plain C data; zero is a valid start.
+        self.msg = unsafe { std::mem::zeroed() };
+        self.msg.msg_name = (&mut self.addr as *mut libc::sockaddr_storage).cast();
+        self.msg.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as u32;
+        self.msg.msg_iov = &mut self.iov;
+        self.msg.msg_iovlen = 1;
+        self.msg.msg_control = self.cmsg.as_mut_ptr().cast();
+        self.msg.msg_controllen = CMSG_SPACE;
+    }
+
+    /// Source address of the completed datagram (IPv4 only for now).
+    pub fn source(&self) -> Option<std::net::SocketAddrV4> {
+        if self.addr.ss_family as i32 != libc::AF_INET {
+            return None;
+        }
+        // SAFETY: family checked; sockaddr_storage is large and aligned enough.
+        let sin = unsafe { &*(&self.addr as *const libc::sockaddr_storage as *const libc::sockaddr_in) };
+        Some(std::net::SocketAddrV4::new(
+            std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)),
+            u16::from_be(sin.sin_port),
+        ))
+    }
+
+    /// Local destination address from IP_PKTINFO, if the kernel supplied it.
+    pub fn local_ip(&self) -> Option<std::net::Ipv4Addr> {
+        // SAFETY: walking the control buffer the kernel filled, with the
+        // libc CMSG helpers bounded by msg_controllen.
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(&self.msg);
+            while !c.is_null() {
+                if (*c).cmsg_level == libc::IPPROTO_IP && (*c).cmsg_type == libc::IP_PKTINFO {
+                    let info = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::in_pktinfo);
+                    return Some(std::net::Ipv4Addr::from(u32::from_be(info.ipi_addr.s_addr)));
+                }
+                c = libc::CMSG_NXTHDR(&self.msg, c);
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip() {
+        for t in [Token::Accept, Token::TcpRecv(0), Token::TcpRecv(u32::MAX), Token::UdpRecv(7)] {
+            assert_eq!(Token::decode(t.encode()), Some(t));
+        }
+        assert_eq!(Token::decode(0), None);
+    }
+
+    #[test]
+    fn recvmsg_reports_source_and_pktinfo() {
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        crate::udp::enable_pktinfo(std::os::fd::AsRawFd::as_raw_fd(&rx)).unwrap();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut ring = Uring::new(8).unwrap();
+        let mut slot = RecvSlot::new_boxed();
+        // SAFETY: slot is boxed and outlives the completion reaped below.
+        unsafe { ring.recvmsg(std::os::fd::AsRawFd::as_raw_fd(&rx), &mut slot, 5).unwrap() };
+        tx.send_to(b"hello", rx.local_addr().unwrap()).unwrap();
+        let mut out = Vec::new();
+        while out.is_empty() {
+            ring.submit_and_wait(Duration::from_secs(5)).unwrap();
+            ring.drain(&mut out);
+        }
+        assert_eq!(out[0].token, Token::UdpRecv(5));
+        assert_eq!(out[0].result, 5);
+        assert_eq!(&slot.buf[..5], b"hello");
+        assert_eq!(std::net::SocketAddr::V4(slot.source().unwrap()), tx.local_addr().unwrap());
+        assert_eq!(slot.local_ip(), Some(std::net::Ipv4Addr::LOCALHOST));
+    }
+}

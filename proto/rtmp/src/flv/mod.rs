@@ -1,0 +1,12 @@
+//! FLV audio/video tag bodies as RTMP carries them (message types 8 and 9).
+//!
+//! Parsing borrows nothing and copies only parameter sets: NALU and AAC payloads are
+//! `Bytes` slices of the input, so the packetizer gets the decoder's buffer directly.
+
+mod audio;
+mod video;
+
+pub use audio::{parse_audio_tag, AudioTag};
+pub use video::{parse_video_tag, AvcConfig, AvccNalus, VideoTag};
+
+pub use crate::error::FlvError;

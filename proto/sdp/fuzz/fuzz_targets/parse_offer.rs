@@ -1,0 +1,32 @@
+//! `cargo +nightly fuzz run parse_offer`: any bytes into the offer parser and, when they
+//! parse, into the answer builder. Neither may panic.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use rts_sdp::{build_answer, AnswerOptions, SessionDescription};
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(offer) = SessionDescription::parse(text) else {
+        return;
+    };
+    let opts = AnswerOptions {
+        ice_ufrag: "fuzz".into(),
+        ice_pwd: "fuzzfuzzfuzzfuzzfuzzfuzz".into(),
+        fingerprint_sha256: "AA:BB".into(),
+        candidate: "192.0.2.1:8000".parse().expect("literal"),
+        video_ssrc: 1,
+        video_rtx_ssrc: Some(2),
+        audio_ssrc: 3,
+        cname: "c".into(),
+        stream_id: "s".into(),
+        session_id: 1,
+        offer_audio: true,
+    };
+    if let Ok(answer) = build_answer(&offer, &opts) {
+        // Our own answer must always re-parse.
+        assert!(SessionDescription::parse(&answer.sdp).is_ok());
+    }
+});

@@ -1,0 +1,47 @@
+#!/bin/sh
+# Installs what the integration tests need (ffmpeg, headless Chromium, iproute2 for
+# network namespaces, OpenSSL headers for the build) from the distribution's apt
+# repositories. Idempotent: when everything is installed it touches nothing, not even
+# `apt-get update`. Debian/Ubuntu only; needs root (or sudo).
+set -eu
+
+PACKAGES="ffmpeg chromium iproute2 libssl-dev pkg-config ca-certificates"
+
+installed() {
+    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"
+}
+
+if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
+    echo "install-test-deps: apt/dpkg not found; install by hand: $PACKAGES" >&2
+    exit 1
+fi
+
+missing=""
+for pkg in $PACKAGES; do
+    if installed "$pkg"; then
+        echo "install-test-deps: $pkg already installed"
+    else
+        missing="$missing $pkg"
+    fi
+done
+
+if [ -z "$missing" ]; then
+    echo "install-test-deps: nothing to do"
+    exit 0
+fi
+
+if [ "$(id -u)" -eq 0 ]; then
+    SUDO=""
+elif command -v sudo >/dev/null 2>&1; then
+    SUDO="sudo"
+else
+    echo "install-test-deps: missing:$missing; run as root" >&2
+    exit 1
+fi
+
+echo "install-test-deps: installing:$missing"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update
+# shellcheck disable=SC2086 # word splitting of the package list is intended
+$SUDO apt-get install -y --no-install-recommends $missing
+echo "install-test-deps: installed:$missing"

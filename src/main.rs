@@ -1,0 +1,203 @@
+//! `rts`: one binary, four subcommands.
+//! - `serve`: the dataplane in this process plus a supervised control child.
+//! - `dataplane` / `control`: each process on its own (e.g. systemd units).
+//! - `sign`: print a signed (Alibaba type A) URL.
+
+use clap::{Parser, Subcommand};
+use rts_common::config::Config;
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+#[command(name = "rts", version, about = "Real-time streaming edge server: RTMP in, WebRTC out")]
+struct Cli {
+    /// Path to rts.toml (every key has a default; no file needed).
+    #[arg(short, long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Start the dataplane and a supervised control process.
+    Serve,
+    /// Run only the dataplane (shards, RTMP, UDP media).
+    Dataplane,
+    /// Run only control (HTTP signaling, DTLS); attaches to a running dataplane.
+    Control,
+    /// Print a signed URL (Alibaba type A auth_key).
+    Sign {
+        /// e.g. rtmp://host/live/stream or artc://host/live/stream
+        url: String,
+        /// The ingest or play key configured on the server.
+        #[arg(long)]
+        key: String,
+        /// Seconds the URL should stay valid from now (default: the server's validity_s).
+        #[arg(long)]
+        ttl: Option<u64>,
+        /// The server's [auth] validity_s (to compute the timestamp for --ttl).
+        #[arg(long, default_value_t = 1800)]
+        validity: u64,
+    },
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: i32) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+fn install_signal_handlers() {
+    // SAFETY: the handler only stores to an atomic (async-signal-safe).
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
+}
+
+fn init_logging(cfg: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log.level));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).try_init();
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Cmd::Sign { url, key, ttl, validity } = &cli.cmd {
+        let now = rts_common::config::unix_now();
+        // Type A URLs stay valid until timestamp + validity_s (server side),
+        // so a TTL shifts the timestamp.
+        let ts = match ttl {
+            Some(t) => (now + t).saturating_sub(*validity),
+            None => now,
+        };
+        match rts_common::auth::sign_url(url, key, ts, None) {
+            Ok(u) => println!("{u}"),
+            Err(e) => {
+                eprintln!("rts sign: {e}");
+                std::process::exit(2);
+            }
+        }
+        return;
+    }
+    let cfg = match Config::load(cli.config.as_deref()) {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            eprintln!("rts: {e}");
+            std::process::exit(2);
+        }
+    };
+    init_logging(&cfg);
+    let code = match cli.cmd {
+        Cmd::Serve => serve(cfg, cli.config.as_deref()),
+        Cmd::Dataplane => dataplane_only(cfg),
+        Cmd::Control => match rts_control::run(cfg) {
+            Ok(()) => 0,
+            Err(e) => {
+                tracing::error!(error = %e, "control exited");
+                1
+            }
+        },
+        Cmd::Sign { .. } => 0,
+    };
+    std::process::exit(code);
+}
+
+fn dataplane_only(cfg: Arc<Config>) -> i32 {
+    install_signal_handlers();
+    let dp = match rts_dataplane::Dataplane::start(cfg) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!(error = %e, "dataplane failed to start");
+            return 1;
+        }
+    };
+    while !STOP.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    dp.stop();
+    dp.join();
+    0
+}
+
+fn spawn_control(config: Option<&std::path::Path>) -> std::io::Result<Child> {
+    let exe = std::env::current_exe()?;
+    let mut cmd = Command::new(exe);
+    if let Some(c) = config {
+        cmd.arg("--config").arg(c);
+    }
+    cmd.arg("control");
+    cmd.spawn()
+}
+
+/// Dataplane in-process, control as a child restarted whenever it exits
+/// (with backoff), so a control crash never touches media.
+fn serve(cfg: Arc<Config>, config: Option<&std::path::Path>) -> i32 {
+    install_signal_handlers();
+    let dp = match rts_dataplane::Dataplane::start(cfg) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!(error = %e, "dataplane failed to start");
+            return 1;
+        }
+    };
+    tracing::info!(shards = dp.shards.len(), "dataplane running; starting control");
+    let mut backoff = Duration::from_millis(200);
+    let mut child: Option<Child> = None;
+    let mut started = Instant::now();
+    let mut next_start = Instant::now();
+    while !STOP.load(Ordering::SeqCst) {
+        match child.as_mut().map(|c| c.try_wait()) {
+            None => {
+                if Instant::now() >= next_start {
+                    match spawn_control(config) {
+                        Ok(c) => {
+                            tracing::info!(pid = c.id(), "control started");
+                            child = Some(c);
+                            started = Instant::now();
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot start control");
+                            next_start = Instant::now() + backoff;
+                        }
+                    }
+                }
+            }
+            Some(Ok(Some(status))) => {
+                // A control that ran a while gets a quick restart; one that
+                // keeps dying backs off up to 5 s.
+                backoff = if started.elapsed() > Duration::from_secs(10) {
+                    Duration::from_millis(200)
+                } else {
+                    (backoff * 2).min(Duration::from_secs(5))
+                };
+                tracing::warn!(%status, restart_in_ms = backoff.as_millis() as u64, "control exited; restarting");
+                child = None;
+                next_start = Instant::now() + backoff;
+            }
+            Some(Ok(None)) => {}
+            Some(Err(e)) => {
+                tracing::error!(error = %e, "waiting for control");
+                child = None;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if let Some(mut c) = child {
+        // SAFETY: sending SIGTERM to our own child.
+        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline && matches!(c.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    dp.stop();
+    dp.join();
+    0
+}

@@ -1,0 +1,89 @@
+//! An ffmpeg RTMP publisher: 640x360@30 test pattern (H.264) plus a 440 Hz tone (AAC).
+
+use std::process::{Command, ExitStatus};
+use std::time::Duration;
+
+use super::process::ChildGuard;
+use super::Result;
+
+/// What the publisher sends.
+#[derive(Clone, Debug)]
+pub struct PublishOpts {
+    /// Add the `sine` audio input, encoded as AAC.
+    pub audio: bool,
+    /// x264 profile. B-frames need `main` or `high`: x264 silently drops them for `baseline`.
+    pub profile: String,
+    /// `-bf N` when set.
+    pub bframes: Option<u32>,
+    /// Keyframe interval in frames (`-g`).
+    pub gop: u32,
+    /// Inserted just before `-f flv <url>` (output options such as `-t 5` or `-b:v 2M`).
+    pub extra_args: Vec<String>,
+}
+
+impl Default for PublishOpts {
+    fn default() -> Self {
+        PublishOpts { audio: true, profile: "baseline".into(), bframes: None, gop: 60, extra_args: Vec::new() }
+    }
+}
+
+impl PublishOpts {
+    /// The full ffmpeg argument list for publishing to `url`.
+    pub fn ffmpeg_args(&self, url: &str) -> Vec<String> {
+        let mut args: Vec<String> = ["-hide_banner", "-loglevel", "error", "-nostdin"].map(String::from).to_vec();
+        // `-re` is an input option: each live source is read at its native rate.
+        args.extend(["-re", "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30"].map(String::from));
+        if self.audio {
+            args.extend(["-re", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"].map(String::from));
+        }
+        args.extend(["-c:v", "libx264", "-profile:v", &self.profile, "-tune", "zerolatency"].map(String::from));
+        args.extend(["-g".to_string(), self.gop.to_string(), "-pix_fmt".into(), "yuv420p".into()]);
+        if let Some(n) = self.bframes {
+            args.extend(["-bf".to_string(), n.to_string()]);
+        }
+        if self.audio {
+            args.extend(["-c:a", "aac"].map(String::from));
+        }
+        args.extend(self.extra_args.iter().cloned());
+        args.extend(["-f".to_string(), "flv".into(), url.to_string()]);
+        args
+    }
+}
+
+/// A running ffmpeg publisher, killed on drop. A refused publish shows up as ffmpeg
+/// exiting non-zero: see [`Publisher::wait_exit`] and [`Publisher::stderr`].
+#[derive(Debug)]
+pub struct Publisher {
+    child: ChildGuard,
+}
+
+impl Publisher {
+    pub fn start(rtmp_url: &str, opts: &PublishOpts) -> Result<Publisher> {
+        let mut cmd = Command::new("ffmpeg");
+        cmd.args(opts.ffmpeg_args(rtmp_url));
+        Ok(Publisher { child: ChildGuard::spawn(&mut cmd)? })
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.is_running()
+    }
+
+    /// The exit status once ffmpeg has exited, without blocking.
+    pub fn exit_status(&mut self) -> Option<ExitStatus> {
+        self.child.try_status()
+    }
+
+    /// Waits for ffmpeg to exit (e.g. after the server refused the publish).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus> {
+        self.child.wait_exit(timeout)
+    }
+
+    /// Everything ffmpeg printed so far (stderr; stdout is unused), one line per line.
+    pub fn stderr(&self) -> String {
+        self.child.logs().lines().join("\n")
+    }
+
+    pub fn kill(&mut self) {
+        self.child.kill();
+    }
+}
