@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub rtmp: RtmpConfig,
@@ -131,19 +131,6 @@ impl Default for LogConfig {
         Self { level: "info".into() }
     }
 }
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            rtmp: RtmpConfig::default(),
-            http: HttpConfig::default(),
-            webrtc: WebrtcConfig::default(),
-            dataplane: DataplaneConfig::default(),
-            auth: AuthSection::default(),
-            log: LogConfig::default(),
-        }
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {

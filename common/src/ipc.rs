@@ -132,6 +132,18 @@ pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, DecodeError>
     postcard::from_bytes(bytes).map_err(|e| DecodeError(e.to_string()))
 }
 
+/// SSRC of a stream's video (kind 0) or audio (kind 1) track. Derived from
+/// the stream name so control can put it in the SDP answer without asking
+/// the shard, and every viewer of a stream shares it (FNV-1a, never 0).
+pub fn stream_ssrc(app: &str, stream: &str, kind: u8) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in app.bytes().chain([b'/']).chain(stream.bytes()).chain([kind]) {
+        h ^= b as u32;
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h.max(1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,16 +170,4 @@ mod tests {
             assert_eq!(session_shard(make_session_id(shard, u64::MAX)), shard);
         }
     }
-}
-
-/// SSRC of a stream's video (kind 0) or audio (kind 1) track. Derived from
-/// the stream name so control can put it in the SDP answer without asking
-/// the shard, and every viewer of a stream shares it (FNV-1a, never 0).
-pub fn stream_ssrc(app: &str, stream: &str, kind: u8) -> u32 {
-    let mut h: u32 = 0x811c_9dc5;
-    for b in app.bytes().chain([b'/']).chain(stream.bytes()).chain([kind]) {
-        h ^= b as u32;
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    h.max(1)
 }

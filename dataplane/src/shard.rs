@@ -68,6 +68,9 @@ pub struct Shard {
     udp: std::net::UdpSocket,
     sender: UdpSender,
     batch: GsoBatch,
+    // Boxed on purpose: the kernel holds pointers into each slot, and slots
+    // are swapped with `spare_slot` by pointer without moving their memory.
+    #[allow(clippy::vec_box)]
     recv_slots: Vec<Box<RecvSlot>>,
     spare_slot: Box<RecvSlot>,
     conns: Slab<Conn>,
@@ -403,7 +406,7 @@ impl Shard {
     }
 
     fn close_conn(&mut self, idx: usize, reason: &str) {
-        if !self.conns.get(idx).is_some_and(|c| !c.closing) {
+        if self.conns.get(idx).is_none_or(|c| c.closing) {
             return;
         }
         self.end_publish(idx);

@@ -57,7 +57,10 @@ pub struct Chromium {
 
 impl std::fmt::Debug for Chromium {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Chromium").field("devtools", &self.devtools).field("pid", &self.child.pid()).finish()
+        f.debug_struct("Chromium")
+            .field("devtools", &self.devtools)
+            .field("pid", &self.child.pid())
+            .finish()
     }
 }
 
@@ -71,14 +74,22 @@ impl Chromium {
     pub fn launch_with(extra_flags: &[&str]) -> Result<Chromium> {
         let profile = ProfileDir::create()?;
         let mut cmd = Command::new(BINARY);
-        cmd.args(FLAGS).args(extra_flags).arg(format!("--user-data-dir={}", profile.0.display())).arg("about:blank");
+        cmd.args(FLAGS)
+            .args(extra_flags)
+            .arg(format!("--user-data-dir={}", profile.0.display()))
+            .arg("about:blank");
         let child = ChildGuard::spawn(&mut cmd)?;
-        let (_, line) = child.logs().wait_for_line(0, "DevTools listening on ws://", STARTUP_TIMEOUT)?;
+        let (_, line) =
+            child
+                .logs()
+                .wait_for_line(0, "DevTools listening on ws://", STARTUP_TIMEOUT)?;
         let devtools = parse_devtools_addr(&line)?;
         let page_ws = page_websocket_url(devtools)?;
-        let stream = TcpStream::connect(devtools).with_context(|| format!("connect DevTools {devtools}"))?;
+        let stream =
+            TcpStream::connect(devtools).with_context(|| format!("connect DevTools {devtools}"))?;
         stream.set_nodelay(true)?;
-        let (ws, _) = tungstenite::client(page_ws.as_str(), stream).map_err(|e| anyhow!("CDP websocket handshake: {e}"))?;
+        let (ws, _) = tungstenite::client(page_ws.as_str(), stream)
+            .map_err(|e| anyhow!("CDP websocket handshake: {e}"))?;
         let mut browser = Chromium {
             ws,
             next_id: 1,
@@ -119,10 +130,15 @@ impl Chromium {
     pub fn navigate(&mut self, url: &str) -> Result<()> {
         self.events.clear();
         let result = self.call("Page.navigate", json!({ "url": url }))?;
-        if let Some(err) = result.get("errorText").and_then(Value::as_str).filter(|e| !e.is_empty()) {
+        if let Some(err) = result
+            .get("errorText")
+            .and_then(Value::as_str)
+            .filter(|e| !e.is_empty())
+        {
             bail!("navigate {url}: {err}");
         }
-        self.wait_event("Page.loadEventFired", self.call_timeout).with_context(|| format!("load {url}"))?;
+        self.wait_event("Page.loadEventFired", self.call_timeout)
+            .with_context(|| format!("load {url}"))?;
         Ok(())
     }
 
@@ -150,7 +166,8 @@ impl Chromium {
                 tick();
             }})"
         );
-        self.eval_within(&js, timeout + Duration::from_secs(5)).with_context(|| format!("wait_for({predicate})"))
+        self.eval_within(&js, timeout + Duration::from_secs(5))
+            .with_context(|| format!("wait_for({predicate})"))
     }
 
     /// Sends one CDP command to the page and returns its `result`.
@@ -170,7 +187,10 @@ impl Chromium {
                 .unwrap_or("exception");
             bail!("JS exception: {text}");
         }
-        Ok(result.pointer("/result/value").cloned().unwrap_or(Value::Null))
+        Ok(result
+            .pointer("/result/value")
+            .cloned()
+            .unwrap_or(Value::Null))
     }
 
     fn call_within(&mut self, method: &str, params: Value, timeout: Duration) -> Result<Value> {
@@ -178,9 +198,13 @@ impl Chromium {
         let id = self.next_id;
         self.next_id += 1;
         let msg = json!({ "id": id, "method": method, "params": params }).to_string();
-        self.ws.send(Message::Text(msg)).with_context(|| format!("send {method}"))?;
+        self.ws
+            .send(Message::Text(msg))
+            .with_context(|| format!("send {method}"))?;
         loop {
-            let msg = self.read_message(deadline).with_context(|| format!("waiting for {method} reply"))?;
+            let msg = self
+                .read_message(deadline)
+                .with_context(|| format!("waiting for {method} reply"))?;
             if msg.get("id").and_then(Value::as_u64) == Some(id) {
                 if let Some(err) = msg.get("error") {
                     bail!("{method}: {err}");
@@ -197,7 +221,9 @@ impl Chromium {
         }
         let deadline = Instant::now() + timeout;
         loop {
-            let msg = self.read_message(deadline).with_context(|| format!("waiting for event {method}"))?;
+            let msg = self
+                .read_message(deadline)
+                .with_context(|| format!("waiting for event {method}"))?;
             if msg["method"] == method {
                 return Ok(msg);
             }
@@ -214,14 +240,22 @@ impl Chromium {
             }
             self.ws.get_mut().set_read_timeout(Some(left))?;
             match self.ws.read() {
-                Ok(Message::Text(text)) => return serde_json::from_str(&text).context("CDP message is not JSON"),
+                Ok(Message::Text(text)) => {
+                    return serde_json::from_str(&text).context("CDP message is not JSON")
+                }
                 Ok(_) => continue,
                 Err(tungstenite::Error::Io(e))
-                    if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) =>
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
                 {
                     continue
                 }
-                Err(e) => bail!("CDP connection: {e}; browser log:\n{}", self.child.logs().tail(20)),
+                Err(e) => bail!(
+                    "CDP connection: {e}; browser log:\n{}",
+                    self.child.logs().tail(20)
+                ),
             }
         }
     }
@@ -229,11 +263,21 @@ impl Chromium {
     fn on_event(&mut self, msg: Value) {
         match msg["method"].as_str() {
             Some("Runtime.consoleAPICalled") => {
-                let kind = msg.pointer("/params/type").and_then(Value::as_str).unwrap_or("log");
-                let args = msg.pointer("/params/args").and_then(Value::as_array).cloned().unwrap_or_default();
+                let kind = msg
+                    .pointer("/params/type")
+                    .and_then(Value::as_str)
+                    .unwrap_or("log");
+                let args = msg
+                    .pointer("/params/args")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
                 let text: Vec<String> = args
                     .iter()
-                    .map(|a| a.get("value").map_or_else(|| a["description"].to_string(), |v| v.to_string()))
+                    .map(|a| {
+                        a.get("value")
+                            .map_or_else(|| a["description"].to_string(), |v| v.to_string())
+                    })
                     .collect();
                 self.push_console(format!("console.{kind}: {}", text.join(" ")));
             }
@@ -268,9 +312,14 @@ impl Chromium {
 }
 
 fn parse_devtools_addr(line: &str) -> Result<SocketAddr> {
-    let url = line.split("ws://").nth(1).context("no ws:// in DevTools line")?;
+    let url = line
+        .split("ws://")
+        .nth(1)
+        .context("no ws:// in DevTools line")?;
     let host_port = url.split('/').next().unwrap_or_default();
-    host_port.parse().with_context(|| format!("DevTools address in {line:?}"))
+    host_port
+        .parse()
+        .with_context(|| format!("DevTools address in {line:?}"))
 }
 
 /// Finds the first page target's websocket URL.
@@ -297,8 +346,14 @@ struct ProfileDir(PathBuf);
 impl ProfileDir {
     fn create() -> Result<ProfileDir> {
         static SEQ: AtomicU32 = AtomicU32::new(0);
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-        let name = format!("rts-chromium-{}-{}-{nanos}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let name = format!(
+            "rts-chromium-{}-{}-{nanos}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
         let dir = std::env::temp_dir().join(name);
         std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
         Ok(ProfileDir(dir))

@@ -31,7 +31,10 @@ pub struct HttpRequest {
 
 impl HttpRequest {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// The target without its query string.
@@ -42,7 +45,11 @@ impl HttpRequest {
     /// Value of query parameter `name` (no percent-decoding; tests use plain values).
     pub fn query(&self, name: &str) -> Option<&str> {
         let query = self.target.split_once('?')?.1;
-        query.split('&').filter_map(|kv| kv.split_once('=')).find(|(k, _)| *k == name).map(|(_, v)| v)
+        query
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v)
     }
 
     pub fn body_text(&self) -> String {
@@ -60,7 +67,11 @@ pub struct HttpResponse {
 
 impl HttpResponse {
     pub fn new(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> HttpResponse {
-        HttpResponse { status, headers: vec![("Content-Type".into(), content_type.into())], body: body.into() }
+        HttpResponse {
+            status,
+            headers: vec![("Content-Type".into(), content_type.into())],
+            body: body.into(),
+        }
     }
 
     pub fn html(body: impl Into<Vec<u8>>) -> HttpResponse {
@@ -89,13 +100,18 @@ pub struct TestHttpServer {
 
 impl std::fmt::Debug for TestHttpServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TestHttpServer").field("addr", &self.addr).finish()
+        f.debug_struct("TestHttpServer")
+            .field("addr", &self.addr)
+            .finish()
     }
 }
 
 impl TestHttpServer {
     /// Binds `bind` (port 0 picks a free port) and serves `handler` on a background thread.
-    pub fn start(bind: SocketAddr, handler: impl Fn(&HttpRequest) -> HttpResponse + Send + Sync + 'static) -> Result<Self> {
+    pub fn start(
+        bind: SocketAddr,
+        handler: impl Fn(&HttpRequest) -> HttpResponse + Send + Sync + 'static,
+    ) -> Result<Self> {
         let listener = TcpListener::bind(bind).with_context(|| format!("bind {bind}"))?;
         let addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -115,7 +131,12 @@ impl TestHttpServer {
                 });
             }
         });
-        Ok(TestHttpServer { addr, stop, requests, acceptor: Some(acceptor) })
+        Ok(TestHttpServer {
+            addr,
+            stop,
+            requests,
+            acceptor: Some(acceptor),
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -129,7 +150,10 @@ impl TestHttpServer {
 
     /// Every request received so far.
     pub fn requests(&self) -> Vec<HttpRequest> {
-        self.requests.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -162,7 +186,11 @@ fn read_request(reader: &mut impl BufRead) -> Result<HttpRequest> {
     let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
         bail!("bad request line {line:?}");
     };
-    let mut request = HttpRequest { method: method.into(), target: target.into(), ..Default::default() };
+    let mut request = HttpRequest {
+        method: method.into(),
+        target: target.into(),
+        ..Default::default()
+    };
     loop {
         line.clear();
         if reader.read_line(&mut line)? == 0 {
@@ -173,10 +201,16 @@ fn read_request(reader: &mut impl BufRead) -> Result<HttpRequest> {
             break;
         }
         if let Some((k, v)) = header.split_once(':') {
-            request.headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+            request
+                .headers
+                .push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
         }
     }
-    let len: usize = request.header("content-length").map(str::parse).transpose()?.unwrap_or(0);
+    let len: usize = request
+        .header("content-length")
+        .map(str::parse)
+        .transpose()?
+        .unwrap_or(0);
     if len > MAX_BODY {
         bail!("body of {len} bytes is too large");
     }
@@ -186,7 +220,11 @@ fn read_request(reader: &mut impl BufRead) -> Result<HttpRequest> {
 }
 
 fn write_response(mut stream: TcpStream, response: &HttpResponse) -> Result<()> {
-    let mut head = format!("HTTP/1.1 {} X\r\nContent-Length: {}\r\nConnection: close\r\n", response.status, response.body.len());
+    let mut head = format!(
+        "HTTP/1.1 {} X\r\nContent-Length: {}\r\nConnection: close\r\n",
+        response.status,
+        response.body.len()
+    );
     for (k, v) in &response.headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }

@@ -34,7 +34,9 @@ pub struct NetNs {
 
 impl std::fmt::Debug for NetNs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NetNs").field("server_ip", &SERVER_IP).finish()
+        f.debug_struct("NetNs")
+            .field("server_ip", &SERVER_IP)
+            .finish()
     }
 }
 
@@ -46,13 +48,18 @@ pub fn enter_fresh_netns() -> Result<NetNs> {
     // `thread-self`, not `self`: `self` is the thread-group leader, which may sit elsewhere.
     let original = File::open("/proc/thread-self/ns/net").context("open current netns")?;
     unshare_net()?;
-    let guard = NetNs { original, _not_send: PhantomData };
+    let guard = NetNs {
+        original,
+        _not_send: PhantomData,
+    };
     let server = format!("{SERVER_IP}/24");
     let peer = format!("{PEER_IP}/24");
     let gateway = PEER_IP.to_string();
     let steps: [&[&str]; 7] = [
         &["link", "set", "lo", "up"],
-        &["link", "add", "rtsv0", "type", "veth", "peer", "name", "rtsv1"],
+        &[
+            "link", "add", "rtsv0", "type", "veth", "peer", "name", "rtsv1",
+        ],
         &["addr", "add", &server, "dev", "rtsv0"],
         &["addr", "add", &peer, "dev", "rtsv1"],
         &["link", "set", "rtsv0", "up"],
@@ -71,7 +78,10 @@ impl Drop for NetNs {
         let rc = unsafe { libc::setns(self.original.as_raw_fd(), libc::CLONE_NEWNET) };
         if rc != 0 {
             // The thread is about to end with its test anyway; just say so.
-            eprintln!("setns back to the original netns: {}", std::io::Error::last_os_error());
+            eprintln!(
+                "setns back to the original netns: {}",
+                std::io::Error::last_os_error()
+            );
         }
     }
 }
@@ -88,9 +98,17 @@ fn unshare_net() -> Result<()> {
 
 /// Runs `ip ARGS` (inherits this thread's namespace) and fails with its stderr.
 pub fn run_ip(args: &[&str]) -> Result<String> {
-    let out = Command::new("ip").args(args).output().context("spawn `ip` (iproute2)")?;
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .context("spawn `ip` (iproute2)")?;
     if !out.status.success() {
-        bail!("ip {}: {} {}", args.join(" "), out.status, String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "ip {}: {} {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

@@ -68,26 +68,44 @@ impl LogBuffer {
 
     /// Waits until a line with index `>= from` contains `needle`; returns `(index, line)`.
     /// Fails on timeout or when the child closed its output without printing it.
-    pub fn wait_for_line(&self, from: usize, needle: &str, timeout: Duration) -> Result<(usize, String)> {
+    pub fn wait_for_line(
+        &self,
+        from: usize,
+        needle: &str,
+        timeout: Duration,
+    ) -> Result<(usize, String)> {
         let deadline = Instant::now() + timeout;
         let mut state = self.lock();
         let mut next = from;
         loop {
-            if let Some(i) = state.lines[next.min(state.lines.len())..].iter().position(|l| l.contains(needle)) {
+            if let Some(i) = state.lines[next.min(state.lines.len())..]
+                .iter()
+                .position(|l| l.contains(needle))
+            {
                 let index = next + i;
                 return Ok((index, state.lines[index].clone()));
             }
             next = next.max(state.lines.len());
             if state.open == 0 {
                 drop(state);
-                bail!("output closed before a line containing {needle:?}; last lines:\n{}", self.tail(TAIL_LINES));
+                bail!(
+                    "output closed before a line containing {needle:?}; last lines:\n{}",
+                    self.tail(TAIL_LINES)
+                );
             }
             let now = Instant::now();
             if now >= deadline {
                 drop(state);
-                bail!("no line containing {needle:?} within {timeout:?}; last lines:\n{}", self.tail(TAIL_LINES));
+                bail!(
+                    "no line containing {needle:?} within {timeout:?}; last lines:\n{}",
+                    self.tail(TAIL_LINES)
+                );
             }
-            state = self.changed.wait_timeout(state, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+            state = self
+                .changed
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
     }
 
@@ -154,12 +172,23 @@ impl ChildGuard {
             .process_group(0)
             .spawn()
             .with_context(|| format!("spawn {name}"))?;
-        let logs = Arc::new(LogBuffer { state: Mutex::new(LogState { lines: Vec::new(), open: 2 }), changed: Condvar::new() });
+        let logs = Arc::new(LogBuffer {
+            state: Mutex::new(LogState {
+                lines: Vec::new(),
+                open: 2,
+            }),
+            changed: Condvar::new(),
+        });
         let stdout = child.stdout.take().context("child stdout")?;
         let stderr = child.stderr.take().context("child stderr")?;
         logs.pump(stdout);
         logs.pump(stderr);
-        Ok(ChildGuard { child, name, logs, status: None })
+        Ok(ChildGuard {
+            child,
+            name,
+            logs,
+            status: None,
+        })
     }
 
     /// Convenience for `ChildGuard::spawn(Command::new(program).args(args))`.
@@ -196,7 +225,11 @@ impl ChildGuard {
             return Ok(status);
         }
         if !self.logs.wait_closed(timeout) {
-            bail!("{} still running after {timeout:?}; last lines:\n{}", self.name, self.logs.tail(TAIL_LINES));
+            bail!(
+                "{} still running after {timeout:?}; last lines:\n{}",
+                self.name,
+                self.logs.tail(TAIL_LINES)
+            );
         }
         let mut backoff = Duration::from_millis(1);
         loop {
@@ -204,7 +237,10 @@ impl ChildGuard {
                 return Ok(status);
             }
             if Instant::now() >= deadline {
-                bail!("{} closed its output but did not exit within {timeout:?}", self.name);
+                bail!(
+                    "{} closed its output but did not exit within {timeout:?}",
+                    self.name
+                );
             }
             std::thread::sleep(backoff);
             backoff = (backoff * 2).min(Duration::from_millis(50));
@@ -246,13 +282,16 @@ pub fn wait_for_tcp(addr: SocketAddr, timeout: Duration) -> Result<()> {
     let mut backoff = Duration::from_millis(5);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let attempt = left.min(Duration::from_millis(500)).max(Duration::from_millis(1));
+        let attempt = left
+            .min(Duration::from_millis(500))
+            .max(Duration::from_millis(1));
         let err = match TcpStream::connect_timeout(&addr, attempt) {
             Ok(_) => return Ok(()),
             Err(e) => e,
         };
         if Instant::now() + backoff >= deadline {
-            return Err(anyhow!(err)).with_context(|| format!("nothing accepts on {addr} within {timeout:?}"));
+            return Err(anyhow!(err))
+                .with_context(|| format!("nothing accepts on {addr} within {timeout:?}"));
         }
         std::thread::sleep(backoff);
         backoff = (backoff * 2).min(Duration::from_millis(100));

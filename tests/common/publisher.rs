@@ -23,21 +23,55 @@ pub struct PublishOpts {
 
 impl Default for PublishOpts {
     fn default() -> Self {
-        PublishOpts { audio: true, profile: "baseline".into(), bframes: None, gop: 60, extra_args: Vec::new() }
+        PublishOpts {
+            audio: true,
+            profile: "baseline".into(),
+            bframes: None,
+            gop: 60,
+            extra_args: Vec::new(),
+        }
     }
 }
 
 impl PublishOpts {
     /// The full ffmpeg argument list for publishing to `url`.
     pub fn ffmpeg_args(&self, url: &str) -> Vec<String> {
-        let mut args: Vec<String> = ["-hide_banner", "-loglevel", "error", "-nostdin"].map(String::from).to_vec();
+        let mut args: Vec<String> = ["-hide_banner", "-loglevel", "error", "-nostdin"]
+            .map(String::from)
+            .to_vec();
         // `-re` is an input option: each live source is read at its native rate.
-        args.extend(["-re", "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30"].map(String::from));
+        args.extend(
+            ["-re", "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30"].map(String::from),
+        );
         if self.audio {
-            args.extend(["-re", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"].map(String::from));
+            args.extend(
+                [
+                    "-re",
+                    "-f",
+                    "lavfi",
+                    "-i",
+                    "sine=frequency=440:sample_rate=48000",
+                ]
+                .map(String::from),
+            );
         }
-        args.extend(["-c:v", "libx264", "-profile:v", &self.profile, "-tune", "zerolatency"].map(String::from));
-        args.extend(["-g".to_string(), self.gop.to_string(), "-pix_fmt".into(), "yuv420p".into()]);
+        args.extend(
+            [
+                "-c:v",
+                "libx264",
+                "-profile:v",
+                &self.profile,
+                "-tune",
+                "zerolatency",
+            ]
+            .map(String::from),
+        );
+        args.extend([
+            "-g".to_string(),
+            self.gop.to_string(),
+            "-pix_fmt".into(),
+            "yuv420p".into(),
+        ]);
         if let Some(n) = self.bframes {
             args.extend(["-bf".to_string(), n.to_string()]);
         }
@@ -61,7 +95,9 @@ impl Publisher {
     pub fn start(rtmp_url: &str, opts: &PublishOpts) -> Result<Publisher> {
         let mut cmd = Command::new("ffmpeg");
         cmd.args(opts.ffmpeg_args(rtmp_url));
-        Ok(Publisher { child: ChildGuard::spawn(&mut cmd)? })
+        Ok(Publisher {
+            child: ChildGuard::spawn(&mut cmd)?,
+        })
     }
 
     pub fn is_running(&mut self) -> bool {

@@ -26,10 +26,16 @@ impl ServerProcess {
     }
 
     /// Starts any program with the same supervision (used by the harness self-test).
-    pub fn start_program(program: impl AsRef<OsStr>, args: &[&str], env: &[(&str, &str)]) -> Result<ServerProcess> {
+    pub fn start_program(
+        program: impl AsRef<OsStr>,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<ServerProcess> {
         let mut cmd = Command::new(program);
         cmd.args(args).envs(env.iter().copied());
-        Ok(ServerProcess { child: ChildGuard::spawn(&mut cmd)? })
+        Ok(ServerProcess {
+            child: ChildGuard::spawn(&mut cmd)?,
+        })
     }
 
     pub fn pid(&self) -> u32 {
@@ -49,7 +55,12 @@ impl ServerProcess {
 
     /// Like [`ServerProcess::wait_for_log`] but only lines with index `>= from`
     /// (take `from` from `self.logs().len()` before triggering the event).
-    pub fn wait_for_log_since(&self, from: usize, needle: &str, timeout: Duration) -> Result<String> {
+    pub fn wait_for_log_since(
+        &self,
+        from: usize,
+        needle: &str,
+        timeout: Duration,
+    ) -> Result<String> {
         Ok(self.child.logs().wait_for_line(from, needle, timeout)?.1)
     }
 
@@ -57,7 +68,10 @@ impl ServerProcess {
     pub fn wait_for_tcp(&mut self, addr: SocketAddr, timeout: Duration) -> Result<()> {
         let result = wait_for_tcp(addr, timeout);
         if let Some(status) = self.child.try_status() {
-            bail!("server exited ({status}) while waiting for {addr}; logs:\n{}", self.logs().tail(30));
+            bail!(
+                "server exited ({status}) while waiting for {addr}; logs:\n{}",
+                self.logs().tail(30)
+            );
         }
         result.with_context(|| format!("server logs:\n{}", self.logs().tail(30)))
     }

@@ -257,3 +257,20 @@ impl std::fmt::Debug for DtlsEndpoint {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::DtlsCert;
+
+    fn assert_send<T: Send>() {}
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn thread_bounds() {
+        // Endpoints move between tokio worker threads; contexts are shared.
+        assert_send::<DtlsEndpoint>();
+        assert_send_sync::<DtlsContext>();
+        assert_send_sync::<DtlsCert>();
+    }
+}

@@ -210,6 +210,28 @@ fn lost_server_flight_recovers_through_timeout() {
 }
 
 #[test]
+fn lost_final_server_flight_is_resent_after_connect() {
+    // The server is already Connected when its last flight (CCS + Finished) is lost;
+    // the client's retransmitted flight must make it resend from the connected state.
+    let mut s = setup(&[SrtpProfile::AeadAes128Gcm]);
+    let mut dropping = true;
+    let mut drop_ccs_flight = |d: &[u8]| {
+        if dropping && d[0] == 20 {
+            dropping = false;
+            return true;
+        }
+        false
+    };
+    let out = run(&mut s.client, &mut s.server, &mut keep, &mut drop_ccs_flight);
+    assert!(!dropping, "the final flight was dropped once");
+    assert!(out.timeouts_fired >= 1);
+    let ce = s.client.connected().expect("client connected");
+    let se = s.server.connected().expect("server connected");
+    assert_eq!(ce.material, se.material);
+    assert_eq!(s.server.events.len(), 1, "exactly one Connected on the server");
+}
+
+#[test]
 fn close_notify_is_reported_by_peer() {
     let mut s = connected_pair(&[SrtpProfile::AeadAes128Gcm]);
     s.client.ep.close();

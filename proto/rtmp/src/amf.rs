@@ -83,7 +83,11 @@ impl Scan<'_> {
                 let remaining = self.u32()?;
                 stack.push(Frame::Array { remaining });
             }
-            m => return Err(RtmpError::Message(format!("amf0 marker {m:#04x} unsupported"))),
+            m => {
+                return Err(RtmpError::Message(format!(
+                    "amf0 marker {m:#04x} unsupported"
+                )))
+            }
         }
         if stack.len() > MAX_DEPTH {
             return Err(RtmpError::AmfTooDeep(MAX_DEPTH));
@@ -229,7 +233,10 @@ mod tests {
     fn accepts_what_rml_encodes() {
         let mut inner = HashMap::new();
         inner.insert("w".to_owned(), Amf0Value::Number(320.0));
-        inner.insert("list".to_owned(), Amf0Value::StrictArray(vec![Amf0Value::Null]));
+        inner.insert(
+            "list".to_owned(),
+            Amf0Value::StrictArray(vec![Amf0Value::Null]),
+        );
         let values = vec![
             Amf0Value::Utf8String("connect".into()),
             Amf0Value::Number(1.0),

@@ -456,7 +456,11 @@ impl RtmpServerConn {
         );
         server.insert("capabilities".to_owned(), Amf0Value::Number(127.0));
         server.insert("mode".to_owned(), Amf0Value::Number(1.0));
-        let mut info = amf::status("status", "NetConnection.Connect.Success", "Connection succeeded.");
+        let mut info = amf::status(
+            "status",
+            "NetConnection.Connect.Success",
+            "Connection succeeded.",
+        );
         if let Amf0Value::Object(m) = &mut info {
             m.insert("objectEncoding".to_owned(), Amf0Value::Number(0.0));
         }

@@ -4,27 +4,34 @@ mod common;
 
 use bytes::Bytes;
 use common::Harness;
+use rml_rtmp::chunk_io::ChunkSerializer;
+use rml_rtmp::messages::{MessagePayload, RtmpMessage};
+use rml_rtmp::rml_amf0::Amf0Value;
 use rml_rtmp::sessions::{ClientSessionEvent, PublishRequestType, StreamMetadata};
 use rml_rtmp::time::RtmpTimestamp;
 use rts_rtmp::flv::{parse_audio_tag, parse_video_tag, AudioTag, VideoTag};
 use rts_rtmp::{RtmpError, RtmpEvent, RtmpOutput, RtmpServerConn};
-use rml_rtmp::chunk_io::ChunkSerializer;
-use rml_rtmp::messages::{MessagePayload, RtmpMessage};
-use rml_rtmp::rml_amf0::Amf0Value;
 use std::collections::HashMap;
 
 const AVC_SEQ_HEADER: &[u8] = &[
-    0x17, 0x00, 0x00, 0x00, 0x00, 0x01, 0x42, 0xc0, 0x0d, 0xff, 0xe1, 0x00, 0x18, 0x67, 0x42,
-    0xc0, 0x0d, 0xd9, 0x01, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10, 0x00, 0x00,
-    0x03, 0x03, 0x20, 0xf1, 0x42, 0xa4, 0x80, 0x01, 0x00, 0x05, 0x68, 0xcb, 0x83, 0xcb, 0x20,
+    0x17, 0x00, 0x00, 0x00, 0x00, 0x01, 0x42, 0xc0, 0x0d, 0xff, 0xe1, 0x00, 0x18, 0x67, 0x42, 0xc0,
+    0x0d, 0xd9, 0x01, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10, 0x00, 0x00, 0x03, 0x03,
+    0x20, 0xf1, 0x42, 0xa4, 0x80, 0x01, 0x00, 0x05, 0x68, 0xcb, 0x83, 0xcb, 0x20,
 ];
 const AAC_SEQ_HEADER: &[u8] = &[0xaf, 0x00, 0x12, 0x10, 0x56, 0xe5, 0x00];
 
 /// Connects to `app` and requests publishing `stream`; returns the harness and the
 /// PublishRequested fields.
-fn request_publish(app: &str, stream: &str, tc_url: Option<&str>) -> (Harness, u32, String, String, String) {
+fn request_publish(
+    app: &str,
+    stream: &str,
+    tc_url: Option<&str>,
+) -> (Harness, u32, String, String, String) {
     let mut h = Harness::new(tc_url);
-    let r = h.client.request_connection(app.to_owned()).expect("connect");
+    let r = h
+        .client
+        .request_connection(app.to_owned())
+        .expect("connect");
     h.client_result(r);
     assert!(
         h.take_client_events()
@@ -52,7 +59,13 @@ fn request_publish(app: &str, stream: &str, tc_url: Option<&str>) -> (Harness, u
 /// An AVCC frame of `len` bytes of NALU payload (one NALU, 4-byte length).
 fn nalu_tag(keyframe: bool, cts: i32, len: usize, fill: u8) -> Vec<u8> {
     let cts = cts.to_be_bytes();
-    let mut v = vec![if keyframe { 0x17 } else { 0x27 }, 0x01, cts[1], cts[2], cts[3]];
+    let mut v = vec![
+        if keyframe { 0x17 } else { 0x27 },
+        0x01,
+        cts[1],
+        cts[2],
+        cts[3],
+    ];
     v.extend_from_slice(&(len as u32).to_be_bytes());
     v.push(if keyframe { 0x65 } else { 0x41 });
     v.resize(v.len() + len - 1, fill);
@@ -63,7 +76,10 @@ fn nalu_tag(keyframe: bool, cts: i32, len: usize, fill: u8) -> Vec<u8> {
 fn publish_delivers_the_same_tags_with_timestamps() {
     let (mut h, id, app, stream, query) =
         request_publish("live", "s?auth_key=abc", Some("rtmp://127.0.0.1/live"));
-    assert_eq!((app.as_str(), stream.as_str(), query.as_str()), ("live", "s", "auth_key=abc"));
+    assert_eq!(
+        (app.as_str(), stream.as_str(), query.as_str()),
+        ("live", "s", "auth_key=abc")
+    );
     assert!(h.take_client_events().is_empty(), "no answer before accept");
 
     h.server.accept_publish(id).expect("accept");
@@ -84,7 +100,11 @@ fn publish_delivers_the_same_tags_with_timestamps() {
         (true, 0, Bytes::from_static(AVC_SEQ_HEADER)),
         (false, 0, Bytes::from_static(AAC_SEQ_HEADER)),
         (true, 0, Bytes::from(nalu_tag(true, 80, 20_000, 0xab))), // spans 5 chunks
-        (false, 23, Bytes::from_static(&[0xaf, 0x01, 0x21, 0x10, 0x04])),
+        (
+            false,
+            23,
+            Bytes::from_static(&[0xaf, 0x01, 0x21, 0x10, 0x04]),
+        ),
         (true, 40, Bytes::from(nalu_tag(false, -40, 300, 0xcd))),
         (true, 0x00ff_fffe, Bytes::from(nalu_tag(false, 0, 10, 0))), // extended timestamp
     ];
@@ -126,11 +146,19 @@ fn publish_delivers_the_same_tags_with_timestamps() {
     assert_eq!((cfg.profile, cfg.nal_length_size), (66, 4));
     assert!(matches!(
         parse_audio_tag(&media[1].2),
-        Ok(AudioTag::AacSequenceHeader { object_type: 2, sample_rate: 44_100, channels: 2 })
+        Ok(AudioTag::AacSequenceHeader {
+            object_type: 2,
+            sample_rate: 44_100,
+            channels: 2
+        })
     ));
     assert!(matches!(
         parse_video_tag(&media[4].2),
-        Ok(VideoTag::AvcNalus { keyframe: false, composition_time_ms: -40, .. })
+        Ok(VideoTag::AvcNalus {
+            keyframe: false,
+            composition_time_ms: -40,
+            ..
+        })
     ));
 
     let r = h.client.stop_publishing().expect("stop");
@@ -144,7 +172,9 @@ fn publish_delivers_the_same_tags_with_timestamps() {
 #[test]
 fn reject_sends_an_error_status_and_no_media_flows() {
     let (mut h, id, ..) = request_publish("live", "s?auth_key=bad", None);
-    h.server.reject_publish(id, "auth_key expired").expect("reject");
+    h.server
+        .reject_publish(id, "auth_key expired")
+        .expect("reject");
     h.flush();
     assert_eq!(
         h.take_client_events(),
@@ -157,9 +187,19 @@ fn reject_sends_an_error_status_and_no_media_flows() {
         h.server.accept_publish(id),
         Err(RtmpError::UnknownRequest(_))
     ));
-    assert!(h.client.publish_video_data(Bytes::from_static(AVC_SEQ_HEADER), RtmpTimestamp::new(0), false).is_err());
+    assert!(h
+        .client
+        .publish_video_data(
+            Bytes::from_static(AVC_SEQ_HEADER),
+            RtmpTimestamp::new(0),
+            false
+        )
+        .is_err());
     h.server.handle_eof().expect("eof");
-    assert!(h.take_server_events().is_empty(), "no PublishFinished for a rejected publish");
+    assert!(
+        h.take_server_events().is_empty(),
+        "no PublishFinished for a rejected publish"
+    );
 }
 
 #[test]
@@ -169,11 +209,17 @@ fn query_from_app_then_tc_url() {
         "s",
         Some("rtmp://h/live?auth_key=fromapp"),
     );
-    assert_eq!((app.as_str(), stream.as_str(), query.as_str()), ("live", "s", "auth_key=fromapp"));
+    assert_eq!(
+        (app.as_str(), stream.as_str(), query.as_str()),
+        ("live", "s", "auth_key=fromapp")
+    );
 
     let (_, _, app, stream, query) =
         request_publish("live", "cam1", Some("rtmp://h:1935/live?auth_key=fromtc"));
-    assert_eq!((app.as_str(), stream.as_str(), query.as_str()), ("live", "cam1", "auth_key=fromtc"));
+    assert_eq!(
+        (app.as_str(), stream.as_str(), query.as_str()),
+        ("live", "cam1", "auth_key=fromtc")
+    );
 
     let (_, _, _, _, query) = request_publish("live", "s", None);
     assert_eq!(query, "");
@@ -187,7 +233,7 @@ fn server_answers_pings_and_acknowledges_the_window() {
     h.take_client_events();
 
     let (packet, _) = h.client.send_ping_request().expect("ping");
-    h.to_server(packet.bytes);
+    h.send_to_server(packet.bytes);
     assert!(h
         .take_client_events()
         .iter()
@@ -218,31 +264,49 @@ fn server_answers_pings_and_acknowledges_the_window() {
 #[test]
 fn handshake_errors_and_truncation() {
     let mut conn = RtmpServerConn::new();
-    assert!(matches!(conn.handle_input(&[6, 0, 0]), Err(RtmpError::Handshake(_))));
+    assert!(matches!(
+        conn.handle_input(&[6, 0, 0]),
+        Err(RtmpError::Handshake(_))
+    ));
     assert!(matches!(conn.handle_input(&[3]), Err(RtmpError::Closed)));
 
     // C0 and half of C1, then the peer goes away.
     let mut conn = RtmpServerConn::new();
     let mut c1 = vec![3u8];
     c1.extend(std::iter::repeat_n(0x5a, 700));
-    conn.handle_input(&c1).expect("partial handshake is not an error yet");
+    conn.handle_input(&c1)
+        .expect("partial handshake is not an error yet");
     while let Some(out) = conn.poll_output() {
         assert!(matches!(out, RtmpOutput::Transmit(_)), "only S0/S1 so far");
     }
-    assert!(matches!(conn.handle_eof(), Err(RtmpError::HandshakeTruncated)));
+    assert!(matches!(
+        conn.handle_eof(),
+        Err(RtmpError::HandshakeTruncated)
+    ));
 }
 
 /// Serializes one AMF0 command with `ser` (one serializer per test keeps chunk header
 /// compression consistent with what the server has seen).
-fn command(ser: &mut ChunkSerializer, name: &str, tid: f64, obj: Amf0Value, args: Vec<Amf0Value>, msid: u32) -> Vec<u8> {
+fn command(
+    ser: &mut ChunkSerializer,
+    name: &str,
+    tid: f64,
+    obj: Amf0Value,
+    args: Vec<Amf0Value>,
+    msid: u32,
+) -> Vec<u8> {
     let msg = RtmpMessage::Amf0Command {
         command_name: name.into(),
         transaction_id: tid,
         command_object: obj,
         additional_arguments: args,
     };
-    let payload = msg.into_message_payload(RtmpTimestamp::new(0), msid).expect("payload");
-    ser.serialize(&payload, false, false).expect("serialize").bytes
+    let payload = msg
+        .into_message_payload(RtmpTimestamp::new(0), msid)
+        .expect("payload");
+    ser.serialize(&payload, false, false)
+        .expect("serialize")
+        .bytes
 }
 
 fn connect_obj(app: &str) -> Amf0Value {
@@ -260,27 +324,91 @@ fn raw_server() -> (RtmpServerConn, ChunkSerializer) {
 #[test]
 fn commands_out_of_order_are_errors() {
     let (mut s, mut ser) = raw_server();
-    let publish = command(&mut ser, "publish", 0.0, Amf0Value::Null, vec![Amf0Value::Utf8String("s".into())], 1);
-    assert!(matches!(s.handle_input(&publish), Err(RtmpError::Protocol("command before connect"))));
+    let publish = command(
+        &mut ser,
+        "publish",
+        0.0,
+        Amf0Value::Null,
+        vec![Amf0Value::Utf8String("s".into())],
+        1,
+    );
+    assert!(matches!(
+        s.handle_input(&publish),
+        Err(RtmpError::Protocol("command before connect"))
+    ));
 
     let (mut s, mut ser) = raw_server();
-    s.handle_input(&command(&mut ser, "connect", 1.0, connect_obj("live"), vec![], 0)).expect("connect");
-    let publish = command(&mut ser, "publish", 0.0, Amf0Value::Null, vec![Amf0Value::Utf8String("s".into())], 1);
-    assert!(matches!(s.handle_input(&publish), Err(RtmpError::Protocol("publish on a stream not created"))));
+    s.handle_input(&command(
+        &mut ser,
+        "connect",
+        1.0,
+        connect_obj("live"),
+        vec![],
+        0,
+    ))
+    .expect("connect");
+    let publish = command(
+        &mut ser,
+        "publish",
+        0.0,
+        Amf0Value::Null,
+        vec![Amf0Value::Utf8String("s".into())],
+        1,
+    );
+    assert!(matches!(
+        s.handle_input(&publish),
+        Err(RtmpError::Protocol("publish on a stream not created"))
+    ));
 
     let (mut s, mut ser) = raw_server();
-    s.handle_input(&command(&mut ser, "connect", 1.0, connect_obj("live"), vec![], 0)).expect("connect");
+    s.handle_input(&command(
+        &mut ser,
+        "connect",
+        1.0,
+        connect_obj("live"),
+        vec![],
+        0,
+    ))
+    .expect("connect");
     let again = command(&mut ser, "connect", 2.0, connect_obj("live"), vec![], 0);
-    assert!(matches!(s.handle_input(&again), Err(RtmpError::Protocol("second connect"))));
+    assert!(matches!(
+        s.handle_input(&again),
+        Err(RtmpError::Protocol("second connect"))
+    ));
 
     let (mut s, mut ser) = raw_server();
-    s.handle_input(&command(&mut ser, "connect", 1.0, connect_obj("live"), vec![], 0)).expect("connect");
-    let play = command(&mut ser, "play", 0.0, Amf0Value::Null, vec![Amf0Value::Utf8String("s".into())], 0);
-    assert!(matches!(s.handle_input(&play), Err(RtmpError::Unsupported("play"))));
+    s.handle_input(&command(
+        &mut ser,
+        "connect",
+        1.0,
+        connect_obj("live"),
+        vec![],
+        0,
+    ))
+    .expect("connect");
+    let play = command(
+        &mut ser,
+        "play",
+        0.0,
+        Amf0Value::Null,
+        vec![Amf0Value::Utf8String("s".into())],
+        0,
+    );
+    assert!(matches!(
+        s.handle_input(&play),
+        Err(RtmpError::Unsupported("play"))
+    ));
 
     let (mut s, mut ser) = raw_server();
     assert!(matches!(
-        s.handle_input(&command(&mut ser, "connect", 1.0, Amf0Value::Null, vec![], 0)),
+        s.handle_input(&command(
+            &mut ser,
+            "connect",
+            1.0,
+            Amf0Value::Null,
+            vec![],
+            0
+        )),
         Err(RtmpError::Message(_))
     ));
 }
@@ -289,14 +417,28 @@ fn commands_out_of_order_are_errors() {
 fn hostile_amf_and_control_messages_are_errors_not_panics() {
     // Two-value command: rml_rtmp's own decoder panics on this (drain(..3)).
     let (mut s, mut ser) = raw_server();
-    s.handle_input(&command(&mut ser, "connect", 1.0, connect_obj("live"), vec![], 0)).expect("connect");
+    s.handle_input(&command(
+        &mut ser,
+        "connect",
+        1.0,
+        connect_obj("live"),
+        vec![],
+        0,
+    ))
+    .expect("connect");
     let mut body = rml_rtmp::rml_amf0::serialize(&vec![
         Amf0Value::Utf8String("FCUnpublish".into()),
         Amf0Value::Number(3.0),
     ])
     .expect("amf");
-    let short = MessagePayload { timestamp: RtmpTimestamp::new(0), type_id: 20, message_stream_id: 0, data: Bytes::from(body.clone()) };
-    s.handle_input(&ser.serialize(&short, false, false).expect("ser").bytes).expect("short command is fine");
+    let short = MessagePayload {
+        timestamp: RtmpTimestamp::new(0),
+        type_id: 20,
+        message_stream_id: 0,
+        data: Bytes::from(body.clone()),
+    };
+    s.handle_input(&ser.serialize(&short, false, false).expect("ser").bytes)
+        .expect("short command is fine");
 
     // Nested objects 100 000 deep would overflow rml_amf0's recursive decoder.
     body.clear();
@@ -307,7 +449,12 @@ fn hostile_amf_and_control_messages_are_errors_not_panics() {
     for _ in 0..100_000 {
         body.extend_from_slice(&[0x03, 0x00, 0x01, b'a']);
     }
-    let deep = MessagePayload { timestamp: RtmpTimestamp::new(0), type_id: 20, message_stream_id: 0, data: Bytes::from(body) };
+    let deep = MessagePayload {
+        timestamp: RtmpTimestamp::new(0),
+        type_id: 20,
+        message_stream_id: 0,
+        data: Bytes::from(body),
+    };
     let (mut s, mut ser) = raw_server();
     assert!(matches!(
         s.handle_input(&ser.serialize(&deep, false, false).expect("ser").bytes),
@@ -316,9 +463,12 @@ fn hostile_amf_and_control_messages_are_errors_not_panics() {
 
     // SetChunkSize 0 would stall the chunk decoder.
     let (mut s, mut ser) = raw_server();
-    let zero = RtmpMessage::Unknown { type_id: 1, data: Bytes::from_static(&[0, 0, 0, 0]) }
-        .into_message_payload(RtmpTimestamp::new(0), 0)
-        .expect("payload");
+    let zero = RtmpMessage::Unknown {
+        type_id: 1,
+        data: Bytes::from_static(&[0, 0, 0, 0]),
+    }
+    .into_message_payload(RtmpTimestamp::new(0), 0)
+    .expect("payload");
     assert!(matches!(
         s.handle_input(&ser.serialize(&zero, false, false).expect("ser").bytes),
         Err(RtmpError::Protocol("chunk size 0"))

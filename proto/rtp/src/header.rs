@@ -39,7 +39,10 @@ impl RtpHeader {
     /// and padding. Never panics; malformed input returns an error.
     pub fn parse(packet: &[u8]) -> Result<RtpHeader, Error> {
         if packet.len() < RTP_HEADER_LEN {
-            return Err(Error::TooShort { needed: RTP_HEADER_LEN, have: packet.len() });
+            return Err(Error::TooShort {
+                needed: RTP_HEADER_LEN,
+                have: packet.len(),
+            });
         }
         let b0 = packet[0];
         let version = b0 >> 6;
@@ -54,13 +57,22 @@ impl RtpHeader {
         if has_extension {
             let ext_start = header_len;
             if packet.len() < ext_start + 4 {
-                return Err(Error::TooShort { needed: ext_start + 4, have: packet.len() });
+                return Err(Error::TooShort {
+                    needed: ext_start + 4,
+                    have: packet.len(),
+                });
             }
-            let words = usize::from(u16::from_be_bytes([packet[ext_start + 2], packet[ext_start + 3]]));
+            let words = usize::from(u16::from_be_bytes([
+                packet[ext_start + 2],
+                packet[ext_start + 3],
+            ]));
             header_len = ext_start + 4 + 4 * words;
         }
         if packet.len() < header_len {
-            return Err(Error::TooShort { needed: header_len, have: packet.len() });
+            return Err(Error::TooShort {
+                needed: header_len,
+                have: packet.len(),
+            });
         }
 
         let padding_len = if has_padding {
@@ -92,7 +104,9 @@ impl RtpHeader {
     /// Returns an empty slice if `packet` is not that packet (too short),
     /// rather than panicking.
     pub fn payload<'a>(&self, packet: &'a [u8]) -> &'a [u8] {
-        packet.get(self.payload_offset..self.payload_end).unwrap_or(&[])
+        packet
+            .get(self.payload_offset..self.payload_end)
+            .unwrap_or(&[])
     }
 }
 
@@ -102,7 +116,14 @@ impl RtpHeader {
 /// # Panics
 /// If `out` is shorter than 12 bytes; the buffer is the caller's, not
 /// network input, so this is a programming error.
-pub fn write_rtp_header(out: &mut [u8], marker: bool, pt: u8, seq: u16, ts: u32, ssrc: u32) -> usize {
+pub fn write_rtp_header(
+    out: &mut [u8],
+    marker: bool,
+    pt: u8,
+    seq: u16,
+    ts: u32,
+    ssrc: u32,
+) -> usize {
     let h = &mut out[..RTP_HEADER_LEN];
     h[0] = 0x80;
     h[1] = (u8::from(marker) << 7) | (pt & 0x7f);
@@ -129,12 +150,37 @@ mod tests {
     #[test]
     fn write_then_parse() {
         let mut buf = [0u8; 16];
-        assert_eq!(write_rtp_header(&mut buf, true, 102, 0xfffe, 0x1234_5678, 0xdead_beef), 12);
-        assert_eq!(&buf[..12], &[0x80, 0x80 | 102, 0xff, 0xfe, 0x12, 0x34, 0x56, 0x78, 0xde, 0xad, 0xbe, 0xef]);
+        assert_eq!(
+            write_rtp_header(&mut buf, true, 102, 0xfffe, 0x1234_5678, 0xdead_beef),
+            12
+        );
+        assert_eq!(
+            &buf[..12],
+            &[
+                0x80,
+                0x80 | 102,
+                0xff,
+                0xfe,
+                0x12,
+                0x34,
+                0x56,
+                0x78,
+                0xde,
+                0xad,
+                0xbe,
+                0xef
+            ]
+        );
         let h = RtpHeader::parse(&buf).unwrap();
         assert!(h.marker);
-        assert_eq!((h.payload_type, h.sequence, h.timestamp, h.ssrc), (102, 0xfffe, 0x1234_5678, 0xdead_beef));
-        assert_eq!((h.header_len, h.payload_offset, h.payload_end, h.padding_len), (12, 12, 16, 0));
+        assert_eq!(
+            (h.payload_type, h.sequence, h.timestamp, h.ssrc),
+            (102, 0xfffe, 0x1234_5678, 0xdead_beef)
+        );
+        assert_eq!(
+            (h.header_len, h.payload_offset, h.payload_end, h.padding_len),
+            (12, 12, 16, 0)
+        );
     }
 
     #[test]
@@ -154,7 +200,10 @@ mod tests {
 
     #[test]
     fn rejects_malformed() {
-        assert!(matches!(RtpHeader::parse(&[0x80; 11]), Err(Error::TooShort { .. })));
+        assert!(matches!(
+            RtpHeader::parse(&[0x80; 11]),
+            Err(Error::TooShort { .. })
+        ));
         let mut p = [0u8; 12];
         p[0] = 0x40;
         assert_eq!(RtpHeader::parse(&p), Err(Error::BadVersion(1)));

@@ -31,7 +31,10 @@ fn fu_a_split_sizes_exact() {
     let mut body = Vec::new();
     for (i, pkt) in out.iter().enumerate() {
         let (h, payload) = parse(pkt);
-        assert_eq!((h.ssrc, h.payload_type, h.timestamp, h.sequence), (SSRC, 96, 9000, 10 + i as u16));
+        assert_eq!(
+            (h.ssrc, h.payload_type, h.timestamp, h.sequence),
+            (SSRC, 96, 9000, 10 + i as u16)
+        );
         assert_eq!(h.marker, i == 2);
         assert_eq!(payload[0], 0x60 | 28, "FU indicator keeps F/NRI, type 28");
         let expected_fu_header = match i {
@@ -73,7 +76,8 @@ fn stap_a_parameter_sets_before_idr() {
     let mut p = H264Packetizer::new(SSRC, 102, 1200, 0);
     let mut out = Vec::new();
     let ps = (std::slice::from_ref(&sps), std::slice::from_ref(&pps));
-    p.packetize(3000, &[&[0x09, 0xf0], &idr], Some((ps.0, ps.1)), &mut out).unwrap();
+    p.packetize(3000, &[&[0x09, 0xf0], &idr], Some((ps.0, ps.1)), &mut out)
+        .unwrap();
     assert_eq!(out.len(), 1 + 2);
     let (h, payload) = parse(&out[0]);
     assert!(!h.marker);
@@ -87,13 +91,15 @@ fn stap_a_parameter_sets_before_idr() {
 
     // A frame that carries its own SPS/PPS gets no second copy.
     out.clear();
-    p.packetize(6000, &[&sps, &pps, &idr], Some((ps.0, ps.1)), &mut out).unwrap();
+    p.packetize(6000, &[&sps, &pps, &idr], Some((ps.0, ps.1)), &mut out)
+        .unwrap();
     assert_eq!(out.len(), 3);
     assert_eq!(parse(&out[0]).1, &expected[..]);
 
     // Nor does a non-IDR frame.
     out.clear();
-    p.packetize(9000, &[&[0x41, 1, 2]], Some((ps.0, ps.1)), &mut out).unwrap();
+    p.packetize(9000, &[&[0x41, 1, 2]], Some((ps.0, ps.1)), &mut out)
+        .unwrap();
     assert_eq!(out.len(), 1);
     assert_eq!(parse(&out[0]).1, &[0x41, 1, 2]);
 }
@@ -108,7 +114,10 @@ fn small_nals_aggregate_with_max_nri() {
     assert_eq!(out.len(), 1);
     let (h, payload) = parse(&out[0]);
     assert!(h.marker);
-    assert_eq!(payload, &[0x40 | 24, 0, 4, 0x06, 5, 1, 0xff, 0, 3, 0x41, 0x9a, 0x02]);
+    assert_eq!(
+        payload,
+        &[0x40 | 24, 0, 4, 0x06, 5, 1, 0xff, 0, 3, 0x41, 0x9a, 0x02]
+    );
 }
 
 #[test]
@@ -120,7 +129,13 @@ fn marker_only_on_last_packet_and_aud_filler_dropped() {
     let filler = [0x0c, 0xff, 0xff];
     let mut p = H264Packetizer::new(SSRC, 96, 1200, 0);
     let mut out = Vec::new();
-    p.packetize(1, &[&[0x09, 0x10], &a, &filler, &b, &c, &filler], None, &mut out).unwrap();
+    p.packetize(
+        1,
+        &[&[0x09, 0x10], &a, &filler, &b, &c, &filler],
+        None,
+        &mut out,
+    )
+    .unwrap();
     let markers: Vec<bool> = out.iter().map(|p| parse(p).0.marker).collect();
     assert_eq!(markers.iter().filter(|m| **m).count(), 1);
     assert!(markers.last().unwrap());
@@ -132,7 +147,8 @@ fn marker_only_on_last_packet_and_aud_filler_dropped() {
 
     // Nothing to send: no packets, no sequence consumed.
     out.clear();
-    p.packetize(2, &[&[0x09, 0x10], &[]], None, &mut out).unwrap();
+    p.packetize(2, &[&[0x09, 0x10], &[]], None, &mut out)
+        .unwrap();
     assert!(out.is_empty());
     assert_eq!(p.next_sequence(), 7);
 }
@@ -156,7 +172,10 @@ fn sequence_wraps() {
 #[test]
 fn tiny_max_packet_size_is_an_error() {
     let mut p = H264Packetizer::new(SSRC, 96, 14, 0);
-    assert_eq!(p.packetize(0, &[&[0x41, 0]], None, &mut Vec::new()), Err(Error::MaxPacketSizeTooSmall(14)));
+    assert_eq!(
+        p.packetize(0, &[&[0x41, 0]], None, &mut Vec::new()),
+        Err(Error::MaxPacketSizeTooSmall(14))
+    );
     let mut p = H264Packetizer::new(SSRC, 96, 15, 0);
     let mut out = Vec::new();
     p.packetize(0, &[&[0x41, 1, 2, 3]], None, &mut out).unwrap();
@@ -190,10 +209,18 @@ fn round_trip_random_frames() {
     let mut p = H264Packetizer::new(SSRC, 96, 1200, 65000);
     let mut out = Vec::new();
     for i in 0..120u32 {
-        let max = if i % 3 == 0 { rng.range(15, 1500) } else { 1200 };
+        let max = if i % 3 == 0 {
+            rng.range(15, 1500)
+        } else {
+            1200
+        };
         let seq = p.next_sequence();
         p = H264Packetizer::new(SSRC, 96, max, seq);
-        let total = if i < 10 { i as usize + 1 } else { rng.range(1, 200_000) };
+        let total = if i < 10 {
+            i as usize + 1
+        } else {
+            rng.range(1, 200_000)
+        };
         let frame = random_frame(&mut rng, total);
         let refs: Vec<&[u8]> = frame.iter().map(Vec::as_slice).collect();
         out.clear();

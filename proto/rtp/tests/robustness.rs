@@ -18,11 +18,14 @@ fn seeds() -> Vec<Vec<u8>> {
     n += rtcp::write_nack(&mut buf[n..], 1, 2, &[1, 2, 40]).unwrap();
     n += rtcp::write_fir(&mut buf[n..], 1, 2, 3).unwrap();
     seeds.push(buf[..n].to_vec());
-    seeds.push(vec![143, 206, 0, 5, 0, 0, 0, 1, 0, 0, 0, 0, 82, 69, 77, 66, 1, 26, 32, 223, 72, 116, 237, 22]);
+    seeds.push(vec![
+        143, 206, 0, 5, 0, 0, 0, 1, 0, 0, 0, 0, 82, 69, 77, 66, 1, 26, 32, 223, 72, 116, 237, 22,
+    ]);
     let mut p = H264Packetizer::new(9, 96, 100, 0);
     let mut out = Vec::new();
     let big = vec![0x65; 300];
-    p.packetize(0, &[&[0x67, 1], &[0x68, 2], &big], None, &mut out).unwrap();
+    p.packetize(0, &[&[0x67, 1], &[0x68, 2], &big], None, &mut out)
+        .unwrap();
     seeds.extend(out.iter().map(|b| b.to_vec()));
     seeds
 }
@@ -95,7 +98,9 @@ fn packetizer_never_panics_on_odd_nalus() {
         let refs: Vec<&[u8]> = nalus.iter().map(Vec::as_slice).collect();
         let ps = (nalus.clone(), nalus.clone());
         let mut out = Vec::new();
-        if p.packetize(0, &refs, Some((&ps.0, &ps.1)), &mut out).is_ok() {
+        if p.packetize(0, &refs, Some((&ps.0, &ps.1)), &mut out)
+            .is_ok()
+        {
             assert!(out.iter().all(|pkt| pkt.len() <= max));
         }
     }

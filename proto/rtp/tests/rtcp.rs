@@ -5,7 +5,16 @@ use rts_rtp::{unix_micros_to_ntp, Error};
 fn sender_report_round_trip() {
     let mut buf = [0u8; 128];
     let ntp = unix_micros_to_ntp(1_700_000_000_123_456);
-    let n = write_sender_report(&mut buf, 0xabcd_0001, ntp, 90_000, 1234, 567_890, "rts-stream-1").unwrap();
+    let n = write_sender_report(
+        &mut buf,
+        0xabcd_0001,
+        ntp,
+        90_000,
+        1234,
+        567_890,
+        "rts-stream-1",
+    )
+    .unwrap();
     assert_eq!(n % 4, 0);
     let pkts = parse_compound(&buf[..n]).unwrap();
     assert_eq!(
@@ -36,14 +45,27 @@ fn receiver_report_round_trip() {
             lsr: 0x1234_5678,
             dlsr: 65536,
         },
-        ReportBlock { ssrc: 2, cumulative_lost: 0x7f_ffff, ..Default::default() },
+        ReportBlock {
+            ssrc: 2,
+            cumulative_lost: 0x7f_ffff,
+            ..Default::default()
+        },
     ];
     let mut buf = [0u8; 128];
     let n = write_receiver_report(&mut buf, 9, &blocks).unwrap();
     assert_eq!(n, 8 + 48);
     let m = write_sdes_cname(&mut buf[n..], 9, "viewer").unwrap();
     let pkts = parse_compound(&buf[..n + m]).unwrap();
-    assert_eq!(pkts, vec![RtcpPacket::ReceiverReport { ssrc: 9, reports: blocks.to_vec() }, RtcpPacket::Sdes]);
+    assert_eq!(
+        pkts,
+        vec![
+            RtcpPacket::ReceiverReport {
+                ssrc: 9,
+                reports: blocks.to_vec()
+            },
+            RtcpPacket::Sdes
+        ]
+    );
 }
 
 #[test]
@@ -57,9 +79,20 @@ fn feedback_round_trips() {
     assert_eq!(
         pkts,
         vec![
-            RtcpPacket::Nack { sender_ssrc: 1, media_ssrc: 2, lost: vec![100, 101, 105, 116, 117] },
-            RtcpPacket::Pli { sender_ssrc: 3, media_ssrc: 4 },
-            RtcpPacket::Fir { sender_ssrc: 5, media_ssrc: 6, seq_nr: 7 },
+            RtcpPacket::Nack {
+                sender_ssrc: 1,
+                media_ssrc: 2,
+                lost: vec![100, 101, 105, 116, 117]
+            },
+            RtcpPacket::Pli {
+                sender_ssrc: 3,
+                media_ssrc: 4
+            },
+            RtcpPacket::Fir {
+                sender_ssrc: 5,
+                media_ssrc: 6,
+                seq_nr: 7
+            },
             RtcpPacket::Bye { ssrcs: vec![8, 9] },
         ]
     );
@@ -82,7 +115,9 @@ fn nack_wrap_round_trip() {
 #[test]
 fn chrome_rr_plus_remb() {
     let mut pkt = vec![0x81, 0xc9, 0x00, 0x07, 0x00, 0x00, 0x00, 0x01];
-    pkt.extend_from_slice(&[0x48, 0x74, 0xed, 0x16, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x1a, 0x2b]);
+    pkt.extend_from_slice(&[
+        0x48, 0x74, 0xed, 0x16, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x1a, 0x2b,
+    ]);
     pkt.extend_from_slice(&[0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0]);
     pkt.extend_from_slice(&[
         143, 206, 0, 5, 0, 0, 0, 1, 0, 0, 0, 0, 82, 69, 77, 66, 1, 26, 32, 223, 72, 116, 237, 22,
@@ -99,17 +134,28 @@ fn chrome_rr_plus_remb() {
         }
         other => panic!("unexpected {other:?}"),
     }
-    assert_eq!(pkts[1], RtcpPacket::Remb { sender_ssrc: 1, bitrate_bps: 8_927_168, ssrcs: vec![1_215_622_422] });
+    assert_eq!(
+        pkts[1],
+        RtcpPacket::Remb {
+            sender_ssrc: 1,
+            bitrate_bps: 8_927_168,
+            ssrcs: vec![1_215_622_422]
+        }
+    );
 }
 
 /// Transport-wide CC feedback from a Wireshark capture (with RTCP padding).
 #[test]
 fn twcc_is_other() {
     let twcc = [
-        0xaf, 0xcd, 0x00, 0x07, 0x00, 0x00, 0x00, 0x01, 0xdd, 0x58, 0x6e, 0xb6, 0x00, 0x01, 0x00, 0x09, 0x5e, 0x91,
-        0x10, 0x00, 0x20, 0x09, 0x1c, 0x0c, 0x2c, 0x38, 0x00, 0x04, 0x00, 0x08, 0x18, 0x01,
+        0xaf, 0xcd, 0x00, 0x07, 0x00, 0x00, 0x00, 0x01, 0xdd, 0x58, 0x6e, 0xb6, 0x00, 0x01, 0x00,
+        0x09, 0x5e, 0x91, 0x10, 0x00, 0x20, 0x09, 0x1c, 0x0c, 0x2c, 0x38, 0x00, 0x04, 0x00, 0x08,
+        0x18, 0x01,
     ];
-    assert_eq!(parse_compound(&twcc).unwrap(), vec![RtcpPacket::Other { pt: 205, fmt: 15 }]);
+    assert_eq!(
+        parse_compound(&twcc).unwrap(),
+        vec![RtcpPacket::Other { pt: 205, fmt: 15 }]
+    );
     let raw: Vec<_> = iter_compound(&twcc).collect::<Result<_, _>>().unwrap();
     assert_eq!(raw[0].body.len(), 27); // 28 minus one padding byte
 }
@@ -118,13 +164,25 @@ fn twcc_is_other() {
 fn malformed_lengths_are_errors() {
     assert!(parse_compound(&[]).is_err());
     // Length says 8 words, only 2 present.
-    assert!(matches!(parse_compound(&[0x80, 201, 0, 7, 0, 0, 0, 1]), Err(Error::TooShort { .. })));
+    assert!(matches!(
+        parse_compound(&[0x80, 201, 0, 7, 0, 0, 0, 1]),
+        Err(Error::TooShort { .. })
+    ));
     // RR claiming one block with none present.
-    assert!(matches!(parse_compound(&[0x81, 201, 0, 1, 0, 0, 0, 1]), Err(Error::TooShort { .. })));
+    assert!(matches!(
+        parse_compound(&[0x81, 201, 0, 1, 0, 0, 0, 1]),
+        Err(Error::TooShort { .. })
+    ));
     // Version 1.
-    assert_eq!(parse_compound(&[0x40, 201, 0, 0]), Err(Error::BadVersion(1)));
+    assert_eq!(
+        parse_compound(&[0x40, 201, 0, 0]),
+        Err(Error::BadVersion(1))
+    );
     // Padding count larger than the body.
-    assert_eq!(parse_compound(&[0xa0, 201, 0, 1, 0, 0, 0, 9]), Err(Error::BadPadding));
+    assert_eq!(
+        parse_compound(&[0xa0, 201, 0, 1, 0, 0, 0, 9]),
+        Err(Error::BadPadding)
+    );
     // Trailing garbage after a valid packet.
     let mut buf = [0u8; 32];
     let n = write_pli(&mut buf, 1, 2).unwrap();
@@ -139,7 +197,14 @@ fn iterator_stops_after_error() {
     buf[n + 1] = 201;
     buf[n + 3] = 100;
     let mut it = iter_compound(&buf[..n + 8]);
-    assert!(matches!(it.next(), Some(Ok(RawRtcp { pt: 206, count: 1, .. }))));
+    assert!(matches!(
+        it.next(),
+        Some(Ok(RawRtcp {
+            pt: 206,
+            count: 1,
+            ..
+        }))
+    ));
     assert!(matches!(it.next(), Some(Err(_))));
     assert!(it.next().is_none());
 }

@@ -9,7 +9,7 @@ pub(crate) fn line(out: &mut String, args: fmt::Arguments<'_>) {
     out.push_str("\r\n");
 }
 
-/// `line!(out, "a=mid:{}", mid)`.
+/// `sdp_line!(out, "a=mid:{}", mid)`: one CRLF-terminated line.
 macro_rules! sdp_line {
     ($out:expr, $($arg:tt)*) => {
         $crate::write::line($out, format_args!($($arg)*))

@@ -39,7 +39,9 @@ pub enum AudioTag {
 
 /// Parses an audio tag body (the RTMP audio message payload).
 pub fn parse_audio_tag(data: &Bytes) -> Result<AudioTag, FlvError> {
-    let &first = data.first().ok_or(FlvError::Truncated("audio tag header"))?;
+    let &first = data
+        .first()
+        .ok_or(FlvError::Truncated("audio tag header"))?;
     let sound_format = first >> 4;
     if sound_format != SOUND_FORMAT_AAC {
         return Ok(AudioTag::Other {
@@ -166,10 +168,16 @@ mod tests {
     #[test]
     fn truncated_and_invalid() {
         assert!(parse_audio_tag(&Bytes::new()).is_err());
-        assert_eq!(parse_audio_tag(&b(&[0xaf])), Err(FlvError::Truncated("AACPacketType")));
+        assert_eq!(
+            parse_audio_tag(&b(&[0xaf])),
+            Err(FlvError::Truncated("AACPacketType"))
+        );
         assert!(parse_audio_tag(&b(&[0xaf, 0x00])).is_err());
         assert!(parse_audio_tag(&b(&[0xaf, 0x00, 0x12])).is_err());
-        assert_eq!(parse_audio_tag(&b(&[0xaf, 0x02])), Err(FlvError::AacPacketType(2)));
+        assert_eq!(
+            parse_audio_tag(&b(&[0xaf, 0x02])),
+            Err(FlvError::AacPacketType(2))
+        );
         // index 13 is reserved: 00010 1101 ...
         assert_eq!(
             parse_audio_tag(&b(&[0xaf, 0x00, 0x16, 0x90])),

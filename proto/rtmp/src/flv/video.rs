@@ -60,7 +60,9 @@ pub struct AvcConfig {
 
 /// Parses a video tag body (the RTMP video message payload).
 pub fn parse_video_tag(data: &Bytes) -> Result<VideoTag, FlvError> {
-    let &first = data.first().ok_or(FlvError::Truncated("video tag header"))?;
+    let &first = data
+        .first()
+        .ok_or(FlvError::Truncated("video tag header"))?;
     if first & 0x80 != 0 {
         return parse_ex_header(first, data);
     }
@@ -96,8 +98,16 @@ fn parse_ex_header(first: u8, data: &Bytes) -> Result<VideoTag, FlvError> {
     let fourcc = [data[1], data[2], data[3], data[4]];
     let codec_id = match &fourcc {
         b"avc1" => CODEC_AVC,
-        b"hvc1" => return Ok(VideoTag::Unsupported { codec_id: CODEC_HEVC }),
-        b"av01" => return Ok(VideoTag::Unsupported { codec_id: CODEC_AV1 }),
+        b"hvc1" => {
+            return Ok(VideoTag::Unsupported {
+                codec_id: CODEC_HEVC,
+            })
+        }
+        b"av01" => {
+            return Ok(VideoTag::Unsupported {
+                codec_id: CODEC_AV1,
+            })
+        }
         _ => return Ok(VideoTag::Unsupported { codec_id: 0 }),
     };
     if frame_type == FRAME_COMMAND {
@@ -257,7 +267,8 @@ mod tests {
     /// What ffmpeg + libx264 `-profile:v baseline`, 320x240, writes as the first video tag.
     const X264_BASELINE_320X240: &[u8] = &[
         0x17, 0x00, 0x00, 0x00, 0x00, // keyframe|AVC, seq header, cts 0
-        0x01, 0x42, 0xc0, 0x0d, 0xff, 0xe1, // v1, baseline, constraint 0xc0, level 1.3, 4-byte NALU lengths, 1 SPS
+        0x01, 0x42, 0xc0, 0x0d, 0xff,
+        0xe1, // v1, baseline, constraint 0xc0, level 1.3, 4-byte NALU lengths, 1 SPS
         0x00, 0x18, 0x67, 0x42, 0xc0, 0x0d, 0xd9, 0x01, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03,
         0x00, 0x10, 0x00, 0x00, 0x03, 0x03, 0x20, 0xf1, 0x42, 0xa4, 0x80, // SPS (24 bytes)
         0x01, 0x00, 0x05, 0x68, 0xcb, 0x83, 0xcb, 0x20, // 1 PPS (5 bytes)
@@ -293,7 +304,9 @@ mod tests {
 
     #[test]
     fn nalus_with_positive_and_negative_composition_time() {
-        let body = [0x00, 0x00, 0x00, 0x02, 0x65, 0x88, 0x00, 0x00, 0x00, 0x01, 0x06];
+        let body = [
+            0x00, 0x00, 0x00, 0x02, 0x65, 0x88, 0x00, 0x00, 0x00, 0x01, 0x06,
+        ];
         let mut tag = vec![0x17, 0x01, 0x00, 0x00, 0x50];
         tag.extend_from_slice(&body);
         let parsed = parse_video_tag(&b(&tag)).expect("parse");
@@ -342,15 +355,22 @@ mod tests {
         );
         // configurationVersion 0
         assert_eq!(
-            parse_video_tag(&b(&[0x17, 0x00, 0, 0, 0, 0x00, 0x42, 0, 0x1e, 0xff, 0xe0, 0x00])),
+            parse_video_tag(&b(&[
+                0x17, 0x00, 0, 0, 0, 0x00, 0x42, 0, 0x1e, 0xff, 0xe0, 0x00
+            ])),
             Err(FlvError::AvcConfigVersion(0))
         );
         // lengthSizeMinusOne == 2
         assert_eq!(
-            parse_video_tag(&b(&[0x17, 0x00, 0, 0, 0, 0x01, 0x42, 0, 0x1e, 0xfe, 0xe0, 0x00])),
+            parse_video_tag(&b(&[
+                0x17, 0x00, 0, 0, 0, 0x01, 0x42, 0, 0x1e, 0xfe, 0xe0, 0x00
+            ])),
             Err(FlvError::NalLengthSize(3))
         );
-        assert_eq!(parse_video_tag(&b(&[0x17, 0x02, 0, 0, 0])), Ok(VideoTag::AvcEndOfSequence));
+        assert_eq!(
+            parse_video_tag(&b(&[0x17, 0x02, 0, 0, 0])),
+            Ok(VideoTag::AvcEndOfSequence)
+        );
     }
 
     #[test]
@@ -380,7 +400,9 @@ mod tests {
         assert_eq!(parse_video_tag(&b(&tag)).expect("enhanced"), plain);
 
         // CodedFrames (keyframe) with composition time -2.
-        let tag = [0x91, b'a', b'v', b'c', b'1', 0xff, 0xff, 0xfe, 0, 0, 0, 1, 0x65];
+        let tag = [
+            0x91, b'a', b'v', b'c', b'1', 0xff, 0xff, 0xfe, 0, 0, 0, 1, 0x65,
+        ];
         assert_eq!(
             parse_video_tag(&b(&tag)),
             Ok(VideoTag::AvcNalus {
@@ -405,7 +427,9 @@ mod tests {
         );
         assert_eq!(
             parse_video_tag(&b(&[0x90, b'h', b'v', b'c', b'1', 1])),
-            Ok(VideoTag::Unsupported { codec_id: CODEC_HEVC })
+            Ok(VideoTag::Unsupported {
+                codec_id: CODEC_HEVC
+            })
         );
         assert!(parse_video_tag(&b(&[0x91, b'a', b'v', b'c', b'1', 0, 0])).is_err());
         assert!(parse_video_tag(&b(&[0x90, b'a', b'v'])).is_err());

@@ -71,7 +71,7 @@ impl Harness {
                 ClientSessionResult::UnhandleableMessageReceived(_) => {}
             }
         }
-        self.to_server(to_server);
+        self.send_to_server(to_server);
     }
 
     pub fn client_result(&mut self, r: ClientSessionResult) {
@@ -79,7 +79,7 @@ impl Harness {
     }
 
     /// Sends bytes to the server, then drains both sides until neither has output.
-    pub fn to_server(&mut self, mut bytes: Vec<u8>) {
+    pub fn send_to_server(&mut self, mut bytes: Vec<u8>) {
         loop {
             if !bytes.is_empty() {
                 self.wire.extend_from_slice(&bytes);
@@ -111,7 +111,7 @@ impl Harness {
 
     /// Drains what the server produced after an `accept_publish` / `reject_publish`.
     pub fn flush(&mut self) {
-        self.to_server(Vec::new());
+        self.send_to_server(Vec::new());
     }
 
     pub fn take_server_events(&mut self) -> Vec<RtmpEvent> {

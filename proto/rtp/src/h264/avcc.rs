@@ -10,7 +10,11 @@ use crate::Error;
 /// end yields one `Err` and then the iterator ends. Zero-length NAL units
 /// are yielded as empty slices (the packetizer skips them).
 pub fn avcc_nalus(data: &[u8], length_size: usize) -> AvccIter<'_> {
-    AvccIter { data, length_size, failed: false }
+    AvccIter {
+        data,
+        length_size,
+        failed: false,
+    }
 }
 
 /// Iterator returned by [`avcc_nalus`]; borrows the input, never allocates.
@@ -44,9 +48,14 @@ impl<'a> Iterator for AvccIter<'a> {
         }
         let Some((prefix, rest)) = self.data.split_at_checked(self.length_size) else {
             let have = self.data.len();
-            return self.fail(Error::TooShort { needed: self.length_size, have });
+            return self.fail(Error::TooShort {
+                needed: self.length_size,
+                have,
+            });
         };
-        let len = prefix.iter().fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+        let len = prefix
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
         let Some((nalu, rest)) = rest.split_at_checked(len) else {
             let have = rest.len();
             return self.fail(Error::TooShort { needed: len, have });

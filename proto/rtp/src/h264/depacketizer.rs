@@ -55,7 +55,13 @@ struct Partial {
 
 impl Partial {
     fn new(timestamp: u32, broken: bool) -> Self {
-        Partial { timestamp, nalus: Vec::new(), fragment: None, bytes: 0, broken }
+        Partial {
+            timestamp,
+            nalus: Vec::new(),
+            fragment: None,
+            bytes: 0,
+            broken,
+        }
     }
 
     fn add(&mut self, nalu: Vec<u8>) {
@@ -182,7 +188,11 @@ impl H264Depacketizer {
         };
         self.last_sequence = Some(header.sequence);
 
-        if self.current.as_ref().is_some_and(|p| p.timestamp != header.timestamp) {
+        if self
+            .current
+            .as_ref()
+            .is_some_and(|p| p.timestamp != header.timestamp)
+        {
             if let Some(done) = self.current.take() {
                 self.ready.push_back(done.finish(false));
             }
@@ -214,13 +224,23 @@ mod tests {
     use super::*;
 
     fn header(seq: u16, ts: u32, marker: bool) -> RtpHeader {
-        RtpHeader { marker, sequence: seq, timestamp: ts, ..Default::default() }
+        RtpHeader {
+            marker,
+            sequence: seq,
+            timestamp: ts,
+            ..Default::default()
+        }
     }
 
     #[test]
     fn stap_a_is_split() {
         let mut d = H264Depacketizer::new();
-        let f = d.push(&header(1, 9, true), &[0x78, 0, 2, 0x67, 1, 0, 1, 0x68, 0, 2, 0x65, 2]).unwrap();
+        let f = d
+            .push(
+                &header(1, 9, true),
+                &[0x78, 0, 2, 0x67, 1, 0, 1, 0x68, 0, 2, 0x65, 2],
+            )
+            .unwrap();
         assert_eq!(f.nalus, vec![vec![0x67, 1], vec![0x68], vec![0x65, 2]]);
         assert!(f.complete && f.keyframe);
     }
@@ -228,11 +248,11 @@ mod tests {
     #[test]
     fn malformed_payloads_make_the_frame_incomplete() {
         let bad: [&[u8]; 5] = [
-            &[],                      // empty payload
-            &[0x78, 0, 5, 0x67],      // STAP-A size past the end
-            &[0x78, 0],               // STAP-A truncated size
-            &[0x7c],                  // FU-A without FU header
-            &[0x79, 0, 0],            // STAP-B: not packetization-mode 1
+            &[],                 // empty payload
+            &[0x78, 0, 5, 0x67], // STAP-A size past the end
+            &[0x78, 0],          // STAP-A truncated size
+            &[0x7c],             // FU-A without FU header
+            &[0x79, 0, 0],       // STAP-B: not packetization-mode 1
         ];
         for (i, payload) in bad.iter().enumerate() {
             let mut d = H264Depacketizer::new();

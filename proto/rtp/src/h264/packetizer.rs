@@ -134,7 +134,14 @@ impl H264Packetizer {
             out.push(buf.split().freeze());
         }
         let mut hdr = [0u8; RTP_HEADER_LEN];
-        write_rtp_header(&mut hdr, false, self.payload_type, self.next_sequence, ts, self.ssrc);
+        write_rtp_header(
+            &mut hdr,
+            false,
+            self.payload_type,
+            self.next_sequence,
+            ts,
+            self.ssrc,
+        );
         buf.extend_from_slice(&hdr);
         self.next_sequence = self.next_sequence.wrapping_add(1);
         self.packets_sent += 1;

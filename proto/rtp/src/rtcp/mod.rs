@@ -9,7 +9,8 @@ mod write;
 
 pub use parse::{iter_compound, parse_compound, CompoundIter, RawRtcp};
 pub use write::{
-    write_bye, write_fir, write_nack, write_pli, write_receiver_report, write_sdes_cname, write_sender_report,
+    write_bye, write_fir, write_nack, write_pli, write_receiver_report, write_sdes_cname,
+    write_sender_report,
 };
 
 /// Packet type: sender report.

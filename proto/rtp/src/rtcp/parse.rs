@@ -38,21 +38,35 @@ impl<'a> Iterator for CompoundIter<'a> {
         }
         let buf = std::mem::take(&mut self.rest); // an error ends iteration
         let Some(&[b0, pt, l0, l1]) = buf.first_chunk::<4>() else {
-            return Some(Err(Error::TooShort { needed: 4, have: buf.len() }));
+            return Some(Err(Error::TooShort {
+                needed: 4,
+                have: buf.len(),
+            }));
         };
         if b0 >> 6 != 2 {
             return Some(Err(Error::BadVersion(b0 >> 6)));
         }
         let len = (usize::from(u16::from_be_bytes([l0, l1])) + 1) * 4;
         let Some((packet, rest)) = buf.split_at_checked(len) else {
-            return Some(Err(Error::TooShort { needed: len, have: buf.len() }));
+            return Some(Err(Error::TooShort {
+                needed: len,
+                have: buf.len(),
+            }));
         };
-        let pad = if b0 & 0x20 != 0 { usize::from(packet[len - 1]) } else { 0 };
+        let pad = if b0 & 0x20 != 0 {
+            usize::from(packet[len - 1])
+        } else {
+            0
+        };
         if b0 & 0x20 != 0 && (pad == 0 || pad > len - 4) {
             return Some(Err(Error::BadPadding));
         }
         self.rest = rest;
-        Some(Ok(RawRtcp { pt, count: b0 & 0x1f, body: &packet[4..len - pad] }))
+        Some(Ok(RawRtcp {
+            pt,
+            count: b0 & 0x1f,
+            body: &packet[4..len - pad],
+        }))
     }
 }
 
@@ -75,12 +89,17 @@ pub fn parse_compound(buf: &[u8]) -> Result<Vec<RtcpPacket>, Error> {
 
 fn be32(b: &[u8], at: usize) -> u32 {
     // Callers check lengths first; a short slice reads as zeros, no panic.
-    b.get(at..at + 4).and_then(|s| s.try_into().ok()).map_or(0, u32::from_be_bytes)
+    b.get(at..at + 4)
+        .and_then(|s| s.try_into().ok())
+        .map_or(0, u32::from_be_bytes)
 }
 
 fn need(body: &[u8], needed: usize) -> Result<(), Error> {
     if body.len() < needed {
-        return Err(Error::TooShort { needed: needed + 4, have: body.len() + 4 });
+        return Err(Error::TooShort {
+            needed: needed + 4,
+            have: body.len() + 4,
+        });
     }
     Ok(())
 }
@@ -124,12 +143,17 @@ impl RawRtcp<'_> {
             }
             (PT_RR, _) => {
                 need(b, 4 + 24 * n)?;
-                out.push(RtcpPacket::ReceiverReport { ssrc: be32(b, 0), reports: report_blocks(&b[4..], self.count) });
+                out.push(RtcpPacket::ReceiverReport {
+                    ssrc: be32(b, 0),
+                    reports: report_blocks(&b[4..], self.count),
+                });
             }
             (PT_SDES, _) => out.push(RtcpPacket::Sdes),
             (PT_BYE, _) => {
                 need(b, 4 * n)?;
-                out.push(RtcpPacket::Bye { ssrcs: b.chunks_exact(4).take(n).map(|c| be32(c, 0)).collect() });
+                out.push(RtcpPacket::Bye {
+                    ssrcs: b.chunks_exact(4).take(n).map(|c| be32(c, 0)).collect(),
+                });
             }
             (PT_RTPFB, 1) => {
                 need(b, 8)?;
@@ -138,13 +162,24 @@ impl RawRtcp<'_> {
                     let pid = u16::from_be_bytes([fci[0], fci[1]]);
                     let blp = u16::from_be_bytes([fci[2], fci[3]]);
                     lost.push(pid);
-                    lost.extend((0..16u16).filter(|i| blp & (1 << i) != 0).map(|i| pid.wrapping_add(i + 1)));
+                    lost.extend(
+                        (0..16u16)
+                            .filter(|i| blp & (1 << i) != 0)
+                            .map(|i| pid.wrapping_add(i + 1)),
+                    );
                 }
-                out.push(RtcpPacket::Nack { sender_ssrc: be32(b, 0), media_ssrc: be32(b, 4), lost });
+                out.push(RtcpPacket::Nack {
+                    sender_ssrc: be32(b, 0),
+                    media_ssrc: be32(b, 4),
+                    lost,
+                });
             }
             (PT_PSFB, 1) => {
                 need(b, 8)?;
-                out.push(RtcpPacket::Pli { sender_ssrc: be32(b, 0), media_ssrc: be32(b, 4) });
+                out.push(RtcpPacket::Pli {
+                    sender_ssrc: be32(b, 0),
+                    media_ssrc: be32(b, 4),
+                });
             }
             (PT_PSFB, 4) => {
                 need(b, 8)?;
@@ -160,13 +195,17 @@ impl RawRtcp<'_> {
                 let count = usize::from(b[12]);
                 need(b, 16 + 4 * count)?;
                 let exp = u32::from(b[13] >> 2);
-                let mantissa = (u64::from(b[13] & 3) << 16) | (u64::from(b[14]) << 8) | u64::from(b[15]);
+                let mantissa =
+                    (u64::from(b[13] & 3) << 16) | (u64::from(b[14]) << 8) | u64::from(b[15]);
                 // mantissa < 2^18, exp < 64: u128 cannot overflow.
                 let bitrate = (u128::from(mantissa) << exp).min(u128::from(u64::MAX)) as u64;
                 out.push(RtcpPacket::Remb {
                     sender_ssrc: be32(b, 0),
                     bitrate_bps: bitrate,
-                    ssrcs: b[16..16 + 4 * count].chunks_exact(4).map(|c| be32(c, 0)).collect(),
+                    ssrcs: b[16..16 + 4 * count]
+                        .chunks_exact(4)
+                        .map(|c| be32(c, 0))
+                        .collect(),
                 });
             }
             (pt, fmt) => out.push(RtcpPacket::Other { pt, fmt }),

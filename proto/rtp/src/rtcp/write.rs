@@ -12,7 +12,10 @@ const MAX_COUNT: usize = 31;
 
 fn check_room(out: &[u8], needed: usize) -> Result<(), Error> {
     if out.len() < needed {
-        return Err(Error::BufferTooSmall { needed, have: out.len() });
+        return Err(Error::BufferTooSmall {
+            needed,
+            have: out.len(),
+        });
     }
     Ok(())
 }
@@ -20,7 +23,8 @@ fn check_room(out: &[u8], needed: usize) -> Result<(), Error> {
 /// Writes the 4-byte common header; `len` is the whole packet in bytes (a
 /// multiple of 4, at most 2^18).
 fn write_header(out: &mut [u8], count: u8, pt: u8, len: usize) -> Result<(), Error> {
-    let words = u16::try_from(len / 4 - 1).map_err(|_| Error::InvalidArgument("RTCP packet longer than 256 KiB"))?;
+    let words = u16::try_from(len / 4 - 1)
+        .map_err(|_| Error::InvalidArgument("RTCP packet longer than 256 KiB"))?;
     out[0] = 0x80 | (count & 0x1f);
     out[1] = pt;
     out[2..4].copy_from_slice(&words.to_be_bytes());
@@ -87,7 +91,11 @@ pub fn write_sdes_cname(out: &mut [u8], ssrc: u32, cname: &str) -> Result<usize,
 }
 
 /// Writes a Receiver Report with up to 31 report blocks.
-pub fn write_receiver_report(out: &mut [u8], sender_ssrc: u32, blocks: &[ReportBlock]) -> Result<usize, Error> {
+pub fn write_receiver_report(
+    out: &mut [u8],
+    sender_ssrc: u32,
+    blocks: &[ReportBlock],
+) -> Result<usize, Error> {
     if blocks.len() > MAX_COUNT {
         return Err(Error::InvalidArgument("more than 31 report blocks"));
     }
@@ -131,7 +139,12 @@ impl Iterator for NackPairs<'_> {
 }
 
 /// Writes a generic NACK (RTPFB FMT 1) for the `lost` sequence numbers.
-pub fn write_nack(out: &mut [u8], sender_ssrc: u32, media_ssrc: u32, lost: &[u16]) -> Result<usize, Error> {
+pub fn write_nack(
+    out: &mut [u8],
+    sender_ssrc: u32,
+    media_ssrc: u32,
+    lost: &[u16],
+) -> Result<usize, Error> {
     if lost.is_empty() {
         return Err(Error::InvalidArgument("NACK without sequence numbers"));
     }
@@ -159,7 +172,12 @@ pub fn write_pli(out: &mut [u8], sender_ssrc: u32, media_ssrc: u32) -> Result<us
 /// Writes a Full Intra Request (PSFB FMT 4, RFC 5104 §4.3.1) with one FCI
 /// entry. The header's media SSRC is 0 as the RFC requires; the target is
 /// in the FCI.
-pub fn write_fir(out: &mut [u8], sender_ssrc: u32, media_ssrc: u32, seq_nr: u8) -> Result<usize, Error> {
+pub fn write_fir(
+    out: &mut [u8],
+    sender_ssrc: u32,
+    media_ssrc: u32,
+    seq_nr: u8,
+) -> Result<usize, Error> {
     check_room(out, 20)?;
     write_header(out, FMT_FIR, PT_PSFB, 20)?;
     put_u32(out, 4, sender_ssrc);
@@ -209,12 +227,27 @@ mod tests {
     #[test]
     fn sender_report_layout() {
         let mut buf = [0u8; 64];
-        let n = write_sender_report(&mut buf, 0x0102_0304, 0x1122_3344_5566_7788, 9, 10, 11, "ab").unwrap();
+        let n = write_sender_report(
+            &mut buf,
+            0x0102_0304,
+            0x1122_3344_5566_7788,
+            9,
+            10,
+            11,
+            "ab",
+        )
+        .unwrap();
         // SR 28 + SDES (4 + 4 + 2 + 2 + 1 null -> 16).
         assert_eq!(n, 28 + 16);
         assert_eq!(&buf[..4], &[0x80, 200, 0, 6]);
-        assert_eq!(&buf[8..16], &[0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88]);
-        assert_eq!(&buf[28..44], &[0x81, 202, 0, 3, 1, 2, 3, 4, 1, 2, b'a', b'b', 0, 0, 0, 0]);
+        assert_eq!(
+            &buf[8..16],
+            &[0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88]
+        );
+        assert_eq!(
+            &buf[28..44],
+            &[0x81, 202, 0, 3, 1, 2, 3, 4, 1, 2, b'a', b'b', 0, 0, 0, 0]
+        );
     }
 
     #[test]
@@ -232,21 +265,43 @@ mod tests {
     #[test]
     fn errors() {
         let mut small = [0u8; 11];
-        assert!(matches!(write_pli(&mut small, 1, 2), Err(Error::BufferTooSmall { needed: 12, have: 11 })));
-        assert!(matches!(write_nack(&mut [0u8; 64], 1, 2, &[]), Err(Error::InvalidArgument(_))));
+        assert!(matches!(
+            write_pli(&mut small, 1, 2),
+            Err(Error::BufferTooSmall {
+                needed: 12,
+                have: 11
+            })
+        ));
+        assert!(matches!(
+            write_nack(&mut [0u8; 64], 1, 2, &[]),
+            Err(Error::InvalidArgument(_))
+        ));
         let long = "x".repeat(256);
-        assert!(matches!(write_sender_report(&mut [0u8; 400], 1, 0, 0, 0, 0, &long), Err(Error::InvalidArgument(_))));
+        assert!(matches!(
+            write_sender_report(&mut [0u8; 400], 1, 0, 0, 0, 0, &long),
+            Err(Error::InvalidArgument(_))
+        ));
         let blocks = [ReportBlock::default(); 32];
-        assert!(matches!(write_receiver_report(&mut [0u8; 1024], 1, &blocks), Err(Error::InvalidArgument(_))));
+        assert!(matches!(
+            write_receiver_report(&mut [0u8; 1024], 1, &blocks),
+            Err(Error::InvalidArgument(_))
+        ));
     }
 
     #[test]
     fn cumulative_lost_is_clamped_to_24_bits() {
         let mut buf = [0u8; 32];
-        let b = ReportBlock { cumulative_lost: -1, fraction_lost: 0x40, ..Default::default() };
+        let b = ReportBlock {
+            cumulative_lost: -1,
+            fraction_lost: 0x40,
+            ..Default::default()
+        };
         write_receiver_report(&mut buf, 1, &[b]).unwrap();
         assert_eq!(&buf[12..16], &[0x40, 0xff, 0xff, 0xff]);
-        let b = ReportBlock { cumulative_lost: i32::MAX, ..Default::default() };
+        let b = ReportBlock {
+            cumulative_lost: i32::MAX,
+            ..Default::default()
+        };
         write_receiver_report(&mut buf, 1, &[b]).unwrap();
         assert_eq!(&buf[12..16], &[0, 0x7f, 0xff, 0xff]);
     }

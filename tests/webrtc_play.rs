@@ -1,0 +1,105 @@
+//! RTMP in (real ffmpeg), WebRTC out (real headless Chromium), through the
+//! real dataplane and control processes, inside a private network namespace.
+
+mod common;
+mod rig;
+
+use anyhow::Result;
+use rig::{frames_decoded, Mode, Rig, HTTP};
+use std::time::Duration;
+
+/// WHEP: ≥ 60 frames decoded, and the server-side latency figure is logged.
+#[test]
+fn whep_plays_rtmp_stream_and_reports_latency() -> Result<()> {
+    let rig = Rig::start(Mode::Serve, "")?;
+    let _publisher = rig.publish("live/s")?;
+    rig.wait_live("live", "s", Duration::from_secs(20))?;
+    let mut chrome = rig.play("live", "s", "signaling=whep", 60)?;
+    let frames = frames_decoded(&mut chrome)?;
+    assert!(frames >= 60, "framesDecoded = {frames}");
+
+    // Server-added latency (RTMP frame in -> last viewer packet out), as the
+    // shard measured it; stats reach control once a second.
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    let stats = loop {
+        let s = rig.stream("live", "s")?.unwrap_or_default();
+        if s["stats"]["latency_samples"].as_u64().unwrap_or(0) > 0 {
+            break s["stats"].clone();
+        }
+        assert!(std::time::Instant::now() < end, "no latency samples reported: {s}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let p50 = stats["latency_us_p50"].as_u64().unwrap_or(0);
+    let p99 = stats["latency_us_p99"].as_u64().unwrap_or(0);
+    let max = stats["latency_us_max"].as_u64().unwrap_or(0);
+    println!("server-added latency (RTMP frame in -> last SRTP packet out): p50 {p50} us, p99 {p99} us, max {max} us over {} frames", stats["latency_samples"]);
+    assert!(p50 <= p99 && p99 <= max);
+    assert_eq!(stats["viewers"], 1);
+    assert!(stats["bytes_out"].as_u64().unwrap_or(0) > 0, "per-stream traffic is counted: {stats}");
+
+    let first_frame = chrome.eval("(async () => (await window.rts.stats()).firstFrameMs)()")?;
+    println!("first frame after DTLS connected: {first_frame} ms");
+
+    // The player's stop() closes the peer connection: DTLS close_notify
+    // ends the session on the shard (the RTS teardown).
+    let from = rig.servers[0].logs().len();
+    chrome.eval("window.rts.stop()")?;
+    rig.servers[0].wait_for_log_since(from, "session removed", Duration::from_secs(10))?;
+    Ok(())
+}
+
+/// The same path through the Alibaba RTS signaling shape and the SRS shape.
+#[test]
+fn rts_and_srs_signaling_play() -> Result<()> {
+    let rig = Rig::start(Mode::Serve, "")?;
+    let _publisher = rig.publish("live/rts1")?;
+    rig.wait_live("live", "rts1", Duration::from_secs(20))?;
+    let _a = rig.play("live", "rts1", "signaling=rts", 60)?;
+    let _b = rig.play("live", "rts1", "signaling=srs", 60)?;
+    Ok(())
+}
+
+/// Killing control (SIGKILL) while a viewer plays does not stop its media;
+/// a restarted control serves new viewers.
+#[test]
+fn control_crash_does_not_cut_media() -> Result<()> {
+    let mut rig = Rig::start(Mode::Split, "")?;
+    let _publisher = rig.publish("live/c")?;
+    rig.wait_live("live", "c", Duration::from_secs(20))?;
+    let mut viewer = rig.play("live", "c", "", 30)?;
+
+    rig.servers[1].kill();
+    assert!(ureq::get(&format!("{HTTP}/api/v1/streams")).timeout(Duration::from_secs(2)).call().is_err(), "control is really gone");
+    let before = frames_decoded(&mut viewer)?;
+    // 60 more frames = 2 s of video delivered with no control process at all.
+    viewer.wait_for(&format!("(await window.rts.stats()).framesDecoded >= {}", before + 60), Duration::from_secs(20))?;
+    assert!(rig.servers[0].is_running(), "dataplane survived");
+
+    rig.start_control()?;
+    let _second = rig.play("live", "c", "", 30)?;
+    let after = frames_decoded(&mut viewer)?;
+    assert!(after >= before + 60);
+    Ok(())
+}
+
+/// `rts serve` restarts a control process that dies, and media keeps flowing.
+#[test]
+fn serve_restarts_control() -> Result<()> {
+    let mut rig = Rig::start(Mode::Serve, "")?;
+    let _publisher = rig.publish("live/sv")?;
+    rig.wait_live("live", "sv", Duration::from_secs(20))?;
+    let mut viewer = rig.play("live", "sv", "", 30)?;
+    let api = rig.api()?;
+    let control_pid = api["control"]["pid"].as_u64().expect("control pid") as i32;
+    let from = rig.server().logs().len();
+    // SAFETY: killing the control child we just looked up.
+    unsafe { libc::kill(control_pid, libc::SIGKILL) };
+    rig.server().wait_for_log_since(from, "control exited; restarting", Duration::from_secs(10))?;
+    rig.server().wait_for_log_since(from, "control listening", Duration::from_secs(20))?;
+    let new_pid = rig.api()?["control"]["pid"].as_u64().unwrap_or(0) as i32;
+    assert_ne!(new_pid, control_pid);
+    let before = frames_decoded(&mut viewer)?;
+    viewer.wait_for(&format!("(await window.rts.stats()).framesDecoded >= {}", before + 30), Duration::from_secs(20))?;
+    let _second = rig.play("live", "sv", "", 30)?;
+    Ok(())
+}
