@@ -6,6 +6,10 @@
 set -eu
 
 PACKAGES="ffmpeg chromium iproute2 libssl-dev pkg-config ca-certificates"
+# --build-only: just what compiling rts needs (OpenSSL headers for DTLS).
+if [ "${1:-}" = "--build-only" ]; then
+    PACKAGES="libssl-dev pkg-config ca-certificates"
+fi
 
 installed() {
     dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"

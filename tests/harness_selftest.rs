@@ -458,7 +458,6 @@ fn player_page_plays_video_and_audio_over_whep() -> Result<()> {
     let stats = player
         .wait_for(predicate, 30 * SECOND)
         .map_err(|e| e.context(player.console().join("\n")))?;
-    eprintln!("CONSOLE {}", player.console().join("\n"));
     assert_eq!(stats["connectionState"], "connected", "{stats}");
     assert!(
         stats["firstFrameMs"].as_f64().is_some_and(|ms| ms >= 0.0),

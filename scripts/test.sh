@@ -1,0 +1,11 @@
+#!/bin/sh
+# Runs every test of the project on a fresh Debian machine: installs what the
+# tests need (ffmpeg, Chromium, iproute2, OpenSSL headers) from apt, then the
+# lint gate and the whole test suite (unit, protocol vectors, robustness, and
+# the end-to-end tests that publish with ffmpeg and play in headless Chromium
+# inside private network namespaces; those need root).
+set -eu
+cd "$(dirname "$0")/.."
+sh scripts/install-test-deps.sh
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked
