@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 
 /// Bumped on any incompatible change to the enums below.
-pub const IPC_VERSION: u32 = 1;
+pub const IPC_VERSION: u32 = 2;
 
 /// Session ids carry their shard in the top 16 bits, so any control
 /// instance (including one restarted after a crash) can route a DELETE to
@@ -47,6 +47,9 @@ pub enum ControlToShard {
         audio_pt: Option<u8>,
     },
     RemoveSession { session: u64, reason: String },
+    /// Move a playing session to another stream on the same shard, without
+    /// new ICE/DTLS (channel switch); it starts from that stream's GOP cache.
+    SwitchStream { session: u64, app: String, stream: String },
     /// Asks the shard to report everything it holds (after a control restart).
     Snapshot,
 }
@@ -56,6 +59,7 @@ pub enum ShardToControl {
     DtlsFromPeer { session: u64, peer: SocketAddr, data: Vec<u8> },
     IceConnected { session: u64, peer: SocketAddr },
     SessionClosed { session: u64, reason: String },
+    SwitchDone { session: u64, app: String, stream: String, ok: bool, reason: String },
     StreamStarted { app: String, stream: String },
     StreamEnded { app: String, stream: String },
     PublishRefused { app: String, stream: String, reason: String },
@@ -110,6 +114,8 @@ pub struct StreamStats {
     pub publishing: bool,
     pub viewers: u32,
     pub video_frames: u64,
+    pub audio_frames: u64,
+    pub b_frames: bool,
     pub bytes_in: u64,
     pub bytes_out: u64,
     /// Server-added latency: RTMP frame received -> last viewer's packet sent.

@@ -60,6 +60,8 @@ struct Inner {
     counters: ControlCounters,
     /// Failures by kind/reason ("play:expired"), for /metrics.
     auth_failures: BTreeMap<String, u64>,
+    /// Channel switches waiting for their shard's answer.
+    switches: HashMap<u64, std::sync::mpsc::Sender<Result<(), String>>>,
 }
 
 pub struct Engine {
@@ -211,6 +213,30 @@ impl Engine {
         self.inner.lock().unwrap_or_else(|e| e.into_inner()).sessions.remove(&session);
     }
 
+    /// Moves a playing session to another stream without new ICE/DTLS.
+    /// Blocks (briefly) for the shard's answer; call from a blocking context.
+    pub fn switch_stream(&self, session: u64, app: &str, stream: &str) -> Result<(), String> {
+        let shard = ipc::session_shard(session);
+        if shard >= self.shards {
+            return Err("no such session".into());
+        }
+        match self.stream_shard(app, stream) {
+            Some(s) if s == shard => {}
+            Some(_) => return Err("stream is live on another shard (cross-shard switch needs stream replication)".into()),
+            None => return Err("stream is not live".into()),
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).switches.insert(session, tx);
+        let msg = ControlToShard::SwitchStream { session, app: app.to_string(), stream: stream.to_string() };
+        if let Err(e) = self.push(shard, &msg) {
+            self.inner.lock().unwrap_or_else(|e| e.into_inner()).switches.remove(&session);
+            return Err(e.to_string());
+        }
+        let r = rx.recv_timeout(Duration::from_secs(2)).unwrap_or_else(|_| Err("shard did not answer".into()));
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).switches.remove(&session);
+        r
+    }
+
     pub fn streams(&self) -> Vec<StreamView> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner()).streams.values().cloned().collect()
     }
@@ -265,6 +291,12 @@ impl Engine {
             ShardToControl::SessionClosed { session, reason } => {
                 tracing::debug!(session = format_args!("{session:016x}"), %reason, "session closed by shard");
                 self.forget(session);
+            }
+            ShardToControl::SwitchDone { session, ok, reason, .. } => {
+                let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(tx) = inner.switches.get(&session) {
+                    let _ = tx.send(if ok { Ok(()) } else { Err(reason) });
+                }
             }
             ShardToControl::StreamStarted { app, stream } => {
                 let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());

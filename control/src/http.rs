@@ -22,6 +22,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
     Router::new()
         .route("/whep/{app}/{stream}", post(whep_post))
         .route("/whep/session/{id}", axum::routing::delete(whep_delete).patch(whep_patch))
+        .route("/whep/session/{id}/switch", post(whep_switch))
         .route("/rtc/v1/play/", post(srs_play))
         .route("/rtc/v1/play", post(srs_play))
         .route("/rtc/v1/whep/", post(srs_whep))
@@ -110,6 +111,42 @@ async fn whep_delete(State(engine): State<Arc<Engine>>, Path(id): Path<String>) 
     match engine.remove_session(session, "WHEP DELETE") {
         Ok(()) => StatusCode::OK.into_response(),
         Err(e) => json_error(503, &e.to_string(), None),
+    }
+}
+
+/// Channel switch: `POST /whep/session/{id}/switch?stream=app/stream` (or
+/// `?app=..&stream=..`). The session keeps its ICE/DTLS/SRTP state and its
+/// SSRCs; the shard re-bases sequence numbers and timestamps and starts it
+/// from the new stream's GOP cache. Play auth applies to the new stream.
+async fn whep_switch(
+    State(engine): State<Arc<Engine>>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let Ok(session) = u64::from_str_radix(&id, 16) else {
+        return json_error(404, "no such session", None);
+    };
+    let (app, stream) = match (q.get("app"), q.get("stream")) {
+        (Some(a), Some(s)) => (a.clone(), s.clone()),
+        (None, Some(s)) => match s.split_once('/') {
+            Some((a, s)) => (a.to_string(), s.to_string()),
+            None => return json_error(400, "stream must be app/stream (or pass app=)", None),
+        },
+        _ => return json_error(400, "missing stream", None),
+    };
+    if let Err(f) = engine.cfg.play_auth().check(&app, &stream, None, q.get("auth_key").map(String::as_str), rts_common::config::unix_now()) {
+        engine.count_auth_failure("play", f.as_str());
+        return json_error(403, &format!("forbidden: {f}"), Some(f.as_str()));
+    }
+    let started = std::time::Instant::now();
+    let res = tokio::task::spawn_blocking(move || engine.switch_stream(session, &app, &stream)).await;
+    match res {
+        Ok(Ok(())) => {
+            let body = json!({ "code": 200, "msg": "switched", "switch_ms": started.elapsed().as_secs_f64() * 1000.0 });
+            (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+        }
+        Ok(Err(e)) => json_error(409, &e, None),
+        Err(_) => json_error(500, "internal error", None),
     }
 }
 

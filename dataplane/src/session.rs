@@ -1,7 +1,11 @@
 //! One WebRTC viewer as the shard sees it: ICE-lite credentials, the
-//! selected 5-tuple, and (once DTLS finished in control) the SRTP contexts.
+//! selected 5-tuple, and (once DTLS finished in control) the SRTP contexts
+//! and per-track header rewriting.
 
+use crate::stream::Kind;
+use bytes::Bytes;
 use rts_srtp::{Profile, SrtpContext};
+use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Instant;
 
@@ -12,6 +16,10 @@ pub struct Session {
     pub remote_ufrag: String,
     /// "app/stream" key of the stream it plays.
     pub stream: String,
+    /// SSRCs announced in this viewer's SDP answer (those of the stream it
+    /// first asked for); kept across channel switches.
+    pub video_ssrc: u32,
+    pub audio_ssrc: u32,
     /// Selected candidate pair: the viewer's address and our local address
     /// the checks arrived at (replies leave from it).
     pub peer: Option<SocketAddrV4>,
@@ -21,19 +29,137 @@ pub struct Session {
     pub last_consent: Instant,
 }
 
-/// Present once the session plays: per-viewer SRTP state and negotiated PTs.
+/// Present once the session plays: per-viewer SRTP state, negotiated PTs
+/// and the catch-up queue (GOP cache replay, paced).
 pub struct Media {
     pub tx: SrtpContext,
     pub rx: SrtpContext,
     pub profile: Profile,
-    pub video_pt: Option<u8>,
-    pub audio_pt: Option<u8>,
+    pub video: TrackOut,
+    pub audio: TrackOut,
+    pub pending: VecDeque<(Kind, Bytes)>,
     pub bytes_out: u64,
     pub packets_out: u64,
+}
+
+impl Media {
+    pub fn track(&mut self, kind: Kind) -> &mut TrackOut {
+        match kind {
+            Kind::Video => &mut self.video,
+            Kind::Audio => &mut self.audio,
+        }
+    }
+}
+
+/// How one outgoing track's RTP header is rewritten for this viewer. All
+/// viewers of a stream share the packet bytes; this per-viewer state makes
+/// each viewer's sequence and timestamps continuous across channel switches
+/// (a different stream's sequence space) at the cost of a 12-byte rewrite
+/// that the SRTP copy needs anyway.
+pub struct TrackOut {
+    pub pt: Option<u8>,
+    pub ssrc: u32,
+    /// RTP time units to advance on a re-base (one frame).
+    step: u32,
+    seq_offset: u16,
+    ts_offset: u32,
+    last_seq: u16,
+    last_ts: u32,
+    started: bool,
+    rebase: bool,
+}
+
+impl TrackOut {
+    pub fn new(pt: Option<u8>, ssrc: u32, kind: Kind) -> TrackOut {
+        let step = match kind {
+            Kind::Video => 3000, // 33 ms at 90 kHz
+            Kind::Audio => 960,  // 20 ms at 48 kHz
+        };
+        TrackOut { pt, ssrc, step, seq_offset: 0, ts_offset: 0, last_seq: 0, last_ts: 0, started: false, rebase: false }
+    }
+
+    /// The next packet comes from another sequence space (channel switch).
+    pub fn rebase_next(&mut self) {
+        self.rebase = true;
+    }
+
+    /// This viewer's RTP time for a shared-stream RTP time (for SRs).
+    pub fn map_ts(&self, ts: u32) -> u32 {
+        ts.wrapping_add(self.ts_offset)
+    }
+
+    pub fn started(&self) -> bool {
+        self.started
+    }
+
+    /// Writes this viewer's header for shared packet header `src` into `out`.
+    /// Returns false when the viewer did not negotiate this track.
+    pub fn rewrite(&mut self, src: &[u8], out: &mut [u8; 12]) -> bool {
+        let Some(pt) = self.pt else { return false };
+        if src.len() < 12 {
+            return false;
+        }
+        let seq = u16::from_be_bytes([src[2], src[3]]);
+        let ts = u32::from_be_bytes([src[4], src[5], src[6], src[7]]);
+        if self.rebase && self.started {
+            self.seq_offset = self.last_seq.wrapping_add(1).wrapping_sub(seq);
+            self.ts_offset = self.last_ts.wrapping_add(self.step).wrapping_sub(ts);
+        }
+        self.rebase = false;
+        let seq = seq.wrapping_add(self.seq_offset);
+        let ts = ts.wrapping_add(self.ts_offset);
+        out[0] = 0x80; // V=2, no padding/extension/CSRC: the packetizers emit none
+        out[1] = (src[1] & 0x80) | (pt & 0x7f);
+        out[2..4].copy_from_slice(&seq.to_be_bytes());
+        out[4..8].copy_from_slice(&ts.to_be_bytes());
+        out[8..12].copy_from_slice(&self.ssrc.to_be_bytes());
+        self.last_seq = seq;
+        self.last_ts = ts;
+        self.started = true;
+        true
+    }
 }
 
 impl Session {
     pub fn is_playing(&self) -> bool {
         self.media.is_some() && self.peer.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hdr(marker: bool, seq: u16, ts: u32, ssrc: u32) -> [u8; 12] {
+        let mut h = [0u8; 12];
+        rts_rtp::write_rtp_header(&mut h, marker, 96, seq, ts, ssrc);
+        h
+    }
+
+    #[test]
+    fn rewrite_patches_pt_ssrc_and_keeps_marker() {
+        let mut t = TrackOut::new(Some(102), 0xAABB, Kind::Video);
+        let mut out = [0u8; 12];
+        assert!(t.rewrite(&hdr(true, 10, 9000, 1), &mut out));
+        let h = rts_rtp::RtpHeader::parse(&out).unwrap();
+        assert_eq!((h.marker, h.payload_type, h.sequence, h.timestamp, h.ssrc), (true, 102, 10, 9000, 0xAABB));
+        let mut none = TrackOut::new(None, 1, Kind::Audio);
+        assert!(!none.rewrite(&hdr(false, 1, 1, 1), &mut out));
+    }
+
+    #[test]
+    fn switch_keeps_sequence_and_time_continuous() {
+        let mut t = TrackOut::new(Some(96), 7, Kind::Video);
+        let mut out = [0u8; 12];
+        t.rewrite(&hdr(false, 65534, 100, 1), &mut out);
+        t.rewrite(&hdr(true, 65535, 100, 1), &mut out);
+        t.rebase_next();
+        // The new stream is somewhere else entirely in its own spaces.
+        t.rewrite(&hdr(false, 1234, 5_000_000, 2), &mut out);
+        let h = rts_rtp::RtpHeader::parse(&out).unwrap();
+        assert_eq!((h.sequence, h.timestamp, h.ssrc), (0, 3100, 7));
+        t.rewrite(&hdr(true, 1235, 5_003_000, 2), &mut out);
+        let h = rts_rtp::RtpHeader::parse(&out).unwrap();
+        assert_eq!((h.sequence, h.timestamp), (1, 6100));
     }
 }

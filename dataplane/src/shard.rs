@@ -7,8 +7,8 @@
 //! crates (rts-rtmp, rts-stun, rts-rtp, rts-srtp); this file only moves bytes
 //! between them and the sockets.
 
-use crate::session::{Media, Session};
-use crate::stream::{Stream, VideoOutcome};
+use crate::session::{Media, Session, TrackOut};
+use crate::stream::{Kind, Stream, VideoOutcome};
 use crate::udp::{self, GsoBatch, UdpSender};
 use crate::uring::{Completion, RecvSlot, Token, Uring};
 use bytes::Bytes;
@@ -79,6 +79,9 @@ pub struct Shard {
     by_addr: HashMap<SocketAddrV4, usize>,
     by_id: HashMap<u64, usize>,
     streams: HashMap<String, Stream>,
+    /// Sessions replaying a GOP cache (paced; see drain_catchup).
+    catchup: Vec<usize>,
+    last_catchup: Instant,
     to_ctl: Producer,
     from_ctl: Consumer,
     counters: ShardCounters,
@@ -137,6 +140,8 @@ impl Shard {
             by_addr: HashMap::new(),
             by_id: HashMap::new(),
             streams: HashMap::new(),
+            catchup: Vec::new(),
+            last_catchup: Instant::now(),
             to_ctl: init.to_ctl,
             from_ctl: init.from_ctl,
             counters: ShardCounters::default(),
@@ -168,6 +173,9 @@ impl Shard {
         while !self.stop.load(Ordering::Relaxed) {
             self.poll_control();
             let now = Instant::now();
+            if !self.catchup.is_empty() {
+                self.drain_catchup(now);
+            }
             if now.duration_since(self.last_housekeeping) >= Duration::from_millis(100) {
                 self.housekeeping(now);
             }
@@ -367,6 +375,7 @@ impl Shard {
                 let max_packet = self.cfg.webrtc.max_rtp_packet;
                 let s = self.streams.entry(key.clone()).or_insert_with(|| Stream::new(&app, &stream, max_packet));
                 s.publisher = Some(idx);
+                s.on_publish_start();
                 tracing::info!(shard = self.id, stream = %key, peer = ?conn.peer, "RTMP publish started");
                 self.push_ctl(&ShardToControl::StreamStarted { app, stream });
                 true
@@ -436,16 +445,49 @@ impl Shard {
                 return;
             }
         }
-        let mut bytes_out = 0u64;
-        for &v in &stream.viewers {
-            if let Some(sess) = self.sessions.get_mut(v) {
-                bytes_out += send_rtp(sess, &self.packets, &mut self.sender, &mut self.batch);
-            }
-        }
+        let bytes_out = fan_out(stream, &mut self.sessions, Kind::Video, &self.packets, &mut self.sender, &mut self.batch);
         stream.bytes_out += bytes_out;
         if !stream.viewers.is_empty() {
             let us = received_at.elapsed().as_micros().min(u32::MAX as u128) as u32;
             stream.latency.record(us);
+        }
+    }
+
+    /// Sends queued GOP-cache packets to viewers that just joined, at a
+    /// bounded rate: fast enough that the decoder reaches live within a
+    /// fraction of a second, slow enough not to overflow a receive buffer.
+    fn drain_catchup(&mut self, now: Instant) {
+        let elapsed = now.duration_since(self.last_catchup);
+        self.last_catchup = now;
+        let budget = ((elapsed.as_micros() as u64 * CATCHUP_PACKETS_PER_S) / 1_000_000).clamp(1, 256) as usize;
+        let mut i = 0;
+        while i < self.catchup.len() {
+            let idx = self.catchup[i];
+            let done = match self.sessions.get_mut(idx) {
+                Some(sess) => {
+                    let (Some(peer), local) = (sess.peer, sess.local_ip) else {
+                        i += 1;
+                        continue;
+                    };
+                    let Some(media) = sess.media.as_mut() else {
+                        i += 1;
+                        continue;
+                    };
+                    let n = budget.min(media.pending.len());
+                    let items: Vec<(Kind, Bytes)> = media.pending.drain(..n).collect();
+                    let sent = send_items(media, peer, local, items.iter().map(|(k, b)| (*k, b)), &mut self.sender, &mut self.batch);
+                    if let Some(stream) = self.streams.get_mut(&sess.stream) {
+                        stream.bytes_out += sent;
+                    }
+                    media.pending.is_empty()
+                }
+                None => true,
+            };
+            if done {
+                self.catchup.swap_remove(i);
+            } else {
+                i += 1;
+            }
         }
     }
 
@@ -575,6 +617,8 @@ impl Shard {
                     local_pwd,
                     remote_ufrag,
                     stream: Stream::key(&app, &stream),
+                    video_ssrc: ipc::stream_ssrc(&app, &stream, 0),
+                    audio_ssrc: ipc::stream_ssrc(&app, &stream, 1),
                     peer: None,
                     local_ip: None,
                     media: None,
@@ -605,17 +649,47 @@ impl Shard {
                     return;
                 };
                 let sess = &mut self.sessions[idx];
-                sess.media = Some(Media { tx, rx, profile, video_pt, audio_pt, bytes_out: 0, packets_out: 0 });
+                sess.media = Some(Media {
+                    tx,
+                    rx,
+                    profile,
+                    video: TrackOut::new(video_pt, sess.video_ssrc, Kind::Video),
+                    audio: TrackOut::new(audio_pt, sess.audio_ssrc, Kind::Audio),
+                    pending: Default::default(),
+                    bytes_out: 0,
+                    packets_out: 0,
+                });
                 let key = sess.stream.clone();
-                let (app, name) = key.split_once('/').unwrap_or((&key, ""));
-                let max_packet = self.cfg.webrtc.max_rtp_packet;
-                let stream = self.streams.entry(key.clone()).or_insert_with(|| Stream::new(app, name, max_packet));
-                stream.viewers.push(idx);
-                // Instant first frame: replay the GOP cache right away.
-                let bytes = send_rtp(&mut self.sessions[idx], stream.gop_cache(), &mut self.sender, &mut self.batch);
-                stream.bytes_out += bytes;
-                tracing::info!(shard = self.id, session = format_args!("{session:016x}"), stream = %key,
-                    profile = ?profile, gop_packets = stream.gop_cache().len(), "viewer playing");
+                self.attach_viewer(idx, &key);
+                tracing::info!(shard = self.id, session = format_args!("{session:016x}"), stream = %key, profile = ?profile, "viewer playing");
+            }
+            ControlToShard::SwitchStream { session, app, stream } => {
+                let key = Stream::key(&app, &stream);
+                let result = match self.by_id.get(&session).copied() {
+                    None => Err("no such session on this shard"),
+                    Some(idx) if self.sessions[idx].media.is_none() => Err("session is not playing yet"),
+                    Some(_) if !self.streams.get(&key).is_some_and(|s| s.publisher.is_some()) => Err("stream is not live on this shard"),
+                    Some(idx) => {
+                        let old = std::mem::replace(&mut self.sessions[idx].stream, key.clone());
+                        if let Some(s) = self.streams.get_mut(&old) {
+                            s.viewers.retain(|&v| v != idx);
+                        }
+                        self.drop_stream_if_unused(&old);
+                        if let Some(m) = self.sessions[idx].media.as_mut() {
+                            m.video.rebase_next();
+                            m.audio.rebase_next();
+                            m.pending.clear();
+                        }
+                        self.attach_viewer(idx, &key);
+                        tracing::info!(shard = self.id, session = format_args!("{session:016x}"), from = %old, to = %key, "channel switch");
+                        Ok(())
+                    }
+                };
+                let (ok, reason) = match result {
+                    Ok(()) => (true, String::new()),
+                    Err(e) => (false, e.to_string()),
+                };
+                self.push_ctl(&ShardToControl::SwitchDone { session, app, stream, ok, reason });
             }
             ControlToShard::RemoveSession { session, reason } => self.remove_session(session, &reason),
             ControlToShard::Snapshot => {
@@ -625,6 +699,21 @@ impl Shard {
                     self.push_ctl(&ShardToControl::StreamStarted { app, stream });
                 }
                 self.send_stats();
+            }
+        }
+    }
+
+    /// Adds a playing session to a stream and queues the stream's GOP cache
+    /// for it (instant first frame; drained by drain_catchup).
+    fn attach_viewer(&mut self, idx: usize, key: &str) {
+        let (app, name) = key.split_once('/').unwrap_or((key, ""));
+        let max_packet = self.cfg.webrtc.max_rtp_packet;
+        let stream = self.streams.entry(key.to_string()).or_insert_with(|| Stream::new(app, name, max_packet));
+        stream.viewers.push(idx);
+        if let Some(m) = self.sessions[idx].media.as_mut() {
+            m.pending.extend(stream.gop_cache().iter().cloned());
+            if !m.pending.is_empty() && !self.catchup.contains(&idx) {
+                self.catchup.push(idx);
             }
         }
     }
@@ -639,6 +728,7 @@ impl Shard {
         if let Some(stream) = self.streams.get_mut(&s.stream) {
             stream.viewers.retain(|&v| v != idx);
         }
+        self.catchup.retain(|&v| v != idx);
         self.drop_stream_if_unused(&s.stream);
         tracing::info!(shard = self.id, session = format_args!("{session:016x}"), reason, "session removed");
         self.push_ctl(&ShardToControl::SessionClosed { session, reason: reason.to_string() });
@@ -695,6 +785,9 @@ impl Shard {
         }
     }
 
+    /// RTCP sender reports, per viewer and track: both tracks' RTP times are
+    /// derived from the same stream clock (FLV time), so mapping them to one
+    /// NTP time lets the receiver lip-sync (RFC 3550 §6.4.1).
     fn send_sender_reports(&mut self, now: Instant) {
         let unix_us = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -703,25 +796,28 @@ impl Shard {
         let ntp = rts_rtp::unix_micros_to_ntp(unix_us);
         let mut sr = [0u8; 256];
         for s in self.streams.values() {
-            if s.viewers.is_empty() || s.last_frame_at.is_none() {
-                continue;
-            }
-            let Ok(n) = rts_rtp::rtcp::write_sender_report(
-                &mut sr,
-                s.video_ssrc,
-                ntp,
-                s.rtp_ts_at(now),
-                s.packets_out_shared as u32,
-                s.octets_out_shared as u32,
-                "rts",
-            ) else {
-                continue;
-            };
+            let Some(ms) = s.stream_ms_at(now) else { continue };
+            let ms = ms.max(0) as u64;
+            let tracks = [
+                (Kind::Video, ms.wrapping_mul(90) as u32, s.video_packets, s.video_octets),
+                (Kind::Audio, ms.wrapping_mul(48) as u32, s.audio_packets, s.audio_octets),
+            ];
             for &v in &s.viewers {
                 let Some(sess) = self.sessions.get_mut(v) else { continue };
-                let (Some(peer), Some(media)) = (sess.peer, sess.media.as_mut()) else { continue };
-                if let Ok(len) = media.tx.protect_rtcp(&sr[..n], &mut self.scratch) {
-                    self.sender.send(peer, sess.local_ip, &self.scratch[..len], len);
+                let (Some(peer), local) = (sess.peer, sess.local_ip) else { continue };
+                let Some(media) = sess.media.as_mut() else { continue };
+                for (kind, rtp, packets, octets) in tracks {
+                    let t = media.track(kind);
+                    if !t.started() {
+                        continue;
+                    }
+                    let (ssrc, ts) = (t.ssrc, t.map_ts(rtp));
+                    let Ok(n) = rts_rtp::rtcp::write_sender_report(&mut sr, ssrc, ntp, ts, packets as u32, octets as u32, "rts") else {
+                        continue;
+                    };
+                    if let Ok(len) = media.tx.protect_rtcp(&sr[..n], &mut self.scratch) {
+                        self.sender.send(peer, local, &self.scratch[..len], len);
+                    }
                 }
             }
         }
@@ -759,6 +855,8 @@ impl Shard {
                     publishing: s.publisher.is_some(),
                     viewers: s.viewers.len() as u32,
                     video_frames: s.video_frames,
+                    audio_frames: s.audio_frames,
+                    b_frames: s.saw_b_frames,
                     bytes_in: s.bytes_in,
                     bytes_out: s.bytes_out,
                     latency_us_p50: l.p50_us,
@@ -774,25 +872,52 @@ impl Shard {
     }
 }
 
-/// Protects `packets` for one viewer and sends them as GSO batches.
-/// Returns the bytes sent. The shared packet is copied once into the send
-/// buffer (SRTP output differs per viewer), with the viewer's PT patched in.
-fn send_rtp(sess: &mut Session, packets: &[Bytes], sender: &mut UdpSender, batch: &mut GsoBatch) -> u64 {
-    let (Some(peer), Some(media)) = (sess.peer, sess.media.as_mut()) else { return 0 };
-    let Some(pt) = media.video_pt else { return 0 };
+/// Paced replay rate of a GOP cache to one new viewer: a 2 s GOP at
+/// 2 Mbit/s (~450 packets) reaches live in ~90 ms.
+const CATCHUP_PACKETS_PER_S: u64 = 5_000;
+
+/// Sends one stream's new packets to all its viewers. A viewer still
+/// replaying its GOP cache gets them queued behind the cache, in order.
+fn fan_out(stream: &Stream, sessions: &mut Slab<Session>, kind: Kind, packets: &[Bytes], sender: &mut UdpSender, batch: &mut GsoBatch) -> u64 {
+    let mut bytes = 0;
+    for &v in &stream.viewers {
+        let Some(sess) = sessions.get_mut(v) else { continue };
+        let (Some(peer), local) = (sess.peer, sess.local_ip) else { continue };
+        let Some(media) = sess.media.as_mut() else { continue };
+        if !media.pending.is_empty() {
+            media.pending.extend(packets.iter().map(|p| (kind, p.clone())));
+            continue;
+        }
+        bytes += send_items(media, peer, local, packets.iter().map(|p| (kind, p)), sender, batch);
+    }
+    bytes
+}
+
+/// Protects packets for one viewer and sends them as GSO batches. Returns
+/// the bytes sent. Each shared packet is copied once into the send buffer
+/// (SRTP output differs per viewer) with this viewer's header rewritten.
+fn send_items<'a>(
+    media: &mut Media,
+    peer: SocketAddrV4,
+    local: Option<Ipv4Addr>,
+    items: impl Iterator<Item = (Kind, &'a Bytes)>,
+    sender: &mut UdpSender,
+    batch: &mut GsoBatch,
+) -> u64 {
     let overhead = media.profile.rtp_overhead();
     let mut sent = 0u64;
-    for p in packets {
+    for (kind, p) in items {
         if p.len() < 12 {
+            continue;
+        }
+        let mut header = [0u8; 12];
+        if !media.track(kind).rewrite(&p[..12], &mut header) {
             continue;
         }
         let len = p.len() + overhead;
         if !batch.fits(len) {
-            batch.flush(sender, peer, sess.local_ip);
+            batch.flush(sender, peer, local);
         }
-        let mut header = [0u8; 12];
-        header.copy_from_slice(&p[..12]);
-        header[1] = (header[1] & 0x80) | (pt & 0x7f);
         let out = batch.spare(len);
         match media.tx.protect_rtp(&header, &p[12..], out) {
             Ok(n) => {
@@ -803,7 +928,7 @@ fn send_rtp(sess: &mut Session, packets: &[Bytes], sender: &mut UdpSender, batch
             Err(_) => batch.rollback(len),
         }
     }
-    batch.flush(sender, peer, sess.local_ip);
+    batch.flush(sender, peer, local);
     media.bytes_out += sent;
     sent
 }

@@ -1,6 +1,11 @@
-//! A live stream on its home shard: the RTMP publisher's H.264 turned into
-//! RTP packets once per frame, shared by every viewer (`Bytes`), plus the
-//! GOP cache a new viewer starts from.
+//! A live stream on its home shard: the RTMP publisher's H.264 (and Opus,
+//! from the transcoder) turned into RTP packets once per frame, shared by
+//! every viewer (`Bytes`), plus the GOP cache a new viewer starts from.
+//!
+//! Timestamps: RTP time is derived from FLV time plus a per-stream offset.
+//! The offset is recomputed when the publisher reconnects or its clock jumps,
+//! so viewers see continuous timestamps (and sequence numbers: the
+//! packetizers live as long as the stream has a publisher or viewers).
 
 use crate::latency::LatencyWindow;
 use bytes::Bytes;
@@ -11,30 +16,57 @@ use std::time::Instant;
 /// Packets kept for a new viewer: everything since the last keyframe, up to
 /// this bound (a 2 s GOP at 8 Mbit/s is ~1,700 packets).
 const GOP_CACHE_MAX_PACKETS: usize = 4096;
+/// A DTS step outside [-500 ms, +5 s] is a publisher clock jump, not media.
+const MAX_BACKWARD_JUMP_MS: i64 = 500;
+const MAX_FORWARD_JUMP_MS: i64 = 5_000;
+/// Assumed frame spacing when re-basing timestamps after a jump.
+const REBASE_STEP_MS: i64 = 33;
 
-/// Payload type used inside the shared packets; each viewer's copy gets its
-/// negotiated PT patched in before SRTP.
+/// Payload types inside the shared packets; each viewer's copy gets its
+/// negotiated PT (and SSRC, sequence, timestamp offsets) patched in.
 pub const SHARED_VIDEO_PT: u8 = 96;
+pub const SHARED_AUDIO_PT: u8 = 111;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Video,
+    Audio,
+}
 
 pub struct Stream {
     pub app: String,
     pub name: String,
     pub publisher: Option<usize>,
     pub video_ssrc: u32,
+    pub audio_ssrc: u32,
     avc: Option<AvcConfig>,
     packetizer: H264Packetizer,
-    gop: Vec<Bytes>,
+    audio_seq: u16,
+    gop: Vec<(Kind, Bytes)>,
     gop_valid: bool,
     /// Session slab indices of playing viewers.
     pub viewers: Vec<usize>,
-    pub last_rtp_ts: u32,
-    pub last_frame_at: Option<Instant>,
+    /// Stream time = FLV time + offset (ms); see module docs.
+    offset_ms: i64,
+    last_flv_dts: Option<i64>,
+    last_stream_ms: Option<i64>,
+    rebase_pending: bool,
+    /// Wall clock <-> stream time anchor of the latest video frame (for SRs,
+    /// shared by both tracks so receivers can lip-sync).
+    pub anchor: Option<(Instant, i64)>,
     pub latency: LatencyWindow,
     pub video_frames: u64,
+    pub audio_frames: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
-    pub packets_out_shared: u64,
-    pub octets_out_shared: u64,
+    pub video_packets: u64,
+    pub video_octets: u64,
+    pub audio_packets: u64,
+    pub audio_octets: u64,
+    /// Raw AAC AudioSpecificConfig, when the publisher sends AAC.
+    pub aac_config: Option<Bytes>,
+    /// Set when the source has B-frames (composition time != 0).
+    pub saw_b_frames: bool,
 }
 
 /// What a video tag produced.
@@ -61,19 +93,29 @@ impl Stream {
             name: name.to_owned(),
             publisher: None,
             video_ssrc,
+            audio_ssrc: rts_common::ipc::stream_ssrc(app, name, 1),
             avc: None,
             packetizer: H264Packetizer::new(video_ssrc, SHARED_VIDEO_PT, max_packet, rand::random()),
+            audio_seq: rand::random(),
             gop: Vec::new(),
             gop_valid: false,
             viewers: Vec::new(),
-            last_rtp_ts: 0,
-            last_frame_at: None,
+            offset_ms: 0,
+            last_flv_dts: None,
+            last_stream_ms: None,
+            rebase_pending: false,
+            anchor: None,
             latency: LatencyWindow::default(),
             video_frames: 0,
+            audio_frames: 0,
             bytes_in: 0,
             bytes_out: 0,
-            packets_out_shared: 0,
-            octets_out_shared: 0,
+            video_packets: 0,
+            video_octets: 0,
+            audio_packets: 0,
+            audio_octets: 0,
+            aac_config: None,
+            saw_b_frames: false,
         }
     }
 
@@ -81,8 +123,17 @@ impl Stream {
         format!("{app}/{name}")
     }
 
+    /// A (new) publisher starts: its clock restarts, ours must not.
+    pub fn on_publish_start(&mut self) {
+        self.rebase_pending = self.last_stream_ms.is_some();
+        self.last_flv_dts = None;
+        self.avc = None;
+        self.aac_config = None;
+        self.saw_b_frames = false;
+    }
+
     /// Packets a viewer joining now starts from (empty until a keyframe).
-    pub fn gop_cache(&self) -> &[Bytes] {
+    pub fn gop_cache(&self) -> &[(Kind, Bytes)] {
         if self.gop_valid {
             &self.gop
         } else {
@@ -90,31 +141,69 @@ impl Stream {
         }
     }
 
+    /// Maps a publisher DTS (FLV ms) to stream time, re-basing on reconnects
+    /// and clock jumps so stream time stays continuous.
+    pub fn stream_time(&mut self, flv_dts: u32) -> i64 {
+        let dts = flv_dts as i64;
+        let jumped = match self.last_flv_dts {
+            Some(prev) => {
+                let d = dts - prev;
+                !(-MAX_BACKWARD_JUMP_MS..=MAX_FORWARD_JUMP_MS).contains(&d)
+            }
+            None => false,
+        };
+        if self.rebase_pending || jumped {
+            let last = self.last_stream_ms.unwrap_or(0);
+            self.offset_ms = last + REBASE_STEP_MS - dts;
+            if jumped {
+                tracing::info!(stream = %Stream::key(&self.app, &self.name), from = self.last_flv_dts, to = dts,
+                    "publisher timestamp jump; re-based to keep RTP time continuous");
+            }
+            self.rebase_pending = false;
+        }
+        self.last_flv_dts = Some(dts);
+        let t = dts + self.offset_ms;
+        self.last_stream_ms = Some(self.last_stream_ms.map_or(t, |l| l.max(t)));
+        t
+    }
+
     /// One FLV video tag body from the publisher.
     pub fn on_video(&mut self, timestamp_ms: u32, data: &Bytes, now: Instant, out: &mut Vec<Bytes>) -> Result<VideoOutcome, StreamError> {
         self.bytes_in += data.len() as u64;
         match flv::parse_video_tag(data).map_err(|e| StreamError::Flv(e.to_string()))? {
             VideoTag::AvcSequenceHeader(cfg) => {
+                let changed = self.avc.as_ref().is_some_and(|old| old.sps != cfg.sps || old.pps != cfg.pps);
                 tracing::info!(stream = %Stream::key(&self.app, &self.name), profile = cfg.profile, level = cfg.level,
-                    sps = cfg.sps.len(), pps = cfg.pps.len(), "AVC sequence header");
+                    sps = cfg.sps.len(), pps = cfg.pps.len(), changed, "AVC sequence header");
+                if changed {
+                    // New SPS/PPS (e.g. resolution change): cached frames no
+                    // longer decode with them; wait for the next IDR.
+                    self.gop.clear();
+                    self.gop_valid = false;
+                }
                 self.avc = Some(cfg);
                 Ok(VideoOutcome::Nothing)
             }
             VideoTag::AvcNalus { composition_time_ms, data, .. } => {
-                let Some(cfg) = &self.avc else {
+                let Some(length_size) = self.avc.as_ref().map(|c| c.nal_length_size) else {
                     // Frames before the sequence header cannot be decoded.
                     return Ok(VideoOutcome::Nothing);
                 };
+                if composition_time_ms != 0 {
+                    self.saw_b_frames = true;
+                }
                 let mut nalus: Vec<&[u8]> = Vec::with_capacity(8);
-                for n in h264::avcc_nalus(&data, cfg.nal_length_size) {
+                for n in h264::avcc_nalus(&data, length_size) {
                     nalus.push(n.map_err(|e| StreamError::H264(e.to_string()))?);
                 }
                 if nalus.is_empty() {
                     return Ok(VideoOutcome::Nothing);
                 }
-                let pts_ms = (timestamp_ms as i64 + composition_time_ms as i64).max(0) as u64;
-                let rtp_ts = (pts_ms.wrapping_mul(90)) as u32;
                 let keyframe = h264::is_keyframe(&nalus);
+                let dts = self.stream_time(timestamp_ms);
+                let pts = dts + composition_time_ms as i64;
+                let rtp_ts = (pts.max(0) as u64).wrapping_mul(90) as u32;
+                let Some(cfg) = self.avc.as_ref() else { return Ok(VideoOutcome::Nothing) };
                 let first = out.len();
                 self.packetizer
                     .packetize(rtp_ts, &nalus, Some((&cfg.sps, &cfg.pps)), out)
@@ -124,21 +213,12 @@ impl Stream {
                     self.gop.clear();
                     self.gop_valid = true;
                 }
-                if self.gop_valid {
-                    if self.gop.len() + produced.len() > GOP_CACHE_MAX_PACKETS {
-                        // Too long to replay usefully: wait for the next keyframe.
-                        self.gop.clear();
-                        self.gop_valid = false;
-                    } else {
-                        self.gop.extend_from_slice(produced);
-                    }
-                }
+                self.cache(Kind::Video, produced);
                 for p in produced {
-                    self.packets_out_shared += 1;
-                    self.octets_out_shared += (p.len() - 12) as u64;
+                    self.video_packets += 1;
+                    self.video_octets += (p.len() - 12) as u64;
                 }
-                self.last_rtp_ts = rtp_ts;
-                self.last_frame_at = Some(now);
+                self.anchor = Some((now, dts));
                 self.video_frames += 1;
                 Ok(if produced.is_empty() { VideoOutcome::Nothing } else { VideoOutcome::Packets })
             }
@@ -146,12 +226,78 @@ impl Stream {
         }
     }
 
-    /// RTP timestamp "now" for a sender report: the last frame's timestamp
-    /// advanced by the wall time since it arrived.
-    pub fn rtp_ts_at(&self, now: Instant) -> u32 {
-        match self.last_frame_at {
-            Some(t) => self.last_rtp_ts.wrapping_add((now.saturating_duration_since(t).as_micros() as u64 * 90 / 1000) as u32),
-            None => self.last_rtp_ts,
+    /// Wraps one Opus packet (already in stream time, 48 kHz) as RTP.
+    pub fn on_opus(&mut self, opus: &[u8], rtp_ts: u32) -> Bytes {
+        let mut p = Vec::with_capacity(12 + opus.len());
+        p.resize(12, 0);
+        rts_rtp::write_rtp_header(&mut p, true, SHARED_AUDIO_PT, self.audio_seq, rtp_ts, self.audio_ssrc);
+        p.extend_from_slice(opus);
+        self.audio_seq = self.audio_seq.wrapping_add(1);
+        self.audio_packets += 1;
+        self.audio_octets += opus.len() as u64;
+        self.audio_frames += 1;
+        let b = Bytes::from(p);
+        self.cache(Kind::Audio, std::slice::from_ref(&b));
+        b
+    }
+
+    fn cache(&mut self, kind: Kind, packets: &[Bytes]) {
+        if !self.gop_valid || packets.is_empty() {
+            return;
         }
+        if self.gop.len() + packets.len() > GOP_CACHE_MAX_PACKETS {
+            // Too long to replay usefully: wait for the next keyframe.
+            self.gop.clear();
+            self.gop_valid = false;
+            return;
+        }
+        self.gop.extend(packets.iter().map(|p| (kind, p.clone())));
+    }
+
+    /// Stream time "now" for a sender report: the last video frame's time
+    /// advanced by the wall time since it arrived. Both tracks use it, so
+    /// their SRs map to one NTP clock.
+    pub fn stream_ms_at(&self, now: Instant) -> Option<i64> {
+        self.anchor.map(|(t, ms)| ms + now.saturating_duration_since(t).as_millis() as i64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_time_is_continuous_across_reconnects_and_jumps() {
+        let mut s = Stream::new("live", "t", 1200);
+        assert_eq!(s.stream_time(1000), 1000);
+        assert_eq!(s.stream_time(1033), 1033);
+        // Publisher reconnects: its clock restarts at 0.
+        s.on_publish_start();
+        let t = s.stream_time(0);
+        assert_eq!(t, 1033 + REBASE_STEP_MS);
+        assert_eq!(s.stream_time(33), t + 33);
+        // A rollback of 10 s and a jump of 1 hour are both smoothed.
+        let base = s.stream_time(66);
+        assert_eq!(s.stream_time(20_066), base + REBASE_STEP_MS, "a 20 s forward jump re-bases too");
+        let before = s.stream_time(20_099);
+        let after_rollback = s.stream_time(20_099 - 10_000);
+        assert_eq!(after_rollback, before + REBASE_STEP_MS);
+        let after_jump = s.stream_time(3_600_000);
+        assert_eq!(after_jump, after_rollback + REBASE_STEP_MS);
+        // Small reordering (B-frame DTS never goes back, but tolerate it).
+        let x = s.stream_time(3_600_033);
+        assert_eq!(s.stream_time(3_600_000), x - 33);
+    }
+
+    #[test]
+    fn opus_packets_share_the_stream_sequence_and_cache_after_keyframe() {
+        let mut s = Stream::new("live", "a", 1200);
+        let p1 = s.on_opus(&[1, 2, 3], 960);
+        let p2 = s.on_opus(&[4], 1920);
+        let h1 = rts_rtp::RtpHeader::parse(&p1).unwrap();
+        let h2 = rts_rtp::RtpHeader::parse(&p2).unwrap();
+        assert_eq!(h2.sequence, h1.sequence.wrapping_add(1));
+        assert_eq!((h1.ssrc, h1.payload_type, h2.timestamp), (s.audio_ssrc, SHARED_AUDIO_PT, 1920));
+        assert!(s.gop_cache().is_empty(), "no keyframe yet: nothing cached");
     }
 }

@@ -51,7 +51,8 @@ pub enum RtmpOutput {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RtmpEvent {
     /// The client wants to publish. Answer with [`RtmpServerConn::accept_publish`] or
-    /// [`RtmpServerConn::reject_publish`]; media is dropped until it is accepted.
+    /// [`RtmpServerConn::reject_publish`]. Until then input is held unparsed (encoders send
+    /// nothing before the answer anyway), so no later event can contradict this one.
     ///
     /// `app` and `stream` have any query string removed; `query` is the raw query
     /// (`auth_key=...`), taken from the stream key (`s?auth_key=..`, how ffmpeg and OBS send
@@ -111,6 +112,8 @@ pub struct RtmpServerConn {
     next_stream_id: u32,
     next_request_id: u32,
     pending: Option<Pending>,
+    /// Input received while `pending`, parsed once the caller answers.
+    held: Vec<u8>,
     /// Message stream id of the accepted publish.
     publishing: Option<u32>,
     /// Peer's window ack size; 0 means the peer did not ask for acknowledgements.
@@ -143,6 +146,7 @@ impl RtmpServerConn {
             next_stream_id: 1,
             next_request_id: 0,
             pending: None,
+            held: Vec::new(),
             publishing: None,
             ack_window: 0,
             bytes_received: 0,
@@ -190,6 +194,9 @@ impl RtmpServerConn {
 
     /// Answers a [`RtmpEvent::PublishRequested`]: `NetStream.Publish.Start`, after which
     /// media is delivered as events.
+    ///
+    /// Input held while the request was pending is processed now, so this can queue more
+    /// events, and an error from it is fatal exactly as from `handle_input`.
     pub fn accept_publish(&mut self, request_id: u32) -> Result<(), RtmpError> {
         let p = self.take_pending(request_id)?;
         self.publishing = Some(p.stream_id);
@@ -207,15 +214,28 @@ impl RtmpServerConn {
             "status",
             "NetStream.Publish.Start",
             "Started publishing stream.",
-        )
+        )?;
+        self.resume()
     }
 
     /// Refuses a [`RtmpEvent::PublishRequested`] with an `onStatus` error
     /// (`NetStream.Publish.BadName`, `reason` as description). The caller then flushes the
-    /// output and closes the connection.
+    /// output and closes the connection. Held input is processed as in `accept_publish`
+    /// (media in it is dropped).
     pub fn reject_publish(&mut self, request_id: u32, reason: &str) -> Result<(), RtmpError> {
         let p = self.take_pending(request_id)?;
-        self.on_status(p.stream_id, "error", "NetStream.Publish.BadName", reason)
+        self.on_status(p.stream_id, "error", "NetStream.Publish.BadName", reason)?;
+        self.resume()
+    }
+
+    /// Processes input held while a publish request was pending.
+    fn resume(&mut self) -> Result<(), RtmpError> {
+        let held = mem::take(&mut self.held);
+        let r = self.chunks(&held);
+        if r.is_err() {
+            self.closed = true;
+        }
+        r
     }
 
     fn take_pending(&mut self, request_id: u32) -> Result<Pending, RtmpError> {
@@ -263,9 +283,20 @@ impl RtmpServerConn {
     }
 
     fn chunks(&mut self, data: &[u8]) -> Result<(), RtmpError> {
+        if self.pending.is_some() {
+            // Hold, don't parse: whatever the client sends next must be judged against the
+            // answer the caller has not given yet (see `RtmpEvent::PublishRequested`).
+            self.held.extend_from_slice(data);
+            if self.held.len() > MAX_BUFFERED {
+                return Err(RtmpError::TooLarge(self.held.len()));
+            }
+            return Ok(());
+        }
         self.buffered_since_message = self.buffered_since_message.saturating_add(data.len());
         let mut input = data;
-        loop {
+        // A `publish` stops the loop; the decoder keeps the rest of its buffer until the
+        // caller answers and `resume` continues.
+        while self.pending.is_none() {
             let deser = &mut self.deser;
             // rml_rtmp's chunk decoder has arithmetic that underflows on some malformed
             // headers (interleaved partial messages, small extended timestamps on type 1/2
@@ -508,20 +539,16 @@ impl RtmpServerConn {
             .ok_or(RtmpError::Protocol("command before connect"))
     }
 
-    /// `deleteStream` / `closeStream` on `id`: ends the publish or cancels the pending one.
+    /// `deleteStream` / `closeStream` on `id`: ends the publish if it is on that stream.
     fn end_stream(&mut self, id: u32) {
-        if self.pending.is_some_and(|p| p.stream_id == id) {
-            self.pending = None;
-        }
         if self.publishing == Some(id) {
             self.finish_publish();
         }
     }
 
-    /// Ends the accepted publish, if any; a still-pending request is cancelled silently
-    /// (a later `accept_publish` then returns `UnknownRequest`).
+    /// Ends the accepted publish, if any. (No message is parsed while a request is
+    /// pending, so a pending request is never cancelled behind the caller's back.)
     fn finish_publish(&mut self) {
-        self.pending = None;
         if self.publishing.take().is_some() {
             self.event(RtmpEvent::PublishFinished);
         }

@@ -474,3 +474,88 @@ fn hostile_amf_and_control_messages_are_errors_not_panics() {
         Err(RtmpError::Protocol("chunk size 0"))
     ));
 }
+
+#[test]
+fn input_after_publish_waits_for_the_answer() {
+    // publish, then (without waiting for onStatus) a video tag and deleteStream, all in one
+    // read: nothing after the publish may be judged before the caller answers.
+    let (mut s, mut ser) = raw_server();
+    s.handle_input(&command(
+        &mut ser,
+        "connect",
+        1.0,
+        connect_obj("live"),
+        vec![],
+        0,
+    ))
+    .expect("connect");
+    s.handle_input(&command(
+        &mut ser,
+        "createStream",
+        2.0,
+        Amf0Value::Null,
+        vec![],
+        0,
+    ))
+    .expect("createStream");
+    while s.poll_output().is_some() {}
+
+    let mut burst = command(
+        &mut ser,
+        "publish",
+        0.0,
+        Amf0Value::Null,
+        vec![
+            Amf0Value::Utf8String("s".into()),
+            Amf0Value::Utf8String("live".into()),
+        ],
+        1,
+    );
+    let video = RtmpMessage::VideoData {
+        data: Bytes::from_static(AVC_SEQ_HEADER),
+    }
+    .into_message_payload(RtmpTimestamp::new(5), 1)
+    .expect("payload");
+    burst.extend_from_slice(&ser.serialize(&video, false, false).expect("ser").bytes);
+    burst.extend_from_slice(&command(
+        &mut ser,
+        "deleteStream",
+        0.0,
+        Amf0Value::Null,
+        vec![Amf0Value::Number(1.0)],
+        1,
+    ));
+    s.handle_input(&burst).expect("burst");
+
+    let events: Vec<_> = std::iter::from_fn(|| s.poll_output())
+        .filter_map(|o| match o {
+            RtmpOutput::Event(e) => Some(e),
+            RtmpOutput::Transmit(_) => None,
+        })
+        .collect();
+    assert!(
+        matches!(
+            events.as_slice(),
+            [RtmpEvent::PublishRequested { request_id: 0, .. }]
+        ),
+        "{events:?}"
+    );
+
+    s.accept_publish(0).expect("accept");
+    let events: Vec<_> = std::iter::from_fn(|| s.poll_output())
+        .filter_map(|o| match o {
+            RtmpOutput::Event(e) => Some(e),
+            RtmpOutput::Transmit(_) => None,
+        })
+        .collect();
+    assert_eq!(
+        events,
+        vec![
+            RtmpEvent::Video {
+                timestamp_ms: 5,
+                data: Bytes::from_static(AVC_SEQ_HEADER)
+            },
+            RtmpEvent::PublishFinished,
+        ]
+    );
+}

@@ -137,6 +137,10 @@ impl SrtpContext {
     /// ROC for the SSRC starts at 0 on its first packet and follows the
     /// sequence number across wraps (retransmissions of older sequence
     /// numbers reuse the ROC they were first sent with).
+    ///
+    /// Re-protecting the same SSRC and sequence number is allowed so NACK
+    /// retransmissions work, but it must carry the same payload: with GCM a
+    /// different payload under a reused index reuses the nonce.
     pub fn protect_rtp(
         &mut self,
         header: &[u8],

@@ -6,7 +6,9 @@
 mod audio;
 mod video;
 
-pub use audio::{parse_audio_tag, AudioTag};
-pub use video::{parse_video_tag, AvcConfig, AvccNalus, VideoTag};
+pub use audio::{parse_audio_tag, AudioTag, SOUND_FORMAT_AAC};
+pub use video::{
+    parse_video_tag, AvcConfig, AvccNalus, VideoTag, CODEC_AV1, CODEC_AVC, CODEC_HEVC,
+};
 
 pub use crate::error::FlvError;

@@ -1,0 +1,1 @@
+//! rts-transcode (work in progress).

@@ -1,0 +1,187 @@
+//! Command line. Scripts and CI depend on these flag names (issue 5).
+
+use crate::Error;
+use clap::{Parser, ValueEnum};
+use std::time::Duration;
+
+/// Signaling shape spoken to the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Signaling {
+    /// WHEP: `POST` the SDP offer to `--url`, 201 + Location + answer.
+    Whep,
+    /// Alibaba RTS JSON at `http://h:p/{app}/{stream}`.
+    Rts,
+    /// SRS `POST /rtc/v1/play/` with `streamurl: webrtc://h/app/stream`.
+    Srs,
+}
+
+impl Signaling {
+    /// Lower-case name, as on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Signaling::Whep => "whep",
+            Signaling::Rts => "rts",
+            Signaling::Srs => "srs",
+        }
+    }
+}
+
+/// Everything a run needs. Build it with [`Options::from_args`] or
+/// [`Options::new`] and adjust the public fields.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "rts-loadgen", version, about = "WebRTC load generator: N real viewers (ICE, DTLS, SRTP) with viewer-experience metrics")]
+pub struct Options {
+    /// WHEP URL, e.g. http://127.0.0.1:8080/whep/live/s (rts/srs derive their endpoint from it).
+    #[arg(long)]
+    pub url: String,
+    /// Viewer sessions to open.
+    #[arg(long, default_value_t = 1)]
+    pub viewers: u64,
+    /// New sessions per second.
+    #[arg(long, default_value_t = 50.0)]
+    pub ramp: f64,
+    /// Seconds to hold, counted from the start of the first session.
+    #[arg(long, default_value_t = 30.0)]
+    pub duration: f64,
+    /// Share of viewers that decrypt and verify media (at least one when viewers > 0).
+    #[arg(long, default_value_t = 0.01)]
+    pub verify_share: f64,
+    /// Write the JSON report here.
+    #[arg(long)]
+    pub json: Option<std::path::PathBuf>,
+    /// Signaling shape.
+    #[arg(long, value_enum, default_value_t = Signaling::Whep)]
+    pub signaling: Signaling,
+    /// Worker threads (default: available cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Fail (exit 1) when stall_ms_total / (verified viewers × duration ms) exceeds this.
+    #[arg(long)]
+    pub max_stall_ratio: Option<f64>,
+    /// Fail (exit 1) when more viewers than this fail.
+    #[arg(long)]
+    pub max_failed: Option<u64>,
+    /// Fail (exit 1) when the verified loss ratio exceeds this.
+    #[arg(long)]
+    pub max_loss: Option<f64>,
+    /// HTTP connect and total timeout per request, seconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub connect_timeout: f64,
+    /// Seconds to wait for a STUN success response.
+    #[arg(long, default_value_t = 10.0)]
+    pub ice_timeout: f64,
+    /// Seconds to wait for the DTLS handshake.
+    #[arg(long, default_value_t = 10.0)]
+    pub dtls_timeout: f64,
+    /// No live progress line even on a terminal.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl Options {
+    /// Defaults for `url` (one viewer, 30 s, WHEP).
+    pub fn new(url: &str) -> Options {
+        // Parsing a fixed argument list with only defaults cannot fail.
+        Options::try_parse_from(["rts-loadgen", "--url", url]).unwrap_or_else(|_| unreachable!())
+    }
+
+    /// Parses a command line (`args[0]` is the program name) and checks values.
+    pub fn from_args<I, T>(args: I) -> Result<Options, Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let o = Options::try_parse_from(args).map_err(|e| Error::Usage(e.to_string()))?;
+        o.validate()?;
+        Ok(o)
+    }
+
+    /// Rejects values the engine cannot work with.
+    pub fn validate(&self) -> Result<(), Error> {
+        let positive = |v: f64, name: &str| {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(Error::Usage(format!("--{name} must be a positive number")))
+            }
+        };
+        positive(self.ramp, "ramp")?;
+        positive(self.duration, "duration")?;
+        positive(self.connect_timeout, "connect-timeout")?;
+        positive(self.ice_timeout, "ice-timeout")?;
+        positive(self.dtls_timeout, "dtls-timeout")?;
+        if !(0.0..=1.0).contains(&self.verify_share) {
+            return Err(Error::Usage("--verify-share must be within 0..=1".into()));
+        }
+        if self.threads == Some(0) {
+            return Err(Error::Usage("--threads must be at least 1".into()));
+        }
+        crate::signaling::Target::parse(&self.url, self.signaling)?;
+        Ok(())
+    }
+
+    /// Verified viewers: `verify_share` of them, rounded up, at least one.
+    pub fn verified_count(&self) -> u64 {
+        if self.viewers == 0 {
+            return 0;
+        }
+        ((self.viewers as f64 * self.verify_share).ceil() as u64).clamp(1, self.viewers)
+    }
+
+    /// Seconds the ramp takes to start every viewer.
+    pub fn ramp_time(&self) -> Duration {
+        Duration::from_secs_f64(self.viewers as f64 / self.ramp)
+    }
+
+    /// Hard end of the run, from its start: ramp + duration + connect timeout + 10 s.
+    pub fn deadline(&self) -> Duration {
+        self.ramp_time() + Duration::from_secs_f64(self.duration + self.connect_timeout + 10.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_command_line() {
+        let o = Options::from_args([
+            "rts-loadgen", "--url", "http://127.0.0.1:8080/whep/live/s", "--viewers", "1000", "--ramp", "100",
+            "--duration", "60", "--verify-share", "0.01", "--json", "r.json", "--signaling", "srs", "--threads", "2",
+            "--max-stall-ratio", "0.05", "--max-failed", "3", "--max-loss", "0.02", "--connect-timeout", "5",
+        ])
+        .unwrap();
+        assert_eq!((o.viewers, o.ramp, o.duration, o.signaling), (1000, 100.0, 60.0, Signaling::Srs));
+        assert_eq!((o.threads, o.max_failed, o.max_stall_ratio), (Some(2), Some(3), Some(0.05)));
+        assert_eq!(o.verified_count(), 10);
+        assert_eq!(o.deadline(), Duration::from_secs(10 + 60 + 5 + 10));
+        assert_eq!(o.json.as_deref(), Some(std::path::Path::new("r.json")));
+    }
+
+    #[test]
+    fn defaults_and_minimum_verified() {
+        let o = Options::new("http://h/whep/a/b");
+        assert_eq!((o.viewers, o.signaling, o.verify_share), (1, Signaling::Whep, 0.01));
+        assert_eq!(o.verified_count(), 1);
+        let mut o = o;
+        o.viewers = 0;
+        assert_eq!(o.verified_count(), 0);
+        o.viewers = 20;
+        o.verify_share = 0.25;
+        assert_eq!(o.verified_count(), 5);
+    }
+
+    #[test]
+    fn usage_errors() {
+        for bad in [
+            vec!["x"],
+            vec!["x", "--url", "http://h/whep/a/b", "--ramp", "0"],
+            vec!["x", "--url", "http://h/whep/a/b", "--verify-share", "2"],
+            vec!["x", "--url", "http://h/whep/a/b", "--signaling", "sip"],
+            vec!["x", "--url", "ftp://h/a/b"],
+            vec!["x", "--url", "http://h/whep/a/b", "--threads", "0"],
+        ] {
+            assert!(matches!(Options::from_args(&bad), Err(Error::Usage(_)) | Err(Error::Url(..))), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,361 @@
+//! The run's result: failure categories, the JSON report (schema in the
+//! README), thresholds and the terminal summary.
+
+use crate::stats::{percentiles, Percentiles};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Why a viewer failed. Every failure lands in exactly one category.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum FailureKind {
+    /// HTTP request timed out (connect or total).
+    SignalingTimeout,
+    /// 4xx (or an RTS/SRS JSON error code below 500).
+    Http4xx,
+    /// 5xx (or JSON error code ≥ 500).
+    Http5xx,
+    /// Answer unparsable, or without candidate, ICE credentials or fingerprint.
+    BadSdp,
+    /// No authenticated STUN success within the ICE timeout.
+    IceTimeout,
+    /// DTLS handshake failed or timed out.
+    DtlsFailed,
+    /// Server certificate does not match the answer's fingerprint.
+    FingerprintMismatch,
+    /// Keying material or SRTP context unusable.
+    SrtpFailed,
+    /// TCP connect refused/reset, DNS, or a local socket error.
+    ConnectError,
+}
+
+impl FailureKind {
+    /// Every category, in report order.
+    pub const ALL: [FailureKind; 9] = [
+        FailureKind::SignalingTimeout,
+        FailureKind::Http4xx,
+        FailureKind::Http5xx,
+        FailureKind::BadSdp,
+        FailureKind::IceTimeout,
+        FailureKind::DtlsFailed,
+        FailureKind::FingerprintMismatch,
+        FailureKind::SrtpFailed,
+        FailureKind::ConnectError,
+    ];
+
+    /// Key in the report's `failures` object.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::SignalingTimeout => "signaling_timeout",
+            FailureKind::Http4xx => "http_4xx",
+            FailureKind::Http5xx => "http_5xx",
+            FailureKind::BadSdp => "bad_sdp",
+            FailureKind::IceTimeout => "ice_timeout",
+            FailureKind::DtlsFailed => "dtls_failed",
+            FailureKind::FingerprintMismatch => "fingerprint_mismatch",
+            FailureKind::SrtpFailed => "srtp_failed",
+            FailureKind::ConnectError => "connect_error",
+        }
+    }
+
+    /// Index into counter arrays.
+    pub fn index(self) -> usize {
+        Self::ALL.iter().position(|k| *k == self).unwrap_or(0)
+    }
+}
+
+/// Server-added delay as the rts admin API reports it (µs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ServerLatency {
+    /// Median.
+    pub p50: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// Maximum.
+    pub max: u64,
+}
+
+/// Per-viewer results, summed by workers and then by the run.
+#[derive(Debug, Clone, Default)]
+pub struct Tally {
+    /// Viewers whose DTLS handshake completed.
+    pub connected: u64,
+    /// Failures by [`FailureKind::index`].
+    pub failures: [u64; 9],
+    /// Of the connected, how many verified media.
+    pub verified: u64,
+    /// SRTP(+SRTCP) datagrams received by connected viewers.
+    pub packets: u64,
+    /// Their bytes (UDP payload).
+    pub bytes: u64,
+    /// Σ seconds each viewer was connected.
+    pub viewer_seconds: f64,
+    /// Σ over verified viewers' streams.
+    pub expected: u64,
+    /// Σ distinct packets received (verified).
+    pub received: u64,
+    /// Duplicates (verified).
+    pub duplicates: u64,
+    /// Reordered (verified).
+    pub reordered: u64,
+    /// Loss from cleartext headers over all viewers: (expected, received).
+    pub header_expected: u64,
+    /// See `header_expected`.
+    pub header_received: u64,
+    /// Complete frames reassembled.
+    pub frames: u64,
+    /// Frames with a gap or broken fragment.
+    pub frames_incomplete: u64,
+    /// Stalls and their total length.
+    pub stall_count: u64,
+    /// Milliseconds.
+    pub stall_ms: f64,
+    /// Σ seconds verified viewers were connected (stall-ratio denominator).
+    pub verified_seconds: f64,
+    /// SRTP packets that failed authentication (verified).
+    pub srtp_errors: u64,
+    /// Sessions the server ended (DTLS close_notify) before teardown.
+    pub server_closed: u64,
+    /// ms from DTLS connected to the first complete frame.
+    pub first_frame_ms: Vec<f64>,
+    /// ms from the start of signaling to the first complete frame.
+    pub first_frame_from_signaling_ms: Vec<f64>,
+    /// Inter-frame jitter samples, ms.
+    pub jitter_ms: Vec<f64>,
+    /// End-to-end delay samples from the SEI stamp, ms.
+    pub e2e_ms: Vec<f64>,
+}
+
+impl Tally {
+    /// Adds `o` into `self`.
+    pub fn merge(&mut self, mut o: Tally) {
+        self.connected += o.connected;
+        for (a, b) in self.failures.iter_mut().zip(o.failures) {
+            *a += b;
+        }
+        self.verified += o.verified;
+        self.packets += o.packets;
+        self.bytes += o.bytes;
+        self.viewer_seconds += o.viewer_seconds;
+        self.expected += o.expected;
+        self.received += o.received;
+        self.duplicates += o.duplicates;
+        self.reordered += o.reordered;
+        self.header_expected += o.header_expected;
+        self.header_received += o.header_received;
+        self.frames += o.frames;
+        self.frames_incomplete += o.frames_incomplete;
+        self.stall_count += o.stall_count;
+        self.stall_ms += o.stall_ms;
+        self.verified_seconds += o.verified_seconds;
+        self.srtp_errors += o.srtp_errors;
+        self.server_closed += o.server_closed;
+        self.first_frame_ms.append(&mut o.first_frame_ms);
+        self.first_frame_from_signaling_ms.append(&mut o.first_frame_from_signaling_ms);
+        self.jitter_ms.append(&mut o.jitter_ms);
+        self.e2e_ms.append(&mut o.e2e_ms);
+    }
+
+    /// Counts one failure.
+    pub fn fail(&mut self, kind: FailureKind) {
+        self.failures[kind.index()] += 1;
+    }
+}
+
+/// The JSON report. Field meanings are documented in the README ("Load generator").
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub url: String,
+    pub signaling: String,
+    pub viewers_requested: u64,
+    pub viewers_started: u64,
+    pub viewers_connected: u64,
+    pub viewers_failed: u64,
+    pub verified_viewers: u64,
+    pub failures: BTreeMap<String, u64>,
+    pub loss_ratio: f64,
+    pub loss_ratio_headers: f64,
+    pub packets_lost: u64,
+    pub duplicates: u64,
+    pub reordered: u64,
+    pub srtp_auth_failures: u64,
+    pub stall_count: u64,
+    pub stall_ms_total: u64,
+    pub stall_ratio: f64,
+    pub first_frame_ms: Option<Percentiles>,
+    pub first_frame_from_signaling_ms: Option<Percentiles>,
+    pub frames_decoded: u64,
+    pub frames_incomplete: u64,
+    pub jitter_ms: Option<Percentiles>,
+    pub e2e_latency_ms: Option<Percentiles>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_latency_us: Option<ServerLatency>,
+    pub kbps_per_viewer: f64,
+    pub kbps_total: f64,
+    pub packets_received: u64,
+    pub bytes_received: u64,
+    pub viewer_seconds: f64,
+    pub sessions_closed_by_server: u64,
+    pub cpu_percent: f64,
+    pub cpu_us_per_viewer_second: f64,
+    pub duration_s: f64,
+    pub hit_deadline: bool,
+    pub threshold_violations: Vec<String>,
+}
+
+/// What `build` needs besides the tally.
+pub struct RunFacts<'a> {
+    pub opts: &'a crate::Options,
+    pub started: u64,
+    pub wall_s: f64,
+    pub hold_s: f64,
+    pub cpu_s: f64,
+    pub server_latency_us: Option<ServerLatency>,
+    pub hit_deadline: bool,
+}
+
+impl Report {
+    /// Turns the summed tally into the report and checks thresholds.
+    pub fn build(mut t: Tally, f: &RunFacts<'_>) -> Report {
+        let ratio = |num: f64, den: f64| if den > 0.0 { num / den } else { 0.0 };
+        let lost = t.expected.saturating_sub(t.received);
+        let stall_ratio = ratio(t.stall_ms, t.verified as f64 * f.hold_s * 1000.0);
+        let mut r = Report {
+            url: f.opts.url.clone(),
+            signaling: f.opts.signaling.as_str().into(),
+            viewers_requested: f.opts.viewers,
+            viewers_started: f.started,
+            viewers_connected: t.connected,
+            viewers_failed: t.failures.iter().sum(),
+            verified_viewers: t.verified,
+            failures: FailureKind::ALL.iter().map(|k| (k.as_str().to_string(), t.failures[k.index()])).collect(),
+            loss_ratio: ratio(lost as f64, t.expected as f64),
+            loss_ratio_headers: ratio(t.header_expected.saturating_sub(t.header_received) as f64, t.header_expected as f64),
+            packets_lost: lost,
+            duplicates: t.duplicates,
+            reordered: t.reordered,
+            srtp_auth_failures: t.srtp_errors,
+            stall_count: t.stall_count,
+            stall_ms_total: t.stall_ms.round() as u64,
+            stall_ratio,
+            first_frame_ms: percentiles(&mut t.first_frame_ms),
+            first_frame_from_signaling_ms: percentiles(&mut t.first_frame_from_signaling_ms),
+            frames_decoded: t.frames,
+            frames_incomplete: t.frames_incomplete,
+            jitter_ms: percentiles(&mut t.jitter_ms),
+            e2e_latency_ms: percentiles(&mut t.e2e_ms),
+            server_latency_us: f.server_latency_us,
+            kbps_per_viewer: ratio(t.bytes as f64 * 8.0 / 1000.0, t.viewer_seconds),
+            kbps_total: ratio(t.bytes as f64 * 8.0 / 1000.0, f.hold_s),
+            packets_received: t.packets,
+            bytes_received: t.bytes,
+            viewer_seconds: t.viewer_seconds,
+            sessions_closed_by_server: t.server_closed,
+            cpu_percent: ratio(f.cpu_s * 100.0, f.wall_s),
+            cpu_us_per_viewer_second: ratio(f.cpu_s * 1e6, t.viewer_seconds),
+            duration_s: f.wall_s,
+            hit_deadline: f.hit_deadline,
+            threshold_violations: Vec::new(),
+        };
+        r.threshold_violations = r.violations(f.opts);
+        r
+    }
+
+    fn violations(&self, o: &crate::Options) -> Vec<String> {
+        let mut v = Vec::new();
+        if let Some(max) = o.max_stall_ratio {
+            if self.stall_ratio > max {
+                v.push(format!("stall ratio {:.4} > --max-stall-ratio {max}", self.stall_ratio));
+            }
+        }
+        if let Some(max) = o.max_failed {
+            if self.viewers_failed > max {
+                v.push(format!("{} viewers failed > --max-failed {max}", self.viewers_failed));
+            }
+        }
+        if let Some(max) = o.max_loss {
+            if self.loss_ratio > max {
+                v.push(format!("loss ratio {:.4} > --max-loss {max}", self.loss_ratio));
+            }
+        }
+        v
+    }
+
+    /// Exit code for the binary: 0 when every threshold holds, else 1.
+    pub fn exit_code(&self) -> i32 {
+        i32::from(!self.threshold_violations.is_empty())
+    }
+
+    /// The human summary printed on stdout at the end.
+    pub fn summary_table(&self) -> String {
+        let pct = |p: &Option<Percentiles>| {
+            p.map_or("n/a".to_string(), |p| format!("p50 {:.1}  p95 {:.1}  p99 {:.1}", p.p50, p.p95, p.p99))
+        };
+        let failures: Vec<String> =
+            self.failures.iter().filter(|(_, n)| **n > 0).map(|(k, n)| format!("{k}={n}")).collect();
+        let mut rows = vec![
+            ("viewers", format!("{} requested, {} connected, {} failed, {} verified", self.viewers_requested, self.viewers_connected, self.viewers_failed, self.verified_viewers)),
+            ("failures", if failures.is_empty() { "none".into() } else { failures.join(" ") }),
+            ("bitrate", format!("{:.0} kbit/s per viewer, {:.0} kbit/s total", self.kbps_per_viewer, self.kbps_total)),
+            ("loss", format!("{:.4}% verified ({} lost), {:.4}% all viewers (headers)", self.loss_ratio * 100.0, self.packets_lost, self.loss_ratio_headers * 100.0)),
+            ("frames", format!("{} complete, {} incomplete", self.frames_decoded, self.frames_incomplete)),
+            ("stalls", format!("{} stalls, {} ms total, ratio {:.4}", self.stall_count, self.stall_ms_total, self.stall_ratio)),
+            ("first frame ms", pct(&self.first_frame_ms)),
+            ("jitter ms", pct(&self.jitter_ms)),
+            ("e2e latency ms", pct(&self.e2e_latency_ms)),
+        ];
+        if let Some(s) = self.server_latency_us {
+            rows.push(("server delay us", format!("p50 {}  p99 {}  max {}", s.p50, s.p99, s.max)));
+        }
+        rows.push(("cpu", format!("{:.1}% ({:.1} us per viewer-second)", self.cpu_percent, self.cpu_us_per_viewer_second)));
+        rows.push(("duration", format!("{:.1} s{}", self.duration_s, if self.hit_deadline { " (hit deadline)" } else { "" })));
+        for v in &self.threshold_violations {
+            rows.push(("THRESHOLD", v.clone()));
+        }
+        rows.iter().map(|(k, v)| format!("{k:>16} | {v}\n")).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_shape_and_thresholds() {
+        let mut o = crate::Options::new("http://h:1/whep/a/b");
+        o.viewers = 4;
+        o.max_stall_ratio = Some(0.01);
+        o.max_failed = Some(0);
+        let mut t = Tally { connected: 3, verified: 1, bytes: 250_000, viewer_seconds: 10.0, expected: 100, received: 99, stall_ms: 500.0, stall_count: 1, frames: 300, ..Default::default() };
+        t.fail(FailureKind::IceTimeout);
+        t.first_frame_ms = vec![120.0, 80.0];
+        let f = RunFacts { opts: &o, started: 4, wall_s: 12.0, hold_s: 10.0, cpu_s: 0.6, server_latency_us: None, hit_deadline: false };
+        let r = Report::build(t, &f);
+        let v = serde_json::to_value(&r).unwrap();
+        for key in ["viewers_requested", "viewers_connected", "viewers_failed", "failures", "loss_ratio", "stall_count",
+            "stall_ms_total", "first_frame_ms", "frames_decoded", "jitter_ms", "e2e_latency_ms", "kbps_per_viewer",
+            "packets_received", "bytes_received", "cpu_percent", "cpu_us_per_viewer_second", "duration_s", "verified_viewers"] {
+            assert!(v.get(key).is_some(), "missing {key}");
+        }
+        assert!(v.get("server_latency_us").is_none(), "omitted without an rts target");
+        assert_eq!(v["failures"].as_object().unwrap().len(), 9);
+        assert_eq!(v["failures"]["ice_timeout"], 1);
+        assert_eq!(v["viewers_failed"], 1);
+        assert_eq!(v["e2e_latency_ms"], serde_json::Value::Null);
+        assert_eq!(v["first_frame_ms"]["p50"], 80.0);
+        assert!((r.loss_ratio - 0.01).abs() < 1e-12);
+        assert!((r.kbps_per_viewer - 200.0).abs() < 1e-9);
+        assert!((r.cpu_percent - 5.0).abs() < 1e-9);
+        assert!((r.stall_ratio - 0.05).abs() < 1e-12);
+        assert_eq!(r.threshold_violations.len(), 2, "{:?}", r.threshold_violations);
+        assert_eq!(r.exit_code(), 1);
+        assert!(r.summary_table().contains("ice_timeout=1"));
+    }
+
+    #[test]
+    fn category_names_are_stable() {
+        let names: Vec<_> = FailureKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["signaling_timeout", "http_4xx", "http_5xx", "bad_sdp", "ice_timeout", "dtls_failed", "fingerprint_mismatch", "srtp_failed", "connect_error"]);
+        assert!(FailureKind::ALL.iter().enumerate().all(|(i, k)| k.index() == i));
+    }
+}

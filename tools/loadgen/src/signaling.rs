@@ -1,0 +1,230 @@
+//! HTTP signaling (WHEP, RTS JSON, SRS) and reading the answer. Blocking:
+//! it runs on a few ramp-paced threads, never on the media workers.
+
+use crate::{Error, FailureKind, Signaling};
+use rts_sdp::SessionDescription;
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Where to signal, derived from `--url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// `http://host:port` (no trailing slash).
+    pub base: String,
+    /// Host as written in the URL (for the SRS `webrtc://` stream URL).
+    pub host: String,
+    /// Second-to-last path segment.
+    pub app: String,
+    /// Last path segment.
+    pub stream: String,
+    /// Query string without `?` (may be empty).
+    pub query: String,
+    /// Endpoint the offer is POSTed to.
+    pub endpoint: String,
+    /// Shape of the request and response.
+    pub signaling: Signaling,
+}
+
+impl Target {
+    /// Splits `http://host[:port]/.../app/stream[?query]`.
+    pub fn parse(url: &str, signaling: Signaling) -> Result<Target, Error> {
+        let bad = |why| Error::Url(url.to_string(), why);
+        let rest = url.strip_prefix("http://").ok_or_else(|| bad("only http:// is supported"))?;
+        let (hostport, path) = rest.split_once('/').ok_or_else(|| bad("no path"))?;
+        if hostport.is_empty() {
+            return Err(bad("no host"));
+        }
+        let (path, query) = path.split_once('?').unwrap_or((path, ""));
+        let mut segs = path.rsplit('/').filter(|s| !s.is_empty());
+        let stream = segs.next().ok_or_else(|| bad("path must end in /app/stream"))?;
+        let app = segs.next().ok_or_else(|| bad("path must end in /app/stream"))?;
+        let base = format!("http://{hostport}");
+        let host = hostport.rsplit_once(':').map_or(hostport, |(h, _)| h).to_string();
+        let q = if query.is_empty() { String::new() } else { format!("?{query}") };
+        let endpoint = match signaling {
+            Signaling::Whep => url.to_string(),
+            Signaling::Rts => format!("{base}/{app}/{stream}{q}"),
+            Signaling::Srs => format!("{base}/rtc/v1/play/"),
+        };
+        Ok(Target { base, host, app: app.into(), stream: stream.into(), query: query.into(), endpoint, signaling })
+    }
+
+    /// `webrtc://host/app/stream[?query]`, the stream URL RTS and SRS bodies carry.
+    pub fn stream_url(&self) -> String {
+        let q = if self.query.is_empty() { String::new() } else { format!("?{}", self.query) };
+        format!("webrtc://{}/{}/{}{q}", self.host, self.app, self.stream)
+    }
+}
+
+/// What the viewer needs from the answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remote {
+    /// The server's ICE candidate (first UDP host candidate, IPv4 preferred).
+    pub addr: SocketAddr,
+    /// Server ICE ufrag.
+    pub ufrag: String,
+    /// Server ICE password (STUN integrity key).
+    pub pwd: String,
+    /// `sha-256` fingerprint, upper-case hex with colons.
+    pub fingerprint: String,
+    /// Negotiated H.264 payload type, if video was accepted.
+    pub h264_pt: Option<u8>,
+    /// WHEP resource to DELETE at teardown (absolute URL).
+    pub location: Option<String>,
+}
+
+/// A ureq agent with connect and total timeouts, so a dead server cannot hang a thread.
+pub fn agent(timeout: Duration) -> ureq::Agent {
+    ureq::AgentBuilder::new().timeout_connect(timeout).timeout(timeout).redirects(0).build()
+}
+
+/// POSTs `offer` and returns the parsed answer, or the failure category.
+pub fn signal(agent: &ureq::Agent, t: &Target, offer: &str) -> Result<Remote, FailureKind> {
+    let resp = match t.signaling {
+        Signaling::Whep => agent.post(&t.endpoint).set("Content-Type", "application/sdp").send_string(offer),
+        Signaling::Rts => agent.post(&t.endpoint).set("Content-Type", "application/json").send_string(
+            &json!({"version": "2", "sdk_version": "rts-loadgen", "streamurl": t.stream_url(),
+                    "jsep": {"type": "offer", "sdp": offer}})
+            .to_string(),
+        ),
+        Signaling::Srs => agent.post(&t.endpoint).set("Content-Type", "application/json").send_string(
+            &json!({"api": t.endpoint, "streamurl": t.stream_url(), "clientip": null, "sdp": offer}).to_string(),
+        ),
+    }
+    .map_err(|e| classify_http_error(&e))?;
+    let location = resp.header("Location").map(|l| absolute(&t.base, l));
+    let body = resp.into_string().map_err(|e| classify_io(&e))?;
+    let sdp = match t.signaling {
+        Signaling::Whep => body,
+        Signaling::Rts => json_field(&body, "/jsep/sdp", "/code", 200)?,
+        Signaling::Srs => json_field(&body, "/sdp", "/code", 0)?,
+    };
+    let mut remote = parse_answer(&sdp)?;
+    remote.location = location.filter(|_| t.signaling == Signaling::Whep);
+    Ok(remote)
+}
+
+/// Best-effort WHEP DELETE at teardown.
+pub fn delete(agent: &ureq::Agent, location: &str) {
+    let _ = agent.delete(location).call();
+}
+
+fn absolute(base: &str, location: &str) -> String {
+    if location.starts_with("http://") || location.starts_with("https://") {
+        location.to_string()
+    } else {
+        format!("{base}/{}", location.trim_start_matches('/'))
+    }
+}
+
+/// Pulls the SDP out of a JSON body whose `code_ptr` must equal `ok`.
+fn json_field(body: &str, sdp_ptr: &str, code_ptr: &str, ok: i64) -> Result<String, FailureKind> {
+    let v: Value = serde_json::from_str(body).map_err(|_| FailureKind::BadSdp)?;
+    match v.pointer(code_ptr).and_then(Value::as_i64) {
+        Some(c) if c == ok => {}
+        Some(c) if c >= 500 => return Err(FailureKind::Http5xx),
+        Some(_) => return Err(FailureKind::Http4xx),
+        None => {}
+    }
+    v.pointer(sdp_ptr).and_then(Value::as_str).map(str::to_string).ok_or(FailureKind::BadSdp)
+}
+
+/// Reads candidate, ICE credentials, fingerprint and H.264 PT from the answer.
+pub fn parse_answer(sdp: &str) -> Result<Remote, FailureKind> {
+    let d = SessionDescription::parse(sdp).map_err(|_| FailureKind::BadSdp)?;
+    let udp = |c: &&rts_sdp::Candidate| c.component == 1 && c.transport.eq_ignore_ascii_case("udp");
+    let cand = d
+        .candidates
+        .iter()
+        .filter(udp)
+        .find(|c| c.address.is_ipv4())
+        .or_else(|| d.candidates.iter().find(udp))
+        .ok_or(FailureKind::BadSdp)?;
+    let fp = d.fingerprint_for(0).filter(|f| f.algorithm == "sha-256").ok_or(FailureKind::BadSdp)?;
+    let h264_pt = d
+        .media
+        .iter()
+        .filter(|m| m.kind == rts_sdp::MediaKind::Video && m.port != 0)
+        .flat_map(|m| m.codecs.iter())
+        .find(|c| c.name.eq_ignore_ascii_case("H264"))
+        .map(|c| c.payload_type);
+    Ok(Remote {
+        addr: SocketAddr::new(cand.address, cand.port),
+        ufrag: d.ice_ufrag_for(0).ok_or(FailureKind::BadSdp)?.to_string(),
+        pwd: d.ice_pwd_for(0).ok_or(FailureKind::BadSdp)?.to_string(),
+        fingerprint: fp.value.to_ascii_uppercase(),
+        h264_pt,
+        location: None,
+    })
+}
+
+fn classify_http_error(e: &ureq::Error) -> FailureKind {
+    match e {
+        ureq::Error::Status(code, _) if *code >= 500 => FailureKind::Http5xx,
+        ureq::Error::Status(..) => FailureKind::Http4xx,
+        ureq::Error::Transport(t) => {
+            let text = t.to_string().to_ascii_lowercase();
+            if text.contains("timed out") || text.contains("timeout") {
+                FailureKind::SignalingTimeout
+            } else {
+                FailureKind::ConnectError
+            }
+        }
+    }
+}
+
+fn classify_io(e: &std::io::Error) -> FailureKind {
+    match e.kind() {
+        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => FailureKind::SignalingTimeout,
+        _ => FailureKind::ConnectError,
+    }
+}
+
+/// Server-added delay from the rts admin API, if the target is an rts server.
+pub fn server_latency(agent: &ureq::Agent, t: &Target) -> Option<crate::ServerLatency> {
+    let body = agent.get(&format!("{}/api/v1/streams", t.base)).call().ok()?.into_string().ok()?;
+    let v: Value = serde_json::from_str(&body).ok()?;
+    let s = v["streams"].as_array()?.iter().find(|s| s["app"] == t.app.as_str() && s["stream"] == t.stream.as_str())?;
+    let st = &s["stats"];
+    Some(crate::ServerLatency {
+        p50: st["latency_us_p50"].as_u64()?,
+        p99: st["latency_us_p99"].as_u64()?,
+        max: st["latency_us_max"].as_u64()?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_per_shape() {
+        let u = "http://10.0.0.1:8080/whep/live/s?auth_key=k";
+        let w = Target::parse(u, Signaling::Whep).unwrap();
+        assert_eq!((w.endpoint.as_str(), w.app.as_str(), w.stream.as_str()), (u, "live", "s"));
+        let r = Target::parse(u, Signaling::Rts).unwrap();
+        assert_eq!(r.endpoint, "http://10.0.0.1:8080/live/s?auth_key=k");
+        assert_eq!(r.stream_url(), "webrtc://10.0.0.1/live/s?auth_key=k");
+        let s = Target::parse("http://h/whep/a/b", Signaling::Srs).unwrap();
+        assert_eq!((s.endpoint.as_str(), s.stream_url().as_str()), ("http://h/rtc/v1/play/", "webrtc://h/a/b"));
+        assert!(Target::parse("http://h/", Signaling::Whep).is_err());
+        assert!(Target::parse("https://h/a/b", Signaling::Whep).is_err());
+    }
+
+    #[test]
+    fn answer_fields_and_garbage() {
+        let sdp = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=ice-lite\r\na=group:BUNDLE 0\r\n\
+m=video 9 UDP/TLS/RTP/SAVPF 102\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=ice-ufrag:srv\r\na=ice-pwd:serverpassword0123456789\r\n\
+a=fingerprint:sha-256 ab:CD:01\r\na=setup:passive\r\na=sendonly\r\na=rtcp-mux\r\na=rtpmap:102 H264/90000\r\n\
+a=candidate:1 1 udp 2130706431 10.200.0.1 40000 typ host\r\n";
+        let r = parse_answer(sdp).unwrap();
+        assert_eq!(r.addr, "10.200.0.1:40000".parse().unwrap());
+        assert_eq!((r.ufrag.as_str(), r.fingerprint.as_str(), r.h264_pt), ("srv", "AB:CD:01", Some(102)));
+        assert_eq!(parse_answer("garbage"), Err(FailureKind::BadSdp));
+        assert_eq!(parse_answer(&sdp.replace("a=candidate", "a=x")), Err(FailureKind::BadSdp));
+        assert_eq!(json_field("{\"code\":404}", "/sdp", "/code", 0), Err(FailureKind::Http4xx));
+        assert_eq!(json_field("<html>", "/sdp", "/code", 0), Err(FailureKind::BadSdp));
+        assert_eq!(absolute("http://h:1", "/whep/session/1"), "http://h:1/whep/session/1");
+    }
+}
