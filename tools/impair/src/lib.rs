@@ -16,3 +16,6 @@ pub use config::{GilbertElliott, ImpairConfig, JitterDist, RateLimit};
 pub use error::ImpairError;
 pub use model::{Decision, DropReason, Model, ModelStats};
 pub use rng::Rng;
+
+#[cfg(test)]
+mod model_tests;

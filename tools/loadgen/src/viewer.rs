@@ -1,0 +1,439 @@
+//! One viewer session after signaling: ICE (controlling, USE-CANDIDATE),
+//! DTLS client, SRTP; then media accounting. Sans-IO: datagrams and time
+//! in, datagrams to send out through the caller's outbox.
+
+use crate::report::{FailureKind, Tally};
+use crate::sei;
+use crate::signaling::Remote;
+use crate::stats::{FrameJitter, SeqTracker, StallDetector};
+use rts_dtls::{DtlsContext, DtlsEndpoint, DtlsEvent, SrtpExport};
+use rts_rtp::h264::H264Depacketizer;
+use rts_rtp::RtpHeader;
+use rts_srtp::{KeyingMaterial, Profile, SrtpContext};
+use rts_stun::{classify, BindingRequest, Class, PacketKind, StunMessage, METHOD_BINDING};
+use std::time::{Duration, Instant};
+
+/// Connectivity checks repeat this often until one succeeds.
+const CHECK_INTERVAL: Duration = Duration::from_millis(50);
+/// Consent freshness (RFC 7675): the server drops us after 30 s of silence.
+const CONSENT_INTERVAL: Duration = Duration::from_secs(5);
+/// Receiver reports keep the server's view of us fresh.
+const RR_INTERVAL: Duration = Duration::from_secs(1);
+/// No complete frame for longer than this is a stall.
+pub const STALL_THRESHOLD: Duration = Duration::from_millis(200);
+/// Peer-reflexive priority (type pref 110, local pref 65535, component 1).
+const PRFLX_PRIORITY: u32 = (110 << 24) | (65535 << 8) | 255;
+/// H.264 RTP clock.
+const VIDEO_CLOCK: u32 = 90_000;
+/// SSRCs tracked per viewer (video, audio, RTX); more are ignored.
+const MAX_TRACKED_SSRCS: usize = 4;
+
+/// Static per-viewer settings handed over by signaling.
+#[derive(Debug, Clone)]
+pub struct ViewerConfig {
+    /// From the answer.
+    pub remote: Remote,
+    /// Our ICE ufrag (as put in the offer).
+    pub local_ufrag: String,
+    /// Decrypt and verify media.
+    pub verified: bool,
+    /// When signaling for this viewer began.
+    pub signaling_started: Instant,
+    /// Limits for the ICE and DTLS phases.
+    pub ice_timeout: Duration,
+    /// See `ice_timeout`.
+    pub dtls_timeout: Duration,
+}
+
+/// Where the session is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Sending connectivity checks.
+    Ice,
+    /// DTLS handshake running.
+    Dtls,
+    /// Keys installed, receiving media.
+    Connected,
+    /// Gave up; counted in this category.
+    Failed(FailureKind),
+    /// Ended (teardown or closed by the server).
+    Closed,
+}
+
+/// Media verification state (only verified viewers carry it).
+struct Verify {
+    rx: SrtpContext,
+    depack: H264Depacketizer,
+    stalls: StallDetector,
+    jitter: FrameJitter,
+    first_frame: bool,
+}
+
+/// A viewer session.
+pub struct Viewer {
+    cfg: ViewerConfig,
+    username: String,
+    tiebreaker: u64,
+    sender_ssrc: u32,
+    phase: Phase,
+    dtls: DtlsEndpoint,
+    tx: Option<SrtpContext>,
+    verify: Option<Verify>,
+    pending: [[u8; 12]; 4],
+    pending_at: usize,
+    phase_deadline: Instant,
+    next_check: Instant,
+    next_rr: Instant,
+    connected_at: Option<Instant>,
+    seqs: Vec<(u32, SeqTracker)>,
+    /// Results so far.
+    tally: Tally,
+}
+
+impl Viewer {
+    /// A viewer about to start ICE at `now`.
+    pub fn new(ctx: &DtlsContext, cfg: ViewerConfig, now: Instant) -> Result<Viewer, FailureKind> {
+        let dtls = DtlsEndpoint::new(ctx).map_err(|_| FailureKind::DtlsFailed)?;
+        Ok(Viewer {
+            username: format!("{}:{}", cfg.remote.ufrag, cfg.local_ufrag),
+            tiebreaker: rand::random(),
+            sender_ssrc: rand::random(),
+            phase: Phase::Ice,
+            dtls,
+            tx: None,
+            verify: None,
+            pending: [[0; 12]; 4],
+            pending_at: 0,
+            phase_deadline: now + cfg.ice_timeout,
+            next_check: now,
+            next_rr: now + RR_INTERVAL,
+            connected_at: None,
+            seqs: Vec::new(),
+            tally: Tally::default(),
+            cfg,
+        })
+    }
+
+    /// Current phase.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// Whether this viewer verifies media.
+    pub fn is_verified(&self) -> bool {
+        self.cfg.verified
+    }
+
+    /// Finished (failed or closed): the caller can drop the socket.
+    pub fn is_done(&self) -> bool {
+        matches!(self.phase, Phase::Failed(_) | Phase::Closed)
+    }
+
+    /// Results so far (complete frames, bytes...).
+    pub fn tally(&self) -> &Tally {
+        &self.tally
+    }
+
+    /// Next time [`handle_timeout`](Self::handle_timeout) has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::Ice => Some(self.next_check.min(self.phase_deadline)),
+            Phase::Dtls => Some(self.dtls.poll_timeout().map_or(self.phase_deadline, |d| d.min(self.phase_deadline))),
+            Phase::Connected => Some(self.next_check.min(self.next_rr)),
+            Phase::Failed(_) | Phase::Closed => None,
+        }
+    }
+
+    /// Timers: connectivity checks, consent, RTCP RR, DTLS retransmission, phase limits.
+    pub fn handle_timeout(&mut self, now: Instant, out: &mut Vec<Vec<u8>>) {
+        match self.phase {
+            Phase::Ice => {
+                if now >= self.phase_deadline {
+                    return self.fail(FailureKind::IceTimeout);
+                }
+                if now >= self.next_check {
+                    self.send_check(out);
+                    self.next_check = now + CHECK_INTERVAL;
+                }
+            }
+            Phase::Dtls => {
+                if now >= self.phase_deadline {
+                    return self.fail(FailureKind::DtlsFailed);
+                }
+                if self.dtls.handle_timeout(now).is_err() {
+                    return self.fail(FailureKind::DtlsFailed);
+                }
+                self.drain_dtls(now, out);
+            }
+            Phase::Connected => {
+                if now >= self.next_check {
+                    self.send_check(out);
+                    self.next_check = now + CONSENT_INTERVAL;
+                }
+                if now >= self.next_rr {
+                    self.send_rr(out);
+                    self.next_rr = now + RR_INTERVAL;
+                }
+            }
+            Phase::Failed(_) | Phase::Closed => {}
+        }
+    }
+
+    /// One datagram from the server. `wall_us` is the UNIX time in µs at
+    /// arrival (for the SEI latency); `d` may be decrypted in place.
+    pub fn handle_datagram(&mut self, now: Instant, wall_us: u64, d: &mut [u8], out: &mut Vec<Vec<u8>>) {
+        match classify(d) {
+            PacketKind::Rtp if self.phase == Phase::Connected => self.on_rtp(now, wall_us, d),
+            PacketKind::Rtcp if self.phase == Phase::Connected => {
+                self.tally.packets += 1;
+                self.tally.bytes += d.len() as u64;
+            }
+            PacketKind::Stun => self.on_stun(now, d, out),
+            PacketKind::Dtls if matches!(self.phase, Phase::Dtls | Phase::Connected) => {
+                // Malformed records are the peer's problem; the handshake timer still runs.
+                let _ = self.dtls.handle_datagram(d, now);
+                self.drain_dtls(now, out);
+            }
+            _ => {}
+        }
+    }
+
+    /// Teardown: queue DTLS close_notify and stop.
+    pub fn close(&mut self, now: Instant, out: &mut Vec<Vec<u8>>) {
+        if self.is_done() {
+            return;
+        }
+        if self.phase == Phase::Ice {
+            // Never got as far as the server knowing us; not a failure.
+            self.phase = Phase::Closed;
+            return;
+        }
+        self.dtls.close();
+        while let Some(d) = self.dtls.poll_datagram() {
+            out.push(d);
+        }
+        self.end(now);
+        self.phase = Phase::Closed;
+    }
+
+    /// Consumes the viewer, closing open accounting at `now`.
+    pub fn finish(mut self, now: Instant) -> Tally {
+        if self.phase == Phase::Connected {
+            self.end(now);
+        }
+        self.tally
+    }
+
+    fn end(&mut self, now: Instant) {
+        let Some(at) = self.connected_at.take() else { return };
+        let secs = now.saturating_duration_since(at).as_secs_f64();
+        self.tally.viewer_seconds += secs;
+        for (_, s) in &self.seqs {
+            if self.cfg.verified {
+                self.tally.expected += s.expected();
+                self.tally.received += s.received;
+                self.tally.duplicates += s.duplicates;
+                self.tally.reordered += s.reordered;
+            }
+            self.tally.header_expected += s.expected();
+            self.tally.header_received += s.received;
+        }
+        if let Some(v) = &mut self.verify {
+            v.stalls.finish(now);
+            self.tally.stall_count += v.stalls.count;
+            self.tally.stall_ms += v.stalls.total.as_secs_f64() * 1000.0;
+            self.tally.verified_seconds += secs;
+        }
+    }
+
+    fn fail(&mut self, kind: FailureKind) {
+        self.phase = Phase::Failed(kind);
+        self.tally.fail(kind);
+    }
+
+    fn send_check(&mut self, out: &mut Vec<Vec<u8>>) {
+        let tid: [u8; 12] = rand::random();
+        self.pending[self.pending_at % self.pending.len()] = tid;
+        self.pending_at += 1;
+        let req = BindingRequest {
+            transaction_id: tid,
+            username: &self.username,
+            priority: PRFLX_PRIORITY,
+            controlling: Some(self.tiebreaker),
+            use_candidate: true,
+        };
+        let mut buf = [0u8; 256];
+        if let Ok(n) = rts_stun::write_binding_request(&req, self.cfg.remote.pwd.as_bytes(), &mut buf) {
+            out.push(buf[..n].to_vec());
+        }
+    }
+
+    fn on_stun(&mut self, now: Instant, d: &[u8], out: &mut Vec<Vec<u8>>) {
+        let Ok(m) = StunMessage::parse(d) else { return };
+        let ours = self.pending.contains(&m.transaction_id) && m.transaction_id != [0; 12];
+        if m.method != METHOD_BINDING || m.class != Class::SuccessResponse || !ours {
+            return;
+        }
+        if !m.verify_integrity(self.cfg.remote.pwd.as_bytes()) {
+            return;
+        }
+        if self.phase == Phase::Ice {
+            self.phase = Phase::Dtls;
+            self.phase_deadline = now + self.cfg.dtls_timeout;
+            if self.dtls.start(now).is_err() {
+                return self.fail(FailureKind::DtlsFailed);
+            }
+            self.drain_dtls(now, out);
+        }
+    }
+
+    fn drain_dtls(&mut self, now: Instant, out: &mut Vec<Vec<u8>>) {
+        while let Some(d) = self.dtls.poll_datagram() {
+            out.push(d);
+        }
+        while let Some(ev) = self.dtls.poll_event() {
+            match ev {
+                DtlsEvent::Connected(export) if self.phase == Phase::Dtls => self.on_connected(now, &export),
+                DtlsEvent::Connected(_) => {}
+                DtlsEvent::Closed => {
+                    if self.phase == Phase::Connected {
+                        self.tally.server_closed += 1;
+                        self.end(now);
+                        self.phase = Phase::Closed;
+                    } else {
+                        self.fail(FailureKind::DtlsFailed);
+                    }
+                }
+                DtlsEvent::Failed(_) => {
+                    if self.phase == Phase::Connected {
+                        self.end(now);
+                        self.phase = Phase::Closed;
+                    } else {
+                        self.fail(FailureKind::DtlsFailed);
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_connected(&mut self, now: Instant, export: &SrtpExport) {
+        if !export.peer_fingerprint_sha256.eq_ignore_ascii_case(&self.cfg.remote.fingerprint) {
+            self.dtls.close();
+            return self.fail(FailureKind::FingerprintMismatch);
+        }
+        let Some(keys) = Profile::from_dtls_id(export.profile_id)
+            .and_then(|p| KeyingMaterial::from_exported(p, &export.material, false).ok())
+        else {
+            return self.fail(FailureKind::SrtpFailed);
+        };
+        let Ok(tx) = SrtpContext::new(keys.profile, &keys.local_key, &keys.local_salt) else {
+            return self.fail(FailureKind::SrtpFailed);
+        };
+        if self.cfg.verified {
+            let Ok(rx) = SrtpContext::new(keys.profile, &keys.remote_key, &keys.remote_salt) else {
+                return self.fail(FailureKind::SrtpFailed);
+            };
+            self.verify = Some(Verify {
+                rx,
+                depack: H264Depacketizer::new(),
+                stalls: StallDetector::new(STALL_THRESHOLD),
+                jitter: FrameJitter::default(),
+                first_frame: false,
+            });
+            self.tally.verified = 1;
+        }
+        self.tx = Some(tx);
+        self.phase = Phase::Connected;
+        self.connected_at = Some(now);
+        self.tally.connected = 1;
+        self.next_check = now + CONSENT_INTERVAL;
+        self.next_rr = now + RR_INTERVAL;
+    }
+
+    /// Light path: header fields only. Verified path: decrypt, then frames.
+    fn on_rtp(&mut self, now: Instant, wall_us: u64, d: &mut [u8]) {
+        self.tally.packets += 1;
+        self.tally.bytes += d.len() as u64;
+        let Some(v) = &mut self.verify else {
+            // SRTP leaves the RTP header in the clear: sequence and SSRC are free.
+            if d.len() >= 12 {
+                let seq = u16::from_be_bytes([d[2], d[3]]);
+                let ssrc = u32::from_be_bytes([d[8], d[9], d[10], d[11]]);
+                track(&mut self.seqs, ssrc, seq);
+            }
+            return;
+        };
+        let Ok(n) = v.rx.unprotect_rtp(d) else {
+            self.tally.srtp_errors += 1;
+            return;
+        };
+        let Ok(h) = RtpHeader::parse(&d[..n]) else { return };
+        track(&mut self.seqs, h.ssrc, h.sequence);
+        if Some(h.payload_type) != self.cfg.remote.h264_pt {
+            return;
+        }
+        let mut frame = v.depack.push(&h, h.payload(&d[..n]));
+        while let Some(f) = frame {
+            if f.complete {
+                self.tally.frames += 1;
+                v.stalls.on_frame(now);
+                if let Some(j) = v.jitter.on_frame(now, f.timestamp, VIDEO_CLOCK) {
+                    self.tally.jitter_ms.push(j);
+                }
+                if !v.first_frame {
+                    v.first_frame = true;
+                    if let Some(at) = self.connected_at {
+                        self.tally.first_frame_ms.push(ms(now.saturating_duration_since(at)));
+                    }
+                    self.tally.first_frame_from_signaling_ms.push(ms(now.saturating_duration_since(self.cfg.signaling_started)));
+                }
+                if let Some(stamp) = sei::find_timestamp(&f.nalus) {
+                    // Stamps from the future or older than an hour mean unsynced clocks: skip.
+                    if let Some(d) = wall_us.checked_sub(stamp).filter(|d| *d < 3_600_000_000) {
+                        self.tally.e2e_ms.push(d as f64 / 1000.0);
+                    }
+                }
+            } else {
+                self.tally.frames_incomplete += 1;
+            }
+            frame = v.depack.poll_frame();
+        }
+    }
+
+    fn send_rr(&mut self, out: &mut Vec<Vec<u8>>) {
+        let Some(tx) = &mut self.tx else { return };
+        let blocks: Vec<rts_rtp::rtcp::ReportBlock> = self
+            .seqs
+            .iter()
+            .take(31)
+            .map(|(ssrc, s)| rts_rtp::rtcp::ReportBlock {
+                ssrc: *ssrc,
+                cumulative_lost: i32::try_from(s.lost()).unwrap_or(i32::MAX),
+                highest_seq: s.extended_highest(),
+                ..Default::default()
+            })
+            .collect();
+        let mut plain = [0u8; 1024];
+        let Ok(n) = rts_rtp::rtcp::write_receiver_report(&mut plain, self.sender_ssrc, &blocks) else { return };
+        let Ok(m) = rts_rtp::rtcp::write_sdes_cname(&mut plain[n..], self.sender_ssrc, "rts-loadgen") else { return };
+        let mut sealed = vec![0u8; n + m + 64];
+        if let Ok(len) = tx.protect_rtcp(&plain[..n + m], &mut sealed) {
+            sealed.truncate(len);
+            out.push(sealed);
+        }
+    }
+}
+
+fn track(seqs: &mut Vec<(u32, SeqTracker)>, ssrc: u32, seq: u16) {
+    if let Some((_, s)) = seqs.iter_mut().find(|(x, _)| *x == ssrc) {
+        s.push(seq);
+    } else if seqs.len() < MAX_TRACKED_SSRCS {
+        let mut s = SeqTracker::default();
+        s.push(seq);
+        seqs.push((ssrc, s));
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
