@@ -18,10 +18,8 @@ fn publish(path: &str, size: &str) -> Result<Publisher> {
 
 #[test]
 fn first_frame_and_channel_switch_are_fast() -> Result<()> {
-    // One shard: both streams and the viewer share it (cross-shard switching
-    // needs stream replication, a later issue).
-    let rig = Rig::start(Mode::Serve, "[dataplane]\nshards = 1\n")
-        .or_else(|_| Rig::start(Mode::Serve, ""))?;
+    // One shard here; tests/replication.rs covers switching across shards.
+    let rig = Rig::start(Mode::Serve, "[dataplane]\nshards = 1\n")?;
     let _a = publish("live/a", "640:360")?;
     let _b = publish("live/b", "320:240")?;
     rig.wait_live("live", "a", Duration::from_secs(20))?;

@@ -61,6 +61,10 @@ pub struct DataplaneConfig {
     pub ring_slot_size: u32,
     /// Disable UDP GSO even where the kernel offers it (tests the fallback).
     pub disable_gso: bool,
+    /// Viewers stay on their stream's home shard until it carries this many
+    /// more viewers than the least loaded shard; then new viewers go to the
+    /// least loaded shard, which replicates the stream (0 = always spread).
+    pub spread_after: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -112,6 +116,7 @@ impl Default for DataplaneConfig {
             ring_slots: 4096,
             ring_slot_size: 4096,
             disable_gso: false,
+            spread_after: 200,
         }
     }
 }

@@ -32,6 +32,9 @@ pub enum ControlToShard {
         remote_ufrag: String,
         app: String,
         stream: String,
+        /// Shard the stream is published on, if it is live (the session's
+        /// shard replicates it from there when different).
+        home_shard: Option<u32>,
     },
     /// DTLS records for the session's selected peer address.
     DtlsToPeer { session: u64, data: Vec<u8> },
@@ -49,7 +52,10 @@ pub enum ControlToShard {
     RemoveSession { session: u64, reason: String },
     /// Move a playing session to another stream on the same shard, without
     /// new ICE/DTLS (channel switch); it starts from that stream's GOP cache.
-    SwitchStream { session: u64, app: String, stream: String },
+    SwitchStream { session: u64, app: String, stream: String, home_shard: Option<u32> },
+    /// A stream went live on `shard`: shards with waiting viewers of it
+    /// replicate it from there.
+    StreamHome { app: String, stream: String, shard: u32 },
     /// Asks the shard to report everything it holds (after a control restart).
     Snapshot,
 }
@@ -88,6 +94,7 @@ pub struct ShardCounters {
     pub plis_in: u64,
     pub unknown_dropped: u64,
     pub ring_full_dropped: u64,
+    pub relay_dropped: u64,
     pub rtmp_connections: u64,
     pub rtmp_errors: u64,
     pub rtmp_publish_refused: u64,

@@ -60,6 +60,8 @@ struct Inner {
     counters: ControlCounters,
     /// Failures by kind/reason ("play:expired"), for /metrics.
     auth_failures: BTreeMap<String, u64>,
+    /// Sessions placed on each shard since its last stats report.
+    assigned: Vec<u64>,
     /// Channel switches waiting for their shard's answer.
     switches: HashMap<u64, std::sync::mpsc::Sender<Result<(), String>>>,
 }
@@ -84,6 +86,7 @@ pub struct NewSession {
     pub remote_fingerprint: Option<String>,
     pub video_pt: Option<u8>,
     pub audio_pt: Option<u8>,
+    pub home_shard: Option<usize>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -128,7 +131,7 @@ impl Engine {
             fingerprint,
             dtls_ctx,
             producers: Mutex::new(producers),
-            inner: Mutex::new(Inner { shard_stats: vec![None; shards], ..Default::default() }),
+            inner: Mutex::new(Inner { shard_stats: vec![None; shards], assigned: vec![0; shards], ..Default::default() }),
             shards,
             stop: AtomicBool::new(false),
         });
@@ -158,6 +161,30 @@ impl Engine {
     pub fn stream_shard(&self, app: &str, stream: &str) -> Option<usize> {
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         inner.streams.get(&format!("{app}/{stream}")).filter(|s| s.publishing).map(|s| s.shard as usize)
+    }
+
+    /// Picks the shard for a new viewer of `app/stream`: the stream's home
+    /// shard unless it is busier than the least loaded shard by more than
+    /// `spread_after` viewers (then the least loaded, which replicates the
+    /// stream). Returns (shard, home shard if live).
+    pub fn place(&self, app: &str, stream: &str) -> (usize, Option<usize>) {
+        let home = self.stream_shard(app, stream);
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let loads: Vec<u64> = (0..self.shards)
+            .map(|i| inner.shard_stats[i].as_ref().map_or(0, |s| s.counters.sessions) + inner.assigned[i])
+            .collect();
+        let (least, least_load) = loads.iter().copied().enumerate().min_by_key(|&(i, l)| (l, i)).unwrap_or((0, 0));
+        let spread = self.cfg.dataplane.spread_after;
+        let shard = match home {
+            Some(h) if loads.get(h).is_some_and(|&l| l <= least_load + spread) => h,
+            Some(_) => least,
+            // Not live yet: viewers of one stream meet on one shard.
+            None => (ipc::stream_ssrc(app, stream, 0) as usize) % self.shards.max(1),
+        };
+        if let Some(a) = inner.assigned.get_mut(shard) {
+            *a += 1;
+        }
+        (shard, home)
     }
 
     pub fn count_auth_failure(&self, kind: &str, reason: &str) {
@@ -194,6 +221,7 @@ impl Engine {
             remote_ufrag: s.remote_ufrag,
             app: s.app,
             stream: s.stream,
+            home_shard: s.home_shard.map(|h| h as u32),
         };
         if let Err(e) = self.push(shard, &msg) {
             self.forget(s.session);
@@ -220,14 +248,12 @@ impl Engine {
         if shard >= self.shards {
             return Err("no such session".into());
         }
-        match self.stream_shard(app, stream) {
-            Some(s) if s == shard => {}
-            Some(_) => return Err("stream is live on another shard (cross-shard switch needs stream replication)".into()),
-            None => return Err("stream is not live".into()),
-        }
+        let Some(home) = self.stream_shard(app, stream) else {
+            return Err("stream is not live".into());
+        };
         let (tx, rx) = std::sync::mpsc::channel();
         self.inner.lock().unwrap_or_else(|e| e.into_inner()).switches.insert(session, tx);
-        let msg = ControlToShard::SwitchStream { session, app: app.to_string(), stream: stream.to_string() };
+        let msg = ControlToShard::SwitchStream { session, app: app.to_string(), stream: stream.to_string(), home_shard: Some(home as u32) };
         if let Err(e) = self.push(shard, &msg) {
             self.inner.lock().unwrap_or_else(|e| e.into_inner()).switches.remove(&session);
             return Err(e.to_string());
@@ -299,12 +325,21 @@ impl Engine {
                 }
             }
             ShardToControl::StreamStarted { app, stream } => {
-                let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-                let v = inner.streams.entry(format!("{app}/{stream}")).or_default();
-                v.app = app;
-                v.stream = stream;
-                v.shard = shard as u32;
-                v.publishing = true;
+                {
+                    let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+                    let v = inner.streams.entry(format!("{app}/{stream}")).or_default();
+                    v.app = app.clone();
+                    v.stream = stream.clone();
+                    v.shard = shard as u32;
+                    v.publishing = true;
+                }
+                // Shards holding viewers that wait for this stream replicate it.
+                for other in (0..self.shards).filter(|&o| o != shard) {
+                    let msg = ControlToShard::StreamHome { app: app.clone(), stream: stream.clone(), shard: shard as u32 };
+                    if self.push(other, &msg).is_err() {
+                        self.inner.lock().unwrap_or_else(|e| e.into_inner()).counters.ring_full += 1;
+                    }
+                }
             }
             ShardToControl::StreamEnded { app, stream } => {
                 let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
@@ -323,6 +358,9 @@ impl Engine {
                 let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
                 if let Some(slot) = inner.shard_stats.get_mut(shard) {
                     *slot = Some(s);
+                }
+                if let Some(a) = inner.assigned.get_mut(shard) {
+                    *a = 0;
                 }
             }
             ShardToControl::StreamStats(s) => {

@@ -78,12 +78,7 @@ pub fn play(engine: &Engine, req: PlayRequest<'_>) -> Result<PlayAnswer, PlayErr
         None => return Err(PlayError::BadRequest("offer has no a=fingerprint".into())),
     };
 
-    // The stream's home shard if it is live; otherwise a stable choice, so
-    // viewers waiting for the same stream meet on one shard.
-    let shards = engine.shard_count().max(1);
-    let shard = engine
-        .stream_shard(req.app, req.stream)
-        .unwrap_or_else(|| (ipc::stream_ssrc(req.app, req.stream, 0) as usize) % shards);
+    let (shard, home_shard) = engine.place(req.app, req.stream);
     let session = ipc::make_session_id(shard, rand::random());
     let local_ufrag = random_token(8);
     let local_pwd = random_token(24);
@@ -119,6 +114,7 @@ pub fn play(engine: &Engine, req: PlayRequest<'_>) -> Result<PlayAnswer, PlayErr
             remote_fingerprint,
             video_pt: answer.video.as_ref().map(|c| c.payload_type),
             audio_pt: answer.audio.as_ref().map(|c| c.payload_type),
+            home_shard,
         })
         .map_err(|e| match e {
             EngineError::RingFull(_) | EngineError::NoShard(_) => PlayError::Unavailable(e.to_string()),

@@ -3,6 +3,7 @@
 //! (DESIGN.md §2). Control talks to it only through the shared-memory rings.
 
 pub mod latency;
+pub mod relay;
 pub mod session;
 pub mod shard;
 pub mod stream;
@@ -49,6 +50,7 @@ impl Dataplane {
             cfg.dataplane.cores.clone()
         };
         let stop = Arc::new(AtomicBool::new(false));
+        let mesh = relay::RelayMesh::new(shards)?;
         let (ready_tx, ready_rx) = mpsc::channel::<Result<ShardInfo, String>>();
         let mut threads = Vec::with_capacity(shards);
         for id in 0..shards {
@@ -58,11 +60,12 @@ impl Dataplane {
             let cfg = cfg.clone();
             let stop = stop.clone();
             let ready = ready_tx.clone();
+            let mesh = mesh.clone();
             let t = std::thread::Builder::new().name(format!("rts-shard-{id}")).spawn(move || {
                 // Build the shard on its own thread after pinning, so its
                 // memory is first touched on its own core.
                 let pinned = core.is_some_and(|c| core_affinity::set_for_current(core_affinity::CoreId { id: c }));
-                let init = shard::ShardInit { id, core, pinned, cfg, to_ctl, from_ctl, stop };
+                let init = shard::ShardInit { id, core, pinned, cfg, to_ctl, from_ctl, stop, mesh };
                 let shard = match shard::Shard::new(init) {
                     Ok(s) => s,
                     Err(e) => {

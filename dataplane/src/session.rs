@@ -25,6 +25,8 @@ pub struct Session {
     pub peer: Option<SocketAddrV4>,
     pub local_ip: Option<Ipv4Addr>,
     pub media: Option<Media>,
+    /// Where control said the stream is published (replicate from there).
+    pub home_hint: Option<usize>,
     pub created: Instant,
     pub last_consent: Instant,
 }

@@ -9,6 +9,7 @@
 
 use crate::session::{Media, Session, TrackOut};
 use crate::stream::{Kind, Stream, VideoOutcome};
+use crate::relay::{RelayMesh, RelayMsg};
 use crate::udp::{self, GsoBatch, UdpSender};
 use crate::uring::{Completion, RecvSlot, Token, Uring};
 use bytes::Bytes;
@@ -40,6 +41,7 @@ pub struct ShardInit {
     pub to_ctl: Producer,
     pub from_ctl: Consumer,
     pub stop: Arc<AtomicBool>,
+    pub mesh: Arc<RelayMesh>,
 }
 
 struct Conn {
@@ -84,6 +86,9 @@ pub struct Shard {
     last_catchup: Instant,
     to_ctl: Producer,
     from_ctl: Consumer,
+    mesh: Arc<RelayMesh>,
+    /// Target of the in-flight eventfd read (boxed: the kernel writes it).
+    wake_buf: Box<u64>,
     counters: ShardCounters,
     packets: Vec<Bytes>,
     scratch: Vec<u8>,
@@ -144,6 +149,8 @@ impl Shard {
             last_catchup: Instant::now(),
             to_ctl: init.to_ctl,
             from_ctl: init.from_ctl,
+            mesh: init.mesh,
+            wake_buf: Box::new(0),
             counters: ShardCounters::default(),
             packets: Vec::with_capacity(256),
             scratch: vec![0u8; 2048],
@@ -169,6 +176,7 @@ impl Shard {
             // again after their completion is reaped.
             unsafe { self.uring.recvmsg(fd, &mut self.recv_slots[i], i as u32) }.map_err(|e| io_err("recvmsg", e))?;
         }
+        self.arm_wake();
         let mut completions = Vec::with_capacity(256);
         while !self.stop.load(Ordering::Relaxed) {
             self.poll_control();
@@ -202,6 +210,10 @@ impl Shard {
                 }
             }
             Token::TcpRecv(idx) => self.on_tcp_recv(idx as usize, c.result),
+            Token::Wake => {
+                self.poll_relay();
+                self.arm_wake();
+            }
             Token::UdpRecv(idx) => {
                 let idx = idx as usize;
                 if c.result >= 0 {
@@ -224,6 +236,119 @@ impl Shard {
                 }
             }
         }
+    }
+
+    fn arm_wake(&mut self) {
+        let fd = self.mesh.wake_fd(self.id);
+        // SAFETY: wake_buf is boxed, owned by the shard, and re-armed only
+        // after its previous completion.
+        if let Err(e) = unsafe { self.uring.read_eventfd(fd, &mut self.wake_buf) } {
+            tracing::error!(shard = self.id, error = %e, "cannot arm relay wake-up");
+        }
+    }
+
+    // ------------------------------------------------------------- relay
+
+    fn relay(&mut self, to: usize, msg: RelayMsg) {
+        if self.mesh.send(self.id, to, msg).is_err() {
+            self.counters.relay_dropped += 1;
+        }
+    }
+
+    fn poll_relay(&mut self) {
+        for from in 0..self.mesh.shards() {
+            if from == self.id {
+                continue;
+            }
+            // Bounded per call, like the control ring.
+            for _ in 0..1024 {
+                let Some(msg) = self.mesh.recv(self.id, from) else { break };
+                self.on_relay(from, msg);
+            }
+        }
+    }
+
+    fn on_relay(&mut self, from: usize, msg: RelayMsg) {
+        match msg {
+            RelayMsg::Subscribe { key, from: sub } => {
+                let snapshot = match self.streams.get_mut(&key) {
+                    Some(s) if s.publisher.is_some() => {
+                        if !s.subscribers.contains(&sub) {
+                            s.subscribers.push(sub);
+                        }
+                        Some((s.gop_cache().to_vec(), s.anchor))
+                    }
+                    _ => None,
+                };
+                match snapshot {
+                    Some((gop, anchor)) => {
+                        tracing::info!(shard = self.id, stream = %key, to = sub, "replicating stream to shard");
+                        self.relay(sub, RelayMsg::Snapshot { key, gop, anchor });
+                    }
+                    None => self.relay(sub, RelayMsg::Ended { key }),
+                }
+            }
+            RelayMsg::Unsubscribe { key, from: sub } => {
+                if let Some(s) = self.streams.get_mut(&key) {
+                    s.subscribers.retain(|&x| x != sub);
+                }
+                self.drop_stream_if_unused(&key);
+            }
+            RelayMsg::Snapshot { key, gop, anchor } => {
+                let Some(stream) = self.streams.get_mut(&key) else { return };
+                if stream.home != Some(from) {
+                    return;
+                }
+                stream.on_snapshot(gop, anchor);
+                // Viewers that joined before the snapshot start from it.
+                for &v in &stream.viewers {
+                    let Some(m) = self.sessions.get_mut(v).and_then(|s| s.media.as_mut()) else { continue };
+                    if m.pending.is_empty() && !m.video.started() {
+                        m.pending.extend(stream.gop_cache().iter().cloned());
+                        if !m.pending.is_empty() && !self.catchup.contains(&v) {
+                            self.catchup.push(v);
+                        }
+                    }
+                }
+            }
+            RelayMsg::Packets { key, kind, packets, keyframe, anchor } => {
+                let Some(stream) = self.streams.get_mut(&key) else { return };
+                if stream.home != Some(from) {
+                    return;
+                }
+                stream.on_relay(kind, &packets, keyframe, anchor);
+                let bytes = fan_out(stream, &mut self.sessions, kind, &packets, &mut self.sender, &mut self.batch);
+                stream.bytes_out += bytes;
+            }
+            RelayMsg::Ended { key } => {
+                if let Some(s) = self.streams.get_mut(&key) {
+                    if s.home == Some(from) {
+                        s.home = None;
+                    }
+                }
+                self.drop_stream_if_unused(&key);
+            }
+        }
+    }
+
+    /// Makes the local entry of `key` a replica of `home`'s stream.
+    fn subscribe(&mut self, key: &str, home: usize) {
+        let Some(stream) = self.streams.get_mut(key) else { return };
+        if home == self.id || stream.publisher.is_some() || stream.home == Some(home) {
+            return;
+        }
+        let old = stream.home.replace(home);
+        // A new source means a new sequence space for every local viewer.
+        for &v in &stream.viewers {
+            if let Some(m) = self.sessions.get_mut(v).and_then(|s| s.media.as_mut()) {
+                m.video.rebase_next();
+                m.audio.rebase_next();
+            }
+        }
+        if let Some(old) = old {
+            self.relay(old, RelayMsg::Unsubscribe { key: key.to_string(), from: self.id });
+        }
+        self.relay(home, RelayMsg::Subscribe { key: key.to_string(), from: self.id });
     }
 
     // ---------------------------------------------------------------- RTMP
@@ -372,11 +497,22 @@ impl Shard {
                     return false;
                 }
                 conn.publishing = Some(key.clone());
+                let peer = conn.peer;
                 let max_packet = self.cfg.webrtc.max_rtp_packet;
                 let s = self.streams.entry(key.clone()).or_insert_with(|| Stream::new(&app, &stream, max_packet));
                 s.publisher = Some(idx);
                 s.on_publish_start();
-                tracing::info!(shard = self.id, stream = %key, peer = ?conn.peer, "RTMP publish started");
+                if let Some(old_home) = s.home.take() {
+                    let viewers = s.viewers.clone();
+                    for v in viewers {
+                        if let Some(m) = self.sessions.get_mut(v).and_then(|x| x.media.as_mut()) {
+                            m.video.rebase_next();
+                            m.audio.rebase_next();
+                        }
+                    }
+                    self.relay(old_home, RelayMsg::Unsubscribe { key: key.clone(), from: self.id });
+                }
+                tracing::info!(shard = self.id, stream = %key, ?peer, "RTMP publish started");
                 self.push_ctl(&ShardToControl::StreamStarted { app, stream });
                 true
             }
@@ -409,6 +545,10 @@ impl Shard {
             tracing::info!(shard = self.id, stream = %key, frames = s.video_frames, viewers = s.viewers.len(),
                 latency_p50_us = l.p50_us, latency_p99_us = l.p99_us, latency_max_us = l.max_us, "RTMP publish ended");
             let (app, stream) = (s.app.clone(), s.name.clone());
+            let subs = std::mem::take(&mut s.subscribers);
+            for sub in subs {
+                self.relay(sub, RelayMsg::Ended { key: key.clone() });
+            }
             self.push_ctl(&ShardToControl::StreamEnded { app, stream });
         }
         self.drop_stream_if_unused(&key);
@@ -437,12 +577,18 @@ impl Shard {
     fn on_video(&mut self, key: &str, timestamp_ms: u32, data: &Bytes, received_at: Instant) {
         let Some(stream) = self.streams.get_mut(key) else { return };
         self.packets.clear();
-        match stream.on_video(timestamp_ms, data, received_at, &mut self.packets) {
-            Ok(VideoOutcome::Packets) => {}
+        let keyframe = match stream.on_video(timestamp_ms, data, received_at, &mut self.packets) {
+            Ok(VideoOutcome::Packets { keyframe }) => keyframe,
             Ok(VideoOutcome::Nothing) => return,
             Err(e) => {
                 tracing::debug!(shard = self.id, stream = %key, error = %e, "bad video tag dropped");
                 return;
+            }
+        };
+        for &sub in &stream.subscribers {
+            let msg = RelayMsg::Packets { key: key.to_string(), kind: Kind::Video, packets: self.packets.clone(), keyframe, anchor: stream.anchor };
+            if self.mesh.send(self.id, sub, msg).is_err() {
+                self.counters.relay_dropped += 1;
             }
         }
         let bytes_out = fan_out(stream, &mut self.sessions, Kind::Video, &self.packets, &mut self.sender, &mut self.batch);
@@ -606,7 +752,7 @@ impl Shard {
 
     fn on_control(&mut self, msg: ControlToShard) {
         match msg {
-            ControlToShard::AddSession { session, local_ufrag, local_pwd, remote_ufrag, app, stream } => {
+            ControlToShard::AddSession { session, local_ufrag, local_pwd, remote_ufrag, app, stream, home_shard } => {
                 if self.by_id.contains_key(&session) || self.by_ufrag.contains_key(&local_ufrag) {
                     return;
                 }
@@ -622,6 +768,7 @@ impl Shard {
                     peer: None,
                     local_ip: None,
                     media: None,
+                    home_hint: home_shard.map(|h| h as usize),
                     created: now,
                     last_consent: now,
                 });
@@ -660,15 +807,21 @@ impl Shard {
                     packets_out: 0,
                 });
                 let key = sess.stream.clone();
-                self.attach_viewer(idx, &key);
+                let hint = sess.home_hint;
+                self.attach_viewer(idx, &key, hint);
                 tracing::info!(shard = self.id, session = format_args!("{session:016x}"), stream = %key, profile = ?profile, "viewer playing");
             }
-            ControlToShard::SwitchStream { session, app, stream } => {
+            ControlToShard::SwitchStream { session, app, stream, home_shard } => {
                 let key = Stream::key(&app, &stream);
                 let result = match self.by_id.get(&session).copied() {
                     None => Err("no such session on this shard"),
                     Some(idx) if self.sessions[idx].media.is_none() => Err("session is not playing yet"),
-                    Some(_) if !self.streams.get(&key).is_some_and(|s| s.publisher.is_some()) => Err("stream is not live on this shard"),
+                    Some(_)
+                        if !self.streams.get(&key).is_some_and(|s| s.publisher.is_some() || s.home.is_some())
+                            && home_shard.is_none_or(|h| h as usize == self.id) =>
+                    {
+                        Err("stream is not live")
+                    }
                     Some(idx) => {
                         let old = std::mem::replace(&mut self.sessions[idx].stream, key.clone());
                         if let Some(s) = self.streams.get_mut(&old) {
@@ -680,7 +833,7 @@ impl Shard {
                             m.audio.rebase_next();
                             m.pending.clear();
                         }
-                        self.attach_viewer(idx, &key);
+                        self.attach_viewer(idx, &key, home_shard.map(|h| h as usize));
                         tracing::info!(shard = self.id, session = format_args!("{session:016x}"), from = %old, to = %key, "channel switch");
                         Ok(())
                     }
@@ -692,6 +845,13 @@ impl Shard {
                 self.push_ctl(&ShardToControl::SwitchDone { session, app, stream, ok, reason });
             }
             ControlToShard::RemoveSession { session, reason } => self.remove_session(session, &reason),
+            ControlToShard::StreamHome { app, stream, shard } => {
+                let key = Stream::key(&app, &stream);
+                let waiting = self.streams.get(&key).is_some_and(|s| s.publisher.is_none() && !s.viewers.is_empty());
+                if waiting && shard as usize != self.id {
+                    self.subscribe(&key, shard as usize);
+                }
+            }
             ControlToShard::Snapshot => {
                 let live: Vec<(String, String)> =
                     self.streams.values().filter(|s| s.publisher.is_some()).map(|s| (s.app.clone(), s.name.clone())).collect();
@@ -705,11 +865,17 @@ impl Shard {
 
     /// Adds a playing session to a stream and queues the stream's GOP cache
     /// for it (instant first frame; drained by drain_catchup).
-    fn attach_viewer(&mut self, idx: usize, key: &str) {
+    fn attach_viewer(&mut self, idx: usize, key: &str, home_hint: Option<usize>) {
         let (app, name) = key.split_once('/').unwrap_or((key, ""));
         let max_packet = self.cfg.webrtc.max_rtp_packet;
         let stream = self.streams.entry(key.to_string()).or_insert_with(|| Stream::new(app, name, max_packet));
         stream.viewers.push(idx);
+        if let Some(h) = home_hint {
+            if stream.publisher.is_none() && stream.home.is_none() && h != self.id && h < self.mesh.shards() {
+                self.subscribe(key, h);
+            }
+        }
+        let Some(stream) = self.streams.get(key) else { return };
         if let Some(m) = self.sessions[idx].media.as_mut() {
             m.pending.extend(stream.gop_cache().iter().cloned());
             if !m.pending.is_empty() && !self.catchup.contains(&idx) {
@@ -735,8 +901,13 @@ impl Shard {
     }
 
     fn drop_stream_if_unused(&mut self, key: &str) {
-        if self.streams.get(key).is_some_and(|s| s.publisher.is_none() && s.viewers.is_empty()) {
-            self.streams.remove(key);
+        let unused = self.streams.get(key).is_some_and(|s| s.publisher.is_none() && s.viewers.is_empty());
+        if unused {
+            if let Some(s) = self.streams.remove(key) {
+                if let Some(home) = s.home {
+                    self.relay(home, RelayMsg::Unsubscribe { key: key.to_string(), from: self.id });
+                }
+            }
         }
     }
 

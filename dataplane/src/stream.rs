@@ -67,12 +67,16 @@ pub struct Stream {
     pub aac_config: Option<Bytes>,
     /// Set when the source has B-frames (composition time != 0).
     pub saw_b_frames: bool,
+    /// Replica: the home shard this stream's packets come from.
+    pub home: Option<usize>,
+    /// Home: shards that replicate this stream for their viewers.
+    pub subscribers: Vec<usize>,
 }
 
 /// What a video tag produced.
 pub enum VideoOutcome {
     /// New packets (appended to the caller's vec) to fan out.
-    Packets,
+    Packets { keyframe: bool },
     /// Sequence header or a frame that produced nothing.
     Nothing,
 }
@@ -116,6 +120,8 @@ impl Stream {
             audio_octets: 0,
             aac_config: None,
             saw_b_frames: false,
+            home: None,
+            subscribers: Vec::new(),
         }
     }
 
@@ -220,7 +226,7 @@ impl Stream {
                 }
                 self.anchor = Some((now, dts));
                 self.video_frames += 1;
-                Ok(if produced.is_empty() { VideoOutcome::Nothing } else { VideoOutcome::Packets })
+                Ok(if produced.is_empty() { VideoOutcome::Nothing } else { VideoOutcome::Packets { keyframe } })
             }
             VideoTag::AvcEndOfSequence | VideoTag::Unsupported { .. } => Ok(VideoOutcome::Nothing),
         }
@@ -239,6 +245,40 @@ impl Stream {
         let b = Bytes::from(p);
         self.cache(Kind::Audio, std::slice::from_ref(&b));
         b
+    }
+
+    /// Replica side: packets of one track relayed from the home shard.
+    pub fn on_relay(&mut self, kind: Kind, packets: &[Bytes], keyframe: bool, anchor: Option<(Instant, i64)>) {
+        if keyframe {
+            self.gop.clear();
+            self.gop_valid = true;
+        }
+        self.cache(kind, packets);
+        let octets: u64 = packets.iter().map(|p| p.len().saturating_sub(12) as u64).sum();
+        match kind {
+            Kind::Video => {
+                self.video_packets += packets.len() as u64;
+                self.video_octets += octets;
+                self.video_frames += 1;
+            }
+            Kind::Audio => {
+                self.audio_packets += packets.len() as u64;
+                self.audio_octets += octets;
+                self.audio_frames += packets.len() as u64;
+            }
+        }
+        if anchor.is_some() {
+            self.anchor = anchor;
+        }
+    }
+
+    /// Replica side: the home shard's GOP cache, to start viewers at once.
+    pub fn on_snapshot(&mut self, gop: Vec<(Kind, Bytes)>, anchor: Option<(Instant, i64)>) {
+        self.gop_valid = !gop.is_empty();
+        self.gop = gop;
+        if anchor.is_some() {
+            self.anchor = anchor;
+        }
     }
 
     fn cache(&mut self, kind: Kind, packets: &[Bytes]) {

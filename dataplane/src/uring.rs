@@ -17,6 +17,8 @@ pub enum Token {
     Accept,
     TcpRecv(u32),
     UdpRecv(u32),
+    /// The shard's relay eventfd became readable.
+    Wake,
 }
 
 impl Token {
@@ -25,6 +27,7 @@ impl Token {
             Token::Accept => 1 << 56,
             Token::TcpRecv(i) => (2 << 56) | i as u64,
             Token::UdpRecv(i) => (3 << 56) | i as u64,
+            Token::Wake => 4 << 56,
         }
     }
     fn decode(v: u64) -> Option<Token> {
@@ -33,6 +36,7 @@ impl Token {
             1 => Some(Token::Accept),
             2 => Some(Token::TcpRecv(idx)),
             3 => Some(Token::UdpRecv(idx)),
+            4 => Some(Token::Wake),
             _ => None,
         }
     }
@@ -82,6 +86,16 @@ impl Uring {
         let sqe = opcode::Recv::new(types::Fd(fd), buf.as_mut_ptr(), buf.len() as u32)
             .build()
             .user_data(Token::TcpRecv(conn).encode());
+        // SAFETY: forwarded to the caller.
+        unsafe { self.push(sqe) }
+    }
+
+    /// Reads the 8-byte counter of an eventfd.
+    ///
+    /// # Safety
+    /// `buf` must stay valid until the Wake completion.
+    pub unsafe fn read_eventfd(&mut self, fd: RawFd, buf: &mut u64) -> io::Result<()> {
+        let sqe = opcode::Read::new(types::Fd(fd), (buf as *mut u64).cast(), 8).build().user_data(Token::Wake.encode());
         // SAFETY: forwarded to the caller.
         unsafe { self.push(sqe) }
     }
@@ -187,7 +201,7 @@ mod tests {
 
     #[test]
     fn tokens_round_trip() {
-        for t in [Token::Accept, Token::TcpRecv(0), Token::TcpRecv(u32::MAX), Token::UdpRecv(7)] {
+        for t in [Token::Accept, Token::TcpRecv(0), Token::TcpRecv(u32::MAX), Token::UdpRecv(7), Token::Wake] {
             assert_eq!(Token::decode(t.encode()), Some(t));
         }
         assert_eq!(Token::decode(0), None);

@@ -38,9 +38,14 @@ impl Rig {
         let dir = std::env::temp_dir().join(format!("rts-test-{id}"));
         std::fs::create_dir_all(&dir)?;
         let config = dir.join("rts.toml");
-        let text = format!(
-            "[webrtc]\ncandidate_ip = \"{SERVER_IP}\"\n[dataplane]\nshm_path = \"/dev/shm/rts-test-{id}\"\n{extra_toml}\n"
-        );
+        // One [dataplane] table: merge the shm path into the caller's if any.
+        let shm = format!("shm_path = \"/dev/shm/rts-test-{id}\"\n");
+        let body = if extra_toml.contains("[dataplane]\n") {
+            extra_toml.replacen("[dataplane]\n", &format!("[dataplane]\n{shm}"), 1)
+        } else {
+            format!("{extra_toml}\n[dataplane]\n{shm}")
+        };
+        let text = format!("[webrtc]\ncandidate_ip = \"{SERVER_IP}\"\n{body}");
         std::fs::write(&config, text)?;
         let cfg = config.to_str().context("utf-8 path")?.to_string();
         let mut rig = Rig { dir, config, servers: Vec::new(), _ns: ns };

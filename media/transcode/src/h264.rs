@@ -28,7 +28,7 @@ pub fn parse_avc_config(rec: &[u8]) -> Result<AvcConfig, Error> {
         return Err(bad("3-byte NAL length"));
     }
     let mut pos = 5;
-    let mut read_sets = |count: usize, pos: &mut usize| -> Result<Vec<Vec<u8>>, Error> {
+    let read_sets = |count: usize, pos: &mut usize| -> Result<Vec<Vec<u8>>, Error> {
         let mut sets = Vec::with_capacity(count);
         for _ in 0..count {
             let len_bytes = rec.get(*pos..*pos + 2).ok_or(bad("truncated set length"))?;

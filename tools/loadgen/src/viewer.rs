@@ -134,6 +134,11 @@ impl Viewer {
         &self.tally
     }
 
+    /// Stalls so far (for the live progress line; final figures are in the tally).
+    pub fn live_stalls(&self) -> u64 {
+        self.verify.as_ref().map_or(0, |v| v.stalls.count)
+    }
+
     /// Next time [`handle_timeout`](Self::handle_timeout) has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.phase {

@@ -1,0 +1,113 @@
+//! Shard-to-shard stream replication (DESIGN.md §2): a stream lives on the
+//! shard that accepted its RTMP connection (its home); a shard that has
+//! viewers of it receives its packets once over a bounded queue and fans
+//! them out locally. Packets are `Bytes`, so relaying costs a refcount, not
+//! a copy.
+//!
+//! Each ordered pair of shards has one queue (single producer, single
+//! consumer); each shard has an eventfd its producers write after pushing,
+//! which its io_uring loop waits on, so relayed media is handled at once
+//! instead of at the next tick.
+
+use crate::stream::Kind;
+use bytes::Bytes;
+use crossbeam_queue::ArrayQueue;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Messages in flight between shards; bounded so a stuck shard cannot grow
+/// another's memory.
+const QUEUE_DEPTH: usize = 4096;
+
+pub enum RelayMsg {
+    /// Viewer shard -> home shard: start sending me this stream.
+    Subscribe { key: String, from: usize },
+    /// Viewer shard -> home shard: I have no viewers of it any more.
+    Unsubscribe { key: String, from: usize },
+    /// Home -> subscriber, first answer to Subscribe: the GOP cache so the
+    /// replica can start its viewers at once.
+    Snapshot { key: String, gop: Vec<(Kind, Bytes)>, anchor: Option<(Instant, i64)> },
+    /// Home -> subscriber: new packets of one track (one frame, usually).
+    Packets { key: String, kind: Kind, packets: Vec<Bytes>, keyframe: bool, anchor: Option<(Instant, i64)> },
+    /// Home -> subscriber: the publisher left.
+    Ended { key: String },
+}
+
+/// The queues and wake-up fds of all shards, shared read-only.
+pub struct RelayMesh {
+    shards: usize,
+    /// queues[from * shards + to]
+    queues: Vec<ArrayQueue<RelayMsg>>,
+    wake: Vec<OwnedFd>,
+}
+
+impl RelayMesh {
+    pub fn new(shards: usize) -> std::io::Result<Arc<RelayMesh>> {
+        let mut wake = Vec::with_capacity(shards);
+        for _ in 0..shards {
+            // SAFETY: plain eventfd creation; the fd is owned right away.
+            let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // SAFETY: fd is a fresh descriptor we own.
+            wake.push(unsafe { OwnedFd::from_raw_fd(fd) });
+        }
+        let queues = (0..shards * shards).map(|_| ArrayQueue::new(QUEUE_DEPTH)).collect();
+        Ok(Arc::new(RelayMesh { shards, queues, wake }))
+    }
+
+    pub fn shards(&self) -> usize {
+        self.shards
+    }
+
+    pub fn wake_fd(&self, shard: usize) -> RawFd {
+        self.wake[shard].as_raw_fd()
+    }
+
+    /// Queues a message for `to` and wakes it. Returns the message if the
+    /// queue is full (the caller counts the drop).
+    pub fn send(&self, from: usize, to: usize, msg: RelayMsg) -> Result<(), RelayMsg> {
+        let q = self.queues.get(from * self.shards + to).ok_or_else(|| unreachable_msg())?;
+        q.push(msg)?;
+        let one: u64 = 1;
+        // SAFETY: writing 8 bytes from a live u64 to our eventfd.
+        unsafe { libc::write(self.wake[to].as_raw_fd(), (&one as *const u64).cast(), 8) };
+        Ok(())
+    }
+
+    /// Next message for shard `me` from any other shard.
+    pub fn recv(&self, me: usize, from: usize) -> Option<RelayMsg> {
+        self.queues.get(from * self.shards + me)?.pop()
+    }
+}
+
+fn unreachable_msg() -> RelayMsg {
+    RelayMsg::Ended { key: String::new() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queues_are_per_pair_and_bounded() {
+        let mesh = RelayMesh::new(3).unwrap();
+        mesh.send(0, 2, RelayMsg::Ended { key: "a".into() }).ok().unwrap();
+        mesh.send(1, 2, RelayMsg::Ended { key: "b".into() }).ok().unwrap();
+        assert!(mesh.recv(2, 1).is_some_and(|m| matches!(m, RelayMsg::Ended { key } if key == "b")));
+        assert!(mesh.recv(2, 0).is_some_and(|m| matches!(m, RelayMsg::Ended { key } if key == "a")));
+        assert!(mesh.recv(2, 0).is_none());
+        assert!(mesh.recv(0, 2).is_none(), "direction matters");
+        // The wake fd was written.
+        let mut v = 0u64;
+        // SAFETY: reading 8 bytes into a live u64 from our eventfd.
+        let n = unsafe { libc::read(mesh.wake_fd(2), (&mut v as *mut u64).cast(), 8) };
+        assert_eq!((n, v), (8, 2));
+        for i in 0..QUEUE_DEPTH {
+            assert!(mesh.send(0, 1, RelayMsg::Ended { key: i.to_string() }).is_ok());
+        }
+        assert!(mesh.send(0, 1, RelayMsg::Ended { key: "overflow".into() }).is_err(), "full queue hands the message back");
+    }
+}

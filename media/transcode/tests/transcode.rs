@@ -1,0 +1,457 @@
+//! End-to-end tests with real ffmpeg-generated AAC and H.264 (no network, no fixtures
+//! checked in). Run with `--nocapture` to see the measured delays.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rts_transcode::*;
+
+// ---------------------------------------------------------------- input generation
+
+fn ffmpeg(name: &str, args: &[&str]) -> Vec<u8> {
+    let path: PathBuf = std::env::temp_dir().join(format!("rts-transcode-{}-{name}", std::process::id()));
+    let status = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"])
+        .args(args)
+        .arg(&path)
+        .status()
+        .expect("ffmpeg CLI not found: run scripts/install-test-deps.sh");
+    assert!(status.success(), "ffmpeg {args:?} failed");
+    let data = std::fs::read(&path).unwrap();
+    let _ = std::fs::remove_file(&path);
+    data
+}
+
+/// A 440 Hz tone as ADTS AAC-LC, split into raw frames plus the matching ASC.
+fn aac_tone(rate: u32, channels: u8, secs: u32) -> (Vec<u8>, Vec<Vec<u8>>) {
+    let src = format!("sine=frequency=440:sample_rate={rate}:duration={secs}");
+    let data = ffmpeg(
+        &format!("{rate}-{channels}.aac"),
+        &["-f", "lavfi", "-i", &src, "-ac", &channels.to_string(), "-c:a", "aac", "-b:a", "128k", "-f", "adts"],
+    );
+    split_adts(&data)
+}
+
+fn split_adts(data: &[u8]) -> (Vec<u8>, Vec<Vec<u8>>) {
+    let mut frames = Vec::new();
+    let mut asc = Vec::new();
+    let mut pos = 0;
+    while pos + 7 <= data.len() {
+        let h = &data[pos..];
+        assert!(h[0] == 0xff && h[1] & 0xf0 == 0xf0, "ADTS sync lost");
+        let protection_absent = h[1] & 1 == 1;
+        let object_type = ((h[2] >> 6) & 3) + 1;
+        let sf_index = (h[2] >> 2) & 0xf;
+        let ch = ((h[2] & 1) << 2) | (h[3] >> 6);
+        let len = (usize::from(h[3] & 3) << 11) | (usize::from(h[4]) << 3) | usize::from(h[5] >> 5);
+        let header = if protection_absent { 7 } else { 9 };
+        if asc.is_empty() {
+            let v: u16 = (u16::from(object_type) << 11) | (u16::from(sf_index) << 7) | (u16::from(ch) << 3);
+            asc = v.to_be_bytes().to_vec();
+        }
+        frames.push(h[header..len].to_vec());
+        pos += len;
+    }
+    (asc, frames)
+}
+
+struct FlvVideo {
+    config: Vec<u8>,
+    /// (AVCC payload, dts, cts, keyframe)
+    frames: Vec<(Vec<u8>, u32, i32, bool)>,
+}
+
+fn h264_flv(name: &str, secs: u32, extra: &[&str]) -> FlvVideo {
+    let t = secs.to_string();
+    let mut args = vec!["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30", "-t", &t, "-an", "-c:v", "libx264"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["-pix_fmt", "yuv420p", "-f", "flv"]);
+    parse_flv(&ffmpeg(name, &args))
+}
+
+fn parse_flv(data: &[u8]) -> FlvVideo {
+    assert_eq!(&data[..3], b"FLV");
+    let mut pos = 9 + 4;
+    let mut out = FlvVideo { config: Vec::new(), frames: Vec::new() };
+    while pos + 11 <= data.len() {
+        let t = &data[pos..];
+        let size = (usize::from(t[1]) << 16) | (usize::from(t[2]) << 8) | usize::from(t[3]);
+        let ts = (u32::from(t[7]) << 24) | (u32::from(t[4]) << 16) | (u32::from(t[5]) << 8) | u32::from(t[6]);
+        let body = &t[11..11 + size];
+        if t[0] == 9 && body[0] & 0x0f == 7 {
+            let cts = ((i32::from(body[2]) << 24) | (i32::from(body[3]) << 16) | (i32::from(body[4]) << 8)) >> 8;
+            match body[1] {
+                0 => out.config = body[5..].to_vec(),
+                1 => out.frames.push((body[5..].to_vec(), ts, cts, body[0] >> 4 == 1)),
+                _ => {}
+            }
+        }
+        pos += 11 + size + 4;
+    }
+    out
+}
+
+// ---------------------------------------------------------------- audio
+
+fn audio_case(rate: u32, channels: u8) {
+    let (asc, frames) = aac_tone(rate, channels, 2);
+    let cfg = parse_audio_specific_config(&asc).unwrap();
+    assert_eq!((cfg.sample_rate, cfg.channels, cfg.object_type), (rate, channels, 2));
+    let mut t = AacToOpus::new(&asc, 96_000).unwrap();
+    let frame_ms = 1024.0 * 1000.0 / f64::from(rate);
+    let mut packets = Vec::new();
+    // (packet index, arrival time in ms of the AAC frame whose push emitted it)
+    let mut emitted_at = Vec::new();
+    let start = Instant::now();
+    for (i, f) in frames.iter().enumerate() {
+        let ts = (i as u64 * 1024 * 1000 / u64::from(rate)) as u32;
+        let before = packets.len();
+        t.push(f, ts, &mut packets).unwrap();
+        for _ in before..packets.len() {
+            emitted_at.push(f64::from(ts) + frame_ms);
+        }
+    }
+    let cpu = start.elapsed();
+    let steady = emitted_at.len();
+    t.flush(&mut packets);
+    assert!(packets.len() >= 95 && packets.len() <= 110, "{} packets for 2 s", packets.len());
+
+    let rtp0 = packets[0].rtp_timestamp;
+    let lookahead = 0u32.wrapping_sub(rtp0);
+    assert!(lookahead < 480, "first RTP timestamp {rtp0} is not FLV time 0 minus the lookahead");
+    for (i, p) in packets.iter().enumerate() {
+        assert_eq!(p.samples, 960);
+        assert_eq!(p.rtp_timestamp, rtp0.wrapping_add(960 * i as u32), "RTP timestamps not continuous");
+    }
+
+    // Latency: age of each packet's last sample when it is emitted, if the publisher
+    // delivers AAC frames in real time.
+    let mut max_age: f64 = 0.0;
+    let mut sum = 0.0;
+    for (i, at) in emitted_at.iter().enumerate() {
+        let end_ms = (f64::from(960 * (i as u32 + 1)) - f64::from(lookahead)) / 48.0;
+        let age = at - end_ms;
+        max_age = max_age.max(age);
+        sum += age;
+    }
+    let mean = sum / steady as f64;
+    println!(
+        "audio {rate} Hz x{channels}: {} packets, lookahead {lookahead} samples, added delay mean {mean:.1} ms max {max_age:.1} ms (self-reported {:.1} ms), CPU {:.2} ms per 20 ms packet (debug build)",
+        packets.len(),
+        t.added_delay_ms(),
+        cpu.as_secs_f64() * 1000.0 / steady as f64
+    );
+    assert!(max_age < 60.0, "added audio delay {max_age} ms");
+    assert!((t.added_delay_ms() - mean).abs() < 1.0);
+
+    // Decode with libopus and check the tone survived on every channel.
+    let och = if channels == 1 { opus::Channels::Mono } else { opus::Channels::Stereo };
+    let mut dec = opus::Decoder::new(48_000, och).unwrap();
+    let mut pcm = vec![0i16; 960 * usize::from(channels)];
+    let mut all = Vec::new();
+    for p in &packets {
+        let n = dec.decode(&p.data, &mut pcm, false).unwrap();
+        assert_eq!(n, 960);
+        all.extend_from_slice(&pcm);
+    }
+    let ch = usize::from(channels);
+    for c in 0..ch {
+        let mono: Vec<i16> = all.iter().skip(c).step_by(ch).copied().collect();
+        // Steady state only: skip AAC priming and the flush tail.
+        let seg = &mono[4800..mono.len() - 9600];
+        let crossings = seg.windows(2).filter(|w| (w[0] < 0) != (w[1] < 0)).count();
+        let freq = crossings as f64 / 2.0 / (seg.len() as f64 / 48_000.0);
+        let peak = seg.iter().map(|s| s.unsigned_abs()).max().unwrap();
+        assert!((freq - 440.0).abs() < 4.0, "channel {c}: {freq} Hz");
+        assert!(peak > 1000, "channel {c}: tone lost (peak {peak})");
+    }
+}
+
+#[test]
+fn aac_44100_mono() {
+    audio_case(44_100, 1);
+}
+#[test]
+fn aac_44100_stereo() {
+    audio_case(44_100, 2);
+}
+#[test]
+fn aac_48000_mono() {
+    audio_case(48_000, 1);
+}
+#[test]
+fn aac_48000_stereo() {
+    audio_case(48_000, 2);
+}
+
+#[test]
+fn aac_timestamp_gap_jumps_rtp_clock() {
+    let (asc, frames) = aac_tone(48_000, 1, 1);
+    let mut t = AacToOpus::new(&asc, 64_000).unwrap();
+    let mut out = Vec::new();
+    for (i, f) in frames.iter().enumerate() {
+        // A 2 s publisher gap after frame 20.
+        let gap = if i > 20 { 2000 } else { 0 };
+        t.push(f, (i as u32 * 1024 * 1000 / 48_000) + gap, &mut out).unwrap();
+    }
+    let steps: Vec<u32> = out.windows(2).map(|w| w[1].rtp_timestamp.wrapping_sub(w[0].rtp_timestamp)).collect();
+    let jumps: Vec<&u32> = steps.iter().filter(|&&s| s != 960).collect();
+    assert_eq!(jumps.len(), 1, "exactly one jump expected: {jumps:?}");
+    let jump_ms = (*jumps[0] - 960) / 48;
+    assert!((1980..=2000).contains(&jump_ms), "jump {jump_ms} ms");
+}
+
+// ---------------------------------------------------------------- video
+
+fn annexb(nals: &[Vec<u8>], out: &mut Vec<u8>) {
+    for n in nals {
+        out.extend_from_slice(&[0, 0, 0, 1]);
+        out.extend_from_slice(n);
+    }
+}
+
+#[test]
+fn bframes_reencoded_to_constrained_baseline() {
+    let src = h264_flv("bf3.flv", 4, &["-profile:v", "high", "-bf", "3", "-g", "30"]);
+    let avc = parse_avc_config(&src.config).unwrap();
+    assert_eq!(has_b_frames(&avc.sps[0]), Some(true), "x264 -bf 3 SPS should announce reordering");
+    assert!(src.frames.iter().any(|f| f.2 != 0), "input should have composition offsets");
+    let n_in = src.frames.len();
+
+    let opts = ReencodeOptions { bitrate_bps: 800_000, max_keyframe_interval_ms: 2000, threads: 2 };
+    let mut r = H264Reencoder::new(&src.config, &opts).unwrap();
+    let mut out = Vec::new();
+    let mut worst = Duration::ZERO;
+    let start = Instant::now();
+    for (i, (avcc, dts, cts, _)) in src.frames.iter().enumerate() {
+        let t0 = Instant::now();
+        r.push(avcc, *dts, *cts, &mut out).unwrap();
+        worst = worst.max(t0.elapsed());
+        if i == 45 {
+            r.request_keyframe();
+        }
+    }
+    let cpu = start.elapsed();
+    let delay = r.added_delay_ms();
+    r.flush(&mut out).unwrap();
+    println!(
+        "video 320x240@30 high bf3 -> baseline: {n_in} in, {} out, reorder delay {delay:.1} ms, encode+decode mean {:.2} ms/frame, worst {:.2} ms (debug build of the Rust side)",
+        out.len(),
+        cpu.as_secs_f64() * 1000.0 / n_in as f64,
+        worst.as_secs_f64() * 1000.0
+    );
+    assert!(out.len().abs_diff(n_in) <= 2, "{} frames in, {} out", n_in, out.len());
+    assert!(delay < 150.0, "added delay {delay} ms");
+
+    let (sps, pps) = r.parameter_sets();
+    assert_eq!(sps[0][1], 66, "profile_idc must be baseline");
+    assert_ne!(sps[0][2] & 0x40, 0, "constraint_set1_flag must be set (constrained baseline)");
+    assert_eq!(has_b_frames(&sps[0]), Some(false));
+
+    assert!(out[0].keyframe);
+    assert!(out.windows(2).all(|w| w[1].pts_ms > w[0].pts_ms), "pts not strictly increasing");
+    let keys: Vec<u64> = out.iter().filter(|f| f.keyframe).map(|f| f.pts_ms).collect();
+    assert!(keys.windows(2).all(|w| w[1] - w[0] <= 2000), "keyframe gap > 2 s: {keys:?}");
+    // The request after input frame 45 yields a keyframe close behind (within the
+    // reorder depth), not at the 2 s cadence (which would be at ~2000 ms).
+    assert!(keys.iter().any(|&k| (1400..1700).contains(&k)), "requested keyframe missing: {keys:?}");
+    assert!(out.iter().all(|f| !f.nalus.is_empty() && f.nalus.iter().all(|n| !matches!(n[0] & 0x1f, 6..=9))));
+
+    // Decode the output with libavcodec: every picture must be I or P.
+    let codec = ffmpeg_next::decoder::find(ffmpeg_next::codec::Id::H264).unwrap();
+    let mut dec = ffmpeg_next::codec::Context::new_with_codec(codec).decoder().video().unwrap();
+    let mut frame = ffmpeg_next::frame::Video::empty();
+    let mut decoded = Vec::new();
+    for (i, f) in out.iter().enumerate() {
+        let mut buf = Vec::new();
+        if i == 0 {
+            annexb(&sps, &mut buf);
+            annexb(&pps, &mut buf);
+        }
+        let nals: Vec<Vec<u8>> = f.nalus.iter().map(|b| b.to_vec()).collect();
+        annexb(&nals, &mut buf);
+        let mut pkt = ffmpeg_next::Packet::copy(&buf);
+        pkt.set_pts(Some(f.pts_ms as i64));
+        dec.send_packet(&pkt).unwrap();
+        while dec.receive_frame(&mut frame).is_ok() {
+            decoded.push((frame.kind(), frame.pts()));
+        }
+    }
+    dec.send_eof().unwrap();
+    while dec.receive_frame(&mut frame).is_ok() {
+        decoded.push((frame.kind(), frame.pts()));
+    }
+    assert_eq!(decoded.len(), out.len());
+    assert!(decoded.iter().all(|(k, _)| matches!(k, ffmpeg_next::picture::Type::I | ffmpeg_next::picture::Type::P)));
+    // No reordering in the output: decode order == presentation order.
+    let dec_pts: Vec<i64> = decoded.iter().map(|d| d.1.unwrap()).collect();
+    let enc_pts: Vec<i64> = out.iter().map(|f| f.pts_ms as i64).collect();
+    assert_eq!(dec_pts, enc_pts);
+}
+
+#[test]
+fn high_profile_without_bframes_is_detected() {
+    let src = h264_flv("bf0.flv", 1, &["-profile:v", "high", "-bf", "0"]);
+    let avc = parse_avc_config(&src.config).unwrap();
+    assert_eq!(avc.sps[0][1], 100);
+    assert_eq!(has_b_frames(&avc.sps[0]), Some(false));
+    assert!(src.frames.iter().all(|f| f.2 == 0));
+}
+
+// ---------------------------------------------------------------- worker
+
+fn eventfd_count(fd: std::os::fd::RawFd) -> u64 {
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap();
+    let line = info.lines().find(|l| l.starts_with("eventfd-count:")).unwrap();
+    u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap()
+}
+
+fn recv_until(w: &TranscodeWorker, mut done: impl FnMut(&[Output]) -> bool) -> Vec<Output> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut got = Vec::new();
+    while !done(&got) {
+        assert!(Instant::now() < deadline, "worker timed out; got {} outputs", got.len());
+        match w.try_recv() {
+            Some(o) => got.push(o),
+            None => std::thread::sleep(Duration::from_millis(1)),
+        }
+    }
+    got
+}
+
+#[test]
+fn worker_full_queue_returns_job_then_round_trips() {
+    let opts = WorkerOptions { input_capacity: 1, output_capacity: 1, ..Default::default() };
+    let w = TranscodeWorker::spawn("rts-tc-test", true, true, opts).unwrap();
+    assert_eq!(eventfd_count(w.wake_fd()), 0);
+
+    // Nobody drains outputs: each bad config yields an Error output, the worker blocks
+    // on the full output queue, the input queue fills, and try_send hands jobs back.
+    let job = |i: u8| Job::VideoConfig(Bytes::from(vec![i; 3]));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut i = 0u8;
+    let returned = loop {
+        assert!(Instant::now() < deadline, "queue never filled");
+        match w.try_send(job(i)) {
+            Ok(()) => i += 1,
+            Err(j) => break j,
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    assert_eq!(returned, job(i), "the refused job must come back unchanged");
+    let errors = recv_until(&w, |g| g.len() == usize::from(i));
+    assert!(errors.iter().all(|o| matches!(o, Output::Error(_))));
+    assert!(eventfd_count(w.wake_fd()) >= 1);
+
+    // Round trip: audio config + 1 s of AAC -> Opus; video config + frames -> H.264.
+    let (asc, frames) = aac_tone(44_100, 2, 1);
+    let send = |j: Job| {
+        let mut j = j;
+        loop {
+            match w.try_send(j) {
+                Ok(()) => return,
+                Err(back) => {
+                    j = back;
+                    // Drain while waiting, as the shard would on its eventfd.
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+    };
+    let mut got = Vec::new();
+    let pump = |got: &mut Vec<Output>| {
+        while let Some(o) = w.try_recv() {
+            got.push(o);
+        }
+    };
+    send(Job::AudioConfig(Bytes::from(asc)));
+    for (n, f) in frames.iter().enumerate() {
+        let timestamp_ms = (n as u64 * 1024 * 1000 / 44_100) as u32;
+        send(Job::Audio { aac: Bytes::from(f.clone()), timestamp_ms });
+        pump(&mut got);
+    }
+    let src = h264_flv("worker.flv", 1, &["-profile:v", "high", "-bf", "2"]);
+    send(Job::VideoConfig(Bytes::from(src.config.clone())));
+    for (n, (avcc, dts_ms, cts_ms, _)) in src.frames.iter().enumerate() {
+        send(Job::Video { avcc: Bytes::from(avcc.clone()), dts_ms: *dts_ms, cts_ms: *cts_ms });
+        if n == 10 {
+            send(Job::RequestKeyframe);
+        }
+        pump(&mut got);
+    }
+    send(Job::Stop);
+    let n_video = src.frames.len();
+    let mut rest = recv_until(&w, |g| g.iter().filter(|o| matches!(o, Output::Video(_))).count() + got.iter().filter(|o| matches!(o, Output::Video(_))).count() >= n_video - 2);
+    got.append(&mut rest);
+    pump(&mut got);
+    assert!(got.iter().all(|o| !matches!(o, Output::Error(_))), "unexpected error: {got:?}");
+    let opus = got.iter().filter(|o| matches!(o, Output::Opus(_))).count();
+    assert!((45..=60).contains(&opus), "{opus} Opus packets for 1 s");
+    let first_video = got.iter().position(|o| matches!(o, Output::Video(_))).unwrap();
+    let cfg = got.iter().position(|o| matches!(o, Output::VideoConfig { .. })).unwrap();
+    assert!(cfg < first_video, "parameter sets must precede the first frame");
+    w.join();
+}
+
+// ---------------------------------------------------------------- garbage
+
+struct XorShift(u64);
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+}
+
+#[test]
+fn garbage_is_an_error_not_a_panic() {
+    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+    assert!(AacToOpus::new(&[], 64_000).is_err());
+    assert!(AacToOpus::new(&[0x2b, 0x92, 0x08, 0x00], 64_000).is_err()); // HE-AAC (SBR)
+    assert!(AacToOpus::new(&[0x12, 0x30], 64_000).is_err()); // 6 channels
+    assert!(H264Reencoder::new(&[], &ReencodeOptions::default()).is_err());
+    for _ in 0..200 {
+        let len = (rng.next() % 64) as usize;
+        let _ = parse_audio_specific_config(&rng.bytes(len));
+        let _ = parse_avc_config(&rng.bytes(len));
+        let _ = has_b_frames(&rng.bytes(len));
+        let _ = AacToOpus::new(&rng.bytes(len), 64_000);
+        let _ = H264Reencoder::new(&rng.bytes(len), &ReencodeOptions::default());
+    }
+
+    let mut aac = AacToOpus::new(&[0x12, 0x10], 64_000).unwrap();
+    let mut out = Vec::new();
+    assert!(aac.push(&[], 0, &mut out).is_err());
+    let mut errors = 0;
+    for i in 0..300 {
+        let len = 1 + (rng.next() % 400) as usize;
+        if aac.push(&rng.bytes(len), i * 23, &mut out).is_err() {
+            errors += 1;
+        }
+    }
+    assert!(errors > 250, "random bytes decoded as AAC {} times", 300 - errors);
+
+    let src = h264_flv("garbage.flv", 1, &["-profile:v", "main", "-bf", "2"]);
+    let mut r = H264Reencoder::new(&src.config, &ReencodeOptions::default()).unwrap();
+    let mut frames = Vec::new();
+    assert!(r.push(&[0, 0, 0, 9, 0x65], 0, 0, &mut frames).is_err(), "NAL length past the end");
+    for i in 0..200u32 {
+        let len = 1 + (rng.next() % 2000) as usize;
+        let mut avcc = (len as u32).to_be_bytes().to_vec();
+        avcc.extend(rng.bytes(len));
+        let _ = r.push(&avcc, i * 33, 0, &mut frames);
+    }
+    // Still usable with good input afterwards: a keyframe resynchronises it.
+    let mut good = Vec::new();
+    for (avcc, dts, cts, _) in &src.frames {
+        let _ = r.push(avcc, dts + 10_000, *cts, &mut good);
+    }
+    assert!(good.len() >= src.frames.len() / 2, "{} frames after garbage", good.len());
+}

@@ -1,0 +1,275 @@
+//! Threads and sockets: ramp-paced signaling threads hand ready sessions to
+//! T worker threads, each a mio event loop over its viewers' UDP sockets
+//! (one socket per viewer, so the server sees distinct 5-tuples).
+
+use crate::report::{FailureKind, Tally};
+use crate::signaling::{self, Target};
+use crate::viewer::{Phase, Viewer, ViewerConfig};
+use crate::Options;
+use crossbeam_channel::{Receiver, Sender};
+use mio::net::UdpSocket;
+use mio::{Events, Interest, Poll, Token};
+use rts_dtls::DtlsContext;
+use std::io::ErrorKind;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Worker poll timeout; also the timer scan granularity.
+const TICK: Duration = Duration::from_millis(5);
+/// Largest datagram we expect (server MTU is ~1200).
+const RECV_BUF: usize = 2048;
+
+/// State shared by every thread of a run; counters feed the progress line.
+#[derive(Default)]
+pub struct Shared {
+    pub stop: AtomicBool,
+    pub active: AtomicI64,
+    pub started: AtomicU64,
+    pub connected: AtomicU64,
+    pub failed: AtomicU64,
+    pub bytes: AtomicU64,
+    pub stalls: AtomicU64,
+    pub signaling_done: AtomicU64,
+    pub first_start: OnceLock<Instant>,
+    /// Failures that happened before a viewer reached a worker.
+    pub signaling_failures: Mutex<Tally>,
+    /// WHEP resources to DELETE at teardown.
+    pub locations: Mutex<Vec<String>>,
+}
+
+impl Shared {
+    fn fail(&self, kind: FailureKind) {
+        self.failed.fetch_add(1, Relaxed);
+        self.signaling_failures.lock().unwrap_or_else(|e| e.into_inner()).fail(kind);
+    }
+}
+
+/// A signaled session on its way to a worker.
+pub struct NewSession {
+    cfg: ViewerConfig,
+    socket: std::net::UdpSocket,
+}
+
+/// What a signaling thread needs.
+pub struct SignalingJob {
+    pub opts: Options,
+    pub target: Target,
+    pub fingerprint: String,
+    pub t0: Instant,
+    pub next: Arc<AtomicU64>,
+    pub workers: Vec<Sender<NewSession>>,
+    pub shared: Arc<Shared>,
+}
+
+/// Signaling thread body: take the next viewer index, wait for its ramp
+/// slot, signal, open its socket and hand it to a worker.
+pub fn signaling_thread(job: SignalingJob) {
+    let o = &job.opts;
+    let agent = signaling::agent(Duration::from_secs_f64(o.connect_timeout));
+    let k = o.verified_count();
+    loop {
+        let i = job.next.fetch_add(1, Relaxed);
+        if i >= o.viewers || job.shared.stop.load(Relaxed) {
+            break;
+        }
+        let slot = job.t0 + Duration::from_secs_f64(i as f64 / o.ramp);
+        while Instant::now() < slot && !job.shared.stop.load(Relaxed) {
+            std::thread::sleep((slot - Instant::now()).min(Duration::from_millis(50)));
+        }
+        if job.shared.stop.load(Relaxed) {
+            break;
+        }
+        let started = Instant::now();
+        let first = *job.shared.first_start.get_or_init(|| started);
+        if started >= first + Duration::from_secs_f64(o.duration) {
+            break; // the hold is over; later viewers are not started
+        }
+        job.shared.started.fetch_add(1, Relaxed);
+        let local_ufrag = random_token(8);
+        let offer = rts_sdp::build_recvonly_offer(&rts_sdp::OfferOptions {
+            ice_ufrag: local_ufrag.clone(),
+            ice_pwd: random_token(24),
+            fingerprint_sha256: job.fingerprint.clone(),
+            video: true,
+            audio: true,
+        });
+        let remote = match signaling::signal(&agent, &job.target, &offer) {
+            Ok(r) => r,
+            Err(kind) => {
+                job.shared.fail(kind);
+                continue;
+            }
+        };
+        if let Some(l) = &remote.location {
+            job.shared.locations.lock().unwrap_or_else(|e| e.into_inner()).push(l.clone());
+        }
+        let socket = match open_socket(remote.addr) {
+            Ok(s) => s,
+            Err(_) => {
+                job.shared.fail(FailureKind::ConnectError);
+                continue;
+            }
+        };
+        let cfg = ViewerConfig {
+            remote,
+            local_ufrag,
+            // Spread verified viewers evenly; viewer 0 is always one.
+            verified: (i * k) % o.viewers < k,
+            signaling_started: started,
+            ice_timeout: Duration::from_secs_f64(o.ice_timeout),
+            dtls_timeout: Duration::from_secs_f64(o.dtls_timeout),
+        };
+        job.shared.active.fetch_add(1, Relaxed);
+        let w = (i as usize) % job.workers.len();
+        if job.workers[w].send(NewSession { cfg, socket }).is_err() {
+            job.shared.active.fetch_sub(1, Relaxed);
+        }
+    }
+    job.shared.signaling_done.fetch_add(1, Relaxed);
+}
+
+fn open_socket(remote: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    let bind: SocketAddr = if remote.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { (std::net::Ipv6Addr::UNSPECIFIED, 0).into() };
+    let s = std::net::UdpSocket::bind(bind)?;
+    s.connect(remote)?;
+    s.set_nonblocking(true)?;
+    Ok(s)
+}
+
+fn random_token(n: usize) -> String {
+    use rand::Rng;
+    const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::thread_rng();
+    (0..n).map(|_| char::from(CHARS[rng.gen_range(0..CHARS.len())])).collect()
+}
+
+struct Slot {
+    viewer: Viewer,
+    socket: UdpSocket,
+    counted_connected: bool,
+}
+
+/// Worker thread body: runs until `shared.stop` or `deadline`, then tears
+/// its viewers down and returns their summed tally.
+pub fn worker(rx: Receiver<NewSession>, ctx: DtlsContext, shared: Arc<Shared>, deadline: Instant) -> std::io::Result<Tally> {
+    let mut poll = Poll::new()?;
+    let mut events = Events::with_capacity(1024);
+    let mut slots: Vec<Option<Slot>> = Vec::new();
+    let mut free: Vec<usize> = Vec::new();
+    let mut buf = vec![0u8; RECV_BUF];
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    let mut tally = Tally::default();
+    let mut bytes_reported = 0u64;
+    let mut bytes_now = 0u64;
+    let mut stalls_reported = 0u64;
+    let mut next_scan = Instant::now();
+    let mut next_report = Instant::now();
+
+    while !shared.stop.load(Relaxed) && Instant::now() < deadline {
+        let now = Instant::now();
+        while let Ok(s) = rx.try_recv() {
+            let mut socket = UdpSocket::from_std(s.socket);
+            let Ok(mut viewer) = Viewer::new(&ctx, s.cfg, now) else {
+                shared.fail(FailureKind::DtlsFailed);
+                shared.active.fetch_sub(1, Relaxed);
+                continue;
+            };
+            let idx = free.pop().unwrap_or_else(|| {
+                slots.push(None);
+                slots.len() - 1
+            });
+            if poll.registry().register(&mut socket, Token(idx), Interest::READABLE).is_err() {
+                free.push(idx);
+                shared.fail(FailureKind::ConnectError);
+                shared.active.fetch_sub(1, Relaxed);
+                continue;
+            }
+            viewer.handle_timeout(now, &mut out);
+            flush(&socket, &mut out);
+            slots[idx] = Some(Slot { viewer, socket, counted_connected: false });
+        }
+
+        if let Err(e) = poll.poll(&mut events, Some(TICK)) {
+            if e.kind() != ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+        let now = Instant::now();
+        let wall_us = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
+        for ev in events.iter() {
+            let idx = ev.token().0;
+            let Some(Some(slot)) = slots.get_mut(idx) else { continue };
+            // Edge-triggered: drain until WouldBlock, reusing one buffer.
+            loop {
+                match slot.socket.recv(&mut buf) {
+                    Ok(n) => {
+                        bytes_now += n as u64;
+                        slot.viewer.handle_datagram(now, wall_us, &mut buf[..n], &mut out);
+                        if !out.is_empty() {
+                            flush(&slot.socket, &mut out);
+                        }
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                    // ICMP port unreachable and friends: the timers decide the outcome.
+                    Err(_) => break,
+                }
+            }
+        }
+
+        if now >= next_scan {
+            next_scan = now + TICK;
+            for (idx, entry) in slots.iter_mut().enumerate() {
+                let Some(slot) = entry else { continue };
+                if slot.viewer.poll_timeout().is_some_and(|t| t <= now) {
+                    slot.viewer.handle_timeout(now, &mut out);
+                    flush(&slot.socket, &mut out);
+                }
+                if !slot.counted_connected && slot.viewer.phase() == Phase::Connected {
+                    slot.counted_connected = true;
+                    shared.connected.fetch_add(1, Relaxed);
+                }
+                if slot.viewer.is_done() {
+                    if let Some(mut s) = entry.take() {
+                        let _ = poll.registry().deregister(&mut s.socket);
+                        if matches!(s.viewer.phase(), Phase::Failed(_)) {
+                            shared.failed.fetch_add(1, Relaxed);
+                        }
+                        shared.active.fetch_sub(1, Relaxed);
+                        tally.merge(s.viewer.finish(now));
+                        free.push(idx);
+                    }
+                }
+            }
+        }
+
+        if now >= next_report {
+            next_report = now + Duration::from_millis(200);
+            shared.bytes.fetch_add(bytes_now - bytes_reported, Relaxed);
+            bytes_reported = bytes_now;
+            let stalls: u64 = slots.iter().flatten().map(|s| s.viewer.live_stalls()).sum::<u64>() + tally.stall_count;
+            shared.stalls.fetch_add(stalls.saturating_sub(stalls_reported), Relaxed);
+            stalls_reported = stalls_reported.max(stalls);
+        }
+    }
+
+    // Teardown: DTLS close_notify to every viewer, then their final accounting.
+    let now = Instant::now();
+    for slot in slots.into_iter().flatten() {
+        let Slot { mut viewer, socket, .. } = slot;
+        viewer.close(now, &mut out);
+        flush(&socket, &mut out);
+        tally.merge(viewer.finish(now));
+    }
+    // Sessions still queued never started their ICE phase: nothing to count.
+    Ok(tally)
+}
+
+/// Sends queued datagrams; UDP send errors are counted by the outcome (timeouts), not raised.
+fn flush(socket: &UdpSocket, out: &mut Vec<Vec<u8>>) {
+    for d in out.drain(..) {
+        let _ = socket.send(&d);
+    }
+}
