@@ -2,6 +2,7 @@
 //! io_uring loop, RTMP listener, UDP media port, streams and viewers
 //! (DESIGN.md §2). Control talks to it only through the shared-memory rings.
 
+pub mod fanout;
 pub mod latency;
 pub mod relay;
 pub mod session;

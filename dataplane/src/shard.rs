@@ -10,6 +10,7 @@
 use crate::session::{Media, Session, TrackOut};
 use crate::stream::{Kind, Stream, VideoOutcome};
 use crate::relay::{RelayMesh, RelayMsg};
+use crate::fanout::{fan_out, send_items};
 use crate::udp::{self, GsoBatch, UdpSender};
 use crate::uring::{Completion, RecvSlot, Token, Uring};
 use bytes::Bytes;
@@ -1047,59 +1048,3 @@ impl Shard {
 /// 2 Mbit/s (~450 packets) reaches live in ~90 ms.
 const CATCHUP_PACKETS_PER_S: u64 = 5_000;
 
-/// Sends one stream's new packets to all its viewers. A viewer still
-/// replaying its GOP cache gets them queued behind the cache, in order.
-fn fan_out(stream: &Stream, sessions: &mut Slab<Session>, kind: Kind, packets: &[Bytes], sender: &mut UdpSender, batch: &mut GsoBatch) -> u64 {
-    let mut bytes = 0;
-    for &v in &stream.viewers {
-        let Some(sess) = sessions.get_mut(v) else { continue };
-        let (Some(peer), local) = (sess.peer, sess.local_ip) else { continue };
-        let Some(media) = sess.media.as_mut() else { continue };
-        if !media.pending.is_empty() {
-            media.pending.extend(packets.iter().map(|p| (kind, p.clone())));
-            continue;
-        }
-        bytes += send_items(media, peer, local, packets.iter().map(|p| (kind, p)), sender, batch);
-    }
-    bytes
-}
-
-/// Protects packets for one viewer and sends them as GSO batches. Returns
-/// the bytes sent. Each shared packet is copied once into the send buffer
-/// (SRTP output differs per viewer) with this viewer's header rewritten.
-fn send_items<'a>(
-    media: &mut Media,
-    peer: SocketAddrV4,
-    local: Option<Ipv4Addr>,
-    items: impl Iterator<Item = (Kind, &'a Bytes)>,
-    sender: &mut UdpSender,
-    batch: &mut GsoBatch,
-) -> u64 {
-    let overhead = media.profile.rtp_overhead();
-    let mut sent = 0u64;
-    for (kind, p) in items {
-        if p.len() < 12 {
-            continue;
-        }
-        let mut header = [0u8; 12];
-        if !media.track(kind).rewrite(&p[..12], &mut header) {
-            continue;
-        }
-        let len = p.len() + overhead;
-        if !batch.fits(len) {
-            batch.flush(sender, peer, local);
-        }
-        let out = batch.spare(len);
-        match media.tx.protect_rtp(&header, &p[12..], out) {
-            Ok(n) => {
-                batch.commit(len, n);
-                sent += n as u64;
-                media.packets_out += 1;
-            }
-            Err(_) => batch.rollback(len),
-        }
-    }
-    batch.flush(sender, peer, local);
-    media.bytes_out += sent;
-    sent
-}

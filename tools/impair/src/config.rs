@@ -34,7 +34,12 @@ pub struct GilbertElliott {
 impl GilbertElliott {
     /// The simple Gilbert model: lose everything in bad, nothing in good.
     pub fn simple(p: f64, r: f64) -> Self {
-        Self { p, r, h: 1.0, k: 0.0 }
+        Self {
+            p,
+            r,
+            h: 1.0,
+            k: 0.0,
+        }
     }
 }
 
@@ -55,7 +60,11 @@ impl RateLimit {
     /// access link.
     pub fn from_kbps(kbps: u64) -> Self {
         let bytes_per_sec = kbps * 1000 / 8;
-        Self { bytes_per_sec, burst_bytes: 1500, queue_bytes: (bytes_per_sec / 10).max(3000) }
+        Self {
+            bytes_per_sec,
+            burst_bytes: 1500,
+            queue_bytes: (bytes_per_sec / 10).max(3000),
+        }
     }
 }
 
@@ -86,13 +95,24 @@ pub struct ImpairConfig {
 impl ImpairConfig {
     /// Rejects probabilities outside `[0, 1]` and a zero rate, which would hold packets forever.
     pub fn validate(&self) -> Result<(), ImpairError> {
-        let mut probs = vec![("loss", self.loss), ("reorder", self.reorder), ("dup", self.duplicate)];
+        let mut probs = vec![
+            ("loss", self.loss),
+            ("reorder", self.reorder),
+            ("dup", self.duplicate),
+        ];
         if let Some(ge) = self.burst {
-            probs.extend([("burst p", ge.p), ("burst r", ge.r), ("burst h", ge.h), ("burst k", ge.k)]);
+            probs.extend([
+                ("burst p", ge.p),
+                ("burst r", ge.r),
+                ("burst h", ge.h),
+                ("burst k", ge.k),
+            ]);
         }
         for (name, p) in probs {
             if !(0.0..=1.0).contains(&p) {
-                return Err(ImpairError::Config(format!("{name} must be in [0, 1], got {p}")));
+                return Err(ImpairError::Config(format!(
+                    "{name} must be in [0, 1], got {p}"
+                )));
             }
         }
         if let Some(rate) = self.rate {
@@ -105,7 +125,12 @@ impl ImpairConfig {
 
     /// True when the config changes nothing (used to skip the model on a clean direction).
     pub fn is_transparent(&self) -> bool {
-        *self == Self { jitter_dist: self.jitter_dist, reorder_gap: self.reorder_gap, ..Self::default() }
+        *self
+            == Self {
+                jitter_dist: self.jitter_dist,
+                reorder_gap: self.reorder_gap,
+                ..Self::default()
+            }
     }
 }
 
@@ -133,7 +158,11 @@ impl ImpairConfig {
         let pct = |v: &str| num(v).map(|x| x / 100.0);
         let ms = |v: &str| {
             let x = num(v)?;
-            if x.is_finite() && x >= 0.0 { Ok(Duration::from_secs_f64(x / 1000.0)) } else { Err(bad()) }
+            if x.is_finite() && x >= 0.0 {
+                Ok(Duration::from_secs_f64(x / 1000.0))
+            } else {
+                Err(bad())
+            }
         };
         match key {
             "loss" => self.loss = pct(value)?,
@@ -141,7 +170,12 @@ impl ImpairConfig {
                 let parts = value.split(',').map(pct).collect::<Result<Vec<_>, _>>()?;
                 let ge = match parts[..] {
                     [p, r] => GilbertElliott::simple(p, r),
-                    [p, r, good, bad_] => GilbertElliott { p, r, h: 1.0 - good, k: 1.0 - bad_ },
+                    [p, r, good, bad_] => GilbertElliott {
+                        p,
+                        r,
+                        h: 1.0 - good,
+                        k: 1.0 - bad_,
+                    },
                     _ => return Err(bad()),
                 };
                 self.burst = Some(ge);
@@ -164,7 +198,10 @@ impl ImpairConfig {
             }
             "queue-ms" => {
                 let q = ms(value)?;
-                let rate = self.rate.as_mut().ok_or_else(|| ImpairError::Config("queue-ms needs rate-kbps first".into()))?;
+                let rate = self
+                    .rate
+                    .as_mut()
+                    .ok_or_else(|| ImpairError::Config("queue-ms needs rate-kbps first".into()))?;
                 rate.queue_bytes = ((q.as_secs_f64() * rate.bytes_per_sec as f64) as u64).max(1500);
             }
             _ => return Err(ImpairError::Config(format!("unknown option {key:?}"))),

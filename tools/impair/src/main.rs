@@ -111,7 +111,10 @@ fn install_signal_handlers() {
         // SAFETY: the handler only performs an atomic store, which is async-signal-safe, and
         // `signal` is called before any other thread exists.
         unsafe {
-            libc::signal(sig, on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t);
+            libc::signal(
+                sig,
+                on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t,
+            );
         }
     }
 }
@@ -126,7 +129,11 @@ fn report(stats: &RelayStats, json: Option<&PathBuf>) {
     };
     eprintln!(
         "rts-impair: clients {} active {} rejected {} sent {} send_errors {}",
-        stats.clients_total, stats.clients_active, stats.rejected_clients, stats.sent, stats.send_errors
+        stats.clients_total,
+        stats.clients_active,
+        stats.rejected_clients,
+        stats.sent,
+        stats.send_errors
     );
     line("up  ", &stats.up);
     line("down", &stats.down);
@@ -163,7 +170,11 @@ fn main() -> anyhow::Result<()> {
 
     install_signal_handlers();
     let mut relay = Relay::bind(cfg).with_context(|| format!("binding {}", cli.listen))?;
-    eprintln!("rts-impair: {} -> {} (up: {up:?}; down: {down:?})", relay.local_addr()?, cli.upstream);
+    eprintln!(
+        "rts-impair: {} -> {} (up: {up:?}; down: {down:?})",
+        relay.local_addr()?,
+        cli.upstream
+    );
     let json = cli.stats_json.as_ref();
     let stats = relay.run(&STOP, Duration::from_secs(5), |s| report(s, json))?;
     report(&stats, json);

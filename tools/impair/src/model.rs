@@ -95,7 +95,13 @@ impl Model {
     /// Builds a model; the seed fixes every random choice it will make.
     pub fn new(cfg: ImpairConfig, seed: u64) -> Result<Self, ImpairError> {
         cfg.validate()?;
-        Ok(Self { cfg, rng: Rng::new(seed), bad: false, full_at: None, stats: ModelStats::default() })
+        Ok(Self {
+            cfg,
+            rng: Rng::new(seed),
+            bad: false,
+            full_at: None,
+            stats: ModelStats::default(),
+        })
     }
 
     /// The configuration in use.
@@ -145,8 +151,14 @@ impl Model {
 
     /// Steps the Gilbert–Elliott chain once and draws the loss for the new state.
     fn burst_lost(&mut self) -> bool {
-        let Some(ge) = self.cfg.burst else { return false };
-        self.bad = if self.bad { !self.rng.chance(ge.r) } else { self.rng.chance(ge.p) };
+        let Some(ge) = self.cfg.burst else {
+            return false;
+        };
+        self.bad = if self.bad {
+            !self.rng.chance(ge.r)
+        } else {
+            self.rng.chance(ge.p)
+        };
         let deliver = if self.bad { ge.k } else { ge.h };
         !self.rng.chance(deliver)
     }
@@ -154,8 +166,11 @@ impl Model {
     /// Token bucket with a FIFO in front: returns when the packet leaves the bucket, or
     /// `None` when the bytes already waiting plus this packet exceed the queue limit.
     fn shape(&mut self, now: Instant, len: u64) -> Option<Instant> {
-        let Some(rate) = self.cfg.rate else { return Some(now) };
-        let per_byte = |bytes: u64| Duration::from_secs_f64(bytes as f64 / rate.bytes_per_sec as f64);
+        let Some(rate) = self.cfg.rate else {
+            return Some(now);
+        };
+        let per_byte =
+            |bytes: u64| Duration::from_secs_f64(bytes as f64 / rate.bytes_per_sec as f64);
         let full_at = self.full_at.map_or(now, |f| f.max(now));
         // The bucket is `deficit = (full_at - now)·rate` bytes short of full; the packet may go
         // once the deficit is ≤ depth - len, i.e. at `full_at - (depth - len)/rate`.

@@ -158,7 +158,8 @@ impl Relay {
         cfg.down.validate()?;
         let poll = Poll::new()?;
         let mut listen = UdpSocket::bind(cfg.listen)?;
-        poll.registry().register(&mut listen, LISTEN, Interest::READABLE)?;
+        poll.registry()
+            .register(&mut listen, LISTEN, Interest::READABLE)?;
         Ok(Self {
             cfg,
             poll,
@@ -250,8 +251,12 @@ impl Relay {
                 Err(e) => return Err(e.into()),
             };
             let now = Instant::now();
-            let Some(slot) = self.client_slot(from, now) else { continue };
-            let Some(c) = self.clients[slot].as_mut() else { continue };
+            let Some(slot) = self.client_slot(from, now) else {
+                continue;
+            };
+            let Some(c) = self.clients[slot].as_mut() else {
+                continue;
+            };
             c.last_seen = now;
             let decision = c.up.on_datagram(now, len);
             let (id, addr) = (c.id, c.addr);
@@ -261,7 +266,9 @@ impl Relay {
 
     fn read_upstream(&mut self, slot: usize) {
         loop {
-            let Some(c) = self.clients.get_mut(slot).and_then(Option::as_mut) else { return };
+            let Some(c) = self.clients.get_mut(slot).and_then(Option::as_mut) else {
+                return;
+            };
             let len = match c.sock.recv(&mut self.scratch) {
                 Ok(len) => len,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
@@ -304,13 +311,21 @@ impl Relay {
         let mut sock = UdpSocket::bind(bind)?;
         sock.connect(self.cfg.upstream)?;
         let slot = self.free_slots.pop().unwrap_or(self.clients.len());
-        self.poll.registry().register(&mut sock, Token(slot + 1), Interest::READABLE)?;
+        self.poll
+            .registry()
+            .register(&mut sock, Token(slot + 1), Interest::READABLE)?;
         let client = Client {
             id: index,
             addr,
             sock,
-            up: Model::new(self.cfg.up, client_seed(self.cfg.seed, index, Direction::Up))?,
-            down: Model::new(self.cfg.down, client_seed(self.cfg.seed, index, Direction::Down))?,
+            up: Model::new(
+                self.cfg.up,
+                client_seed(self.cfg.seed, index, Direction::Up),
+            )?,
+            down: Model::new(
+                self.cfg.down,
+                client_seed(self.cfg.seed, index, Direction::Down),
+            )?,
             last_seen: now,
         };
         if slot == self.clients.len() {
@@ -323,20 +338,40 @@ impl Relay {
         Ok(slot)
     }
 
-    fn schedule(&mut self, d: Decision, dir: Direction, slot: usize, client_id: u64, addr: SocketAddr, len: usize) {
-        let Decision::Deliver { at, duplicate_at } = d else { return };
+    fn schedule(
+        &mut self,
+        d: Decision,
+        dir: Direction,
+        slot: usize,
+        client_id: u64,
+        addr: SocketAddr,
+        len: usize,
+    ) {
+        let Decision::Deliver { at, duplicate_at } = d else {
+            return;
+        };
         for at in std::iter::once(at).chain(duplicate_at) {
             let mut buf = self.pool.pop().unwrap_or_default();
             buf.clear();
             buf.extend_from_slice(&self.scratch[..len]);
             self.seq += 1;
-            self.heap.push(Reverse(Pending { at, seq: self.seq, dir, slot, client_id, addr, buf }));
+            self.heap.push(Reverse(Pending {
+                at,
+                seq: self.seq,
+                dir,
+                slot,
+                client_id,
+                addr,
+                buf,
+            }));
         }
     }
 
     fn flush_due(&mut self, now: Instant) {
         while self.heap.peek().is_some_and(|Reverse(p)| p.at <= now) {
-            let Some(Reverse(p)) = self.heap.pop() else { break };
+            let Some(Reverse(p)) = self.heap.pop() else {
+                break;
+            };
             let res = match p.dir {
                 Direction::Down => Some(self.listen.send_to(&p.buf, p.addr)),
                 Direction::Up => match self.clients.get(p.slot).and_then(Option::as_ref) {
@@ -356,9 +391,9 @@ impl Relay {
 
     fn expire_idle(&mut self, now: Instant) {
         for slot in 0..self.clients.len() {
-            let idle = self.clients[slot]
-                .as_ref()
-                .is_some_and(|c| now.saturating_duration_since(c.last_seen) >= self.cfg.idle_timeout);
+            let idle = self.clients[slot].as_ref().is_some_and(|c| {
+                now.saturating_duration_since(c.last_seen) >= self.cfg.idle_timeout
+            });
             if !idle {
                 continue;
             }

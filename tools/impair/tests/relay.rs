@@ -34,7 +34,10 @@ fn recv(s: &UdpSocket) -> (Vec<u8>, SocketAddr) {
 #[test]
 fn transparent_both_directions_distinct_tuples() {
     let server = sock();
-    let (relay, stop, h) = start(RelayConfig::new("127.0.0.1:0".parse().unwrap(), server.local_addr().unwrap()));
+    let (relay, stop, h) = start(RelayConfig::new(
+        "127.0.0.1:0".parse().unwrap(),
+        server.local_addr().unwrap(),
+    ));
     let (a, b) = (sock(), sock());
     a.send_to(b"hello from a", relay).unwrap();
     let (msg, tuple_a) = recv(&server);
@@ -42,7 +45,10 @@ fn transparent_both_directions_distinct_tuples() {
     b.send_to(b"hello from b", relay).unwrap();
     let (msg, tuple_b) = recv(&server);
     assert_eq!(msg, b"hello from b");
-    assert_ne!(tuple_a, tuple_b, "each client needs its own upstream 5-tuple");
+    assert_ne!(
+        tuple_a, tuple_b,
+        "each client needs its own upstream 5-tuple"
+    );
 
     for i in 0u32..200 {
         server.send_to(&i.to_be_bytes(), tuple_b).unwrap();

@@ -442,3 +442,156 @@ fn track(seqs: &mut Vec<(u32, SeqTracker)>, ssrc: u32, seq: u16) {
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rts_dtls::{DtlsCert, Role};
+
+    const PWD: &str = "serverpassword0123456789";
+
+    struct FakeServer {
+        dtls: DtlsEndpoint,
+        srtp: Option<SrtpContext>,
+    }
+
+    fn setup(verified: bool, fingerprint: Option<String>) -> (Viewer, FakeServer, Instant) {
+        let client_cert = DtlsCert::generate().unwrap();
+        let server_cert = DtlsCert::generate().unwrap();
+        let cctx = DtlsContext::new(&client_cert, Role::Client).unwrap();
+        let sctx = DtlsContext::new(&server_cert, Role::Server).unwrap();
+        let now = Instant::now();
+        let cfg = ViewerConfig {
+            remote: Remote {
+                addr: "127.0.0.1:9".parse().unwrap(),
+                ufrag: "srv".into(),
+                pwd: PWD.into(),
+                fingerprint: fingerprint.unwrap_or_else(|| server_cert.fingerprint_sha256()),
+                h264_pt: Some(102),
+                location: None,
+            },
+            local_ufrag: "me".into(),
+            verified,
+            signaling_started: now,
+            ice_timeout: Duration::from_secs(10),
+            dtls_timeout: Duration::from_secs(10),
+        };
+        let v = Viewer::new(&cctx, cfg, now).unwrap();
+        (v, FakeServer { dtls: DtlsEndpoint::new(&sctx).unwrap(), srtp: None }, now)
+    }
+
+    /// Delivers viewer→server datagrams (answering STUN like an ICE-lite server)
+    /// and server→viewer datagrams until both sides are quiet.
+    fn exchange(v: &mut Viewer, s: &mut FakeServer, now: Instant, out: &mut Vec<Vec<u8>>) {
+        for _ in 0..20 {
+            let mut back = Vec::new();
+            for d in out.drain(..) {
+                match classify(&d) {
+                    PacketKind::Stun => {
+                        let m = StunMessage::parse(&d).unwrap();
+                        assert_eq!(m.username, Some("srv:me"));
+                        assert!(m.use_candidate && m.ice_controlling.is_some());
+                        assert!(m.verify_integrity(PWD.as_bytes()));
+                        let mut b = [0u8; 128];
+                        let n = rts_stun::write_binding_success(&m.transaction_id, "127.0.0.1:5000".parse().unwrap(), PWD.as_bytes(), &mut b).unwrap();
+                        back.push(b[..n].to_vec());
+                    }
+                    PacketKind::Dtls => {
+                        s.dtls.handle_datagram(&d, now).unwrap();
+                        while let Some(x) = s.dtls.poll_datagram() {
+                            back.push(x);
+                        }
+                        while let Some(ev) = s.dtls.poll_event() {
+                            if let DtlsEvent::Connected(e) = ev {
+                                let p = Profile::from_dtls_id(e.profile_id).unwrap();
+                                let k = KeyingMaterial::from_exported(p, &e.material, true).unwrap();
+                                s.srtp = Some(SrtpContext::new(p, &k.local_key, &k.local_salt).unwrap());
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            if back.is_empty() {
+                return;
+            }
+            for mut d in back {
+                v.handle_datagram(now, 0, &mut d, out);
+            }
+        }
+    }
+
+    fn rtp(s: &mut FakeServer, seq: u16, ts: u32, marker: bool, payload: &[u8]) -> Vec<u8> {
+        let mut hdr = vec![0x80, if marker { 0x80 | 102 } else { 102 }];
+        hdr.extend_from_slice(&seq.to_be_bytes());
+        hdr.extend_from_slice(&ts.to_be_bytes());
+        hdr.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+        let mut out = vec![0u8; hdr.len() + payload.len() + 64];
+        let n = s.srtp.as_mut().unwrap().protect_rtp(&hdr, payload, &mut out).unwrap();
+        out.truncate(n);
+        out
+    }
+
+    #[test]
+    fn ice_dtls_srtp_then_frames_and_loss() {
+        let (mut v, mut s, now) = setup(true, None);
+        let mut out = Vec::new();
+        v.handle_timeout(now, &mut out);
+        assert_eq!(out.len(), 1, "first connectivity check");
+        exchange(&mut v, &mut s, now, &mut out);
+        assert_eq!(v.phase(), Phase::Connected);
+        // One-packet frames; seq 3 is lost (so frame 4 is incomplete); 110 -> 510 ms is a stall.
+        let t = |ms| now + Duration::from_millis(ms);
+        let idr = [0x65, 0x88, 0x84, 0x00];
+        for (seq, ts, at) in [(1u16, 0u32, 10u64), (2, 9000, 110), (4, 27000, 300), (5, 45000, 510)] {
+            let mut d = rtp(&mut s, seq, ts, true, &idr);
+            v.handle_datagram(t(at), 0, &mut d, &mut out);
+        }
+        assert_eq!(v.live_stalls(), 1);
+        v.handle_timeout(t(1000), &mut out);
+        assert!(out.iter().any(|d| classify(d) == PacketKind::Rtcp), "receiver report sent");
+        let tally = v.finish(t(1000));
+        assert_eq!((tally.connected, tally.verified, tally.frames, tally.frames_incomplete), (1, 1, 3, 1));
+        assert_eq!((tally.expected, tally.received), (5, 4));
+        assert_eq!(tally.stall_count, 2, "510 -> 1000 is still frozen at the end");
+        assert_eq!(tally.first_frame_ms.len(), 1);
+    }
+
+    #[test]
+    fn fingerprint_mismatch_is_categorised() {
+        let (mut v, mut s, now) = setup(false, Some("00:11".into()));
+        let mut out = Vec::new();
+        v.handle_timeout(now, &mut out);
+        exchange(&mut v, &mut s, now, &mut out);
+        assert_eq!(v.phase(), Phase::Failed(FailureKind::FingerprintMismatch));
+    }
+
+    #[test]
+    fn ice_and_dtls_timeouts() {
+        let (mut v, _s, now) = setup(false, None);
+        let mut out = Vec::new();
+        v.handle_timeout(now, &mut out);
+        v.handle_timeout(now + Duration::from_millis(50), &mut out);
+        assert_eq!(out.len(), 2, "a check every 50 ms");
+        v.handle_timeout(now + Duration::from_secs(10), &mut out);
+        assert_eq!(v.phase(), Phase::Failed(FailureKind::IceTimeout));
+        assert_eq!(v.finish(now).failures[FailureKind::IceTimeout.index()], 1);
+
+        // STUN answered, DTLS never: the DTLS phase times out.
+        let (mut v, _s, now) = setup(false, None);
+        let mut out = Vec::new();
+        v.handle_timeout(now, &mut out);
+        let m = StunMessage::parse(&out[0]).unwrap();
+        let mut b = [0u8; 128];
+        let n = rts_stun::write_binding_success(&m.transaction_id, "127.0.0.1:5000".parse().unwrap(), PWD.as_bytes(), &mut b).unwrap();
+        // A response keyed with the wrong password is ignored.
+        let mut forged = [0u8; 128];
+        let fl = rts_stun::write_binding_success(&m.transaction_id, "127.0.0.1:5000".parse().unwrap(), b"wrong", &mut forged).unwrap();
+        v.handle_datagram(now, 0, &mut forged[..fl], &mut out);
+        assert_eq!(v.phase(), Phase::Ice);
+        v.handle_datagram(now, 0, &mut b[..n], &mut out);
+        assert_eq!(v.phase(), Phase::Dtls);
+        v.handle_timeout(now + Duration::from_secs(11), &mut out);
+        assert_eq!(v.phase(), Phase::Failed(FailureKind::DtlsFailed));
+    }
+}

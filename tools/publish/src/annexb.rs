@@ -25,7 +25,10 @@ pub fn is_vcl(nal: &[u8]) -> bool {
 
 /// Position of the next `00 00 01` at or after `from`.
 fn find_start_code(data: &[u8], from: usize) -> Option<usize> {
-    data.get(from..)?.windows(3).position(|w| w == [0, 0, 1]).map(|p| p + from)
+    data.get(from..)?
+        .windows(3)
+        .position(|w| w == [0, 0, 1])
+        .map(|p| p + from)
 }
 
 /// Iterates the NAL units of an Annex B buffer, without start codes. Trailing zero bytes

@@ -11,10 +11,14 @@ const CODEC_AVC: u8 = 7;
 /// lengths. Profile, compatibility and level are copied from the SPS (bytes 1–3).
 pub fn avc_decoder_config(sps: &[u8], pps: &[u8]) -> Result<Vec<u8>, PublishError> {
     if sps.len() < 4 {
-        return Err(PublishError::Bitstream(format!("SPS too short ({} bytes)", sps.len())));
+        return Err(PublishError::Bitstream(format!(
+            "SPS too short ({} bytes)",
+            sps.len()
+        )));
     }
     let len16 = |n: &[u8]| {
-        u16::try_from(n.len()).map_err(|_| PublishError::Bitstream("parameter set over 64 KiB".into()))
+        u16::try_from(n.len())
+            .map_err(|_| PublishError::Bitstream("parameter set over 64 KiB".into()))
     };
     let (sps_len, pps_len) = (len16(sps)?, len16(pps)?);
     let mut out = Vec::with_capacity(11 + sps.len() + pps.len());

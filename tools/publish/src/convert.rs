@@ -49,7 +49,9 @@ impl Converter {
                 }
             }
         }
-        let (Some(sps), Some(pps)) = (&self.sps, &self.pps) else { return Ok(None) };
+        let (Some(sps), Some(pps)) = (&self.sps, &self.pps) else {
+            return Ok(None);
+        };
         if !has_slice {
             return Ok(None);
         }
@@ -74,6 +76,10 @@ impl Converter {
             }
             push_avcc_nal(nal, &mut frame);
         }
-        Ok(Some(Tags { sequence_header, frame, keyframe }))
+        Ok(Some(Tags {
+            sequence_header,
+            frame,
+            keyframe,
+        }))
     }
 }

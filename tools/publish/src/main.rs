@@ -34,7 +34,11 @@ struct Cli {
 
 fn main() {
     let cli = Cli::parse();
-    let Some((w, h)) = cli.size.split_once('x').and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?))) else {
+    let Some((w, h)) = cli
+        .size
+        .split_once('x')
+        .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)))
+    else {
         eprintln!("rts-publish: --size must be WxH, got {:?}", cli.size);
         std::process::exit(2);
     };
@@ -49,7 +53,10 @@ fn main() {
         ffmpeg: cli.ffmpeg,
     };
     match run(&opts) {
-        Ok(s) => eprintln!("rts-publish: sent {} frames ({} keyframes, {} bytes)", s.frames, s.keyframes, s.bytes),
+        Ok(s) => eprintln!(
+            "rts-publish: sent {} frames ({} keyframes, {} bytes)",
+            s.frames, s.keyframes, s.bytes
+        ),
         Err(e @ PublishError::Refused(_)) => {
             eprintln!("rts-publish: {e}");
             std::process::exit(3);

@@ -13,7 +13,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
 use rml_rtmp::sessions::{
-    ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult, PublishRequestType, StreamMetadata,
+    ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult,
+    PublishRequestType, StreamMetadata,
 };
 use rml_rtmp::time::RtmpTimestamp;
 
@@ -61,18 +62,46 @@ pub struct Summary {
 
 /// The ffmpeg command line (arguments only) for these options.
 pub fn ffmpeg_args(o: &Options) -> Vec<String> {
-    let mut a: Vec<String> = ["-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    a.push(format!("testsrc2=size={}x{}:rate={}", o.width, o.height, o.fps));
+    let mut a: Vec<String> = [
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-re",
+        "-f",
+        "lavfi",
+        "-i",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    a.push(format!(
+        "testsrc2=size={}x{}:rate={}",
+        o.width, o.height, o.fps
+    ));
     if let Some(d) = o.duration {
         a.extend(["-t".into(), format!("{d}")]);
     }
     let gop = o.gop.to_string();
     for s in [
-        "-c:v", "libx264", "-profile:v", "baseline", "-tune", "zerolatency", "-pix_fmt", "yuv420p", "-g", &gop,
-        "-b:v", &o.bitrate, "-x264-params", "aud=1", "-flush_packets", "1", "-f", "h264", "-",
+        "-c:v",
+        "libx264",
+        "-profile:v",
+        "baseline",
+        "-tune",
+        "zerolatency",
+        "-pix_fmt",
+        "yuv420p",
+        "-g",
+        &gop,
+        "-b:v",
+        &o.bitrate,
+        "-x264-params",
+        "aud=1",
+        "-flush_packets",
+        "1",
+        "-f",
+        "h264",
+        "-",
     ] {
         a.push(s.to_string());
     }
@@ -112,11 +141,18 @@ impl Client {
         let remaining = loop {
             let n = sock.read(&mut buf)?;
             if n == 0 {
-                return Err(PublishError::Refused("server closed the connection during the handshake".into()));
+                return Err(PublishError::Refused(
+                    "server closed the connection during the handshake".into(),
+                ));
             }
             match hs.process_bytes(&buf[..n]).map_err(rtmp_err)? {
-                HandshakeProcessResult::InProgress { response_bytes } => sock.write_all(&response_bytes)?,
-                HandshakeProcessResult::Completed { response_bytes, remaining_bytes } => {
+                HandshakeProcessResult::InProgress { response_bytes } => {
+                    sock.write_all(&response_bytes)?
+                }
+                HandshakeProcessResult::Completed {
+                    response_bytes,
+                    remaining_bytes,
+                } => {
                     sock.write_all(&response_bytes)?;
                     break remaining_bytes;
                 }
@@ -150,7 +186,10 @@ impl Client {
     }
 
     /// Writes outbound packets; returns the events.
-    fn handle_results(&mut self, results: Vec<ClientSessionResult>) -> Result<Vec<ClientSessionEvent>, PublishError> {
+    fn handle_results(
+        &mut self,
+        results: Vec<ClientSessionResult>,
+    ) -> Result<Vec<ClientSessionEvent>, PublishError> {
         let mut events = Vec::new();
         for r in results {
             match r {
@@ -166,20 +205,32 @@ impl Client {
         self.handle_results(vec![r]).map(drop)
     }
 
-    fn feed(&mut self, bytes: Option<Vec<u8>>, phase: &str) -> Result<Vec<ClientSessionEvent>, PublishError> {
+    fn feed(
+        &mut self,
+        bytes: Option<Vec<u8>>,
+        phase: &str,
+    ) -> Result<Vec<ClientSessionEvent>, PublishError> {
         let Some(bytes) = bytes else {
-            return Err(PublishError::Refused(format!("server closed the connection {phase}")));
+            return Err(PublishError::Refused(format!(
+                "server closed the connection {phase}"
+            )));
         };
         let results = self.session.handle_input(&bytes).map_err(rtmp_err)?;
         self.handle_results(results)
     }
 
     /// Waits for the event `done` accepts; a refusal or EOF is an error.
-    fn wait(&mut self, phase: &str, done: impl Fn(&ClientSessionEvent) -> bool) -> Result<(), PublishError> {
+    fn wait(
+        &mut self,
+        phase: &str,
+        done: impl Fn(&ClientSessionEvent) -> bool,
+    ) -> Result<(), PublishError> {
         loop {
             let bytes = match self.rx.recv_timeout(SETUP_TIMEOUT) {
                 Ok(b) => b,
-                Err(RecvTimeoutError::Timeout) => return Err(PublishError::Rtmp(format!("timed out {phase}"))),
+                Err(RecvTimeoutError::Timeout) => {
+                    return Err(PublishError::Rtmp(format!("timed out {phase}")))
+                }
                 Err(RecvTimeoutError::Disconnected) => None,
             };
             for e in self.feed(bytes, phase)? {
@@ -188,7 +239,9 @@ impl Client {
                 }
                 match e {
                     ClientSessionEvent::ConnectionRequestRejected { description } => {
-                        return Err(PublishError::Refused(format!("connect rejected: {description}")))
+                        return Err(PublishError::Refused(format!(
+                            "connect rejected: {description}"
+                        )))
                     }
                     ClientSessionEvent::UnhandleableOnStatusCode { code } => {
                         return Err(PublishError::Refused(format!("{phase}: {code}")))
@@ -207,14 +260,18 @@ impl Client {
                     self.feed(bytes, "while publishing")?;
                 }
                 Err(TryRecvError::Empty) => return Ok(()),
-                Err(TryRecvError::Disconnected) => return self.feed(None, "while publishing").map(drop),
+                Err(TryRecvError::Disconnected) => {
+                    return self.feed(None, "while publishing").map(drop)
+                }
             }
         }
     }
 }
 
 fn unix_us() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
 }
 
 /// Connects, publishes, and streams until ffmpeg ends (`--duration`) or fails.
@@ -224,12 +281,22 @@ pub fn run(o: &Options) -> Result<Summary, PublishError> {
     }
     let url = RtmpUrl::parse(&o.url)?;
     let mut client = Client::connect(&url)?;
-    let r = client.session.request_connection(url.app.clone()).map_err(rtmp_err)?;
+    let r = client
+        .session
+        .request_connection(url.app.clone())
+        .map_err(rtmp_err)?;
     client.send(r)?;
-    client.wait("connecting", |e| matches!(e, ClientSessionEvent::ConnectionRequestAccepted))?;
-    let r = client.session.request_publishing(url.stream_key.clone(), PublishRequestType::Live).map_err(rtmp_err)?;
+    client.wait("connecting", |e| {
+        matches!(e, ClientSessionEvent::ConnectionRequestAccepted)
+    })?;
+    let r = client
+        .session
+        .request_publishing(url.stream_key.clone(), PublishRequestType::Live)
+        .map_err(rtmp_err)?;
     client.send(r)?;
-    client.wait("publishing", |e| matches!(e, ClientSessionEvent::PublishRequestAccepted))?;
+    client.wait("publishing", |e| {
+        matches!(e, ClientSessionEvent::PublishRequestAccepted)
+    })?;
 
     let mut meta = StreamMetadata::new();
     meta.video_width = Some(o.width);
@@ -248,7 +315,11 @@ pub fn run(o: &Options) -> Result<Summary, PublishError> {
         .spawn()
         .map_err(|e| PublishError::Ffmpeg(format!("cannot start {}: {e}", o.ffmpeg)))?;
     let mut child = ChildGuard(child);
-    let mut stdout = child.0.stdout.take().ok_or_else(|| PublishError::Ffmpeg("no stdout".into()))?;
+    let mut stdout = child
+        .0
+        .stdout
+        .take()
+        .ok_or_else(|| PublishError::Ffmpeg("no stdout".into()))?;
 
     let mut splitter = AuSplitter::new();
     let mut converter = Converter::new();
@@ -265,19 +336,29 @@ pub fn run(o: &Options) -> Result<Summary, PublishError> {
                 aus.push(au);
             }
             if splitter.buffered() > MAX_AU_BYTES {
-                return Err(PublishError::Bitstream("no access unit delimiter in 16 MiB of ffmpeg output".into()));
+                return Err(PublishError::Bitstream(
+                    "no access unit delimiter in 16 MiB of ffmpeg output".into(),
+                ));
             }
         }
         for au in aus {
             // Stamp when the access unit is complete, i.e. when it can first be sent.
-            let Some(tags) = converter.convert(&au, unix_us())? else { continue };
+            let Some(tags) = converter.convert(&au, unix_us())? else {
+                continue;
+            };
             let ts = RtmpTimestamp::new((summary.frames * 1000 / u64::from(o.fps)) as u32);
             if let Some(sh) = tags.sequence_header {
-                let r = client.session.publish_video_data(Bytes::from(sh), ts, false).map_err(rtmp_err)?;
+                let r = client
+                    .session
+                    .publish_video_data(Bytes::from(sh), ts, false)
+                    .map_err(rtmp_err)?;
                 client.send(r)?;
             }
             summary.bytes += tags.frame.len() as u64;
-            let r = client.session.publish_video_data(Bytes::from(tags.frame), ts, false).map_err(rtmp_err)?;
+            let r = client
+                .session
+                .publish_video_data(Bytes::from(tags.frame), ts, false)
+                .map_err(rtmp_err)?;
             client.send(r)?;
             summary.frames += 1;
             summary.keyframes += u64::from(tags.keyframe);

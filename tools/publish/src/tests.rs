@@ -3,7 +3,10 @@
 use crate::annexb::{nal_type, split_nals, AuSplitter, NAL_AUD, NAL_IDR, NAL_PPS, NAL_SPS};
 use crate::avcc::avc_decoder_config;
 use crate::convert::Converter;
-use crate::sei::{add_emulation_prevention, parse_timestamp_sei, remove_emulation_prevention, write_timestamp_sei, SEI_UUID};
+use crate::sei::{
+    add_emulation_prevention, parse_timestamp_sei, remove_emulation_prevention,
+    write_timestamp_sei, SEI_UUID,
+};
 use crate::url::RtmpUrl;
 
 /// 6 frames of `testsrc2=size=160x96`, libx264 baseline, `-g 3`, `aud=1`, captured with the
@@ -32,11 +35,21 @@ fn emulation_prevention_vectors() {
 #[test]
 fn sei_round_trip_with_emulation_prevention() {
     // 0x0000_0000_0000_0102 has "00 00 00" and "00 00 01" inside: both need escaping.
-    for ts in [0x0000_0000_0000_0102u64, 0x0001_0000_0300_0000, 1_700_000_000_123_456, u64::MAX, 0] {
+    for ts in [
+        0x0000_0000_0000_0102u64,
+        0x0001_0000_0300_0000,
+        1_700_000_000_123_456,
+        u64::MAX,
+        0,
+    ] {
         let mut nal = Vec::new();
         write_timestamp_sei(ts, &mut nal);
         assert_eq!(nal[0], 0x06);
-        assert!(!nal.windows(3).any(|w| w[0] == 0 && w[1] == 0 && w[2] <= 3 && w[2] != 3), "{nal:02x?}");
+        assert!(
+            !nal.windows(3)
+                .any(|w| w[0] == 0 && w[1] == 0 && w[2] <= 3 && w[2] != 3),
+            "{nal:02x?}"
+        );
         assert_eq!(parse_timestamp_sei(&nal), Some(ts));
     }
     let mut nal = Vec::new();
@@ -50,7 +63,11 @@ fn sei_round_trip_with_emulation_prevention() {
 #[test]
 fn sei_parser_rejects_others_and_garbage() {
     let x264_sei = split_nals(FIXTURE).find(|n| nal_type(n) == 6).unwrap();
-    assert_eq!(parse_timestamp_sei(x264_sei), None, "x264's own SEI has another UUID");
+    assert_eq!(
+        parse_timestamp_sei(x264_sei),
+        None,
+        "x264's own SEI has another UUID"
+    );
     let mut nal = Vec::new();
     write_timestamp_sei(42, &mut nal);
     for cut in 0..nal.len() - 1 {
@@ -65,7 +82,11 @@ fn split_real_ffmpeg_output() {
     let types: Vec<u8> = split_nals(FIXTURE).map(nal_type).collect();
     assert_eq!(types, [9, 7, 8, 6, 5, 9, 1, 9, 1, 9, 7, 8, 5, 9, 1, 9, 1]);
     let sps = split_nals(FIXTURE).nth(1).unwrap();
-    assert_eq!(&sps[..4], &[0x67, 0x42, 0xc0, 0x0d], "baseline profile 66, level 1.3");
+    assert_eq!(
+        &sps[..4],
+        &[0x67, 0x42, 0xc0, 0x0d],
+        "baseline profile 66, level 1.3"
+    );
 }
 
 #[test]
@@ -82,7 +103,11 @@ fn au_splitter_handles_any_chunking() {
         aus.extend(s.finish());
         assert_eq!(aus.len(), 6, "chunk {chunk}");
         let lens: Vec<usize> = aus.iter().map(Vec::len).collect();
-        assert!(aus.concat() == FIXTURE, "chunk {chunk}: bytes lost or duplicated: {lens:?} total {}", FIXTURE.len());
+        assert!(
+            aus.concat() == FIXTURE,
+            "chunk {chunk}: bytes lost or duplicated: {lens:?} total {}",
+            FIXTURE.len()
+        );
         for au in &aus {
             assert_eq!(nal_type(split_nals(au).next().unwrap()), NAL_AUD);
             assert_eq!(split_nals(au).filter(|n| nal_type(n) == NAL_AUD).count(), 1);
@@ -97,11 +122,17 @@ fn avc_decoder_configuration_record_layout() {
     let rec = avc_decoder_config(&sps, &pps).unwrap();
     assert_eq!(
         rec,
-        [1, 0x42, 0xc0, 0x1e, 0xff, 0xe1, 0, 5, 0x67, 0x42, 0xc0, 0x1e, 0xaa, 1, 0, 4, 0x68, 0xce, 0x3c, 0x80]
+        [
+            1, 0x42, 0xc0, 0x1e, 0xff, 0xe1, 0, 5, 0x67, 0x42, 0xc0, 0x1e, 0xaa, 1, 0, 4, 0x68,
+            0xce, 0x3c, 0x80
+        ]
     );
     // The server's parser agrees.
     let parsed = rts_rtmp::flv::AvcConfig::parse(&rec).unwrap();
-    assert_eq!((parsed.profile, parsed.level, parsed.nal_length_size), (66, 0x1e, 4));
+    assert_eq!(
+        (parsed.profile, parsed.level, parsed.nal_length_size),
+        (66, 0x1e, 4)
+    );
     assert_eq!(parsed.sps, vec![sps.to_vec()]);
     assert_eq!(parsed.pps, vec![pps.to_vec()]);
     assert!(avc_decoder_config(&[0x67, 1], &pps).is_err());
@@ -124,14 +155,25 @@ fn converter_inserts_sei_before_slice_and_sends_header_once() {
         assert_eq!(tags.keyframe, i % 3 == 0);
         assert_eq!(tags.frame[0], if tags.keyframe { 0x17 } else { 0x27 });
         assert_eq!(&tags.frame[1..5], &[1, 0, 0, 0]);
-        let nals = rts_rtmp::flv::AvccNalus::new(&tags.frame[5..], 4).collect::<Result<Vec<_>, _>>().unwrap();
+        let nals = rts_rtmp::flv::AvccNalus::new(&tags.frame[5..], 4)
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
         let types: Vec<u8> = nals.iter().map(|n| nal_type(n)).collect();
         let first_slice = types.iter().position(|&t| t == 1 || t == NAL_IDR).unwrap();
-        assert_eq!(parse_timestamp_sei(nals[first_slice - 1]), Some(1_000 + i as u64), "{types:?}");
+        assert_eq!(
+            parse_timestamp_sei(nals[first_slice - 1]),
+            Some(1_000 + i as u64),
+            "{types:?}"
+        );
         assert_eq!(nals.len(), split_nals(au).count() + 1);
-        assert!(types.contains(&NAL_SPS) == tags.keyframe && types.contains(&NAL_PPS) == tags.keyframe);
+        assert!(
+            types.contains(&NAL_SPS) == tags.keyframe && types.contains(&NAL_PPS) == tags.keyframe
+        );
     }
-    assert_eq!(headers, 1, "SPS/PPS repeat unchanged on the second IDR: no second header");
+    assert_eq!(
+        headers, 1,
+        "SPS/PPS repeat unchanged on the second IDR: no second header"
+    );
     // No SPS/PPS seen yet: nothing a decoder could use.
     let mut fresh = Converter::new();
     assert_eq!(fresh.convert(&aus[1], 0).unwrap(), None);
@@ -140,11 +182,33 @@ fn converter_inserts_sei_before_slice_and_sends_header_once() {
 #[test]
 fn urls() {
     let u = RtmpUrl::parse("rtmp://127.0.0.1:1936/live/s?auth_key=abc").unwrap();
-    assert_eq!((u.host.as_str(), u.port, u.app.as_str(), u.stream_key.as_str()), ("127.0.0.1", 1936, "live", "s?auth_key=abc"));
+    assert_eq!(
+        (
+            u.host.as_str(),
+            u.port,
+            u.app.as_str(),
+            u.stream_key.as_str()
+        ),
+        ("127.0.0.1", 1936, "live", "s?auth_key=abc")
+    );
     assert_eq!(u.tc_url(), "rtmp://127.0.0.1:1936/live");
     let u = RtmpUrl::parse("rtmp://[::1]/a/b/c").unwrap();
-    assert_eq!((u.host.as_str(), u.port, u.app.as_str(), u.stream_key.as_str()), ("::1", 1935, "a/b", "c"));
-    for bad in ["http://x/a/b", "rtmp://x/a", "rtmp://x:y/a/b", "rtmp://x/a/", "rtmp://[::1/a/b"] {
+    assert_eq!(
+        (
+            u.host.as_str(),
+            u.port,
+            u.app.as_str(),
+            u.stream_key.as_str()
+        ),
+        ("::1", 1935, "a/b", "c")
+    );
+    for bad in [
+        "http://x/a/b",
+        "rtmp://x/a",
+        "rtmp://x:y/a/b",
+        "rtmp://x/a/",
+        "rtmp://[::1/a/b",
+    ] {
         assert!(RtmpUrl::parse(bad).is_err(), "{bad}");
     }
 }

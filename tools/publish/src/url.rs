@@ -19,8 +19,12 @@ impl RtmpUrl {
     /// Parses a publish URL; the last path segment is the stream, the rest the app.
     pub fn parse(url: &str) -> Result<Self, PublishError> {
         let bad = |why: &str| PublishError::Url(format!("{url}: {why}"));
-        let rest = url.strip_prefix("rtmp://").ok_or_else(|| bad("must start with rtmp://"))?;
-        let (authority, path) = rest.split_once('/').ok_or_else(|| bad("missing /app/stream"))?;
+        let rest = url
+            .strip_prefix("rtmp://")
+            .ok_or_else(|| bad("must start with rtmp://"))?;
+        let (authority, path) = rest
+            .split_once('/')
+            .ok_or_else(|| bad("missing /app/stream"))?;
         // `[v6]:port`, `[v6]`, `host:port` or `host`.
         let (host, port) = match authority.strip_prefix('[') {
             Some(v6) => {
@@ -40,7 +44,9 @@ impl RtmpUrl {
             Some((p, q)) => (p, Some(q)),
             None => (path, None),
         };
-        let (app, stream) = path_only.rsplit_once('/').ok_or_else(|| bad("missing stream name"))?;
+        let (app, stream) = path_only
+            .rsplit_once('/')
+            .ok_or_else(|| bad("missing stream name"))?;
         if host.is_empty() || app.is_empty() || stream.is_empty() {
             return Err(bad("empty host, app or stream"));
         }
@@ -48,7 +54,12 @@ impl RtmpUrl {
             Some(q) => format!("{stream}?{q}"),
             None => stream.to_string(),
         };
-        Ok(Self { host: host.to_string(), port, app: app.to_string(), stream_key })
+        Ok(Self {
+            host: host.to_string(),
+            port,
+            app: app.to_string(),
+            stream_key,
+        })
     }
 
     /// The `tcUrl` sent in `connect`: `rtmp://host:port/app`.

@@ -1,0 +1,286 @@
+//! Fan-out cost per viewer-packet: the naive path (a fresh buffer, SRTP and
+//! one `sendto` per packet) against the shipped path (`rts_dataplane::fanout`:
+//! header rewrite + SRTP into a reused GSO batch, one `sendmsg` per frame),
+//! side by side in one run, to a NIC-like sink (an `ifb` device in a private
+//! network namespace: it counts and drops what it is sent) and to loopback.
+//!
+//! Workload per viewer-second (a 2 Mbit/s stream with audio): 30 video frames
+//! of 7 packets (1,200-byte payloads) + 50 Opus packets (100 bytes); every
+//! viewer has its own AES-128-GCM key. Run: `cargo bench -p rts-benches --bench fanout`
+//! (root is needed for the namespace; without it only loopback runs).
+//! Options via env: RTS_BENCH_VIEWERS (default 1000), RTS_BENCH_SECONDS
+//! (simulated media seconds, default 2), RTS_BENCH_THREADS (default 2: the
+//! scaling run uses 1 and this many shards).
+
+use bytes::Bytes;
+use rts_dataplane::fanout::send_items;
+use rts_dataplane::session::{Media, TrackOut};
+use rts_dataplane::stream::Kind;
+use rts_dataplane::udp::{GsoBatch, UdpSender};
+use rts_srtp::{Profile, SrtpContext};
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const VIDEO_PACKETS_PER_FRAME: usize = 7;
+const FPS: usize = 30;
+const AUDIO_PER_S: usize = 50;
+const PACKETS_PER_VIEWER_S: usize = FPS * VIDEO_PACKETS_PER_FRAME + AUDIO_PER_S;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn ip(args: &[&str]) -> bool {
+    Command::new("ip").args(args).status().is_ok_and(|s| s.success())
+}
+
+/// A private namespace with `lo` up and an ifb device at 10.201.0.1/24.
+/// Sends to 10.201.0.2 leave through ifb (no ARP; dropped and counted).
+fn enter_bench_netns() -> bool {
+    // SAFETY: unshare only changes this thread's (and its children's) netns.
+    if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+        return false;
+    }
+    ip(&["link", "set", "lo", "up"])
+        && ip(&["link", "add", "rtsifb0", "type", "ifb"])
+        && ip(&["addr", "add", "10.201.0.1/24", "dev", "rtsifb0"])
+        && ip(&["link", "set", "rtsifb0", "txqueuelen", "10000"])
+        && ip(&["link", "set", "rtsifb0", "up"])
+}
+
+/// Packets the ifb device received (and dropped). Read from this thread's
+/// namespace view (/proc/thread-self/net/dev), not sysfs, which shows the
+/// namespace sysfs was mounted in.
+fn ifb_packets() -> u64 {
+    let text = std::fs::read_to_string("/proc/thread-self/net/dev").unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("rtsifb0:"))
+        .and_then(|rest| rest.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: out-pointer to a live timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+struct Viewer {
+    media: Media,
+    dst: SocketAddrV4,
+}
+
+fn make_viewers(n: usize, dst_ip: Ipv4Addr, base_port: u16) -> Vec<Viewer> {
+    (0..n)
+        .map(|i| {
+            let key: Vec<u8> = (0..16).map(|b| (i * 31 + b) as u8).collect();
+            let salt: Vec<u8> = (0..12).map(|b| (i * 7 + b) as u8).collect();
+            let p = Profile::AeadAes128Gcm;
+            Viewer {
+                media: Media {
+                    tx: SrtpContext::new(p, &key, &salt).expect("srtp"),
+                    rx: SrtpContext::new(p, &key, &salt).expect("srtp"),
+                    profile: p,
+                    video: TrackOut::new(Some(102), 0x1111, Kind::Video),
+                    audio: TrackOut::new(Some(111), 0x2222, Kind::Audio),
+                    pending: Default::default(),
+                    bytes_out: 0,
+                    packets_out: 0,
+                },
+                dst: SocketAddrV4::new(dst_ip, base_port.wrapping_add((i % 1000) as u16)),
+            }
+        })
+        .collect()
+}
+
+/// Shared packets of one simulated second: 30 frames of 7 video packets and
+/// 50 audio packets, as the shard's packetizers produce them.
+fn media_second() -> (Vec<Vec<Bytes>>, Vec<Bytes>) {
+    let mut seq = 0u16;
+    let mut frames = Vec::new();
+    for f in 0..FPS {
+        let mut pkts = Vec::new();
+        for k in 0..VIDEO_PACKETS_PER_FRAME {
+            let mut p = vec![0u8; 12 + 1200];
+            rts_rtp::write_rtp_header(&mut p, k + 1 == VIDEO_PACKETS_PER_FRAME, 96, seq, (f * 3000) as u32, 0xAAAA);
+            seq = seq.wrapping_add(1);
+            pkts.push(Bytes::from(p));
+        }
+        frames.push(pkts);
+    }
+    let audio = (0..AUDIO_PER_S)
+        .map(|i| {
+            let mut p = vec![0u8; 12 + 100];
+            rts_rtp::write_rtp_header(&mut p, true, 111, i as u16, (i * 960) as u32, 0xBBBB);
+            Bytes::from(p)
+        })
+        .collect();
+    (frames, audio)
+}
+
+struct Run {
+    packets: u64,
+    send_errors: u64,
+    wall: Duration,
+    cpu: Duration,
+}
+
+impl Run {
+    fn ns_per_packet(&self) -> f64 {
+        self.cpu.as_nanos() as f64 / self.packets.max(1) as f64
+    }
+}
+
+/// The shipped path: per frame per viewer one `send_items` (GSO batch).
+fn run_shipped(viewers: &mut [Viewer], seconds: usize, gso: bool) -> Run {
+    let sock = UdpSocket::bind("0.0.0.0:0").expect("bind");
+    let _ = socket2::SockRef::from(&sock).set_send_buffer_size(8 << 20);
+    let mut sender = UdpSender::new(sock.as_raw_fd(), gso);
+    let mut batch = GsoBatch::with_capacity(70_000);
+    let (frames, audio) = media_second();
+    let (t0, c0) = (Instant::now(), thread_cpu());
+    let mut packets = 0u64;
+    for _ in 0..seconds {
+        for (f, frame) in frames.iter().enumerate() {
+            for v in viewers.iter_mut() {
+                send_items(&mut v.media, v.dst, None, frame.iter().map(|p| (Kind::Video, p)), &mut sender, &mut batch);
+                packets += frame.len() as u64;
+            }
+            // 50 audio packets per 30 frames: 5 frames carry 2, the others 1.
+            let n_audio = if f % 6 == 0 { 2 } else { 1 };
+            let start = (f * AUDIO_PER_S) / FPS;
+            for a in audio.iter().skip(start).take(n_audio) {
+                for v in viewers.iter_mut() {
+                    send_items(&mut v.media, v.dst, None, std::iter::once((Kind::Audio, a)), &mut sender, &mut batch);
+                    packets += 1;
+                }
+            }
+        }
+    }
+    Run { packets, send_errors: sender.stats.errors, wall: t0.elapsed(), cpu: thread_cpu() - c0 }
+}
+
+/// The naive path: for every packet a fresh buffer, SRTP, one `sendto`.
+fn run_naive(viewers: &mut [Viewer], seconds: usize) -> Run {
+    let sock = UdpSocket::bind("0.0.0.0:0").expect("bind");
+    let _ = socket2::SockRef::from(&sock).set_send_buffer_size(8 << 20);
+    let (frames, audio) = media_second();
+    let (t0, c0) = (Instant::now(), thread_cpu());
+    let mut packets = 0u64;
+    let mut send_errors = 0u64;
+    let mut send = |v: &mut Viewer, p: &Bytes| {
+        let mut buf = vec![0u8; p.len() + 16];
+        if let Ok(n) = v.media.tx.protect_rtp(&p[..12], &p[12..], &mut buf) {
+            if sock.send_to(&buf[..n], v.dst).is_err() {
+                send_errors += 1;
+            }
+        }
+    };
+    for _ in 0..seconds {
+        for (f, frame) in frames.iter().enumerate() {
+            for v in viewers.iter_mut() {
+                for p in frame {
+                    send(v, p);
+                    packets += 1;
+                }
+            }
+            let n_audio = if f % 6 == 0 { 2 } else { 1 };
+            let start = (f * AUDIO_PER_S) / FPS;
+            for a in audio.iter().skip(start).take(n_audio) {
+                for v in viewers.iter_mut() {
+                    send(v, a);
+                    packets += 1;
+                }
+            }
+        }
+    }
+    Run { packets, send_errors, wall: t0.elapsed(), cpu: thread_cpu() - c0 }
+}
+
+fn viewers_per_core(ns: f64) -> f64 {
+    1e9 / (ns * PACKETS_PER_VIEWER_S as f64)
+}
+
+fn report(sink: &str, naive: &Run, shipped: &Run) {
+    let (a, b) = (naive.ns_per_packet(), shipped.ns_per_packet());
+    println!("{sink:<10} naive    {a:>8.0} ns/viewer-packet  ({:>6.0} viewers/core)  wall {:?}", viewers_per_core(a), naive.wall);
+    println!("{sink:<10} shipped  {b:>8.0} ns/viewer-packet  ({:>6.0} viewers/core)  wall {:?}", viewers_per_core(b), shipped.wall);
+    println!("{sink:<10} ratio    shipped = 1/{:.2} of naive", a / b);
+}
+
+fn main() {
+    // `cargo bench` passes --bench; `cargo test --benches` passes nothing useful.
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let n = env_usize("RTS_BENCH_VIEWERS", 1000);
+    let seconds = env_usize("RTS_BENCH_SECONDS", 2);
+    let threads = env_usize("RTS_BENCH_THREADS", 2);
+    let pin = |core: usize| core_affinity::set_for_current(core_affinity::CoreId { id: core });
+    pin(0);
+    println!("fan-out bench: {n} viewers x {seconds} media-s; per viewer-second {PACKETS_PER_VIEWER_S} packets (30x7 video + 50 audio), AES-128-GCM per viewer");
+    println!("cost = thread CPU time / viewer-packets; viewers/core = 1e9 / (cost x {PACKETS_PER_VIEWER_S})");
+
+    let have_ifb = enter_bench_netns();
+    if have_ifb {
+        let mut v = make_viewers(n, Ipv4Addr::new(10, 201, 0, 2), 9000);
+        let before = ifb_packets();
+        let naive = run_naive(&mut v, seconds);
+        let mid = ifb_packets();
+        let shipped = run_shipped(&mut v, seconds, true);
+        let after = ifb_packets();
+        report("ifb", &naive, &shipped);
+        println!(
+            "ifb        datagrams seen by the device: naive {} of {} ({} send errors), shipped {} of {} ({} send errors)",
+            mid - before,
+            naive.packets,
+            naive.send_errors,
+            after - mid,
+            shipped.packets,
+            shipped.send_errors
+        );
+        let nogso = run_shipped(&mut v, seconds, false);
+        println!("ifb        shipped, GSO forced off: {:.0} ns/viewer-packet", nogso.ns_per_packet());
+
+        // Scaling: the same per-shard work on 1 and on `threads` pinned
+        // threads at once (threads inherit this thread's namespace).
+        let one = shipped.packets as f64 / shipped.wall.as_secs_f64();
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(threads));
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let barrier = barrier.clone();
+                std::thread::spawn(move || {
+                    core_affinity::set_for_current(core_affinity::CoreId { id: t });
+                    let mut v = make_viewers(n, Ipv4Addr::new(10, 201, 0, 2), 9000);
+                    barrier.wait();
+                    run_shipped(&mut v, seconds, true)
+                })
+            })
+            .collect();
+        let runs: Vec<Run> = handles.into_iter().filter_map(|h| h.join().ok()).collect();
+        let total: u64 = runs.iter().map(|r| r.packets).sum();
+        let wall = runs.iter().map(|r| r.wall).max().unwrap_or_default();
+        let many = total as f64 / wall.as_secs_f64();
+        println!(
+            "scaling    1 shard {:.2} Mpkt/s, {threads} shards {:.2} Mpkt/s: x{:.2}",
+            one / 1e6,
+            many / 1e6,
+            many / one
+        );
+    } else {
+        println!("ifb sink unavailable (needs root and the ifb module): loopback only");
+    }
+
+    // Loopback: a receiver socket per destination port, never read (the
+    // kernel drops at its full buffer, as it would for a slow client).
+    let receivers: Vec<UdpSocket> = (0..n.min(1000)).map(|i| UdpSocket::bind(("127.0.0.1", 20000 + i as u16)).expect("bind receiver")).collect();
+    let mut v = make_viewers(n, Ipv4Addr::LOCALHOST, 20000);
+    let naive = run_naive(&mut v, seconds);
+    let shipped = run_shipped(&mut v, seconds, true);
+    report("loopback", &naive, &shipped);
+    drop(receivers);
+}
