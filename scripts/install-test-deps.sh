@@ -1,14 +1,18 @@
 #!/bin/sh
 # Installs what the integration tests need (ffmpeg, headless Chromium, iproute2 for
-# network namespaces, OpenSSL headers for the build) from the distribution's apt
+# network namespaces, OpenSSL headers for the build, libopus and FFmpeg/libx264
+# headers plus clang for rts-transcode's bindings) from the distribution's apt
 # repositories. Idempotent: when everything is installed it touches nothing, not even
 # `apt-get update`. Debian/Ubuntu only; needs root (or sudo).
 set -eu
 
-PACKAGES="ffmpeg chromium iproute2 libssl-dev pkg-config ca-certificates"
-# --build-only: just what compiling rts needs (OpenSSL headers for DTLS).
+# rts-transcode: libopus-dev (Opus encoder), libav*-dev (h264 decoder, libx264 encoder;
+# Debian's libavcodec links libx264), clang + libclang-dev (bindgen in ffmpeg-sys-next).
+TRANSCODE_PACKAGES="libopus-dev libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev clang libclang-dev"
+PACKAGES="ffmpeg chromium iproute2 libssl-dev pkg-config ca-certificates $TRANSCODE_PACKAGES"
+# --build-only: just what compiling rts needs (OpenSSL headers for DTLS, transcoding libraries).
 if [ "${1:-}" = "--build-only" ]; then
-    PACKAGES="libssl-dev pkg-config ca-certificates"
+    PACKAGES="libssl-dev pkg-config ca-certificates $TRANSCODE_PACKAGES"
 fi
 
 installed() {

@@ -103,3 +103,21 @@ fn serve_restarts_control() -> Result<()> {
     let _second = rig.play("live", "sv", "", 30)?;
     Ok(())
 }
+
+/// The one-datagram-per-sendmsg fallback (no UDP GSO) delivers the same
+/// media: forced off by config, as on a kernel or device without GSO.
+#[test]
+fn plays_with_gso_forced_off() -> Result<()> {
+    let rig = Rig::start(Mode::Serve, "[dataplane]\ndisable_gso = true\n")?;
+    let _publisher = rig.publish("live/nogso")?;
+    rig.wait_live("live", "nogso", Duration::from_secs(20))?;
+    let _chrome = rig.play("live", "nogso", "", 60)?;
+    let api = rig.api()?;
+    for shard in api["shards"].as_array().into_iter().flatten() {
+        assert_eq!(shard["gso"], false, "GSO must be off: {shard}");
+    }
+    let sends: u64 = api["shards"].as_array().into_iter().flatten().map(|s| s["counters"]["udp_sends"].as_u64().unwrap_or(0)).sum();
+    let datagrams: u64 = api["shards"].as_array().into_iter().flatten().map(|s| s["counters"]["udp_datagrams_out"].as_u64().unwrap_or(0)).sum();
+    assert_eq!(sends, datagrams, "without GSO every datagram is its own sendmsg");
+    Ok(())
+}

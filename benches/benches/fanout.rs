@@ -150,9 +150,9 @@ fn run_shipped(viewers: &mut [Viewer], seconds: usize, gso: bool) -> Run {
                 send_items(&mut v.media, v.dst, None, frame.iter().map(|p| (Kind::Video, p)), &mut sender, &mut batch);
                 packets += frame.len() as u64;
             }
-            // 50 audio packets per 30 frames: 5 frames carry 2, the others 1.
-            let n_audio = if f % 6 == 0 { 2 } else { 1 };
+            // 50 audio packets per 30 frames, spread evenly.
             let start = (f * AUDIO_PER_S) / FPS;
+            let n_audio = ((f + 1) * AUDIO_PER_S) / FPS - start;
             for a in audio.iter().skip(start).take(n_audio) {
                 for v in viewers.iter_mut() {
                     send_items(&mut v.media, v.dst, None, std::iter::once((Kind::Audio, a)), &mut sender, &mut batch);
@@ -188,8 +188,8 @@ fn run_naive(viewers: &mut [Viewer], seconds: usize) -> Run {
                     packets += 1;
                 }
             }
-            let n_audio = if f % 6 == 0 { 2 } else { 1 };
             let start = (f * AUDIO_PER_S) / FPS;
+            let n_audio = ((f + 1) * AUDIO_PER_S) / FPS - start;
             for a in audio.iter().skip(start).take(n_audio) {
                 for v in viewers.iter_mut() {
                     send(v, a);
