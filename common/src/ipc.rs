@@ -130,6 +130,12 @@ pub struct StreamStats {
     pub latency_us_p99: u32,
     pub latency_us_max: u32,
     pub latency_samples: u64,
+    /// Delay added by the transcoder (input frame arrival -> output ready).
+    pub audio_transcode_us_p50: u32,
+    pub audio_transcode_us_p99: u32,
+    pub video_transcode_us_p50: u32,
+    pub video_transcode_us_p99: u32,
+    pub transcoder_dropped: u64,
 }
 
 #[derive(Debug, thiserror::Error)]

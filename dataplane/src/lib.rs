@@ -8,6 +8,7 @@ pub mod relay;
 pub mod session;
 pub mod shard;
 pub mod stream;
+pub mod transcode;
 pub mod udp;
 pub mod uring;
 

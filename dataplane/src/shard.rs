@@ -185,6 +185,7 @@ impl Shard {
             if !self.catchup.is_empty() {
                 self.drain_catchup(now);
             }
+            self.poll_transcoders(now);
             if now.duration_since(self.last_housekeeping) >= Duration::from_millis(100) {
                 self.housekeeping(now);
             }
@@ -277,6 +278,7 @@ impl Shard {
                         if !s.subscribers.contains(&sub) {
                             s.subscribers.push(sub);
                         }
+                        s.update_transcoder();
                         Some((s.gop_cache().to_vec(), s.anchor))
                     }
                     _ => None,
@@ -292,6 +294,7 @@ impl Shard {
             RelayMsg::Unsubscribe { key, from: sub } => {
                 if let Some(s) = self.streams.get_mut(&key) {
                     s.subscribers.retain(|&x| x != sub);
+                    s.update_transcoder();
                 }
                 self.drop_stream_if_unused(&key);
             }
@@ -522,10 +525,12 @@ impl Shard {
                 self.on_video(&key, timestamp_ms, &data, received_at);
                 true
             }
-            RtmpEvent::Audio { data, .. } => {
+            RtmpEvent::Audio { timestamp_ms, data } => {
                 if let Some(key) = self.conns.get(idx).and_then(|c| c.publishing.as_ref()) {
                     if let Some(s) = self.streams.get_mut(key) {
-                        s.bytes_in += data.len() as u64;
+                        if s.on_audio(timestamp_ms, &data, received_at) {
+                            s.update_transcoder();
+                        }
                     }
                 }
                 true
@@ -597,6 +602,40 @@ impl Shard {
         if !stream.viewers.is_empty() {
             let us = received_at.elapsed().as_micros().min(u32::MAX as u128) as u32;
             stream.latency.record(us);
+        }
+    }
+
+    /// Fans out what the transcoder workers produced (Opus audio, re-encoded
+    /// video) and relays it to replicating shards.
+    fn poll_transcoders(&mut self, now: Instant) {
+        let Shard { streams, sessions, sender, batch, mesh, id, counters, packets, .. } = self;
+        for (key, stream) in streams.iter_mut() {
+            if stream.transcoder.is_none() {
+                continue;
+            }
+            while let Some(out) = stream.transcoder.as_mut().and_then(|t| t.poll(now)) {
+                packets.clear();
+                let (kind, keyframe) = match out {
+                    crate::transcode::Transcoded::Opus { data, rtp_ts, .. } => {
+                        packets.push(stream.on_opus(&data, rtp_ts));
+                        (Kind::Audio, false)
+                    }
+                    crate::transcode::Transcoded::Video { nalus, pts_ms, keyframe, .. } => {
+                        stream.on_reencoded(&nalus, pts_ms, keyframe, now, packets);
+                        (Kind::Video, keyframe)
+                    }
+                };
+                if packets.is_empty() {
+                    continue;
+                }
+                stream.bytes_out += fan_out(stream, sessions, kind, packets, sender, batch);
+                for &sub in &stream.subscribers {
+                    let msg = RelayMsg::Packets { key: key.clone(), kind, packets: packets.clone(), keyframe, anchor: stream.anchor };
+                    if mesh.send(*id, sub, msg).is_err() {
+                        counters.relay_dropped += 1;
+                    }
+                }
+            }
         }
     }
 
@@ -723,7 +762,14 @@ impl Shard {
             for p in pkts {
                 match p {
                     rts_rtp::rtcp::RtcpPacket::Nack { .. } => self.counters.nacks_in += 1,
-                    rts_rtp::rtcp::RtcpPacket::Pli { .. } | rts_rtp::rtcp::RtcpPacket::Fir { .. } => self.counters.plis_in += 1,
+                    rts_rtp::rtcp::RtcpPacket::Pli { .. } | rts_rtp::rtcp::RtcpPacket::Fir { .. } => {
+                        self.counters.plis_in += 1;
+                        // Only a re-encoded stream can make a keyframe on demand.
+                        let key = &self.sessions[idx].stream;
+                        if let Some(t) = self.streams.get_mut(key).and_then(|s| s.transcoder.as_mut()) {
+                            t.request_keyframe();
+                        }
+                    }
                     _ => {}
                 }
             }
@@ -827,6 +873,7 @@ impl Shard {
                         let old = std::mem::replace(&mut self.sessions[idx].stream, key.clone());
                         if let Some(s) = self.streams.get_mut(&old) {
                             s.viewers.retain(|&v| v != idx);
+                            s.update_transcoder();
                         }
                         self.drop_stream_if_unused(&old);
                         if let Some(m) = self.sessions[idx].media.as_mut() {
@@ -876,6 +923,9 @@ impl Shard {
                 self.subscribe(key, h);
             }
         }
+        if let Some(s) = self.streams.get_mut(key) {
+            s.update_transcoder();
+        }
         let Some(stream) = self.streams.get(key) else { return };
         if let Some(m) = self.sessions[idx].media.as_mut() {
             m.pending.extend(stream.gop_cache().iter().cloned());
@@ -894,6 +944,7 @@ impl Shard {
         }
         if let Some(stream) = self.streams.get_mut(&s.stream) {
             stream.viewers.retain(|&v| v != idx);
+            stream.update_transcoder();
         }
         self.catchup.retain(|&v| v != idx);
         self.drop_stream_if_unused(&s.stream);
@@ -953,6 +1004,12 @@ impl Shard {
                 tracing::info!(shard = self.id, stream = %key, viewers = s.viewers.len(), frames = s.video_frames,
                     server_latency_p50_us = l.p50_us, server_latency_p99_us = l.p99_us, server_latency_max_us = l.max_us,
                     "stream stats");
+                if let Some(t) = &s.transcoder {
+                    let (a, v) = (t.audio_delay.summary(), t.video_delay.summary());
+                    tracing::info!(shard = self.id, stream = %key, audio_added_p50_us = a.p50_us, audio_added_p99_us = a.p99_us,
+                        video_added_p50_us = v.p50_us, video_added_p99_us = v.p99_us, dropped = t.dropped_jobs, errors = t.errors,
+                        "transcoder delay");
+                }
             }
         }
     }
@@ -1035,6 +1092,11 @@ impl Shard {
                     latency_us_p99: l.p99_us,
                     latency_us_max: l.max_us,
                     latency_samples: l.samples,
+                    audio_transcode_us_p50: s.transcoder.as_ref().map_or(0, |t| t.audio_delay.summary().p50_us),
+                    audio_transcode_us_p99: s.transcoder.as_ref().map_or(0, |t| t.audio_delay.summary().p99_us),
+                    video_transcode_us_p50: s.transcoder.as_ref().map_or(0, |t| t.video_delay.summary().p50_us),
+                    video_transcode_us_p99: s.transcoder.as_ref().map_or(0, |t| t.video_delay.summary().p99_us),
+                    transcoder_dropped: s.transcoder.as_ref().map_or(0, |t| t.dropped_jobs),
                 }
             })
             .collect();

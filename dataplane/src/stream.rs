@@ -8,8 +8,9 @@
 //! packetizers live as long as the stream has a publisher or viewers).
 
 use crate::latency::LatencyWindow;
+use crate::transcode::StreamTranscoder;
 use bytes::Bytes;
-use rts_rtmp::flv::{self, AvcConfig, VideoTag};
+use rts_rtmp::flv::{self, AudioTag, AvcConfig, VideoTag};
 use rts_rtp::h264::{self, H264Packetizer};
 use std::time::Instant;
 
@@ -67,6 +68,10 @@ pub struct Stream {
     pub aac_config: Option<Bytes>,
     /// Set when the source has B-frames (composition time != 0).
     pub saw_b_frames: bool,
+    /// Raw AVCDecoderConfigurationRecord (for the re-encoder).
+    pub avc_record: Option<Bytes>,
+    /// AAC -> Opus / B-frame re-encode worker, while WebRTC viewers need it.
+    pub transcoder: Option<StreamTranscoder>,
     /// Replica: the home shard this stream's packets come from.
     pub home: Option<usize>,
     /// Home: shards that replicate this stream for their viewers.
@@ -120,6 +125,8 @@ impl Stream {
             audio_octets: 0,
             aac_config: None,
             saw_b_frames: false,
+            avc_record: None,
+            transcoder: None,
             home: None,
             subscribers: Vec::new(),
         }
@@ -188,6 +195,11 @@ impl Stream {
                     self.gop_valid = false;
                 }
                 self.avc = Some(cfg);
+                let record = data.slice(5.min(data.len())..);
+                if let Some(t) = self.transcoder.as_mut().filter(|t| t.video) {
+                    t.send(rts_transcode::Job::VideoConfig(record.clone()));
+                }
+                self.avc_record = Some(record);
                 Ok(VideoOutcome::Nothing)
             }
             VideoTag::AvcNalus { composition_time_ms, data, .. } => {
@@ -195,8 +207,10 @@ impl Stream {
                     // Frames before the sequence header cannot be decoded.
                     return Ok(VideoOutcome::Nothing);
                 };
-                if composition_time_ms != 0 {
+                if composition_time_ms != 0 && !self.saw_b_frames {
                     self.saw_b_frames = true;
+                    tracing::info!(stream = %Stream::key(&self.app, &self.name), "B-frames detected (composition time != 0): WebRTC viewers get a baseline re-encode");
+                    self.update_transcoder();
                 }
                 let mut nalus: Vec<&[u8]> = Vec::with_capacity(8);
                 for n in h264::avcc_nalus(&data, length_size) {
@@ -207,6 +221,12 @@ impl Stream {
                 }
                 let keyframe = h264::is_keyframe(&nalus);
                 let dts = self.stream_time(timestamp_ms);
+                if let Some(t) = self.transcoder.as_mut().filter(|t| t.video) {
+                    // B-frames: viewers get the re-encoded stream instead.
+                    t.video_frame(data.clone(), dts, composition_time_ms, now);
+                    self.video_frames += 1;
+                    return Ok(VideoOutcome::Nothing);
+                }
                 let pts = dts + composition_time_ms as i64;
                 let rtp_ts = (pts.max(0) as u64).wrapping_mul(90) as u32;
                 let Some(cfg) = self.avc.as_ref() else { return Ok(VideoOutcome::Nothing) };
@@ -230,6 +250,83 @@ impl Stream {
             }
             VideoTag::AvcEndOfSequence | VideoTag::Unsupported { .. } => Ok(VideoOutcome::Nothing),
         }
+    }
+
+    /// One FLV audio tag body. Returns true when the audio configuration
+    /// changed (the caller re-evaluates the transcoder).
+    pub fn on_audio(&mut self, timestamp_ms: u32, data: &Bytes, now: Instant) -> bool {
+        self.bytes_in += data.len() as u64;
+        match flv::parse_audio_tag(data) {
+            Ok(AudioTag::AacSequenceHeader { sample_rate, channels, .. }) => {
+                let asc = data.slice(2.min(data.len())..);
+                let changed = self.aac_config.as_ref() != Some(&asc);
+                if changed {
+                    tracing::info!(stream = %Stream::key(&self.app, &self.name), sample_rate, channels, "AAC sequence header");
+                    if let Some(t) = self.transcoder.as_mut().filter(|t| t.audio) {
+                        t.send(rts_transcode::Job::AudioConfig(asc.clone()));
+                    }
+                    self.aac_config = Some(asc);
+                }
+                changed
+            }
+            Ok(AudioTag::AacRaw(aac)) => {
+                let ms = self.stream_time(timestamp_ms);
+                if let Some(t) = self.transcoder.as_mut().filter(|t| t.audio) {
+                    t.audio_frame(aac, ms, now);
+                }
+                false
+            }
+            Ok(AudioTag::Other { .. }) | Err(_) => false,
+        }
+    }
+
+    /// Starts, restarts or stops the transcoder to match what the stream
+    /// needs: only while WebRTC viewers (local or replicas) exist, and only
+    /// for AAC audio and/or B-frame video.
+    pub fn update_transcoder(&mut self) {
+        let demand = !self.viewers.is_empty() || !self.subscribers.is_empty();
+        let audio = self.aac_config.is_some();
+        let video = self.saw_b_frames && self.avc_record.is_some();
+        if !demand || (!audio && !video) {
+            if self.transcoder.take().is_some() {
+                tracing::info!(stream = %Stream::key(&self.app, &self.name), "transcoder stopped");
+            }
+            return;
+        }
+        if self.transcoder.as_ref().is_some_and(|t| t.audio == audio && t.video == video) {
+            return;
+        }
+        let name = format!("rts-tx-{}", self.name.chars().take(8).collect::<String>());
+        match StreamTranscoder::spawn(&name, audio, video, self.aac_config.as_ref(), self.avc_record.as_ref()) {
+            Ok(t) => {
+                tracing::info!(stream = %Stream::key(&self.app, &self.name), aac_to_opus = audio, reencode_b_frames = video, "transcoder started");
+                self.transcoder = Some(t);
+            }
+            Err(e) => tracing::error!(stream = %Stream::key(&self.app, &self.name), error = %e, "cannot start transcoder"),
+        }
+    }
+
+    /// Packetizes one re-encoded (B-frame free) access unit.
+    pub fn on_reencoded(&mut self, nalus: &[Bytes], pts_ms: u64, keyframe: bool, now: Instant, out: &mut Vec<Bytes>) {
+        let Some(t) = self.transcoder.as_ref() else { return };
+        let refs: Vec<&[u8]> = nalus.iter().map(|n| n.as_ref()).collect();
+        let rtp_ts = pts_ms.wrapping_mul(90) as u32;
+        let first = out.len();
+        let sets = (t.sps.as_slice(), t.pps.as_slice());
+        if self.packetizer.packetize(rtp_ts, &refs, Some(sets), out).is_err() {
+            return;
+        }
+        let produced = &out[first..];
+        if keyframe {
+            self.gop.clear();
+            self.gop_valid = true;
+        }
+        self.cache(Kind::Video, produced);
+        for p in produced {
+            self.video_packets += 1;
+            self.video_octets += (p.len() - 12) as u64;
+        }
+        self.anchor = Some((now, pts_ms as i64));
     }
 
     /// Wraps one Opus packet (already in stream time, 48 kHz) as RTP.

@@ -347,45 +347,40 @@ fn worker_full_queue_returns_job_then_round_trips() {
 
     // Round trip: audio config + 1 s of AAC -> Opus; video config + frames -> H.264.
     let (asc, frames) = aac_tone(44_100, 2, 1);
-    let send = |j: Job| {
-        let mut j = j;
-        loop {
-            match w.try_send(j) {
-                Ok(()) => return,
-                Err(back) => {
-                    j = back;
-                    // Drain while waiting, as the shard would on its eventfd.
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-            }
-        }
-    };
     let mut got = Vec::new();
-    let pump = |got: &mut Vec<Output>| {
-        while let Some(o) = w.try_recv() {
-            got.push(o);
+    // Like the shard: never block; when the queue is full, drain outputs and retry.
+    let send = |j: Job, got: &mut Vec<Output>| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut j = j;
+        while let Err(back) = w.try_send(j) {
+            assert!(Instant::now() < deadline, "worker stuck");
+            j = back;
+            while let Some(o) = w.try_recv() {
+                got.push(o);
+            }
+            std::thread::sleep(Duration::from_millis(1));
         }
     };
-    send(Job::AudioConfig(Bytes::from(asc)));
+    send(Job::AudioConfig(Bytes::from(asc)), &mut got);
     for (n, f) in frames.iter().enumerate() {
         let timestamp_ms = (n as u64 * 1024 * 1000 / 44_100) as u32;
-        send(Job::Audio { aac: Bytes::from(f.clone()), timestamp_ms });
-        pump(&mut got);
+        send(Job::Audio { aac: Bytes::from(f.clone()), timestamp_ms }, &mut got);
     }
     let src = h264_flv("worker.flv", 1, &["-profile:v", "high", "-bf", "2"]);
-    send(Job::VideoConfig(Bytes::from(src.config.clone())));
+    send(Job::VideoConfig(Bytes::from(src.config.clone())), &mut got);
     for (n, (avcc, dts_ms, cts_ms, _)) in src.frames.iter().enumerate() {
-        send(Job::Video { avcc: Bytes::from(avcc.clone()), dts_ms: *dts_ms, cts_ms: *cts_ms });
+        send(Job::Video { avcc: Bytes::from(avcc.clone()), dts_ms: *dts_ms, cts_ms: *cts_ms }, &mut got);
         if n == 10 {
-            send(Job::RequestKeyframe);
+            send(Job::RequestKeyframe, &mut got);
         }
-        pump(&mut got);
     }
-    send(Job::Stop);
+    send(Job::Stop, &mut got);
     let n_video = src.frames.len();
     let mut rest = recv_until(&w, |g| g.iter().filter(|o| matches!(o, Output::Video(_))).count() + got.iter().filter(|o| matches!(o, Output::Video(_))).count() >= n_video - 2);
     got.append(&mut rest);
-    pump(&mut got);
+    while let Some(o) = w.try_recv() {
+        got.push(o);
+    }
     assert!(got.iter().all(|o| !matches!(o, Output::Error(_))), "unexpected error: {got:?}");
     let opus = got.iter().filter(|o| matches!(o, Output::Opus(_))).count();
     assert!((45..=60).contains(&opus), "{opus} Opus packets for 1 s");

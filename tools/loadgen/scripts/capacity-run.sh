@@ -1,0 +1,134 @@
+#!/bin/sh
+# Capacity run (issue 5, "done when" 1): `rts serve` pinned to one core with one shard,
+# a ~2 Mbit/s SEI-stamped publisher, and rts-loadgen pinned to another core, all in a
+# fresh network namespace. Prints the loadgen summary table, server CPU and writes
+# the JSON report.
+#
+#   tools/loadgen/scripts/capacity-run.sh            # 1000 viewers, ramp 200/s, 60 s
+#   VIEWERS=500 DURATION=30 tools/loadgen/scripts/capacity-run.sh
+#
+# Environment (defaults): VIEWERS=1000 RAMP=200 DURATION=60 VERIFY_SHARE=0.01
+# BITRATE=2M SERVER_CORE=0 LOADGEN_CORE=1 THREADS=1 (loadgen worker threads)
+# OUT=target/capacity-run (JSON report, logs) SKIP_BUILD=0 (1: use existing binaries)
+# LOADGEN_BIN=target/release/rts-loadgen (another build to compare).
+# Needs root (ip netns), ffmpeg, taskset.
+set -eu
+cd "$(dirname "$0")/../../.."
+
+VIEWERS=${VIEWERS:-1000}
+RAMP=${RAMP:-200}
+DURATION=${DURATION:-60}
+VERIFY_SHARE=${VERIFY_SHARE:-0.01}
+BITRATE=${BITRATE:-2M}
+SERVER_CORE=${SERVER_CORE:-0}
+LOADGEN_CORE=${LOADGEN_CORE:-1}
+THREADS=${THREADS:-1}
+OUT=${OUT:-target/capacity-run}
+SKIP_BUILD=${SKIP_BUILD:-0}
+LOADGEN_BIN=${LOADGEN_BIN:-}
+
+if [ "$SKIP_BUILD" != 1 ]; then
+    cargo build --release -p rts -p rts-loadgen -p rts-publish
+fi
+BIN=$(pwd)/target/release
+LOADGEN_BIN=${LOADGEN_BIN:-$BIN/rts-loadgen}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+
+NS="rts-cap-$$"
+IP=10.200.0.1
+SHM="/dev/shm/rts-cap-$$"
+CONF="$OUT/rts.toml"
+cat >"$CONF" <<EOF
+[webrtc]
+candidate_ip = "$IP"
+
+[dataplane]
+shards = 1
+cores = [$SERVER_CORE]
+shm_path = "$SHM"
+EOF
+
+SERVER_PID=""
+PUB_PID=""
+cleanup() {
+    [ -n "$PUB_PID" ] && kill "$PUB_PID" 2>/dev/null || true
+    [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null || true
+    sleep 0.5
+    [ -n "$SERVER_PID" ] && kill -9 "$SERVER_PID" 2>/dev/null || true
+    ip netns del "$NS" 2>/dev/null || true
+    rm -f "$SHM"
+}
+trap cleanup EXIT INT TERM
+
+ip netns add "$NS"
+nsx() { ip netns exec "$NS" "$@"; }
+nsx ip link set lo up
+nsx ip addr add "$IP/32" dev lo
+
+# utime + stime (clock ticks) of a pid, 0 when gone.
+ticks() {
+    if [ -r "/proc/$1/stat" ]; then
+        sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'
+    else
+        echo 0
+    fi
+}
+# The serve process and its direct children (the supervised control process).
+server_ticks() {
+    t=$(ticks "$SERVER_PID")
+    for c in $(cat "/proc/$SERVER_PID/task/"*/children 2>/dev/null); do
+        t=$((t + $(ticks "$c")))
+    done
+    echo "$t"
+}
+
+RUST_LOG=warn nsx taskset -c "$SERVER_CORE" "$BIN/rts" --config "$CONF" serve >"$OUT/server.log" 2>&1 &
+SERVER_PID=$!
+i=0
+until nsx curl -s -o /dev/null "http://$IP:8080/api/v1/streams"; do
+    i=$((i + 1))
+    if [ $i -gt 100 ]; then echo "capacity-run: server did not start" >&2; cat "$OUT/server.log" >&2; exit 1; fi
+    sleep 0.1
+done
+
+# The publisher (and its ffmpeg) share the server's core: the loadgen core stays clean.
+nsx taskset -c "$SERVER_CORE" "$BIN/rts-publish" --url "rtmp://$IP:1935/live/cap" --bitrate "$BITRATE" >"$OUT/publish.log" 2>&1 &
+PUB_PID=$!
+i=0
+until nsx curl -s "http://$IP:8080/api/v1/streams" | grep -q '"publishing":true'; do
+    i=$((i + 1))
+    if [ $i -gt 200 ]; then echo "capacity-run: stream not live" >&2; cat "$OUT/publish.log" >&2; exit 1; fi
+    sleep 0.1
+done
+sleep 2 # a couple of GOPs in the cache
+
+HZ=$(getconf CLK_TCK)
+S0=$(server_ticks)
+T0=$(date +%s.%N)
+# Steady state: server CPU from 5 s after the ramp ends to 5 s before the hold ends.
+STEADY_FROM=$(awk -v n="$VIEWERS" -v r="$RAMP" 'BEGIN { printf "%d", n / r + 5 }')
+STEADY_LEN=$(awk -v n="$VIEWERS" -v r="$RAMP" -v d="$DURATION" 'BEGIN { l = d - n / r - 10; if (l < 1) l = 1; printf "%d", l }')
+(
+    sleep "$STEADY_FROM"; a=$(server_ticks); ta=$(date +%s.%N)
+    sleep "$STEADY_LEN"; b=$(server_ticks); tb=$(date +%s.%N)
+    awk -v a="$a" -v b="$b" -v ta="$ta" -v tb="$tb" -v hz="$HZ" 'BEGIN {
+        printf "server cpu, steady hold: %.1f%% of one core over %.0f s\n", 100 * (b - a) / hz / (tb - ta), tb - ta }' >"$OUT/server-steady.txt"
+) &
+SAMPLER=$!
+set +e
+nsx taskset -c "$LOADGEN_CORE" "$LOADGEN_BIN" --url "http://$IP:8080/whep/live/cap" \
+    --viewers "$VIEWERS" --ramp "$RAMP" --duration "$DURATION" --verify-share "$VERIFY_SHARE" \
+    --threads "$THREADS" --quiet --json "$OUT/report.json"
+RC=$?
+set -e
+S1=$(server_ticks)
+T1=$(date +%s.%N)
+awk -v s0="$S0" -v s1="$S1" -v t0="$T0" -v t1="$T1" -v hz="$HZ" -v n="$VIEWERS" 'BEGIN {
+    cpu = (s1 - s0) / hz; wall = t1 - t0;
+    printf "server cpu: %.1f s over %.1f s wall = %.1f%% of one core (serve + control, incl. ramp/teardown)\n", cpu, wall, 100 * cpu / wall
+}' | tee "$OUT/server-cpu.txt"
+wait "$SAMPLER" 2>/dev/null || true
+cat "$OUT/server-steady.txt" 2>/dev/null | tee -a "$OUT/server-cpu.txt" || true
+echo "report: $OUT/report.json (loadgen exit $RC)"
+exit $RC
