@@ -45,6 +45,9 @@ pub struct WebrtcConfig {
     /// Seconds without a STUN consent check before a viewer is dropped
     /// (RFC 7675 says 30).
     pub consent_timeout_s: u64,
+    /// Start new viewers from the GOP cache (instant first frame). Off only
+    /// to measure the difference: viewers then wait for the next keyframe.
+    pub gop_cache: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -104,6 +107,7 @@ impl Default for WebrtcConfig {
             udp_bind_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             max_rtp_packet: 1200,
             consent_timeout_s: 30,
+            gop_cache: true,
         }
     }
 }

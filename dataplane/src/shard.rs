@@ -927,6 +927,9 @@ impl Shard {
             s.update_transcoder();
         }
         let Some(stream) = self.streams.get(key) else { return };
+        if !self.cfg.webrtc.gop_cache {
+            return;
+        }
         if let Some(m) = self.sessions[idx].media.as_mut() {
             m.pending.extend(stream.gop_cache().iter().cloned());
             if !m.pending.is_empty() && !self.catchup.contains(&idx) {

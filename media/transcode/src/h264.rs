@@ -74,6 +74,22 @@ pub fn avcc_to_annexb(avcc: &[u8], nal_length_size: usize, out: &mut Vec<u8>) ->
     Ok(())
 }
 
+/// Whether an AVCC frame contains an IDR slice (NAL type 5). Malformed framing
+/// simply ends the scan; `avcc_to_annexb` reports it.
+pub fn avcc_has_idr(avcc: &[u8], nal_length_size: usize) -> bool {
+    let mut pos = 0;
+    while let Some(len_bytes) = avcc.get(pos..pos + nal_length_size) {
+        let len = len_bytes.iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        pos += nal_length_size;
+        match avcc.get(pos) {
+            Some(h) if h & 0x1f == 5 => return true,
+            Some(_) => pos += len,
+            None => return false,
+        }
+    }
+    false
+}
+
 /// Splits an Annex B byte stream into NAL units (without start codes).
 pub fn split_annexb(data: &[u8]) -> Vec<&[u8]> {
     let mut nals = Vec::new();
@@ -331,6 +347,9 @@ mod tests {
         assert_eq!(split_annexb(&out), vec![&[0x65, 0xaa][..], &[0x41][..]]);
         assert!(avcc_to_annexb(&[0, 0, 0, 9, 0x65], 4, &mut out).is_err());
         assert!(avcc_to_annexb(&[0, 0], 4, &mut out).is_err());
+        assert!(avcc_has_idr(&avcc, 4));
+        assert!(!avcc_has_idr(&[0, 0, 0, 1, 0x41, 0, 0, 0, 1, 0x41], 4));
+        assert!(!avcc_has_idr(&[0, 0, 0, 200, 0x41], 4));
     }
 
     #[test]

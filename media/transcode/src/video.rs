@@ -15,7 +15,7 @@ use ff::format::Pixel;
 use ff::software::scaling;
 use ff::{codec, decoder, encoder, frame, picture, threading, Dictionary, Packet, Rational};
 
-use crate::h264::{avcc_to_annexb, parse_avc_config, split_annexb, AvcConfig};
+use crate::h264::{avcc_has_idr, avcc_to_annexb, parse_avc_config, split_annexb, AvcConfig};
 use crate::Error;
 
 /// Re-encode settings.
@@ -136,9 +136,10 @@ impl H264Reencoder {
     /// ready, in presentation order, to `out`.
     pub fn push(&mut self, avcc: &[u8], dts_ms: u32, cts_ms: i32, out: &mut Vec<EncodedFrame>) -> Result<(), Error> {
         self.annexb.clear();
-        if !self.sent_headers {
+        if !self.sent_headers || avcc_has_idr(avcc, self.config.nal_length_size) {
             // libavcodec's safe API has no extradata setter: in-band parameter sets
-            // before the first frame configure the decoder just as well.
+            // configure the decoder just as well. Repeating them before every IDR lets
+            // the decoder recover if garbage NAL units overwrote them.
             for set in self.config.sps.iter().chain(&self.config.pps) {
                 self.annexb.extend_from_slice(&[0, 0, 0, 1]);
                 self.annexb.extend_from_slice(set);

@@ -103,6 +103,10 @@ until nsx curl -s "http://$IP:8080/api/v1/streams" | grep -q '"publishing":true'
 done
 sleep 2 # a couple of GOPs in the cache
 
+# UDP counters of the namespace: RcvbufErrors = datagrams dropped at a full receive
+# buffer (the loadgen not keeping up), SndbufErrors = the server's sends refused.
+udp_counters() { nsx awk '/^Udp:/ { if (!h) { split($0, k); h = 1 } else { for (i = 2; i <= NF; i++) printf "%s=%s ", k[i], $i; print "" } }' /proc/net/snmp; }
+udp_counters >"$OUT/udp-before.txt"
 HZ=$(getconf CLK_TCK)
 S0=$(server_ticks)
 T0=$(date +%s.%N)
@@ -124,6 +128,9 @@ RC=$?
 set -e
 S1=$(server_ticks)
 T1=$(date +%s.%N)
+udp_counters >"$OUT/udp-after.txt"
+echo "udp before: $(cat "$OUT/udp-before.txt")"
+echo "udp after:  $(cat "$OUT/udp-after.txt")"
 awk -v s0="$S0" -v s1="$S1" -v t0="$T0" -v t1="$T1" -v hz="$HZ" -v n="$VIEWERS" 'BEGIN {
     cpu = (s1 - s0) / hz; wall = t1 - t0;
     printf "server cpu: %.1f s over %.1f s wall = %.1f%% of one core (serve + control, incl. ramp/teardown)\n", cpu, wall, 100 * cpu / wall
