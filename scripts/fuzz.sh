@@ -83,7 +83,7 @@ for pair in $SELECTED; do
         echo >&2
         echo "fuzz: $pair FAILED" >&2
         if [ -n "$repro" ]; then
-            echo "fuzz: reproducer: $dir/$repro" >&2
+            echo "fuzz: reproducer: $repro" >&2
             echo "fuzz: rerun: (cd $dir && RUSTC_BOOTSTRAP=1 cargo fuzz run -s $SANITIZER $target $repro)" >&2
             echo "fuzz: minimize: (cd $dir && RUSTC_BOOTSTRAP=1 cargo fuzz tmin -s $SANITIZER $target $repro)" >&2
         fi

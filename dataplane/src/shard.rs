@@ -8,7 +8,7 @@
 //! between them and the sockets.
 
 use crate::session::{Media, Session, TrackOut};
-use crate::stream::{Kind, Stream, VideoOutcome};
+use crate::stream::{AudioOutcome, Kind, Stream, VideoOutcome};
 use crate::relay::{RelayMesh, RelayMsg};
 use crate::fanout::{fan_out, send_items};
 use crate::udp::{self, GsoBatch, UdpSender};
@@ -526,12 +526,21 @@ impl Shard {
                 true
             }
             RtmpEvent::Audio { timestamp_ms, data } => {
-                if let Some(key) = self.conns.get(idx).and_then(|c| c.publishing.as_ref()) {
-                    if let Some(s) = self.streams.get_mut(key) {
-                        if s.on_audio(timestamp_ms, &data, received_at) {
-                            s.update_transcoder();
+                let Some(key) = self.conns.get(idx).and_then(|c| c.publishing.clone()) else { return true };
+                let Some(s) = self.streams.get_mut(&key) else { return true };
+                match s.on_audio(timestamp_ms, &data, received_at) {
+                    AudioOutcome::ConfigChanged => s.update_transcoder(),
+                    AudioOutcome::Packet(p) => {
+                        let packets = [p];
+                        s.bytes_out += fan_out(s, &mut self.sessions, Kind::Audio, &packets, &mut self.sender, &mut self.batch);
+                        for &sub in &s.subscribers {
+                            let msg = RelayMsg::Packets { key: key.clone(), kind: Kind::Audio, packets: packets.to_vec(), keyframe: false, anchor: s.anchor };
+                            if self.mesh.send(self.id, sub, msg).is_err() {
+                                self.counters.relay_dropped += 1;
+                            }
                         }
                     }
+                    AudioOutcome::Nothing => {}
                 }
                 true
             }

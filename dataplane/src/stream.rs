@@ -78,6 +78,15 @@ pub struct Stream {
     pub subscribers: Vec<usize>,
 }
 
+/// What an audio tag produced.
+pub enum AudioOutcome {
+    /// The AAC configuration changed: re-evaluate the transcoder.
+    ConfigChanged,
+    /// A passed-through Opus packet to fan out.
+    Packet(Bytes),
+    Nothing,
+}
+
 /// What a video tag produced.
 pub enum VideoOutcome {
     /// New packets (appended to the caller's vec) to fan out.
@@ -252,31 +261,42 @@ impl Stream {
         }
     }
 
-    /// One FLV audio tag body. Returns true when the audio configuration
-    /// changed (the caller re-evaluates the transcoder).
-    pub fn on_audio(&mut self, timestamp_ms: u32, data: &Bytes, now: Instant) -> bool {
+    /// One FLV audio tag body: AAC goes to the transcoder (if running);
+    /// Enhanced-RTMP Opus passes through as is.
+    pub fn on_audio(&mut self, timestamp_ms: u32, data: &Bytes, now: Instant) -> AudioOutcome {
         self.bytes_in += data.len() as u64;
         match flv::parse_audio_tag(data) {
             Ok(AudioTag::AacSequenceHeader { sample_rate, channels, .. }) => {
                 let asc = data.slice(2.min(data.len())..);
-                let changed = self.aac_config.as_ref() != Some(&asc);
-                if changed {
-                    tracing::info!(stream = %Stream::key(&self.app, &self.name), sample_rate, channels, "AAC sequence header");
-                    if let Some(t) = self.transcoder.as_mut().filter(|t| t.audio) {
-                        t.send(rts_transcode::Job::AudioConfig(asc.clone()));
-                    }
-                    self.aac_config = Some(asc);
+                if self.aac_config.as_ref() == Some(&asc) {
+                    return AudioOutcome::Nothing;
                 }
-                changed
+                tracing::info!(stream = %Stream::key(&self.app, &self.name), sample_rate, channels, "AAC sequence header");
+                if let Some(t) = self.transcoder.as_mut().filter(|t| t.audio) {
+                    t.send(rts_transcode::Job::AudioConfig(asc.clone()));
+                }
+                self.aac_config = Some(asc);
+                AudioOutcome::ConfigChanged
             }
             Ok(AudioTag::AacRaw(aac)) => {
                 let ms = self.stream_time(timestamp_ms);
                 if let Some(t) = self.transcoder.as_mut().filter(|t| t.audio) {
                     t.audio_frame(aac, ms, now);
                 }
-                false
+                AudioOutcome::Nothing
             }
-            Ok(AudioTag::Other { .. }) | Err(_) => false,
+            // Enhanced RTMP: SoundFormat 9 (ex-header), packet type in the low
+            // nibble, then a FourCC. Opus needs no transcoding for WebRTC.
+            Ok(AudioTag::Other { sound_format: 9, data: body }) if body.len() > 4 && &body[..4] == b"Opus" => {
+                const CODED_FRAMES: u8 = 1;
+                if data[0] & 0x0f != CODED_FRAMES {
+                    return AudioOutcome::Nothing; // OpusHead / sequence end: nothing to send
+                }
+                let ms = self.stream_time(timestamp_ms).max(0) as u64;
+                let rtp_ts = ms.wrapping_mul(48) as u32;
+                AudioOutcome::Packet(self.on_opus(&body[4..], rtp_ts))
+            }
+            Ok(AudioTag::Other { .. }) | Err(_) => AudioOutcome::Nothing,
         }
     }
 
@@ -424,6 +444,73 @@ mod tests {
         // Small reordering (B-frame DTS never goes back, but tolerate it).
         let x = s.stream_time(3_600_033);
         assert_eq!(s.stream_time(3_600_000), x - 33);
+    }
+
+    fn video_tag(keyframe: bool, cts: i32, nalus: &[&[u8]]) -> Bytes {
+        let mut t = vec![if keyframe { 0x17 } else { 0x27 }, 1];
+        t.extend_from_slice(&cts.to_be_bytes()[1..]);
+        for n in nalus {
+            t.extend_from_slice(&(n.len() as u32).to_be_bytes());
+            t.extend_from_slice(n);
+        }
+        Bytes::from(t)
+    }
+
+    fn seq_header(sps: &[u8], pps: &[u8]) -> Bytes {
+        let mut t = vec![0x17, 0, 0, 0, 0, 1, sps[1], sps[2], sps[3], 0xff, 0xe1];
+        t.extend_from_slice(&(sps.len() as u16).to_be_bytes());
+        t.extend_from_slice(sps);
+        t.push(1);
+        t.extend_from_slice(&(pps.len() as u16).to_be_bytes());
+        t.extend_from_slice(pps);
+        Bytes::from(t)
+    }
+
+    const SPS: &[u8] = &[0x67, 0x42, 0xc0, 0x1e, 0xda, 0x02, 0x80];
+    const SPS2: &[u8] = &[0x67, 0x42, 0xc0, 0x1e, 0xda, 0x05, 0x00];
+    const PPS: &[u8] = &[0x68, 0xce, 0x3c, 0x80];
+
+    #[test]
+    fn publisher_problems_no_keyframe_yet_and_parameter_set_change() {
+        let now = Instant::now();
+        let mut s = Stream::new("live", "p", 1200);
+        let mut out = Vec::new();
+        // Frames before any sequence header produce nothing.
+        assert!(matches!(s.on_video(0, &video_tag(true, 0, &[&[0x65, 1, 2]]), now, &mut out), Ok(VideoOutcome::Nothing)));
+        s.on_video(0, &seq_header(SPS, PPS), now, &mut out).unwrap();
+        // No keyframe yet: P-frames are sent to nobody's cache.
+        s.on_video(33, &video_tag(false, 0, &[&[0x41, 1, 2]]), now, &mut out).unwrap();
+        assert!(s.gop_cache().is_empty(), "a new viewer must not start on a P-frame");
+        s.on_video(66, &video_tag(true, 0, &[&[0x65, 1, 2]]), now, &mut out).unwrap();
+        let cached = s.gop_cache().len();
+        assert!(cached >= 2, "keyframe (with STAP-A SPS/PPS) cached: {cached}");
+        // New SPS (resolution change): the cache no longer decodes.
+        s.on_video(99, &seq_header(SPS2, PPS), now, &mut out).unwrap();
+        assert!(s.gop_cache().is_empty());
+        s.on_video(99, &video_tag(true, 0, &[&[0x65, 3]]), now, &mut out).unwrap();
+        let first = rts_rtp::RtpHeader::parse(&s.gop_cache()[0].1).unwrap();
+        let stap = &s.gop_cache()[0].1[first.payload_offset..];
+        assert_eq!(stap[0] & 0x1f, 24, "IDR after the change starts with a STAP-A");
+        assert_eq!(&stap[3..3 + SPS2.len()], SPS2, "carrying the new SPS");
+        // Garbage tags are errors, not panics.
+        assert!(s.on_video(100, &Bytes::from_static(&[0x17, 1, 0]), now, &mut out).is_err());
+    }
+
+    #[test]
+    fn enhanced_rtmp_opus_passes_through() {
+        let now = Instant::now();
+        let mut s = Stream::new("live", "o", 1200);
+        let mut tag = vec![0x91];
+        tag.extend_from_slice(b"Opus");
+        tag.extend_from_slice(&[0xfc, 1, 2, 3]);
+        let AudioOutcome::Packet(p) = s.on_audio(1000, &Bytes::from(tag), now) else { panic!("Opus frame expected") };
+        let h = rts_rtp::RtpHeader::parse(&p).unwrap();
+        assert_eq!((h.payload_type, h.timestamp, h.ssrc), (SHARED_AUDIO_PT, 48_000, s.audio_ssrc));
+        assert_eq!(&p[h.payload_offset..], &[0xfc, 1, 2, 3]);
+        let mut head = vec![0x90];
+        head.extend_from_slice(b"OpusHead");
+        assert!(matches!(s.on_audio(1000, &Bytes::from(head), now), AudioOutcome::Nothing));
+        assert!(matches!(s.on_audio(1000, &Bytes::from_static(&[0x2f, 1]), now), AudioOutcome::Nothing), "MP3 is ignored");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Signed-URL auth on hostile strings. The input is 8 bytes of `now` (BE), then UTF-8
 //! text split on '\n' into `query`, `app`, `stream`, `ext`. Checks:
 //!
-//! * `query_param` returns a substring of the query and `AuthConfig::check` never
+//! * `query_param` returns part of the query and `AuthConfig::check` never
 //!   panics, whatever the token (with one or two keys, auth on or off);
 //! * the text as a URL: when `sign_url` signs it and its path is a stream path, the
 //!   `auth_key` it wrote must pass `check` for that stream (signer and verifier agree).
@@ -33,8 +33,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let token = query_param(query, "auth_key");
     if let Some(t) = token {
-        let start = t.as_ptr() as usize - query.as_ptr() as usize;
-        assert!(start + t.len() <= query.len());
+        assert!(query.contains(t));
     }
     let _ = cfg.check(app, stream, ext, token, now);
     let _ = AuthConfig::default().check(app, stream, ext, token, now);

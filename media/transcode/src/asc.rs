@@ -79,14 +79,28 @@ mod tests {
     fn lc_44100_stereo() {
         // 0x12 0x10: object type 2, index 4 (44100), channel config 2.
         let c = parse_audio_specific_config(&[0x12, 0x10]).unwrap();
-        assert_eq!(c, AudioConfig { sample_rate: 44100, channels: 2, object_type: 2 });
+        assert_eq!(
+            c,
+            AudioConfig {
+                sample_rate: 44100,
+                channels: 2,
+                object_type: 2
+            }
+        );
     }
 
     #[test]
     fn lc_48000_mono() {
         // 0x11 0x88: object type 2, index 3 (48000), channel config 1.
         let c = parse_audio_specific_config(&[0x11, 0x88]).unwrap();
-        assert_eq!(c, AudioConfig { sample_rate: 48000, channels: 1, object_type: 2 });
+        assert_eq!(
+            c,
+            AudioConfig {
+                sample_rate: 48000,
+                channels: 1,
+                object_type: 2
+            }
+        );
     }
 
     #[test]
@@ -103,7 +117,14 @@ mod tests {
         let len = (n + pad) / 8;
         let bytes: Vec<u8> = (0..len).rev().map(|i| (bits >> (8 * i)) as u8).collect();
         let c = parse_audio_specific_config(&bytes).unwrap();
-        assert_eq!(c, AudioConfig { sample_rate: 48000, channels: 2, object_type: 42 });
+        assert_eq!(
+            c,
+            AudioConfig {
+                sample_rate: 48000,
+                channels: 2,
+                object_type: 42
+            }
+        );
     }
 
     #[test]

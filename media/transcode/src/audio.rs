@@ -89,7 +89,10 @@ impl AacToOpus {
             n => return Err(Error::Unsupported(format!("{n} AAC channels"))),
         };
         if !(8_000..=96_000).contains(&config.sample_rate) {
-            return Err(Error::Unsupported(format!("sample rate {}", config.sample_rate)));
+            return Err(Error::Unsupported(format!(
+                "sample rate {}",
+                config.sample_rate
+            )));
         }
         let mut params = CodecParameters::new();
         params
@@ -123,7 +126,11 @@ impl AacToOpus {
             None => Vec::new(),
         };
 
-        let opus_channels = if channels == 1 { opus::Channels::Mono } else { opus::Channels::Stereo };
+        let opus_channels = if channels == 1 {
+            opus::Channels::Mono
+        } else {
+            opus::Channels::Stereo
+        };
         let mut encoder = opus::Encoder::new(OPUS_RATE, opus_channels, opus::Application::Audio)?;
         let bitrate = i32::try_from(opus_bitrate_bps.clamp(6_000, 510_000)).unwrap_or(128_000);
         encoder.set_bitrate(opus::Bitrate::Bits(bitrate))?;
@@ -158,7 +165,12 @@ impl AacToOpus {
 
     /// One raw AAC frame (FLV AACPacketType=1 payload) with its FLV timestamp in ms.
     /// Appends zero or more Opus packets to `out`.
-    pub fn push(&mut self, aac: &[u8], timestamp_ms: u32, out: &mut Vec<OpusPacket>) -> Result<(), Error> {
+    pub fn push(
+        &mut self,
+        aac: &[u8],
+        timestamp_ms: u32,
+        out: &mut Vec<OpusPacket>,
+    ) -> Result<(), Error> {
         self.track_timestamp(timestamp_ms);
         let frames = self.decode_into_fifo(aac)?;
         self.frames_since_base += frames as u64;
@@ -212,12 +224,15 @@ impl AacToOpus {
         let Some(next) = self.next_rtp else {
             // RTP timestamps start at the FLV time of the first sample, moved back by
             // the Opus lookahead so decoded audio lands at its FLV time.
-            self.next_rtp = Some(ts.wrapping_mul(OPUS_RATE / 1000).wrapping_sub(self.lookahead));
+            self.next_rtp = Some(
+                ts.wrapping_mul(OPUS_RATE / 1000)
+                    .wrapping_sub(self.lookahead),
+            );
             self.base_ts_ms = ts;
             return;
         };
-        let expected =
-            i64::from(self.base_ts_ms) + (self.frames_since_base * 1000 / u64::from(self.config.sample_rate)) as i64;
+        let expected = i64::from(self.base_ts_ms)
+            + (self.frames_since_base * 1000 / u64::from(self.config.sample_rate)) as i64;
         let diff = i64::from(ts.wrapping_sub(expected as u32) as i32);
         if diff.abs() > GAP_MS {
             if diff > 0 {
@@ -245,7 +260,9 @@ impl AacToOpus {
         // symphonia is pure Rust but not fuzz-hardened for every AAC syntax element; a
         // publisher must not be able to take the worker down, so a panic is an error.
         let res = catch_unwind(AssertUnwindSafe(|| -> Result<usize, Error> {
-            let decoded = decoder.decode(&packet).map_err(|e| Error::AacDecode(e.to_string()))?;
+            let decoded = decoder
+                .decode(&packet)
+                .map_err(|e| Error::AacDecode(e.to_string()))?;
             let AudioBufferRef::F32(buf) = decoded else {
                 return Err(Error::Unsupported("non-f32 AAC decoder output".into()));
             };
@@ -261,7 +278,9 @@ impl AacToOpus {
             Ok(r) => r,
             Err(_) => {
                 self.decoder.reset();
-                Err(Error::AacDecode("decoder panicked on malformed frame".into()))
+                Err(Error::AacDecode(
+                    "decoder panicked on malformed frame".into(),
+                ))
             }
         }
     }

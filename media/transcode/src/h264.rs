@@ -33,7 +33,9 @@ pub fn parse_avc_config(rec: &[u8]) -> Result<AvcConfig, Error> {
         for _ in 0..count {
             let len_bytes = rec.get(*pos..*pos + 2).ok_or(bad("truncated set length"))?;
             let len = usize::from(u16::from_be_bytes([len_bytes[0], len_bytes[1]]));
-            let set = rec.get(*pos + 2..*pos + 2 + len).ok_or(bad("truncated parameter set"))?;
+            let set = rec
+                .get(*pos + 2..*pos + 2 + len)
+                .ok_or(bad("truncated parameter set"))?;
             if set.is_empty() {
                 return Err(bad("empty parameter set"));
             }
@@ -51,7 +53,11 @@ pub fn parse_avc_config(rec: &[u8]) -> Result<AvcConfig, Error> {
     if sps.is_empty() || pps.is_empty() {
         return Err(bad("no SPS or no PPS"));
     }
-    Ok(AvcConfig { nal_length_size, sps, pps })
+    Ok(AvcConfig {
+        nal_length_size,
+        sps,
+        pps,
+    })
 }
 
 /// Appends the NAL units of an AVCC frame to `out` as Annex B (start code + NAL).
@@ -61,9 +67,13 @@ pub fn avcc_to_annexb(avcc: &[u8], nal_length_size: usize, out: &mut Vec<u8>) ->
         let len_bytes = avcc
             .get(pos..pos + nal_length_size)
             .ok_or(Error::BadAvcc("truncated NAL length"))?;
-        let len = len_bytes.iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        let len = len_bytes
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
         pos += nal_length_size;
-        let nal = avcc.get(pos..pos + len).ok_or(Error::BadAvcc("NAL runs past the frame"))?;
+        let nal = avcc
+            .get(pos..pos + len)
+            .ok_or(Error::BadAvcc("NAL runs past the frame"))?;
         if nal.is_empty() {
             return Err(Error::BadAvcc("empty NAL unit"));
         }
@@ -79,7 +89,9 @@ pub fn avcc_to_annexb(avcc: &[u8], nal_length_size: usize, out: &mut Vec<u8>) ->
 pub fn avcc_has_idr(avcc: &[u8], nal_length_size: usize) -> bool {
     let mut pos = 0;
     while let Some(len_bytes) = avcc.get(pos..pos + nal_length_size) {
-        let len = len_bytes.iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        let len = len_bytes
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
         pos += nal_length_size;
         match avcc.get(pos) {
             Some(h) if h & 0x1f == 5 => return true,
@@ -163,7 +175,11 @@ impl Rbsp {
     }
     fn se(&mut self) -> Option<i32> {
         let k = self.ue()?;
-        Some(if k % 2 == 1 { (k / 2 + 1) as i32 } else { -((k / 2) as i32) })
+        Some(if k % 2 == 1 {
+            (k / 2 + 1) as i32
+        } else {
+            -((k / 2) as i32)
+        })
     }
 }
 
@@ -186,7 +202,10 @@ pub fn has_b_frames(sps: &[u8]) -> Option<bool> {
     }
     let mut r = Rbsp::new(body.get(3..)?);
     let _sps_id = r.ue()?;
-    if matches!(profile, 100 | 110 | 122 | 244 | 44 | 83 | 86 | 118 | 128 | 138 | 139 | 134 | 135) {
+    if matches!(
+        profile,
+        100 | 110 | 122 | 244 | 44 | 83 | 86 | 118 | 128 | 138 | 139 | 134 | 135
+    ) {
         let chroma = r.ue()?;
         if chroma == 3 {
             r.bit()?;

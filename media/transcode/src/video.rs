@@ -10,10 +10,10 @@ use std::collections::VecDeque;
 use std::sync::Once;
 
 use bytes::Bytes;
-use ffmpeg_next as ff;
 use ff::format::Pixel;
 use ff::software::scaling;
 use ff::{codec, decoder, encoder, frame, picture, threading, Dictionary, Packet, Rational};
+use ffmpeg_next as ff;
 
 use crate::h264::{avcc_has_idr, avcc_to_annexb, parse_avc_config, split_annexb, AvcConfig};
 use crate::Error;
@@ -31,7 +31,11 @@ pub struct ReencodeOptions {
 
 impl Default for ReencodeOptions {
     fn default() -> Self {
-        Self { bitrate_bps: 2_000_000, max_keyframe_interval_ms: 2000, threads: 2 }
+        Self {
+            bitrate_bps: 2_000_000,
+            max_keyframe_interval_ms: 2000,
+            threads: 2,
+        }
     }
 }
 
@@ -134,7 +138,13 @@ impl H264Reencoder {
 
     /// One FLV AVC NALU frame (AVCC, length-prefixed). Appends the frames that became
     /// ready, in presentation order, to `out`.
-    pub fn push(&mut self, avcc: &[u8], dts_ms: u32, cts_ms: i32, out: &mut Vec<EncodedFrame>) -> Result<(), Error> {
+    pub fn push(
+        &mut self,
+        avcc: &[u8],
+        dts_ms: u32,
+        cts_ms: i32,
+        out: &mut Vec<EncodedFrame>,
+    ) -> Result<(), Error> {
         self.annexb.clear();
         if !self.sent_headers || avcc_has_idr(avcc, self.config.nal_length_size) {
             // libavcodec's safe API has no extradata setter: in-band parameter sets
@@ -213,7 +223,11 @@ impl H264Reencoder {
                 Err(ff::Error::Eof) => return Ok(()),
                 Err(e) => return Err(e.into()),
             }
-            let pts = self.decoded.timestamp().or(self.decoded.pts()).unwrap_or(self.current_dts);
+            let pts = self
+                .decoded
+                .timestamp()
+                .or(self.decoded.pts())
+                .unwrap_or(self.current_dts);
             if let Some(i) = self.in_flight.iter().position(|&(p, _)| p == pts) {
                 let (_, arrival) = self.in_flight[i];
                 self.delay_sum_ms += (self.current_dts - arrival).max(0) as f64;
@@ -226,7 +240,11 @@ impl H264Reencoder {
     }
 
     fn encode_decoded(&mut self, pts: i64) -> Result<(), Error> {
-        let (w, h, fmt) = (self.decoded.width(), self.decoded.height(), self.decoded.format());
+        let (w, h, fmt) = (
+            self.decoded.width(),
+            self.decoded.height(),
+            self.decoded.format(),
+        );
         let reopen = match &self.encoder {
             Some(e) => e.width != w || e.height != h || e.src_format != fmt,
             None => true,
@@ -245,7 +263,11 @@ impl H264Reencoder {
         // match what the SPS says, and the 2 s bound must hold regardless. Forcing a
         // frame early (half a frame of margin at 60 fps) keeps the gap under the bound.
         let due = self.last_key_pts.is_none_or(|k| pts - k >= max_gap - 17);
-        let kind = if self.force_keyframe || due { picture::Type::I } else { picture::Type::None };
+        let kind = if self.force_keyframe || due {
+            picture::Type::I
+        } else {
+            picture::Type::None
+        };
         self.force_keyframe = false;
         let frame = match &mut e.scaler {
             Some((sws, dst)) => {
@@ -261,7 +283,7 @@ impl H264Reencoder {
     }
 
     fn open_encoder(&self, width: u32, height: u32, src_format: Pixel) -> Result<Encoder, Error> {
-        if width == 0 || height == 0 || width % 2 != 0 || height % 2 != 0 {
+        if width == 0 || height == 0 || !width.is_multiple_of(2) || !height.is_multiple_of(2) {
             return Err(Error::Unsupported(format!("{width}x{height} picture")));
         }
         let codec = encoder::find_by_name("libx264")
@@ -295,7 +317,10 @@ impl H264Reencoder {
         dict.set("forced-idr", "1");
         // A one-second VBV keeps the rate smooth enough for congestion control.
         let kbps = (self.opts.bitrate_bps / 1000).max(100);
-        dict.set("x264-params", &format!("vbv-maxrate={kbps}:vbv-bufsize={kbps}:repeat-headers=1"));
+        dict.set(
+            "x264-params",
+            &format!("vbv-maxrate={kbps}:vbv-bufsize={kbps}:repeat-headers=1"),
+        );
         let enc = enc.open_with(dict)?;
         let scaler = if matches!(src_format, Pixel::YUV420P | Pixel::YUVJ420P) {
             None
@@ -311,8 +336,20 @@ impl H264Reencoder {
             )?;
             Some((ctx, frame::Video::new(Pixel::YUV420P, width, height)))
         };
-        tracing::debug!(width, height, ?src_format, fps = f64::from(fps), "libx264 re-encoder opened");
-        Ok(Encoder { enc, width, height, src_format, scaler })
+        tracing::debug!(
+            width,
+            height,
+            ?src_format,
+            fps = f64::from(fps),
+            "libx264 re-encoder opened"
+        );
+        Ok(Encoder {
+            enc,
+            width,
+            height,
+            src_format,
+            scaler,
+        })
     }
 
     fn drain_encoder(&mut self, out: &mut Vec<EncodedFrame>) -> Result<(), Error> {
@@ -326,7 +363,9 @@ impl H264Reencoder {
                 Err(ff::Error::Eof) => return Ok(()),
                 Err(err) => return Err(err.into()),
             }
-            let Some(data) = self.packet.data() else { continue };
+            let Some(data) = self.packet.data() else {
+                continue;
+            };
             let keyframe = self.packet.is_key();
             let pts = self.packet.pts().unwrap_or(0);
             let mut nalus = Vec::new();
@@ -346,7 +385,11 @@ impl H264Reencoder {
             if keyframe {
                 self.last_key_pts = Some(pts);
             }
-            out.push(EncodedFrame { nalus, pts_ms: pts.max(0) as u64, keyframe });
+            out.push(EncodedFrame {
+                nalus,
+                pts_ms: pts.max(0) as u64,
+                keyframe,
+            });
         }
     }
 }

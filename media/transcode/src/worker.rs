@@ -26,7 +26,11 @@ pub enum Job {
     /// A new AudioSpecificConfig (FLV AACPacketType=0): (re)builds the audio path.
     AudioConfig(Bytes),
     /// One AVCC frame (FLV AVCPacketType=1) with its dts and composition time.
-    Video { avcc: Bytes, dts_ms: u32, cts_ms: i32 },
+    Video {
+        avcc: Bytes,
+        dts_ms: u32,
+        cts_ms: i32,
+    },
     /// A new AVCDecoderConfigurationRecord: (re)builds the video path.
     VideoConfig(Bytes),
     /// Make the next video frame an IDR.
@@ -42,7 +46,10 @@ pub enum Output {
     Video(EncodedFrame),
     /// Parameter sets of the re-encoded stream; sent before the first frame that
     /// uses them (and again after a resolution change).
-    VideoConfig { sps: Vec<Vec<u8>>, pps: Vec<Vec<u8>> },
+    VideoConfig {
+        sps: Vec<Vec<u8>>,
+        pps: Vec<Vec<u8>>,
+    },
     /// A job failed (malformed input, missing config); the worker carries on.
     Error(String),
 }
@@ -82,27 +89,39 @@ pub struct TranscodeWorker {
 impl TranscodeWorker {
     /// Starts the thread `name`; `audio` / `video` select which jobs are transcoded
     /// (jobs for a disabled kind are ignored).
-    pub fn spawn(name: &str, audio: bool, video: bool, opts: WorkerOptions) -> std::io::Result<Self> {
+    pub fn spawn(
+        name: &str,
+        audio: bool,
+        video: bool,
+        opts: WorkerOptions,
+    ) -> std::io::Result<Self> {
         let (jobs, job_rx) = bounded(opts.input_capacity.max(1));
         let (out_tx, outputs) = bounded(opts.output_capacity.max(1));
         let wake = Arc::new(eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?);
         let thread_wake = Arc::clone(&wake);
         // The transcoders hold libswscale contexts, which are not `Send`: the state is
         // built on the worker thread and never leaves it.
-        let thread = std::thread::Builder::new().name(name.to_owned()).spawn(move || {
-            let state = WorkerState {
-                audio: audio.then_some(None),
-                video: video.then_some(None),
-                opts,
-                out: out_tx,
-                wake: thread_wake,
-                opus: Vec::with_capacity(8),
-                frames: Vec::with_capacity(8),
-                last_sets: None,
-            };
-            state.run(job_rx)
-        })?;
-        Ok(Self { jobs, outputs, wake, thread: Some(thread) })
+        let thread = std::thread::Builder::new()
+            .name(name.to_owned())
+            .spawn(move || {
+                let state = WorkerState {
+                    audio: audio.then_some(None),
+                    video: video.then_some(None),
+                    opts,
+                    out: out_tx,
+                    wake: thread_wake,
+                    opus: Vec::with_capacity(8),
+                    frames: Vec::with_capacity(8),
+                    last_sets: None,
+                };
+                state.run(job_rx)
+            })?;
+        Ok(Self {
+            jobs,
+            outputs,
+            wake,
+            thread: Some(thread),
+        })
     }
 
     /// Queues a job without blocking; gives it back when the queue is full (or the
@@ -147,6 +166,9 @@ impl Drop for TranscodeWorker {
     }
 }
 
+/// (SPS list, PPS list) of the re-encoded stream.
+type ParameterSets = (Vec<Vec<u8>>, Vec<Vec<u8>>);
+
 struct WorkerState {
     /// `None` = kind disabled; `Some(None)` = enabled, waiting for its config.
     audio: Option<Option<AacToOpus>>,
@@ -156,7 +178,7 @@ struct WorkerState {
     wake: Arc<OwnedFd>,
     opus: Vec<OpusPacket>,
     frames: Vec<EncodedFrame>,
-    last_sets: Option<(Vec<Vec<u8>>, Vec<Vec<u8>>)>,
+    last_sets: Option<ParameterSets>,
 }
 
 impl WorkerState {
@@ -195,7 +217,9 @@ impl WorkerState {
                         results.push(Output::Error(format!("audio: {e}")));
                     }
                 }
-                Some(None) => results.push(Output::Error("audio before AudioSpecificConfig".into())),
+                Some(None) => {
+                    results.push(Output::Error("audio before AudioSpecificConfig".into()))
+                }
                 None => {}
             },
             Job::VideoConfig(rec) => {
@@ -206,13 +230,19 @@ impl WorkerState {
                     }
                 }
             }
-            Job::Video { avcc, dts_ms, cts_ms } => match &mut self.video {
+            Job::Video {
+                avcc,
+                dts_ms,
+                cts_ms,
+            } => match &mut self.video {
                 Some(Some(t)) => {
                     if let Err(e) = t.push(&avcc, dts_ms, cts_ms, &mut self.frames) {
                         results.push(Output::Error(format!("video: {e}")));
                     }
                 }
-                Some(None) => results.push(Output::Error("video before AVCDecoderConfigurationRecord".into())),
+                Some(None) => results.push(Output::Error(
+                    "video before AVCDecoderConfigurationRecord".into(),
+                )),
                 None => {}
             },
             Job::RequestKeyframe => {
@@ -235,7 +265,10 @@ impl WorkerState {
             if let Some(Some(t)) = &self.video {
                 let sets = t.parameter_sets();
                 if self.last_sets.as_ref() != Some(&sets) && !sets.0.is_empty() {
-                    results.push(Output::VideoConfig { sps: sets.0.clone(), pps: sets.1.clone() });
+                    results.push(Output::VideoConfig {
+                        sps: sets.0.clone(),
+                        pps: sets.1.clone(),
+                    });
                     self.last_sets = Some(sets);
                 }
             }

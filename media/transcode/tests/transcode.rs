@@ -11,7 +11,8 @@ use rts_transcode::*;
 // ---------------------------------------------------------------- input generation
 
 fn ffmpeg(name: &str, args: &[&str]) -> Vec<u8> {
-    let path: PathBuf = std::env::temp_dir().join(format!("rts-transcode-{}-{name}", std::process::id()));
+    let path: PathBuf =
+        std::env::temp_dir().join(format!("rts-transcode-{}-{name}", std::process::id()));
     let status = Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"])
         .args(args)
@@ -29,7 +30,20 @@ fn aac_tone(rate: u32, channels: u8, secs: u32) -> (Vec<u8>, Vec<Vec<u8>>) {
     let src = format!("sine=frequency=440:sample_rate={rate}:duration={secs}");
     let data = ffmpeg(
         &format!("{rate}-{channels}.aac"),
-        &["-f", "lavfi", "-i", &src, "-ac", &channels.to_string(), "-c:a", "aac", "-b:a", "128k", "-f", "adts"],
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            &src,
+            "-ac",
+            &channels.to_string(),
+            "-c:a",
+            "aac",
+            "-b:a",
+            "128k",
+            "-f",
+            "adts",
+        ],
     );
     split_adts(&data)
 }
@@ -48,7 +62,8 @@ fn split_adts(data: &[u8]) -> (Vec<u8>, Vec<Vec<u8>>) {
         let len = (usize::from(h[3] & 3) << 11) | (usize::from(h[4]) << 3) | usize::from(h[5] >> 5);
         let header = if protection_absent { 7 } else { 9 };
         if asc.is_empty() {
-            let v: u16 = (u16::from(object_type) << 11) | (u16::from(sf_index) << 7) | (u16::from(ch) << 3);
+            let v: u16 =
+                (u16::from(object_type) << 11) | (u16::from(sf_index) << 7) | (u16::from(ch) << 3);
             asc = v.to_be_bytes().to_vec();
         }
         frames.push(h[header..len].to_vec());
@@ -65,7 +80,17 @@ struct FlvVideo {
 
 fn h264_flv(name: &str, secs: u32, extra: &[&str]) -> FlvVideo {
     let t = secs.to_string();
-    let mut args = vec!["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30", "-t", &t, "-an", "-c:v", "libx264"];
+    let mut args = vec![
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=30",
+        "-t",
+        &t,
+        "-an",
+        "-c:v",
+        "libx264",
+    ];
     args.extend_from_slice(extra);
     args.extend_from_slice(&["-pix_fmt", "yuv420p", "-f", "flv"]);
     parse_flv(&ffmpeg(name, &args))
@@ -74,17 +99,28 @@ fn h264_flv(name: &str, secs: u32, extra: &[&str]) -> FlvVideo {
 fn parse_flv(data: &[u8]) -> FlvVideo {
     assert_eq!(&data[..3], b"FLV");
     let mut pos = 9 + 4;
-    let mut out = FlvVideo { config: Vec::new(), frames: Vec::new() };
+    let mut out = FlvVideo {
+        config: Vec::new(),
+        frames: Vec::new(),
+    };
     while pos + 11 <= data.len() {
         let t = &data[pos..];
         let size = (usize::from(t[1]) << 16) | (usize::from(t[2]) << 8) | usize::from(t[3]);
-        let ts = (u32::from(t[7]) << 24) | (u32::from(t[4]) << 16) | (u32::from(t[5]) << 8) | u32::from(t[6]);
+        let ts = (u32::from(t[7]) << 24)
+            | (u32::from(t[4]) << 16)
+            | (u32::from(t[5]) << 8)
+            | u32::from(t[6]);
         let body = &t[11..11 + size];
         if t[0] == 9 && body[0] & 0x0f == 7 {
-            let cts = ((i32::from(body[2]) << 24) | (i32::from(body[3]) << 16) | (i32::from(body[4]) << 8)) >> 8;
+            let cts = ((i32::from(body[2]) << 24)
+                | (i32::from(body[3]) << 16)
+                | (i32::from(body[4]) << 8))
+                >> 8;
             match body[1] {
                 0 => out.config = body[5..].to_vec(),
-                1 => out.frames.push((body[5..].to_vec(), ts, cts, body[0] >> 4 == 1)),
+                1 => out
+                    .frames
+                    .push((body[5..].to_vec(), ts, cts, body[0] >> 4 == 1)),
                 _ => {}
             }
         }
@@ -98,7 +134,10 @@ fn parse_flv(data: &[u8]) -> FlvVideo {
 fn audio_case(rate: u32, channels: u8) {
     let (asc, frames) = aac_tone(rate, channels, 2);
     let cfg = parse_audio_specific_config(&asc).unwrap();
-    assert_eq!((cfg.sample_rate, cfg.channels, cfg.object_type), (rate, channels, 2));
+    assert_eq!(
+        (cfg.sample_rate, cfg.channels, cfg.object_type),
+        (rate, channels, 2)
+    );
     let mut t = AacToOpus::new(&asc, 96_000).unwrap();
     let frame_ms = 1024.0 * 1000.0 / f64::from(rate);
     let mut packets = Vec::new();
@@ -116,14 +155,25 @@ fn audio_case(rate: u32, channels: u8) {
     let cpu = start.elapsed();
     let steady = emitted_at.len();
     t.flush(&mut packets);
-    assert!(packets.len() >= 95 && packets.len() <= 110, "{} packets for 2 s", packets.len());
+    assert!(
+        packets.len() >= 95 && packets.len() <= 110,
+        "{} packets for 2 s",
+        packets.len()
+    );
 
     let rtp0 = packets[0].rtp_timestamp;
     let lookahead = 0u32.wrapping_sub(rtp0);
-    assert!(lookahead < 480, "first RTP timestamp {rtp0} is not FLV time 0 minus the lookahead");
+    assert!(
+        lookahead < 480,
+        "first RTP timestamp {rtp0} is not FLV time 0 minus the lookahead"
+    );
     for (i, p) in packets.iter().enumerate() {
         assert_eq!(p.samples, 960);
-        assert_eq!(p.rtp_timestamp, rtp0.wrapping_add(960 * i as u32), "RTP timestamps not continuous");
+        assert_eq!(
+            p.rtp_timestamp,
+            rtp0.wrapping_add(960 * i as u32),
+            "RTP timestamps not continuous"
+        );
     }
 
     // Latency: age of each packet's last sample when it is emitted, if the publisher
@@ -147,7 +197,11 @@ fn audio_case(rate: u32, channels: u8) {
     assert!((t.added_delay_ms() - mean).abs() < 1.0);
 
     // Decode with libopus and check the tone survived on every channel.
-    let och = if channels == 1 { opus::Channels::Mono } else { opus::Channels::Stereo };
+    let och = if channels == 1 {
+        opus::Channels::Mono
+    } else {
+        opus::Channels::Stereo
+    };
     let mut dec = opus::Decoder::new(48_000, och).unwrap();
     let mut pcm = vec![0i16; 960 * usize::from(channels)];
     let mut all = Vec::new();
@@ -194,9 +248,13 @@ fn aac_timestamp_gap_jumps_rtp_clock() {
     for (i, f) in frames.iter().enumerate() {
         // A 2 s publisher gap after frame 20.
         let gap = if i > 20 { 2000 } else { 0 };
-        t.push(f, (i as u32 * 1024 * 1000 / 48_000) + gap, &mut out).unwrap();
+        t.push(f, (i as u32 * 1024 * 1000 / 48_000) + gap, &mut out)
+            .unwrap();
     }
-    let steps: Vec<u32> = out.windows(2).map(|w| w[1].rtp_timestamp.wrapping_sub(w[0].rtp_timestamp)).collect();
+    let steps: Vec<u32> = out
+        .windows(2)
+        .map(|w| w[1].rtp_timestamp.wrapping_sub(w[0].rtp_timestamp))
+        .collect();
     let jumps: Vec<&u32> = steps.iter().filter(|&&s| s != 960).collect();
     assert_eq!(jumps.len(), 1, "exactly one jump expected: {jumps:?}");
     let jump_ms = (*jumps[0] - 960) / 48;
@@ -214,13 +272,28 @@ fn annexb(nals: &[Vec<u8>], out: &mut Vec<u8>) {
 
 #[test]
 fn bframes_reencoded_to_constrained_baseline() {
-    let src = h264_flv("bf3.flv", 4, &["-profile:v", "high", "-bf", "3", "-g", "30"]);
+    let src = h264_flv(
+        "bf3.flv",
+        4,
+        &["-profile:v", "high", "-bf", "3", "-g", "30"],
+    );
     let avc = parse_avc_config(&src.config).unwrap();
-    assert_eq!(has_b_frames(&avc.sps[0]), Some(true), "x264 -bf 3 SPS should announce reordering");
-    assert!(src.frames.iter().any(|f| f.2 != 0), "input should have composition offsets");
+    assert_eq!(
+        has_b_frames(&avc.sps[0]),
+        Some(true),
+        "x264 -bf 3 SPS should announce reordering"
+    );
+    assert!(
+        src.frames.iter().any(|f| f.2 != 0),
+        "input should have composition offsets"
+    );
     let n_in = src.frames.len();
 
-    let opts = ReencodeOptions { bitrate_bps: 800_000, max_keyframe_interval_ms: 2000, threads: 2 };
+    let opts = ReencodeOptions {
+        bitrate_bps: 800_000,
+        max_keyframe_interval_ms: 2000,
+        threads: 2,
+    };
     let mut r = H264Reencoder::new(&src.config, &opts).unwrap();
     let mut out = Vec::new();
     let mut worst = Duration::ZERO;
@@ -242,26 +315,53 @@ fn bframes_reencoded_to_constrained_baseline() {
         cpu.as_secs_f64() * 1000.0 / n_in as f64,
         worst.as_secs_f64() * 1000.0
     );
-    assert!(out.len().abs_diff(n_in) <= 2, "{} frames in, {} out", n_in, out.len());
+    assert!(
+        out.len().abs_diff(n_in) <= 2,
+        "{} frames in, {} out",
+        n_in,
+        out.len()
+    );
     assert!(delay < 150.0, "added delay {delay} ms");
 
     let (sps, pps) = r.parameter_sets();
     assert_eq!(sps[0][1], 66, "profile_idc must be baseline");
-    assert_ne!(sps[0][2] & 0x40, 0, "constraint_set1_flag must be set (constrained baseline)");
+    assert_ne!(
+        sps[0][2] & 0x40,
+        0,
+        "constraint_set1_flag must be set (constrained baseline)"
+    );
     assert_eq!(has_b_frames(&sps[0]), Some(false));
 
     assert!(out[0].keyframe);
-    assert!(out.windows(2).all(|w| w[1].pts_ms > w[0].pts_ms), "pts not strictly increasing");
-    let keys: Vec<u64> = out.iter().filter(|f| f.keyframe).map(|f| f.pts_ms).collect();
-    assert!(keys.windows(2).all(|w| w[1] - w[0] <= 2000), "keyframe gap > 2 s: {keys:?}");
+    assert!(
+        out.windows(2).all(|w| w[1].pts_ms > w[0].pts_ms),
+        "pts not strictly increasing"
+    );
+    let keys: Vec<u64> = out
+        .iter()
+        .filter(|f| f.keyframe)
+        .map(|f| f.pts_ms)
+        .collect();
+    assert!(
+        keys.windows(2).all(|w| w[1] - w[0] <= 2000),
+        "keyframe gap > 2 s: {keys:?}"
+    );
     // The request after input frame 45 yields a keyframe close behind (within the
     // reorder depth), not at the 2 s cadence (which would be at ~2000 ms).
-    assert!(keys.iter().any(|&k| (1400..1700).contains(&k)), "requested keyframe missing: {keys:?}");
-    assert!(out.iter().all(|f| !f.nalus.is_empty() && f.nalus.iter().all(|n| !matches!(n[0] & 0x1f, 6..=9))));
+    assert!(
+        keys.iter().any(|&k| (1400..1700).contains(&k)),
+        "requested keyframe missing: {keys:?}"
+    );
+    assert!(out
+        .iter()
+        .all(|f| !f.nalus.is_empty() && f.nalus.iter().all(|n| !matches!(n[0] & 0x1f, 6..=9))));
 
     // Decode the output with libavcodec: every picture must be I or P.
     let codec = ffmpeg_next::decoder::find(ffmpeg_next::codec::Id::H264).unwrap();
-    let mut dec = ffmpeg_next::codec::Context::new_with_codec(codec).decoder().video().unwrap();
+    let mut dec = ffmpeg_next::codec::Context::new_with_codec(codec)
+        .decoder()
+        .video()
+        .unwrap();
     let mut frame = ffmpeg_next::frame::Video::empty();
     let mut decoded = Vec::new();
     for (i, f) in out.iter().enumerate() {
@@ -284,7 +384,10 @@ fn bframes_reencoded_to_constrained_baseline() {
         decoded.push((frame.kind(), frame.pts()));
     }
     assert_eq!(decoded.len(), out.len());
-    assert!(decoded.iter().all(|(k, _)| matches!(k, ffmpeg_next::picture::Type::I | ffmpeg_next::picture::Type::P)));
+    assert!(decoded.iter().all(|(k, _)| matches!(
+        k,
+        ffmpeg_next::picture::Type::I | ffmpeg_next::picture::Type::P
+    )));
     // No reordering in the output: decode order == presentation order.
     let dec_pts: Vec<i64> = decoded.iter().map(|d| d.1.unwrap()).collect();
     let enc_pts: Vec<i64> = out.iter().map(|f| f.pts_ms as i64).collect();
@@ -304,7 +407,10 @@ fn high_profile_without_bframes_is_detected() {
 
 fn eventfd_count(fd: std::os::fd::RawFd) -> u64 {
     let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap();
-    let line = info.lines().find(|l| l.starts_with("eventfd-count:")).unwrap();
+    let line = info
+        .lines()
+        .find(|l| l.starts_with("eventfd-count:"))
+        .unwrap();
     u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap()
 }
 
@@ -312,7 +418,11 @@ fn recv_until(w: &TranscodeWorker, mut done: impl FnMut(&[Output]) -> bool) -> V
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut got = Vec::new();
     while !done(&got) {
-        assert!(Instant::now() < deadline, "worker timed out; got {} outputs", got.len());
+        assert!(
+            Instant::now() < deadline,
+            "worker timed out; got {} outputs",
+            got.len()
+        );
         match w.try_recv() {
             Some(o) => got.push(o),
             None => std::thread::sleep(Duration::from_millis(1)),
@@ -323,7 +433,11 @@ fn recv_until(w: &TranscodeWorker, mut done: impl FnMut(&[Output]) -> bool) -> V
 
 #[test]
 fn worker_full_queue_returns_job_then_round_trips() {
-    let opts = WorkerOptions { input_capacity: 1, output_capacity: 1, ..Default::default() };
+    let opts = WorkerOptions {
+        input_capacity: 1,
+        output_capacity: 1,
+        ..Default::default()
+    };
     let w = TranscodeWorker::spawn("rts-tc-test", true, true, opts).unwrap();
     assert_eq!(eventfd_count(w.wake_fd()), 0);
 
@@ -364,29 +478,58 @@ fn worker_full_queue_returns_job_then_round_trips() {
     send(Job::AudioConfig(Bytes::from(asc)), &mut got);
     for (n, f) in frames.iter().enumerate() {
         let timestamp_ms = (n as u64 * 1024 * 1000 / 44_100) as u32;
-        send(Job::Audio { aac: Bytes::from(f.clone()), timestamp_ms }, &mut got);
+        send(
+            Job::Audio {
+                aac: Bytes::from(f.clone()),
+                timestamp_ms,
+            },
+            &mut got,
+        );
     }
     let src = h264_flv("worker.flv", 1, &["-profile:v", "high", "-bf", "2"]);
     send(Job::VideoConfig(Bytes::from(src.config.clone())), &mut got);
     for (n, (avcc, dts_ms, cts_ms, _)) in src.frames.iter().enumerate() {
-        send(Job::Video { avcc: Bytes::from(avcc.clone()), dts_ms: *dts_ms, cts_ms: *cts_ms }, &mut got);
+        send(
+            Job::Video {
+                avcc: Bytes::from(avcc.clone()),
+                dts_ms: *dts_ms,
+                cts_ms: *cts_ms,
+            },
+            &mut got,
+        );
         if n == 10 {
             send(Job::RequestKeyframe, &mut got);
         }
     }
     send(Job::Stop, &mut got);
     let n_video = src.frames.len();
-    let mut rest = recv_until(&w, |g| g.iter().filter(|o| matches!(o, Output::Video(_))).count() + got.iter().filter(|o| matches!(o, Output::Video(_))).count() >= n_video - 2);
+    let mut rest = recv_until(&w, |g| {
+        g.iter().filter(|o| matches!(o, Output::Video(_))).count()
+            + got.iter().filter(|o| matches!(o, Output::Video(_))).count()
+            >= n_video - 2
+    });
     got.append(&mut rest);
     while let Some(o) = w.try_recv() {
         got.push(o);
     }
-    assert!(got.iter().all(|o| !matches!(o, Output::Error(_))), "unexpected error: {got:?}");
+    assert!(
+        got.iter().all(|o| !matches!(o, Output::Error(_))),
+        "unexpected error: {got:?}"
+    );
     let opus = got.iter().filter(|o| matches!(o, Output::Opus(_))).count();
     assert!((45..=60).contains(&opus), "{opus} Opus packets for 1 s");
-    let first_video = got.iter().position(|o| matches!(o, Output::Video(_))).unwrap();
-    let cfg = got.iter().position(|o| matches!(o, Output::VideoConfig { .. })).unwrap();
-    assert!(cfg < first_video, "parameter sets must precede the first frame");
+    let first_video = got
+        .iter()
+        .position(|o| matches!(o, Output::Video(_)))
+        .unwrap();
+    let cfg = got
+        .iter()
+        .position(|o| matches!(o, Output::VideoConfig { .. }))
+        .unwrap();
+    assert!(
+        cfg < first_video,
+        "parameter sets must precede the first frame"
+    );
     w.join();
 }
 
@@ -431,12 +574,19 @@ fn garbage_is_an_error_not_a_panic() {
             errors += 1;
         }
     }
-    assert!(errors > 250, "random bytes decoded as AAC {} times", 300 - errors);
+    assert!(
+        errors > 250,
+        "random bytes decoded as AAC {} times",
+        300 - errors
+    );
 
     let src = h264_flv("garbage.flv", 1, &["-profile:v", "main", "-bf", "2"]);
     let mut r = H264Reencoder::new(&src.config, &ReencodeOptions::default()).unwrap();
     let mut frames = Vec::new();
-    assert!(r.push(&[0, 0, 0, 9, 0x65], 0, 0, &mut frames).is_err(), "NAL length past the end");
+    assert!(
+        r.push(&[0, 0, 0, 9, 0x65], 0, 0, &mut frames).is_err(),
+        "NAL length past the end"
+    );
     for i in 0..200u32 {
         let len = 1 + (rng.next() % 2000) as usize;
         let mut avcc = (len as u32).to_be_bytes().to_vec();
@@ -448,5 +598,9 @@ fn garbage_is_an_error_not_a_panic() {
     for (avcc, dts, cts, _) in &src.frames {
         let _ = r.push(avcc, dts + 10_000, *cts, &mut good);
     }
-    assert!(good.len() >= src.frames.len() / 2, "{} frames after garbage", good.len());
+    assert!(
+        good.len() >= src.frames.len() / 2,
+        "{} frames after garbage",
+        good.len()
+    );
 }

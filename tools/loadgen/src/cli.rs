@@ -76,6 +76,16 @@ pub struct Options {
     /// No live progress line even on a terminal.
     #[arg(long)]
     pub quiet: bool,
+    /// Send every viewer's UDP traffic to this address instead of the answer's
+    /// candidate (e.g. an `rts-impair` relay in front of the server; it keeps one
+    /// upstream socket per viewer, so the server still sees distinct 5-tuples).
+    #[arg(long, value_name = "ADDR")]
+    pub relay: Option<std::net::SocketAddr>,
+    /// Workers wake at most this often (µs) and then drain every ready socket
+    /// with recvmmsg; arrival times are read once per wake-up, so this is also
+    /// the timing resolution of jitter, stall and latency figures (0: wake per event).
+    #[arg(long, default_value_t = 1000)]
+    pub wake_interval_us: u64,
 }
 
 impl Options {
@@ -149,6 +159,7 @@ mod tests {
             "rts-loadgen", "--url", "http://127.0.0.1:8080/whep/live/s", "--viewers", "1000", "--ramp", "100",
             "--duration", "60", "--verify-share", "0.01", "--json", "r.json", "--signaling", "srs", "--threads", "2",
             "--max-stall-ratio", "0.05", "--max-failed", "3", "--max-loss", "0.02", "--connect-timeout", "5",
+            "--relay", "127.0.0.1:9000", "--wake-interval-us", "500",
         ])
         .unwrap();
         assert_eq!((o.viewers, o.ramp, o.duration, o.signaling), (1000, 100.0, 60.0, Signaling::Srs));
@@ -156,12 +167,14 @@ mod tests {
         assert_eq!(o.verified_count(), 10);
         assert_eq!(o.deadline(), Duration::from_secs(10 + 60 + 5 + 10));
         assert_eq!(o.json.as_deref(), Some(std::path::Path::new("r.json")));
+        assert_eq!((o.relay, o.wake_interval_us), (Some("127.0.0.1:9000".parse().unwrap()), 500));
     }
 
     #[test]
     fn defaults_and_minimum_verified() {
         let o = Options::new("http://h/whep/a/b");
         assert_eq!((o.viewers, o.signaling, o.verify_share), (1, Signaling::Whep, 0.01));
+        assert_eq!((o.relay, o.wake_interval_us), (None, 1000));
         assert_eq!(o.verified_count(), 1);
         let mut o = o;
         o.viewers = 0;
@@ -180,6 +193,7 @@ mod tests {
             vec!["x", "--url", "http://h/whep/a/b", "--signaling", "sip"],
             vec!["x", "--url", "ftp://h/a/b"],
             vec!["x", "--url", "http://h/whep/a/b", "--threads", "0"],
+            vec!["x", "--url", "http://h/whep/a/b", "--relay", "nohost"],
         ] {
             assert!(matches!(Options::from_args(&bad), Err(Error::Usage(_)) | Err(Error::Url(..))), "{bad:?}");
         }

@@ -11,7 +11,8 @@
 //!
 //! Entry point: [`run`]. The binary adds the progress line, table, JSON file
 //! and exit code.
-#![forbid(unsafe_code)]
+// `sys` is the one module allowed `unsafe` (recvmmsg and a socket option).
+#![deny(unsafe_code)]
 
 mod cli;
 mod engine;
@@ -20,6 +21,7 @@ mod report;
 pub mod sei;
 pub mod signaling;
 pub mod stats;
+mod sys;
 pub mod viewer;
 
 pub use cli::{Options, Signaling};
@@ -45,7 +47,11 @@ pub fn run(opts: &Options) -> Result<Report, Error> {
     let cpu0 = cpu_seconds();
     let target = signaling::Target::parse(&opts.url, opts.signaling)?;
     let cert = rts_dtls::DtlsCert::generate()?;
-    let ctx = rts_dtls::DtlsContext::new(&cert, rts_dtls::Role::Client)?;
+    let ctx = engine::Contexts {
+        client: rts_dtls::DtlsContext::new(&cert, rts_dtls::Role::Client)?,
+        server: rts_dtls::DtlsContext::new(&cert, rts_dtls::Role::Server)?,
+    };
+    let wake_interval = Duration::from_micros(opts.wake_interval_us);
     let shared = Arc::new(Shared::default());
 
     let threads = opts.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -58,7 +64,7 @@ pub fn run(opts: &Options) -> Result<Report, Error> {
         workers.push(
             std::thread::Builder::new()
                 .name(format!("loadgen-w{i}"))
-                .spawn(move || engine::worker(rx, ctx, shared, deadline))?,
+                .spawn(move || engine::worker(rx, ctx, shared, deadline, wake_interval))?,
         );
     }
 

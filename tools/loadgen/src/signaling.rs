@@ -60,7 +60,7 @@ impl Target {
 /// What the viewer needs from the answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Remote {
-    /// The server's ICE candidate (first UDP host candidate, IPv4 preferred).
+    /// The server's ICE candidate (highest-priority UDP RTP candidate, IPv4 preferred).
     pub addr: SocketAddr,
     /// Server ICE ufrag.
     pub ufrag: String,
@@ -72,6 +72,12 @@ pub struct Remote {
     pub h264_pt: Option<u8>,
     /// WHEP resource to DELETE at teardown (absolute URL).
     pub location: Option<String>,
+    /// The answer says `a=setup:active`: the peer is the DTLS client and we
+    /// serve (full WebRTC stacks such as aiortc answer our `actpass` so).
+    pub dtls_server: bool,
+    /// The answer says `a=ice-lite`. A full ICE peer also checks us and runs
+    /// consent freshness; the viewer answers those requests either way.
+    pub ice_lite: bool,
 }
 
 /// A ureq agent with connect and total timeouts, so a dead server cannot hang a thread.
@@ -134,14 +140,21 @@ fn json_field(body: &str, sdp_ptr: &str, code_ptr: &str, ok: i64) -> Result<Stri
 pub fn parse_answer(sdp: &str) -> Result<Remote, FailureKind> {
     let d = SessionDescription::parse(sdp).map_err(|_| FailureKind::BadSdp)?;
     let udp = |c: &&rts_sdp::Candidate| c.component == 1 && c.transport.eq_ignore_ascii_case("udp");
-    let cand = d
-        .candidates
-        .iter()
-        .filter(udp)
-        .find(|c| c.address.is_ipv4())
-        .or_else(|| d.candidates.iter().find(udp))
-        .ok_or(FailureKind::BadSdp)?;
-    let fp = d.fingerprint_for(0).filter(|f| f.algorithm == "sha-256").ok_or(FailureKind::BadSdp)?;
+    // All candidates are in the answer (we take no trickled ones): the best IPv4 one, else the best.
+    let best = |v4: bool| d.candidates.iter().filter(udp).filter(|c| !v4 || c.address.is_ipv4()).max_by_key(|c| c.priority);
+    let cand = best(true).or_else(|| best(false)).ok_or(FailureKind::BadSdp)?;
+    // The parser keeps one fingerprint line; stacks that list sha-256 next to
+    // sha-384/512 (aiortc) need the sha-256 one picked from the text.
+    let fingerprint = match d.fingerprint_for(0).filter(|f| f.algorithm == "sha-256") {
+        Some(f) => f.value.clone(),
+        None => sdp
+            .lines()
+            .find_map(|l| {
+                let (alg, v) = l.trim().strip_prefix("a=fingerprint:")?.split_once(' ')?;
+                alg.eq_ignore_ascii_case("sha-256").then(|| v.trim().to_string())
+            })
+            .ok_or(FailureKind::BadSdp)?,
+    };
     let h264_pt = d
         .media
         .iter()
@@ -153,9 +166,11 @@ pub fn parse_answer(sdp: &str) -> Result<Remote, FailureKind> {
         addr: SocketAddr::new(cand.address, cand.port),
         ufrag: d.ice_ufrag_for(0).ok_or(FailureKind::BadSdp)?.to_string(),
         pwd: d.ice_pwd_for(0).ok_or(FailureKind::BadSdp)?.to_string(),
-        fingerprint: fp.value.to_ascii_uppercase(),
+        fingerprint: fingerprint.to_ascii_uppercase(),
         h264_pt,
         location: None,
+        dtls_server: d.setup_for(0) == Some(rts_sdp::Setup::Active),
+        ice_lite: d.ice_lite,
     })
 }
 
@@ -223,8 +238,26 @@ a=candidate:1 1 udp 2130706431 10.200.0.1 40000 typ host\r\n";
         assert_eq!((r.ufrag.as_str(), r.fingerprint.as_str(), r.h264_pt), ("srv", "AB:CD:01", Some(102)));
         assert_eq!(parse_answer("garbage"), Err(FailureKind::BadSdp));
         assert_eq!(parse_answer(&sdp.replace("a=candidate", "a=x")), Err(FailureKind::BadSdp));
+        assert!(!r.dtls_server && !r.ice_lite);
         assert_eq!(json_field("{\"code\":404}", "/sdp", "/code", 0), Err(FailureKind::Http4xx));
         assert_eq!(json_field("<html>", "/sdp", "/code", 0), Err(FailureKind::BadSdp));
         assert_eq!(absolute("http://h:1", "/whep/session/1"), "http://h:1/whep/session/1");
+    }
+
+    /// A full-ICE answer in aiortc's shape: DTLS client, three fingerprints, two candidates.
+    #[test]
+    fn full_ice_answer() {
+        let sdp = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0 1\r\n\
+m=video 40001 UDP/TLS/RTP/SAVPF 102 103\r\nc=IN IP4 10.200.0.1\r\na=mid:0\r\na=sendonly\r\na=rtcp-mux\r\n\
+a=rtpmap:102 H264/90000\r\na=rtpmap:103 rtx/90000\r\n\
+a=candidate:1 1 udp 2130706431 10.200.0.1 40001 typ host\r\na=candidate:2 1 udp 2130706175 10.200.0.2 40002 typ host\r\n\
+a=candidate:3 1 udp 2130706943 fe80::1 40003 typ host\r\na=end-of-candidates\r\n\
+a=ice-ufrag:peer\r\na=ice-pwd:peerpassword0123456789ab\r\n\
+a=fingerprint:sha-256 aa:bb\r\na=fingerprint:sha-384 cc:dd\r\na=fingerprint:sha-512 ee:ff\r\na=setup:active\r\n";
+        let r = parse_answer(sdp).unwrap();
+        assert_eq!(r.addr, "10.200.0.1:40001".parse().unwrap(), "best IPv4 candidate");
+        assert_eq!(r.fingerprint, "AA:BB");
+        assert!(r.dtls_server && !r.ice_lite);
+        assert_eq!(r.h264_pt, Some(102));
     }
 }

@@ -1,12 +1,13 @@
-//! One viewer session after signaling: ICE (controlling, USE-CANDIDATE),
-//! DTLS client, SRTP; then media accounting. Sans-IO: datagrams and time
+//! One viewer session after signaling: ICE (controlling, USE-CANDIDATE;
+//! binding requests from a full-ICE peer are answered too), DTLS (client, or
+//! server when the answer says `setup:active`), SRTP; then media accounting. Sans-IO: datagrams and time
 //! in, datagrams to send out through the caller's outbox.
 
 use crate::report::{FailureKind, Tally};
 use crate::sei;
 use crate::signaling::Remote;
 use crate::stats::{FrameJitter, SeqTracker, StallDetector};
-use rts_dtls::{DtlsContext, DtlsEndpoint, DtlsEvent, SrtpExport};
+use rts_dtls::{DtlsContext, DtlsEndpoint, DtlsEvent, Role, SrtpExport};
 use rts_rtp::h264::H264Depacketizer;
 use rts_rtp::RtpHeader;
 use rts_srtp::{KeyingMaterial, Profile, SrtpContext};
@@ -35,6 +36,10 @@ pub struct ViewerConfig {
     pub remote: Remote,
     /// Our ICE ufrag (as put in the offer).
     pub local_ufrag: String,
+    /// Our ICE password (as put in the offer): keys our answers to the peer's checks.
+    pub local_pwd: String,
+    /// Where our datagrams go: the answer's candidate, or `--relay`.
+    pub dest: std::net::SocketAddr,
     /// Decrypt and verify media.
     pub verified: bool,
     /// When signaling for this viewer began.
@@ -91,7 +96,8 @@ pub struct Viewer {
 }
 
 impl Viewer {
-    /// A viewer about to start ICE at `now`.
+    /// A viewer about to start ICE at `now`. `ctx` must be in the role the
+    /// answer asked for (server when `cfg.remote.dtls_server`).
     pub fn new(ctx: &DtlsContext, cfg: ViewerConfig, now: Instant) -> Result<Viewer, FailureKind> {
         let dtls = DtlsEndpoint::new(ctx).map_err(|_| FailureKind::DtlsFailed)?;
         Ok(Viewer {
@@ -194,6 +200,13 @@ impl Viewer {
                 self.tally.bytes += d.len() as u64;
             }
             PacketKind::Stun => self.on_stun(now, d, out),
+            // We serve DTLS and the peer finished its checks before our own
+            // check's response arrived: its ClientHello proves the path.
+            PacketKind::Dtls if self.phase == Phase::Ice && self.dtls.role() == Role::Server => {
+                self.enter_dtls(now, out);
+                let _ = self.dtls.handle_datagram(d, now);
+                self.drain_dtls(now, out);
+            }
             PacketKind::Dtls if matches!(self.phase, Phase::Dtls | Phase::Connected) => {
                 // Malformed records are the peer's problem; the handshake timer still runs.
                 let _ = self.dtls.handle_datagram(d, now);
@@ -275,21 +288,49 @@ impl Viewer {
 
     fn on_stun(&mut self, now: Instant, d: &[u8], out: &mut Vec<Vec<u8>>) {
         let Ok(m) = StunMessage::parse(d) else { return };
+        if m.method != METHOD_BINDING {
+            return;
+        }
+        if m.class == Class::Request {
+            return self.answer_check(&m, out);
+        }
         let ours = self.pending.contains(&m.transaction_id) && m.transaction_id != [0; 12];
-        if m.method != METHOD_BINDING || m.class != Class::SuccessResponse || !ours {
+        if m.class != Class::SuccessResponse || !ours {
             return;
         }
         if !m.verify_integrity(self.cfg.remote.pwd.as_bytes()) {
             return;
         }
         if self.phase == Phase::Ice {
-            self.phase = Phase::Dtls;
-            self.phase_deadline = now + self.cfg.dtls_timeout;
-            if self.dtls.start(now).is_err() {
-                return self.fail(FailureKind::DtlsFailed);
-            }
-            self.drain_dtls(now, out);
+            self.enter_dtls(now, out);
         }
+    }
+
+    /// A full-ICE peer (not lite) checks connectivity towards us too, and
+    /// later sends consent-freshness requests (RFC 7675): answer each one
+    /// addressed to our ufrag and keyed with our password. The mapped address
+    /// is where the request came from (the socket is connected to `dest`).
+    fn answer_check(&mut self, m: &StunMessage<'_>, out: &mut Vec<Vec<u8>>) {
+        let to_us = m.username.and_then(|u| u.split_once(':')).is_some_and(|(to, _)| to == self.cfg.local_ufrag);
+        if !to_us || !m.verify_integrity(self.cfg.local_pwd.as_bytes()) {
+            return;
+        }
+        let mut buf = [0u8; 128];
+        if let Ok(n) = rts_stun::write_binding_success(&m.transaction_id, self.cfg.dest, self.cfg.local_pwd.as_bytes(), &mut buf) {
+            out.push(buf[..n].to_vec());
+            self.tally.checks_answered += 1;
+        }
+    }
+
+    /// ICE is done: start DTLS (the client sends its ClientHello now; the
+    /// server waits for the peer's).
+    fn enter_dtls(&mut self, now: Instant, out: &mut Vec<Vec<u8>>) {
+        self.phase = Phase::Dtls;
+        self.phase_deadline = now + self.cfg.dtls_timeout;
+        if self.dtls.start(now).is_err() {
+            return self.fail(FailureKind::DtlsFailed);
+        }
+        self.drain_dtls(now, out);
     }
 
     fn drain_dtls(&mut self, now: Instant, out: &mut Vec<Vec<u8>>) {
@@ -327,7 +368,7 @@ impl Viewer {
             return self.fail(FailureKind::FingerprintMismatch);
         }
         let Some(keys) = Profile::from_dtls_id(export.profile_id)
-            .and_then(|p| KeyingMaterial::from_exported(p, &export.material, false).ok())
+            .and_then(|p| KeyingMaterial::from_exported(p, &export.material, self.dtls.role() == Role::Server).ok())
         else {
             return self.fail(FailureKind::SrtpFailed);
         };
@@ -449,6 +490,7 @@ mod tests {
     use rts_dtls::{DtlsCert, Role};
 
     const PWD: &str = "serverpassword0123456789";
+    const MY_PWD: &str = "viewerpassword0123456789";
 
     struct FakeServer {
         dtls: DtlsEndpoint,
@@ -469,8 +511,12 @@ mod tests {
                 fingerprint: fingerprint.unwrap_or_else(|| server_cert.fingerprint_sha256()),
                 h264_pt: Some(102),
                 location: None,
+                dtls_server: false,
+                ice_lite: true,
             },
             local_ufrag: "me".into(),
+            local_pwd: MY_PWD.into(),
+            dest: "127.0.0.1:9".parse().unwrap(),
             verified,
             signaling_started: now,
             ice_timeout: Duration::from_secs(10),
@@ -593,5 +639,59 @@ mod tests {
         assert_eq!(v.phase(), Phase::Dtls);
         v.handle_timeout(now + Duration::from_secs(11), &mut out);
         assert_eq!(v.phase(), Phase::Failed(FailureKind::DtlsFailed));
+    }
+
+    /// A full-ICE peer that answers `setup:active` (aiortc's shape): it checks
+    /// us too, and it sends the ClientHello; the viewer serves DTLS.
+    #[test]
+    fn full_ice_peer_as_dtls_client() {
+        let client_cert = DtlsCert::generate().unwrap();
+        let viewer_cert = DtlsCert::generate().unwrap();
+        let peer_ctx = DtlsContext::new(&client_cert, Role::Client).unwrap();
+        let viewer_ctx = DtlsContext::new(&viewer_cert, Role::Server).unwrap();
+        let now = Instant::now();
+        let (mut v, _, _) = setup(false, Some(client_cert.fingerprint_sha256()));
+        v.cfg.remote.dtls_server = true;
+        v.cfg.remote.ice_lite = false;
+        v.dtls = DtlsEndpoint::new(&viewer_ctx).unwrap();
+        let mut peer = DtlsEndpoint::new(&peer_ctx).unwrap();
+        let mut out = Vec::new();
+
+        // The peer's check: answered with our password; a wrong ufrag or key is ignored.
+        let mut req = [0u8; 256];
+        for (user, key, answered) in [("me:srv", MY_PWD, true), ("other:srv", MY_PWD, false), ("me:srv", "wrong", false)] {
+            let r = BindingRequest { transaction_id: [7; 12], username: user, priority: 1, controlling: None, use_candidate: false };
+            let n = rts_stun::write_binding_request(&r, key.as_bytes(), &mut req).unwrap();
+            v.handle_datagram(now, 0, &mut req[..n], &mut out);
+            assert_eq!(out.len(), usize::from(answered), "{user} {key}");
+        }
+        let resp = StunMessage::parse(&out[0]).unwrap();
+        assert_eq!((resp.class, resp.transaction_id), (Class::SuccessResponse, [7; 12]));
+        assert!(resp.verify_integrity(MY_PWD.as_bytes()));
+        out.clear();
+        assert_eq!(v.phase(), Phase::Ice);
+
+        // The peer's ClientHello arrives before our own check's response: DTLS starts anyway.
+        peer.start(now).unwrap();
+        for _ in 0..20 {
+            let mut to_viewer = Vec::new();
+            while let Some(d) = peer.poll_datagram() {
+                to_viewer.push(d);
+            }
+            if to_viewer.is_empty() {
+                break;
+            }
+            for mut d in to_viewer {
+                v.handle_datagram(now, 0, &mut d, &mut out);
+            }
+            for d in out.drain(..) {
+                if classify(&d) == PacketKind::Dtls {
+                    peer.handle_datagram(&d, now).unwrap();
+                }
+            }
+        }
+        assert!(peer.is_connected());
+        assert_eq!(v.phase(), Phase::Connected);
+        assert_eq!(v.finish(now).checks_answered, 1);
     }
 }
