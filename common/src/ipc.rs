@@ -176,6 +176,7 @@ mod tests {
             remote_ufrag: "x".into(),
             app: "live".into(),
             stream: "s".into(),
+            home_shard: Some(1),
         };
         let b = encode(&m);
         assert_eq!(decode::<ControlToShard>(&b).unwrap(), m);

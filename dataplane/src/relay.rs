@@ -69,7 +69,9 @@ impl RelayMesh {
     /// Queues a message for `to` and wakes it. Returns the message if the
     /// queue is full (the caller counts the drop).
     pub fn send(&self, from: usize, to: usize, msg: RelayMsg) -> Result<(), RelayMsg> {
-        let q = self.queues.get(from * self.shards + to).ok_or_else(|| unreachable_msg())?;
+        let Some(q) = self.queues.get(from * self.shards + to).filter(|_| from < self.shards && to < self.shards) else {
+            return Err(msg);
+        };
         q.push(msg)?;
         let one: u64 = 1;
         // SAFETY: writing 8 bytes from a live u64 to our eventfd.
@@ -81,10 +83,6 @@ impl RelayMesh {
     pub fn recv(&self, me: usize, from: usize) -> Option<RelayMsg> {
         self.queues.get(from * self.shards + me)?.pop()
     }
-}
-
-fn unreachable_msg() -> RelayMsg {
-    RelayMsg::Ended { key: String::new() }
 }
 
 #[cfg(test)]
@@ -109,5 +107,6 @@ mod tests {
             assert!(mesh.send(0, 1, RelayMsg::Ended { key: i.to_string() }).is_ok());
         }
         assert!(mesh.send(0, 1, RelayMsg::Ended { key: "overflow".into() }).is_err(), "full queue hands the message back");
+        assert!(matches!(mesh.send(0, 7, RelayMsg::Ended { key: "x".into() }), Err(RelayMsg::Ended { key }) if key == "x"), "bad shard: message returned");
     }
 }

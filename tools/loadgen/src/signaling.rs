@@ -238,7 +238,7 @@ a=candidate:1 1 udp 2130706431 10.200.0.1 40000 typ host\r\n";
         assert_eq!((r.ufrag.as_str(), r.fingerprint.as_str(), r.h264_pt), ("srv", "AB:CD:01", Some(102)));
         assert_eq!(parse_answer("garbage"), Err(FailureKind::BadSdp));
         assert_eq!(parse_answer(&sdp.replace("a=candidate", "a=x")), Err(FailureKind::BadSdp));
-        assert!(!r.dtls_server && !r.ice_lite);
+        assert!(!r.dtls_server && r.ice_lite);
         assert_eq!(json_field("{\"code\":404}", "/sdp", "/code", 0), Err(FailureKind::Http4xx));
         assert_eq!(json_field("<html>", "/sdp", "/code", 0), Err(FailureKind::BadSdp));
         assert_eq!(absolute("http://h:1", "/whep/session/1"), "http://h:1/whep/session/1");

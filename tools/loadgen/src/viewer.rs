@@ -659,11 +659,11 @@ mod tests {
 
         // The peer's check: answered with our password; a wrong ufrag or key is ignored.
         let mut req = [0u8; 256];
-        for (user, key, answered) in [("me:srv", MY_PWD, true), ("other:srv", MY_PWD, false), ("me:srv", "wrong", false)] {
+        for (user, key) in [("me:srv", MY_PWD), ("other:srv", MY_PWD), ("me:srv", "wrong")] {
             let r = BindingRequest { transaction_id: [7; 12], username: user, priority: 1, controlling: None, use_candidate: false };
             let n = rts_stun::write_binding_request(&r, key.as_bytes(), &mut req).unwrap();
             v.handle_datagram(now, 0, &mut req[..n], &mut out);
-            assert_eq!(out.len(), usize::from(answered), "{user} {key}");
+            assert_eq!(out.len(), 1, "only the first is answered ({user} {key})");
         }
         let resp = StunMessage::parse(&out[0]).unwrap();
         assert_eq!((resp.class, resp.transaction_id), (Class::SuccessResponse, [7; 12]));
