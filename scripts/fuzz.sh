@@ -5,6 +5,7 @@
 #   scripts/fuzz.sh [SECONDS_PER_TARGET]        default 10
 #   FUZZ_TARGETS="stun:parse common:ipc_decode" scripts/fuzz.sh 60
 #   FUZZ_SANITIZER=address scripts/fuzz.sh 300  (ASan; default none)
+#   FUZZ_TARGET_DIR=/abs/dir scripts/fuzz.sh     (one build dir for all fuzz crates)
 #
 # Works on the stable toolchain: cargo-fuzz's nightly-only flags are unlocked with
 # RUSTC_BOOTSTRAP=1. Each fuzz crate is its own workspace with its own Cargo.lock and
@@ -18,6 +19,9 @@ ROOT=$(pwd)
 
 SECS=${1:-10}
 SANITIZER=${FUZZ_SANITIZER:-none}
+# Default: each crate's own fuzz/target. A shared dir builds libfuzzer and aws-lc once.
+TDIR=""
+[ -n "${FUZZ_TARGET_DIR:-}" ] && TDIR="--target-dir=$FUZZ_TARGET_DIR"
 CARGO_FUZZ_VERSION=0.13.1
 # Fuzz crates, as directories holding fuzz/Cargo.toml; a target is named
 # <last path component>:<target>, e.g. stun:parse.
@@ -65,14 +69,14 @@ for pair in $SELECTED; do
     [ -d "seeds/$target" ] && seeds="seeds/$target"
 
     t0=$(date +%s)
-    if ! cargo fuzz build -s "$SANITIZER" "$target" >"$LOG" 2>&1; then
+    if ! cargo fuzz build -s "$SANITIZER" $TDIR "$target" >"$LOG" 2>&1; then
         cat "$LOG" >&2
         echo "fuzz: $pair: build failed" >&2
         exit 1
     fi
     t1=$(date +%s)
-    # shellcheck disable=SC2086 # $seeds is empty or one path without spaces
-    if cargo fuzz run -s "$SANITIZER" "$target" "$corpus" $seeds -- \
+    # shellcheck disable=SC2086 # $TDIR, $seeds: empty or one word
+    if cargo fuzz run -s "$SANITIZER" $TDIR "$target" "$corpus" $seeds -- \
         -max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
         >"$LOG" 2>&1; then
         runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$LOG" | tail -n 1)
@@ -84,8 +88,8 @@ for pair in $SELECTED; do
         echo "fuzz: $pair FAILED" >&2
         if [ -n "$repro" ]; then
             echo "fuzz: reproducer: $repro" >&2
-            echo "fuzz: rerun: (cd $dir && RUSTC_BOOTSTRAP=1 cargo fuzz run -s $SANITIZER $target $repro)" >&2
-            echo "fuzz: minimize: (cd $dir && RUSTC_BOOTSTRAP=1 cargo fuzz tmin -s $SANITIZER $target $repro)" >&2
+            echo "fuzz: rerun: (cd $dir && RUSTC_BOOTSTRAP=1 cargo fuzz run -s $SANITIZER $TDIR $target $repro)" >&2
+            echo "fuzz: minimize: (cd $dir && RUSTC_BOOTSTRAP=1 cargo fuzz tmin -s $SANITIZER $TDIR $target $repro)" >&2
         fi
         exit 1
     fi

@@ -17,8 +17,9 @@ use std::process::Command;
 use std::time::Duration;
 
 const MAX_OFFSET_MS: f64 = 80.0;
-/// Flash/beep pairs to collect (one every 2 s).
-const PAIRS: usize = 5;
+/// Flash/beep pairs to collect (one every 2 s): the first ~12 s of playback,
+/// what a viewer who just opened the stream sees.
+const PAIRS: usize = 6;
 
 /// ffmpeg: black 320x240@30 with a white frame for 100 ms every 2 s, and a
 /// 1 kHz sine gated to the same windows (10 ms audio frames so the gate opens
@@ -97,6 +98,21 @@ const DETECTOR: &str = r#"(async () => {
     const t = ts.performanceTime + (e.data - ts.contextTime) * 1000;
     m.beeps.push({ t, ctxTime: e.data, outputLatency: ctx.outputLatency, now: performance.now() });
   };
+  // Jitter-buffer delay per kind over each second (getStats deltas), for the report.
+  m.jb = [];
+  let last = {};
+  setInterval(async () => {
+    const row = { t: Math.round(performance.now()) };
+    (await window.rts.pc.getStats()).forEach((s) => {
+      if (s.type !== 'inbound-rtp') return;
+      const p = last[s.kind] || { d: 0, n: 0, td: 0 };
+      const n = s.jitterBufferEmittedCount - p.n;
+      row[s.kind] = n > 0 ? Math.round(1000 * (s.jitterBufferDelay - p.d) / n) : null;
+      row[s.kind + 'Target'] = n > 0 ? Math.round(1000 * ((s.jitterBufferTargetDelay || 0) - p.td) / n) : null;
+      last[s.kind] = { d: s.jitterBufferDelay, n: s.jitterBufferEmittedCount, td: s.jitterBufferTargetDelay || 0 };
+    });
+    m.jb.push(row);
+  }, 1000);
   await ctx.resume();
   m.info = { state: ctx.state, sampleRate: ctx.sampleRate, baseLatency: ctx.baseLatency, outputLatency: ctx.outputLatency };
   return m.info;
@@ -131,7 +147,7 @@ fn audio_video_offset_is_within_80ms() -> Result<()> {
     println!("audio context: {info}");
 
     let enough = format!("window.__sync.flashes.length >= {n} && window.__sync.beeps.length >= {n}", n = PAIRS + 1);
-    if let Err(e) = chrome.wait_for(&enough, Duration::from_secs(25)) {
+    if let Err(e) = chrome.wait_for(&enough, Duration::from_secs(30)) {
         let m = chrome.eval("JSON.stringify(window.__sync)").unwrap_or(Value::Null);
         bail!(
             "not enough flashes/beeps: {e:#}\ndetector: {m}\nconsole: {:?}\nffmpeg: {}\nserver logs:\n{}",
@@ -158,6 +174,9 @@ fn audio_video_offset_is_within_80ms() -> Result<()> {
     println!("flash onsets (ms, performance.now): {:.1?}", flashes);
     println!("beep onsets  (ms, performance.now): {:.1?}", beeps);
     println!("mean jitter-buffer delay (ms): {jb}");
+    let per_second = |kind: &str| m["jb"].as_array().map(|a| a.iter().map(|r| r[kind].clone()).collect::<Vec<_>>()).unwrap_or_default();
+    println!("jitter-buffer delay each second (ms): audio {:?}", per_second("audio"));
+    println!("                                      video {:?}", per_second("video"));
     println!("A/V offsets, audio minus video (ms; + = audio late): {:.1?}", offsets);
     assert!(offsets.len() >= 4, "only {} flash/beep pairs matched: flashes {flashes:?}, beeps {beeps:?}", offsets.len());
     let mut sorted = offsets.clone();

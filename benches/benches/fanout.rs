@@ -136,7 +136,7 @@ impl Run {
 }
 
 /// The shipped path: per frame per viewer one `send_items` (GSO batch).
-fn run_shipped(viewers: &mut [Viewer], seconds: usize, gso: bool) -> Run {
+fn run_shipped(viewers: &mut [Viewer], seconds: usize, gso: bool, pair_audio: bool) -> Run {
     let sock = UdpSocket::bind("0.0.0.0:0").expect("bind");
     let _ = socket2::SockRef::from(&sock).set_send_buffer_size(8 << 20);
     let mut sender = UdpSender::new(sock.as_raw_fd(), gso);
@@ -150,13 +150,18 @@ fn run_shipped(viewers: &mut [Viewer], seconds: usize, gso: bool) -> Run {
                 send_items(&mut v.media, v.dst, None, frame.iter().map(|p| (Kind::Video, p)), &mut sender, &mut batch);
                 packets += frame.len() as u64;
             }
-            // 50 audio packets per 30 frames, spread evenly.
+            // 50 audio packets per 30 frames, spread evenly; like the shard
+            // (pair_audio), two consecutive packets leave as one GSO send.
             let start = (f * AUDIO_PER_S) / FPS;
-            let n_audio = ((f + 1) * AUDIO_PER_S) / FPS - start;
-            for a in audio.iter().skip(start).take(n_audio) {
+            let end = ((f + 1) * AUDIO_PER_S) / FPS;
+            for i in start..end {
+                if pair_audio && i % 2 == 0 {
+                    continue; // held for its pair
+                }
+                let pair = if pair_audio { &audio[i - 1..=i] } else { &audio[i..=i] };
                 for v in viewers.iter_mut() {
-                    send_items(&mut v.media, v.dst, None, std::iter::once((Kind::Audio, a)), &mut sender, &mut batch);
-                    packets += 1;
+                    send_items(&mut v.media, v.dst, None, pair.iter().map(|a| (Kind::Audio, a)), &mut sender, &mut batch);
+                    packets += pair.len() as u64;
                 }
             }
         }
@@ -231,7 +236,7 @@ fn main() {
         let before = ifb_packets();
         let naive = run_naive(&mut v, seconds);
         let mid = ifb_packets();
-        let shipped = run_shipped(&mut v, seconds, true);
+        let shipped = run_shipped(&mut v, seconds, true, true);
         let after = ifb_packets();
         report("ifb", &naive, &shipped);
         println!(
@@ -243,7 +248,9 @@ fn main() {
             shipped.packets,
             shipped.send_errors
         );
-        let nogso = run_shipped(&mut v, seconds, false);
+        let nogso = run_shipped(&mut v, seconds, false, false);
+        let unpaired = run_shipped(&mut v, seconds, true, false);
+        println!("ifb        shipped, audio not paired: {:.0} ns/viewer-packet", unpaired.ns_per_packet());
         println!("ifb        shipped, GSO forced off: {:.0} ns/viewer-packet", nogso.ns_per_packet());
 
         // Scaling: the same per-shard work on 1 and on `threads` pinned
@@ -257,7 +264,7 @@ fn main() {
                     core_affinity::set_for_current(core_affinity::CoreId { id: t });
                     let mut v = make_viewers(n, Ipv4Addr::new(10, 201, 0, 2), 9000);
                     barrier.wait();
-                    run_shipped(&mut v, seconds, true)
+                    run_shipped(&mut v, seconds, true, true)
                 })
             })
             .collect();
@@ -280,7 +287,7 @@ fn main() {
     let receivers: Vec<UdpSocket> = (0..n.min(1000)).map(|i| UdpSocket::bind(("127.0.0.1", 20000 + i as u16)).expect("bind receiver")).collect();
     let mut v = make_viewers(n, Ipv4Addr::LOCALHOST, 20000);
     let naive = run_naive(&mut v, seconds);
-    let shipped = run_shipped(&mut v, seconds, true);
+    let shipped = run_shipped(&mut v, seconds, true, true);
     report("loopback", &naive, &shipped);
     drop(receivers);
 }

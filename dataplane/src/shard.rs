@@ -531,13 +531,9 @@ impl Shard {
                 match s.on_audio(timestamp_ms, &data, received_at) {
                     AudioOutcome::ConfigChanged => s.update_transcoder(),
                     AudioOutcome::Packet(p) => {
-                        let packets = [p];
-                        s.bytes_out += fan_out(s, &mut self.sessions, Kind::Audio, &packets, &mut self.sender, &mut self.batch);
-                        for &sub in &s.subscribers {
-                            let msg = RelayMsg::Packets { key: key.clone(), kind: Kind::Audio, packets: packets.to_vec(), keyframe: false, anchor: s.anchor };
-                            if self.mesh.send(self.id, sub, msg).is_err() {
-                                self.counters.relay_dropped += 1;
-                            }
+                        let (streams, mut out) = self.split();
+                        if let Some(s) = streams.get_mut(&key) {
+                            out.deliver_audio(&key, s, p, received_at);
                         }
                     }
                     AudioOutcome::Nothing => {}
@@ -600,14 +596,12 @@ impl Shard {
                 return;
             }
         };
-        for &sub in &stream.subscribers {
-            let msg = RelayMsg::Packets { key: key.to_string(), kind: Kind::Video, packets: self.packets.clone(), keyframe, anchor: stream.anchor };
-            if self.mesh.send(self.id, sub, msg).is_err() {
-                self.counters.relay_dropped += 1;
-            }
-        }
-        let bytes_out = fan_out(stream, &mut self.sessions, Kind::Video, &self.packets, &mut self.sender, &mut self.batch);
-        stream.bytes_out += bytes_out;
+        let packets = std::mem::take(&mut self.packets);
+        let (streams, mut out) = self.split();
+        let Some(stream) = streams.get_mut(key) else { return };
+        out.deliver(key, stream, Kind::Video, &packets, keyframe);
+        self.packets = packets;
+        let Some(stream) = self.streams.get_mut(key) else { return };
         if !stream.viewers.is_empty() {
             let us = received_at.elapsed().as_micros().min(u32::MAX as u128) as u32;
             stream.latency.record(us);
@@ -617,35 +611,47 @@ impl Shard {
     /// Fans out what the transcoder workers produced (Opus audio, re-encoded
     /// video) and relays it to replicating shards.
     fn poll_transcoders(&mut self, now: Instant) {
-        let Shard { streams, sessions, sender, batch, mesh, id, counters, packets, .. } = self;
+        let mut packets = std::mem::take(&mut self.packets);
+        let (streams, mut out) = self.split();
         for (key, stream) in streams.iter_mut() {
+            out.flush_audio(key, stream, now);
             if stream.transcoder.is_none() {
                 continue;
             }
-            while let Some(out) = stream.transcoder.as_mut().and_then(|t| t.poll(now)) {
-                packets.clear();
-                let (kind, keyframe) = match out {
+            while let Some(t) = stream.transcoder.as_mut().and_then(|t| t.poll(now)) {
+                match t {
                     crate::transcode::Transcoded::Opus { data, rtp_ts, .. } => {
-                        packets.push(stream.on_opus(&data, rtp_ts));
-                        (Kind::Audio, false)
+                        let p = stream.on_opus(&data, rtp_ts);
+                        out.deliver_audio(key, stream, p, now);
                     }
                     crate::transcode::Transcoded::Video { nalus, pts_ms, keyframe, .. } => {
-                        stream.on_reencoded(&nalus, pts_ms, keyframe, now, packets);
-                        (Kind::Video, keyframe)
-                    }
-                };
-                if packets.is_empty() {
-                    continue;
-                }
-                stream.bytes_out += fan_out(stream, sessions, kind, packets, sender, batch);
-                for &sub in &stream.subscribers {
-                    let msg = RelayMsg::Packets { key: key.clone(), kind, packets: packets.clone(), keyframe, anchor: stream.anchor };
-                    if mesh.send(*id, sub, msg).is_err() {
-                        counters.relay_dropped += 1;
+                        packets.clear();
+                        stream.on_reencoded(&nalus, pts_ms, keyframe, now, &mut packets);
+                        if !packets.is_empty() {
+                            out.deliver(key, stream, Kind::Video, &packets, keyframe);
+                        }
                     }
                 }
             }
         }
+        self.packets = packets;
+    }
+
+    /// The stream table and everything delivering packets needs, borrowed
+    /// apart so a stream can be updated while its viewers are served.
+    fn split(&mut self) -> (&mut HashMap<String, Stream>, Out<'_>) {
+        (
+            &mut self.streams,
+            Out {
+                sessions: &mut self.sessions,
+                sender: &mut self.sender,
+                batch: &mut self.batch,
+                mesh: &self.mesh,
+                id: self.id,
+                counters: &mut self.counters,
+                pair_audio: self.cfg.webrtc.pair_audio,
+            },
+        )
     }
 
     /// Sends queued GOP-cache packets to viewers that just joined, at a
@@ -1114,6 +1120,56 @@ impl Shard {
             .collect();
         for s in all {
             self.push_ctl(&ShardToControl::StreamStats(s));
+        }
+    }
+}
+
+/// Longest an Opus packet waits for its pair (one 20 ms frame plus slack).
+const AUDIO_HOLD: Duration = Duration::from_millis(25);
+
+/// Delivery of a stream's new packets: relay to replicating shards, then
+/// fan out to local viewers.
+struct Out<'a> {
+    sessions: &'a mut Slab<Session>,
+    sender: &'a mut UdpSender,
+    batch: &'a mut GsoBatch,
+    mesh: &'a RelayMesh,
+    id: usize,
+    counters: &'a mut ShardCounters,
+    pair_audio: bool,
+}
+
+impl Out<'_> {
+    fn deliver(&mut self, key: &str, stream: &mut Stream, kind: Kind, packets: &[Bytes], keyframe: bool) {
+        for &sub in &stream.subscribers {
+            let msg = RelayMsg::Packets { key: key.to_string(), kind, packets: packets.to_vec(), keyframe, anchor: stream.anchor };
+            if self.mesh.send(self.id, sub, msg).is_err() {
+                self.counters.relay_dropped += 1;
+            }
+        }
+        stream.bytes_out += fan_out(stream, self.sessions, kind, packets, self.sender, self.batch);
+    }
+
+    /// Audio is 50 of a viewer's 80 sends per second. Two consecutive
+    /// (CBR, equal-size) Opus packets go to each viewer as one GSO sendmsg:
+    /// half the audio sends for at most 20 ms more audio delay.
+    fn deliver_audio(&mut self, key: &str, stream: &mut Stream, packet: Bytes, now: Instant) {
+        if !self.pair_audio {
+            self.deliver(key, stream, Kind::Audio, &[packet], false);
+            return;
+        }
+        match stream.audio_hold.take() {
+            None => stream.audio_hold = Some((packet, now)),
+            Some((held, _)) => self.deliver(key, stream, Kind::Audio, &[held, packet], false),
+        }
+    }
+
+    /// Sends a held Opus packet whose pair did not come in time (DTX, end).
+    fn flush_audio(&mut self, key: &str, stream: &mut Stream, now: Instant) {
+        if stream.audio_hold.as_ref().is_some_and(|(_, at)| now.duration_since(*at) >= AUDIO_HOLD) {
+            if let Some((held, _)) = stream.audio_hold.take() {
+                self.deliver(key, stream, Kind::Audio, &[held], false);
+            }
         }
     }
 }

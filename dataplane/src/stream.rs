@@ -72,6 +72,8 @@ pub struct Stream {
     pub avc_record: Option<Bytes>,
     /// AAC -> Opus / B-frame re-encode worker, while WebRTC viewers need it.
     pub transcoder: Option<StreamTranscoder>,
+    /// An Opus packet waiting for its pair (see shard::Out::deliver_audio).
+    pub audio_hold: Option<(Bytes, Instant)>,
     /// Replica: the home shard this stream's packets come from.
     pub home: Option<usize>,
     /// Home: shards that replicate this stream for their viewers.
@@ -136,6 +138,7 @@ impl Stream {
             saw_b_frames: false,
             avc_record: None,
             transcoder: None,
+            audio_hold: None,
             home: None,
             subscribers: Vec::new(),
         }

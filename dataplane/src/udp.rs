@@ -173,7 +173,10 @@ impl UdpSender {
 /// holds packets of one size, optionally ended by one shorter packet (the
 /// kernel's rule for UDP_SEGMENT).
 pub struct GsoBatch {
-    buf: Vec<u8>,
+    /// Fixed, zeroed once: `spare` hands out slices without re-zeroing
+    /// (the SRTP output overwrites them anyway).
+    buf: Box<[u8]>,
+    len: usize,
     segment: usize,
     count: usize,
     closed: bool,
@@ -181,33 +184,31 @@ pub struct GsoBatch {
 
 impl GsoBatch {
     pub fn with_capacity(cap: usize) -> GsoBatch {
-        GsoBatch { buf: Vec::with_capacity(cap), segment: 0, count: 0, closed: false }
+        GsoBatch { buf: vec![0u8; cap.max(MAX_GSO_BYTES + 2048)].into_boxed_slice(), len: 0, segment: 0, count: 0, closed: false }
     }
 
-    /// Room for one more packet of up to `max_len` bytes; returns the slice
-    /// to write into. Call [`GsoBatch::commit`] with the length written. If
-    /// the packet cannot join the current batch the caller must flush first;
-    /// `fits` tells.
+    /// Whether a packet of `len` bytes can join the current batch. If not,
+    /// the caller must flush first.
     pub fn fits(&self, len: usize) -> bool {
         if self.count == 0 {
-            return true;
+            return len <= self.buf.len();
         }
         !self.closed
             && self.count < MAX_GSO_SEGMENTS
-            && self.buf.len() + len <= MAX_GSO_BYTES
+            && self.len + len <= MAX_GSO_BYTES
             && len <= self.segment
     }
 
+    /// Room for one more packet of up to `max_len` bytes; call
+    /// [`GsoBatch::commit`] with the length written (or `rollback`).
     pub fn spare(&mut self, max_len: usize) -> &mut [u8] {
-        let start = self.buf.len();
-        self.buf.resize(start + max_len, 0);
-        &mut self.buf[start..]
+        let end = (self.len + max_len).min(self.buf.len());
+        &mut self.buf[self.len..end]
     }
 
     /// Keeps `len` bytes of the last `spare` area as a packet.
-    pub fn commit(&mut self, spare_len: usize, len: usize) {
-        let new_len = self.buf.len() - spare_len + len;
-        self.buf.truncate(new_len);
+    pub fn commit(&mut self, _spare_len: usize, len: usize) {
+        self.len = (self.len + len).min(self.buf.len());
         if self.count == 0 {
             self.segment = len;
         } else if len < self.segment {
@@ -216,21 +217,22 @@ impl GsoBatch {
         self.count += 1;
     }
 
-    /// Discards an unused `spare` area.
-    pub fn rollback(&mut self, spare_len: usize) {
-        let l = self.buf.len() - spare_len;
-        self.buf.truncate(l);
-    }
+    /// Discards an unused `spare` area (nothing was committed).
+    pub fn rollback(&mut self, _spare_len: usize) {}
 
     pub fn is_empty(&self) -> bool {
         self.count == 0
     }
 
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
     pub fn flush(&mut self, sender: &mut UdpSender, dst: SocketAddrV4, src: Option<Ipv4Addr>) {
         if self.count > 0 {
-            sender.send(dst, src, &self.buf, self.segment);
+            sender.send(dst, src, &self.buf[..self.len], self.segment);
         }
-        self.buf.clear();
+        self.len = 0;
         self.count = 0;
         self.segment = 0;
         self.closed = false;
@@ -260,7 +262,7 @@ mod tests {
         assert!(b.fits(300));
         push(&mut b, 300, 3);
         assert!(!b.fits(300), "a short packet closes the batch");
-        assert_eq!(b.buf.len(), 2300);
+        assert_eq!(b.len(), 2300);
     }
 
     fn loopback_roundtrip(allow_gso: bool) {

@@ -134,6 +134,10 @@ impl AacToOpus {
         let mut encoder = opus::Encoder::new(OPUS_RATE, opus_channels, opus::Application::Audio)?;
         let bitrate = i32::try_from(opus_bitrate_bps.clamp(6_000, 510_000)).unwrap_or(128_000);
         encoder.set_bitrate(opus::Bitrate::Bits(bitrate))?;
+        // Hard CBR: every 20 ms packet has the same size, so the shard can send
+        // two of them to a viewer as one GSO sendmsg (audio is 50 of the 80
+        // sends per viewer-second; docs/decisions/006-opus-encoder.md).
+        encoder.set_vbr(false)?;
         let lookahead = u32::try_from(encoder.get_lookahead()?).unwrap_or(0);
 
         Ok(Self {

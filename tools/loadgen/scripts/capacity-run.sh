@@ -8,7 +8,7 @@
 #   VIEWERS=500 DURATION=30 tools/loadgen/scripts/capacity-run.sh
 #
 # Environment (defaults): VIEWERS=1000 RAMP=200 DURATION=60 VERIFY_SHARE=0.01
-# BITRATE=2M SERVER_CORE=0 LOADGEN_CORE=1 THREADS=1 (loadgen worker threads)
+# BITRATE=2M SERVER_CORE=0 LOADGEN_CORE=1 PUBLISH_CORE=\$SERVER_CORE THREADS=1 (loadgen worker threads)
 # OUT=target/capacity-run (JSON report, logs) SKIP_BUILD=0 (1: use existing binaries)
 # LOADGEN_BIN=target/release/rts-loadgen (another build to compare).
 # Needs root (ip netns), ffmpeg, taskset.
@@ -23,6 +23,7 @@ BITRATE=${BITRATE:-2M}
 SERVER_CORE=${SERVER_CORE:-0}
 LOADGEN_CORE=${LOADGEN_CORE:-1}
 THREADS=${THREADS:-1}
+PUBLISH_CORE=${PUBLISH_CORE:-$SERVER_CORE}
 OUT=${OUT:-target/capacity-run}
 SKIP_BUILD=${SKIP_BUILD:-0}
 LOADGEN_BIN=${LOADGEN_BIN:-}
@@ -49,13 +50,15 @@ cores = [$SERVER_CORE]
 shm_path = "$SHM"
 EOF
 
+# Background processes run in their own process group (setsid; `ip netns exec` and
+# taskset exec in place, so $! is the program and its group id): cleanup ends the
+# server with its control child and the publisher with its ffmpeg.
 SERVER_PID=""
 PUB_PID=""
 cleanup() {
-    [ -n "$PUB_PID" ] && kill "$PUB_PID" 2>/dev/null || true
-    [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null || true
+    for g in $PUB_PID $SERVER_PID; do kill -TERM "-$g" 2>/dev/null || true; done
     sleep 0.5
-    [ -n "$SERVER_PID" ] && kill -9 "$SERVER_PID" 2>/dev/null || true
+    for g in $PUB_PID $SERVER_PID; do kill -KILL "-$g" 2>/dev/null || true; done
     ip netns del "$NS" 2>/dev/null || true
     rm -f "$SHM"
 }
@@ -83,7 +86,7 @@ server_ticks() {
     echo "$t"
 }
 
-RUST_LOG=warn nsx taskset -c "$SERVER_CORE" "$BIN/rts" --config "$CONF" serve >"$OUT/server.log" 2>&1 &
+RUST_LOG=warn setsid ip netns exec "$NS" taskset -c "$SERVER_CORE" "$BIN/rts" --config "$CONF" serve >"$OUT/server.log" 2>&1 &
 SERVER_PID=$!
 i=0
 until nsx curl -s -o /dev/null "http://$IP:8080/api/v1/streams"; do
@@ -92,8 +95,9 @@ until nsx curl -s -o /dev/null "http://$IP:8080/api/v1/streams"; do
     sleep 0.1
 done
 
-# The publisher (and its ffmpeg) share the server's core: the loadgen core stays clean.
-nsx taskset -c "$SERVER_CORE" "$BIN/rts-publish" --url "rtmp://$IP:1935/live/cap" --bitrate "$BITRATE" >"$OUT/publish.log" 2>&1 &
+# The publisher's ffmpeg (x264, ~25-35 % of a core) shares the server's core by default
+# so that the loadgen core stays clean; server CPU below is the server's own.
+setsid ip netns exec "$NS" taskset -c "$PUBLISH_CORE" "$BIN/rts-publish" --url "rtmp://$IP:1935/live/cap" --bitrate "$BITRATE" >"$OUT/publish.log" 2>&1 &
 PUB_PID=$!
 i=0
 until nsx curl -s "http://$IP:8080/api/v1/streams" | grep -q '"publishing":true'; do
@@ -113,17 +117,20 @@ T0=$(date +%s.%N)
 # Steady state: server CPU from 5 s after the ramp ends to 5 s before the hold ends.
 STEADY_FROM=$(awk -v n="$VIEWERS" -v r="$RAMP" 'BEGIN { printf "%d", n / r + 5 }')
 STEADY_LEN=$(awk -v n="$VIEWERS" -v r="$RAMP" -v d="$DURATION" 'BEGIN { l = d - n / r - 10; if (l < 1) l = 1; printf "%d", l }')
+ip netns exec "$NS" taskset -c "$LOADGEN_CORE" "$LOADGEN_BIN" --url "http://$IP:8080/whep/live/cap" \
+    --viewers "$VIEWERS" --ramp "$RAMP" --duration "$DURATION" --verify-share "$VERIFY_SHARE" \
+    --threads "$THREADS" --quiet --json "$OUT/report.json" &
+LOADGEN_PID=$!
 (
-    sleep "$STEADY_FROM"; a=$(server_ticks); ta=$(date +%s.%N)
-    sleep "$STEADY_LEN"; b=$(server_ticks); tb=$(date +%s.%N)
-    awk -v a="$a" -v b="$b" -v ta="$ta" -v tb="$tb" -v hz="$HZ" 'BEGIN {
-        printf "server cpu, steady hold: %.1f%% of one core over %.0f s\n", 100 * (b - a) / hz / (tb - ta), tb - ta }' >"$OUT/server-steady.txt"
+    sleep "$STEADY_FROM"; a=$(server_ticks); la=$(ticks "$LOADGEN_PID"); ta=$(date +%s.%N)
+    sleep "$STEADY_LEN"; b=$(server_ticks); lb=$(ticks "$LOADGEN_PID"); tb=$(date +%s.%N)
+    awk -v a="$a" -v b="$b" -v la="$la" -v lb="$lb" -v ta="$ta" -v tb="$tb" -v hz="$HZ" -v n="$VIEWERS" 'BEGIN {
+        printf "steady hold (%.0f s, %d viewers requested): server %.1f%% of one core, loadgen %.1f%% = %.0f us per viewer-second\n",
+            tb - ta, n, 100 * (b - a) / hz / (tb - ta), 100 * (lb - la) / hz / (tb - ta), 1e6 * (lb - la) / hz / (tb - ta) / n }' >"$OUT/steady.txt"
 ) &
 SAMPLER=$!
 set +e
-nsx taskset -c "$LOADGEN_CORE" "$LOADGEN_BIN" --url "http://$IP:8080/whep/live/cap" \
-    --viewers "$VIEWERS" --ramp "$RAMP" --duration "$DURATION" --verify-share "$VERIFY_SHARE" \
-    --threads "$THREADS" --quiet --json "$OUT/report.json"
+wait "$LOADGEN_PID"
 RC=$?
 set -e
 S1=$(server_ticks)
@@ -136,6 +143,6 @@ awk -v s0="$S0" -v s1="$S1" -v t0="$T0" -v t1="$T1" -v hz="$HZ" -v n="$VIEWERS" 
     printf "server cpu: %.1f s over %.1f s wall = %.1f%% of one core (serve + control, incl. ramp/teardown)\n", cpu, wall, 100 * cpu / wall
 }' | tee "$OUT/server-cpu.txt"
 wait "$SAMPLER" 2>/dev/null || true
-cat "$OUT/server-steady.txt" 2>/dev/null | tee -a "$OUT/server-cpu.txt" || true
+cat "$OUT/steady.txt" 2>/dev/null | tee -a "$OUT/server-cpu.txt" || true
 echo "report: $OUT/report.json (loadgen exit $RC)"
 exit $RC

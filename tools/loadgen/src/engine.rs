@@ -6,12 +6,13 @@
 //! batches: it wakes at most once per `--wake-interval-us` (edge-triggered
 //! epoll), drains each ready socket with `recvmmsg` into one reusable set of
 //! buffers, and reads the clocks once per wake-up. Light viewers then cost a
-//! header parse per packet and a system call per socket per wake-up.
+//! header parse per packet and a system call per socket per wake-up, and the
+//! kernel copies only the head of each of their datagrams.
 
 use crate::report::{FailureKind, Tally};
 use crate::signaling::{self, Target};
 use crate::sys::{self, RecvBatch};
-use crate::viewer::{Phase, Viewer, ViewerConfig};
+use crate::viewer::{Phase, Viewer, ViewerConfig, HEAD_BYTES};
 use crate::Options;
 use crossbeam_channel::{Receiver, Sender};
 use mio::net::UdpSocket;
@@ -190,7 +191,8 @@ pub fn worker(
     let mut events = Events::with_capacity(4096);
     let mut slots: Vec<Option<Slot>> = Vec::new();
     let mut free: Vec<usize> = Vec::new();
-    let mut batch = RecvBatch::new(RECV_BATCH, RECV_BUF);
+    let mut whole = RecvBatch::new(RECV_BATCH, RECV_BUF);
+    let mut heads = RecvBatch::new(RECV_BATCH, HEAD_BYTES);
     let mut last_wake = Instant::now();
     let mut out: Vec<Vec<u8>> = Vec::new();
     let mut tally = Tally::default();
@@ -246,12 +248,13 @@ pub fn worker(
             let Some(Some(slot)) = slots.get_mut(idx) else { continue };
             // Edge-triggered: drain until a short batch or WouldBlock.
             loop {
+                let batch = if slot.viewer.headers_only() { &mut heads } else { &mut whole };
                 match batch.recv(&slot.socket) {
                     Ok(n) => {
                         for i in 0..n {
-                            let d = batch.get_mut(i);
-                            bytes_now += d.len() as u64;
-                            slot.viewer.handle_datagram(now, wall_us, d, &mut out);
+                            let (d, len) = batch.get_mut(i);
+                            bytes_now += len as u64;
+                            slot.viewer.handle_head(now, wall_us, d, len, &mut out);
                         }
                         if !out.is_empty() {
                             flush(&slot.socket, &mut out);

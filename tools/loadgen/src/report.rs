@@ -118,6 +118,8 @@ pub struct Tally {
     pub server_closed: u64,
     /// STUN binding requests from a full-ICE peer that we answered.
     pub checks_answered: u64,
+    /// STUN/DTLS datagrams longer than a headers-only receive keeps (dropped).
+    pub truncated: u64,
     /// ms from DTLS connected to the first complete frame.
     pub first_frame_ms: Vec<f64>,
     /// ms from the start of signaling to the first complete frame.
@@ -153,6 +155,7 @@ impl Tally {
         self.srtp_errors += o.srtp_errors;
         self.server_closed += o.server_closed;
         self.checks_answered += o.checks_answered;
+        self.truncated += o.truncated;
         self.first_frame_ms.append(&mut o.first_frame_ms);
         self.first_frame_from_signaling_ms.append(&mut o.first_frame_from_signaling_ms);
         self.jitter_ms.append(&mut o.jitter_ms);
@@ -200,6 +203,7 @@ pub struct Report {
     pub viewer_seconds: f64,
     pub sessions_closed_by_server: u64,
     pub peer_checks_answered: u64,
+    pub control_truncated: u64,
     pub cpu_percent: f64,
     pub cpu_us_per_viewer_second: f64,
     pub duration_s: f64,
@@ -256,6 +260,7 @@ impl Report {
             viewer_seconds: t.viewer_seconds,
             sessions_closed_by_server: t.server_closed,
             peer_checks_answered: t.checks_answered,
+            control_truncated: t.truncated,
             cpu_percent: ratio(f.cpu_s * 100.0, f.wall_s),
             cpu_us_per_viewer_second: ratio(f.cpu_s * 1e6, t.viewer_seconds),
             duration_s: f.wall_s,

@@ -1,8 +1,10 @@
 //! The crate's only `unsafe` code: two thin libc wrappers the hot receive
 //! path needs and std does not offer. `recvmmsg(2)` takes every queued
 //! datagram of one socket in one system call (a frame's packets usually
-//! arrive together), and `SO_RCVBUFFORCE` gives each viewer socket room for
-//! a keyframe burst between two wake-ups.
+//! arrive together) and, with small slots and `MSG_TRUNC`, copies only the
+//! head of each datagram while still reporting its full length (light
+//! viewers read nothing past the RTP header). `SO_RCVBUFFORCE` gives each
+//! viewer socket room for a keyframe burst between two wake-ups.
 #![allow(unsafe_code)]
 
 use std::io;
@@ -14,18 +16,21 @@ pub struct RecvBatch {
     bufs: Box<[u8]>,
     slot: usize,
     lens: Vec<usize>,
+    full: Vec<usize>,
     iov: Vec<libc::iovec>,
     hdrs: Vec<libc::mmsghdr>,
 }
 
 impl RecvBatch {
-    /// `n` datagrams of at most `slot` bytes per call (longer ones are truncated).
+    /// `n` datagrams per call; only the first `slot` bytes of each are copied
+    /// (see [`full_len`](Self::full_len) for the datagram's real size).
     pub fn new(n: usize, slot: usize) -> RecvBatch {
         let n = n.max(1);
         RecvBatch {
             bufs: vec![0u8; n * slot].into_boxed_slice(),
             slot,
             lens: vec![0; n],
+            full: vec![0; n],
             iov: (0..n).map(|_| libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }).collect(),
             // SAFETY: mmsghdr is a plain C struct; all-zero is a valid value (null pointers, zero lengths).
             hdrs: (0..n).map(|_| unsafe { std::mem::zeroed() }).collect(),
@@ -57,21 +62,25 @@ impl RecvBatch {
         // SAFETY: `hdrs` holds `n` initialised headers whose single iovec each
         // points at a distinct `slot`-byte region of `bufs`; all stay alive and
         // unaliased for the call. No address or control buffers are passed.
-        let r = unsafe { libc::recvmmsg(fd, self.hdrs.as_mut_ptr(), n as libc::c_uint, libc::MSG_DONTWAIT, std::ptr::null_mut()) };
+        // MSG_TRUNC: each msg_len is the datagram's real length even when cut.
+        let flags = libc::MSG_DONTWAIT | libc::MSG_TRUNC;
+        let r = unsafe { libc::recvmmsg(fd, self.hdrs.as_mut_ptr(), n as libc::c_uint, flags, std::ptr::null_mut()) };
         if r < 0 {
             return Err(io::Error::last_os_error());
         }
         let k = r as usize;
         for i in 0..k {
-            self.lens[i] = (self.hdrs[i].msg_len as usize).min(self.slot);
+            self.full[i] = self.hdrs[i].msg_len as usize;
+            self.lens[i] = self.full[i].min(self.slot);
         }
         Ok(k)
     }
 
-    /// Datagram `i` of the last [`recv`](Self::recv), mutable (verified viewers decrypt in place).
-    pub fn get_mut(&mut self, i: usize) -> &mut [u8] {
+    /// Datagram `i` of the last [`recv`](Self::recv) (its first `slot`
+    /// bytes), mutable (verified viewers decrypt in place), with its real length.
+    pub fn get_mut(&mut self, i: usize) -> (&mut [u8], usize) {
         let start = i * self.slot;
-        &mut self.bufs[start..start + self.lens[i]]
+        (&mut self.bufs[start..start + self.lens[i]], self.full[i])
     }
 }
 
@@ -116,11 +125,13 @@ mod tests {
         a.send(&[9u8; 100]).unwrap(); // truncated to the slot
         assert_eq!(batch.recv(&b).unwrap(), 4);
         for i in 0..4 {
-            let d = batch.get_mut(i);
-            assert_eq!((d.len(), d[0]), (10 + i, i as u8));
+            let (d, full) = batch.get_mut(i);
+            assert_eq!((d.len(), d[0], full), (10 + i, i as u8, 10 + i));
         }
         assert_eq!(batch.recv(&b).unwrap(), 3);
-        assert_eq!((batch.get_mut(0)[0], batch.get_mut(1)[0], batch.get_mut(2).len()), (4, 5, 64));
+        assert_eq!((batch.get_mut(0).0[0], batch.get_mut(1).0[0]), (4, 5));
+        let (d, full) = batch.get_mut(2);
+        assert_eq!((d.len(), d[63], full), (64, 9, 100), "cut to the slot, real length kept");
         assert_eq!(batch.recv(&b).unwrap_err().kind(), io::ErrorKind::WouldBlock);
     }
 }

@@ -28,6 +28,9 @@ const PRFLX_PRIORITY: u32 = (110 << 24) | (65535 << 8) | 255;
 const VIDEO_CLOCK: u32 = 90_000;
 /// SSRCs tracked per viewer (video, audio, RTX); more are ignored.
 const MAX_TRACKED_SSRCS: usize = 4;
+/// Bytes a headers-only receive keeps of each datagram: the RTP header, and
+/// whole STUN messages (consent, a peer's checks) and DTLS alerts.
+pub const HEAD_BYTES: usize = 192;
 
 /// Static per-viewer settings handed over by signaling.
 #[derive(Debug, Clone)]
@@ -190,15 +193,35 @@ impl Viewer {
         }
     }
 
+    /// True when only the head of each datagram is needed: a light viewer
+    /// with keys installed counts RTP/RTCP from the clear header. STUN and
+    /// DTLS it still gets whole when they fit in [`HEAD_BYTES`].
+    pub fn headers_only(&self) -> bool {
+        self.phase == Phase::Connected && !self.cfg.verified
+    }
+
     /// One datagram from the server. `wall_us` is the UNIX time in µs at
     /// arrival (for the SEI latency); `d` may be decrypted in place.
     pub fn handle_datagram(&mut self, now: Instant, wall_us: u64, d: &mut [u8], out: &mut Vec<Vec<u8>>) {
+        let len = d.len();
+        self.handle_head(now, wall_us, d, len, out);
+    }
+
+    /// Like [`handle_datagram`](Self::handle_datagram) with only the first
+    /// bytes of a `len`-byte datagram (see [`headers_only`](Self::headers_only)).
+    /// A cut RTP/RTCP packet is counted by `len`; a cut STUN or DTLS message
+    /// cannot be read and is dropped (counted in `truncated`).
+    pub fn handle_head(&mut self, now: Instant, wall_us: u64, d: &mut [u8], len: usize, out: &mut Vec<Vec<u8>>) {
+        let cut = d.len() < len;
         match classify(d) {
-            PacketKind::Rtp if self.phase == Phase::Connected => self.on_rtp(now, wall_us, d),
+            PacketKind::Rtp if self.phase == Phase::Connected && !(cut && self.cfg.verified) => {
+                self.on_rtp(now, wall_us, d, len)
+            }
             PacketKind::Rtcp if self.phase == Phase::Connected => {
                 self.tally.packets += 1;
-                self.tally.bytes += d.len() as u64;
+                self.tally.bytes += len as u64;
             }
+            _ if cut => self.tally.truncated += 1,
             PacketKind::Stun => self.on_stun(now, d, out),
             // We serve DTLS and the peer finished its checks before our own
             // check's response arrived: its ClientHello proves the path.
@@ -396,10 +419,11 @@ impl Viewer {
         self.next_rr = now + RR_INTERVAL;
     }
 
-    /// Light path: header fields only. Verified path: decrypt, then frames.
-    fn on_rtp(&mut self, now: Instant, wall_us: u64, d: &mut [u8]) {
+    /// Light path: header fields only (`d` may be just the head of a
+    /// `len`-byte packet). Verified path: decrypt, then frames.
+    fn on_rtp(&mut self, now: Instant, wall_us: u64, d: &mut [u8], len: usize) {
         self.tally.packets += 1;
-        self.tally.bytes += d.len() as u64;
+        self.tally.bytes += len as u64;
         let Some(v) = &mut self.verify else {
             // SRTP leaves the RTP header in the clear: sequence and SSRC are free.
             if d.len() >= 12 {
