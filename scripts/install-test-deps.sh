@@ -3,7 +3,8 @@
 # network namespaces, OpenSSL headers for the build, libopus and FFmpeg/libx264
 # headers plus clang for rts-transcode's bindings) from the distribution's apt
 # repositories. Idempotent: when everything is installed it touches nothing, not even
-# `apt-get update`. Debian/Ubuntu only; needs root (or sudo).
+# `apt-get update`. Debian/Ubuntu only; needs root (or sudo). Also pip-installs aiortc
+# (tests/loadgen_interop.rs: an independent WebRTC stack) unless python3 already has it.
 set -eu
 
 # rts-transcode: libopus-dev (Opus encoder), libav*-dev (h264 decoder, libx264 encoder;
@@ -11,9 +12,29 @@ set -eu
 TRANSCODE_PACKAGES="libopus-dev libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev clang libclang-dev"
 PACKAGES="ffmpeg chromium iproute2 libssl-dev pkg-config ca-certificates $TRANSCODE_PACKAGES"
 # --build-only: just what compiling rts needs (OpenSSL headers for DTLS, transcoding libraries).
+BUILD_ONLY=0
 if [ "${1:-}" = "--build-only" ]; then
     PACKAGES="libssl-dev pkg-config ca-certificates $TRANSCODE_PACKAGES"
+    BUILD_ONLY=1
 fi
+
+# aiortc (Python WebRTC, with PyAV and its bundled H.264 encoder) for the interop test.
+install_aiortc() {
+    if [ "$BUILD_ONLY" = 1 ]; then
+        return 0
+    fi
+    if python3 -c "import aiortc" >/dev/null 2>&1; then
+        echo "install-test-deps: aiortc already installed"
+        return 0
+    fi
+    echo "install-test-deps: installing aiortc (pip)"
+    # Not fatal: without aiortc, tests/loadgen_interop.rs says why and skips.
+    if python3 -m pip install --quiet aiortc; then
+        echo "install-test-deps: installed aiortc"
+    else
+        echo "install-test-deps: pip install aiortc failed; the aiortc interop test will be skipped" >&2
+    fi
+}
 
 installed() {
     dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"
@@ -34,6 +55,7 @@ for pkg in $PACKAGES; do
 done
 
 if [ -z "$missing" ]; then
+    install_aiortc
     echo "install-test-deps: nothing to do"
     exit 0
 fi
@@ -53,3 +75,4 @@ $SUDO apt-get update
 # shellcheck disable=SC2086 # word splitting of the package list is intended
 $SUDO apt-get install -y --no-install-recommends $missing
 echo "install-test-deps: installed:$missing"
+install_aiortc

@@ -90,6 +90,8 @@ fn make_viewers(n: usize, dst_ip: Ipv4Addr, base_port: u16) -> Vec<Viewer> {
                     pending: Default::default(),
                     bytes_out: 0,
                     packets_out: 0,
+                    started_at: std::time::Instant::now(),
+                    next_sr: std::time::Instant::now(),
                 },
                 dst: SocketAddrV4::new(dst_ip, base_port.wrapping_add((i % 1000) as u16)),
             }

@@ -49,7 +49,9 @@ pub struct WebrtcConfig {
     /// to measure the difference: viewers then wait for the next keyframe.
     pub gop_cache: bool,
     /// Send two consecutive Opus packets to a viewer as one GSO sendmsg
-    /// (halves audio sends; audio waits at most 20 ms more).
+    /// (halves audio sends; audio waits at most 20 ms more). Off by default:
+    /// the receiver's audio jitter buffer grows by ~30 ms with it, which
+    /// costs lip-sync headroom (tests/media_sync.rs); a capacity setting.
     pub pair_audio: bool,
 }
 
@@ -111,7 +113,7 @@ impl Default for WebrtcConfig {
             max_rtp_packet: 1200,
             consent_timeout_s: 30,
             gop_cache: true,
-            pair_audio: true,
+            pair_audio: false,
         }
     }
 }

@@ -37,7 +37,9 @@ pub use region::ShmRegion;
 pub use ring::{Consumer, Producer, PushError};
 
 /// Layout version in the header; bump on any incompatible layout change.
-pub const SHM_VERSION: u32 = 1;
+/// Layout version of the region, combined with the message-set version so a
+/// control built from another release refuses to attach instead of misreading.
+pub const SHM_VERSION: u32 = 1000 + crate::ipc::IPC_VERSION;
 
 /// Geometry of a region, chosen by the dataplane.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

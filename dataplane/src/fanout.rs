@@ -11,14 +11,17 @@ use slab::Slab;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 /// Sends one stream's new packets to all its viewers. A viewer still
-/// replaying its GOP cache gets them queued behind the cache, in order.
+/// replaying its GOP cache gets new video queued behind the cache, in order.
 pub fn fan_out(stream: &Stream, sessions: &mut Slab<Session>, kind: Kind, packets: &[Bytes], sender: &mut UdpSender, batch: &mut GsoBatch) -> u64 {
     let mut bytes = 0;
     for &v in &stream.viewers {
         let Some(sess) = sessions.get_mut(v) else { continue };
         let (Some(peer), local) = (sess.peer, sess.local_ip) else { continue };
         let Some(media) = sess.media.as_mut() else { continue };
-        if !media.pending.is_empty() {
+        // Video queues behind a GOP replay in progress (decode order);
+        // audio is never replayed and goes out live at once, so the
+        // receiver's audio jitter buffer does not start with a backlog.
+        if kind == Kind::Video && !media.pending.is_empty() {
             media.pending.extend(packets.iter().map(|p| (kind, p.clone())));
             continue;
         }

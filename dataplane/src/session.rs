@@ -42,6 +42,9 @@ pub struct Media {
     pub pending: VecDeque<(Kind, Bytes)>,
     pub bytes_out: u64,
     pub packets_out: u64,
+    pub started_at: std::time::Instant,
+    /// When this viewer's next RTCP sender reports are due.
+    pub next_sr: std::time::Instant,
 }
 
 impl Media {

@@ -308,7 +308,7 @@ impl Shard {
                 for &v in &stream.viewers {
                     let Some(m) = self.sessions.get_mut(v).and_then(|s| s.media.as_mut()) else { continue };
                     if m.pending.is_empty() && !m.video.started() {
-                        m.pending.extend(stream.gop_cache().iter().cloned());
+                        m.pending.extend(stream.gop_cache().iter().filter(|(k, _)| *k == Kind::Video).cloned());
                         if !m.pending.is_empty() && !self.catchup.contains(&v) {
                             self.catchup.push(v);
                         }
@@ -867,6 +867,8 @@ impl Shard {
                     pending: Default::default(),
                     bytes_out: 0,
                     packets_out: 0,
+                    started_at: Instant::now(),
+                    next_sr: Instant::now() + Duration::from_millis(100),
                 });
                 let key = sess.stream.clone();
                 let hint = sess.home_hint;
@@ -946,7 +948,7 @@ impl Shard {
             return;
         }
         if let Some(m) = self.sessions[idx].media.as_mut() {
-            m.pending.extend(stream.gop_cache().iter().cloned());
+            m.pending.extend(stream.gop_cache().iter().filter(|(k, _)| *k == Kind::Video).cloned());
             if !m.pending.is_empty() && !self.catchup.contains(&idx) {
                 self.catchup.push(idx);
             }
@@ -1007,9 +1009,9 @@ impl Shard {
         for (id, why) in expired {
             self.remove_session(id, why);
         }
+        self.send_sender_reports(now);
         if now.duration_since(self.last_stats) >= Duration::from_secs(1) {
             self.last_stats = now;
-            self.send_sender_reports(now);
             self.send_stats();
         }
         if now.duration_since(self.last_log) >= Duration::from_secs(10) {
@@ -1032,7 +1034,8 @@ impl Shard {
         }
     }
 
-    /// RTCP sender reports, per viewer and track: both tracks' RTP times are
+    /// RTCP sender reports (checked every housekeeping tick, sent per viewer
+    /// on its own schedule), per viewer and track: both tracks' RTP times are
     /// derived from the same stream clock (FLV time), so mapping them to one
     /// NTP time lets the receiver lip-sync (RFC 3550 §6.4.1).
     fn send_sender_reports(&mut self, now: Instant) {
@@ -1053,6 +1056,13 @@ impl Shard {
                 let Some(sess) = self.sessions.get_mut(v) else { continue };
                 let (Some(peer), local) = (sess.peer, sess.local_ip) else { continue };
                 let Some(media) = sess.media.as_mut() else { continue };
+                if media.next_sr > now {
+                    continue;
+                }
+                // Frequent reports right after joining let the receiver lip-sync
+                // within its first second; then the usual ~1 s.
+                let young = now.duration_since(media.started_at) < Duration::from_secs(2);
+                media.next_sr = now + if young { Duration::from_millis(200) } else { Duration::from_secs(1) };
                 for (kind, rtp, packets, octets) in tracks {
                     let t = media.track(kind);
                     if !t.started() {

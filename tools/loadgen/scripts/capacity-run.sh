@@ -121,12 +121,15 @@ ip netns exec "$NS" taskset -c "$LOADGEN_CORE" "$LOADGEN_BIN" --url "http://$IP:
     --viewers "$VIEWERS" --ramp "$RAMP" --duration "$DURATION" --verify-share "$VERIFY_SHARE" \
     --threads "$THREADS" --quiet --json "$OUT/report.json" &
 LOADGEN_PID=$!
+# Datagrams delivered in the namespace (nearly all of them to the loadgen's viewers).
+in_datagrams() { nsx awk '/^Udp:/ { if (h) print $2; h = 1 }' /proc/net/snmp; }
 (
-    sleep "$STEADY_FROM"; a=$(server_ticks); la=$(ticks "$LOADGEN_PID"); ta=$(date +%s.%N)
-    sleep "$STEADY_LEN"; b=$(server_ticks); lb=$(ticks "$LOADGEN_PID"); tb=$(date +%s.%N)
-    awk -v a="$a" -v b="$b" -v la="$la" -v lb="$lb" -v ta="$ta" -v tb="$tb" -v hz="$HZ" -v n="$VIEWERS" 'BEGIN {
-        printf "steady hold (%.0f s, %d viewers requested): server %.1f%% of one core, loadgen %.1f%% = %.0f us per viewer-second\n",
-            tb - ta, n, 100 * (b - a) / hz / (tb - ta), 100 * (lb - la) / hz / (tb - ta), 1e6 * (lb - la) / hz / (tb - ta) / n }' >"$OUT/steady.txt"
+    sleep "$STEADY_FROM"; a=$(server_ticks); la=$(ticks "$LOADGEN_PID"); da=$(in_datagrams); ta=$(date +%s.%N)
+    sleep "$STEADY_LEN"; b=$(server_ticks); lb=$(ticks "$LOADGEN_PID"); db=$(in_datagrams); tb=$(date +%s.%N)
+    awk -v a="$a" -v b="$b" -v la="$la" -v lb="$lb" -v da="$da" -v db="$db" -v ta="$ta" -v tb="$tb" -v hz="$HZ" -v n="$VIEWERS" 'BEGIN {
+        t = tb - ta; lcpu = (lb - la) / hz
+        printf "steady hold (%.0f s, %d viewers requested): server %.1f%% of one core, loadgen %.1f%% = %.0f us per viewer-second, %.2f us per datagram (%.0f datagrams/s per viewer)\n",
+            t, n, 100 * (b - a) / hz / t, 100 * lcpu / t, 1e6 * lcpu / t / n, 1e6 * lcpu / (db - da), (db - da) / t / n }' >"$OUT/steady.txt"
 ) &
 SAMPLER=$!
 set +e
