@@ -123,9 +123,15 @@ ip netns exec "$NS" taskset -c "$LOADGEN_CORE" "$LOADGEN_BIN" --url "http://$IP:
 LOADGEN_PID=$!
 # Datagrams delivered in the namespace (nearly all of them to the loadgen's viewers).
 in_datagrams() { nsx awk '/^Udp:/ { if (h) print $2; h = 1 }' /proc/net/snmp; }
+# Busy and total jiffies of one core (everyone's work on it, not just ours).
+core_jiffies() { awk -v c="cpu$1" '$1 == c { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t }' /proc/stat; }
 (
     sleep "$STEADY_FROM"; a=$(server_ticks); la=$(ticks "$LOADGEN_PID"); da=$(in_datagrams); ta=$(date +%s.%N)
+    sa=$(core_jiffies "$SERVER_CORE"); ca=$(core_jiffies "$LOADGEN_CORE")
     sleep "$STEADY_LEN"; b=$(server_ticks); lb=$(ticks "$LOADGEN_PID"); db=$(in_datagrams); tb=$(date +%s.%N)
+    sb=$(core_jiffies "$SERVER_CORE"); cb=$(core_jiffies "$LOADGEN_CORE")
+    echo "$sa $sb" | awk -v c="$SERVER_CORE" '{ printf "core %s (server) busy %.0f%% (all processes)\n", c, 100 * ($3 - $1) / ($4 - $2) }' >"$OUT/cores.txt"
+    echo "$ca $cb" | awk -v c="$LOADGEN_CORE" '{ printf "core %s (loadgen) busy %.0f%% (all processes)\n", c, 100 * ($3 - $1) / ($4 - $2) }' >>"$OUT/cores.txt"
     awk -v a="$a" -v b="$b" -v la="$la" -v lb="$lb" -v da="$da" -v db="$db" -v ta="$ta" -v tb="$tb" -v hz="$HZ" -v n="$VIEWERS" 'BEGIN {
         t = tb - ta; lcpu = (lb - la) / hz
         printf "steady hold (%.0f s, %d viewers requested): server %.1f%% of one core, loadgen %.1f%% = %.0f us per viewer-second, %.2f us per datagram (%.0f datagrams/s per viewer)\n",
@@ -146,6 +152,6 @@ awk -v s0="$S0" -v s1="$S1" -v t0="$T0" -v t1="$T1" -v hz="$HZ" -v n="$VIEWERS" 
     printf "server cpu: %.1f s over %.1f s wall = %.1f%% of one core (serve + control, incl. ramp/teardown)\n", cpu, wall, 100 * cpu / wall
 }' | tee "$OUT/server-cpu.txt"
 wait "$SAMPLER" 2>/dev/null || true
-cat "$OUT/steady.txt" 2>/dev/null | tee -a "$OUT/server-cpu.txt" || true
+cat "$OUT/steady.txt" "$OUT/cores.txt" 2>/dev/null | tee -a "$OUT/server-cpu.txt" || true
 echo "report: $OUT/report.json (loadgen exit $RC)"
 exit $RC
