@@ -28,7 +28,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const TICK: Duration = Duration::from_millis(1);
-const UDP_RECV_SLOTS: usize = 32;
+/// Outstanding recvmsg operations: enough to drain a burst of STUN/DTLS/RTCP
+/// from a ramp of new viewers while a keyframe fan-out keeps the loop busy.
+const UDP_RECV_SLOTS: usize = 128;
 const TCP_RECV_BUF: usize = 64 * 1024;
 /// A session that never completes ICE+DTLS is dropped after this.
 const PENDING_TIMEOUT: Duration = Duration::from_secs(30);
