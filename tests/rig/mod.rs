@@ -13,12 +13,18 @@ use std::time::{Duration, Instant};
 pub const HTTP: &str = "http://10.200.0.1:8080";
 pub const RTMP: &str = "rtmp://10.200.0.1:1935";
 
+/// End-to-end tests in one test binary run one at a time: each runs a
+/// server, an x264 publisher and a browser (plus transcoders), and two at
+/// once on a 2-core CI box starve the audio path into concealment.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 pub struct Rig {
     pub dir: PathBuf,
     pub config: PathBuf,
     pub servers: Vec<ServerProcess>,
     // Dropped last: processes above die before the thread leaves the namespace.
     _ns: NetNs,
+    _serial: std::sync::MutexGuard<'static, ()>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -33,6 +39,9 @@ impl Rig {
     /// `extra_toml` is appended to a config that pins the test's namespace
     /// address as the ICE candidate and gives the shm region a unique name.
     pub fn start(mode: Mode, extra_toml: &str) -> Result<Rig> {
+        // A test that failed while holding the lock poisons it; the next one
+        // still runs.
+        let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         let ns = enter_fresh_netns()?;
         let id = format!("{}-{:x}", std::process::id(), rand::random::<u32>());
         let dir = std::env::temp_dir().join(format!("rts-test-{id}"));
@@ -48,7 +57,7 @@ impl Rig {
         let text = format!("[webrtc]\ncandidate_ip = \"{SERVER_IP}\"\n{body}");
         std::fs::write(&config, text)?;
         let cfg = config.to_str().context("utf-8 path")?.to_string();
-        let mut rig = Rig { dir, config, servers: Vec::new(), _ns: ns };
+        let mut rig = Rig { dir, config, servers: Vec::new(), _ns: ns, _serial: serial };
         match mode {
             Mode::Serve => {
                 let s = ServerProcess::start(&["--config", &cfg, "serve"], &[("RUST_LOG", "info")])?;

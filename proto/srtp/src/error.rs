@@ -62,6 +62,12 @@ pub enum Error {
     Crypto,
 }
 
+impl From<ring::error::Unspecified> for Error {
+    fn from(_: ring::error::Unspecified) -> Self {
+        Error::Crypto
+    }
+}
+
 impl From<aws_lc_rs::error::Unspecified> for Error {
     fn from(_: aws_lc_rs::error::Unspecified) -> Self {
         Error::Crypto
