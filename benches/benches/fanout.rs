@@ -236,7 +236,7 @@ fn run_uring(viewers: &mut [Viewer], seconds: usize) -> Run {
     let (frames, audio) = media_second();
     let (t0, c0) = (Instant::now(), thread_cpu());
     let mut packets = 0u64;
-    let mut send_round = |items: &[&Bytes], viewers: &mut [Viewer], slots: &mut [Box<Slot>], ring: &mut IoUring| {
+    let send_round = |items: &[&Bytes], viewers: &mut [Viewer], slots: &mut [Box<Slot>], ring: &mut IoUring| {
         let mut queued = 0usize;
         for (v, slot) in viewers.iter_mut().zip(slots.iter_mut()) {
             let mut len = 0usize;
