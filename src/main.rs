@@ -68,13 +68,7 @@ fn init_logging(cfg: &Config) {
 fn main() {
     let cli = Cli::parse();
     if let Cmd::Sign { url, key, ttl, validity } = &cli.cmd {
-        let now = rts_common::config::unix_now();
-        // Type A URLs stay valid until timestamp + validity_s (server side),
-        // so a TTL shifts the timestamp.
-        let ts = match ttl {
-            Some(t) => (now + t).saturating_sub(*validity),
-            None => now,
-        };
+        let ts = rts_common::auth::timestamp_for_ttl(rts_common::config::unix_now(), *ttl, *validity);
         match rts_common::auth::sign_url(url, key, ts, None) {
             Ok(u) => println!("{u}"),
             Err(e) => {
@@ -107,15 +101,19 @@ fn main() {
     std::process::exit(code);
 }
 
-fn dataplane_only(cfg: Arc<Config>) -> i32 {
+fn start_dataplane(cfg: Arc<Config>) -> Option<rts_dataplane::Dataplane> {
     install_signal_handlers();
-    let dp = match rts_dataplane::Dataplane::start(cfg) {
-        Ok(d) => d,
+    match rts_dataplane::Dataplane::start(cfg) {
+        Ok(d) => Some(d),
         Err(e) => {
             tracing::error!(error = %e, "dataplane failed to start");
-            return 1;
+            None
         }
-    };
+    }
+}
+
+fn dataplane_only(cfg: Arc<Config>) -> i32 {
+    let Some(dp) = start_dataplane(cfg) else { return 1 };
     while !STOP.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -137,14 +135,7 @@ fn spawn_control(config: Option<&std::path::Path>) -> std::io::Result<Child> {
 /// Dataplane in-process, control as a child restarted whenever it exits
 /// (with backoff), so a control crash never touches media.
 fn serve(cfg: Arc<Config>, config: Option<&std::path::Path>) -> i32 {
-    install_signal_handlers();
-    let dp = match rts_dataplane::Dataplane::start(cfg) {
-        Ok(d) => d,
-        Err(e) => {
-            tracing::error!(error = %e, "dataplane failed to start");
-            return 1;
-        }
-    };
+    let Some(dp) = start_dataplane(cfg) else { return 1 };
     tracing::info!(shards = dp.shards.len(), "dataplane running; starting control");
     let mut backoff = Duration::from_millis(200);
     let mut child: Option<Child> = None;

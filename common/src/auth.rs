@@ -175,6 +175,16 @@ pub fn sign_path(path: &str, key: &str, timestamp: u64, rand: &str, uid: &str) -
     format!("{ts}-{rand}-{uid}-{}", hex::encode(d))
 }
 
+/// The type-A timestamp that makes a URL expire `ttl` seconds from `now` on a
+/// server whose `validity_s` is `validity` (type A URLs stay valid until
+/// timestamp + validity); without a TTL, the issue time itself.
+pub fn timestamp_for_ttl(now: u64, ttl: Option<u64>, validity: u64) -> u64 {
+    match ttl {
+        Some(t) => (now + t).saturating_sub(validity),
+        None => now,
+    }
+}
+
 /// Signs a full URL for `rts sign URL --key K`.
 ///
 /// `timestamp` is the type-A issue timestamp: the server accepts the URL until
@@ -271,6 +281,19 @@ pub fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
             Some((k, v)) => (k == name).then_some(v),
             None => (pair == name).then_some(""),
         })
+}
+
+#[cfg(test)]
+mod ttl_tests {
+    use super::*;
+
+    #[test]
+    fn ttl_shifts_the_issue_timestamp() {
+        assert_eq!(timestamp_for_ttl(10_000, None, 1800), 10_000);
+        // Valid until ts + 1800 = now + 60.
+        assert_eq!(timestamp_for_ttl(10_000, Some(60), 1800), 10_000 + 60 - 1800);
+        assert_eq!(timestamp_for_ttl(10, Some(5), 1800), 0, "saturates");
+    }
 }
 
 #[cfg(test)]

@@ -247,15 +247,7 @@ impl Stream {
                     .packetize(rtp_ts, &nalus, Some((&cfg.sps, &cfg.pps)), out)
                     .map_err(|e| StreamError::H264(e.to_string()))?;
                 let produced = &out[first..];
-                if keyframe {
-                    self.gop.clear();
-                    self.gop_valid = true;
-                }
-                self.cache(Kind::Video, produced);
-                for p in produced {
-                    self.video_packets += 1;
-                    self.video_octets += (p.len() - 12) as u64;
-                }
+                self.record_video(produced, keyframe);
                 self.anchor = Some((now, dts));
                 self.video_frames += 1;
                 Ok(if produced.is_empty() { VideoOutcome::Nothing } else { VideoOutcome::Packets { keyframe } })
@@ -339,7 +331,13 @@ impl Stream {
         if self.packetizer.packetize(rtp_ts, &refs, Some(sets), out).is_err() {
             return;
         }
-        let produced = &out[first..];
+        self.record_video(&out[first..], keyframe);
+        self.anchor = Some((now, pts_ms as i64));
+    }
+
+    /// Bookkeeping for freshly packetized video: the GOP cache (restarted on
+    /// a keyframe) and the sender-report counters.
+    fn record_video(&mut self, produced: &[Bytes], keyframe: bool) {
         if keyframe {
             self.gop.clear();
             self.gop_valid = true;
@@ -347,9 +345,8 @@ impl Stream {
         self.cache(Kind::Video, produced);
         for p in produced {
             self.video_packets += 1;
-            self.video_octets += (p.len() - 12) as u64;
+            self.video_octets += p.len().saturating_sub(12) as u64;
         }
-        self.anchor = Some((now, pts_ms as i64));
     }
 
     /// Wraps one Opus packet (already in stream time, 48 kHz) as RTP.

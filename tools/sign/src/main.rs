@@ -19,11 +19,7 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let a = Args::parse();
-    let now = rts_common::config::unix_now();
-    let ts = match a.ttl {
-        Some(t) => (now + t).saturating_sub(a.validity),
-        None => now,
-    };
+    let ts = rts_common::auth::timestamp_for_ttl(rts_common::config::unix_now(), a.ttl, a.validity);
     let url = rts_common::auth::sign_url(&a.url, &a.key, ts, None).map_err(|e| anyhow::anyhow!("{e}"))?;
     println!("{url}");
     Ok(())
