@@ -77,7 +77,7 @@ pub struct Shard {
     // are swapped with `spare_slot` by pointer without moving their memory.
     #[allow(clippy::vec_box)]
     recv_slots: Vec<Box<RecvSlot>>,
-    spare_slot: Box<RecvSlot>,
+    spare_slot: Option<Box<RecvSlot>>,
     conns: Slab<Conn>,
     sessions: Slab<Session>,
     by_ufrag: HashMap<String, usize>,
@@ -141,7 +141,7 @@ impl Shard {
             sender,
             batch: GsoBatch::with_capacity(udp::MAX_GSO_BYTES + 2048),
             recv_slots: (0..UDP_RECV_SLOTS).map(|_| RecvSlot::new_boxed()).collect(),
-            spare_slot: RecvSlot::new_boxed(),
+            spare_slot: Some(RecvSlot::new_boxed()),
             conns: Slab::new(),
             sessions: Slab::new(),
             by_ufrag: HashMap::new(),
@@ -221,17 +221,18 @@ impl Shard {
             Token::UdpRecv(idx) => {
                 let idx = idx as usize;
                 if c.result >= 0 {
-                    // Swap the filled slot out so the handler can borrow the
-                    // shard mutably; the spare (idle) slot takes its place.
-                    let slot = std::mem::replace(&mut self.recv_slots[idx], std::mem::replace(&mut self.spare_slot, RecvSlot::new_boxed()));
-                    let mut slot = slot;
-                    let n = (c.result as usize).min(slot.buf.len());
-                    if let Some(src) = slot.source() {
-                        let local = slot.local_ip();
-                        self.on_datagram(src, local, &mut slot.buf[..n]);
+                    // Move the filled slot out so the handler can borrow the
+                    // shard mutably; the idle spare takes its place (and is
+                    // re-armed below). No allocation per datagram.
+                    if let Some(spare) = self.spare_slot.take() {
+                        let mut slot = std::mem::replace(&mut self.recv_slots[idx], spare);
+                        let n = (c.result as usize).min(slot.buf.len());
+                        if let Some(src) = slot.source() {
+                            let local = slot.local_ip();
+                            self.on_datagram(src, local, &mut slot.buf[..n]);
+                        }
+                        self.spare_slot = Some(slot);
                     }
-                    // Put it back, keep the spare.
-                    self.spare_slot = std::mem::replace(&mut self.recv_slots[idx], slot);
                 }
                 let fd = self.udp.as_raw_fd();
                 // SAFETY: see run(): the slot is boxed and idle now.
