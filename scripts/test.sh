@@ -3,9 +3,13 @@
 # tests need (ffmpeg, Chromium, iproute2, OpenSSL headers) from apt, then the
 # lint gate and the whole test suite (unit, protocol vectors, robustness, and
 # the end-to-end tests that publish with ffmpeg and play in headless Chromium
-# inside private network namespaces; those need root).
+# inside private network namespaces; those need root), then a short fuzzing
+# pass over every parser.
 set -eu
 cd "$(dirname "$0")/.."
 sh scripts/install-test-deps.sh
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+# A short fuzzing pass over every parser target (DESIGN.md §5): ~8 s each,
+# one shared build dir so libFuzzer and aws-lc build once (~5 min cold).
+FUZZ_TARGET_DIR="$PWD/target/fuzz" sh scripts/fuzz.sh 8
