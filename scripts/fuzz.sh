@@ -58,6 +58,7 @@ else
 fi
 
 start=$(date +%s)
+passed=0
 for pair in $SELECTED; do
     name=${pair%%:*}
     target=${pair#*:}
@@ -81,6 +82,7 @@ for pair in $SELECTED; do
         >"$LOG" 2>&1; then
         runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$LOG" | tail -n 1)
         echo "fuzz: $pair ok: ${runs:-?} runs in ${SECS}s (build $((t1 - t0))s)"
+        passed=$((passed + 1))
     else
         tail -n 60 "$LOG" >&2
         repro=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$LOG" | tail -n 1)
@@ -95,3 +97,4 @@ for pair in $SELECTED; do
     fi
 done
 echo "fuzz: all targets passed ($(($(date +%s) - start))s total)"
+echo "fuzz: $passed passed, 0 failed"
