@@ -20,6 +20,8 @@ static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 pub struct Rig {
     pub dir: PathBuf,
+    /// The dataplane's shared-memory file (removed with the rig).
+    shm: PathBuf,
     pub config: PathBuf,
     pub servers: Vec<ServerProcess>,
     // Dropped last: processes above die before the thread leaves the namespace.
@@ -48,7 +50,8 @@ impl Rig {
         std::fs::create_dir_all(&dir)?;
         let config = dir.join("rts.toml");
         // One [dataplane] table: merge the shm path into the caller's if any.
-        let shm = format!("shm_path = \"/dev/shm/rts-test-{id}\"\n");
+        let shm_path = PathBuf::from(format!("/dev/shm/rts-test-{id}"));
+        let shm = format!("shm_path = \"{}\"\n", shm_path.display());
         let body = if extra_toml.contains("[dataplane]\n") {
             extra_toml.replacen("[dataplane]\n", &format!("[dataplane]\n{shm}"), 1)
         } else {
@@ -57,7 +60,7 @@ impl Rig {
         let text = format!("[webrtc]\ncandidate_ip = \"{SERVER_IP}\"\n{body}");
         std::fs::write(&config, text)?;
         let cfg = config.to_str().context("utf-8 path")?.to_string();
-        let mut rig = Rig { dir, config, servers: Vec::new(), _ns: ns, _serial: serial };
+        let mut rig = Rig { dir, shm: shm_path, config, servers: Vec::new(), _ns: ns, _serial: serial };
         match mode {
             Mode::Serve => {
                 let s = ServerProcess::start(&["--config", &cfg, "serve"], &[("RUST_LOG", "info")])?;
@@ -162,5 +165,6 @@ impl Drop for Rig {
             s.kill();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = std::fs::remove_file(&self.shm);
     }
 }
