@@ -321,6 +321,13 @@ fn raw_server() -> (RtmpServerConn, ChunkSerializer) {
     (h.server, ChunkSerializer::new())
 }
 
+/// A server past `connect("live")`, for tests of what may follow it.
+fn connected_server() -> (RtmpServerConn, ChunkSerializer) {
+    let (mut s, mut ser) = raw_server();
+    s.handle_input(&command(&mut ser, "connect", 1.0, connect_obj("live"), vec![], 0)).expect("connect");
+    (s, ser)
+}
+
 #[test]
 fn commands_out_of_order_are_errors() {
     let (mut s, mut ser) = raw_server();
@@ -337,16 +344,7 @@ fn commands_out_of_order_are_errors() {
         Err(RtmpError::Protocol("command before connect"))
     ));
 
-    let (mut s, mut ser) = raw_server();
-    s.handle_input(&command(
-        &mut ser,
-        "connect",
-        1.0,
-        connect_obj("live"),
-        vec![],
-        0,
-    ))
-    .expect("connect");
+    let (mut s, mut ser) = connected_server();
     let publish = command(
         &mut ser,
         "publish",
@@ -360,32 +358,14 @@ fn commands_out_of_order_are_errors() {
         Err(RtmpError::Protocol("publish on a stream not created"))
     ));
 
-    let (mut s, mut ser) = raw_server();
-    s.handle_input(&command(
-        &mut ser,
-        "connect",
-        1.0,
-        connect_obj("live"),
-        vec![],
-        0,
-    ))
-    .expect("connect");
+    let (mut s, mut ser) = connected_server();
     let again = command(&mut ser, "connect", 2.0, connect_obj("live"), vec![], 0);
     assert!(matches!(
         s.handle_input(&again),
         Err(RtmpError::Protocol("second connect"))
     ));
 
-    let (mut s, mut ser) = raw_server();
-    s.handle_input(&command(
-        &mut ser,
-        "connect",
-        1.0,
-        connect_obj("live"),
-        vec![],
-        0,
-    ))
-    .expect("connect");
+    let (mut s, mut ser) = connected_server();
     let play = command(
         &mut ser,
         "play",
@@ -416,16 +396,7 @@ fn commands_out_of_order_are_errors() {
 #[test]
 fn hostile_amf_and_control_messages_are_errors_not_panics() {
     // Two-value command: rml_rtmp's own decoder panics on this (drain(..3)).
-    let (mut s, mut ser) = raw_server();
-    s.handle_input(&command(
-        &mut ser,
-        "connect",
-        1.0,
-        connect_obj("live"),
-        vec![],
-        0,
-    ))
-    .expect("connect");
+    let (mut s, mut ser) = connected_server();
     let mut body = rml_rtmp::rml_amf0::serialize(&vec![
         Amf0Value::Utf8String("FCUnpublish".into()),
         Amf0Value::Number(3.0),
@@ -479,16 +450,7 @@ fn hostile_amf_and_control_messages_are_errors_not_panics() {
 fn input_after_publish_waits_for_the_answer() {
     // publish, then (without waiting for onStatus) a video tag and deleteStream, all in one
     // read: nothing after the publish may be judged before the caller answers.
-    let (mut s, mut ser) = raw_server();
-    s.handle_input(&command(
-        &mut ser,
-        "connect",
-        1.0,
-        connect_obj("live"),
-        vec![],
-        0,
-    ))
-    .expect("connect");
+    let (mut s, mut ser) = connected_server();
     s.handle_input(&command(
         &mut ser,
         "createStream",
