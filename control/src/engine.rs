@@ -142,6 +142,12 @@ impl Engine {
         Ok((engine, consumers, region))
     }
 
+    /// The shared state; a panic elsewhere while it was held leaves it
+    /// usable (bookkeeping only, no invariants span the lock).
+    fn state(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub fn shard_count(&self) -> usize {
         self.shards
     }
@@ -159,7 +165,7 @@ impl Engine {
 
     /// Home shard of a live stream, if one publishes it.
     pub fn stream_shard(&self, app: &str, stream: &str) -> Option<usize> {
-        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let inner = self.state();
         inner.streams.get(&format!("{app}/{stream}")).filter(|s| s.publishing).map(|s| s.shard as usize)
     }
 
@@ -169,7 +175,7 @@ impl Engine {
     /// stream). Returns (shard, home shard if live).
     pub fn place(&self, app: &str, stream: &str) -> (usize, Option<usize>) {
         let home = self.stream_shard(app, stream);
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut inner = self.state();
         let loads: Vec<u64> = (0..self.shards)
             .map(|i| inner.shard_stats[i].as_ref().map_or(0, |s| s.counters.sessions) + inner.assigned[i])
             .collect();
@@ -188,7 +194,7 @@ impl Engine {
     }
 
     pub fn count_auth_failure(&self, kind: &str, reason: &str) {
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut inner = self.state();
         *inner.auth_failures.entry(format!("{kind}:{reason}")).or_default() += 1;
     }
 
@@ -197,7 +203,7 @@ impl Engine {
         let shard = ipc::session_shard(s.session);
         let dtls = DtlsEndpoint::new(&self.dtls_ctx).map_err(|e| EngineError::Dtls(e.to_string()))?;
         {
-            let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            let mut inner = self.state();
             inner.counters.sessions_created += 1;
             inner.sessions.insert(
                 s.session,
@@ -238,7 +244,7 @@ impl Engine {
     }
 
     fn forget(&self, session: u64) {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).sessions.remove(&session);
+        self.state().sessions.remove(&session);
     }
 
     /// Moves a playing session to another stream without new ICE/DTLS.
@@ -252,27 +258,27 @@ impl Engine {
             return Err("stream is not live".into());
         };
         let (tx, rx) = std::sync::mpsc::channel();
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).switches.insert(session, tx);
+        self.state().switches.insert(session, tx);
         let msg = ControlToShard::SwitchStream { session, app: app.to_string(), stream: stream.to_string(), home_shard: Some(home as u32) };
         if let Err(e) = self.push(shard, &msg) {
-            self.inner.lock().unwrap_or_else(|e| e.into_inner()).switches.remove(&session);
+            self.state().switches.remove(&session);
             return Err(e.to_string());
         }
         let r = rx.recv_timeout(Duration::from_secs(2)).unwrap_or_else(|_| Err("shard did not answer".into()));
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).switches.remove(&session);
+        self.state().switches.remove(&session);
         r
     }
 
     pub fn streams(&self) -> Vec<StreamView> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).streams.values().cloned().collect()
+        self.state().streams.values().cloned().collect()
     }
 
     pub fn shard_stats(&self) -> Vec<ShardStats> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).shard_stats.iter().flatten().cloned().collect()
+        self.state().shard_stats.iter().flatten().cloned().collect()
     }
 
     pub fn counters(&self) -> (ControlCounters, BTreeMap<String, u64>, usize) {
-        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let inner = self.state();
         (inner.counters, inner.auth_failures.clone(), inner.sessions.len())
     }
 
@@ -287,7 +293,7 @@ impl Engine {
                     busy = true;
                     match msg {
                         Ok(m) => self.on_shard_message(shard, m),
-                        Err(_) => self.inner.lock().unwrap_or_else(|e| e.into_inner()).counters.undecodable += 1,
+                        Err(_) => self.state().counters.undecodable += 1,
                     }
                 }
             }
@@ -308,7 +314,7 @@ impl Engine {
         match msg {
             ShardToControl::DtlsFromPeer { session, peer, data } => self.on_dtls(session, peer, &data),
             ShardToControl::IceConnected { session, peer } => {
-                let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+                let mut inner = self.state();
                 if let Some(s) = inner.sessions.get_mut(&session) {
                     s.peer = Some(peer);
                 }
@@ -319,14 +325,14 @@ impl Engine {
                 self.forget(session);
             }
             ShardToControl::SwitchDone { session, ok, reason, .. } => {
-                let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+                let inner = self.state();
                 if let Some(tx) = inner.switches.get(&session) {
                     let _ = tx.send(if ok { Ok(()) } else { Err(reason) });
                 }
             }
             ShardToControl::StreamStarted { app, stream } => {
                 {
-                    let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut inner = self.state();
                     let v = inner.streams.entry(format!("{app}/{stream}")).or_default();
                     v.app = app.clone();
                     v.stream = stream.clone();
@@ -337,25 +343,25 @@ impl Engine {
                 for other in (0..self.shards).filter(|&o| o != shard) {
                     let msg = ControlToShard::StreamHome { app: app.clone(), stream: stream.clone(), shard: shard as u32 };
                     if self.push(other, &msg).is_err() {
-                        self.inner.lock().unwrap_or_else(|e| e.into_inner()).counters.ring_full += 1;
+                        self.state().counters.ring_full += 1;
                     }
                 }
             }
             ShardToControl::StreamEnded { app, stream } => {
-                let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+                let mut inner = self.state();
                 if let Some(v) = inner.streams.get_mut(&format!("{app}/{stream}")) {
                     v.publishing = false;
                 }
             }
             ShardToControl::PublishRefused { app, stream, reason } => {
                 tracing::warn!(%app, %stream, %reason, "publish refused by shard");
-                let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+                let mut inner = self.state();
                 inner.counters.publish_refused += 1;
                 let r = reason.split(':').nth(1).map(str::trim).unwrap_or(&reason).to_string();
                 *inner.auth_failures.entry(format!("publish:{r}")).or_default() += 1;
             }
             ShardToControl::Stats(s) => {
-                let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+                let mut inner = self.state();
                 if let Some(slot) = inner.shard_stats.get_mut(shard) {
                     *slot = Some(s);
                 }
@@ -364,7 +370,7 @@ impl Engine {
                 }
             }
             ShardToControl::StreamStats(s) => {
-                let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+                let mut inner = self.state();
                 let key = format!("{}/{}", s.app, s.stream);
                 let v = inner.streams.entry(key).or_default();
                 v.app = s.app.clone();
@@ -384,7 +390,7 @@ impl Engine {
         let mut start = None;
         let mut fail = None;
         {
-            let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            let mut inner = self.state();
             let Some(s) = inner.sessions.get_mut(&session) else {
                 // e.g. a session created by a previous control instance.
                 inner.counters.unknown_session += 1;
@@ -427,7 +433,7 @@ impl Engine {
         let shard = ipc::session_shard(session);
         for data in out {
             if self.push(shard, &ControlToShard::DtlsToPeer { session, data }).is_err() {
-                self.inner.lock().unwrap_or_else(|e| e.into_inner()).counters.ring_full += 1;
+                self.state().counters.ring_full += 1;
             }
         }
         if let Some((export, video_pt, audio_pt, key)) = start {
@@ -450,7 +456,7 @@ impl Engine {
                         audio_pt,
                     };
                     if self.push(shard, &msg).is_err() {
-                        self.inner.lock().unwrap_or_else(|e| e.into_inner()).counters.ring_full += 1;
+                        self.state().counters.ring_full += 1;
                     }
                 }
                 Err(e) => fail = Some(format!("SRTP keys: {e}")),
@@ -466,7 +472,7 @@ impl Engine {
         let mut sends = Vec::new();
         let mut expired = Vec::new();
         {
-            let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            let mut inner = self.state();
             for (&id, s) in inner.sessions.iter_mut() {
                 if !s.connected && now.duration_since(s.created) > Duration::from_secs(30) {
                     expired.push(id);

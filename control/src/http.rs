@@ -59,6 +59,24 @@ fn play_error(e: &PlayError) -> Response {
     json_error(e.http_status(), &e.to_string(), reason)
 }
 
+fn json_ok(body: serde_json::Value) -> Response {
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
+/// Runs the shared offer -> answer path off the async executor (SDP work and
+/// a DTLS endpoint per session) and turns its errors into HTTP responses.
+async fn play(engine: Arc<Engine>, app: String, stream: String, auth_key: Option<String>, offer: String) -> Result<signaling::PlayAnswer, Response> {
+    let res = tokio::task::spawn_blocking(move || {
+        signaling::play(&engine, PlayRequest { app: &app, stream: &stream, auth_key: auth_key.as_deref(), offer: &offer })
+    })
+    .await;
+    match res {
+        Ok(Ok(a)) => Ok(a),
+        Ok(Err(e)) => Err(play_error(&e)),
+        Err(_) => Err(json_error(500, "internal error", None)),
+    }
+}
+
 fn session_hex(id: u64) -> String {
     format!("{id:016x}")
 }
@@ -78,15 +96,8 @@ async fn whep_post(
     let Ok(offer) = std::str::from_utf8(&body) else {
         return json_error(400, "offer is not UTF-8", None);
     };
-    let engine2 = engine.clone();
-    let auth_key = q.get("auth_key").cloned();
-    let offer = offer.to_string();
-    let res = tokio::task::spawn_blocking(move || {
-        signaling::play(&engine2, PlayRequest { app: &app, stream: &stream, auth_key: auth_key.as_deref(), offer: &offer })
-    })
-    .await;
-    match res {
-        Ok(Ok(a)) => {
+    match play(engine, app, stream, q.get("auth_key").cloned(), offer.to_string()).await {
+        Ok(a) => {
             let location = format!("/whep/session/{}", session_hex(a.session));
             let mut resp = (StatusCode::CREATED, a.sdp).into_response();
             let h = resp.headers_mut();
@@ -96,8 +107,7 @@ async fn whep_post(
             }
             resp
         }
-        Ok(Err(e)) => play_error(&e),
-        Err(_) => json_error(500, "internal error", None),
+        Err(resp) => resp,
     }
 }
 
@@ -141,10 +151,7 @@ async fn whep_switch(
     let started = std::time::Instant::now();
     let res = tokio::task::spawn_blocking(move || engine.switch_stream(session, &app, &stream)).await;
     match res {
-        Ok(Ok(())) => {
-            let body = json!({ "code": 200, "msg": "switched", "switch_ms": started.elapsed().as_secs_f64() * 1000.0 });
-            (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
-        }
+        Ok(Ok(())) => json_ok(json!({ "code": 200, "msg": "switched", "switch_ms": started.elapsed().as_secs_f64() * 1000.0 })),
         Ok(Err(e)) => json_error(409, &e, None),
         Err(_) => json_error(500, "internal error", None),
     }
@@ -182,26 +189,16 @@ async fn rts_play(
             .and_then(signaling::parse_stream_url)
             .and_then(|(_, _, query)| rts_common::auth::query_param(&query, "auth_key").map(str::to_string))
     });
-    let engine2 = engine.clone();
-    let (app2, stream2) = (app.clone(), stream.clone());
-    let res = tokio::task::spawn_blocking(move || {
-        signaling::play(&engine2, PlayRequest { app: &app2, stream: &stream2, auth_key: auth_key.as_deref(), offer: &offer })
-    })
-    .await;
-    match res {
-        Ok(Ok(a)) => {
-            let body = json!({
+    match play(engine, app, stream, auth_key, offer).await {
+        Ok(a) => json_ok(json!({
                 "code": 200,
                 "msg": "success",
                 "server": "rts",
                 "traceid": session_hex(a.session),
                 "sessionid": session_hex(a.session),
                 "jsep": { "type": "answer", "sdp": a.sdp },
-            });
-            (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
-        }
-        Ok(Err(e)) => play_error(&e),
-        Err(_) => json_error(500, "internal error", None),
+        })),
+        Err(resp) => resp,
     }
 }
 
@@ -221,17 +218,9 @@ async fn srs_play(State(engine): State<Arc<Engine>>, body: Bytes) -> Response {
         return json_error(400, "streamurl must look like webrtc://host/app/stream", None);
     };
     let auth_key = rts_common::auth::query_param(&query, "auth_key").map(str::to_string);
-    let res = tokio::task::spawn_blocking(move || {
-        signaling::play(&engine, PlayRequest { app: &app, stream: &stream, auth_key: auth_key.as_deref(), offer: &offer })
-    })
-    .await;
-    match res {
-        Ok(Ok(a)) => {
-            let body = json!({ "code": 0, "server": "rts", "sdp": a.sdp, "sessionid": session_hex(a.session) });
-            (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
-        }
-        Ok(Err(e)) => play_error(&e),
-        Err(_) => json_error(500, "internal error", None),
+    match play(engine, app, stream, auth_key, offer).await {
+        Ok(a) => json_ok(json!({ "code": 0, "server": "rts", "sdp": a.sdp, "sessionid": session_hex(a.session) })),
+        Err(resp) => resp,
     }
 }
 
@@ -254,7 +243,7 @@ async fn player(Path((_app, _stream)): Path<(String, String)>) -> Html<&'static 
 
 async fn api_streams(State(engine): State<Arc<Engine>>) -> Response {
     let (counters, auth_failures, sessions) = engine.counters();
-    let body = json!({
+    json_ok(json!({
         "shards": engine.shard_stats(),
         "streams": engine.streams(),
         "control": {
@@ -263,8 +252,7 @@ async fn api_streams(State(engine): State<Arc<Engine>>) -> Response {
             "counters": counters,
             "auth_failures": auth_failures,
         },
-    });
-    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    }))
 }
 
 /// Prometheus text exposition; per-stream byte counters are the billing
