@@ -36,6 +36,10 @@ fn whep_plays_rtmp_stream_and_reports_latency() -> Result<()> {
     assert!(p50 <= p99 && p99 <= max);
     assert_eq!(stats["viewers"], 1);
     assert!(stats["bytes_out"].as_u64().unwrap_or(0) > 0, "per-stream traffic is counted: {stats}");
+    // Default: the shards' fds are io_uring fixed files.
+    for shard in rig.api()?["shards"].as_array().into_iter().flatten() {
+        assert_eq!(shard["uring_fixed_files"], true, "fixed files registered by default: {shard}");
+    }
 
     let first_frame = chrome.eval("(async () => (await window.rts.stats()).firstFrameMs)()")?;
     println!("first frame after DTLS connected: {first_frame} ms");
@@ -104,6 +108,22 @@ fn serve_restarts_control() -> Result<()> {
     Ok(())
 }
 
+/// Without io_uring file registration (`uring_register = false`, as when a
+/// kernel refuses it) the shard's SQEs use plain fds and play the same.
+#[test]
+fn plays_with_uring_registration_off() -> Result<()> {
+    let rig = Rig::start(Mode::Serve, "[dataplane]\nuring_register = false\n")?;
+    let _publisher = rig.publish("live/noreg")?;
+    rig.wait_live("live", "noreg", Duration::from_secs(20))?;
+    let mut chrome = rig.play("live", "noreg", "", 60)?;
+    let frames = frames_decoded(&mut chrome)?;
+    assert!(frames >= 60, "framesDecoded = {frames}");
+    for shard in rig.api()?["shards"].as_array().into_iter().flatten() {
+        assert_eq!(shard["uring_fixed_files"], false, "registration must be off: {shard}");
+    }
+    Ok(())
+}
+
 /// The one-datagram-per-sendmsg fallback (no UDP GSO) delivers the same
 /// media: forced off by config, as on a kernel or device without GSO.
 #[test]
@@ -116,8 +136,9 @@ fn plays_with_gso_forced_off() -> Result<()> {
     for shard in api["shards"].as_array().into_iter().flatten() {
         assert_eq!(shard["gso"], false, "GSO must be off: {shard}");
     }
-    let sends: u64 = api["shards"].as_array().into_iter().flatten().map(|s| s["counters"]["udp_sends"].as_u64().unwrap_or(0)).sum();
-    let datagrams: u64 = api["shards"].as_array().into_iter().flatten().map(|s| s["counters"]["udp_datagrams_out"].as_u64().unwrap_or(0)).sum();
-    assert_eq!(sends, datagrams, "without GSO every datagram is its own sendmsg");
+    let sum = |key: &str| -> u64 { api["shards"].as_array().into_iter().flatten().map(|s| s["counters"][key].as_u64().unwrap_or(0)).sum() };
+    let (sends, messages, datagrams) = (sum("udp_sends"), sum("udp_messages"), sum("udp_datagrams_out"));
+    assert_eq!(messages, datagrams, "without GSO every datagram is its own message");
+    assert!(sends < messages, "a frame's datagrams still share sendmmsg calls: {sends} calls, {messages} messages");
     Ok(())
 }

@@ -137,12 +137,29 @@ impl Run {
     }
 }
 
-/// The shipped path: per frame per viewer one `send_items` (GSO batch).
-fn run_shipped(viewers: &mut [Viewer], seconds: usize, gso: bool, pair_audio: bool) -> Run {
+/// Variants of the shipped path, for the side-by-side figures.
+#[derive(Clone, Copy)]
+struct Shipped {
+    gso: bool,
+    pair_audio: bool,
+    /// Viewers' messages per `sendmmsg` (1: one syscall per viewer).
+    messages: usize,
+    /// DF on the socket (IP_PMTUDISC_PROBE, what the shard sets).
+    dont_fragment: bool,
+}
+
+const SHIPPED: Shipped = Shipped { gso: true, pair_audio: false, messages: rts_dataplane::udp::MAX_MESSAGES, dont_fragment: true };
+
+/// The shipped path: per frame per viewer one `send_items` (a GSO message),
+/// the viewers' messages sent with `sendmmsg`, as `fan_out` does.
+fn run_shipped(viewers: &mut [Viewer], seconds: usize, opt: Shipped) -> Run {
     let sock = UdpSocket::bind("0.0.0.0:0").expect("bind");
     let _ = socket2::SockRef::from(&sock).set_send_buffer_size(8 << 20);
-    let mut sender = UdpSender::new(sock.as_raw_fd(), gso);
-    let mut batch = GsoBatch::with_capacity(70_000);
+    let mut sender = UdpSender::new(sock.as_raw_fd(), opt.gso);
+    if !opt.dont_fragment {
+        let _ = rts_dataplane::udp::setsockopt_int(sock.as_raw_fd(), libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_DONT);
+    }
+    let mut batch = GsoBatch::new(512 << 10, opt.messages);
     let (frames, audio) = media_second();
     let (t0, c0) = (Instant::now(), thread_cpu());
     let mut packets = 0u64;
@@ -152,19 +169,22 @@ fn run_shipped(viewers: &mut [Viewer], seconds: usize, gso: bool, pair_audio: bo
                 send_items(&mut v.media, v.dst, None, frame.iter().map(|p| (Kind::Video, p)), &mut sender, &mut batch);
                 packets += frame.len() as u64;
             }
-            // 50 audio packets per 30 frames, spread evenly; like the shard
-            // (pair_audio), two consecutive packets leave as one GSO send.
+            batch.flush(&mut sender);
+            // 50 audio packets per 30 frames, spread evenly; with pairing
+            // (`[webrtc] pair_audio`), two consecutive packets leave as one
+            // GSO message.
             let start = (f * AUDIO_PER_S) / FPS;
             let end = ((f + 1) * AUDIO_PER_S) / FPS;
             for i in start..end {
-                if pair_audio && i % 2 == 0 {
+                if opt.pair_audio && i % 2 == 0 {
                     continue; // held for its pair
                 }
-                let pair = if pair_audio { &audio[i - 1..=i] } else { &audio[i..=i] };
+                let pair = if opt.pair_audio { &audio[i - 1..=i] } else { &audio[i..=i] };
                 for v in viewers.iter_mut() {
                     send_items(&mut v.media, v.dst, None, pair.iter().map(|a| (Kind::Audio, a)), &mut sender, &mut batch);
                     packets += pair.len() as u64;
                 }
+                batch.flush(&mut sender);
             }
         }
     }
@@ -311,11 +331,43 @@ fn viewers_per_core(ns: f64) -> f64 {
     1e9 / (ns * PACKETS_PER_VIEWER_S as f64)
 }
 
-fn report(sink: &str, naive: &Run, shipped: &Run) {
-    let (a, b) = (naive.ns_per_packet(), shipped.ns_per_packet());
-    println!("{sink:<10} naive    {a:>8.0} ns/viewer-packet  ({:>6.0} viewers/core)  wall {:?}", viewers_per_core(a), naive.wall);
-    println!("{sink:<10} shipped  {b:>8.0} ns/viewer-packet  ({:>6.0} viewers/core)  wall {:?}", viewers_per_core(b), shipped.wall);
-    println!("{sink:<10} ratio    shipped = 1/{:.2} of naive", a / b);
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(|a, b| a.total_cmp(b));
+    if xs.is_empty() {
+        return f64::NAN;
+    }
+    xs[xs.len() / 2]
+}
+
+/// ns/viewer-packet of each variant, one entry per round. Variants run
+/// interleaved in every round so a noisy neighbour on the VM hits all of
+/// them alike; the median over rounds is reported.
+#[derive(Default)]
+struct Samples(Vec<(&'static str, Vec<f64>)>);
+
+impl Samples {
+    fn add(&mut self, name: &'static str, run: &Run) {
+        match self.0.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, v)) => v.push(run.ns_per_packet()),
+            None => self.0.push((name, vec![run.ns_per_packet()])),
+        }
+    }
+
+    fn median(&self, name: &str) -> f64 {
+        self.0.iter().find(|(n, _)| *n == name).map_or(f64::NAN, |(_, v)| median(v.clone()))
+    }
+
+    fn print(&self, sink: &str) {
+        for (name, v) in &self.0 {
+            let m = median(v.clone());
+            let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+            let max = v.iter().copied().fold(0.0, f64::max);
+            println!("{sink:<9} {name:<44} {m:>6.0} ns/viewer-packet (min {min:>5.0}, max {max:>5.0})  {:>5.0} viewers/core", viewers_per_core(m));
+            if std::env::var_os("RTS_BENCH_VERBOSE").is_some() {
+                println!("{sink:<9}   rounds: {:?}", v.iter().map(|x| x.round() as u64).collect::<Vec<_>>());
+            }
+        }
+    }
 }
 
 fn main() {
@@ -326,66 +378,80 @@ fn main() {
     let n = env_usize("RTS_BENCH_VIEWERS", 1000);
     let seconds = env_usize("RTS_BENCH_SECONDS", 2);
     let threads = env_usize("RTS_BENCH_THREADS", 2);
+    let rounds = env_usize("RTS_BENCH_ROUNDS", 5).max(1);
     let pin = |core: usize| core_affinity::set_for_current(core_affinity::CoreId { id: core });
     pin(0);
-    println!("fan-out bench: {n} viewers x {seconds} media-s; per viewer-second {PACKETS_PER_VIEWER_S} packets (30x7 video + 50 audio), AES-128-GCM per viewer");
-    println!("cost = thread CPU time / viewer-packets; viewers/core = 1e9 / (cost x {PACKETS_PER_VIEWER_S})");
+    println!("fan-out bench: {n} viewers x {seconds} media-s x {rounds} rounds; per viewer-second {PACKETS_PER_VIEWER_S} packets (30x7 video + 50 audio), AES-128-GCM per viewer");
+    println!("cost = thread CPU time / viewer-packets (median over rounds); viewers/core = 1e9 / (cost x {PACKETS_PER_VIEWER_S})");
+    println!("shipped = the default config: GSO, sendmmsg of up to {} viewer messages, DF, audio not paired", SHIPPED.messages);
 
     let have_ifb = enter_bench_netns();
+    // RTS_BENCH_PROFILE=1: only the shipped path on the ifb sink, for
+    // `perf record -e cpu-clock` (docs/performance.md).
+    if have_ifb && std::env::var_os("RTS_BENCH_PROFILE").is_some() {
+        let mut v = make_viewers(n, Ipv4Addr::new(10, 201, 0, 2), 9000);
+        let mut samples = Samples::default();
+        for _ in 0..rounds {
+            samples.add("shipped", &run_shipped(&mut v, seconds, SHIPPED));
+        }
+        samples.print("ifb");
+        return;
+    }
     if have_ifb {
         let mut v = make_viewers(n, Ipv4Addr::new(10, 201, 0, 2), 9000);
-        let before = ifb_packets();
-        let naive = run_naive(&mut v, seconds);
-        let mid = ifb_packets();
-        let shipped = run_shipped(&mut v, seconds, true, true);
-        let after = ifb_packets();
-        report("ifb", &naive, &shipped);
-        println!(
-            "ifb        datagrams seen by the device: naive {} of {} ({} send errors), shipped {} of {} ({} send errors)",
-            mid - before,
-            naive.packets,
-            naive.send_errors,
-            after - mid,
-            shipped.packets,
-            shipped.send_errors
-        );
-        let unpaired_sendmsg = run_shipped(&mut v, seconds, true, false);
-        let uring = run_uring(&mut v, seconds);
-        println!(
-            "ifb        io_uring SENDMSG (one SQE per viewer batch, one enter per frame): {:.0} ns/viewer-packet vs sendmsg {:.0} (audio unpaired in both)",
-            uring.ns_per_packet(),
-            unpaired_sendmsg.ns_per_packet()
-        );
-        let nogso = run_shipped(&mut v, seconds, false, false);
-        let unpaired = run_shipped(&mut v, seconds, true, false);
-        println!("ifb        shipped, audio not paired: {:.0} ns/viewer-packet", unpaired.ns_per_packet());
-        println!("ifb        shipped, GSO forced off: {:.0} ns/viewer-packet", nogso.ns_per_packet());
+        let mut samples = Samples::default();
+        let mut scaling = Vec::new();
+        for round in 0..rounds {
+            let before = ifb_packets();
+            let naive = run_naive(&mut v, seconds);
+            let mid = ifb_packets();
+            let shipped = run_shipped(&mut v, seconds, SHIPPED);
+            let after = ifb_packets();
+            if round == 0 {
+                println!(
+                    "ifb       device saw: naive {} datagrams for {} packets ({} send errors), shipped {} GSO super-datagrams for {} packets ({} send errors)",
+                    mid - before,
+                    naive.packets,
+                    naive.send_errors,
+                    after - mid,
+                    shipped.packets,
+                    shipped.send_errors
+                );
+            }
+            samples.add("naive (fresh buffer + sendto per packet)", &naive);
+            samples.add("shipped", &shipped);
+            samples.add("shipped + pair_audio", &run_shipped(&mut v, seconds, Shipped { pair_audio: true, ..SHIPPED }));
+            samples.add("shipped, one sendmsg per viewer (no mmsg)", &run_shipped(&mut v, seconds, Shipped { messages: 1, ..SHIPPED }));
+            samples.add("shipped, DF off", &run_shipped(&mut v, seconds, Shipped { dont_fragment: false, ..SHIPPED }));
+            samples.add("shipped, GSO forced off", &run_shipped(&mut v, seconds, Shipped { gso: false, ..SHIPPED }));
+            samples.add("io_uring SENDMSG, one enter per frame", &run_uring(&mut v, seconds));
 
-        // Scaling: the same per-shard work on 1 and on `threads` pinned
-        // threads at once (threads inherit this thread's namespace).
-        let one = shipped.packets as f64 / shipped.wall.as_secs_f64();
-        let barrier = std::sync::Arc::new(std::sync::Barrier::new(threads));
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let barrier = barrier.clone();
-                std::thread::spawn(move || {
-                    core_affinity::set_for_current(core_affinity::CoreId { id: t });
-                    let mut v = make_viewers(n, Ipv4Addr::new(10, 201, 0, 2), 9000);
-                    barrier.wait();
-                    run_shipped(&mut v, seconds, true, true)
+            // Scaling: the same per-shard work on 1 and on `threads` pinned
+            // threads at once (threads inherit this thread's namespace).
+            let one = shipped.packets as f64 / shipped.wall.as_secs_f64();
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(threads));
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    let barrier = barrier.clone();
+                    std::thread::spawn(move || {
+                        core_affinity::set_for_current(core_affinity::CoreId { id: t });
+                        let mut v = make_viewers(n, Ipv4Addr::new(10, 201, 0, 2), 9000);
+                        barrier.wait();
+                        run_shipped(&mut v, seconds, SHIPPED)
+                    })
                 })
-            })
-            .collect();
-        let runs: Vec<Run> = handles.into_iter().filter_map(|h| h.join().ok()).collect();
-        let total: u64 = runs.iter().map(|r| r.packets).sum();
-        let wall = runs.iter().map(|r| r.wall).max().unwrap_or_default();
-        let many = total as f64 / wall.as_secs_f64();
-        println!(
-            "scaling    1 shard {:.2} Mpkt/s, {threads} shards {:.2} Mpkt/s: x{:.2}",
-            one / 1e6,
-            many / 1e6,
-            many / one
-        );
+                .collect();
+            let runs: Vec<Run> = handles.into_iter().filter_map(|h| h.join().ok()).collect();
+            let total: u64 = runs.iter().map(|r| r.packets).sum();
+            let wall = runs.iter().map(|r| r.wall).max().unwrap_or_default();
+            scaling.push((one, total as f64 / wall.as_secs_f64()));
+        }
+        samples.print("ifb");
+        let (a, b) = (samples.median("naive (fresh buffer + sendto per packet)"), samples.median("shipped"));
+        println!("ifb       RESULT shipped {b:.0} ns vs naive {a:.0} ns per viewer-packet: 1/{:.2}; shipped = {:.0} viewers/core", a / b, viewers_per_core(b));
+        let ratios: Vec<f64> = scaling.iter().map(|(one, many)| many / one).collect();
+        let (one, many) = (median(scaling.iter().map(|s| s.0).collect()), median(scaling.iter().map(|s| s.1).collect()));
+        println!("scaling   1 shard {:.2} Mpkt/s, {threads} shards {:.2} Mpkt/s (medians): x{:.2} (median of per-round ratios)", one / 1e6, many / 1e6, median(ratios));
     } else {
         println!("ifb sink unavailable (needs root and the ifb module): loopback only");
     }
@@ -394,8 +460,13 @@ fn main() {
     // kernel drops at its full buffer, as it would for a slow client).
     let receivers: Vec<UdpSocket> = (0..n.min(1000)).map(|i| UdpSocket::bind(("127.0.0.1", 20000 + i as u16)).expect("bind receiver")).collect();
     let mut v = make_viewers(n, Ipv4Addr::LOCALHOST, 20000);
-    let naive = run_naive(&mut v, seconds);
-    let shipped = run_shipped(&mut v, seconds, true, true);
-    report("loopback", &naive, &shipped);
+    let mut samples = Samples::default();
+    for _ in 0..rounds.min(3) {
+        samples.add("naive", &run_naive(&mut v, seconds));
+        samples.add("shipped", &run_shipped(&mut v, seconds, SHIPPED));
+    }
+    samples.print("loopback");
+    let (a, b) = (samples.median("naive"), samples.median("shipped"));
+    println!("loopback  RESULT shipped = 1/{:.2} of naive", a / b);
     drop(receivers);
 }

@@ -69,6 +69,10 @@ pub struct DataplaneConfig {
     pub ring_slot_size: u32,
     /// Disable UDP GSO even where the kernel offers it (tests the fallback).
     pub disable_gso: bool,
+    /// Register the shard's long-lived fds (UDP socket, RTMP listener,
+    /// relay eventfd) with its io_uring as fixed files; off, or when the
+    /// kernel refuses, SQEs use plain fds.
+    pub uring_register: bool,
     /// Viewers stay on their stream's home shard until it carries this many
     /// more viewers than the least loaded shard; then new viewers go to the
     /// least loaded shard, which replicates the stream (0 = always spread).
@@ -126,6 +130,7 @@ impl Default for DataplaneConfig {
             ring_slots: 4096,
             ring_slot_size: 4096,
             disable_gso: false,
+            uring_register: true,
             spread_after: 200,
         }
     }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 
 /// Bumped on any incompatible change to the enums below.
-pub const IPC_VERSION: u32 = 2;
+pub const IPC_VERSION: u32 = 3;
 
 /// Session ids carry their shard in the top 16 bits, so any control
 /// instance (including one restarted after a crash) can route a DELETE to
@@ -83,6 +83,8 @@ pub struct ShardCounters {
     pub udp_datagrams_out: u64,
     pub udp_bytes_out: u64,
     pub udp_sends: u64,
+    /// Messages sent (a GSO super-datagram or a single datagram each).
+    pub udp_messages: u64,
     pub udp_send_errors: u64,
     pub gso_fallbacks: u64,
     pub stun_ok: u64,
@@ -110,6 +112,8 @@ pub struct ShardStats {
     pub pinned: bool,
     pub udp_port: u16,
     pub gso: bool,
+    /// The shard's long-lived fds are registered with its io_uring.
+    pub uring_fixed_files: bool,
     pub counters: ShardCounters,
 }
 

@@ -279,7 +279,8 @@ async fn metrics(State(engine): State<Arc<Engine>>) -> Response {
     shard_counter!(udp_datagrams_in, "UDP datagrams received");
     shard_counter!(udp_datagrams_out, "UDP datagrams sent");
     shard_counter!(udp_bytes_out, "UDP bytes sent");
-    shard_counter!(udp_sends, "sendmsg calls");
+    shard_counter!(udp_sends, "sendmmsg calls");
+    shard_counter!(udp_messages, "UDP messages sent (a GSO super-datagram or one datagram each)");
     shard_counter!(udp_send_errors, "failed sends");
     shard_counter!(gso_fallbacks, "GSO sends that fell back to one datagram per call");
     shard_counter!(stun_ok, "STUN binding requests answered");

@@ -10,8 +10,9 @@ use bytes::Bytes;
 use slab::Slab;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-/// Sends one stream's new packets to all its viewers. A viewer still
-/// replaying its GOP cache gets new video queued behind the cache, in order.
+/// Sends one stream's new packets to all its viewers: one message per
+/// viewer, up to 64 viewers per `sendmmsg`. A viewer still replaying its GOP
+/// cache gets new video queued behind the cache, in order.
 pub fn fan_out(stream: &Stream, sessions: &mut Slab<Session>, kind: Kind, packets: &[Bytes], sender: &mut UdpSender, batch: &mut GsoBatch) -> u64 {
     let mut bytes = 0;
     for &v in &stream.viewers {
@@ -27,12 +28,16 @@ pub fn fan_out(stream: &Stream, sessions: &mut Slab<Session>, kind: Kind, packet
         }
         bytes += send_items(media, peer, local, packets.iter().map(|p| (kind, p)), sender, batch);
     }
+    batch.flush(sender);
     bytes
 }
 
-/// Protects packets for one viewer and sends them as GSO batches. Returns
-/// the bytes sent. Each shared packet is copied once into the send buffer
+/// Protects packets for one viewer into `batch` as GSO messages. Returns the
+/// bytes protected. Each shared packet is copied once into the send buffer
 /// (SRTP output differs per viewer) with this viewer's header rewritten.
+/// The messages leave when the batch is full or at the caller's
+/// [`GsoBatch::flush`], which every caller does before it returns to the
+/// event loop.
 pub fn send_items<'a>(
     media: &mut Media,
     peer: SocketAddrV4,
@@ -53,7 +58,10 @@ pub fn send_items<'a>(
         }
         let len = p.len() + overhead;
         if !batch.fits(len) {
-            batch.flush(sender, peer, local);
+            batch.end_message(peer, local);
+            if !batch.fits(len) {
+                batch.flush(sender);
+            }
         }
         let out = batch.spare(len);
         match media.tx.protect_rtp(&header, &p[12..], out) {
@@ -65,7 +73,7 @@ pub fn send_items<'a>(
             Err(_) => batch.rollback(len),
         }
     }
-    batch.flush(sender, peer, local);
+    batch.end_message(peer, local);
     media.bytes_out += sent;
     sent
 }

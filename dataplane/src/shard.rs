@@ -71,6 +71,8 @@ pub struct Shard {
     uring: Uring,
     listener: socket2::Socket,
     udp: std::net::UdpSocket,
+    /// The send-only twin of `udp` (see `udp::UdpPair`); `sender` uses it.
+    _udp_send: std::net::UdpSocket,
     sender: UdpSender,
     batch: GsoBatch,
     // Boxed on purpose: the kernel holds pointers into each slot, and slots
@@ -84,6 +86,8 @@ pub struct Shard {
     by_addr: HashMap<SocketAddrV4, usize>,
     by_id: HashMap<u64, usize>,
     streams: HashMap<String, Stream>,
+    /// Reused buffer for the packets one catch-up step sends.
+    catchup_items: Vec<(Kind, Bytes)>,
     /// Sessions replaying a GOP cache (paced; see drain_catchup).
     catchup: Vec<usize>,
     last_catchup: Instant,
@@ -118,16 +122,12 @@ impl Shard {
         listener.listen(1024).map_err(|e| io_err("listen", e))?;
 
         let udp_addr = SocketAddr::new(cfg.webrtc.udp_bind_ip, cfg.udp_port(init.id));
-        let usock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).map_err(|e| io_err("udp socket", e))?;
         // Large buffers absorb keyframe bursts to many viewers; the kernel
         // caps them at net.core.[rw]mem_max (see kernel-tuning/).
-        let _ = usock.set_send_buffer_size(8 << 20);
-        let _ = usock.set_recv_buffer_size(4 << 20);
-        usock.bind(&udp_addr.into()).map_err(|e| io_err(&format!("bind UDP {udp_addr}"), e))?;
-        let udp: std::net::UdpSocket = usock.into();
-        udp.set_nonblocking(true).map_err(|e| io_err("nonblocking", e))?;
+        let pair = udp::UdpPair::bind(udp_addr, 8 << 20, 4 << 20).map_err(|e| io_err(&format!("bind UDP {udp_addr}"), e))?;
+        let (udp, udp_send) = (pair.recv, pair.send);
         udp::enable_pktinfo(udp.as_raw_fd()).map_err(|e| io_err("IP_PKTINFO", e))?;
-        let sender = UdpSender::new(udp.as_raw_fd(), !cfg.dataplane.disable_gso);
+        let sender = UdpSender::new(udp_send.as_raw_fd(), !cfg.dataplane.disable_gso);
 
         Ok(Shard {
             id: init.id,
@@ -138,8 +138,10 @@ impl Shard {
             uring: Uring::new(1024).map_err(|e| io_err("io_uring", e))?,
             listener,
             udp,
+            _udp_send: udp_send,
             sender,
-            batch: GsoBatch::with_capacity(udp::MAX_GSO_BYTES + 2048),
+            batch: GsoBatch::for_shard(),
+            catchup_items: Vec::with_capacity(256),
             recv_slots: (0..UDP_RECV_SLOTS).map(|_| RecvSlot::new_boxed()).collect(),
             spare_slot: Some(RecvSlot::new_boxed()),
             conns: Slab::new(),
@@ -172,6 +174,12 @@ impl Shard {
     }
 
     pub fn run(mut self) -> anyhow::Result<()> {
+        if self.cfg.dataplane.uring_register {
+            let fds = [self.udp.as_raw_fd(), self.listener.as_raw_fd(), self.mesh.wake_fd(self.id)];
+            if let Err(e) = self.uring.register_files(&fds) {
+                tracing::warn!(shard = self.id, error = %e, "io_uring file registration refused; using plain fds");
+            }
+        }
         self.uring.accept(self.listener.as_raw_fd()).map_err(|e| io_err("accept", e))?;
         let fd = self.udp.as_raw_fd();
         for i in 0..self.recv_slots.len() {
@@ -678,8 +686,11 @@ impl Shard {
                         continue;
                     };
                     let n = budget.min(media.pending.len());
-                    let items: Vec<(Kind, Bytes)> = media.pending.drain(..n).collect();
+                    let items = &mut self.catchup_items;
+                    items.clear();
+                    items.extend(media.pending.drain(..n));
                     let sent = send_items(media, peer, local, items.iter().map(|(k, b)| (*k, b)), &mut self.sender, &mut self.batch);
+                    items.clear();
                     if let Some(stream) = self.streams.get_mut(&sess.stream) {
                         stream.bytes_out += sent;
                     }
@@ -693,6 +704,7 @@ impl Shard {
                 i += 1;
             }
         }
+        self.batch.flush(&mut self.sender);
     }
 
     // --------------------------------------------------------------- UDP
@@ -1089,6 +1101,7 @@ impl Shard {
         c.udp_datagrams_out = st.datagrams;
         c.udp_bytes_out = st.bytes;
         c.udp_sends = st.syscalls;
+        c.udp_messages = st.messages;
         c.udp_send_errors = st.errors;
         c.gso_fallbacks = st.gso_fallbacks;
         c.sessions = self.sessions.len() as u64;
@@ -1100,6 +1113,7 @@ impl Shard {
             pinned: self.pinned,
             udp_port: self.udp_port(),
             gso: self.sender.gso_enabled(),
+            uring_fixed_files: self.uring.fixed_files(),
             counters: self.counters,
         };
         self.push_ctl(&ShardToControl::Stats(stats));

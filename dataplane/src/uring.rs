@@ -42,6 +42,11 @@ impl Token {
     }
 }
 
+enum Target {
+    Fixed(types::Fixed),
+    Fd(types::Fd),
+}
+
 pub struct Completion {
     pub token: Token,
     pub result: i32,
@@ -49,11 +54,36 @@ pub struct Completion {
 
 pub struct Uring {
     ring: IoUring,
+    /// Fds registered as fixed files, by index (see [`Uring::register_files`]).
+    fixed: Vec<RawFd>,
 }
 
 impl Uring {
     pub fn new(entries: u32) -> io::Result<Uring> {
-        Ok(Uring { ring: IoUring::new(entries)? })
+        Ok(Uring { ring: IoUring::new(entries)?, fixed: Vec::new() })
+    }
+
+    /// Registers long-lived fds as fixed files: their SQEs then skip the
+    /// per-operation file lookup and reference count (fdget/fdput). Costs
+    /// no locked memory. On failure (old kernel, resource limits) the ring
+    /// keeps using plain fds; the error is returned for the log.
+    pub fn register_files(&mut self, fds: &[RawFd]) -> io::Result<()> {
+        self.ring.submitter().register_files(fds)?;
+        self.fixed = fds.to_vec();
+        Ok(())
+    }
+
+    /// Whether fixed files are in use.
+    pub fn fixed_files(&self) -> bool {
+        !self.fixed.is_empty()
+    }
+
+    /// The SQE target for `fd`: its fixed-file index when registered.
+    fn target(&self, fd: RawFd) -> Target {
+        match self.fixed.iter().position(|&f| f == fd) {
+            Some(i) => Target::Fixed(types::Fixed(i as u32)),
+            None => Target::Fd(types::Fd(fd)),
+        }
     }
 
     /// Queues an SQE, flushing the submission queue first if it is full.
@@ -72,10 +102,13 @@ impl Uring {
     }
 
     pub fn accept(&mut self, listener: RawFd) -> io::Result<()> {
-        let sqe = opcode::Accept::new(types::Fd(listener), std::ptr::null_mut(), std::ptr::null_mut())
-            .flags(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
-            .build()
-            .user_data(Token::Accept.encode());
+        let sqe = match self.target(listener) {
+            Target::Fixed(f) => opcode::Accept::new(f, std::ptr::null_mut(), std::ptr::null_mut()),
+            Target::Fd(f) => opcode::Accept::new(f, std::ptr::null_mut(), std::ptr::null_mut()),
+        }
+        .flags(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
+        .build()
+        .user_data(Token::Accept.encode());
         // SAFETY: no buffers: address out-pointers are null.
         unsafe { self.push(sqe) }
     }
@@ -95,7 +128,12 @@ impl Uring {
     /// # Safety
     /// `buf` must stay valid until the Wake completion.
     pub unsafe fn read_eventfd(&mut self, fd: RawFd, buf: &mut u64) -> io::Result<()> {
-        let sqe = opcode::Read::new(types::Fd(fd), (buf as *mut u64).cast(), 8).build().user_data(Token::Wake.encode());
+        let ptr: *mut u8 = (buf as *mut u64).cast();
+        let sqe = match self.target(fd) {
+            Target::Fixed(f) => opcode::Read::new(f, ptr, 8).build(),
+            Target::Fd(f) => opcode::Read::new(f, ptr, 8).build(),
+        }
+        .user_data(Token::Wake.encode());
         // SAFETY: forwarded to the caller.
         unsafe { self.push(sqe) }
     }
@@ -104,9 +142,11 @@ impl Uring {
     /// `slot` must stay at its address and untouched until the UdpRecv(idx) completion.
     pub unsafe fn recvmsg(&mut self, fd: RawFd, slot: &mut RecvSlot, idx: u32) -> io::Result<()> {
         slot.arm();
-        let sqe = opcode::RecvMsg::new(types::Fd(fd), &mut slot.msg)
-            .build()
-            .user_data(Token::UdpRecv(idx).encode());
+        let sqe = match self.target(fd) {
+            Target::Fixed(f) => opcode::RecvMsg::new(f, &mut slot.msg).build(),
+            Target::Fd(f) => opcode::RecvMsg::new(f, &mut slot.msg).build(),
+        }
+        .user_data(Token::UdpRecv(idx).encode());
         // SAFETY: forwarded to the caller; `slot` is boxed by its owner.
         unsafe { self.push(sqe) }
     }
@@ -209,10 +249,23 @@ mod tests {
 
     #[test]
     fn recvmsg_reports_source_and_pktinfo() {
+        recvmsg_roundtrip(false);
+    }
+
+    #[test]
+    fn recvmsg_through_a_fixed_file() {
+        recvmsg_roundtrip(true);
+    }
+
+    fn recvmsg_roundtrip(fixed: bool) {
         let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         crate::udp::enable_pktinfo(std::os::fd::AsRawFd::as_raw_fd(&rx)).unwrap();
         let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let mut ring = Uring::new(8).unwrap();
+        if fixed {
+            ring.register_files(&[std::os::fd::AsRawFd::as_raw_fd(&rx)]).unwrap();
+            assert!(ring.fixed_files());
+        }
         let mut slot = RecvSlot::new_boxed();
         // SAFETY: slot is boxed and outlives the completion reaped below.
         unsafe { ring.recvmsg(std::os::fd::AsRawFd::as_raw_fd(&rx), &mut slot, 5).unwrap() };

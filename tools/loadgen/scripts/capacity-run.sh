@@ -24,6 +24,7 @@ SERVER_CORE=${SERVER_CORE:-0}
 LOADGEN_CORE=${LOADGEN_CORE:-1}
 THREADS=${THREADS:-1}
 PUBLISH_CORE=${PUBLISH_CORE:-$SERVER_CORE}
+SEI_EVERY=${SEI_EVERY:-1}
 OUT=${OUT:-target/capacity-run}
 SKIP_BUILD=${SKIP_BUILD:-0}
 LOADGEN_BIN=${LOADGEN_BIN:-}
@@ -68,6 +69,14 @@ ip netns add "$NS"
 nsx() { ip netns exec "$NS" "$@"; }
 nsx ip link set lo up
 nsx ip addr add "$IP/32" dev lo
+# RPS=1: the namespace's loopback receive processing (IP/UDP input, socket
+# queueing) runs on the loadgen core instead of on the sending core, as it
+# would on the receiving host behind a real NIC.
+if [ "${RPS:-0}" = 1 ]; then
+    mask=$(printf '%x' $((1 << LOADGEN_CORE)))
+    nsx sh -c "echo $mask > /sys/class/net/lo/queues/rx-0/rps_cpus"
+    echo "capacity-run: loopback RPS -> core $LOADGEN_CORE (mask $mask)"
+fi
 
 # utime + stime (clock ticks) of a pid, 0 when gone.
 ticks() {
@@ -97,7 +106,7 @@ done
 
 # The publisher's ffmpeg (x264, ~25-35 % of a core) shares the server's core by default
 # so that the loadgen core stays clean; server CPU below is the server's own.
-setsid ip netns exec "$NS" taskset -c "$PUBLISH_CORE" "$BIN/rts-publish" --url "rtmp://$IP:1935/live/cap" --bitrate "$BITRATE" >"$OUT/publish.log" 2>&1 &
+setsid ip netns exec "$NS" taskset -c "$PUBLISH_CORE" "$BIN/rts-publish" --url "rtmp://$IP:1935/live/cap" --bitrate "$BITRATE" --sei-every "$SEI_EVERY" >"$OUT/publish.log" 2>&1 &
 PUB_PID=$!
 i=0
 until nsx curl -s "http://$IP:8080/api/v1/streams" | grep -q '"publishing":true'; do

@@ -86,6 +86,13 @@ pub struct Options {
     /// the timing resolution of jitter, stall and latency figures (0: wake per event).
     #[arg(long, default_value_t = 1000)]
     pub wake_interval_us: u64,
+    /// Do not ask for UDP_GRO on viewer sockets. With it (the default) the
+    /// kernel hands each GSO send of the server (a frame's packets) over
+    /// whole, one receive per frame instead of one per packet, and on
+    /// loopback the server's core no longer segments it for us; every
+    /// packet in it is still parsed and counted.
+    #[arg(long)]
+    pub no_gro: bool,
 }
 
 impl Options {

@@ -28,6 +28,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 const TICK: Duration = Duration::from_millis(5);
 /// Largest datagram we expect (server MTU is ~1200).
 const RECV_BUF: usize = 2048;
+/// Largest coalesced (UDP_GRO) datagram: 64 KiB.
+const GRO_BUF: usize = 65_536;
 /// Datagrams per recvmmsg call.
 const RECV_BATCH: usize = 32;
 /// Socket receive buffer: a keyframe burst for one viewer between two wake-ups.
@@ -119,7 +121,7 @@ pub fn signaling_thread(job: SignalingJob) {
             job.shared.locations.lock().unwrap_or_else(|e| e.into_inner()).push(l.clone());
         }
         let dest = o.relay.unwrap_or(remote.addr);
-        let socket = match open_socket(dest) {
+        let socket = match open_socket(dest, !job.opts.no_gro) {
             Ok(s) => s,
             Err(_) => {
                 job.shared.fail(FailureKind::ConnectError);
@@ -146,13 +148,17 @@ pub fn signaling_thread(job: SignalingJob) {
     job.shared.signaling_done.fetch_add(1, Relaxed);
 }
 
-fn open_socket(remote: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+fn open_socket(remote: SocketAddr, gro: bool) -> std::io::Result<std::net::UdpSocket> {
     let bind: SocketAddr = if remote.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { (std::net::Ipv6Addr::UNSPECIFIED, 0).into() };
     let s = std::net::UdpSocket::bind(bind)?;
     s.connect(remote)?;
     s.set_nonblocking(true)?;
     // Best effort: without it the kernel default (~208 KiB) still works for most streams.
     let _ = sys::set_recv_buffer(&s, SOCKET_RCVBUF);
+    // Best effort too: without GRO every datagram is received on its own.
+    if gro {
+        sys::enable_gro(&s);
+    }
     Ok(s)
 }
 
@@ -186,13 +192,16 @@ pub fn worker(
     shared: Arc<Shared>,
     deadline: Instant,
     wake_interval: Duration,
+    gro: bool,
 ) -> std::io::Result<Tally> {
     let mut poll = Poll::new()?;
     let mut events = Events::with_capacity(4096);
     let mut slots: Vec<Option<Slot>> = Vec::new();
     let mut free: Vec<usize> = Vec::new();
-    let mut whole = RecvBatch::new(RECV_BATCH, RECV_BUF);
-    let mut heads = RecvBatch::new(RECV_BATCH, HEAD_BYTES);
+    // With GRO a datagram may be a whole frame's packets: every viewer
+    // needs room for it (light ones still parse each packet's header).
+    let mut whole = RecvBatch::new(RECV_BATCH, if gro { GRO_BUF } else { RECV_BUF });
+    let mut heads = RecvBatch::new(RECV_BATCH, if gro { GRO_BUF } else { HEAD_BYTES });
     let mut last_wake = Instant::now();
     let mut out: Vec<Vec<u8>> = Vec::new();
     let mut tally = Tally::default();
@@ -252,9 +261,19 @@ pub fn worker(
                 match batch.recv(&slot.socket) {
                     Ok(n) => {
                         for i in 0..n {
+                            let segment = batch.segment(i);
                             let (d, len) = batch.get_mut(i);
                             bytes_now += len as u64;
-                            slot.viewer.handle_head(now, wall_us, d, len, &mut out);
+                            match segment {
+                                // Coalesced: the server's datagrams, back to back.
+                                Some(seg) if d.len() == len => {
+                                    for p in d.chunks_mut(seg) {
+                                        let n = p.len();
+                                        slot.viewer.handle_head(now, wall_us, p, n, &mut out);
+                                    }
+                                }
+                                _ => slot.viewer.handle_head(now, wall_us, d, len, &mut out),
+                            }
                         }
                         if !out.is_empty() {
                             flush(&slot.socket, &mut out);

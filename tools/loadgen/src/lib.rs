@@ -55,6 +55,7 @@ pub fn run(opts: &Options) -> Result<Report, Error> {
     let shared = Arc::new(Shared::default());
 
     let threads = opts.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let gro = !opts.no_gro;
     let mut senders = Vec::new();
     let mut workers = Vec::new();
     for i in 0..threads {
@@ -64,7 +65,7 @@ pub fn run(opts: &Options) -> Result<Report, Error> {
         workers.push(
             std::thread::Builder::new()
                 .name(format!("loadgen-w{i}"))
-                .spawn(move || engine::worker(rx, ctx, shared, deadline, wake_interval))?,
+                .spawn(move || engine::worker(rx, ctx, shared, deadline, wake_interval, gro))?,
         );
     }
 

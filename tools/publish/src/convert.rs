@@ -24,12 +24,26 @@ pub struct Converter {
     pps: Option<Vec<u8>>,
     sent_config: Option<Vec<u8>>,
     sei: Vec<u8>,
+    /// Stamp one access unit in this many (1: every one).
+    sei_every: u64,
+    /// Access units converted so far.
+    count: u64,
 }
 
 impl Converter {
     /// A converter that has seen no parameter sets yet.
     pub fn new() -> Self {
-        Self::default()
+        Self::with_sei_every(1)
+    }
+
+    /// A converter that stamps only every `n`-th access unit (the first
+    /// included). A timestamp SEI is a NAL unit of its own, i.e. one more
+    /// small RTP packet per frame; a server that sends a frame's packets as
+    /// one GSO batch (equal sizes, a shorter last) then needs two sends per
+    /// frame. Real encoders mostly emit one slice per frame and no per-frame
+    /// SEI, so capacity runs stamp a few frames per second, not every one.
+    pub fn with_sei_every(n: u32) -> Self {
+        Converter { sei_every: u64::from(n.max(1)), ..Self::default() }
     }
 
     /// Converts one Annex B access unit. NAL units are kept in order (AUD, SPS/PPS and the
@@ -64,14 +78,20 @@ impl Converter {
             None
         };
 
+        let stamp = self.count.is_multiple_of(self.sei_every);
+        self.count += 1;
         self.sei.clear();
-        write_timestamp_sei(unix_us, &mut self.sei);
+        if stamp {
+            write_timestamp_sei(unix_us, &mut self.sei);
+        }
         let mut frame = Vec::with_capacity(au.len() + 64);
         flv_nalu_header(keyframe, &mut frame);
         let mut inserted = false;
         for nal in split_nals(au) {
             if !inserted && is_vcl(nal) {
-                push_avcc_nal(&self.sei, &mut frame);
+                if stamp {
+                    push_avcc_nal(&self.sei, &mut frame);
+                }
                 inserted = true;
             }
             push_avcc_nal(nal, &mut frame);

@@ -30,6 +30,12 @@ struct Cli {
     /// ffmpeg executable.
     #[arg(long, default_value = "ffmpeg")]
     ffmpeg: String,
+    /// Put the timestamp SEI on one frame in this many (1: every frame).
+    #[arg(long, default_value_t = 1)]
+    sei_every: u32,
+    /// x264 preset (ultrafast: cheapest; the stream is synthetic anyway).
+    #[arg(long, default_value = "ultrafast")]
+    preset: String,
 }
 
 fn main() {
@@ -51,6 +57,8 @@ fn main() {
         bitrate: cli.bitrate,
         duration: cli.duration,
         ffmpeg: cli.ffmpeg,
+        sei_every: cli.sei_every,
+        preset: cli.preset,
     };
     match run(&opts) {
         Ok(s) => eprintln!(

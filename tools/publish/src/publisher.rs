@@ -47,6 +47,11 @@ pub struct Options {
     pub duration: Option<f64>,
     /// ffmpeg executable.
     pub ffmpeg: String,
+    /// Timestamp SEI on one frame in this many (see `Converter::with_sei_every`).
+    pub sei_every: u32,
+    /// x264 preset. `ultrafast` keeps the encoder at a few % of a core, so a
+    /// capacity run's publisher does not eat the core it shares.
+    pub preset: String,
 }
 
 /// What was published.
@@ -89,6 +94,8 @@ pub fn ffmpeg_args(o: &Options) -> Vec<String> {
         "baseline",
         "-tune",
         "zerolatency",
+        "-preset",
+        &o.preset,
         "-pix_fmt",
         "yuv420p",
         "-g",
@@ -322,7 +329,7 @@ pub fn run(o: &Options) -> Result<Summary, PublishError> {
         .ok_or_else(|| PublishError::Ffmpeg("no stdout".into()))?;
 
     let mut splitter = AuSplitter::new();
-    let mut converter = Converter::new();
+    let mut converter = Converter::with_sei_every(o.sei_every);
     let mut summary = Summary::default();
     let mut buf = vec![0u8; 64 * 1024];
     loop {

@@ -177,6 +177,18 @@ fn converter_inserts_sei_before_slice_and_sends_header_once() {
     // No SPS/PPS seen yet: nothing a decoder could use.
     let mut fresh = Converter::new();
     assert_eq!(fresh.convert(&aus[1], 0).unwrap(), None);
+
+    // One stamp every 2 access units: the 1st, 3rd, ... carry it.
+    let mut sparse = Converter::with_sei_every(2);
+    for (i, au) in aus.iter().enumerate() {
+        let tags = sparse.convert(au, 7).unwrap().unwrap();
+        let nals = rts_rtmp::flv::AvccNalus::new(&tags.frame[5..], 4)
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let stamped = nals.iter().any(|n| parse_timestamp_sei(n) == Some(7));
+        assert_eq!(stamped, i % 2 == 0, "access unit {i}");
+        assert_eq!(nals.len(), split_nals(au).count() + usize::from(stamped));
+    }
 }
 
 #[test]
