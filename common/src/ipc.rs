@@ -114,6 +114,10 @@ pub struct ShardStats {
     pub gso: bool,
     /// The shard's long-lived fds are registered with its io_uring.
     pub uring_fixed_files: bool,
+    /// Share of the last second the shard loop was busy, in per mille.
+    pub busy_permille: u32,
+    /// Audio is being paired (forced by config or by load).
+    pub audio_paired: bool,
     pub counters: ShardCounters,
 }
 

@@ -4,6 +4,8 @@
 
 pub mod fanout;
 pub mod latency;
+pub mod load;
+pub mod pacer;
 pub mod relay;
 pub mod session;
 pub mod shard;

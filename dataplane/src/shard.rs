@@ -11,6 +11,7 @@ use crate::session::{Media, Session, TrackOut};
 use crate::stream::{AudioOutcome, Kind, Stream, VideoOutcome};
 use crate::relay::{RelayMesh, RelayMsg};
 use crate::fanout::{fan_out, send_items};
+use crate::load::LoadGovernor;
 use crate::udp::{self, GsoBatch, UdpSender};
 use crate::uring::{Completion, RecvSlot, Token, Uring};
 use bytes::Bytes;
@@ -100,6 +101,8 @@ pub struct Shard {
     packets: Vec<Bytes>,
     scratch: Vec<u8>,
     last_housekeeping: Instant,
+    /// Busy share of this shard's loop; switches audio pairing under load.
+    load: LoadGovernor,
     last_stats: Instant,
     last_log: Instant,
 }
@@ -160,6 +163,7 @@ impl Shard {
             packets: Vec::with_capacity(256),
             scratch: vec![0u8; 2048],
             last_housekeeping: Instant::now(),
+            load: LoadGovernor::new(init.cfg.webrtc.pair_audio_when_busy, Instant::now()),
             last_stats: Instant::now(),
             last_log: Instant::now(),
         })
@@ -199,7 +203,9 @@ impl Shard {
             if now.duration_since(self.last_housekeeping) >= Duration::from_millis(100) {
                 self.housekeeping(now);
             }
+            let parked = Instant::now();
             self.uring.submit_and_wait(TICK).map_err(|e| io_err("io_uring_enter", e))?;
+            self.load.add_idle(parked.elapsed());
             self.uring.drain(&mut completions);
             for c in completions.drain(..) {
                 self.on_completion(c);
@@ -622,6 +628,7 @@ impl Shard {
     /// Fans out what the transcoder workers produced (Opus audio, re-encoded
     /// video) and relays it to replicating shards.
     fn poll_transcoders(&mut self, now: Instant) {
+        let pace_audio = self.cfg.webrtc.pace_audio;
         let mut packets = std::mem::take(&mut self.packets);
         let (streams, mut out) = self.split();
         for (key, stream) in streams.iter_mut() {
@@ -633,7 +640,11 @@ impl Shard {
                 match t {
                     crate::transcode::Transcoded::Opus { data, rtp_ts, .. } => {
                         let p = stream.on_opus(&data, rtp_ts);
-                        out.deliver_audio(key, stream, p, now);
+                        if pace_audio {
+                            stream.audio_pacer.push(p, rtp_ts, now);
+                        } else {
+                            out.deliver_audio(key, stream, p, now);
+                        }
                     }
                     crate::transcode::Transcoded::Video { nalus, pts_ms, keyframe, .. } => {
                         packets.clear();
@@ -643,6 +654,9 @@ impl Shard {
                         }
                     }
                 }
+            }
+            while let Some(p) = stream.audio_pacer.pop_due(now) {
+                out.deliver_audio(key, stream, p, now);
             }
         }
         self.packets = packets;
@@ -660,7 +674,7 @@ impl Shard {
                 mesh: &self.mesh,
                 id: self.id,
                 counters: &mut self.counters,
-                pair_audio: self.cfg.webrtc.pair_audio,
+                pair_audio: self.cfg.webrtc.pair_audio || self.load.pair_audio(),
             },
         )
     }
@@ -1000,8 +1014,17 @@ impl Shard {
 
     // ------------------------------------------------------------ timers
 
+    fn pair_audio_now(&self) -> bool {
+        self.cfg.webrtc.pair_audio || self.load.pair_audio()
+    }
+
     fn housekeeping(&mut self, now: Instant) {
         self.last_housekeeping = now;
+        let was = self.load.pair_audio();
+        self.load.tick(now);
+        if self.load.pair_audio() != was {
+            tracing::info!(shard = self.id, busy = self.load.busy(), paired = self.load.pair_audio(), "audio pairing switched by load");
+        }
         // Retry RTMP output that hit a full socket buffer.
         let idxs: Vec<usize> = self.conns.iter().filter(|(_, c)| !c.out.is_empty() && !c.closing).map(|(i, _)| i).collect();
         for i in idxs {
@@ -1114,6 +1137,8 @@ impl Shard {
             udp_port: self.udp_port(),
             gso: self.sender.gso_enabled(),
             uring_fixed_files: self.uring.fixed_files(),
+            busy_permille: (self.load.busy() * 1000.0).round() as u32,
+            audio_paired: self.pair_audio_now(),
             counters: self.counters,
         };
         self.push_ctl(&ShardToControl::Stats(stats));

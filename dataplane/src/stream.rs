@@ -74,6 +74,8 @@ pub struct Stream {
     pub transcoder: Option<StreamTranscoder>,
     /// An Opus packet waiting for its pair (see shard::Out::deliver_audio).
     pub audio_hold: Option<(Bytes, Instant)>,
+    /// Transcoded audio on its way out at an even pace (see pacer.rs).
+    pub audio_pacer: crate::pacer::AudioPacer,
     /// Replica: the home shard this stream's packets come from.
     pub home: Option<usize>,
     /// Home: shards that replicate this stream for their viewers.
@@ -139,6 +141,7 @@ impl Stream {
             avc_record: None,
             transcoder: None,
             audio_hold: None,
+            audio_pacer: crate::pacer::AudioPacer::new(),
             home: None,
             subscribers: Vec::new(),
         }

@@ -19,6 +19,13 @@ pub const MAX_GSO_SEGMENTS: usize = 64;
 pub const MAX_GSO_BYTES: usize = 65_000;
 /// Most messages handed to one `sendmmsg` (and held by one [`GsoBatch`]).
 pub const MAX_MESSAGES: usize = 64;
+/// Viewer messages per `sendmmsg` in the shard. More amortise the syscall
+/// further, but the batch buffer (a ~8 KiB video frame per viewer) then
+/// outgrows the L2 cache before the kernel copies it out.
+pub const SHARD_BATCH_MESSAGES: usize = 16;
+/// The shard's batch buffer: 16 frames of ~8 KiB plus room for one
+/// largest message.
+pub const SHARD_BATCH_BYTES: usize = 16 * 8192 + MESSAGE_ROOM;
 /// Room a batch keeps for one more message of the largest size.
 const MESSAGE_ROOM: usize = MAX_GSO_BYTES + 2048;
 
@@ -362,10 +369,10 @@ impl GsoBatch {
         }
     }
 
-    /// The shard's batch: 64 messages in 512 KiB (a video frame to 64
-    /// viewers at ~8 KiB each).
+    /// The shard's batch: [`SHARD_BATCH_MESSAGES`] messages in
+    /// [`SHARD_BATCH_BYTES`].
     pub fn for_shard() -> GsoBatch {
-        GsoBatch::new(512 << 10, MAX_MESSAGES)
+        GsoBatch::new(SHARD_BATCH_BYTES, SHARD_BATCH_MESSAGES)
     }
 
     /// Whether a packet of `len` bytes can join the open message. If not,
