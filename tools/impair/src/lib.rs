@@ -3,7 +3,7 @@
 //! [`Model`] is the sans-IO core (seeded, no clock reads): feed it `(now, len)` and it answers
 //! drop or deliver-at. [`relay`] wraps one model per client and direction around real
 //! sockets in a single-threaded `mio` loop with a binary heap of pending deliveries.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 mod config;

@@ -158,6 +158,7 @@ impl Relay {
         cfg.down.validate()?;
         let poll = Poll::new()?;
         let mut listen = UdpSocket::bind(cfg.listen)?;
+        grow_recv_buffer(&listen);
         poll.registry()
             .register(&mut listen, LISTEN, Interest::READABLE)?;
         Ok(Self {
@@ -309,6 +310,7 @@ impl Relay {
             (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
         };
         let mut sock = UdpSocket::bind(bind)?;
+        grow_recv_buffer(&sock);
         sock.connect(self.cfg.upstream)?;
         let slot = self.free_slots.pop().unwrap_or(self.clients.len());
         self.poll
@@ -404,6 +406,34 @@ impl Relay {
                 self.retired.down.add(&c.down.stats());
                 self.free_slots.push(slot);
             }
+        }
+    }
+}
+
+/// Receive buffer of every relay socket. A new viewer's GOP-cache replay
+/// arrives at ~5,000 datagrams/s; with the kernel default (~208 KiB, ~90
+/// full-size datagrams) a relay busy with other clients overflowed it and
+/// the loss showed up as impairment that was never configured.
+const RECV_BUFFER: libc::c_int = 4 << 20;
+
+/// Best effort: SO_RCVBUFFORCE (root) past `net.core.rmem_max`, else
+/// SO_RCVBUF up to it.
+#[allow(unsafe_code)]
+fn grow_recv_buffer(sock: &UdpSocket) {
+    use std::os::fd::AsRawFd;
+    for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
+        // SAFETY: passes a pointer to a live c_int and its exact size.
+        let rc = unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                opt,
+                (&RECV_BUFFER as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc == 0 {
+            return;
         }
     }
 }
