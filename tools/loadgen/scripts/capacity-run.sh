@@ -25,6 +25,7 @@ LOADGEN_CORE=${LOADGEN_CORE:-1}
 THREADS=${THREADS:-1}
 PUBLISH_CORE=${PUBLISH_CORE:-$SERVER_CORE}
 SEI_EVERY=${SEI_EVERY:-1}
+LINK=${LINK:-lo}
 OUT=${OUT:-target/capacity-run}
 SKIP_BUILD=${SKIP_BUILD:-0}
 LOADGEN_BIN=${LOADGEN_BIN:-}
@@ -61,6 +62,7 @@ cleanup() {
     sleep 0.5
     for g in $PUB_PID $SERVER_PID; do kill -KILL "-$g" 2>/dev/null || true; done
     ip netns del "$NS" 2>/dev/null || true
+    [ "$LINK" = veth ] && ip netns del "$NSC" 2>/dev/null || true
     rm -f "$SHM"
 }
 trap cleanup EXIT INT TERM
@@ -68,7 +70,34 @@ trap cleanup EXIT INT TERM
 ip netns add "$NS"
 nsx() { ip netns exec "$NS" "$@"; }
 nsx ip link set lo up
-nsx ip addr add "$IP/32" dev lo
+# LINK=lo (default): everything in one namespace on loopback. LINK=veth: the
+# loadgen in a second namespace behind a veth pair whose receiving end runs
+# GRO in a NAPI kernel thread pinned to the loadgen core, so the viewers'
+# receive processing happens there in batches (closer to a NIC than
+# loopback's per-datagram softirq on the sending core). Needs ethtool.
+NSC=$NS
+if [ "$LINK" = veth ]; then
+    NSC="rts-capc-$$"
+    ip netns add "$NSC"
+    ip link add rtscap0 netns "$NS" type veth peer name rtscap1 netns "$NSC"
+    nsx ip addr add "$IP/24" dev rtscap0
+    nsx ip link set rtscap0 up
+    # A queue in front of veth's 256-entry ring: when the NAPI thread falls
+    # behind, sends wait there (backpressure) instead of being dropped.
+    nsx ip link set rtscap0 txqueuelen 10000
+    nsx tc qdisc replace dev rtscap0 root pfifo limit 10000
+    ip netns exec "$NSC" ip link set lo up
+    ip netns exec "$NSC" ip addr add "${IP%.*}.2/24" dev rtscap1
+    ip netns exec "$NSC" ip link set rtscap1 up
+    # GRO_UDP_FWD: veth hands sockets' GSO sends to the NAPI path only then.
+    ip netns exec "$NSC" ethtool -K rtscap1 gro on rx-udp-gro-forwarding on >/dev/null
+    ip netns exec "$NSC" sh -c "echo 1 > /sys/class/net/rtscap1/threaded"
+    for p in $(pgrep '^napi/rtscap1'); do taskset -pc "$LOADGEN_CORE" "$p" >/dev/null; done
+    echo "capacity-run: loadgen behind veth, threaded NAPI on core $LOADGEN_CORE"
+else
+    nsx ip addr add "$IP/32" dev lo
+fi
+nscx() { ip netns exec "$NSC" "$@"; }
 # RPS=1: the namespace's loopback receive processing (IP/UDP input, socket
 # queueing) runs on the loadgen core instead of on the sending core, as it
 # would on the receiving host behind a real NIC.
@@ -118,7 +147,7 @@ sleep 2 # a couple of GOPs in the cache
 
 # UDP counters of the namespace: RcvbufErrors = datagrams dropped at a full receive
 # buffer (the loadgen not keeping up), SndbufErrors = the server's sends refused.
-udp_counters() { nsx awk '/^Udp:/ { if (!h) { split($0, k); h = 1 } else { for (i = 2; i <= NF; i++) printf "%s=%s ", k[i], $i; print "" } }' /proc/net/snmp; }
+udp_counters() { nscx awk '/^Udp:/ { if (!h) { split($0, k); h = 1 } else { for (i = 2; i <= NF; i++) printf "%s=%s ", k[i], $i; print "" } }' /proc/net/snmp; }
 udp_counters >"$OUT/udp-before.txt"
 HZ=$(getconf CLK_TCK)
 S0=$(server_ticks)
@@ -126,12 +155,12 @@ T0=$(date +%s.%N)
 # Steady state: server CPU from 5 s after the ramp ends to 5 s before the hold ends.
 STEADY_FROM=$(awk -v n="$VIEWERS" -v r="$RAMP" 'BEGIN { printf "%d", n / r + 5 }')
 STEADY_LEN=$(awk -v n="$VIEWERS" -v r="$RAMP" -v d="$DURATION" 'BEGIN { l = d - n / r - 10; if (l < 1) l = 1; printf "%d", l }')
-ip netns exec "$NS" taskset -c "$LOADGEN_CORE" "$LOADGEN_BIN" --url "http://$IP:8080/whep/live/cap" \
+ip netns exec "$NSC" taskset -c "$LOADGEN_CORE" "$LOADGEN_BIN" --url "http://$IP:8080/whep/live/cap" \
     --viewers "$VIEWERS" --ramp "$RAMP" --duration "$DURATION" --verify-share "$VERIFY_SHARE" \
-    --threads "$THREADS" --quiet --json "$OUT/report.json" &
+    --threads "$THREADS" --quiet --json "$OUT/report.json" ${LOADGEN_ARGS:-} &
 LOADGEN_PID=$!
 # Datagrams delivered in the namespace (nearly all of them to the loadgen's viewers).
-in_datagrams() { nsx awk '/^Udp:/ { if (h) print $2; h = 1 }' /proc/net/snmp; }
+in_datagrams() { nscx awk '/^Udp:/ { if (h) print $2; h = 1 }' /proc/net/snmp; }
 # Busy and total jiffies of one core (everyone's work on it, not just ours).
 core_jiffies() { awk -v c="cpu$1" '$1 == c { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t }' /proc/stat; }
 (

@@ -198,10 +198,11 @@ pub fn worker(
     let mut events = Events::with_capacity(4096);
     let mut slots: Vec<Option<Slot>> = Vec::new();
     let mut free: Vec<usize> = Vec::new();
-    // With GRO a datagram may be a whole frame's packets: every viewer
-    // needs room for it (light ones still parse each packet's header).
+    // With GRO a datagram may be a whole frame's packets: verified viewers
+    // need room for all of it; light ones still read only the head (see
+    // `Viewer::handle_coalesced_head`).
     let mut whole = RecvBatch::new(RECV_BATCH, if gro { GRO_BUF } else { RECV_BUF });
-    let mut heads = RecvBatch::new(RECV_BATCH, if gro { GRO_BUF } else { HEAD_BYTES });
+    let mut heads = RecvBatch::new(RECV_BATCH, HEAD_BYTES);
     let mut last_wake = Instant::now();
     let mut out: Vec<Vec<u8>> = Vec::new();
     let mut tally = Tally::default();
@@ -272,7 +273,9 @@ pub fn worker(
                                         slot.viewer.handle_head(now, wall_us, p, n, &mut out);
                                     }
                                 }
-                                _ => slot.viewer.handle_head(now, wall_us, d, len, &mut out),
+                                // A light viewer's head of a coalesced datagram.
+                                Some(seg) => slot.viewer.handle_coalesced_head(now, wall_us, d, len, seg, &mut out),
+                                None => slot.viewer.handle_head(now, wall_us, d, len, &mut out),
                             }
                         }
                         if !out.is_empty() {

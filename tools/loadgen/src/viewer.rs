@@ -207,6 +207,27 @@ impl Viewer {
         self.handle_head(now, wall_us, d, len, out);
     }
 
+    /// The head of a coalesced (UDP_GRO) datagram of `len` bytes made of
+    /// `segment`-byte datagrams, for a light viewer: one GSO send of the
+    /// server, i.e. consecutive RTP packets of one SSRC (the sender wrote
+    /// them in one message). Each is counted with its length and the
+    /// sequence number that follows the first one's; only the first
+    /// header was read. Verified viewers read every packet whole instead.
+    pub fn handle_coalesced_head(&mut self, now: Instant, wall_us: u64, d: &mut [u8], len: usize, segment: usize, out: &mut Vec<Vec<u8>>) {
+        if segment == 0 || d.len() < 12 || classify(d) != PacketKind::Rtp {
+            return self.handle_head(now, wall_us, d, len, out);
+        }
+        let n = len.div_ceil(segment);
+        let first = u16::from_be_bytes([d[2], d[3]]);
+        let mut head = [0u8; 12];
+        head.copy_from_slice(&d[..12]);
+        for k in 0..n {
+            let plen = if k + 1 == n { len - segment * (n - 1) } else { segment };
+            head[2..4].copy_from_slice(&first.wrapping_add(k as u16).to_be_bytes());
+            self.handle_head(now, wall_us, &mut head, plen, out);
+        }
+    }
+
     /// Like [`handle_datagram`](Self::handle_datagram) with only the first
     /// bytes of a `len`-byte datagram (see [`headers_only`](Self::headers_only)).
     /// A cut RTP/RTCP packet is counted by `len`; a cut STUN or DTLS message
@@ -625,6 +646,30 @@ mod tests {
         assert_eq!((tally.expected, tally.received), (5, 4));
         assert_eq!(tally.stall_count, 2, "510 -> 1000 is still frozen at the end");
         assert_eq!(tally.first_frame_ms.len(), 1);
+    }
+
+    #[test]
+    fn light_viewer_counts_coalesced_gro_datagrams() {
+        let (mut v, mut s, now) = setup(false, None);
+        let mut out = Vec::new();
+        v.handle_timeout(now, &mut out);
+        exchange(&mut v, &mut s, now, &mut out);
+        assert_eq!(v.phase(), Phase::Connected);
+        assert!(v.headers_only());
+        let payload = [0x41u8; 1000];
+        let first = rtp(&mut s, 10, 0, false, &payload);
+        let seg = first.len();
+        // Three full segments and a 500-byte last one, seen through a 192-byte head.
+        let len = seg * 3 + 500;
+        let mut head = first[..HEAD_BYTES].to_vec();
+        v.handle_coalesced_head(now, 0, &mut head, len, seg, &mut out);
+        // The next datagram skips seq 14: one lost.
+        let mut d = rtp(&mut s, 15, 0, true, &payload);
+        let n = d.len();
+        v.handle_head(now, 0, &mut d[..HEAD_BYTES], n, &mut out);
+        let t = v.finish(now);
+        assert_eq!((t.header_expected, t.header_received), (6, 5));
+        assert_eq!((t.packets, t.bytes), (5, (len + n) as u64));
     }
 
     #[test]
