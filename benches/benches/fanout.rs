@@ -409,7 +409,7 @@ fn main() {
         let mut v = make_viewers(n, Ipv4Addr::new(10, 201, 0, 2), 9000);
         let mut samples = Samples::default();
         for _ in 0..rounds {
-            samples.add("shipped", &run_shipped(&mut v, seconds, SHIPPED));
+            samples.add("shipped", &run_shipped(&mut v, seconds, Shipped { pair_audio: true, ..SHIPPED }));
         }
         samples.print("ifb");
         return;
