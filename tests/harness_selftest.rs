@@ -110,6 +110,10 @@ fn server_process_waits_on_log_lines_and_fails_fast_on_exit() -> Result<()> {
         server.wait_for_log("listening", 10 * SECOND)?,
         "listening 42"
     );
+    // stdout and stderr are read by separate threads: "booting" may be
+    // recorded after "listening". Wait for it too, so nothing of the
+    // child's output is still on its way when `from` is taken.
+    server.wait_for_log("booting", 10 * SECOND)?;
     let from = server.logs().len();
     assert!(server
         .wait_for_log_since(from, "booting", Duration::from_millis(200))
