@@ -183,7 +183,16 @@ impl UdpPair {
         let _ = send.set_send_buffer_size(sndbuf);
         // The twin gets nothing; keep its receive buffer minimal.
         let _ = send.set_recv_buffer_size(0);
-        attach_first_socket_program(std::os::fd::AsRawFd::as_raw_fd(&recv))?;
+        // Without the steering program the twin would take part of the
+        // input; then send from the receive socket itself (a dup of it),
+        // as before the twin existed: slower under load, same behaviour.
+        if let Err(e) = attach_first_socket_program(std::os::fd::AsRawFd::as_raw_fd(&recv)) {
+            tracing::warn!(error = %e, "SO_ATTACH_REUSEPORT_CBPF refused; sending from the receive socket");
+            let _ = recv.set_send_buffer_size(sndbuf);
+            let recv: std::net::UdpSocket = recv.into();
+            let send = recv.try_clone()?;
+            return Ok(UdpPair { recv, send });
+        }
         send.bind(&bound)?;
         Ok(UdpPair { recv: recv.into(), send: send.into() })
     }
