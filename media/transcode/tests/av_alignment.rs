@@ -22,11 +22,11 @@
 //! audio onset − video onset is then the A/V offset our server puts on the wire.
 //! Run with `--nocapture` to see the numbers.
 
-use std::path::PathBuf;
-use std::process::Command;
-
 use ffmpeg_next as ff;
 use rts_transcode::{parse_avc_config, AacToOpus, OpusPacket, WorkerOptions, OPUS_RATE};
+
+mod common;
+use common::{ffmpeg, parse_flv, Flv, VideoFrame};
 
 /// Same lavfi graphs as tests/media_sync.rs.
 const VIDEO: &str = "color=black:s=320x240:r=30,drawbox=x=0:y=0:w=iw:h=ih:color=white:t=fill:enable='lt(mod(t,2),0.1)'";
@@ -36,80 +36,19 @@ const AUDIO: &str = "sine=frequency=1000:sample_rate=48000:samples_per_frame=480
 /// the beep onset to within a few ms (pre-echo), so anything beyond this is a bug.
 const MAX_WIRE_OFFSET_MS: f64 = 10.0;
 
-struct Flv {
-    asc: Vec<u8>,
-    /// (raw AAC frame, FLV timestamp ms)
-    audio: Vec<(Vec<u8>, u32)>,
-    avc_config: Vec<u8>,
-    /// (AVCC payload, dts ms, cts ms)
-    video: Vec<(Vec<u8>, u32, i32)>,
-}
-
 fn flash_beep_flv(extra: &[&str], tag: &str) -> Flv {
-    let path: PathBuf =
-        std::env::temp_dir().join(format!("rts-av-alignment-{}-{tag}.flv", std::process::id()));
-    let status = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"])
-        .args(["-f", "lavfi", "-i", VIDEO, "-f", "lavfi", "-i", AUDIO])
-        .args(["-c:v", "libx264", "-pix_fmt", "yuv420p", "-g", "60"])
-        .args(["-c:a", "aac", "-ar", "48000", "-t", "7"])
-        // Last, so they override the defaults above.
-        .args(extra)
-        .args(["-f", "flv"])
-        .arg(&path)
-        .status()
-        .expect("ffmpeg CLI not found: run scripts/install-test-deps.sh");
-    assert!(status.success(), "ffmpeg failed");
-    let data = std::fs::read(&path).unwrap();
-    let _ = std::fs::remove_file(&path);
-    parse_flv(&data)
-}
-
-/// A minimal FLV tag reader (FLV spec v10.1 §E.4): AAC and AVC tags only.
-fn parse_flv(data: &[u8]) -> Flv {
-    assert_eq!(&data[..3], b"FLV");
-    let header = u32::from_be_bytes(data[5..9].try_into().unwrap()) as usize;
-    let mut pos = header + 4;
-    let mut out = Flv {
-        asc: Vec::new(),
-        audio: Vec::new(),
-        avc_config: Vec::new(),
-        video: Vec::new(),
-    };
-    while pos + 11 <= data.len() {
-        let t = &data[pos..];
-        let size = (usize::from(t[1]) << 16) | (usize::from(t[2]) << 8) | usize::from(t[3]);
-        let ts = (u32::from(t[7]) << 24)
-            | (u32::from(t[4]) << 16)
-            | (u32::from(t[5]) << 8)
-            | u32::from(t[6]);
-        let body = &t[11..11 + size];
-        match t[0] {
-            8 if body[0] >> 4 == 10 => match body[1] {
-                0 => out.asc = body[2..].to_vec(),
-                1 => out.audio.push((body[2..].to_vec(), ts)),
-                _ => {}
-            },
-            9 if body[0] & 0x0f == 7 => {
-                let cts = ((i32::from(body[2]) << 24)
-                    | (i32::from(body[3]) << 16)
-                    | (i32::from(body[4]) << 8))
-                    >> 8;
-                match body[1] {
-                    0 => out.avc_config = body[5..].to_vec(),
-                    1 => out.video.push((body[5..].to_vec(), ts, cts)),
-                    _ => {}
-                }
-            }
-            _ => {}
-        }
-        pos += 11 + size + 4;
-    }
+    let mut args = vec!["-f", "lavfi", "-i", VIDEO, "-f", "lavfi", "-i", AUDIO];
+    args.extend_from_slice(&["-c:v", "libx264", "-pix_fmt", "yuv420p", "-g", "60"]);
+    args.extend_from_slice(&["-c:a", "aac", "-ar", "48000", "-t", "7"]);
+    // Last, so they override the defaults above.
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["-f", "flv"]);
+    let flv = parse_flv(&ffmpeg(&format!("av-alignment-{tag}.flv"), &args));
     assert!(
-        !out.asc.is_empty() && !out.avc_config.is_empty(),
+        !flv.asc.is_empty() && !flv.avc_config.is_empty(),
         "no AAC/AVC sequence headers"
     );
-    out
+    flv
 }
 
 /// Flash onsets (FLV presentation ms): decode every frame, first bright one after a
@@ -146,7 +85,7 @@ fn flash_onsets(flv: &Flv) -> Vec<f64> {
             bright = is_bright;
         }
     };
-    for (i, (avcc, dts, cts)) in flv.video.iter().enumerate() {
+    for (i, VideoFrame { avcc, dts, cts }) in flv.video.iter().enumerate() {
         // Annex B with the parameter sets in front of the first frame.
         let mut annexb = Vec::new();
         if i == 0 {
@@ -232,7 +171,7 @@ fn measure(extra: &[&str], tag: &str) -> Vec<f64> {
     let beeps = beep_onsets(&packets, channels);
     println!(
         "[{tag}] first FLV timestamps: audio {} ms, video {} ms",
-        flv.audio[0].1, flv.video[0].1
+        flv.audio[0].1, flv.video[0].dts
     );
     println!("[{tag}] flash onsets (FLV ms): {flashes:?}");
     println!("[{tag}] beep onsets  (FLV ms): {beeps:.2?}");

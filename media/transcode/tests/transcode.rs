@@ -1,29 +1,15 @@
 //! End-to-end tests with real ffmpeg-generated AAC and H.264 (no network, no fixtures
 //! checked in). Run with `--nocapture` to see the measured delays.
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rts_transcode::*;
 
-// ---------------------------------------------------------------- input generation
+mod common;
+use common::{ffmpeg, parse_flv, Flv, VideoFrame};
 
-fn ffmpeg(name: &str, args: &[&str]) -> Vec<u8> {
-    let path: PathBuf =
-        std::env::temp_dir().join(format!("rts-transcode-{}-{name}", std::process::id()));
-    let status = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"])
-        .args(args)
-        .arg(&path)
-        .status()
-        .expect("ffmpeg CLI not found: run scripts/install-test-deps.sh");
-    assert!(status.success(), "ffmpeg {args:?} failed");
-    let data = std::fs::read(&path).unwrap();
-    let _ = std::fs::remove_file(&path);
-    data
-}
+// ---------------------------------------------------------------- input generation
 
 /// A 440 Hz tone as ADTS AAC-LC, split into raw frames plus the matching ASC.
 fn aac_tone(rate: u32, channels: u8, secs: u32) -> (Vec<u8>, Vec<Vec<u8>>) {
@@ -72,13 +58,7 @@ fn split_adts(data: &[u8]) -> (Vec<u8>, Vec<Vec<u8>>) {
     (asc, frames)
 }
 
-struct FlvVideo {
-    config: Vec<u8>,
-    /// (AVCC payload, dts, cts, keyframe)
-    frames: Vec<(Vec<u8>, u32, i32, bool)>,
-}
-
-fn h264_flv(name: &str, secs: u32, extra: &[&str]) -> FlvVideo {
+fn h264_flv(name: &str, secs: u32, extra: &[&str]) -> Flv {
     let t = secs.to_string();
     let mut args = vec![
         "-f",
@@ -94,39 +74,6 @@ fn h264_flv(name: &str, secs: u32, extra: &[&str]) -> FlvVideo {
     args.extend_from_slice(extra);
     args.extend_from_slice(&["-pix_fmt", "yuv420p", "-f", "flv"]);
     parse_flv(&ffmpeg(name, &args))
-}
-
-fn parse_flv(data: &[u8]) -> FlvVideo {
-    assert_eq!(&data[..3], b"FLV");
-    let mut pos = 9 + 4;
-    let mut out = FlvVideo {
-        config: Vec::new(),
-        frames: Vec::new(),
-    };
-    while pos + 11 <= data.len() {
-        let t = &data[pos..];
-        let size = (usize::from(t[1]) << 16) | (usize::from(t[2]) << 8) | usize::from(t[3]);
-        let ts = (u32::from(t[7]) << 24)
-            | (u32::from(t[4]) << 16)
-            | (u32::from(t[5]) << 8)
-            | u32::from(t[6]);
-        let body = &t[11..11 + size];
-        if t[0] == 9 && body[0] & 0x0f == 7 {
-            let cts = ((i32::from(body[2]) << 24)
-                | (i32::from(body[3]) << 16)
-                | (i32::from(body[4]) << 8))
-                >> 8;
-            match body[1] {
-                0 => out.config = body[5..].to_vec(),
-                1 => out
-                    .frames
-                    .push((body[5..].to_vec(), ts, cts, body[0] >> 4 == 1)),
-                _ => {}
-            }
-        }
-        pos += 11 + size + 4;
-    }
-    out
 }
 
 // ---------------------------------------------------------------- audio
@@ -277,28 +224,28 @@ fn bframes_reencoded_to_constrained_baseline() {
         4,
         &["-profile:v", "high", "-bf", "3", "-g", "30"],
     );
-    let avc = parse_avc_config(&src.config).unwrap();
+    let avc = parse_avc_config(&src.avc_config).unwrap();
     assert_eq!(
         has_b_frames(&avc.sps[0]),
         Some(true),
         "x264 -bf 3 SPS should announce reordering"
     );
     assert!(
-        src.frames.iter().any(|f| f.2 != 0),
+        src.video.iter().any(|f| f.cts != 0),
         "input should have composition offsets"
     );
-    let n_in = src.frames.len();
+    let n_in = src.video.len();
 
     let opts = ReencodeOptions {
         bitrate_bps: 800_000,
         max_keyframe_interval_ms: 2000,
         threads: 2,
     };
-    let mut r = H264Reencoder::new(&src.config, &opts).unwrap();
+    let mut r = H264Reencoder::new(&src.avc_config, &opts).unwrap();
     let mut out = Vec::new();
     let mut worst = Duration::ZERO;
     let start = Instant::now();
-    for (i, (avcc, dts, cts, _)) in src.frames.iter().enumerate() {
+    for (i, VideoFrame { avcc, dts, cts }) in src.video.iter().enumerate() {
         let t0 = Instant::now();
         r.push(avcc, *dts, *cts, &mut out).unwrap();
         worst = worst.max(t0.elapsed());
@@ -397,10 +344,10 @@ fn bframes_reencoded_to_constrained_baseline() {
 #[test]
 fn high_profile_without_bframes_is_detected() {
     let src = h264_flv("bf0.flv", 1, &["-profile:v", "high", "-bf", "0"]);
-    let avc = parse_avc_config(&src.config).unwrap();
+    let avc = parse_avc_config(&src.avc_config).unwrap();
     assert_eq!(avc.sps[0][1], 100);
     assert_eq!(has_b_frames(&avc.sps[0]), Some(false));
-    assert!(src.frames.iter().all(|f| f.2 == 0));
+    assert!(src.video.iter().all(|f| f.cts == 0));
 }
 
 // ---------------------------------------------------------------- worker
@@ -487,8 +434,8 @@ fn worker_full_queue_returns_job_then_round_trips() {
         );
     }
     let src = h264_flv("worker.flv", 1, &["-profile:v", "high", "-bf", "2"]);
-    send(Job::VideoConfig(Bytes::from(src.config.clone())), &mut got);
-    for (n, (avcc, dts_ms, cts_ms, _)) in src.frames.iter().enumerate() {
+    send(Job::VideoConfig(Bytes::from(src.avc_config.clone())), &mut got);
+    for (n, VideoFrame { avcc, dts: dts_ms, cts: cts_ms }) in src.video.iter().enumerate() {
         send(
             Job::Video {
                 avcc: Bytes::from(avcc.clone()),
@@ -502,7 +449,7 @@ fn worker_full_queue_returns_job_then_round_trips() {
         }
     }
     send(Job::Stop, &mut got);
-    let n_video = src.frames.len();
+    let n_video = src.video.len();
     let mut rest = recv_until(&w, |g| {
         g.iter().filter(|o| matches!(o, Output::Video(_))).count()
             + got.iter().filter(|o| matches!(o, Output::Video(_))).count()
@@ -581,7 +528,7 @@ fn garbage_is_an_error_not_a_panic() {
     );
 
     let src = h264_flv("garbage.flv", 1, &["-profile:v", "main", "-bf", "2"]);
-    let mut r = H264Reencoder::new(&src.config, &ReencodeOptions::default()).unwrap();
+    let mut r = H264Reencoder::new(&src.avc_config, &ReencodeOptions::default()).unwrap();
     let mut frames = Vec::new();
     assert!(
         r.push(&[0, 0, 0, 9, 0x65], 0, 0, &mut frames).is_err(),
@@ -595,11 +542,11 @@ fn garbage_is_an_error_not_a_panic() {
     }
     // Still usable with good input afterwards: a keyframe resynchronises it.
     let mut good = Vec::new();
-    for (avcc, dts, cts, _) in &src.frames {
+    for VideoFrame { avcc, dts, cts } in &src.video {
         let _ = r.push(avcc, dts + 10_000, *cts, &mut good);
     }
     assert!(
-        good.len() >= src.frames.len() / 2,
+        good.len() >= src.video.len() / 2,
         "{} frames after garbage",
         good.len()
     );
