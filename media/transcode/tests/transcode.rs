@@ -434,8 +434,19 @@ fn worker_full_queue_returns_job_then_round_trips() {
         );
     }
     let src = h264_flv("worker.flv", 1, &["-profile:v", "high", "-bf", "2"]);
-    send(Job::VideoConfig(Bytes::from(src.avc_config.clone())), &mut got);
-    for (n, VideoFrame { avcc, dts: dts_ms, cts: cts_ms }) in src.video.iter().enumerate() {
+    send(
+        Job::VideoConfig(Bytes::from(src.avc_config.clone())),
+        &mut got,
+    );
+    for (
+        n,
+        VideoFrame {
+            avcc,
+            dts: dts_ms,
+            cts: cts_ms,
+        },
+    ) in src.video.iter().enumerate()
+    {
         send(
             Job::Video {
                 avcc: Bytes::from(avcc.clone()),

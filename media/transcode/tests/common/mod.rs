@@ -47,11 +47,19 @@ pub fn parse_flv(data: &[u8]) -> Flv {
     assert_eq!(&data[..3], b"FLV");
     let header = u32::from_be_bytes(data[5..9].try_into().unwrap()) as usize;
     let mut pos = header + 4;
-    let mut out = Flv { asc: Vec::new(), audio: Vec::new(), avc_config: Vec::new(), video: Vec::new() };
+    let mut out = Flv {
+        asc: Vec::new(),
+        audio: Vec::new(),
+        avc_config: Vec::new(),
+        video: Vec::new(),
+    };
     while pos + 11 <= data.len() {
         let t = &data[pos..];
         let size = (usize::from(t[1]) << 16) | (usize::from(t[2]) << 8) | usize::from(t[3]);
-        let ts = (u32::from(t[7]) << 24) | (u32::from(t[4]) << 16) | (u32::from(t[5]) << 8) | u32::from(t[6]);
+        let ts = (u32::from(t[7]) << 24)
+            | (u32::from(t[4]) << 16)
+            | (u32::from(t[5]) << 8)
+            | u32::from(t[6]);
         let body = &t[11..11 + size];
         match t[0] {
             8 if body[0] >> 4 == 10 => match body[1] {
@@ -60,10 +68,17 @@ pub fn parse_flv(data: &[u8]) -> Flv {
                 _ => {}
             },
             9 if body[0] & 0x0f == 7 => {
-                let cts = ((i32::from(body[2]) << 24) | (i32::from(body[3]) << 16) | (i32::from(body[4]) << 8)) >> 8;
+                let cts = ((i32::from(body[2]) << 24)
+                    | (i32::from(body[3]) << 16)
+                    | (i32::from(body[4]) << 8))
+                    >> 8;
                 match body[1] {
                     0 => out.avc_config = body[5..].to_vec(),
-                    1 => out.video.push(VideoFrame { avcc: body[5..].to_vec(), dts: ts, cts }),
+                    1 => out.video.push(VideoFrame {
+                        avcc: body[5..].to_vec(),
+                        dts: ts,
+                        cts,
+                    }),
                     _ => {}
                 }
             }
