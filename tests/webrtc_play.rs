@@ -115,9 +115,8 @@ fn plays_with_uring_registration_off() -> Result<()> {
     let rig = Rig::start(Mode::Serve, "[dataplane]\nuring_register = false\n")?;
     let _publisher = rig.publish("live/noreg")?;
     rig.wait_live("live", "noreg", Duration::from_secs(20))?;
-    let mut chrome = rig.play("live", "noreg", "", 60)?;
-    let frames = frames_decoded(&mut chrome)?;
-    assert!(frames >= 60, "framesDecoded = {frames}");
+    // `play` fails unless 60 frames are decoded.
+    let _chrome = rig.play("live", "noreg", "", 60)?;
     for shard in rig.api()?["shards"].as_array().into_iter().flatten() {
         assert_eq!(shard["uring_fixed_files"], false, "registration must be off: {shard}");
     }

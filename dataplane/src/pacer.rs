@@ -71,15 +71,6 @@ impl AudioPacer {
         None
     }
 
-    /// When the next packet is due (for the loop's wait).
-    pub fn next_due(&self) -> Option<Instant> {
-        self.queue.front().map(|(d, _)| *d)
-    }
-
-    pub fn len(&self) -> usize {
-        self.queue.len()
-    }
-
     pub fn is_empty(&self) -> bool {
         self.queue.is_empty()
     }
@@ -151,6 +142,6 @@ mod tests {
         assert_eq!(out.len(), 20);
         assert!(out.windows(2).all(|w| w[0] <= w[1]));
         assert!(out[10] - arrivals[10].0 <= MAX_HOLD.as_millis() as u64);
-        assert!(p.is_empty() && p.next_due().is_none());
+        assert!(p.is_empty());
     }
 }

@@ -665,6 +665,7 @@ impl Shard {
     /// The stream table and everything delivering packets needs, borrowed
     /// apart so a stream can be updated while its viewers are served.
     fn split(&mut self) -> (&mut HashMap<String, Stream>, Out<'_>) {
+        let pair_audio = self.pair_audio_now();
         (
             &mut self.streams,
             Out {
@@ -674,7 +675,7 @@ impl Shard {
                 mesh: &self.mesh,
                 id: self.id,
                 counters: &mut self.counters,
-                pair_audio: self.cfg.webrtc.pair_audio || self.load.pair_audio(),
+                pair_audio,
             },
         )
     }

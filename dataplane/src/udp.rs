@@ -92,16 +92,25 @@ struct Entry {
     cmsg: [u64; 8],
 }
 
-/// Fills `hdr` (and `e`, which it points into) for one datagram or one GSO
-/// super-datagram.
-fn fill_msghdr(hdr: &mut libc::msghdr, e: &mut Entry, dst: SocketAddrV4, src: Option<Ipv4Addr>, buf: &[u8], segment: Option<u16>) {
-    e.addr = libc::sockaddr_in {
-        sin_family: libc::AF_INET as u16,
-        sin_port: dst.port().to_be(),
-        sin_addr: libc::in_addr { s_addr: u32::from(*dst.ip()).to_be() },
-        sin_zero: [0; 8],
-    };
-    e.iov = libc::iovec { iov_base: buf.as_ptr() as *mut _, iov_len: buf.len() };
+impl Entry {
+    /// `buf` to `dst`; the control buffer is filled by [`fill_msghdr`].
+    fn new(dst: SocketAddrV4, buf: &[u8]) -> Entry {
+        Entry {
+            addr: libc::sockaddr_in {
+                sin_family: libc::AF_INET as u16,
+                sin_port: dst.port().to_be(),
+                sin_addr: libc::in_addr { s_addr: u32::from(*dst.ip()).to_be() },
+                sin_zero: [0; 8],
+            },
+            iov: libc::iovec { iov_base: buf.as_ptr() as *mut _, iov_len: buf.len() },
+            cmsg: [0; 8],
+        }
+    }
+}
+
+/// Points `hdr` at `e` (address, data) and writes the control messages for
+/// `src` (IP_PKTINFO) and `segment` (UDP_SEGMENT) into `e`.
+fn fill_msghdr(hdr: &mut libc::msghdr, e: &mut Entry, src: Option<Ipv4Addr>, segment: Option<u16>) {
     // SAFETY: msghdr is plain C data; zero is its valid empty state.
     *hdr = unsafe { std::mem::zeroed() };
     hdr.msg_name = (&mut e.addr as *mut libc::sockaddr_in).cast();
@@ -275,10 +284,10 @@ impl UdpSender {
                     let end = (offset + seg).min(t.contents.len());
                     (&t.contents[offset..end], None)
                 };
-                let e = entries[n].write(Entry { addr: libc::sockaddr_in { sin_family: 0, sin_port: 0, sin_addr: libc::in_addr { s_addr: 0 }, sin_zero: [0; 8] }, iov: libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }, cmsg: [0; 8] });
+                let e = entries[n].write(Entry::new(t.dst, chunk));
                 // SAFETY: mmsghdr is plain C data; zero is a valid state.
                 let h = hdrs[n].write(unsafe { std::mem::zeroed() });
-                fill_msghdr(&mut h.msg_hdr, e, t.dst, t.src, chunk, gso_seg);
+                fill_msghdr(&mut h.msg_hdr, e, t.src, gso_seg);
                 meta[n].write((t, if gso_seg.is_some() { count } else { 1 }, gso_seg.is_some()));
                 n += 1;
                 if gso_seg.is_some() || offset + chunk.len() >= t.contents.len() {
