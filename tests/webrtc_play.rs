@@ -37,7 +37,10 @@ fn whep_plays_rtmp_stream_and_reports_latency() -> Result<()> {
     assert_eq!(stats["viewers"], 1);
     assert!(stats["bytes_out"].as_u64().unwrap_or(0) > 0, "per-stream traffic is counted: {stats}");
     // Default: the shards' fds are io_uring fixed files.
-    for shard in rig.api()?["shards"].as_array().into_iter().flatten() {
+    let api = rig.api()?;
+    let shards = api["shards"].as_array().cloned().unwrap_or_default();
+    assert!(!shards.is_empty(), "no shard stats: {api}");
+    for shard in &shards {
         assert_eq!(shard["uring_fixed_files"], true, "fixed files registered by default: {shard}");
     }
 
@@ -117,7 +120,10 @@ fn plays_with_uring_registration_off() -> Result<()> {
     rig.wait_live("live", "noreg", Duration::from_secs(20))?;
     // `play` fails unless 60 frames are decoded.
     let _chrome = rig.play("live", "noreg", "", 60)?;
-    for shard in rig.api()?["shards"].as_array().into_iter().flatten() {
+    let api = rig.api()?;
+    let shards = api["shards"].as_array().cloned().unwrap_or_default();
+    assert!(!shards.is_empty(), "no shard stats: {api}");
+    for shard in &shards {
         assert_eq!(shard["uring_fixed_files"], false, "registration must be off: {shard}");
     }
     Ok(())
@@ -131,12 +137,22 @@ fn plays_with_gso_forced_off() -> Result<()> {
     let _publisher = rig.publish("live/nogso")?;
     rig.wait_live("live", "nogso", Duration::from_secs(20))?;
     let _chrome = rig.play("live", "nogso", "", 60)?;
-    let api = rig.api()?;
+    // Shards report their counters to control once a second: wait for a
+    // report that includes the media the viewer decoded.
+    let sum = |api: &serde_json::Value, key: &str| -> u64 { api["shards"].as_array().into_iter().flatten().map(|s| s["counters"][key].as_u64().unwrap_or(0)).sum() };
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    let api = loop {
+        let api = rig.api()?;
+        if sum(&api, "udp_datagrams_out") >= 60 {
+            break api;
+        }
+        assert!(std::time::Instant::now() < end, "no media counted by the shards: {api}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
     for shard in api["shards"].as_array().into_iter().flatten() {
         assert_eq!(shard["gso"], false, "GSO must be off: {shard}");
     }
-    let sum = |key: &str| -> u64 { api["shards"].as_array().into_iter().flatten().map(|s| s["counters"][key].as_u64().unwrap_or(0)).sum() };
-    let (sends, messages, datagrams) = (sum("udp_sends"), sum("udp_messages"), sum("udp_datagrams_out"));
+    let (sends, messages, datagrams) = (sum(&api, "udp_sends"), sum(&api, "udp_messages"), sum(&api, "udp_datagrams_out"));
     assert_eq!(messages, datagrams, "without GSO every datagram is its own message");
     assert!(sends < messages, "a frame's datagrams still share sendmmsg calls: {sends} calls, {messages} messages");
     Ok(())
