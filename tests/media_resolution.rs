@@ -128,20 +128,8 @@ fn resolution_change_mid_stream_keeps_playing() -> Result<()> {
             rig.logs()
         );
     }
-    let frames = chrome.eval("window.__frames")?;
-    let stats = chrome.eval("window.__stats")?;
-    let frames: Vec<(f64, u64, u64)> = frames
-        .as_array()
-        .context("frames")?
-        .iter()
-        .map(|f| (f[0].as_f64().unwrap_or(0.0), f[1].as_u64().unwrap_or(0), f[2].as_u64().unwrap_or(0)))
-        .collect();
-    let stats: Vec<(f64, u64, u64)> = stats
-        .as_array()
-        .context("stats")?
-        .iter()
-        .map(|s| (s[0].as_f64().unwrap_or(0.0), s[1].as_u64().unwrap_or(0), s[2].as_u64().unwrap_or(0)))
-        .collect();
+    let frames = triples(&chrome.eval("window.__frames")?).context("frames")?;
+    let stats = triples(&chrome.eval("window.__stats")?).context("stats")?;
 
     let big = frames.iter().filter(|f| (f.1, f.2) == (640, 360)).count();
     let small = frames.iter().filter(|f| (f.1, f.2) == (320, 240)).count();
@@ -184,4 +172,10 @@ fn resolution_change_mid_stream_keeps_playing() -> Result<()> {
     }
     ensure!(freeze <= MAX_FREEZE_MS, "freeze of {freeze:.0} ms across the resolution change (max {MAX_FREEZE_MS} ms)");
     Ok(())
+}
+
+/// A page's `[[time_ms, a, b], ...]` record as tuples.
+fn triples(v: &serde_json::Value) -> Option<Vec<(f64, u64, u64)>> {
+    let rows = v.as_array()?;
+    Some(rows.iter().map(|r| (r[0].as_f64().unwrap_or(0.0), r[1].as_u64().unwrap_or(0), r[2].as_u64().unwrap_or(0))).collect())
 }
