@@ -85,7 +85,8 @@ fn make_viewers(n: usize, dst_ip: Ipv4Addr, base_port: u16) -> Vec<Viewer> {
                     tx: SrtpContext::new(p, &key, &salt).expect("srtp"),
                     rx: SrtpContext::new(p, &key, &salt).expect("srtp"),
                     profile: p,
-                    video: TrackOut::new(Some(102), 0x1111, Kind::Video),
+                    // Like a Chrome viewer: video carries the playout-delay extension.
+                    video: TrackOut::new(Some(102), 0x1111, Kind::Video).with_playout_delay(Some(5)),
                     audio: TrackOut::new(Some(111), 0x2222, Kind::Audio),
                     pending: Default::default(),
                     bytes_out: 0,
@@ -161,12 +162,15 @@ fn run_shipped(viewers: &mut [Viewer], seconds: usize, opt: Shipped) -> Run {
     }
     let mut batch = GsoBatch::new(rts_dataplane::udp::SHARD_BATCH_BYTES.max(opt.messages * 8192 + 70_000), opt.messages);
     let (frames, audio) = media_second();
+    // The stream's A/V lag; like the shard, one hint (one clock read) per delivery.
+    let lag = rts_dataplane::lipsync::AvLag::default();
     let (t0, c0) = (Instant::now(), thread_cpu());
     let mut packets = 0u64;
     for _ in 0..seconds {
         for (f, frame) in frames.iter().enumerate() {
+            let hint = lag.hint(Instant::now());
             for v in viewers.iter_mut() {
-                send_items(&mut v.media, v.dst, None, frame.iter().map(|p| (Kind::Video, p)), &mut sender, &mut batch);
+                send_items(&mut v.media, v.dst, None, frame.iter().map(|p| (Kind::Video, p)), hint, &mut sender, &mut batch);
                 packets += frame.len() as u64;
             }
             batch.flush(&mut sender);
@@ -180,8 +184,9 @@ fn run_shipped(viewers: &mut [Viewer], seconds: usize, opt: Shipped) -> Run {
                     continue; // held for its pair
                 }
                 let pair = if opt.pair_audio { &audio[i - 1..=i] } else { &audio[i..=i] };
+                let hint = lag.hint(Instant::now());
                 for v in viewers.iter_mut() {
-                    send_items(&mut v.media, v.dst, None, pair.iter().map(|a| (Kind::Audio, a)), &mut sender, &mut batch);
+                    send_items(&mut v.media, v.dst, None, pair.iter().map(|a| (Kind::Audio, a)), hint, &mut sender, &mut batch);
                     packets += pair.len() as u64;
                 }
                 batch.flush(&mut sender);

@@ -61,6 +61,13 @@ pub struct WebrtcConfig {
     /// of in the bursts the publisher's interleaving makes: receivers then
     /// keep a smaller audio jitter buffer (dataplane/src/pacer.rs).
     pub pace_audio: bool,
+    /// Video carries the playout-delay RTP header extension where the viewer
+    /// offers it: min = how much later than video the audio leaves the shard
+    /// (transcoder + pacer, measured), plus the receiver's audio start-up
+    /// buffer for a viewer's first seconds (dataplane/src/lipsync.rs). Lip
+    /// sync from the first frame instead of after the receiver's own sync
+    /// has slewed for seconds.
+    pub playout_delay_hint: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -128,6 +135,7 @@ impl Default for WebrtcConfig {
             pair_audio: false,
             pair_audio_when_busy: 0.75,
             pace_audio: true,
+            playout_delay_hint: true,
         }
     }
 }

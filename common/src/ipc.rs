@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 
 /// Bumped on any incompatible change to the enums below.
-pub const IPC_VERSION: u32 = 3;
+pub const IPC_VERSION: u32 = 4;
 
 /// Session ids carry their shard in the top 16 bits, so any control
 /// instance (including one restarted after a crash) can route a DELETE to
@@ -48,6 +48,9 @@ pub enum ControlToShard {
         remote_salt: Vec<u8>,
         video_pt: Option<u8>,
         audio_pt: Option<u8>,
+        /// Header extension id of the playout-delay extension on video,
+        /// when the viewer negotiated it.
+        video_playout_delay_id: Option<u8>,
     },
     RemoveSession { session: u64, reason: String },
     /// Move a playing session to another stream on the same shard, without
@@ -144,6 +147,11 @@ pub struct StreamStats {
     pub video_transcode_us_p50: u32,
     pub video_transcode_us_p99: u32,
     pub transcoder_dropped: u64,
+    /// How much later than video the audio leaves the shard (ms, measured;
+    /// None until both tracks were sent), and the playout-delay `min` the
+    /// video tells settled viewers from it (ms).
+    pub av_lag_ms: Option<i32>,
+    pub playout_delay_min_ms: u32,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -26,6 +26,7 @@ struct CtlSession {
     remote_fingerprint: Option<String>,
     video_pt: Option<u8>,
     audio_pt: Option<u8>,
+    video_playout_delay_id: Option<u8>,
     created: Instant,
     connected: bool,
     peer: Option<SocketAddr>,
@@ -86,6 +87,7 @@ pub struct NewSession {
     pub remote_fingerprint: Option<String>,
     pub video_pt: Option<u8>,
     pub audio_pt: Option<u8>,
+    pub video_playout_delay_id: Option<u8>,
     pub home_shard: Option<usize>,
 }
 
@@ -214,6 +216,7 @@ impl Engine {
                     remote_fingerprint: s.remote_fingerprint,
                     video_pt: s.video_pt,
                     audio_pt: s.audio_pt,
+                    video_playout_delay_id: s.video_playout_delay_id,
                     created: Instant::now(),
                     connected: false,
                     peer: None,
@@ -412,7 +415,7 @@ impl Engine {
                             continue;
                         }
                         s.connected = true;
-                        start = Some((export, s.video_pt, s.audio_pt, format!("{}/{}", s.app, s.stream)));
+                        start = Some((export, (s.video_pt, s.audio_pt, s.video_playout_delay_id), format!("{}/{}", s.app, s.stream)));
                     }
                     DtlsEvent::Connected(_) => {}
                     DtlsEvent::Closed => fail = Some("DTLS close_notify".to_string()),
@@ -436,7 +439,7 @@ impl Engine {
                 self.state().counters.ring_full += 1;
             }
         }
-        if let Some((export, video_pt, audio_pt, key)) = start {
+        if let Some((export, (video_pt, audio_pt, video_playout_delay_id), key)) = start {
             let Some(profile) = rts_srtp::Profile::from_dtls_id(export.profile_id) else {
                 let _ = self.remove_session(session, "unsupported SRTP profile");
                 return;
@@ -454,6 +457,7 @@ impl Engine {
                         remote_salt: k.remote_salt,
                         video_pt,
                         audio_pt,
+                        video_playout_delay_id,
                     };
                     if self.push(shard, &msg).is_err() {
                         self.state().counters.ring_full += 1;

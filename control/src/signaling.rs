@@ -97,6 +97,7 @@ pub fn play(engine: &Engine, req: PlayRequest<'_>) -> Result<PlayAnswer, PlayErr
             stream_id: format!("{}-{}", req.app, req.stream),
             session_id: session,
             offer_audio: false,
+            playout_delay: engine.cfg.webrtc.playout_delay_hint,
         },
     )
     .map_err(|e| match e {
@@ -114,6 +115,7 @@ pub fn play(engine: &Engine, req: PlayRequest<'_>) -> Result<PlayAnswer, PlayErr
             remote_fingerprint,
             video_pt: answer.video.as_ref().map(|c| c.payload_type),
             audio_pt: answer.audio.as_ref().map(|c| c.payload_type),
+            video_playout_delay_id: answer.video.as_ref().and_then(|c| c.playout_delay_id),
             home_shard,
         })
         .map_err(|e| match e {

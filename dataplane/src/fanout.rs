@@ -3,18 +3,21 @@
 //! the only work done per viewer per packet (DESIGN.md §2); it is public so
 //! the benchmarks in `benches/` measure exactly the shipped code.
 
-use crate::session::{Media, Session};
+use crate::lipsync::PlayoutHint;
+use crate::session::{Media, Session, RTP_HEADER_MAX};
 use crate::stream::{Kind, Stream};
 use crate::udp::{GsoBatch, UdpSender};
 use bytes::Bytes;
 use slab::Slab;
 use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Instant;
 
 /// Sends one stream's new packets to all its viewers: one message per
 /// viewer, up to 64 viewers per `sendmmsg`. A viewer still replaying its GOP
 /// cache gets new video queued behind the cache, in order.
-pub fn fan_out(stream: &Stream, sessions: &mut Slab<Session>, kind: Kind, packets: &[Bytes], sender: &mut UdpSender, batch: &mut GsoBatch) -> u64 {
+pub fn fan_out(stream: &Stream, sessions: &mut Slab<Session>, kind: Kind, packets: &[Bytes], now: Instant, sender: &mut UdpSender, batch: &mut GsoBatch) -> u64 {
     let mut bytes = 0;
+    let hint = stream.av_lag.hint(now);
     for &v in &stream.viewers {
         let Some(sess) = sessions.get_mut(v) else { continue };
         let (Some(peer), local) = (sess.peer, sess.local_ip) else { continue };
@@ -26,14 +29,15 @@ pub fn fan_out(stream: &Stream, sessions: &mut Slab<Session>, kind: Kind, packet
             media.pending.extend(packets.iter().map(|p| (kind, p.clone())));
             continue;
         }
-        bytes += send_items(media, peer, local, packets.iter().map(|p| (kind, p)), sender, batch);
+        bytes += send_items(media, peer, local, packets.iter().map(|p| (kind, p)), hint, sender, batch);
     }
     batch.flush(sender);
     bytes
 }
 
 /// Protects packets for one viewer into `batch` as GSO messages. Returns the
-/// bytes protected. Each shared packet is copied once into the send buffer
+/// bytes protected. `hint` is the stream's playout-delay hint, for viewers
+/// whose video carries the extension. Each shared packet is copied once into the send buffer
 /// (SRTP output differs per viewer) with this viewer's header rewritten.
 /// The messages leave when the batch is full or at the caller's
 /// [`GsoBatch::flush`], which every caller does before it returns to the
@@ -43,20 +47,22 @@ pub fn send_items<'a>(
     peer: SocketAddrV4,
     local: Option<Ipv4Addr>,
     items: impl Iterator<Item = (Kind, &'a Bytes)>,
+    hint: PlayoutHint,
     sender: &mut UdpSender,
     batch: &mut GsoBatch,
 ) -> u64 {
     let overhead = media.profile.rtp_overhead();
+    let playout_min = hint.min_units(media.started_at);
     let mut sent = 0u64;
     for (kind, p) in items {
         if p.len() < 12 {
             continue;
         }
-        let mut header = [0u8; 12];
-        if !media.track(kind).rewrite(&p[..12], &mut header) {
+        let mut header = [0u8; RTP_HEADER_MAX];
+        let Some(hlen) = media.track(kind).rewrite(&p[..12], &mut header, playout_min) else {
             continue;
-        }
-        let len = p.len() + overhead;
+        };
+        let len = hlen + p.len() - 12 + overhead;
         if !batch.fits(len) {
             batch.end_message(peer, local);
             if !batch.fits(len) {
@@ -64,7 +70,7 @@ pub fn send_items<'a>(
             }
         }
         let out = batch.spare(len);
-        match media.tx.protect_rtp(&header, &p[12..], out) {
+        match media.tx.protect_rtp(&header[..hlen], &p[12..], out) {
             Ok(n) => {
                 batch.commit(len, n);
                 sent += n as u64;

@@ -4,6 +4,7 @@
 
 pub mod fanout;
 pub mod latency;
+pub mod lipsync;
 pub mod load;
 pub mod pacer;
 pub mod relay;

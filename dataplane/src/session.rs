@@ -64,6 +64,10 @@ impl Media {
 pub struct TrackOut {
     pub pt: Option<u8>,
     pub ssrc: u32,
+    /// Header extension id of the playout-delay extension, when this viewer
+    /// negotiated it (video only): then every packet carries it, so all of
+    /// a frame's packets stay one size for GSO.
+    playout_delay_id: Option<u8>,
     /// RTP time units to advance on a re-base (one frame).
     step: u32,
     seq_offset: u16,
@@ -80,7 +84,14 @@ impl TrackOut {
             Kind::Video => 3000, // 33 ms at 90 kHz
             Kind::Audio => 960,  // 20 ms at 48 kHz
         };
-        TrackOut { pt, ssrc, step, seq_offset: 0, ts_offset: 0, last_seq: 0, last_ts: 0, started: false, rebase: false }
+        TrackOut { pt, ssrc, playout_delay_id: None, step, seq_offset: 0, ts_offset: 0, last_seq: 0, last_ts: 0, started: false, rebase: false }
+    }
+
+    /// Video packets carry the playout-delay extension under header
+    /// extension `id` (None: not negotiated).
+    pub fn with_playout_delay(mut self, id: Option<u8>) -> TrackOut {
+        self.playout_delay_id = id;
+        self
     }
 
     /// The next packet comes from another sequence space (channel switch).
@@ -97,12 +108,14 @@ impl TrackOut {
         self.started
     }
 
-    /// Writes this viewer's header for shared packet header `src` into `out`.
-    /// Returns false when the viewer did not negotiate this track.
-    pub fn rewrite(&mut self, src: &[u8], out: &mut [u8; 12]) -> bool {
-        let Some(pt) = self.pt else { return false };
+    /// Writes this viewer's header for shared packet header `src` into `out`
+    /// and returns its length: 12 bytes, or 20 with the playout-delay
+    /// extension (`playout_min`, 10 ms units). Returns None when the viewer
+    /// did not negotiate this track.
+    pub fn rewrite(&mut self, src: &[u8], out: &mut [u8; RTP_HEADER_MAX], playout_min: u16) -> Option<usize> {
+        let pt = self.pt?;
         if src.len() < 12 {
-            return false;
+            return None;
         }
         let seq = u16::from_be_bytes([src[2], src[3]]);
         let ts = u32::from_be_bytes([src[4], src[5], src[6], src[7]]);
@@ -113,7 +126,7 @@ impl TrackOut {
         self.rebase = false;
         let seq = seq.wrapping_add(self.seq_offset);
         let ts = ts.wrapping_add(self.ts_offset);
-        out[0] = 0x80; // V=2, no padding/extension/CSRC: the packetizers emit none
+        out[0] = 0x80; // V=2, no padding/CSRC: the packetizers emit none
         out[1] = (src[1] & 0x80) | (pt & 0x7f);
         out[2..4].copy_from_slice(&seq.to_be_bytes());
         out[4..8].copy_from_slice(&ts.to_be_bytes());
@@ -121,9 +134,24 @@ impl TrackOut {
         self.last_seq = seq;
         self.last_ts = ts;
         self.started = true;
-        true
+        let Some(id) = self.playout_delay_id else { return Some(12) };
+        // RFC 8285 one-byte form: 0xBEDE, length 1 word, then one element
+        // (id, len-1 = 2) holding 12-bit min and max in 10 ms units.
+        let max = crate::lipsync::PLAYOUT_DELAY_MAX_UNITS;
+        let min = playout_min.min(max); // min > max is an invalid extension
+        out[0] |= 0x10;
+        out[12..16].copy_from_slice(&[0xbe, 0xde, 0x00, 0x01]);
+        out[16] = (id << 4) | 2;
+        out[17] = (min >> 4) as u8;
+        out[18] = (((min & 0xf) << 4) | (max >> 8)) as u8;
+        out[19] = max as u8;
+        Some(RTP_HEADER_MAX)
     }
 }
+
+/// Longest header [`TrackOut::rewrite`] writes: 12 fixed bytes plus the
+/// 8-byte playout-delay extension block.
+pub const RTP_HEADER_MAX: usize = 20;
 
 impl Session {
     pub fn is_playing(&self) -> bool {
@@ -144,27 +172,41 @@ mod tests {
     #[test]
     fn rewrite_patches_pt_ssrc_and_keeps_marker() {
         let mut t = TrackOut::new(Some(102), 0xAABB, Kind::Video);
-        let mut out = [0u8; 12];
-        assert!(t.rewrite(&hdr(true, 10, 9000, 1), &mut out));
-        let h = rts_rtp::RtpHeader::parse(&out).unwrap();
+        let mut out = [0u8; RTP_HEADER_MAX];
+        assert_eq!(t.rewrite(&hdr(true, 10, 9000, 1), &mut out, 5), Some(12));
+        let h = rts_rtp::RtpHeader::parse(&out[..12]).unwrap();
         assert_eq!((h.marker, h.payload_type, h.sequence, h.timestamp, h.ssrc), (true, 102, 10, 9000, 0xAABB));
         let mut none = TrackOut::new(None, 1, Kind::Audio);
-        assert!(!none.rewrite(&hdr(false, 1, 1, 1), &mut out));
+        assert_eq!(none.rewrite(&hdr(false, 1, 1, 1), &mut out, 5), None);
     }
 
     #[test]
     fn switch_keeps_sequence_and_time_continuous() {
         let mut t = TrackOut::new(Some(96), 7, Kind::Video);
-        let mut out = [0u8; 12];
-        t.rewrite(&hdr(false, 65534, 100, 1), &mut out);
-        t.rewrite(&hdr(true, 65535, 100, 1), &mut out);
+        let mut out = [0u8; RTP_HEADER_MAX];
+        t.rewrite(&hdr(false, 65534, 100, 1), &mut out, 1);
+        t.rewrite(&hdr(true, 65535, 100, 1), &mut out, 1);
         t.rebase_next();
         // The new stream is somewhere else entirely in its own spaces.
-        t.rewrite(&hdr(false, 1234, 5_000_000, 2), &mut out);
-        let h = rts_rtp::RtpHeader::parse(&out).unwrap();
+        t.rewrite(&hdr(false, 1234, 5_000_000, 2), &mut out, 1);
+        let h = rts_rtp::RtpHeader::parse(&out[..12]).unwrap();
         assert_eq!((h.sequence, h.timestamp, h.ssrc), (0, 3100, 7));
-        t.rewrite(&hdr(true, 1235, 5_003_000, 2), &mut out);
-        let h = rts_rtp::RtpHeader::parse(&out).unwrap();
+        t.rewrite(&hdr(true, 1235, 5_003_000, 2), &mut out, 1);
+        let h = rts_rtp::RtpHeader::parse(&out[..12]).unwrap();
         assert_eq!((h.sequence, h.timestamp), (1, 6100));
+    }
+
+    #[test]
+    fn playout_delay_extension_block() {
+        let mut t = TrackOut::new(Some(106), 0xAABB, Kind::Video).with_playout_delay(Some(5));
+        let mut out = [0u8; RTP_HEADER_MAX];
+        assert_eq!(t.rewrite(&hdr(true, 10, 9000, 1), &mut out, 0x123), Some(20));
+        let h = rts_rtp::RtpHeader::parse(&out).unwrap();
+        assert_eq!((h.header_len, h.marker, h.payload_type, h.sequence, h.ssrc), (20, true, 106, 10, 0xAABB));
+        // One-byte form, one element: id 5, 3 bytes of 12-bit min 0x123 and max 1000 (0x3e8).
+        assert_eq!(out[12..], [0xbe, 0xde, 0, 1, 0x52, 0x12, 0x33, 0xe8]);
+        // An out-of-range min is clamped to max (min > max is invalid).
+        t.rewrite(&hdr(false, 11, 9000, 1), &mut out, 0xffff);
+        assert_eq!(out[16..], [0x52, 0x3e, 0x83, 0xe8]);
     }
 }

@@ -11,6 +11,7 @@ use crate::session::{Media, Session, TrackOut};
 use crate::stream::{AudioOutcome, Kind, Stream, VideoOutcome};
 use crate::relay::{RelayMesh, RelayMsg};
 use crate::fanout::{fan_out, send_items};
+use crate::lipsync::AvLag;
 use crate::load::LoadGovernor;
 use crate::udp::{self, GsoBatch, UdpSender};
 use crate::uring::{Completion, RecvSlot, Token, Uring};
@@ -338,7 +339,9 @@ impl Shard {
                     return;
                 }
                 stream.on_relay(kind, &packets, keyframe, anchor);
-                let bytes = fan_out(stream, &mut self.sessions, kind, &packets, &mut self.sender, &mut self.batch);
+                let now = Instant::now();
+                stream.on_delivered(kind, &packets, now);
+                let bytes = fan_out(stream, &mut self.sessions, kind, &packets, now, &mut self.sender, &mut self.batch);
                 stream.bytes_out += bytes;
             }
             RelayMsg::Ended { key } => {
@@ -704,9 +707,11 @@ impl Shard {
                     let items = &mut self.catchup_items;
                     items.clear();
                     items.extend(media.pending.drain(..n));
-                    let sent = send_items(media, peer, local, items.iter().map(|(k, b)| (*k, b)), &mut self.sender, &mut self.batch);
+                    let stream = self.streams.get_mut(&sess.stream);
+                    let hint = stream.as_ref().map_or_else(|| AvLag::default().hint(now), |s| s.av_lag.hint(now));
+                    let sent = send_items(media, peer, local, items.iter().map(|(k, b)| (*k, b)), hint, &mut self.sender, &mut self.batch);
                     items.clear();
-                    if let Some(stream) = self.streams.get_mut(&sess.stream) {
+                    if let Some(stream) = stream {
                         stream.bytes_out += sent;
                     }
                     media.pending.is_empty()
@@ -875,7 +880,7 @@ impl Shard {
                     self.sender.send(peer, local, &data, data.len());
                 }
             }
-            ControlToShard::StartMedia { session, srtp_profile, local_key, local_salt, remote_key, remote_salt, video_pt, audio_pt } => {
+            ControlToShard::StartMedia { session, srtp_profile, local_key, local_salt, remote_key, remote_salt, video_pt, audio_pt, video_playout_delay_id } => {
                 let Some(&idx) = self.by_id.get(&session) else { return };
                 let Some(profile) = rts_srtp::Profile::from_dtls_id(srtp_profile) else {
                     self.remove_session(session, "unsupported SRTP profile");
@@ -892,7 +897,7 @@ impl Shard {
                     tx,
                     rx,
                     profile,
-                    video: TrackOut::new(video_pt, sess.video_ssrc, Kind::Video),
+                    video: TrackOut::new(video_pt, sess.video_ssrc, Kind::Video).with_playout_delay(video_playout_delay_id),
                     audio: TrackOut::new(audio_pt, sess.audio_ssrc, Kind::Audio),
                     pending: Default::default(),
                     bytes_out: 0,
@@ -1168,6 +1173,8 @@ impl Shard {
                     video_transcode_us_p50: s.transcoder.as_ref().map_or(0, |t| t.video_delay.summary().p50_us),
                     video_transcode_us_p99: s.transcoder.as_ref().map_or(0, |t| t.video_delay.summary().p99_us),
                     transcoder_dropped: s.transcoder.as_ref().map_or(0, |t| t.dropped_jobs),
+                    av_lag_ms: s.av_lag.lag_ms().map(|l| l.round() as i32),
+                    playout_delay_min_ms: u32::from(s.av_lag.playout_delay_min()) * 10,
                 }
             })
             .collect();
@@ -1194,13 +1201,15 @@ struct Out<'a> {
 
 impl Out<'_> {
     fn deliver(&mut self, key: &str, stream: &mut Stream, kind: Kind, packets: &[Bytes], keyframe: bool) {
+        let now = Instant::now();
+        stream.on_delivered(kind, packets, now);
         for &sub in &stream.subscribers {
             let msg = RelayMsg::Packets { key: key.to_string(), kind, packets: packets.to_vec(), keyframe, anchor: stream.anchor };
             if self.mesh.send(self.id, sub, msg).is_err() {
                 self.counters.relay_dropped += 1;
             }
         }
-        stream.bytes_out += fan_out(stream, self.sessions, kind, packets, self.sender, self.batch);
+        stream.bytes_out += fan_out(stream, self.sessions, kind, packets, now, self.sender, self.batch);
     }
 
     /// Audio is 50 of a viewer's 80 sends per second. Two consecutive

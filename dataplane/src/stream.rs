@@ -76,6 +76,9 @@ pub struct Stream {
     pub audio_hold: Option<(Bytes, Instant)>,
     /// Transcoded audio on its way out at an even pace (see pacer.rs).
     pub audio_pacer: crate::pacer::AudioPacer,
+    /// How much later than video the audio leaves us (the video
+    /// playout-delay hint, see lipsync.rs).
+    pub av_lag: crate::lipsync::AvLag,
     /// Replica: the home shard this stream's packets come from.
     pub home: Option<usize>,
     /// Home: shards that replicate this stream for their viewers.
@@ -142,6 +145,7 @@ impl Stream {
             transcoder: None,
             audio_hold: None,
             audio_pacer: crate::pacer::AudioPacer::new(),
+            av_lag: crate::lipsync::AvLag::default(),
             home: None,
             subscribers: Vec::new(),
         }
@@ -412,6 +416,14 @@ impl Stream {
             return;
         }
         self.gop.extend(packets.iter().map(|p| (kind, p.clone())));
+    }
+
+    /// New live packets of `kind` leave for the viewers at `now`: one
+    /// lateness sample (of the first packet) for the A/V lag.
+    pub fn on_delivered(&mut self, kind: Kind, packets: &[Bytes], now: Instant) {
+        let Some(p) = packets.first().filter(|p| p.len() >= 12) else { return };
+        let ts = u32::from_be_bytes([p[4], p[5], p[6], p[7]]);
+        self.av_lag.on_sent(kind == Kind::Video, ts, self.anchor, now);
     }
 
     /// Stream time "now" for a sender report: the last video frame's time

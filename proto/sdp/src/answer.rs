@@ -38,6 +38,9 @@ pub struct AnswerOptions {
     /// Whether the stream currently has audio. Informational only: audio is still answered
     /// `sendonly` when false, so an audio track that appears later needs no renegotiation.
     pub offer_audio: bool,
+    /// Accept the playout-delay header extension on video when the viewer offers it, so the
+    /// server can tell the receiver how much later than video the audio leaves us.
+    pub playout_delay: bool,
 }
 
 /// The answer SDP plus what was negotiated, for the dataplane.
@@ -68,7 +71,13 @@ pub struct NegotiatedCodec {
     pub nack: bool,
     /// The viewer sends PLI.
     pub pli: bool,
+    /// One-byte header extension id of [`PLAYOUT_DELAY_URI`], when negotiated (video only).
+    pub playout_delay_id: Option<u8>,
 }
+
+/// Google's playout-delay RTP header extension: the sender's bounds on the receiver's
+/// playout delay, 12-bit min and max in 10 ms units. Chrome offers it on video.
+pub const PLAYOUT_DELAY_URI: &str = "http://www.webrtc.org/experiments/rtp-hdrext/playout-delay";
 
 /// Track ids in `a=msid`; fixed because each viewer session has one track of each kind.
 const VIDEO_TRACK: &str = "rts-video";
@@ -157,6 +166,10 @@ pub fn build_answer(offer: &SessionDescription, opts: &AnswerOptions) -> Result<
                 if let Some(r) = rtx {
                     write_codec(&mut sdp, r, &[]);
                 }
+                let playout_delay_id = opts.playout_delay.then(|| playout_delay_id(m)).flatten();
+                if let Some(id) = playout_delay_id.filter(|_| sending) {
+                    sdp_line!(&mut sdp, "a=extmap:{id} {PLAYOUT_DELAY_URI}");
+                }
                 if sending {
                     let rtx_ssrc = rtx.and(opts.video_rtx_ssrc);
                     if let Some(r) = rtx_ssrc {
@@ -164,7 +177,10 @@ pub fn build_answer(offer: &SessionDescription, opts: &AnswerOptions) -> Result<
                     }
                     let ssrcs = [Some(opts.video_ssrc), rtx_ssrc];
                     write_source(&mut sdp, opts, VIDEO_TRACK, ssrcs.into_iter().flatten());
-                    video = Some(negotiated(mid, codec, *rtx));
+                    video = Some(NegotiatedCodec {
+                        playout_delay_id,
+                        ..negotiated(mid, codec, *rtx)
+                    });
                 }
             }
             Plan::Audio { codec } => {
@@ -347,6 +363,15 @@ fn write_source(
     }
 }
 
+/// The id the viewer gave the playout-delay extension, if it fits the one-byte header form
+/// (ids 1-14, RFC 8285 §4.2) that our fixed 8-byte extension block uses.
+fn playout_delay_id(m: &MediaSection) -> Option<u8> {
+    m.extmaps
+        .iter()
+        .find(|(id, uri)| uri == PLAYOUT_DELAY_URI && (1..=14).contains(id))
+        .map(|(id, _)| *id)
+}
+
 fn negotiated(mid: String, c: &Codec, rtx: Option<&Codec>) -> NegotiatedCodec {
     NegotiatedCodec {
         mid,
@@ -355,6 +380,7 @@ fn negotiated(mid: String, c: &Codec, rtx: Option<&Codec>) -> NegotiatedCodec {
         rtx_payload_type: rtx.map(|r| r.payload_type),
         nack: c.has_rtcp_fb("nack"),
         pli: c.has_rtcp_fb("nack pli"),
+        playout_delay_id: None,
     }
 }
 

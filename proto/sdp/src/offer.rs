@@ -1,5 +1,6 @@
 //! Client side: the offer our load generator sends, shaped like a receive-only browser.
 
+use crate::answer::PLAYOUT_DELAY_URI;
 use crate::write::sdp_line;
 
 /// What the load generator puts into its offer.
@@ -23,6 +24,8 @@ pub const OFFER_H264_PT: u8 = 102;
 pub const OFFER_RTX_PT: u8 = 103;
 /// Opus payload type of our offer.
 pub const OFFER_OPUS_PT: u8 = 111;
+/// Header extension id the offer gives the playout-delay extension (Chrome's).
+pub const OFFER_PLAYOUT_DELAY_ID: u8 = 5;
 
 /// Builds a `recvonly`, BUNDLEd, rtcp-mux offer with `setup:actpass`. Video (if any) gets
 /// mid `0`, audio the next mid. Parse the server's answer with
@@ -81,6 +84,11 @@ pub fn build_recvonly_offer(opts: &OfferOptions) -> String {
             );
             sdp_line!(&mut sdp, "a=rtpmap:{OFFER_RTX_PT} rtx/90000");
             sdp_line!(&mut sdp, "a=fmtp:{OFFER_RTX_PT} apt={pt}");
+            // Like Chrome, so load tests carry the same 20-byte video headers.
+            sdp_line!(
+                &mut sdp,
+                "a=extmap:{OFFER_PLAYOUT_DELAY_ID} {PLAYOUT_DELAY_URI}"
+            );
         } else {
             sdp_line!(&mut sdp, "a=rtpmap:{OFFER_OPUS_PT} opus/48000/2");
             sdp_line!(

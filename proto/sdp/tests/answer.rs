@@ -84,10 +84,10 @@ fn chrome_answer_picks_42e01f_and_rejects_datachannel() {
             .unwrap(),
         &format!("a=fingerprint:sha-256 {FP}")
     );
-    // No transport-cc/goog-remb (we do no BWE) and no header extensions.
-    assert!(
-        !sdp.contains("transport-cc") && !sdp.contains("goog-remb") && !sdp.contains("a=extmap")
-    );
+    // No transport-cc/goog-remb (we do no BWE); the only header extension is playout-delay
+    // (see playout_delay_extension_is_echoed_on_video_only).
+    assert!(!sdp.contains("transport-cc") && !sdp.contains("goog-remb"));
+    assert_eq!(sdp.matches("a=extmap").count(), 1);
     // Rejected section: mid only, no transport attributes.
     assert_eq!(
         section(sdp, 2),
@@ -284,8 +284,8 @@ fn recvonly_offer_round_trip() {
         answer
             .video
             .as_ref()
-            .map(|v| (v.payload_type, v.rtx_payload_type)),
-        Some((102, Some(103)))
+            .map(|v| (v.payload_type, v.rtx_payload_type, v.playout_delay_id)),
+        Some((102, Some(103), Some(5)))
     );
     assert_eq!(answer.audio.as_ref().map(|a| a.payload_type), Some(111));
     // Client parses the server's answer.
@@ -300,4 +300,57 @@ fn recvonly_offer_round_trip() {
     let p = SessionDescription::parse(&audio_only).unwrap();
     assert_eq!(p.bundle_mids, ["0"]);
     assert_eq!(p.media[0].kind, MediaKind::Audio);
+}
+
+#[test]
+fn playout_delay_extension_is_echoed_on_video_only() {
+    let ext = format!("a=extmap:5 {}", rts_sdp::PLAYOUT_DELAY_URI);
+    let offer = SessionDescription::parse(CHROME).unwrap();
+    let a = build_answer(&offer, &opts("192.0.2.1:8000")).unwrap();
+    assert_eq!(a.video.as_ref().unwrap().playout_delay_id, Some(5));
+    assert_eq!(a.audio.as_ref().unwrap().playout_delay_id, None);
+    assert!(section(&a.sdp, 1).contains(&ext.as_str()));
+    // No other extension is echoed: we write no other one into packets.
+    assert_eq!(a.sdp.matches("a=extmap:").count(), 1, "{}", a.sdp);
+
+    // Firefox offers it as "6/recvonly"; our sendonly section implies the direction.
+    let offer = SessionDescription::parse(FIREFOX).unwrap();
+    let a = build_answer(&offer, &opts("192.0.2.1:8000")).unwrap();
+    assert_eq!(a.video.as_ref().unwrap().playout_delay_id, Some(6));
+
+    // Switched off by the server, or not offered: neither negotiated nor written.
+    let offer = SessionDescription::parse(CHROME).unwrap();
+    let off = rts_sdp::AnswerOptions {
+        playout_delay: false,
+        ..opts("192.0.2.1:8000")
+    };
+    let a = build_answer(&offer, &off).unwrap();
+    assert_eq!(a.video.unwrap().playout_delay_id, None);
+    assert!(!a.sdp.contains("a=extmap:"));
+    let stripped = CHROME.replace(
+        "a=extmap:5 http://www.webrtc.org/experiments/rtp-hdrext/playout-delay\r\n",
+        "",
+    );
+    assert_ne!(stripped, CHROME);
+    let a = build_answer(
+        &SessionDescription::parse(&stripped).unwrap(),
+        &opts("192.0.2.1:8000"),
+    )
+    .unwrap();
+    assert_eq!(a.video.unwrap().playout_delay_id, None);
+}
+
+#[test]
+fn playout_delay_ids_beyond_the_one_byte_form_are_ignored() {
+    let offer = CHROME.replace(
+        "a=extmap:5 http://www.webrtc.org/experiments/rtp-hdrext/playout-delay",
+        "a=extmap:15 http://www.webrtc.org/experiments/rtp-hdrext/playout-delay",
+    );
+    let a = build_answer(
+        &SessionDescription::parse(&offer).unwrap(),
+        &opts("192.0.2.1:8000"),
+    )
+    .unwrap();
+    assert_eq!(a.video.unwrap().playout_delay_id, None);
+    assert!(!a.sdp.contains("a=extmap:"));
 }

@@ -24,6 +24,7 @@ pub fn opts(candidate: &str) -> AnswerOptions {
         stream_id: "live-s".into(),
         session_id: 42,
         offer_audio: true,
+        playout_delay: true,
     }
 }
 
