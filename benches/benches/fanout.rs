@@ -272,12 +272,12 @@ fn run_uring(viewers: &mut [Viewer], seconds: usize, zero_copy: bool) -> Run {
             let mut len = 0usize;
             let mut seg = 0usize;
             for p in items {
-                let mut header = [0u8; 12];
+                let mut header = [0u8; rts_dataplane::session::RTP_HEADER_MAX];
                 let kind = if p.len() > 500 { Kind::Video } else { Kind::Audio };
-                if !v.media.track(kind).rewrite(&p[..12], &mut header) {
+                let Some(hlen) = v.media.track(kind).rewrite(&p[..12], &mut header, 1) else {
                     continue;
-                }
-                if let Ok(k) = v.media.tx.protect_rtp(&header, &p[12..], &mut slot.buf[len..]) {
+                };
+                if let Ok(k) = v.media.tx.protect_rtp(&header[..hlen], &p[12..], &mut slot.buf[len..]) {
                     seg = seg.max(k);
                     len += k;
                 }

@@ -150,11 +150,11 @@ mod tests {
         for step in 0..secs * 1000 {
             now = t0 + Duration::from_millis(step);
             let ms = start_ms + step as i64;
-            if step % 33 == 0 {
+            if step.is_multiple_of(33) {
                 anchor = Some((now, ms));
                 lag.on_sent(true, (ms as u64 * 90) as u32, anchor, now);
             }
-            if step >= audio_late && (step - audio_late) % 20 == 0 {
+            if step >= audio_late && (step - audio_late).is_multiple_of(20) {
                 let media = ms - audio_late as i64;
                 lag.on_sent(false, (media as u64 * 48) as u32, anchor, now);
             }
