@@ -177,7 +177,7 @@ const DETECTOR: &str = r#"(async () => {
   };
   await ctx.resume();
   m.info = { state: ctx.state, sampleRate: ctx.sampleRate, baseLatency: ctx.baseLatency, outputLatency: ctx.outputLatency,
-    playoutDelayNegotiated: /a=extmap:\d+ http:\/\/www.webrtc.org\/experiments\/rtp-hdrext\/playout-delay/.test(pc.remoteDescription.sdp) };
+    playoutDelayNegotiated: /a=extmap:\d+(\/sendonly)? http:\/\/www.webrtc.org\/experiments\/rtp-hdrext\/playout-delay/.test(pc.remoteDescription.sdp) };
   return m.info;
 })()"#;
 

@@ -1,7 +1,7 @@
 //! How much later than video a stream's audio leaves this shard, and the
 //! playout-delay hint that tells a receiver about it.
 //!
-//! Transcoded audio leaves ~45 ms behind its video (AAC decode, Opus
+//! Transcoded audio leaves 20-45 ms behind its video (AAC decode, Opus
 //! encode, the pacer), and both tracks' sender reports map stream time to
 //! the wall clock at the video's send time. A receiver's lip sync (Chrome's
 //! `StreamSynchronization`) closes that gap by delaying video, but it only
@@ -68,9 +68,9 @@ impl AvLag {
     /// A delivery of `kind`'s packet with RTP time `rtp_ts` at `now`.
     pub fn on_sent(&mut self, video: bool, rtp_ts: u32, anchor: Anchor, now: Instant) {
         let Some((at, ms)) = anchor else { return };
-        let rate = if video { 90 } else { 48 }; // RTP units per ms
-                                                // The packet's stream ms, unwrapped next to the anchor's (valid for
-                                                // ±6 h of difference at 90 kHz).
+        // RTP units per ms; the packet's stream ms is unwrapped next to the
+        // anchor's (valid for ±6 h of difference at 90 kHz).
+        let rate = if video { 90 } else { 48 };
         let anchor_ts = (ms.max(0) as u64).wrapping_mul(rate) as u32;
         let since_anchor_ms = f64::from(rtp_ts.wrapping_sub(anchor_ts) as i32) / rate as f64;
         let elapsed_ms = now.saturating_duration_since(at).as_secs_f64() * 1000.0;

@@ -168,7 +168,9 @@ pub fn build_answer(offer: &SessionDescription, opts: &AnswerOptions) -> Result<
                 }
                 let playout_delay_id = opts.playout_delay.then(|| playout_delay_id(m)).flatten();
                 if let Some(id) = playout_delay_id.filter(|_| sending) {
-                    sdp_line!(&mut sdp, "a=extmap:{id} {PLAYOUT_DELAY_URI}");
+                    // We only send it (RFC 8285 §6: the answer to a recvonly or
+                    // sendrecv extension may be sendonly; Firefox offers recvonly).
+                    sdp_line!(&mut sdp, "a=extmap:{id}/sendonly {PLAYOUT_DELAY_URI}");
                 }
                 if sending {
                     let rtx_ssrc = rtx.and(opts.video_rtx_ssrc);

@@ -304,7 +304,7 @@ fn recvonly_offer_round_trip() {
 
 #[test]
 fn playout_delay_extension_is_echoed_on_video_only() {
-    let ext = format!("a=extmap:5 {}", rts_sdp::PLAYOUT_DELAY_URI);
+    let ext = format!("a=extmap:5/sendonly {}", rts_sdp::PLAYOUT_DELAY_URI);
     let offer = SessionDescription::parse(CHROME).unwrap();
     let a = build_answer(&offer, &opts("192.0.2.1:8000")).unwrap();
     assert_eq!(a.video.as_ref().unwrap().playout_delay_id, Some(5));
@@ -313,7 +313,7 @@ fn playout_delay_extension_is_echoed_on_video_only() {
     // No other extension is echoed: we write no other one into packets.
     assert_eq!(a.sdp.matches("a=extmap:").count(), 1, "{}", a.sdp);
 
-    // Firefox offers it as "6/recvonly"; our sendonly section implies the direction.
+    // Firefox offers it as "6/recvonly"; we answer sendonly.
     let offer = SessionDescription::parse(FIREFOX).unwrap();
     let a = build_answer(&offer, &opts("192.0.2.1:8000")).unwrap();
     assert_eq!(a.video.as_ref().unwrap().playout_delay_id, Some(6));

@@ -24,9 +24,14 @@ fuzz_target!(|data: &[u8]| {
         stream_id: "s".into(),
         session_id: 1,
         offer_audio: true,
+        playout_delay: true,
     };
     if let Ok(answer) = build_answer(&offer, &opts) {
-        // Our own answer must always re-parse.
+        // Our own answer must always re-parse, and a negotiated extension id
+        // fits the one-byte header form we write.
         assert!(SessionDescription::parse(&answer.sdp).is_ok());
+        if let Some(id) = answer.video.and_then(|v| v.playout_delay_id) {
+            assert!((1..=14).contains(&id));
+        }
     }
 });
