@@ -98,10 +98,13 @@ impl AvLag {
         self.units.max(MIN_UNITS)
     }
 
-    /// The hint at `now`, to be specialised per viewer.
+    /// The hint at `now`, to be specialised per viewer. The start
+    /// allowance applies only once the stream is known to have audio: a
+    /// video-only stream has nothing to wait for.
     pub fn hint(&self, now: Instant) -> PlayoutHint {
         PlayoutHint {
             units: self.playout_delay_min(),
+            allowance: self.lag_ms().is_some(),
             now,
         }
     }
@@ -120,6 +123,7 @@ impl AvLag {
 #[derive(Debug, Clone, Copy)]
 pub struct PlayoutHint {
     units: u16,
+    allowance: bool,
     now: Instant,
 }
 
@@ -127,6 +131,9 @@ impl PlayoutHint {
     /// `min` (10 ms units) for a viewer whose media started at `started`:
     /// the stream's lag plus what is left of the start allowance.
     pub fn min_units(&self, started: Instant) -> u16 {
+        if !self.allowance {
+            return self.units;
+        }
         let fading = self
             .now
             .saturating_duration_since(started)
@@ -223,5 +230,10 @@ mod tests {
         assert_eq!(at(60_000), 3);
         // A viewer "started" after `now` (clock order across calls) gets the full allowance.
         assert_eq!(hint.min_units(now + Duration::from_millis(5)), 3 + 8);
+
+        // Video only (or audio not measured yet): nothing to wait for.
+        let mut video_only = AvLag::default();
+        video_only.on_sent(true, 90_000, Some((now, 1_000)), now);
+        assert_eq!(video_only.hint(now).min_units(now), MIN_UNITS);
     }
 }
