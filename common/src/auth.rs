@@ -238,8 +238,11 @@ pub fn sign_url(
 
     let mut out = format!("{scheme}://{authority}{path}?");
     for param in query.into_iter().flat_map(|q| q.split('&')) {
+        // A kept parameter may end up first after our '?'; `query_param`
+        // strips one leading '?', so "?auth_key=old" would then be read
+        // before ours. Drop every spelling that can turn into auth_key.
         let name = param.split_once('=').map_or(param, |(n, _)| n);
-        if !param.is_empty() && name != "auth_key" {
+        if !param.is_empty() && name.trim_start_matches('?') != "auth_key" {
             out.push_str(param);
             out.push('&');
         }
@@ -461,6 +464,18 @@ mod tests {
             c.check("live", "s", None, Some(&flv), TS),
             Err(AuthFailure::BadSignature)
         );
+    }
+
+    #[test]
+    fn sign_url_replaces_an_auth_key_hidden_behind_a_question_mark() {
+        // Found by the auth_check fuzz target: "&?auth_key=old" kept as is
+        // became "??auth_key=old&auth_key=new", and the verifier (which strips
+        // one leading '?') read the old token.
+        let u = sign_url("https://h/live/s.flv?&?auth_key=old&??auth_key=x&a", KEY, TS, Some(RAND)).unwrap();
+        let tok = sign_path("/live/s.flv", KEY, TS, RAND, "0");
+        assert_eq!(u, format!("https://h/live/s.flv?a&auth_key={tok}"));
+        let (_, query) = u.split_once('?').unwrap();
+        assert_eq!(query_param(query, "auth_key"), Some(tok.as_str()));
     }
 
     #[test]
