@@ -51,6 +51,12 @@ fn loadgen_holds_twenty_viewers() -> Result<()> {
     assert!(r.first_frame_ms.is_some(), "{json:#}");
     assert!(r.kbps_per_viewer > 10.0, "{json:#}");
     assert!(r.server_latency_us.is_some(), "rts target reports server-added delay: {json:#}");
+    // Our offer carries the playout-delay extension like Chrome's: the video
+    // comes back with it on every packet, SRTP-authenticated. This stream has
+    // no audio, so the hint stays at its 10 ms floor (no lip sync to wait for).
+    assert!(r.playout_delay_packets > 0, "no video packet carried the playout-delay extension: {json:#}");
+    let pd = r.playout_delay_min_ms.expect("playout-delay samples");
+    assert_eq!((pd.p50, pd.p99), (10.0, 10.0), "{json:#}");
     assert!(!r.hit_deadline);
     Ok(())
 }

@@ -205,6 +205,9 @@ mod tests {
         assert_eq!((h.header_len, h.marker, h.payload_type, h.sequence, h.ssrc), (20, true, 106, 10, 0xAABB));
         // One-byte form, one element: id 5, 3 bytes of 12-bit min 0x123 and max 1000 (0x3e8).
         assert_eq!(out[12..], [0xbe, 0xde, 0, 1, 0x52, 0x12, 0x33, 0xe8]);
+        // ...which the players' reader (rts_rtp::hdrext) decodes back.
+        let read = rts_rtp::hdrext::one_byte_extension(&out, &h, 5).and_then(rts_rtp::hdrext::PlayoutDelay::parse);
+        assert_eq!(read, Some(rts_rtp::hdrext::PlayoutDelay { min: 0x123, max: 1000 }));
         // An out-of-range min is clamped to max (min > max is invalid).
         t.rewrite(&hdr(false, 11, 9000, 1), &mut out, 0xffff);
         assert_eq!(out[16..], [0x52, 0x3e, 0x83, 0xe8]);

@@ -14,6 +14,7 @@
 
 mod error;
 pub mod h264;
+pub mod hdrext;
 mod header;
 mod ntp;
 pub mod rtcp;

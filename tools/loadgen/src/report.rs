@@ -128,6 +128,10 @@ pub struct Tally {
     pub jitter_ms: Vec<f64>,
     /// End-to-end delay samples from the SEI stamp, ms.
     pub e2e_ms: Vec<f64>,
+    /// Video packets carrying the playout-delay extension (verified).
+    pub playout_delay_packets: u64,
+    /// Its `min` on those packets, ms.
+    pub playout_delay_min_ms: Vec<f64>,
 }
 
 impl Tally {
@@ -156,6 +160,8 @@ impl Tally {
         self.server_closed += o.server_closed;
         self.checks_answered += o.checks_answered;
         self.truncated += o.truncated;
+        self.playout_delay_packets += o.playout_delay_packets;
+        self.playout_delay_min_ms.append(&mut o.playout_delay_min_ms);
         self.first_frame_ms.append(&mut o.first_frame_ms);
         self.first_frame_from_signaling_ms.append(&mut o.first_frame_from_signaling_ms);
         self.jitter_ms.append(&mut o.jitter_ms);
@@ -194,6 +200,10 @@ pub struct Report {
     pub frames_incomplete: u64,
     pub jitter_ms: Option<Percentiles>,
     pub e2e_latency_ms: Option<Percentiles>,
+    /// Verified video packets that carried the playout-delay extension, and
+    /// its `min` (the server's lip-sync hint, decision 010).
+    pub playout_delay_packets: u64,
+    pub playout_delay_min_ms: Option<Percentiles>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_latency_us: Option<ServerLatency>,
     pub kbps_per_viewer: f64,
@@ -252,6 +262,8 @@ impl Report {
             frames_incomplete: t.frames_incomplete,
             jitter_ms: percentiles(&mut t.jitter_ms),
             e2e_latency_ms: percentiles(&mut t.e2e_ms),
+            playout_delay_packets: t.playout_delay_packets,
+            playout_delay_min_ms: percentiles(&mut t.playout_delay_min_ms),
             server_latency_us: f.server_latency_us,
             kbps_per_viewer: ratio(t.bytes as f64 * 8.0 / 1000.0, t.viewer_seconds),
             kbps_total: ratio(t.bytes as f64 * 8.0 / 1000.0, f.hold_s),
@@ -313,6 +325,7 @@ impl Report {
             ("first frame ms", pct(&self.first_frame_ms)),
             ("jitter ms", pct(&self.jitter_ms)),
             ("e2e latency ms", pct(&self.e2e_latency_ms)),
+            ("playout-delay min ms", format!("{} ({} packets)", pct(&self.playout_delay_min_ms), self.playout_delay_packets)),
         ];
         if let Some(s) = self.server_latency_us {
             rows.push(("server delay us", format!("p50 {}  p99 {}  max {}", s.p50, s.p99, s.max)));

@@ -70,6 +70,9 @@ pub struct Remote {
     pub fingerprint: String,
     /// Negotiated H.264 payload type, if video was accepted.
     pub h264_pt: Option<u8>,
+    /// Header extension id of the playout-delay extension on video, if the
+    /// answer accepted the one our offer carries.
+    pub playout_delay_id: Option<u8>,
     /// WHEP resource to DELETE at teardown (absolute URL).
     pub location: Option<String>,
     /// The answer says `a=setup:active`: the peer is the DTLS client and we
@@ -162,12 +165,20 @@ pub fn parse_answer(sdp: &str) -> Result<Remote, FailureKind> {
         .flat_map(|m| m.codecs.iter())
         .find(|c| c.name.eq_ignore_ascii_case("H264"))
         .map(|c| c.payload_type);
+    let playout_delay_id = d
+        .media
+        .iter()
+        .filter(|m| m.kind == rts_sdp::MediaKind::Video && m.port != 0)
+        .flat_map(|m| m.extmaps.iter())
+        .find(|(_, uri)| uri == rts_sdp::PLAYOUT_DELAY_URI)
+        .map(|(id, _)| *id);
     Ok(Remote {
         addr: SocketAddr::new(cand.address, cand.port),
         ufrag: d.ice_ufrag_for(0).ok_or(FailureKind::BadSdp)?.to_string(),
         pwd: d.ice_pwd_for(0).ok_or(FailureKind::BadSdp)?.to_string(),
         fingerprint: fingerprint.to_ascii_uppercase(),
         h264_pt,
+        playout_delay_id,
         location: None,
         dtls_server: d.setup_for(0) == Some(rts_sdp::Setup::Active),
         ice_lite: d.ice_lite,
@@ -239,6 +250,12 @@ a=candidate:1 1 udp 2130706431 10.200.0.1 40000 typ host\r\n";
         assert_eq!(parse_answer("garbage"), Err(FailureKind::BadSdp));
         assert_eq!(parse_answer(&sdp.replace("a=candidate", "a=x")), Err(FailureKind::BadSdp));
         assert!(!r.dtls_server && r.ice_lite);
+        assert_eq!(r.playout_delay_id, None);
+        let with_ext = sdp.replace(
+            "a=rtpmap:102 H264/90000\r\n",
+            "a=rtpmap:102 H264/90000\r\na=extmap:5/sendonly http://www.webrtc.org/experiments/rtp-hdrext/playout-delay\r\n",
+        );
+        assert_eq!(parse_answer(&with_ext).unwrap().playout_delay_id, Some(5));
         assert_eq!(json_field("{\"code\":404}", "/sdp", "/code", 0), Err(FailureKind::Http4xx));
         assert_eq!(json_field("<html>", "/sdp", "/code", 0), Err(FailureKind::BadSdp));
         assert_eq!(absolute("http://h:1", "/whep/session/1"), "http://h:1/whep/session/1");

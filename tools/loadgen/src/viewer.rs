@@ -463,6 +463,16 @@ impl Viewer {
         if Some(h.payload_type) != self.cfg.remote.h264_pt {
             return;
         }
+        if let Some(id) = self.cfg.remote.playout_delay_id {
+            let d = rts_rtp::hdrext::one_byte_extension(&d[..n], &h, id).and_then(rts_rtp::hdrext::PlayoutDelay::parse);
+            if let Some(d) = d {
+                self.tally.playout_delay_packets += 1;
+                if h.marker {
+                    // One sample per frame, like the jitter samples.
+                    self.tally.playout_delay_min_ms.push(f64::from(d.min) * 10.0);
+                }
+            }
+        }
         let mut frame = v.depack.push(&h, h.payload(&d[..n]));
         while let Some(f) = frame {
             if f.complete {
@@ -555,6 +565,7 @@ mod tests {
                 pwd: PWD.into(),
                 fingerprint: fingerprint.unwrap_or_else(|| server_cert.fingerprint_sha256()),
                 h264_pt: Some(102),
+                playout_delay_id: None,
                 location: None,
                 dtls_server: false,
                 ice_lite: true,
