@@ -119,7 +119,12 @@ fn resolution_change_mid_stream_keeps_playing() -> Result<()> {
     chrome.navigate(&format!("{}/play/live/res", rig::HTTP))?;
     chrome.eval(RECORDER)?;
 
-    let done = "window.__frames.filter((f) => f[1] === 320).length >= 60";
+    // 60 frames presented at 320x240, and a getStats sample taken after the
+    // 60th: the counters below then include all of them (the stats poll runs
+    // every 100 ms, so without the second part the last sample could trail the
+    // presented frames by a few and miss the +60 check by one).
+    let done = "(() => { const s = window.__frames.filter((f) => f[1] === 320); const st = window.__stats; \
+                return s.length >= 60 && st.length > 0 && st[st.length - 1][0] > s[59][0]; })()";
     if let Err(e) = chrome.wait_for(done, Duration::from_secs(25)) {
         let widths = chrome.eval("JSON.stringify(window.__frames.map((f) => f[1]))").unwrap_or(Value::Null);
         bail!(
