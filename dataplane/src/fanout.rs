@@ -13,7 +13,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Instant;
 
 /// Sends one stream's new packets to all its viewers: one message per
-/// viewer, up to 64 viewers per `sendmmsg`. A viewer still replaying its GOP
+/// viewer, up to 16 viewers per `sendmmsg`. A viewer still replaying its GOP
 /// cache gets new video queued behind the cache, in order.
 pub fn fan_out(stream: &Stream, sessions: &mut Slab<Session>, kind: Kind, packets: &[Bytes], now: Instant, sender: &mut UdpSender, batch: &mut GsoBatch) -> u64 {
     let mut bytes = 0;
@@ -36,9 +36,10 @@ pub fn fan_out(stream: &Stream, sessions: &mut Slab<Session>, kind: Kind, packet
 }
 
 /// Protects packets for one viewer into `batch` as GSO messages. Returns the
-/// bytes protected. `hint` is the stream's playout-delay hint, for viewers
-/// whose video carries the extension. Each shared packet is copied once into the send buffer
-/// (SRTP output differs per viewer) with this viewer's header rewritten.
+/// bytes protected. Each shared packet is copied once into the send buffer
+/// (SRTP output differs per viewer) with this viewer's header rewritten;
+/// `hint` is the stream's playout-delay hint, for viewers whose video
+/// carries the extension.
 /// The messages leave when the batch is full or at the caller's
 /// [`GsoBatch::flush`], which every caller does before it returns to the
 /// event loop.
