@@ -63,8 +63,8 @@ pub struct WebrtcConfig {
     pub pace_audio: bool,
     /// Video carries the playout-delay RTP header extension where the viewer
     /// offers it: min = how much later than video the audio leaves the shard
-    /// (transcoder + pacer, measured), plus the receiver's audio start-up
-    /// buffer for a viewer's first seconds (dataplane/src/lipsync.rs). Lip
+    /// (transcoder + pacer, measured), plus the receiver's audio buffering
+    /// (80 ms at a viewer's start, 30 ms once settled; dataplane/src/lipsync.rs). Lip
     /// sync from the first frame instead of after the receiver's own sync
     /// has slewed for seconds.
     pub playout_delay_hint: bool,

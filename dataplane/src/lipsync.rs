@@ -15,10 +15,11 @@
 //! (Chrome, Firefox, Safari) starts with an 80 ms target and shrinks it to
 //! what the arrival jitter needs (~30-40 ms with paced audio) over the first
 //! seconds, while video plays at once. So for a viewer's first seconds the
-//! hint adds [`START_ALLOWANCE_MS`], fading out over [`START_FADE`]: video
-//! starts with the audio, and by the time the allowance is gone the
-//! receiver's sync has samples to hold it there. Measured with Chrome in
-//! tests/media_sync.rs (docs/decisions/010).
+//! hint adds [`START_ALLOWANCE_MS`], fading over [`START_FADE`] to
+//! [`SETTLED_ALLOWANCE_MS`], the least a libwebrtc receiver ever holds audio
+//! beyond video. Video starts with the audio, and the receiver's own sync
+//! only has to add what its jitter buffers need on top. Measured with
+//! Chrome in tests/media_sync.rs (docs/decisions/010).
 //!
 //! Lateness of a packet = its send instant minus the instant the stream's
 //! clock anchor (latest video frame: stream time, arrival) maps its RTP
@@ -46,9 +47,17 @@ const MAX_UNITS: u16 = 20;
 pub const START_ALLOWANCE_MS: u32 = 80;
 /// ...held this long...
 pub const START_HOLD: Duration = Duration::from_secs(4);
-/// ...then fading linearly to nothing over this long, slowly enough that
-/// the receiver's sync (steps every ~1-3 s, 30 ms dead band) keeps up.
+/// ...then fading linearly over this long, slowly enough that the
+/// receiver's sync (steps every ~1-3 s, 30 ms dead band) keeps up...
 pub const START_FADE: Duration = Duration::from_secs(12);
+/// ...to what stays for good while the stream has audio: NetEq holds at
+/// least one 20 ms packet, and the audio device buffers at least 10 ms,
+/// beyond the point where the matching video frame would show. Less than
+/// any receiver's sync settles on (~40-45 ms above the server's lag with
+/// Chrome here), so sync still adds the rest and never has to delay audio;
+/// fading to 0 instead left sync to cover those 30 ms from inside its dead
+/// band, and the offset drifted to 60-70 ms on the way (decision 010).
+pub const SETTLED_ALLOWANCE_MS: u32 = 30;
 /// The hint's `max`: 10 s, Chrome's default maximum, so only `min` changes
 /// the receiver's behaviour.
 pub const PLAYOUT_DELAY_MAX_UNITS: u16 = 1000;
@@ -92,10 +101,17 @@ impl AvLag {
         Some(self.audio_ms? - self.video_ms?)
     }
 
-    /// `min` for the playout-delay extension, in 10 ms units, for viewers
-    /// past their start (at least `MIN_UNITS`, also while unmeasured).
+    /// The measured lag as the extension's `min`, in 10 ms units (at least
+    /// `MIN_UNITS`, also while unmeasured).
     pub fn playout_delay_min(&self) -> u16 {
         self.units.max(MIN_UNITS)
+    }
+
+    /// `min` for viewers past their start: the lag plus, with audio, the
+    /// settled allowance.
+    pub fn settled_min(&self) -> u16 {
+        let allowance = if self.lag_ms().is_some() { SETTLED_ALLOWANCE_MS / 10 } else { 0 };
+        self.playout_delay_min() + allowance as u16
     }
 
     /// The hint at `now`, to be specialised per viewer. The start
@@ -129,7 +145,7 @@ pub struct PlayoutHint {
 
 impl PlayoutHint {
     /// `min` (10 ms units) for a viewer whose media started at `started`:
-    /// the stream's lag plus what is left of the start allowance.
+    /// the stream's lag plus the allowance at the viewer's age.
     pub fn min_units(&self, started: Instant) -> u16 {
         if !self.allowance {
             return self.units;
@@ -139,8 +155,9 @@ impl PlayoutHint {
             .saturating_duration_since(started)
             .saturating_sub(START_HOLD);
         let left = START_FADE.saturating_sub(fading).as_secs_f64() / START_FADE.as_secs_f64();
-        let extra = (left * f64::from(START_ALLOWANCE_MS) / 10.0).round() as u16;
-        self.units + extra
+        let settled = f64::from(SETTLED_ALLOWANCE_MS);
+        let extra = settled + left * (f64::from(START_ALLOWANCE_MS) - settled);
+        self.units + (extra / 10.0).round() as u16
     }
 }
 
@@ -225,9 +242,10 @@ mod tests {
         let at = |age_ms: u64| hint.min_units(now - Duration::from_millis(age_ms));
         assert_eq!(at(0), 3 + 8);
         assert_eq!(at(4_000), 3 + 8);
-        assert_eq!(at(10_000), 3 + 4);
-        assert_eq!(at(16_000), 3);
-        assert_eq!(at(60_000), 3);
+        assert_eq!(at(10_000), 3 + 6); // 30 + half of 50 = 55 ms
+        assert_eq!(at(16_000), 3 + 3);
+        assert_eq!(at(60_000), 3 + 3);
+        assert_eq!(l.settled_min(), 3 + 3);
         // A viewer "started" after `now` (clock order across calls) gets the full allowance.
         assert_eq!(hint.min_units(now + Duration::from_millis(5)), 3 + 8);
 
@@ -235,5 +253,6 @@ mod tests {
         let mut video_only = AvLag::default();
         video_only.on_sent(true, 90_000, Some((now, 1_000)), now);
         assert_eq!(video_only.hint(now).min_units(now), MIN_UNITS);
+        assert_eq!(video_only.settled_min(), MIN_UNITS);
     }
 }

@@ -1174,7 +1174,7 @@ impl Shard {
                     video_transcode_us_p99: s.transcoder.as_ref().map_or(0, |t| t.video_delay.summary().p99_us),
                     transcoder_dropped: s.transcoder.as_ref().map_or(0, |t| t.dropped_jobs),
                     av_lag_ms: s.av_lag.lag_ms().map(|l| l.round() as i32),
-                    playout_delay_min_ms: u32::from(s.av_lag.playout_delay_min()) * 10,
+                    playout_delay_min_ms: u32::from(s.av_lag.settled_min()) * 10,
                 }
             })
             .collect();
