@@ -12,10 +12,14 @@ use slab::Slab;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Instant;
 
-/// Sends one stream's new packets to all its viewers: one message per
+/// Sends one stream's new live packets to all its viewers: one message per
 /// viewer, up to 16 viewers per `sendmmsg`. A viewer still replaying its GOP
-/// cache gets new video queued behind the cache, in order.
-pub fn fan_out(stream: &Stream, sessions: &mut Slab<Session>, kind: Kind, packets: &[Bytes], now: Instant, sender: &mut UdpSender, batch: &mut GsoBatch) -> u64 {
+/// cache gets new video queued behind the cache, in order. The send is also
+/// the stream's A/V lag sample (lipsync.rs).
+pub fn fan_out(stream: &mut Stream, sessions: &mut Slab<Session>, kind: Kind, packets: &[Bytes], sender: &mut UdpSender, batch: &mut GsoBatch) -> u64 {
+    let now = Instant::now();
+    stream.on_delivered(kind, packets, now);
+    let stream = &*stream;
     let mut bytes = 0;
     let hint = stream.av_lag.hint(now);
     for &v in &stream.viewers {

@@ -110,17 +110,14 @@ impl AvLag {
     /// `min` for viewers past their start: the lag plus, with audio, the
     /// settled allowance.
     pub fn settled_min(&self) -> u16 {
-        let allowance = if self.lag_ms().is_some() { SETTLED_ALLOWANCE_MS / 10 } else { 0 };
-        self.playout_delay_min() + allowance as u16
+        self.playout_delay_min() + allowance_units(self.lag_ms().is_some(), Duration::MAX)
     }
 
-    /// The hint at `now`, to be specialised per viewer. The start
-    /// allowance applies only once the stream is known to have audio: a
-    /// video-only stream has nothing to wait for.
+    /// The hint at `now`, to be specialised per viewer.
     pub fn hint(&self, now: Instant) -> PlayoutHint {
         PlayoutHint {
             units: self.playout_delay_min(),
-            allowance: self.lag_ms().is_some(),
+            has_audio: self.lag_ms().is_some(),
             now,
         }
     }
@@ -139,7 +136,7 @@ impl AvLag {
 #[derive(Debug, Clone, Copy)]
 pub struct PlayoutHint {
     units: u16,
-    allowance: bool,
+    has_audio: bool,
     now: Instant,
 }
 
@@ -147,18 +144,23 @@ impl PlayoutHint {
     /// `min` (10 ms units) for a viewer whose media started at `started`:
     /// the stream's lag plus the allowance at the viewer's age.
     pub fn min_units(&self, started: Instant) -> u16 {
-        if !self.allowance {
-            return self.units;
-        }
-        let fading = self
-            .now
-            .saturating_duration_since(started)
-            .saturating_sub(START_HOLD);
-        let left = START_FADE.saturating_sub(fading).as_secs_f64() / START_FADE.as_secs_f64();
-        let settled = f64::from(SETTLED_ALLOWANCE_MS);
-        let extra = settled + left * (f64::from(START_ALLOWANCE_MS) - settled);
-        self.units + (extra / 10.0).round() as u16
+        self.units + allowance_units(self.has_audio, self.now.saturating_duration_since(started))
     }
+}
+
+/// The allowance for the receiver's audio path (10 ms units) at a viewer's
+/// `age`: the start allowance, held, then fading to the settled one. None
+/// while the stream is not known to have audio: a video-only stream has
+/// nothing to wait for.
+fn allowance_units(has_audio: bool, age: Duration) -> u16 {
+    if !has_audio {
+        return 0;
+    }
+    let fading = age.saturating_sub(START_HOLD);
+    let left = START_FADE.saturating_sub(fading).as_secs_f64() / START_FADE.as_secs_f64();
+    let settled = f64::from(SETTLED_ALLOWANCE_MS);
+    let extra = settled + left * (f64::from(START_ALLOWANCE_MS) - settled);
+    (extra / 10.0).round() as u16
 }
 
 #[cfg(test)]

@@ -339,9 +339,7 @@ impl Shard {
                     return;
                 }
                 stream.on_relay(kind, &packets, keyframe, anchor);
-                let now = Instant::now();
-                stream.on_delivered(kind, &packets, now);
-                let bytes = fan_out(stream, &mut self.sessions, kind, &packets, now, &mut self.sender, &mut self.batch);
+                let bytes = fan_out(stream, &mut self.sessions, kind, &packets, &mut self.sender, &mut self.batch);
                 stream.bytes_out += bytes;
             }
             RelayMsg::Ended { key } => {
@@ -1201,15 +1199,13 @@ struct Out<'a> {
 
 impl Out<'_> {
     fn deliver(&mut self, key: &str, stream: &mut Stream, kind: Kind, packets: &[Bytes], keyframe: bool) {
-        let now = Instant::now();
-        stream.on_delivered(kind, packets, now);
         for &sub in &stream.subscribers {
             let msg = RelayMsg::Packets { key: key.to_string(), kind, packets: packets.to_vec(), keyframe, anchor: stream.anchor };
             if self.mesh.send(self.id, sub, msg).is_err() {
                 self.counters.relay_dropped += 1;
             }
         }
-        stream.bytes_out += fan_out(stream, self.sessions, kind, packets, now, self.sender, self.batch);
+        stream.bytes_out += fan_out(stream, self.sessions, kind, packets, self.sender, self.batch);
     }
 
     /// Audio is 50 of a viewer's 80 sends per second. Two consecutive
