@@ -368,10 +368,8 @@ fn write_source(
 /// The id the viewer gave the playout-delay extension, if it fits the one-byte header form
 /// (ids 1-14, RFC 8285 §4.2) that our fixed 8-byte extension block uses.
 fn playout_delay_id(m: &MediaSection) -> Option<u8> {
-    m.extmaps
-        .iter()
-        .find(|(id, uri)| uri == PLAYOUT_DELAY_URI && (1..=14).contains(id))
-        .map(|(id, _)| *id)
+    m.extmap_ids(PLAYOUT_DELAY_URI)
+        .find(|id| (1..=14).contains(id))
 }
 
 fn negotiated(mid: String, c: &Codec, rtx: Option<&Codec>) -> NegotiatedCodec {

@@ -241,6 +241,16 @@ pub struct Candidate {
     pub typ: String,
 }
 
+impl MediaSection {
+    /// The ids this section's `a=extmap` lines give header extension `uri`, in order.
+    pub fn extmap_ids<'a>(&'a self, uri: &'a str) -> impl Iterator<Item = u8> + 'a {
+        self.extmaps
+            .iter()
+            .filter(move |(_, u)| u == uri)
+            .map(|(id, _)| *id)
+    }
+}
+
 impl SessionDescription {
     /// ICE ufrag for media section `i`: the media-level value, else the session-level one.
     pub fn ice_ufrag_for(&self, i: usize) -> Option<&str> {

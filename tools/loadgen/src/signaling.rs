@@ -169,9 +169,7 @@ pub fn parse_answer(sdp: &str) -> Result<Remote, FailureKind> {
         .media
         .iter()
         .filter(|m| m.kind == rts_sdp::MediaKind::Video && m.port != 0)
-        .flat_map(|m| m.extmaps.iter())
-        .find(|(_, uri)| uri == rts_sdp::PLAYOUT_DELAY_URI)
-        .map(|(id, _)| *id);
+        .find_map(|m| m.extmap_ids(rts_sdp::PLAYOUT_DELAY_URI).next());
     Ok(Remote {
         addr: SocketAddr::new(cand.address, cand.port),
         ufrag: d.ice_ufrag_for(0).ok_or(FailureKind::BadSdp)?.to_string(),
