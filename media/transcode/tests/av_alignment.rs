@@ -26,7 +26,7 @@ use ffmpeg_next as ff;
 use rts_transcode::{parse_avc_config, AacToOpus, OpusPacket, WorkerOptions, OPUS_RATE};
 
 mod common;
-use common::{ffmpeg, parse_flv, Flv, VideoFrame};
+use common::{ffmpeg, h264_decoder, parse_flv, Flv, VideoFrame};
 
 /// Same lavfi graphs as tests/media_sync.rs.
 const VIDEO: &str = "color=black:s=320x240:r=30,drawbox=x=0:y=0:w=iw:h=ih:color=white:t=fill:enable='lt(mod(t,2),0.1)'";
@@ -54,13 +54,8 @@ fn flash_beep_flv(extra: &[&str], tag: &str) -> Flv {
 /// Flash onsets (FLV presentation ms): decode every frame, first bright one after a
 /// dark one.
 fn flash_onsets(flv: &Flv) -> Vec<f64> {
-    let _ = ff::init();
     let cfg = parse_avc_config(&flv.avc_config).unwrap();
-    let codec = ff::decoder::find(ff::codec::Id::H264).expect("h264 decoder");
-    let mut dec = ff::codec::Context::new_with_codec(codec)
-        .decoder()
-        .video()
-        .unwrap();
+    let mut dec = h264_decoder();
     let mut frame = ff::frame::Video::empty();
     let mut onsets = Vec::new();
     let mut bright = true; // an onset needs a dark frame first
@@ -184,14 +179,9 @@ fn measure(extra: &[&str], tag: &str) -> Vec<f64> {
     offsets
 }
 
-#[test]
-fn opus_rtp_timeline_matches_video_at_the_wire() {
-    // What tests/media_sync.rs publishes: baseline, no B-frames.
-    let offsets = measure(
-        &["-profile:v", "baseline", "-tune", "zerolatency"],
-        "baseline",
-    );
-    for o in &offsets {
+/// Every beep within [`MAX_WIRE_OFFSET_MS`] of its flash.
+fn assert_aligned(offsets: &[f64]) {
+    for o in offsets {
         assert!(
             o.abs() <= MAX_WIRE_OFFSET_MS,
             "wire A/V offset {o:.2} ms outside ±{MAX_WIRE_OFFSET_MS} ms: {offsets:.2?}"
@@ -200,16 +190,21 @@ fn opus_rtp_timeline_matches_video_at_the_wire() {
 }
 
 #[test]
+fn opus_rtp_timeline_matches_video_at_the_wire() {
+    // What tests/media_sync.rs publishes: baseline, no B-frames.
+    let offsets = measure(
+        &["-profile:v", "baseline", "-tune", "zerolatency"],
+        "baseline",
+    );
+    assert_aligned(&offsets);
+}
+
+#[test]
 fn opus_rtp_timeline_matches_video_with_b_frames() {
     // x264 defaults (B-frames): ffmpeg shifts timestamps for the negative DTS, which
     // must not move audio against video.
     let offsets = measure(&["-bf", "3"], "bframes");
-    for o in &offsets {
-        assert!(
-            o.abs() <= MAX_WIRE_OFFSET_MS,
-            "wire A/V offset {o:.2} ms outside ±{MAX_WIRE_OFFSET_MS} ms: {offsets:.2?}"
-        );
-    }
+    assert_aligned(&offsets);
 }
 
 #[test]
@@ -228,10 +223,5 @@ fn opus_rtp_timeline_matches_video_from_44k1_stereo() {
         ],
         "44k1",
     );
-    for o in &offsets {
-        assert!(
-            o.abs() <= MAX_WIRE_OFFSET_MS,
-            "wire A/V offset {o:.2} ms outside ±{MAX_WIRE_OFFSET_MS} ms: {offsets:.2?}"
-        );
-    }
+    assert_aligned(&offsets);
 }

@@ -304,11 +304,7 @@ fn bframes_reencoded_to_constrained_baseline() {
         .all(|f| !f.nalus.is_empty() && f.nalus.iter().all(|n| !matches!(n[0] & 0x1f, 6..=9))));
 
     // Decode the output with libavcodec: every picture must be I or P.
-    let codec = ffmpeg_next::decoder::find(ffmpeg_next::codec::Id::H264).unwrap();
-    let mut dec = ffmpeg_next::codec::Context::new_with_codec(codec)
-        .decoder()
-        .video()
-        .unwrap();
+    let mut dec = common::h264_decoder();
     let mut frame = ffmpeg_next::frame::Video::empty();
     let mut decoded = Vec::new();
     for (i, f) in out.iter().enumerate() {

@@ -1,10 +1,20 @@
-//! Shared by the integration tests: run the ffmpeg CLI into a temp file, and
-//! read the AAC and AVC tags of an FLV file.
+//! Shared by the integration tests: run the ffmpeg CLI into a temp file, read
+//! the AAC and AVC tags of an FLV file, and open a libavcodec H.264 decoder.
 // Each test binary uses a different part of this module.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::process::Command;
+
+/// A libavcodec H.264 decoder, to check what goes into or out of ours.
+pub fn h264_decoder() -> ffmpeg_next::decoder::Video {
+    let _ = ffmpeg_next::init();
+    let codec = ffmpeg_next::decoder::find(ffmpeg_next::codec::Id::H264).expect("h264 decoder");
+    ffmpeg_next::codec::Context::new_with_codec(codec)
+        .decoder()
+        .video()
+        .expect("open h264 decoder")
+}
 
 /// Runs `ffmpeg <args> <tmpfile>` and returns the file's bytes.
 pub fn ffmpeg(name: &str, args: &[&str]) -> Vec<u8> {
