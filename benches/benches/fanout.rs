@@ -1,5 +1,5 @@
 //! Fan-out cost per viewer-packet: the naive path (a fresh buffer, SRTP and
-//! one `sendto` per packet) against the shipped path (`rts_dataplane::fanout`:
+//! one `sendto` per packet) against the shipped path (`rts_dataplane::core::fanout`:
 //! header rewrite + SRTP into a reused GSO batch, one `sendmsg` per frame),
 //! side by side in one run, to a NIC-like sink (an `ifb` device in a private
 //! network namespace: it counts and drops what it is sent) and to loopback.
@@ -13,10 +13,12 @@
 //! scaling run uses 1 and this many shards).
 
 use bytes::Bytes;
-use rts_dataplane::fanout::send_items;
-use rts_dataplane::session::{Media, TrackOut};
-use rts_dataplane::stream::Kind;
-use rts_dataplane::udp::{GsoBatch, UdpSender};
+use rts_dataplane::batch::{GsoBatch, SHARD_BATCH_BYTES, SHARD_BATCH_MESSAGES};
+use rts_dataplane::core::fanout::send_items;
+use rts_dataplane::core::session::{Media, TrackOut};
+use rts_dataplane::core::stream::Kind;
+use rts_dataplane::lipsync::PlayoutHint;
+use rts_dataplane::udp::UdpSender;
 use rts_srtp::{Profile, SrtpContext};
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -149,10 +151,29 @@ struct Shipped {
     dont_fragment: bool,
 }
 
-const SHIPPED: Shipped = Shipped { gso: true, pair_audio: false, messages: rts_dataplane::udp::SHARD_BATCH_MESSAGES, dont_fragment: true };
+const SHIPPED: Shipped = Shipped { gso: true, pair_audio: false, messages: SHARD_BATCH_MESSAGES, dont_fragment: true };
+
+/// One delivery to every viewer as the core's `FanOut` runs it: per viewer
+/// `send_items` (a GSO message) into the batch; a full batch leaves with
+/// one `sendmmsg` (as the shell sends what `poll_transmit` returns) and the
+/// viewer resumes where it stopped.
+fn deliver(viewers: &mut [Viewer], kind: Kind, packets: &[Bytes], hint: PlayoutHint, sender: &mut UdpSender, batch: &mut GsoBatch) {
+    for v in viewers.iter_mut() {
+        let mut rest = packets;
+        loop {
+            let sent = send_items(&mut v.media, v.dst, None, kind, rest, hint, batch);
+            rest = &rest[sent.packets..];
+            if !sent.full {
+                break;
+            }
+            sender.send_batch(batch);
+        }
+    }
+    sender.send_batch(batch);
+}
 
 /// The shipped path: per frame per viewer one `send_items` (a GSO message),
-/// the viewers' messages sent with `sendmmsg`, as `fan_out` does.
+/// the viewers' messages sent with `sendmmsg`, as the core's fan-out does.
 fn run_shipped(viewers: &mut [Viewer], seconds: usize, opt: Shipped) -> Run {
     let sock = UdpSocket::bind("0.0.0.0:0").expect("bind");
     let _ = socket2::SockRef::from(&sock).set_send_buffer_size(8 << 20);
@@ -160,7 +181,7 @@ fn run_shipped(viewers: &mut [Viewer], seconds: usize, opt: Shipped) -> Run {
     if !opt.dont_fragment {
         let _ = rts_dataplane::udp::setsockopt_int(sock.as_raw_fd(), libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_DONT);
     }
-    let mut batch = GsoBatch::new(rts_dataplane::udp::SHARD_BATCH_BYTES.max(opt.messages * 8192 + 70_000), opt.messages);
+    let mut batch = GsoBatch::new(SHARD_BATCH_BYTES.max(opt.messages * 8192 + 70_000), opt.messages);
     let (frames, audio) = media_second();
     // The stream's A/V lag; like the shard, one hint (one clock read) per delivery.
     let lag = rts_dataplane::lipsync::AvLag::default();
@@ -168,12 +189,8 @@ fn run_shipped(viewers: &mut [Viewer], seconds: usize, opt: Shipped) -> Run {
     let mut packets = 0u64;
     for _ in 0..seconds {
         for (f, frame) in frames.iter().enumerate() {
-            let hint = lag.hint(Instant::now());
-            for v in viewers.iter_mut() {
-                send_items(&mut v.media, v.dst, None, frame.iter().map(|p| (Kind::Video, p)), hint, &mut sender, &mut batch);
-                packets += frame.len() as u64;
-            }
-            batch.flush(&mut sender);
+            deliver(viewers, Kind::Video, frame, lag.hint(Instant::now()), &mut sender, &mut batch);
+            packets += (frame.len() * viewers.len()) as u64;
             // 50 audio packets per 30 frames, spread evenly; with pairing
             // (`[webrtc] pair_audio`), two consecutive packets leave as one
             // GSO message.
@@ -184,12 +201,8 @@ fn run_shipped(viewers: &mut [Viewer], seconds: usize, opt: Shipped) -> Run {
                     continue; // held for its pair
                 }
                 let pair = if opt.pair_audio { &audio[i - 1..=i] } else { &audio[i..=i] };
-                let hint = lag.hint(Instant::now());
-                for v in viewers.iter_mut() {
-                    send_items(&mut v.media, v.dst, None, pair.iter().map(|a| (Kind::Audio, a)), hint, &mut sender, &mut batch);
-                    packets += pair.len() as u64;
-                }
-                batch.flush(&mut sender);
+                deliver(viewers, Kind::Audio, pair, lag.hint(Instant::now()), &mut sender, &mut batch);
+                packets += (pair.len() * viewers.len()) as u64;
             }
         }
     }
@@ -272,7 +285,7 @@ fn run_uring(viewers: &mut [Viewer], seconds: usize, zero_copy: bool) -> Run {
             let mut len = 0usize;
             let mut seg = 0usize;
             for p in items {
-                let mut header = [0u8; rts_dataplane::session::RTP_HEADER_MAX];
+                let mut header = [0u8; rts_dataplane::core::session::RTP_HEADER_MAX];
                 let kind = if p.len() > 500 { Kind::Video } else { Kind::Audio };
                 let Some(hlen) = v.media.track(kind).rewrite(&p[..12], &mut header, 1) else {
                     continue;

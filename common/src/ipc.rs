@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 
 /// Bumped on any incompatible change to the enums below.
-pub const IPC_VERSION: u32 = 4;
+pub const IPC_VERSION: u32 = 5;
 
 /// Session ids carry their shard in the top 16 bits, so any control
 /// instance (including one restarted after a crash) can route a DELETE to
@@ -79,6 +79,16 @@ pub enum ShardToControl {
     StreamStats(StreamStats),
 }
 
+impl ShardToControl {
+    /// Whether losing the message on a full ring changes nothing lasting:
+    /// stats are resent every second and a DTLS peer retransmits its
+    /// records. Every other message changes control's state and must be
+    /// delivered.
+    pub fn is_droppable(&self) -> bool {
+        matches!(self, ShardToControl::Stats(_) | ShardToControl::StreamStats(_) | ShardToControl::DtlsFromPeer { .. })
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardCounters {
     pub udp_datagrams_in: u64,
@@ -98,8 +108,16 @@ pub struct ShardCounters {
     pub nacks_in: u64,
     pub plis_in: u64,
     pub unknown_dropped: u64,
+    /// Droppable messages to control (stats, DTLS records) lost on a full ring.
     pub ring_full_dropped: u64,
+    /// State-changing messages to control that waited for ring space.
+    pub ctl_backlogged: u64,
+    /// Relayed media dropped on a full shard-to-shard queue.
     pub relay_dropped: u64,
+    /// State-changing relay messages retried after a full queue.
+    pub relay_retried: u64,
+    /// Datagrams that waited for room in the send batch.
+    pub transmit_overflow: u64,
     pub rtmp_connections: u64,
     pub rtmp_errors: u64,
     pub rtmp_publish_refused: u64,

@@ -286,7 +286,10 @@ async fn metrics(State(engine): State<Arc<Engine>>) -> Response {
     shard_counter!(stun_ok, "STUN binding requests answered");
     shard_counter!(stun_rejected, "STUN messages dropped");
     shard_counter!(unknown_dropped, "datagrams dropped as unknown or unroutable");
-    shard_counter!(ring_full_dropped, "messages to control dropped on a full ring");
+    shard_counter!(ring_full_dropped, "droppable messages to control (stats, DTLS records) dropped on a full ring");
+    shard_counter!(ctl_backlogged, "state-changing messages to control that waited for ring space");
+    shard_counter!(relay_dropped, "relayed media dropped on a full shard-to-shard queue");
+    shard_counter!(relay_retried, "state-changing shard-to-shard messages retried after a full queue");
     shard_counter!(rtmp_errors, "RTMP connections closed on protocol errors");
     shard_counter!(rtmp_publish_refused, "RTMP publishes refused");
     let _ = writeln!(out, "# HELP rts_shard_viewers viewers playing\n# TYPE rts_shard_viewers gauge");

@@ -2,15 +2,14 @@
 //! io_uring loop, RTMP listener, UDP media port, streams and viewers
 //! (DESIGN.md §2). Control talks to it only through the shared-memory rings.
 
-pub mod fanout;
+pub mod batch;
+pub mod core;
 pub mod latency;
 pub mod lipsync;
 pub mod load;
 pub mod pacer;
 pub mod relay;
-pub mod session;
 pub mod shard;
-pub mod stream;
 pub mod transcode;
 pub mod udp;
 pub mod uring;

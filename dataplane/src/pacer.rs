@@ -71,6 +71,11 @@ impl AudioPacer {
         None
     }
 
+    /// When the next queued packet is due.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.queue.front().map(|(d, _)| *d)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.queue.is_empty()
     }

@@ -9,7 +9,8 @@
 //! which its io_uring loop waits on, so relayed media is handled at once
 //! instead of at the next tick.
 
-use crate::stream::Kind;
+use crate::core::stream::Kind;
+use crate::core::streams::StreamId;
 use bytes::Bytes;
 use crossbeam_queue::ArrayQueue;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -21,17 +22,27 @@ use std::time::Instant;
 const QUEUE_DEPTH: usize = 4096;
 
 pub enum RelayMsg {
-    /// Viewer shard -> home shard: start sending me this stream.
-    Subscribe { key: String, from: usize },
+    /// Viewer shard -> home shard: start sending me this stream; address
+    /// it to my stream `replica`.
+    Subscribe { key: String, from: usize, replica: StreamId },
     /// Viewer shard -> home shard: I have no viewers of it any more.
     Unsubscribe { key: String, from: usize },
     /// Home -> subscriber, first answer to Subscribe: the GOP cache so the
     /// replica can start its viewers at once.
-    Snapshot { key: String, gop: Vec<(Kind, Bytes)>, anchor: Option<(Instant, i64)> },
-    /// Home -> subscriber: new packets of one track (one frame, usually).
-    Packets { key: String, kind: Kind, packets: Vec<Bytes>, keyframe: bool, anchor: Option<(Instant, i64)> },
-    /// Home -> subscriber: the publisher left.
-    Ended { key: String },
+    Snapshot { stream: StreamId, gop: Vec<(Kind, Bytes)>, anchor: Option<(Instant, i64)> },
+    /// Home -> subscriber: new packets of one track (one frame, usually),
+    /// shared with the home's own fan-out and every other subscriber.
+    Packets { stream: StreamId, kind: Kind, packets: Arc<[Bytes]>, keyframe: bool, anchor: Option<(Instant, i64)> },
+    /// Home -> subscriber: the stream is not (or no longer) published.
+    Ended { stream: StreamId },
+}
+
+impl RelayMsg {
+    /// Media can be dropped when a queue is full (the viewers see loss);
+    /// every other message changes state on the other side and must not.
+    pub fn is_media(&self) -> bool {
+        matches!(self, RelayMsg::Packets { .. })
+    }
 }
 
 /// The queues and wake-up fds of all shards, shared read-only.
@@ -92,10 +103,11 @@ mod tests {
     #[test]
     fn queues_are_per_pair_and_bounded() {
         let mesh = RelayMesh::new(3).unwrap();
-        mesh.send(0, 2, RelayMsg::Ended { key: "a".into() }).ok().unwrap();
-        mesh.send(1, 2, RelayMsg::Ended { key: "b".into() }).ok().unwrap();
-        assert!(mesh.recv(2, 1).is_some_and(|m| matches!(m, RelayMsg::Ended { key } if key == "b")));
-        assert!(mesh.recv(2, 0).is_some_and(|m| matches!(m, RelayMsg::Ended { key } if key == "a")));
+        let unsub = |key: &str| RelayMsg::Unsubscribe { key: key.into(), from: 0 };
+        mesh.send(0, 2, unsub("a")).ok().unwrap();
+        mesh.send(1, 2, unsub("b")).ok().unwrap();
+        assert!(mesh.recv(2, 1).is_some_and(|m| matches!(m, RelayMsg::Unsubscribe { key, .. } if key == "b")));
+        assert!(mesh.recv(2, 0).is_some_and(|m| matches!(m, RelayMsg::Unsubscribe { key, .. } if key == "a")));
         assert!(mesh.recv(2, 0).is_none());
         assert!(mesh.recv(0, 2).is_none(), "direction matters");
         // The wake fd was written.
@@ -104,9 +116,11 @@ mod tests {
         let n = unsafe { libc::read(mesh.wake_fd(2), (&mut v as *mut u64).cast(), 8) };
         assert_eq!((n, v), (8, 2));
         for i in 0..QUEUE_DEPTH {
-            assert!(mesh.send(0, 1, RelayMsg::Ended { key: i.to_string() }).is_ok());
+            assert!(mesh.send(0, 1, unsub(&i.to_string())).is_ok());
         }
-        assert!(mesh.send(0, 1, RelayMsg::Ended { key: "overflow".into() }).is_err(), "full queue hands the message back");
-        assert!(matches!(mesh.send(0, 7, RelayMsg::Ended { key: "x".into() }), Err(RelayMsg::Ended { key }) if key == "x"), "bad shard: message returned");
+        assert!(mesh.send(0, 1, unsub("overflow")).is_err(), "full queue hands the message back");
+        assert!(matches!(mesh.send(0, 7, unsub("x")), Err(RelayMsg::Unsubscribe { key, .. }) if key == "x"), "bad shard: message returned");
+        assert!(!unsub("x").is_media());
+        assert!(RelayMsg::Packets { stream: StreamId::DANGLING, kind: Kind::Audio, packets: Arc::from([]), keyframe: false, anchor: None }.is_media());
     }
 }

@@ -13,21 +13,7 @@ use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::RawFd;
 
-/// Kernel limit on segments per GSO send (UDP_MAX_SEGMENTS).
-pub const MAX_GSO_SEGMENTS: usize = 64;
-/// Keep a GSO super-datagram under the 64 KiB IP limit.
-pub const MAX_GSO_BYTES: usize = 65_000;
-/// Most messages handed to one `sendmmsg` (and held by one [`GsoBatch`]).
-pub const MAX_MESSAGES: usize = 64;
-/// Viewer messages per `sendmmsg` in the shard. More amortise the syscall
-/// further, but the batch buffer (a ~8 KiB video frame per viewer) then
-/// outgrows the L2 cache before the kernel copies it out.
-pub const SHARD_BATCH_MESSAGES: usize = 16;
-/// The shard's batch buffer: 16 frames of ~8 KiB plus room for one
-/// largest message.
-pub const SHARD_BATCH_BYTES: usize = 16 * 8192 + MESSAGE_ROOM;
-/// Room a batch keeps for one more message of the largest size.
-const MESSAGE_ROOM: usize = MAX_GSO_BYTES + 2048;
+use crate::batch::{GsoBatch, Transmit, MAX_MESSAGES};
 
 pub fn enable_pktinfo(fd: RawFd) -> io::Result<()> {
     setsockopt_int(fd, libc::IPPROTO_IP, libc::IP_PKTINFO, 1)
@@ -72,16 +58,6 @@ pub struct SendStats {
     pub messages: u64,
     pub errors: u64,
     pub gso_fallbacks: u64,
-}
-
-/// One message to send: `contents` leaves as `contents.len() / segment`
-/// datagrams (the last may be shorter) from `src` (IP_PKTINFO) to `dst`.
-#[derive(Debug, Clone, Copy)]
-pub struct Transmit<'a> {
-    pub dst: SocketAddrV4,
-    pub src: Option<Ipv4Addr>,
-    pub contents: &'a [u8],
-    pub segment: usize,
 }
 
 /// The kernel-facing parts of one `mmsghdr` entry, kept together so the
@@ -258,6 +234,14 @@ impl UdpSender {
         self.send_many([Transmit { dst, src, contents: buf, segment }].into_iter());
     }
 
+    /// Sends every closed message of `batch` and empties it.
+    pub fn send_batch(&mut self, batch: &mut GsoBatch) {
+        if !batch.is_empty() {
+            self.send_many(batch.transmits());
+        }
+        batch.clear();
+    }
+
     /// Sends many messages with as few `sendmmsg` calls as fit
     /// ([`MAX_MESSAGES`] per call). With GSO each message is one entry;
     /// without it (forced off, or refused at runtime) each datagram is.
@@ -341,137 +325,6 @@ impl UdpSender {
     }
 }
 
-/// Packs protected packets into messages for [`UdpSender::send_many`]: each
-/// message (one viewer's packets) is a GSO super-datagram of packets of one
-/// size, optionally ended by one shorter packet (the kernel's rule for
-/// UDP_SEGMENT). Many viewers' messages share one buffer and leave in one
-/// `sendmmsg` at [`GsoBatch::flush`].
-pub struct GsoBatch {
-    /// Fixed, zeroed once: `spare` hands out slices without re-zeroing
-    /// (the SRTP output overwrites them anyway).
-    buf: Box<[u8]>,
-    /// Bytes used by closed messages and the open one.
-    len: usize,
-    max_messages: usize,
-    closed_msgs: Vec<BatchMsg>,
-    // The open message.
-    start: usize,
-    segment: usize,
-    count: usize,
-    closed: bool,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct BatchMsg {
-    start: usize,
-    end: usize,
-    segment: usize,
-    dst: SocketAddrV4,
-    src: Option<Ipv4Addr>,
-}
-
-impl GsoBatch {
-    /// A batch of up to `max_messages` messages (1..=[`MAX_MESSAGES`]) in a
-    /// buffer of `bytes` (at least room for one largest message).
-    pub fn new(bytes: usize, max_messages: usize) -> GsoBatch {
-        let max_messages = max_messages.clamp(1, MAX_MESSAGES);
-        GsoBatch {
-            buf: vec![0u8; bytes.max(MESSAGE_ROOM)].into_boxed_slice(),
-            len: 0,
-            max_messages,
-            closed_msgs: Vec::with_capacity(max_messages),
-            start: 0,
-            segment: 0,
-            count: 0,
-            closed: false,
-        }
-    }
-
-    /// The shard's batch: [`SHARD_BATCH_MESSAGES`] messages in
-    /// [`SHARD_BATCH_BYTES`].
-    pub fn for_shard() -> GsoBatch {
-        GsoBatch::new(SHARD_BATCH_BYTES, SHARD_BATCH_MESSAGES)
-    }
-
-    /// Whether a packet of `len` bytes can join the open message. If not,
-    /// the caller ends the message ([`GsoBatch::end_message`]); if it still
-    /// does not fit, the caller flushes.
-    pub fn fits(&self, len: usize) -> bool {
-        if self.count == 0 {
-            return self.closed_msgs.len() < self.max_messages && self.len + len <= self.buf.len();
-        }
-        !self.closed
-            && self.count < MAX_GSO_SEGMENTS
-            && self.len - self.start + len <= MAX_GSO_BYTES
-            && self.len + len <= self.buf.len()
-            && len <= self.segment
-    }
-
-    /// Room for one more packet of up to `max_len` bytes; call
-    /// [`GsoBatch::commit`] with the length written (or `rollback`).
-    pub fn spare(&mut self, max_len: usize) -> &mut [u8] {
-        let end = (self.len + max_len).min(self.buf.len());
-        &mut self.buf[self.len..end]
-    }
-
-    /// Keeps `len` bytes of the last `spare` area as a packet.
-    pub fn commit(&mut self, _spare_len: usize, len: usize) {
-        self.len = (self.len + len).min(self.buf.len());
-        if self.count == 0 {
-            self.segment = len;
-        } else if len < self.segment {
-            self.closed = true;
-        }
-        self.count += 1;
-    }
-
-    /// Discards an unused `spare` area (nothing was committed).
-    pub fn rollback(&mut self, _spare_len: usize) {}
-
-    pub fn is_empty(&self) -> bool {
-        self.count == 0 && self.closed_msgs.is_empty()
-    }
-
-    /// Bytes held (all messages).
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Messages waiting for [`GsoBatch::flush`].
-    pub fn messages(&self) -> usize {
-        self.closed_msgs.len()
-    }
-
-    /// Closes the open message: its packets go to `dst` from `src`.
-    pub fn end_message(&mut self, dst: SocketAddrV4, src: Option<Ipv4Addr>) {
-        if self.count > 0 {
-            self.closed_msgs.push(BatchMsg { start: self.start, end: self.len, segment: self.segment, dst, src });
-        }
-        self.start = self.len;
-        self.count = 0;
-        self.segment = 0;
-        self.closed = false;
-    }
-
-    /// Sends every closed message (an open one is dropped: end it first).
-    pub fn flush(&mut self, sender: &mut UdpSender) {
-        if !self.closed_msgs.is_empty() {
-            let buf = &self.buf;
-            sender.send_many(self.closed_msgs.iter().map(|m| Transmit {
-                dst: m.dst,
-                src: m.src,
-                contents: &buf[m.start..m.end],
-                segment: m.segment,
-            }));
-        }
-        self.closed_msgs.clear();
-        self.len = 0;
-        self.start = 0;
-        self.count = 0;
-        self.segment = 0;
-        self.closed = false;
-    }
-}
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -481,22 +334,9 @@ mod tests {
     fn push(b: &mut GsoBatch, len: usize, fill: u8) {
         let s = b.spare(1500);
         s[..len].fill(fill);
-        b.commit(1500, len);
+        b.commit(len);
     }
 
-    #[test]
-    fn batch_rules() {
-        let mut b = GsoBatch::new(65536, 1);
-        assert!(b.fits(1000));
-        push(&mut b, 1000, 1);
-        assert!(b.fits(1000));
-        push(&mut b, 1000, 2);
-        assert!(!b.fits(1001), "larger packet must start a new batch");
-        assert!(b.fits(300));
-        push(&mut b, 300, 3);
-        assert!(!b.fits(300), "a short packet closes the batch");
-        assert_eq!(b.len(), 2300);
-    }
 
     fn loopback_roundtrip(allow_gso: bool) {
         let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -513,7 +353,7 @@ mod tests {
             push(&mut b, *len, i as u8);
         }
         b.end_message(dst, Some(Ipv4Addr::LOCALHOST));
-        b.flush(&mut sender);
+        sender.send_batch(&mut b);
         let mut got = Vec::new();
         let mut buf = [0u8; 2000];
         for _ in 0..4 {
@@ -547,7 +387,7 @@ mod tests {
             b.end_message(dst, None);
         }
         assert_eq!(b.messages(), 3);
-        b.flush(&mut sender);
+        sender.send_batch(&mut b);
         assert!(b.is_empty());
         assert_eq!(sender.stats.syscalls, 1);
         assert_eq!(sender.stats.datagrams, 6);
@@ -589,30 +429,6 @@ mod tests {
         assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
     }
 
-    /// A batch refuses a message beyond its message limit or its buffer, so
-    /// the caller flushes instead of overrunning.
-    #[test]
-    fn batch_limits() {
-        let dst = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9);
-        let mut b = GsoBatch::new(0, 2);
-        push(&mut b, 1200, 0);
-        b.end_message(dst, None);
-        assert!(b.fits(1200));
-        push(&mut b, 1200, 0);
-        b.end_message(dst, None);
-        assert!(!b.fits(100), "message limit reached");
-        let mut b = GsoBatch::new(0, MAX_MESSAGES);
-        let mut n = 0;
-        while b.fits(1200) {
-            push(&mut b, 1200, 0);
-            n += 1;
-            if n % 7 == 0 {
-                b.end_message(dst, None);
-            }
-        }
-        assert!(b.len() <= MESSAGE_ROOM, "stayed inside the buffer");
-        assert!(b.len() + 1200 > MESSAGE_ROOM || n % 7 == 0);
-    }
 
     #[test]
     fn gso_send_splits_into_datagrams() {

@@ -2,7 +2,8 @@
 //! selected 5-tuple, and (once DTLS finished in control) the SRTP contexts
 //! and per-track header rewriting.
 
-use crate::stream::Kind;
+use super::stream::Kind;
+use super::streams::StreamId;
 use bytes::Bytes;
 use rts_srtp::{Profile, SrtpContext};
 use std::collections::VecDeque;
@@ -14,8 +15,11 @@ pub struct Session {
     pub local_ufrag: String,
     pub local_pwd: String,
     pub remote_ufrag: String,
-    /// "app/stream" key of the stream it plays.
-    pub stream: String,
+    /// The stream it asked for (or switched to): "app", "stream".
+    pub app: String,
+    pub stream_name: String,
+    /// That stream, once the session plays.
+    pub stream: Option<StreamId>,
     /// SSRCs announced in this viewer's SDP answer (those of the stream it
     /// first asked for); kept across channel switches.
     pub video_ssrc: u32,
@@ -32,19 +36,20 @@ pub struct Session {
 }
 
 /// Present once the session plays: per-viewer SRTP state, negotiated PTs
-/// and the catch-up queue (GOP cache replay, paced).
+/// and the catch-up queue (GOP cache replay, paced; video only: audio is
+/// never replayed, see `fanout::fan_out`).
 pub struct Media {
     pub tx: SrtpContext,
     pub rx: SrtpContext,
     pub profile: Profile,
     pub video: TrackOut,
     pub audio: TrackOut,
-    pub pending: VecDeque<(Kind, Bytes)>,
+    pub pending: VecDeque<Bytes>,
     pub bytes_out: u64,
     pub packets_out: u64,
-    pub started_at: std::time::Instant,
+    pub started_at: Instant,
     /// When this viewer's next RTCP sender reports are due.
-    pub next_sr: std::time::Instant,
+    pub next_sr: Instant,
 }
 
 impl Media {

@@ -7,12 +7,16 @@
 //! so viewers see continuous timestamps (and sequence numbers: the
 //! packetizers live as long as the stream has a publisher or viewers).
 
-use crate::latency::LatencyWindow;
-use crate::transcode::StreamTranscoder;
+use super::streams::StreamId;
+use crate::latency::{LatencySummary, LatencyWindow};
+use crate::lipsync::{AvLag, PlayoutHint};
+use crate::pacer::AudioPacer;
+use crate::transcode::{StreamTranscoder, Transcoded};
 use bytes::Bytes;
+use rts_common::ipc::StreamStats;
 use rts_rtmp::flv::{self, AudioTag, AvcConfig, VideoTag};
 use rts_rtp::h264::{self, H264Packetizer};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Packets kept for a new viewer: everything since the last keyframe, up to
 /// this bound (a 2 s GOP at 8 Mbit/s is ~1,700 packets).
@@ -35,18 +39,19 @@ pub enum Kind {
 }
 
 pub struct Stream {
-    pub app: String,
-    pub name: String,
-    pub publisher: Option<usize>,
-    pub video_ssrc: u32,
-    pub audio_ssrc: u32,
+    app: String,
+    name: String,
+    /// The RTMP connection publishing it (home shard only).
+    publisher: Option<usize>,
+    video_ssrc: u32,
+    audio_ssrc: u32,
     avc: Option<AvcConfig>,
     packetizer: H264Packetizer,
     audio_seq: u16,
     gop: Vec<(Kind, Bytes)>,
     gop_valid: bool,
     /// Session slab indices of playing viewers.
-    pub viewers: Vec<usize>,
+    viewers: Vec<usize>,
     /// Stream time = FLV time + offset (ms); see module docs.
     offset_ms: i64,
     last_flv_dts: Option<i64>,
@@ -54,36 +59,39 @@ pub struct Stream {
     rebase_pending: bool,
     /// Wall clock <-> stream time anchor of the latest video frame (for SRs,
     /// shared by both tracks so receivers can lip-sync).
-    pub anchor: Option<(Instant, i64)>,
-    pub latency: LatencyWindow,
-    pub video_frames: u64,
-    pub audio_frames: u64,
-    pub bytes_in: u64,
-    pub bytes_out: u64,
-    pub video_packets: u64,
-    pub video_octets: u64,
-    pub audio_packets: u64,
-    pub audio_octets: u64,
+    anchor: Option<(Instant, i64)>,
+    latency: LatencyWindow,
+    video_frames: u64,
+    audio_frames: u64,
+    bytes_in: u64,
+    bytes_out: u64,
+    video_packets: u64,
+    video_octets: u64,
+    audio_packets: u64,
+    audio_octets: u64,
     /// Raw AAC AudioSpecificConfig, when the publisher sends AAC.
-    pub aac_config: Option<Bytes>,
+    aac_config: Option<Bytes>,
     /// Set when the source has B-frames (composition time != 0).
-    pub saw_b_frames: bool,
+    saw_b_frames: bool,
     /// Raw AVCDecoderConfigurationRecord (for the re-encoder).
-    pub avc_record: Option<Bytes>,
+    avc_record: Option<Bytes>,
     /// AAC -> Opus / B-frame re-encode worker, while WebRTC viewers need it.
-    pub transcoder: Option<StreamTranscoder>,
-    /// An Opus packet waiting for its pair (see shard::Out::deliver_audio).
-    pub audio_hold: Option<(Bytes, Instant)>,
+    transcoder: Option<StreamTranscoder>,
+    /// An Opus packet waiting for its pair (see [`Stream::pair_audio`]).
+    audio_hold: Option<(Bytes, Instant)>,
     /// Transcoded audio on its way out at an even pace (see pacer.rs).
-    pub audio_pacer: crate::pacer::AudioPacer,
+    audio_pacer: AudioPacer,
     /// How much later than video the audio leaves us (the video
     /// playout-delay hint, see lipsync.rs).
-    pub av_lag: crate::lipsync::AvLag,
+    av_lag: AvLag,
     /// Replica: the home shard this stream's packets come from.
-    pub home: Option<usize>,
-    /// Home: shards that replicate this stream for their viewers.
-    pub subscribers: Vec<usize>,
+    home: Option<usize>,
+    /// Home: shards that replicate this stream, each with its replica's id.
+    subscribers: Vec<(usize, StreamId)>,
 }
+
+/// Longest an Opus packet waits for its pair (one 20 ms frame plus slack).
+pub const AUDIO_HOLD: Duration = Duration::from_millis(25);
 
 /// What an audio tag produced.
 pub enum AudioOutcome {
@@ -144,24 +152,148 @@ impl Stream {
             avc_record: None,
             transcoder: None,
             audio_hold: None,
-            audio_pacer: crate::pacer::AudioPacer::new(),
-            av_lag: crate::lipsync::AvLag::default(),
+            audio_pacer: AudioPacer::new(),
+            av_lag: AvLag::default(),
             home: None,
             subscribers: Vec::new(),
         }
     }
 
-    pub fn key(app: &str, name: &str) -> String {
+    pub fn key_of(app: &str, name: &str) -> String {
         format!("{app}/{name}")
     }
 
-    /// A (new) publisher starts: its clock restarts, ours must not.
-    pub fn on_publish_start(&mut self) {
+    /// "app/stream".
+    pub fn key(&self) -> String {
+        Stream::key_of(&self.app, &self.name)
+    }
+
+    pub fn app(&self) -> &str {
+        &self.app
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn video_ssrc(&self) -> u32 {
+        self.video_ssrc
+    }
+
+    pub fn audio_ssrc(&self) -> u32 {
+        self.audio_ssrc
+    }
+
+    /// Published here (this shard holds the RTMP connection).
+    pub fn is_published(&self) -> bool {
+        self.publisher.is_some()
+    }
+
+    /// Live here: published on this shard, or replicated from another.
+    pub fn is_live(&self) -> bool {
+        self.publisher.is_some() || self.home.is_some()
+    }
+
+    pub fn publisher(&self) -> Option<usize> {
+        self.publisher
+    }
+
+    /// Nobody publishes or watches it here: it can go.
+    pub fn is_unused(&self) -> bool {
+        self.publisher.is_none() && self.viewers.is_empty()
+    }
+
+    pub fn viewers(&self) -> &[usize] {
+        &self.viewers
+    }
+
+    pub fn add_viewer(&mut self, idx: usize) {
+        if !self.viewers.contains(&idx) {
+            self.viewers.push(idx);
+        }
+        self.update_transcoder();
+    }
+
+    pub fn remove_viewer(&mut self, idx: usize) {
+        self.viewers.retain(|&v| v != idx);
+        self.update_transcoder();
+    }
+
+    /// Replica: the home shard.
+    pub fn home(&self) -> Option<usize> {
+        self.home
+    }
+
+    pub fn set_home(&mut self, home: Option<usize>) {
+        self.home = home;
+    }
+
+    pub fn subscribers(&self) -> &[(usize, StreamId)] {
+        &self.subscribers
+    }
+
+    /// Shard `shard` replicates this stream into its stream `replica`.
+    pub fn add_subscriber(&mut self, shard: usize, replica: StreamId) {
+        self.subscribers.retain(|&(s, _)| s != shard);
+        self.subscribers.push((shard, replica));
+        self.update_transcoder();
+    }
+
+    pub fn remove_subscriber(&mut self, shard: usize) {
+        self.subscribers.retain(|&(s, _)| s != shard);
+        self.update_transcoder();
+    }
+
+    pub fn anchor(&self) -> Option<(Instant, i64)> {
+        self.anchor
+    }
+
+    pub fn av_hint(&self, now: Instant) -> PlayoutHint {
+        self.av_lag.hint(now)
+    }
+
+    pub fn record_latency(&mut self, us: u32) {
+        self.latency.record(us);
+    }
+
+    pub fn latency(&self) -> LatencySummary {
+        self.latency.summary()
+    }
+
+    pub fn video_frames(&self) -> u64 {
+        self.video_frames
+    }
+
+    pub fn add_bytes_out(&mut self, n: u64) {
+        self.bytes_out += n;
+    }
+
+    /// Packets and payload octets sent so far on `kind` (sender reports).
+    pub fn sent_counts(&self, kind: Kind) -> (u64, u64) {
+        match kind {
+            Kind::Video => (self.video_packets, self.video_octets),
+            Kind::Audio => (self.audio_packets, self.audio_octets),
+        }
+    }
+
+    /// A (new) publisher (RTMP connection `conn`) starts: its clock
+    /// restarts, ours must not; a replica becomes the home.
+    pub fn on_publish_start(&mut self, conn: usize) {
+        self.publisher = Some(conn);
+        self.home = None;
         self.rebase_pending = self.last_stream_ms.is_some();
         self.last_flv_dts = None;
         self.avc = None;
         self.aac_config = None;
         self.saw_b_frames = false;
+    }
+
+    /// The publisher left: returns the shards that replicated the stream.
+    pub fn on_publish_end(&mut self) -> Vec<(usize, StreamId)> {
+        self.publisher = None;
+        let subs = std::mem::take(&mut self.subscribers);
+        self.update_transcoder();
+        subs
     }
 
     /// Packets a viewer joining now starts from (empty until a keyframe).
@@ -188,7 +320,7 @@ impl Stream {
             let last = self.last_stream_ms.unwrap_or(0);
             self.offset_ms = last + REBASE_STEP_MS - dts;
             if jumped {
-                tracing::info!(stream = %Stream::key(&self.app, &self.name), from = self.last_flv_dts, to = dts,
+                tracing::info!(stream = %self.key(), from = self.last_flv_dts, to = dts,
                     "publisher timestamp jump; re-based to keep RTP time continuous");
             }
             self.rebase_pending = false;
@@ -205,7 +337,7 @@ impl Stream {
         match flv::parse_video_tag(data).map_err(|e| StreamError::Flv(e.to_string()))? {
             VideoTag::AvcSequenceHeader(cfg) => {
                 let changed = self.avc.as_ref().is_some_and(|old| old.sps != cfg.sps || old.pps != cfg.pps);
-                tracing::info!(stream = %Stream::key(&self.app, &self.name), profile = cfg.profile, level = cfg.level,
+                tracing::info!(stream = %self.key(), profile = cfg.profile, level = cfg.level,
                     sps = cfg.sps.len(), pps = cfg.pps.len(), changed, "AVC sequence header");
                 if changed {
                     // New SPS/PPS (e.g. resolution change): cached frames no
@@ -228,7 +360,7 @@ impl Stream {
                 };
                 if composition_time_ms != 0 && !self.saw_b_frames {
                     self.saw_b_frames = true;
-                    tracing::info!(stream = %Stream::key(&self.app, &self.name), "B-frames detected (composition time != 0): WebRTC viewers get a baseline re-encode");
+                    tracing::info!(stream = %self.key(), "B-frames detected (composition time != 0): WebRTC viewers get a baseline re-encode");
                     self.update_transcoder();
                 }
                 let mut nalus: Vec<&[u8]> = Vec::with_capacity(8);
@@ -273,7 +405,7 @@ impl Stream {
                 if self.aac_config.as_ref() == Some(&asc) {
                     return AudioOutcome::Nothing;
                 }
-                tracing::info!(stream = %Stream::key(&self.app, &self.name), sample_rate, channels, "AAC sequence header");
+                tracing::info!(stream = %self.key(), sample_rate, channels, "AAC sequence header");
                 if let Some(t) = self.transcoder.as_mut().filter(|t| t.audio) {
                     t.send(rts_transcode::Job::AudioConfig(asc.clone()));
                 }
@@ -311,7 +443,7 @@ impl Stream {
         let video = self.saw_b_frames && self.avc_record.is_some();
         if !demand || (!audio && !video) {
             if self.transcoder.take().is_some() {
-                tracing::info!(stream = %Stream::key(&self.app, &self.name), "transcoder stopped");
+                tracing::info!(stream = %self.key(), "transcoder stopped");
             }
             return;
         }
@@ -321,10 +453,10 @@ impl Stream {
         let name = format!("rts-tx-{}", self.name.chars().take(8).collect::<String>());
         match StreamTranscoder::spawn(&name, audio, video, self.aac_config.as_ref(), self.avc_record.as_ref()) {
             Ok(t) => {
-                tracing::info!(stream = %Stream::key(&self.app, &self.name), aac_to_opus = audio, reencode_b_frames = video, "transcoder started");
+                tracing::info!(stream = %self.key(), aac_to_opus = audio, reencode_b_frames = video, "transcoder started");
                 self.transcoder = Some(t);
             }
-            Err(e) => tracing::error!(stream = %Stream::key(&self.app, &self.name), error = %e, "cannot start transcoder"),
+            Err(e) => tracing::error!(stream = %self.key(), error = %e, "cannot start transcoder"),
         }
     }
 
@@ -432,6 +564,109 @@ impl Stream {
     pub fn stream_ms_at(&self, now: Instant) -> Option<i64> {
         self.anchor.map(|(t, ms)| ms + now.saturating_duration_since(t).as_millis() as i64)
     }
+
+    pub fn has_transcoder(&self) -> bool {
+        self.transcoder.is_some()
+    }
+
+    /// Next transcoder output (Opus audio, re-encoded video), if any.
+    pub fn poll_transcoder(&mut self, now: Instant) -> Option<Transcoded> {
+        self.transcoder.as_mut()?.poll(now)
+    }
+
+    /// A viewer lost video: only a re-encoded stream can make a keyframe on
+    /// demand (RTMP has no way to ask the publisher). Returns whether one
+    /// was asked for.
+    pub fn request_keyframe(&mut self) -> bool {
+        match self.transcoder.as_mut().filter(|t| t.video) {
+            Some(t) => {
+                t.request_keyframe();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Audio pairing: holds `packet` for its pair; returns both once the
+    /// pair is complete.
+    pub fn pair_audio(&mut self, packet: Bytes, now: Instant) -> Option<[Bytes; 2]> {
+        match self.audio_hold.take() {
+            None => {
+                self.audio_hold = Some((packet, now));
+                None
+            }
+            Some((held, _)) => Some([held, packet]),
+        }
+    }
+
+    /// A held Opus packet whose pair did not come in time (DTX, end).
+    pub fn flush_audio_hold(&mut self, now: Instant) -> Option<Bytes> {
+        if self.audio_hold.as_ref().is_some_and(|(_, at)| now.saturating_duration_since(*at) >= AUDIO_HOLD) {
+            return self.audio_hold.take().map(|(p, _)| p);
+        }
+        None
+    }
+
+    /// Queues transcoded audio for its even pace (pacer.rs).
+    pub fn pace_audio(&mut self, packet: Bytes, rtp_ts: u32, now: Instant) {
+        self.audio_pacer.push(packet, rtp_ts, now);
+    }
+
+    pub fn pop_paced_audio(&mut self, now: Instant) -> Option<Bytes> {
+        self.audio_pacer.pop_due(now)
+    }
+
+    /// When this stream's held or paced audio is next due.
+    pub fn audio_due(&self) -> Option<Instant> {
+        let hold = self.audio_hold.as_ref().map(|(_, at)| *at + AUDIO_HOLD);
+        match (hold, self.audio_pacer.next_due()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The figures control shows for this stream on shard `shard`.
+    pub fn stats(&self, shard: u32) -> StreamStats {
+        let l = self.latency.summary();
+        let t = self.transcoder.as_ref();
+        StreamStats {
+            shard,
+            app: self.app.clone(),
+            stream: self.name.clone(),
+            publishing: self.publisher.is_some(),
+            viewers: self.viewers.len() as u32,
+            video_frames: self.video_frames,
+            audio_frames: self.audio_frames,
+            b_frames: self.saw_b_frames,
+            bytes_in: self.bytes_in,
+            bytes_out: self.bytes_out,
+            latency_us_p50: l.p50_us,
+            latency_us_p99: l.p99_us,
+            latency_us_max: l.max_us,
+            latency_samples: l.samples,
+            audio_transcode_us_p50: t.map_or(0, |t| t.audio_delay.summary().p50_us),
+            audio_transcode_us_p99: t.map_or(0, |t| t.audio_delay.summary().p99_us),
+            video_transcode_us_p50: t.map_or(0, |t| t.video_delay.summary().p50_us),
+            video_transcode_us_p99: t.map_or(0, |t| t.video_delay.summary().p99_us),
+            transcoder_dropped: t.map_or(0, |t| t.dropped_jobs),
+            av_lag_ms: self.av_lag.lag_ms().map(|l| l.round() as i32),
+            playout_delay_min_ms: u32::from(self.av_lag.settled_min()) * 10,
+        }
+    }
+
+    /// The periodic log line of a watched stream.
+    pub fn log_stats(&self, shard: usize) {
+        let l = self.latency.summary();
+        tracing::info!(shard, stream = %self.key(), viewers = self.viewers.len(), frames = self.video_frames,
+            server_latency_p50_us = l.p50_us, server_latency_p99_us = l.p99_us, server_latency_max_us = l.max_us,
+            "stream stats");
+        if let Some(t) = &self.transcoder {
+            let (a, v) = (t.audio_delay.summary(), t.video_delay.summary());
+            tracing::info!(shard, stream = %self.key(), audio_added_p50_us = a.p50_us, audio_added_p99_us = a.p99_us,
+                video_added_p50_us = v.p50_us, video_added_p99_us = v.p99_us, dropped = t.dropped_jobs, errors = t.errors,
+                "transcoder delay");
+        }
+    }
 }
 
 #[cfg(test)]
@@ -444,7 +679,7 @@ mod tests {
         assert_eq!(s.stream_time(1000), 1000);
         assert_eq!(s.stream_time(1033), 1033);
         // Publisher reconnects: its clock restarts at 0.
-        s.on_publish_start();
+        s.on_publish_start(1);
         let t = s.stream_time(0);
         assert_eq!(t, 1033 + REBASE_STEP_MS);
         assert_eq!(s.stream_time(33), t + 33);
@@ -520,7 +755,7 @@ mod tests {
         tag.extend_from_slice(&[0xfc, 1, 2, 3]);
         let AudioOutcome::Packet(p) = s.on_audio(1000, &Bytes::from(tag), now) else { panic!("Opus frame expected") };
         let h = rts_rtp::RtpHeader::parse(&p).unwrap();
-        assert_eq!((h.payload_type, h.timestamp, h.ssrc), (SHARED_AUDIO_PT, 48_000, s.audio_ssrc));
+        assert_eq!((h.payload_type, h.timestamp, h.ssrc), (SHARED_AUDIO_PT, 48_000, s.audio_ssrc()));
         assert_eq!(&p[h.payload_offset..], &[0xfc, 1, 2, 3]);
         let mut head = vec![0x90];
         head.extend_from_slice(b"OpusHead");
@@ -536,7 +771,7 @@ mod tests {
         let h1 = rts_rtp::RtpHeader::parse(&p1).unwrap();
         let h2 = rts_rtp::RtpHeader::parse(&p2).unwrap();
         assert_eq!(h2.sequence, h1.sequence.wrapping_add(1));
-        assert_eq!((h1.ssrc, h1.payload_type, h2.timestamp), (s.audio_ssrc, SHARED_AUDIO_PT, 1920));
+        assert_eq!((h1.ssrc, h1.payload_type, h2.timestamp), (s.audio_ssrc(), SHARED_AUDIO_PT, 1920));
         assert!(s.gop_cache().is_empty(), "no keyframe yet: nothing cached");
     }
 }

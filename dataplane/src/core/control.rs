@@ -1,0 +1,196 @@
+//! Messages from control: a session's life (add → start → switch → remove)
+//! and the stream directory (where a stream is published).
+//!
+//! Control may repeat a message or deliver one the session no longer needs
+//! (a restart replays, a race reorders): every handler checks the state it
+//! changes and ignores what does not apply, so duplicates and stale
+//! messages are harmless.
+
+use super::rtcp::SR_FIRST_AFTER;
+use super::session::{Media, Session, TrackOut};
+use super::stream::{Kind, Stream};
+use super::Core;
+use rts_common::ipc::{self, ControlToShard, ShardToControl};
+use std::time::Instant;
+
+impl Core {
+    pub fn handle_control(&mut self, now: Instant, msg: ControlToShard) {
+        let now = self.advance(now);
+        match msg {
+            ControlToShard::AddSession { session, local_ufrag, local_pwd, remote_ufrag, app, stream, home_shard } => {
+                if self.by_id.contains_key(&session) || self.by_ufrag.contains_key(&local_ufrag) {
+                    return;
+                }
+                let idx = self.sessions.insert(Session {
+                    id: session,
+                    local_ufrag: local_ufrag.clone(),
+                    local_pwd,
+                    remote_ufrag,
+                    video_ssrc: ipc::stream_ssrc(&app, &stream, 0),
+                    audio_ssrc: ipc::stream_ssrc(&app, &stream, 1),
+                    app,
+                    stream_name: stream,
+                    stream: None,
+                    peer: None,
+                    local_ip: None,
+                    media: None,
+                    home_hint: home_shard.map(|h| h as usize),
+                    created: now,
+                    last_consent: now,
+                });
+                self.by_ufrag.insert(local_ufrag, idx);
+                self.by_id.insert(session, idx);
+            }
+            ControlToShard::DtlsToPeer { session, data } => {
+                let Some(&idx) = self.by_id.get(&session) else { return };
+                let s = &self.sessions[idx];
+                if let Some(peer) = s.peer {
+                    self.out.send_with(peer, s.local_ip, data.len(), |out| {
+                        out[..data.len()].copy_from_slice(&data);
+                        Some(data.len())
+                    });
+                }
+            }
+            ControlToShard::StartMedia { session, srtp_profile, local_key, local_salt, remote_key, remote_salt, video_pt, audio_pt, video_playout_delay_id } => {
+                let Some(&idx) = self.by_id.get(&session) else { return };
+                if self.sessions[idx].media.is_some() {
+                    return; // a repeat: keys and sequence state stay
+                }
+                let Some(profile) = rts_srtp::Profile::from_dtls_id(srtp_profile) else {
+                    self.remove_session(session, "unsupported SRTP profile");
+                    return;
+                };
+                let tx = rts_srtp::SrtpContext::new(profile, &local_key, &local_salt);
+                let rx = rts_srtp::SrtpContext::new(profile, &remote_key, &remote_salt);
+                let (Ok(tx), Ok(rx)) = (tx, rx) else {
+                    self.remove_session(session, "bad SRTP keys");
+                    return;
+                };
+                let sess = &mut self.sessions[idx];
+                sess.media = Some(Media {
+                    tx,
+                    rx,
+                    profile,
+                    video: TrackOut::new(video_pt, sess.video_ssrc, Kind::Video).with_playout_delay(video_playout_delay_id),
+                    audio: TrackOut::new(audio_pt, sess.audio_ssrc, Kind::Audio),
+                    pending: Default::default(),
+                    bytes_out: 0,
+                    packets_out: 0,
+                    started_at: now,
+                    next_sr: now + SR_FIRST_AFTER,
+                });
+                let (app, name, hint) = (sess.app.clone(), sess.stream_name.clone(), sess.home_hint);
+                self.attach_viewer(idx, &app, &name, hint);
+                tracing::info!(shard = self.id, session = format_args!("{session:016x}"), stream = %Stream::key_of(&app, &name), profile = ?profile, "viewer playing");
+            }
+            ControlToShard::SwitchStream { session, app, stream, home_shard } => {
+                let result = self.switch(session, &app, &stream, home_shard.map(|h| h as usize));
+                let (ok, reason) = match result {
+                    Ok(()) => (true, String::new()),
+                    Err(e) => (false, e.to_string()),
+                };
+                self.push_ctl(ShardToControl::SwitchDone { session, app, stream, ok, reason });
+            }
+            ControlToShard::RemoveSession { session, reason } => self.remove_session(session, &reason),
+            ControlToShard::StreamHome { app, stream, shard } => {
+                let Some(id) = self.streams.lookup(&Stream::key_of(&app, &stream)) else { return };
+                let waiting = self.streams.get(id).is_some_and(|s| !s.is_published() && !s.viewers().is_empty());
+                if waiting && shard as usize != self.id {
+                    self.subscribe(id, shard as usize);
+                }
+            }
+            ControlToShard::Snapshot => {
+                let live: Vec<(String, String)> =
+                    self.streams.iter().filter(|(_, s)| s.is_published()).map(|(_, s)| (s.app().to_string(), s.name().to_string())).collect();
+                for (app, stream) in live {
+                    self.push_ctl(ShardToControl::StreamStarted { app, stream });
+                }
+                self.report_stats();
+            }
+        }
+    }
+
+    /// Moves a playing session to another stream (channel switch): same
+    /// ICE/DTLS/SRTP, continuous sequence numbers and timestamps, starting
+    /// from the new stream's GOP cache.
+    fn switch(&mut self, session: u64, app: &str, name: &str, home: Option<usize>) -> Result<(), &'static str> {
+        let Some(&idx) = self.by_id.get(&session) else { return Err("no such session on this shard") };
+        if self.sessions[idx].media.is_none() {
+            return Err("session is not playing yet");
+        }
+        let key = Stream::key_of(app, name);
+        let live_here = self.streams.lookup(&key).and_then(|id| self.streams.get(id)).is_some_and(|s| s.is_live());
+        if !live_here && home.is_none_or(|h| h == self.id || h >= self.shards) {
+            return Err("stream is not live");
+        }
+        let sess = &mut self.sessions[idx];
+        let old = sess.stream.take();
+        let from = Stream::key_of(&sess.app, &sess.stream_name);
+        sess.app = app.to_string();
+        sess.stream_name = name.to_string();
+        if let Some(m) = sess.media.as_mut() {
+            m.video.rebase_next();
+            m.audio.rebase_next();
+            m.pending.clear();
+        }
+        if let Some(old) = old {
+            if let Some(s) = self.streams.get_mut(old) {
+                s.remove_viewer(idx);
+            }
+            self.drop_stream_if_unused(old);
+        }
+        self.attach_viewer(idx, app, name, home);
+        tracing::info!(shard = self.id, session = format_args!("{session:016x}"), %from, to = %key, "channel switch");
+        Ok(())
+    }
+
+    /// Adds a playing session to a stream (replicating it from `home_hint`
+    /// if it is published on another shard) and queues the stream's GOP
+    /// cache for it: an instant first frame, paced by the catch-up steps.
+    fn attach_viewer(&mut self, idx: usize, app: &str, name: &str, home_hint: Option<usize>) {
+        let max_packet = self.cfg.webrtc.max_rtp_packet;
+        let id = self.streams.intern(app, name, || Stream::new(app, name, max_packet));
+        self.sessions[idx].stream = Some(id);
+        let Some(stream) = self.streams.get_mut(id) else { return };
+        stream.add_viewer(idx);
+        if let Some(h) = home_hint {
+            if !stream.is_live() && h != self.id && h < self.shards {
+                self.subscribe(id, h);
+            }
+        }
+        if self.cfg.webrtc.gop_cache {
+            self.queue_gop(idx);
+        }
+    }
+
+    /// Queues the GOP cache of the session's stream for it, unless it has
+    /// started on live video already.
+    pub(super) fn queue_gop(&mut self, idx: usize) {
+        let Some(sess) = self.sessions.get_mut(idx) else { return };
+        let Some(stream) = sess.stream.and_then(|id| self.streams.get(id)) else { return };
+        let Some(m) = sess.media.as_mut() else { return };
+        if !m.pending.is_empty() {
+            return;
+        }
+        m.pending.extend(stream.gop_cache().iter().filter(|(k, _)| *k == Kind::Video).map(|(_, p)| p.clone()));
+        self.start_catchup(idx);
+    }
+
+    pub(super) fn remove_session(&mut self, session: u64, reason: &str) {
+        let Some(idx) = self.by_id.remove(&session) else { return };
+        let s = self.sessions.remove(idx);
+        self.by_ufrag.remove(&s.local_ufrag);
+        if let Some(peer) = s.peer {
+            self.by_addr.remove(&peer);
+        }
+        self.catchup.retain(|&v| v != idx);
+        if let Some(id) = s.stream {
+            if let Some(stream) = self.streams.get_mut(id) {
+                stream.remove_viewer(idx);
+            }
+            self.drop_stream_if_unused(id);
+        }
+        tracing::info!(shard = self.id, session = format_args!("{session:016x}"), reason, "session removed");
+        self.push_ctl(ShardToControl::SessionClosed { session, reason: reason.to_string() });
+    }
+}

@@ -1,0 +1,141 @@
+//! The per-viewer hot path: rewrite the shared packet's header for this
+//! viewer, SRTP-protect it into the GSO batch. This is the only work done
+//! per viewer per packet (DESIGN.md §2); it is public so the benchmarks in
+//! `benches/` measure exactly the shipped code.
+//!
+//! A [`FanOut`] is one delivery (a frame, or one or two Opus packets) on
+//! its way to every viewer of a stream. It runs inside `Core::poll_transmit`
+//! until the batch is full, and resumes where it stopped (viewer and packet)
+//! once the shell has sent the batch.
+
+use super::session::{Media, Session, RTP_HEADER_MAX};
+use super::stream::Kind;
+use super::streams::StreamId;
+use crate::batch::GsoBatch;
+use crate::lipsync::PlayoutHint;
+use bytes::Bytes;
+use slab::Slab;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// How far one [`send_items`] call got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sent {
+    /// Packets taken from the front of the input (sent, or skipped because
+    /// the viewer did not negotiate the track or the packet was malformed).
+    pub packets: usize,
+    /// Bytes protected into the batch.
+    pub bytes: u64,
+    /// The batch filled up before the input was consumed: send it, then
+    /// call again with the rest.
+    pub full: bool,
+}
+
+/// Protects `packets` of `kind` for one viewer into `batch` as GSO messages.
+/// Each shared packet is copied once into the batch (SRTP output differs
+/// per viewer) with this viewer's header rewritten; `hint` is the stream's
+/// playout-delay hint, for viewers whose video carries the extension.
+/// Stops early (`full`) when the batch has no room; the messages it
+/// finished are closed, so the caller can send the batch and resume.
+pub fn send_items(media: &mut Media, peer: SocketAddrV4, local: Option<Ipv4Addr>, kind: Kind, packets: &[Bytes], hint: PlayoutHint, batch: &mut GsoBatch) -> Sent {
+    let overhead = media.profile.rtp_overhead();
+    let playout_min = hint.min_units(media.started_at);
+    let mut sent = Sent { packets: 0, bytes: 0, full: false };
+    for p in packets {
+        if p.len() < 12 {
+            sent.packets += 1;
+            continue;
+        }
+        let mut header = [0u8; RTP_HEADER_MAX];
+        let Some(hlen) = media.track(kind).rewrite(&p[..12], &mut header, playout_min) else {
+            sent.packets = packets.len(); // track not negotiated: nothing of it goes out
+            break;
+        };
+        let len = hlen + p.len() - 12 + overhead;
+        if !batch.fits(len) {
+            batch.end_message(peer, local);
+            if !batch.fits(len) {
+                // The header rewrite advanced the track's state for a packet
+                // that is not sent yet: it is rewritten again on resume with
+                // the same result (same source header), so nothing is lost.
+                sent.full = true;
+                break;
+            }
+        }
+        let out = batch.spare(len);
+        if let Ok(n) = media.tx.protect_rtp(&header[..hlen], &p[12..], out) {
+            batch.commit(n);
+            sent.bytes += n as u64;
+            media.packets_out += 1;
+        }
+        sent.packets += 1;
+    }
+    batch.end_message(peer, local);
+    media.bytes_out += sent.bytes;
+    sent
+}
+
+/// One delivery of a stream's new live packets to all its local viewers,
+/// in progress.
+pub struct FanOut {
+    pub stream: StreamId,
+    pub kind: Kind,
+    pub packets: Arc<[Bytes]>,
+    pub hint: PlayoutHint,
+    /// When the source frame reached the shard (RTMP frames only): its
+    /// server-added latency is measured when the delivery completes.
+    pub received: Option<Instant>,
+    /// Next viewer (index into the stream's viewer list) and, for that
+    /// viewer, the next packet.
+    viewer: usize,
+    packet: usize,
+    pub bytes: u64,
+}
+
+impl FanOut {
+    pub fn new(stream: StreamId, kind: Kind, packets: Arc<[Bytes]>, hint: PlayoutHint, received: Option<Instant>) -> FanOut {
+        FanOut { stream, kind, packets, hint, received, viewer: 0, packet: 0, bytes: 0 }
+    }
+
+    /// Continues the delivery to `viewers` (the stream's list, unchanged
+    /// since the delivery started) until done (true) or the batch is full
+    /// (false). A viewer still replaying its GOP cache gets new video
+    /// queued behind the cache, in order; audio is never replayed and goes
+    /// out live at once, so the receiver's audio jitter buffer does not
+    /// start with a backlog.
+    pub fn run(&mut self, viewers: &[usize], sessions: &mut Slab<Session>, batch: &mut GsoBatch) -> bool {
+        while let Some(&v) = viewers.get(self.viewer) {
+            let Some(sess) = sessions.get_mut(v) else {
+                self.next_viewer();
+                continue;
+            };
+            let (Some(peer), local) = (sess.peer, sess.local_ip) else {
+                self.next_viewer();
+                continue;
+            };
+            let Some(media) = sess.media.as_mut() else {
+                self.next_viewer();
+                continue;
+            };
+            if self.kind == Kind::Video && !media.pending.is_empty() {
+                media.pending.extend(self.packets.iter().cloned());
+                self.next_viewer();
+                continue;
+            }
+            let sent = send_items(media, peer, local, self.kind, &self.packets[self.packet..], self.hint, batch);
+            self.bytes += sent.bytes;
+            self.packet += sent.packets;
+            if sent.full {
+                return false;
+            }
+            self.next_viewer();
+        }
+        true
+    }
+
+    fn next_viewer(&mut self) {
+        self.viewer += 1;
+        self.packet = 0;
+    }
+}

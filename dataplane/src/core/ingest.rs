@@ -1,0 +1,217 @@
+//! RTMP ingest: each connection's protocol state machine (rts-rtmp), the
+//! publish decision (auth key, one publisher per stream) and the frames a
+//! publisher sends, packetized once and handed to delivery.
+
+use super::fanout::FanOut;
+use super::stream::{AudioOutcome, Kind, Stream, VideoOutcome};
+use super::streams::StreamId;
+use super::transmit::Work;
+use super::{Core, TcpOutput};
+use crate::relay::RelayMsg;
+use bytes::Bytes;
+use rts_common::ipc::ShardToControl;
+use rts_rtmp::{RtmpEvent, RtmpOutput, RtmpServerConn};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub(super) struct Ingest {
+    rtmp: RtmpServerConn,
+    /// The stream while this connection publishes.
+    publishing: Option<StreamId>,
+    peer: Option<SocketAddr>,
+}
+
+impl Core {
+    /// The shell accepted RTMP connection `conn` (its own id) from `peer`.
+    pub fn handle_rtmp_open(&mut self, now: Instant, conn: usize, peer: Option<SocketAddr>) {
+        self.advance(now);
+        self.counters.rtmp_connections += 1;
+        self.conns.insert(conn, Ingest { rtmp: RtmpServerConn::new(), publishing: None, peer });
+        tracing::debug!(shard = self.id, conn, ?peer, "RTMP connection");
+    }
+
+    /// Bytes read from RTMP connection `conn`.
+    pub fn handle_rtmp_data(&mut self, now: Instant, conn: usize, data: &[u8]) {
+        let now = self.advance(now);
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        if let Err(e) = c.rtmp.handle_input(data) {
+            self.counters.rtmp_errors += 1;
+            tracing::info!(shard = self.id, conn, peer = ?c.peer, error = %e, "RTMP protocol error; closing");
+            self.close_rtmp(conn, "protocol error");
+            return;
+        }
+        loop {
+            let Some(c) = self.conns.get_mut(&conn) else { return };
+            let Some(out) = c.rtmp.poll_output() else { break };
+            match out {
+                RtmpOutput::Transmit(data) => self.tcp_out.push_back(TcpOutput::Send { conn, data }),
+                RtmpOutput::Event(ev) => self.on_rtmp_event(conn, ev, now),
+            }
+        }
+    }
+
+    /// The shell closed RTMP connection `conn` (peer closed, error, or not
+    /// reading).
+    pub fn handle_rtmp_closed(&mut self, now: Instant, conn: usize, reason: &str) {
+        self.advance(now);
+        self.end_publish(conn);
+        if let Some(c) = self.conns.remove(&conn) {
+            tracing::debug!(shard = self.id, conn, peer = ?c.peer, reason, "RTMP connection closed");
+        }
+    }
+
+    /// Closes a connection from our side (after what is queued for it).
+    fn close_rtmp(&mut self, conn: usize, reason: &str) {
+        self.end_publish(conn);
+        if let Some(c) = self.conns.remove(&conn) {
+            tracing::debug!(shard = self.id, conn, peer = ?c.peer, reason, "RTMP connection closed");
+            self.tcp_out.push_back(TcpOutput::Close { conn });
+        }
+    }
+
+    fn on_rtmp_event(&mut self, conn: usize, ev: RtmpEvent, now: Instant) {
+        match ev {
+            RtmpEvent::PublishRequested { request_id, app, stream, query } => self.on_publish_request(conn, request_id, app, stream, &query, now),
+            RtmpEvent::Video { timestamp_ms, data } => {
+                if let Some(id) = self.conns.get(&conn).and_then(|c| c.publishing) {
+                    self.on_video(id, timestamp_ms, &data, now);
+                }
+            }
+            RtmpEvent::Audio { timestamp_ms, data } => {
+                let Some(id) = self.conns.get(&conn).and_then(|c| c.publishing) else { return };
+                let Some(s) = self.streams.get_mut(id) else { return };
+                match s.on_audio(timestamp_ms, &data, now) {
+                    AudioOutcome::ConfigChanged => s.update_transcoder(),
+                    AudioOutcome::Packet(p) => self.deliver_audio(id, p, now),
+                    AudioOutcome::Nothing => {}
+                }
+            }
+            RtmpEvent::PublishFinished => self.end_publish(conn),
+            _ => {}
+        }
+    }
+
+    fn on_publish_request(&mut self, conn: usize, request_id: u32, app: String, stream: String, query: &str, now: Instant) {
+        let key = Stream::key_of(&app, &stream);
+        let auth_key = rts_common::auth::query_param(query, "auth_key");
+        let verdict = self.cfg.ingest_auth().check(&app, &stream, None, auth_key, self.unix_us(now) / 1_000_000);
+        let busy = self.streams.lookup(&key).and_then(|id| self.streams.get(id)).is_some_and(|s| s.is_published());
+        let refusal = match (verdict, busy) {
+            (Err(f), _) => Some(format!("auth: {f}")),
+            (Ok(()), true) => Some("stream already publishing".to_string()),
+            (Ok(()), false) => None,
+        };
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        if let Some(reason) = refusal {
+            self.counters.rtmp_publish_refused += 1;
+            tracing::warn!(shard = self.id, stream = %key, peer = ?c.peer, %reason, "RTMP publish refused");
+            let _ = c.rtmp.reject_publish(request_id, &reason);
+            // Deliver the error status, then close.
+            while let Some(RtmpOutput::Transmit(data)) = c.rtmp.poll_output() {
+                self.tcp_out.push_back(TcpOutput::Send { conn, data });
+            }
+            self.push_ctl(ShardToControl::PublishRefused { app, stream, reason });
+            self.close_rtmp(conn, "publish refused");
+            return;
+        }
+        if let Err(e) = c.rtmp.accept_publish(request_id) {
+            tracing::warn!(shard = self.id, error = %e, "accept_publish failed");
+            self.close_rtmp(conn, "protocol error");
+            return;
+        }
+        let peer = c.peer;
+        let max_packet = self.cfg.webrtc.max_rtp_packet;
+        let id = self.streams.intern(&app, &stream, || Stream::new(&app, &stream, max_packet));
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.publishing = Some(id);
+        }
+        let Some(s) = self.streams.get_mut(id) else { return };
+        let old_home = s.home();
+        s.on_publish_start(conn);
+        if let Some(old_home) = old_home {
+            // It was a replica of another shard's stream: from now on the
+            // packets come from here, a new sequence space for the viewers.
+            self.rebase_viewers(id);
+            self.relay(old_home, RelayMsg::Unsubscribe { key: key.clone(), from: self.id });
+        }
+        tracing::info!(shard = self.id, stream = %key, ?peer, "RTMP publish started");
+        self.push_ctl(ShardToControl::StreamStarted { app, stream });
+    }
+
+    /// The publisher on `conn` stopped (or the connection went away).
+    pub(super) fn end_publish(&mut self, conn: usize) {
+        let Some(id) = self.conns.get_mut(&conn).and_then(|c| c.publishing.take()) else { return };
+        if let Some(s) = self.streams.get_mut(id) {
+            let l = s.latency();
+            tracing::info!(shard = self.id, stream = %s.key(), frames = s.video_frames(), viewers = s.viewers().len(),
+                latency_p50_us = l.p50_us, latency_p99_us = l.p99_us, latency_max_us = l.max_us, "RTMP publish ended");
+            let (app, stream) = (s.app().to_string(), s.name().to_string());
+            for (shard, replica) in s.on_publish_end() {
+                self.relay(shard, RelayMsg::Ended { stream: replica });
+            }
+            self.push_ctl(ShardToControl::StreamEnded { app, stream });
+        }
+        self.drop_stream_if_unused(id);
+    }
+
+    fn on_video(&mut self, id: StreamId, timestamp_ms: u32, data: &Bytes, now: Instant) {
+        let Some(stream) = self.streams.get_mut(id) else { return };
+        self.packets.clear();
+        let keyframe = match stream.on_video(timestamp_ms, data, now, &mut self.packets) {
+            Ok(VideoOutcome::Packets { keyframe }) => keyframe,
+            Ok(VideoOutcome::Nothing) => return,
+            Err(e) => {
+                tracing::debug!(shard = self.id, stream = %stream.key(), error = %e, "bad video tag dropped");
+                return;
+            }
+        };
+        let received = (!stream.viewers().is_empty()).then_some(now);
+        let frame: Arc<[Bytes]> = Arc::from(self.packets.as_slice());
+        self.packets.clear();
+        self.deliver(id, Kind::Video, frame, keyframe, received, now);
+    }
+
+    /// Delivers a stream's new packets: to every replicating shard (the same
+    /// shared packets, no copy), then to the local viewers.
+    pub(super) fn deliver(&mut self, id: StreamId, kind: Kind, packets: Arc<[Bytes]>, keyframe: bool, received: Option<Instant>, now: Instant) {
+        let Some(s) = self.streams.get_mut(id) else { return };
+        let anchor = s.anchor();
+        for &(shard, replica) in s.subscribers() {
+            self.relay_out.push_back((shard, RelayMsg::Packets { stream: replica, kind, packets: packets.clone(), keyframe, anchor }));
+        }
+        // The send is also the stream's A/V lag sample (lipsync.rs).
+        s.on_delivered(kind, &packets, now);
+        if s.viewers().is_empty() {
+            return;
+        }
+        let hint = s.av_hint(now);
+        self.work.push_back(Work::FanOut(FanOut::new(id, kind, packets, hint, received)));
+    }
+
+    /// Audio is 50 of a viewer's 80 sends per second. When paired, two
+    /// consecutive (CBR, equal-size) Opus packets go to each viewer as one
+    /// GSO sendmsg: half the audio sends for at most 20 ms more audio delay.
+    pub(super) fn deliver_audio(&mut self, id: StreamId, packet: Bytes, now: Instant) {
+        if !self.audio_paired() {
+            self.deliver(id, Kind::Audio, Arc::from([packet]), false, None, now);
+            return;
+        }
+        let Some(s) = self.streams.get_mut(id) else { return };
+        if let Some(pair) = s.pair_audio(packet, now) {
+            self.deliver(id, Kind::Audio, Arc::from(pair), false, None, now);
+        }
+    }
+
+    /// Every local viewer of `id` gets its next packets from a new sequence
+    /// space (another source of the same stream).
+    pub(super) fn rebase_viewers(&mut self, id: StreamId) {
+        let Some(s) = self.streams.get(id) else { return };
+        for &v in s.viewers() {
+            if let Some(m) = self.sessions.get_mut(v).and_then(|x| x.media.as_mut()) {
+                m.video.rebase_next();
+                m.audio.rebase_next();
+            }
+        }
+    }
+}

@@ -1,0 +1,250 @@
+//! The shard's sans-IO core: everything a shard decides (streams, viewers,
+//! RTMP ingest, ICE-lite and consent, RTCP, GOP catch-up, channel switching,
+//! replication between shards, sender reports, stats), with no sockets and
+//! no clock (str0m's shape; docs/decisions/011).
+//!
+//! Inputs are `handle_*(now, …)`; outputs are drained with `poll_transmit`
+//! (UDP, as GSO batches), `poll_tcp` (RTMP bytes and closes),
+//! `poll_control` (to control), `poll_relay` (to other shards), and
+//! `poll_timeout` says when to call `handle_timeout` next. The contract, as
+//! in str0m: after every `handle_*` call, drain `poll_transmit` until it
+//! returns None before the next `handle_*` (a delivery in progress reads the
+//! stream's viewer list, which the next input may change). Time that goes
+//! backwards is ignored.
+//!
+//! The shell (`shard.rs`) owns io_uring, the sockets and the clock; tests
+//! drive the core with a simulated clock (`core/tests`).
+
+pub mod fanout;
+pub mod session;
+pub mod stream;
+pub mod streams;
+
+mod control;
+mod ice;
+mod ingest;
+mod replication;
+mod rtcp;
+mod timers;
+mod transmit;
+
+#[cfg(test)]
+mod tests;
+
+use crate::load::LoadGovernor;
+use crate::relay::RelayMsg;
+use bytes::Bytes;
+use ingest::Ingest;
+use rts_common::config::Config;
+use rts_common::ipc::{ShardCounters, ShardToControl};
+use session::Session;
+use slab::Slab;
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddrV4;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use streams::{StreamId, StreamTable};
+use transmit::{Outbox, Work};
+
+pub use transmit::Transmits;
+
+/// What the core wants done on an RTMP connection (identified by the id
+/// the shell gave it in [`Core::handle_rtmp_open`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TcpOutput {
+    /// Bytes to write, in order.
+    Send { conn: usize, data: Bytes },
+    /// Write what is queued (best effort), then close. The core has
+    /// forgotten the connection already.
+    Close { conn: usize },
+}
+
+pub struct Core {
+    id: usize,
+    shards: usize,
+    cfg: Arc<Config>,
+    /// The latest time seen; never goes backwards.
+    now: Instant,
+    /// Wall clock anchor (an instant and the Unix time in µs at it), kept
+    /// current by the shell ([`Core::set_wallclock`]): sender reports carry
+    /// NTP time and publish tokens are checked against Unix time.
+    wall: (Instant, u64),
+    streams: StreamTable,
+    sessions: Slab<Session>,
+    by_ufrag: HashMap<String, usize>,
+    by_addr: HashMap<SocketAddrV4, usize>,
+    by_id: HashMap<u64, usize>,
+    conns: HashMap<usize, Ingest>,
+    // Transmit side (transmit.rs).
+    out: Outbox,
+    work: VecDeque<Work>,
+    /// Sessions replaying a GOP cache (paced; see transmit.rs).
+    catchup: Vec<usize>,
+    last_catchup: Instant,
+    /// Viewers whose sender reports are due (reused between rounds).
+    sr_due: Vec<usize>,
+    // Other outputs.
+    tcp_out: VecDeque<TcpOutput>,
+    ctl_out: VecDeque<ShardToControl>,
+    relay_out: VecDeque<(usize, RelayMsg)>,
+    /// State-changing relay messages a full queue handed back.
+    relay_retry: VecDeque<(usize, RelayMsg)>,
+    // Scratch, reused.
+    packets: Vec<Bytes>,
+    ids: Vec<StreamId>,
+    /// RTMP frames fanned out since the last park, with their arrival: the
+    /// server-added latency is measured at [`Core::handle_parked`].
+    delivered: Vec<(StreamId, Instant)>,
+    // Timers and load.
+    next_housekeeping: Instant,
+    next_stats: Instant,
+    next_log: Instant,
+    load: LoadGovernor,
+    parked: Option<Instant>,
+    counters: ShardCounters,
+}
+
+impl Core {
+    /// Shard `id` of `shards`, starting at `now` when the Unix time is
+    /// `unix_us`.
+    pub fn new(id: usize, shards: usize, cfg: Arc<Config>, now: Instant, unix_us: u64) -> Core {
+        Core {
+            id,
+            shards,
+            load: LoadGovernor::new(cfg.webrtc.pair_audio_when_busy, now),
+            cfg,
+            now,
+            wall: (now, unix_us),
+            streams: StreamTable::default(),
+            sessions: Slab::new(),
+            by_ufrag: HashMap::new(),
+            by_addr: HashMap::new(),
+            by_id: HashMap::new(),
+            conns: HashMap::new(),
+            out: Outbox::new(),
+            work: VecDeque::new(),
+            catchup: Vec::new(),
+            last_catchup: now,
+            sr_due: Vec::new(),
+            tcp_out: VecDeque::new(),
+            ctl_out: VecDeque::new(),
+            relay_out: VecDeque::new(),
+            relay_retry: VecDeque::new(),
+            packets: Vec::with_capacity(256),
+            ids: Vec::new(),
+            delivered: Vec::new(),
+            next_housekeeping: now + HOUSEKEEPING,
+            next_stats: now + STATS_EVERY,
+            next_log: now + LOG_EVERY,
+            parked: None,
+            counters: ShardCounters::default(),
+        }
+    }
+
+    pub fn id(&self) -> usize {
+        self.id
+    }
+
+    /// Takes `now` as the current time unless it is older, and closes the
+    /// idle period that started at [`Core::handle_parked`].
+    fn advance(&mut self, now: Instant) -> Instant {
+        if now > self.now {
+            self.now = now;
+        }
+        if let Some(p) = self.parked.take() {
+            self.load.add_idle(self.now.saturating_duration_since(p));
+        }
+        self.now
+    }
+
+    /// Re-anchors the wall clock (the shell does it about once a second).
+    pub fn set_wallclock(&mut self, now: Instant, unix_us: u64) {
+        self.wall = (now, unix_us);
+    }
+
+    /// Unix time in µs at `now`, from the wall clock anchor.
+    fn unix_us(&self, now: Instant) -> u64 {
+        let (at, us) = self.wall;
+        if now >= at {
+            us + now.duration_since(at).as_micros() as u64
+        } else {
+            us.saturating_sub(at.duration_since(now).as_micros() as u64)
+        }
+    }
+
+    /// The shell is about to wait for I/O at `now`: this turn's work is
+    /// done. RTMP frames fanned out this turn get their server-added latency
+    /// (frame in -> last viewer's packets handed to the kernel), and the
+    /// wait until the next input counts as idle for the load governor.
+    pub fn handle_parked(&mut self, now: Instant) {
+        let now = self.advance(now);
+        for (id, received) in self.delivered.drain(..) {
+            if let Some(s) = self.streams.get_mut(id) {
+                s.record_latency(now.saturating_duration_since(received).as_micros().min(u32::MAX as u128) as u32);
+            }
+        }
+        self.parked = Some(now);
+    }
+
+    /// Next message for control.
+    pub fn poll_control(&mut self) -> Option<ShardToControl> {
+        self.ctl_out.pop_front()
+    }
+
+    /// Next message for another shard: (shard, message).
+    pub fn poll_relay(&mut self) -> Option<(usize, RelayMsg)> {
+        self.relay_out.pop_front()
+    }
+
+    /// Next write or close on an RTMP connection.
+    pub fn poll_tcp(&mut self) -> Option<TcpOutput> {
+        self.tcp_out.pop_front()
+    }
+
+    /// The counters this core keeps (the shell adds its send counters).
+    pub fn counters(&self) -> &ShardCounters {
+        &self.counters
+    }
+
+    /// Whether audio is paired now (forced by config or by load).
+    pub fn audio_paired(&self) -> bool {
+        self.cfg.webrtc.pair_audio || self.load.pair_audio()
+    }
+
+    pub fn busy_share(&self) -> f64 {
+        self.load.busy()
+    }
+
+    /// Playing sessions (ICE selected a pair and media started).
+    pub fn viewers(&self) -> usize {
+        self.sessions.iter().filter(|(_, s)| s.is_playing()).count()
+    }
+
+    fn push_ctl(&mut self, msg: ShardToControl) {
+        self.ctl_out.push_back(msg);
+    }
+
+    fn relay(&mut self, to: usize, msg: RelayMsg) {
+        if to != self.id && to < self.shards {
+            self.relay_out.push_back((to, msg));
+        }
+    }
+
+    /// Removes a stream nobody publishes or watches here; a replica also
+    /// tells its home shard.
+    fn drop_stream_if_unused(&mut self, id: StreamId) {
+        if !self.streams.get(id).is_some_and(|s| s.is_unused()) {
+            return;
+        }
+        if let Some(s) = self.streams.remove(id) {
+            if let Some(home) = s.home() {
+                self.relay(home, RelayMsg::Unsubscribe { key: s.key(), from: self.id });
+            }
+        }
+    }
+}
+
+/// How often timers (consent, sender reports, load) are checked.
+const HOUSEKEEPING: Duration = Duration::from_millis(100);
+const STATS_EVERY: Duration = Duration::from_secs(1);
+const LOG_EVERY: Duration = Duration::from_secs(10);

@@ -1,0 +1,98 @@
+//! The per-frame path allocates nothing per viewer or per subscriber shard:
+//! allocations are counted (per thread, so other tests running at the same
+//! time do not disturb the count) while one frame goes through the core.
+
+use super::*;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn count() {
+    let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+}
+
+fn allocations() -> u64 {
+    ALLOCATIONS.try_with(Cell::get).unwrap_or(0)
+}
+
+// SAFETY: forwards every call to the system allocator unchanged; counting
+// touches only a thread-local cell (const-initialised, no destructor).
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count();
+        // SAFETY: the caller's contract, forwarded.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count();
+        // SAFETY: as above.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count();
+        // SAFETY: as above.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: as above.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// Allocations while 10 P-frames (after 30 to warm up) go from RTMP bytes
+/// to sent datagrams and relay messages, with `viewers` local viewers and
+/// `subscribers` replicating shards.
+fn allocations_for_ten_frames(viewers: u16, subscribers: usize) -> u64 {
+    let mut rig = Rig::shard(0, 1 + subscribers, "", Instant::now());
+    let mut p = publish(&mut rig, 1, "live", "s", 0);
+    for n in 1..=viewers {
+        Viewer::join(&mut rig, n, "live", "s");
+    }
+    for sub in 1..=subscribers {
+        rig.core.handle_relay(rig.now, sub, RelayMsg::Subscribe { key: "live/s".into(), from: sub, replica: StreamId::DANGLING });
+        rig.drain();
+    }
+    rig.advance(ms(200));
+    rig.take_relay();
+    let frames: Vec<Vec<u8>> = (1..=40).map(|i| p.encode_video(33 * i, frame(false, 2_500, i as u8))).collect();
+    let mut relayed = Vec::with_capacity(1024);
+    let mut total = 0;
+    for (i, bytes) in frames.iter().enumerate() {
+        let before = allocations();
+        rig.core.handle_rtmp_data(rig.now, p.conn, bytes);
+        let mut datagrams = 0;
+        while let Some(t) = rig.core.poll_transmit() {
+            datagrams += t.iter().map(|m| m.contents.len().div_ceil(m.segment)).sum::<usize>();
+        }
+        while let Some(r) = rig.core.poll_relay() {
+            relayed.push(r);
+        }
+        rig.core.handle_parked(rig.now);
+        let after = allocations();
+        assert_eq!(datagrams, 3 * usize::from(viewers), "every viewer got the frame");
+        assert_eq!(relayed.len(), subscribers, "one relay message per subscriber");
+        relayed.clear();
+        if i >= 30 {
+            total += after - before;
+        }
+    }
+    total
+}
+
+#[test]
+fn the_per_frame_path_allocates_nothing_per_viewer_or_subscriber() {
+    let alone = allocations_for_ten_frames(1, 0);
+    let crowd = allocations_for_ten_frames(200, 2);
+    assert_eq!(alone, crowd, "allocations for 10 frames: 1 viewer {alone}, 200 viewers and 2 subscriber shards {crowd}");
+    // What a frame does cost: RTMP chunk parsing, one buffer per packet
+    // (3) and one shared packet list.
+    assert!(alone <= 10 * 12, "{alone} allocations for 10 frames");
+}

@@ -1,0 +1,108 @@
+//! RTMP ingest: the publish decision, and publishers that go away.
+
+use super::*;
+
+const KEYED: &str = "[auth]\ningest_key = \"secret\"\nvalidity_s = 1800\n";
+/// The rig's wall clock starts at this Unix time.
+const START_UNIX: u64 = 1_700_000_000;
+
+fn refused(rig: &Rig) -> Vec<String> {
+    rig.ctl
+        .iter()
+        .filter_map(|m| match m {
+            ShardToControl::PublishRefused { reason, .. } => Some(reason.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn publish_keys_are_checked_against_the_core_clock() {
+    let mut rig = Rig::new(KEYED);
+    let token = rts_common::auth::sign_path("/live/s", "secret", START_UNIX, "r1", "0");
+    let p = Publisher::connect(&mut rig, 1, "live", &format!("s?auth_key={token}"));
+    assert!(p.accepted(), "{:?}", p.events);
+    p.drop_connection(&mut rig);
+
+    let p = Publisher::connect(&mut rig, 2, "live", "s?auth_key=1-2-3-00112233445566778899aabbccddeeff");
+    assert!(!p.accepted());
+    let p = Publisher::connect(&mut rig, 3, "live", "s");
+    assert!(!p.accepted());
+    assert_eq!(refused(&rig), vec!["auth: bad_signature".to_string(), "auth: missing".to_string()]);
+    assert_eq!(rig.closed, vec![2, 3], "refused connections are closed after the error status");
+
+    // The same token half an hour later: expired (by the simulated clock).
+    rig.advance(Duration::from_secs(1_801));
+    let p = Publisher::connect(&mut rig, 4, "live", &format!("s?auth_key={token}"));
+    assert!(!p.accepted());
+    assert_eq!(refused(&rig).last().map(String::as_str), Some("auth: expired"));
+    assert_eq!(rig.core.counters().rtmp_publish_refused, 3);
+}
+
+#[test]
+fn a_second_publisher_of_a_live_stream_is_refused() {
+    let mut rig = Rig::new("");
+    let _first = publish(&mut rig, 1, "live", "s", 0);
+    let second = Publisher::connect(&mut rig, 2, "live", "s");
+    assert!(!second.accepted());
+    assert_eq!(refused(&rig), vec!["stream already publishing".to_string()]);
+    let other = Publisher::connect(&mut rig, 3, "live", "t");
+    assert!(other.accepted(), "another stream is fine");
+}
+
+#[test]
+fn a_publisher_that_disconnects_mid_gop_and_comes_back_keeps_viewers_continuous() {
+    let mut rig = Rig::new("");
+    let mut p = publish(&mut rig, 1, "live", "s", 3);
+    let mut v = Viewer::join(&mut rig, 1, "live", "s");
+    rig.advance(ms(50));
+    p.video(&mut rig, 4 * 33, frame(false, 2_500, 4));
+    // Gone in the middle of the GOP.
+    p.drop_connection(&mut rig);
+    assert!(rig.ctl.iter().any(|m| matches!(m, ShardToControl::StreamEnded { .. })));
+    let id = rig.core.streams.lookup("live/s").expect("kept for its viewer");
+    assert!(!rig.core.streams.get(id).unwrap().is_live());
+    v.recv(&rig);
+    let before = v.video().len();
+    let last = v.video().last().map(|p| (*p).clone()).unwrap();
+    rig.advance(Duration::from_secs(2));
+
+    // It reconnects with its clock restarted at 0.
+    let mut q = Publisher::connect(&mut rig, 2, "live", "s");
+    assert!(q.accepted());
+    assert_eq!(rig.core.streams.lookup("live/s"), Some(id), "the same stream");
+    q.gop(&mut rig, 0, 1);
+    v.recv(&rig);
+    let video = v.video();
+    assert_eq!(video.len(), before + 4 + 3);
+    assert_consecutive(&video, "across the reconnect");
+    let first_new = video[before];
+    assert_eq!(first_new.payload[0] & 0x1f, 24, "resumes on a keyframe");
+    // The stream clock re-bases one 33 ms frame after the last one.
+    assert_eq!(first_new.ts.wrapping_sub(last.ts), 33 * 90, "RTP time continues, not from the publisher's 0");
+
+    // And a viewer-less stream disappears with its publisher.
+    let r = publish(&mut rig, 3, "live", "lonely", 0);
+    r.drop_connection(&mut rig);
+    assert!(rig.core.streams.lookup("live/lonely").is_none());
+}
+
+#[test]
+fn rtmp_garbage_closes_that_connection_only() {
+    let mut rig = Rig::new("");
+    let mut p = publish(&mut rig, 1, "live", "s", 0);
+    let mut v = Viewer::join(&mut rig, 1, "live", "s");
+    rig.core.handle_rtmp_open(rig.now, 2, None);
+    rig.core.handle_rtmp_data(rig.now, 2, &[3; 1537]);
+    rig.core.handle_rtmp_data(rig.now, 2, &[0xff; 4000]);
+    rig.drain();
+    assert_eq!(rig.closed, vec![2]);
+    assert_eq!(rig.core.counters().rtmp_errors, 1);
+    // Data for unknown connections is ignored.
+    rig.core.handle_rtmp_data(rig.now, 99, b"hello");
+    rig.drain();
+    rig.advance(ms(20));
+    p.video(&mut rig, 33, frame(false, 2_500, 3));
+    v.recv(&rig);
+    assert_eq!(v.video().len(), 4 + 3, "the publisher and viewer carry on");
+}

@@ -1,0 +1,140 @@
+//! Replication between cores: subscribe, snapshot, shared packets,
+//! unsubscribe, end of publish, stale ids.
+
+use super::*;
+
+fn join_remote(rig: &mut Rig, n: u16, stream: &str, home: Option<u32>) -> Viewer {
+    let v = Viewer::new(n);
+    rig.control(v.add_msg("live", stream, home));
+    v.check(rig);
+    rig.control(v.start_msg());
+    v
+}
+
+fn packets_to(relay: &[(usize, RelayMsg)]) -> Vec<(usize, Arc<[Bytes]>)> {
+    relay
+        .iter()
+        .filter_map(|(to, m)| match m {
+            RelayMsg::Packets { packets, .. } => Some((*to, packets.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn subscribe_snapshot_shared_packets_unsubscribe_and_end() {
+    let t0 = Instant::now();
+    let (mut home, mut r1, mut r2) = (Rig::shard(0, 3, "", t0), Rig::shard(1, 3, "", t0), Rig::shard(2, 3, "", t0));
+    let mut p = publish(&mut home, 1, "live", "s", 2);
+    let mut v1 = join_remote(&mut r1, 1, "s", Some(0));
+    let mut v2 = join_remote(&mut r2, 2, "s", Some(0));
+    exchange(&mut [&mut home, &mut r1, &mut r2]);
+    for r in [&mut home, &mut r1, &mut r2] {
+        r.advance(ms(50));
+    }
+    v1.recv(&r1);
+    v2.recv(&r2);
+    assert_eq!(v1.video().len(), 10, "the home's GOP via the snapshot");
+    assert_eq!(v2.video().len(), 10);
+
+    // A live frame: one message per subscriber, sharing one packet list.
+    p.video(&mut home, 99, frame(false, 2_500, 4));
+    let relay = home.take_relay();
+    let pk = packets_to(&relay);
+    assert_eq!(pk.iter().map(|(to, _)| *to).collect::<Vec<_>>(), vec![1, 2]);
+    assert!(Arc::ptr_eq(&pk[0].1, &pk[1].1), "subscribers share the packets, no copy each");
+    for (to, msg) in relay {
+        let r = if to == 1 { &mut r1 } else { &mut r2 };
+        r.core.handle_relay(r.now, 0, msg);
+        r.drain();
+    }
+    v1.recv(&r1);
+    v2.recv(&r2);
+    assert_eq!((v1.video().len(), v2.video().len()), (13, 13));
+    assert_consecutive(&v1.video(), "replica viewer");
+    assert_eq!(v1.video()[0].ssrc, v2.video()[0].ssrc);
+
+    // v1 leaves: shard 1 drops its replica and unsubscribes.
+    r1.control(ControlToShard::RemoveSession { session: v1.session, reason: "bye".into() });
+    assert!(r1.core.streams.is_empty());
+    exchange(&mut [&mut home, &mut r1, &mut r2]);
+    p.video(&mut home, 132, frame(false, 2_500, 5));
+    let pk = packets_to(&home.relay);
+    assert_eq!(pk.iter().map(|(to, _)| *to).collect::<Vec<_>>(), vec![2], "only shard 2 still subscribes");
+    exchange(&mut [&mut home, &mut r1, &mut r2]);
+    v2.recv(&r2);
+    assert_eq!(v2.video().len(), 16);
+
+    // The publisher leaves: the replica is no longer live but keeps its viewer.
+    p.drop_connection(&mut home);
+    assert!(home.ctl.iter().any(|m| matches!(m, ShardToControl::StreamEnded { .. })));
+    exchange(&mut [&mut home, &mut r1, &mut r2]);
+    let id = r2.core.streams.lookup("live/s").unwrap();
+    let s = r2.core.streams.get(id).unwrap();
+    assert!(!s.is_live() && s.viewers().len() == 1);
+    assert!(home.core.streams.is_empty(), "nothing left at home");
+}
+
+#[test]
+fn a_waiting_viewer_replicates_once_the_stream_goes_live_elsewhere() {
+    let t0 = Instant::now();
+    let (mut home, mut r1) = (Rig::shard(0, 2, "", t0), Rig::shard(1, 2, "", t0));
+    let mut v = join_remote(&mut r1, 1, "s", None);
+    let _p = publish(&mut home, 1, "live", "s", 1);
+    assert!(home.ctl.iter().any(|m| matches!(m, ShardToControl::StreamStarted { .. })));
+    // Control tells every other shard where the stream went live.
+    r1.control(ControlToShard::StreamHome { app: "live".into(), stream: "s".into(), shard: 0 });
+    r1.control(ControlToShard::StreamHome { app: "live".into(), stream: "s".into(), shard: 0 }); // repeated
+    let subs = r1.relay.iter().filter(|(_, m)| matches!(m, RelayMsg::Subscribe { .. })).count();
+    assert_eq!(subs, 1, "one subscription");
+    exchange(&mut [&mut home, &mut r1]);
+    r1.advance(ms(50));
+    v.recv(&r1);
+    assert_eq!(v.video().len(), 7, "starts from the snapshot");
+    // StreamHome for a stream nobody waits for creates nothing.
+    r1.control(ControlToShard::StreamHome { app: "live".into(), stream: "other".into(), shard: 0 });
+    assert!(r1.core.streams.lookup("live/other").is_none());
+}
+
+#[test]
+fn stale_relay_messages_are_ignored() {
+    let t0 = Instant::now();
+    let (mut home, mut r1) = (Rig::shard(0, 2, "", t0), Rig::shard(1, 2, "", t0));
+    let mut p = publish(&mut home, 1, "live", "s", 0);
+    let v = join_remote(&mut r1, 1, "s", Some(0));
+    exchange(&mut [&mut home, &mut r1]);
+    // The viewer leaves; before the unsubscription arrives, the home sends
+    // a frame to the replica's old id, and shard 1 makes a new stream that
+    // takes the freed slot.
+    r1.control(ControlToShard::RemoveSession { session: v.session, reason: "bye".into() });
+    r1.take_relay();
+    let _q = publish(&mut r1, 7, "live", "t", 0);
+    let mut w = Viewer::join(&mut r1, 2, "live", "t");
+    r1.advance(ms(50));
+    w.recv(&r1);
+    let before = w.video().len();
+    p.video(&mut home, 33, frame(false, 2_500, 9));
+    for (_, msg) in home.take_relay() {
+        r1.core.handle_relay(r1.now, 0, msg);
+        r1.drain();
+    }
+    w.recv(&r1);
+    assert_eq!(w.video().len(), before, "the old stream's packets reached nobody");
+    // Messages from a shard that is not the stream's home are ignored too.
+    let id = r1.core.streams.lookup("live/t").unwrap();
+    r1.core.handle_relay(r1.now, 0, RelayMsg::Ended { stream: id });
+    assert!(r1.core.streams.get(id).unwrap().is_published());
+    r1.core.handle_relay(r1.now, 0, RelayMsg::Subscribe { key: "live/missing".into(), from: 0, replica: StreamId::DANGLING });
+    r1.drain();
+    assert!(matches!(r1.take_relay().as_slice(), [(0, RelayMsg::Ended { .. })]), "subscribing to a stream not published here ends at once");
+}
+
+#[test]
+fn full_relay_queues_drop_media_and_retry_the_rest() {
+    let mut rig = Rig::shard(0, 2, "", Instant::now());
+    rig.core.handle_relay_full(1, RelayMsg::Packets { stream: StreamId::DANGLING, kind: Kind::Video, packets: Arc::from([]), keyframe: false, anchor: None });
+    rig.core.handle_relay_full(1, RelayMsg::Unsubscribe { key: "live/s".into(), from: 0 });
+    assert_eq!((rig.core.counters().relay_dropped, rig.core.counters().relay_retried), (1, 1));
+    rig.advance(ms(2));
+    assert!(matches!(rig.take_relay().as_slice(), [(1, RelayMsg::Unsubscribe { .. })]), "retried");
+}

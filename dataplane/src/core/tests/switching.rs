@@ -1,0 +1,91 @@
+//! Channel switch on one session: continuity, and refusals.
+
+use super::*;
+
+fn switch(rig: &mut Rig, v: &Viewer, stream: &str, home: Option<u32>) -> (bool, String) {
+    rig.control(ControlToShard::SwitchStream { session: v.session, app: "live".into(), stream: stream.into(), home_shard: home });
+    match rig.ctl.iter().rev().find(|m| matches!(m, ShardToControl::SwitchDone { .. })) {
+        Some(ShardToControl::SwitchDone { ok, reason, .. }) => (*ok, reason.clone()),
+        _ => panic!("no SwitchDone"),
+    }
+}
+
+#[test]
+fn switch_keeps_ssrc_sequence_and_time_continuous_and_starts_on_a_keyframe() {
+    let mut rig = Rig::new("");
+    let mut a = publish(&mut rig, 1, "live", "a", 4);
+    let mut b = Publisher::connect(&mut rig, 2, "live", "b");
+    // Stream b's clock is far from a's.
+    b.gop(&mut rig, 500_000, 2);
+    let mut v = Viewer::join(&mut rig, 1, "live", "a");
+    rig.advance(ms(50));
+    a.video(&mut rig, 5 * 33, frame(false, 2_500, 5));
+    a.audio(&mut rig, 5 * 33, opus(1));
+    v.recv(&rig);
+    let before = v.rtp.len();
+    let (last_v, last_a) = (v.video().last().map(|p| (*p).clone()).unwrap(), v.audio().last().map(|p| (*p).clone()).unwrap());
+
+    assert_eq!(switch(&mut rig, &v, "b", None), (true, String::new()));
+    rig.advance(ms(50));
+    b.video(&mut rig, 500_000 + 3 * 33, frame(false, 2_500, 7));
+    b.audio(&mut rig, 500_000 + 3 * 33, opus(2));
+    // Stream a goes on; its packets must not reach the viewer any more.
+    a.video(&mut rig, 6 * 33, frame(false, 2_500, 6));
+    v.recv(&rig);
+    let after: Vec<&Rtp> = v.rtp[before..].iter().collect();
+    let video: Vec<&&Rtp> = after.iter().filter(|p| p.pt == VIDEO_PT).collect();
+    assert_eq!(video.len(), 4 + 2 * 3 + 3, "b's GOP then its live frame");
+    assert!(video.iter().all(|p| p.ssrc == last_v.ssrc), "the answer's SSRC stays");
+    assert_eq!(video[0].seq, last_v.seq.wrapping_add(1), "sequence continues across the switch");
+    for w in video.windows(2) {
+        assert_eq!(w[1].seq, w[0].seq.wrapping_add(1));
+    }
+    assert_eq!(video[0].ts, last_v.ts.wrapping_add(3000), "time advances one frame, not to b's clock");
+    assert_eq!(video[0].payload[0] & 0x1f, 24, "starts with b's keyframe (STAP-A with SPS/PPS)");
+    assert!(video.iter().all(|p| p.payload.len() < 3 || p.payload[2..].iter().all(|&x| x != 6)), "nothing of a after the switch");
+    let audio: Vec<&&Rtp> = after.iter().filter(|p| p.pt == AUDIO_PT).collect();
+    assert_eq!(audio.len(), 1);
+    assert_eq!((audio[0].ssrc, audio[0].seq), (last_a.ssrc, last_a.seq.wrapping_add(1)));
+    assert_eq!(audio[0].ts, last_a.ts.wrapping_add(960));
+    let vs = rig.core.streams.lookup("live/b").and_then(|id| rig.core.streams.get(id)).unwrap();
+    assert_eq!(vs.viewers().len(), 1);
+    let va = rig.core.streams.lookup("live/a").and_then(|id| rig.core.streams.get(id)).unwrap();
+    assert!(va.viewers().is_empty());
+}
+
+#[test]
+fn switch_to_a_stream_that_is_not_live_is_refused_and_changes_nothing() {
+    let mut rig = Rig::new("");
+    let mut a = publish(&mut rig, 1, "live", "a", 0);
+    let mut v = Viewer::join(&mut rig, 1, "live", "a");
+    assert_eq!(switch(&mut rig, &v, "nobody", None), (false, "stream is not live".to_string()));
+    assert_eq!(switch(&mut rig, &v, "nobody", Some(0)), (false, "stream is not live".to_string()), "home here but not published");
+    assert!(rig.core.streams.lookup("live/nobody").is_none(), "no stream entry left behind");
+    rig.advance(ms(50));
+    let n = {
+        v.recv(&rig);
+        v.video().len()
+    };
+    a.video(&mut rig, 33, frame(false, 2_500, 3));
+    v.recv(&rig);
+    assert_eq!(v.video().len(), n + 3, "still playing a");
+    // A session that is not playing yet cannot switch.
+    let w = Viewer::new(2);
+    rig.control(w.add_msg("live", "a", None));
+    assert_eq!(switch(&mut rig, &w, "a", None), (false, "session is not playing yet".to_string()));
+}
+
+#[test]
+fn repeated_switches_leave_the_viewer_on_exactly_one_stream() {
+    let mut rig = Rig::new("");
+    let _a = publish(&mut rig, 1, "live", "a", 0);
+    let _b = publish(&mut rig, 2, "live", "b", 0);
+    let v = Viewer::join(&mut rig, 1, "live", "a");
+    for _ in 0..3 {
+        assert!(switch(&mut rig, &v, "b", None).0);
+        assert!(switch(&mut rig, &v, "a", None).0);
+    }
+    // Published streams stay; the viewer is on exactly one of them.
+    let viewers = |k: &str| rig.core.streams.lookup(k).and_then(|id| rig.core.streams.get(id)).map(|s| s.viewers().len());
+    assert_eq!((viewers("live/a"), viewers("live/b")), (Some(1), Some(0)));
+}

@@ -1,0 +1,88 @@
+//! The transmit side: a delivery larger than one batch resumes where it
+//! stopped, and every viewer gets every packet once, in order.
+
+use super::*;
+use crate::batch::SHARD_BATCH_MESSAGES;
+
+/// FU-A packets of a NAL unit of `len` bytes at the default 1,200-byte
+/// packets (12-byte RTP header, 2 FU bytes; the NAL header is not repeated).
+fn fu_packets(len: usize) -> usize {
+    (len - 1).div_ceil(1_200 - 12 - 2)
+}
+
+#[test]
+fn a_keyframe_to_many_viewers_spans_batches_without_loss_or_repeat() {
+    let mut rig = Rig::new("");
+    let mut p = publish(&mut rig, 1, "live", "s", 0);
+    let mut viewers: Vec<Viewer> = (1..=100).map(|n| Viewer::join(&mut rig, n, "live", "s")).collect();
+    rig.advance(ms(100));
+    for v in &mut viewers {
+        v.recv(&rig);
+    }
+    rig.batches.clear();
+    // A 40 KB keyframe and a P-frame to 100 viewers.
+    let per_viewer = 1 + fu_packets(40_000) + fu_packets(2_500);
+    p.video(&mut rig, 33, frame(true, 40_000, 7));
+    p.video(&mut rig, 66, frame(false, 2_500, 8));
+    assert!(rig.batches.len() > 10, "{} batches", rig.batches.len());
+    for &(_, messages) in &rig.batches {
+        assert!(messages <= SHARD_BATCH_MESSAGES, "{messages} messages in one batch");
+    }
+    let total: usize = rig.batches.iter().map(|b| b.0).sum();
+    assert_eq!(total, 100 * per_viewer);
+    for v in &mut viewers {
+        let before = v.video().len();
+        v.recv(&rig);
+        let video = v.video();
+        assert_eq!(video.len() - before, per_viewer, "viewer {}", v.session);
+        assert_consecutive(&video, "one viewer");
+        let key = &video[before + 1..before + 1 + fu_packets(40_000)];
+        let payload: usize = key.iter().map(|p| p.payload.len() - 2).sum();
+        assert_eq!(payload, 40_000 - 1, "the keyframe's bytes, once");
+    }
+}
+
+#[test]
+fn a_viewer_that_did_not_negotiate_audio_gets_video_only() {
+    let mut rig = Rig::new("");
+    let mut p = publish(&mut rig, 1, "live", "s", 0);
+    let mut v = Viewer::new(1);
+    rig.control(v.add_msg("live", "s", None));
+    v.check(&mut rig);
+    let ControlToShard::StartMedia { session, srtp_profile, local_key, local_salt, remote_key, remote_salt, video_pt, video_playout_delay_id, .. } = v.start_msg() else {
+        unreachable!()
+    };
+    rig.control(ControlToShard::StartMedia { session, srtp_profile, local_key, local_salt, remote_key, remote_salt, video_pt, audio_pt: None, video_playout_delay_id });
+    rig.advance(ms(20));
+    p.audio(&mut rig, 10, opus(1));
+    p.video(&mut rig, 33, frame(false, 2_500, 2));
+    v.recv(&rig);
+    assert!(v.audio().is_empty());
+    assert_eq!(v.video().len(), 4 + 3);
+}
+
+#[test]
+fn the_playout_delay_extension_is_on_every_video_packet_of_a_viewer_that_asked() {
+    let mut rig = Rig::new("");
+    let mut p = publish(&mut rig, 1, "live", "s", 0);
+    let v = Viewer::new(1);
+    rig.control(v.add_msg("live", "s", None));
+    v.check(&mut rig);
+    let ControlToShard::StartMedia { session, srtp_profile, local_key, local_salt, remote_key, remote_salt, video_pt, audio_pt, .. } = v.start_msg() else {
+        unreachable!()
+    };
+    rig.control(ControlToShard::StartMedia { session, srtp_profile, local_key, local_salt, remote_key, remote_salt, video_pt, audio_pt, video_playout_delay_id: Some(6) });
+    rig.advance(ms(20));
+    p.video(&mut rig, 33, frame(false, 2_500, 2));
+    let mut rx = SrtpContext::new(Profile::AeadAes128Gcm, &v.keys[0], &v.keys[1]).unwrap();
+    let mut n = 0;
+    for s in rig.sent.iter().filter(|s| s.dst == v.addr && rts_stun::classify(&s.data) == PacketKind::Rtp) {
+        let mut d = s.data.clone();
+        let len = rx.unprotect_rtp(&mut d).unwrap();
+        let h = rts_rtp::RtpHeader::parse(&d[..len]).unwrap();
+        let pd = rts_rtp::hdrext::one_byte_extension(&d[..len], &h, 6).and_then(rts_rtp::hdrext::PlayoutDelay::parse);
+        assert_eq!(pd.map(|p| p.min), Some(1), "the 10 ms floor for a stream without audio");
+        n += 1;
+    }
+    assert_eq!(n, 4 + 3);
+}

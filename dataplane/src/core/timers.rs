@@ -1,0 +1,159 @@
+//! Everything the core does because time passed: GOP catch-up steps, the
+//! transcoders' output and the audio pacer, consent and handshake expiry,
+//! sender reports, load, stats.
+
+use super::stream::Kind;
+use super::transmit::CATCHUP_STEP;
+use super::{Core, HOUSEKEEPING, LOG_EVERY, STATS_EVERY};
+use crate::transcode::Transcoded;
+use rts_common::ipc::{ShardStats, ShardToControl};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A session that never completes ICE+DTLS is dropped after this.
+pub(super) const PENDING_TIMEOUT: Duration = Duration::from_secs(30);
+/// Transcoder workers are polled this often while they run.
+const TRANSCODER_POLL: Duration = Duration::from_millis(1);
+/// Relay messages handed back by a full queue are retried this often.
+const RELAY_RETRY: Duration = Duration::from_millis(1);
+
+impl Core {
+    /// When [`Core::handle_timeout`] is due next.
+    pub fn poll_timeout(&self) -> Instant {
+        let mut t = self.next_housekeeping;
+        if !self.catchup.is_empty() {
+            t = t.min(self.last_catchup + CATCHUP_STEP);
+        }
+        if !self.relay_retry.is_empty() {
+            t = t.min(self.now + RELAY_RETRY);
+        }
+        for (_, s) in self.streams.iter() {
+            if s.has_transcoder() {
+                t = t.min(self.now + TRANSCODER_POLL);
+            }
+            if let Some(due) = s.audio_due() {
+                t = t.min(due);
+            }
+        }
+        t
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let now = self.advance(now);
+        while let Some(m) = self.relay_retry.pop_front() {
+            self.relay_out.push_back(m);
+        }
+        if !self.catchup.is_empty() && now >= self.last_catchup + CATCHUP_STEP {
+            self.queue_catchup(now);
+        }
+        self.poll_transcoders(now);
+        if now >= self.next_housekeeping {
+            self.housekeeping(now);
+        }
+    }
+
+    /// Fans out what the transcoder workers produced (Opus audio, re-encoded
+    /// video) and audio that is due (paired or paced).
+    fn poll_transcoders(&mut self, now: Instant) {
+        let pace_audio = self.cfg.webrtc.pace_audio;
+        let mut ids = std::mem::take(&mut self.ids);
+        ids.clear();
+        ids.extend(self.streams.ids());
+        for &id in &ids {
+            if let Some(p) = self.streams.get_mut(id).and_then(|s| s.flush_audio_hold(now)) {
+                self.deliver(id, Kind::Audio, Arc::from([p]), false, None, now);
+            }
+            while let Some(t) = self.streams.get_mut(id).and_then(|s| s.poll_transcoder(now)) {
+                let Some(s) = self.streams.get_mut(id) else { break };
+                match t {
+                    Transcoded::Opus { data, rtp_ts, .. } => {
+                        let p = s.on_opus(&data, rtp_ts);
+                        if pace_audio {
+                            s.pace_audio(p, rtp_ts, now);
+                        } else {
+                            self.deliver_audio(id, p, now);
+                        }
+                    }
+                    Transcoded::Video { nalus, pts_ms, keyframe, .. } => {
+                        self.packets.clear();
+                        s.on_reencoded(&nalus, pts_ms, keyframe, now, &mut self.packets);
+                        if !self.packets.is_empty() {
+                            let frame = Arc::from(self.packets.as_slice());
+                            self.packets.clear();
+                            self.deliver(id, Kind::Video, frame, keyframe, None, now);
+                        }
+                    }
+                }
+            }
+            while let Some(p) = self.streams.get_mut(id).and_then(|s| s.pop_paced_audio(now)) {
+                self.deliver_audio(id, p, now);
+            }
+        }
+        self.ids = ids;
+    }
+
+    fn housekeeping(&mut self, now: Instant) {
+        self.next_housekeeping = now + HOUSEKEEPING;
+        let was = self.load.pair_audio();
+        self.load.tick(now);
+        if self.load.pair_audio() != was {
+            tracing::info!(shard = self.id, busy = self.load.busy(), paired = self.load.pair_audio(), "audio pairing switched by load");
+        }
+        let consent = Duration::from_secs(self.cfg.webrtc.consent_timeout_s);
+        let expired: Vec<(u64, &'static str)> = self
+            .sessions
+            .iter()
+            .filter_map(|(_, s)| {
+                if s.media.is_none() && now.saturating_duration_since(s.created) > PENDING_TIMEOUT {
+                    Some((s.id, "ICE/DTLS did not complete"))
+                } else if now.saturating_duration_since(s.last_consent) > consent {
+                    Some((s.id, "consent expired"))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        for (id, why) in expired {
+            self.remove_session(id, why);
+        }
+        self.queue_sender_reports(now);
+        if now >= self.next_stats {
+            self.next_stats = now + STATS_EVERY;
+            self.report_stats();
+        }
+        if now >= self.next_log {
+            self.next_log = now + LOG_EVERY;
+            for (_, s) in self.streams.iter().filter(|(_, s)| !s.viewers().is_empty()) {
+                s.log_stats(self.id);
+            }
+        }
+    }
+
+    /// Stats for control: the shard's counters (the shell fills in its own:
+    /// sockets, sends, rings) and one message per stream.
+    pub(super) fn report_stats(&mut self) {
+        let viewers = self.viewers() as u64;
+        let c = &mut self.counters;
+        c.sessions = self.sessions.len() as u64;
+        c.viewers = viewers;
+        c.streams = self.streams.len() as u64;
+        c.transmit_overflow = self.out.overflowed;
+        let stats = ShardStats {
+            shard: self.id as u32,
+            core: None,
+            pinned: false,
+            udp_port: 0,
+            gso: false,
+            uring_fixed_files: false,
+            busy_permille: (self.load.busy() * 1000.0).round() as u32,
+            audio_paired: self.audio_paired(),
+            counters: self.counters,
+        };
+        self.push_ctl(ShardToControl::Stats(stats));
+        let shard = self.id as u32;
+        let all: Vec<_> = self.streams.iter().map(|(_, s)| s.stats(shard)).collect();
+        for s in all {
+            self.push_ctl(ShardToControl::StreamStats(s));
+        }
+    }
+}
