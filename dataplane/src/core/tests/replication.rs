@@ -101,29 +101,38 @@ fn stale_relay_messages_are_ignored() {
     let t0 = Instant::now();
     let (mut home, mut r1) = (Rig::shard(0, 2, "", t0), Rig::shard(1, 2, "", t0));
     let mut p = publish(&mut home, 1, "live", "s", 0);
+    let _q = publish(&mut home, 2, "live", "u", 0);
     let v = join_remote(&mut r1, 1, "s", Some(0));
     exchange(&mut [&mut home, &mut r1]);
-    // The viewer leaves; before the unsubscription arrives, the home sends
-    // a frame to the replica's old id, and shard 1 makes a new stream that
-    // takes the freed slot.
+    let old = r1.core.streams.lookup("live/s").unwrap();
+    // The viewer leaves; its unsubscription is lost in flight, so the home
+    // still sends to the replica's old id. Meanwhile shard 1 makes a replica
+    // of another stream of the same home, which takes the freed slot: only
+    // the id's generation tells the two apart.
     r1.control(ControlToShard::RemoveSession { session: v.session, reason: "bye".into() });
     r1.take_relay();
-    let _q = publish(&mut r1, 7, "live", "t", 0);
-    let mut w = Viewer::join(&mut r1, 2, "live", "t");
+    let mut w = join_remote(&mut r1, 2, "u", Some(0));
+    exchange(&mut [&mut home, &mut r1]);
+    let new = r1.core.streams.lookup("live/u").unwrap();
+    assert_ne!(old, new);
     r1.advance(ms(50));
     w.recv(&r1);
     let before = w.video().len();
+    assert_eq!(before, 4, "u's snapshot");
     p.video(&mut home, 33, frame(false, 2_500, 9));
-    for (_, msg) in home.take_relay() {
+    let relay = home.take_relay();
+    assert!(matches!(relay.as_slice(), [(1, RelayMsg::Packets { stream, .. })] if *stream == old), "sent to the stale id");
+    for (_, msg) in relay {
         r1.core.handle_relay(r1.now, 0, msg);
         r1.drain();
     }
     w.recv(&r1);
-    assert_eq!(w.video().len(), before, "the old stream's packets reached nobody");
+    assert_eq!(w.video().len(), before, "s's packets reached nobody");
     // Messages from a shard that is not the stream's home are ignored too.
-    let id = r1.core.streams.lookup("live/t").unwrap();
-    r1.core.handle_relay(r1.now, 0, RelayMsg::Ended { stream: id });
-    assert!(r1.core.streams.get(id).unwrap().is_published());
+    let _t = publish(&mut r1, 7, "live", "t", 0);
+    let t = r1.core.streams.lookup("live/t").unwrap();
+    r1.core.handle_relay(r1.now, 0, RelayMsg::Ended { stream: t });
+    assert!(r1.core.streams.get(t).unwrap().is_published());
     r1.core.handle_relay(r1.now, 0, RelayMsg::Subscribe { key: "live/missing".into(), from: 0, replica: StreamId::DANGLING });
     r1.drain();
     assert!(matches!(r1.take_relay().as_slice(), [(0, RelayMsg::Ended { .. })]), "subscribing to a stream not published here ends at once");
