@@ -95,6 +95,7 @@ fn make_viewers(n: usize, dst_ip: Ipv4Addr, base_port: u16) -> Vec<Viewer> {
                     packets_out: 0,
                     started_at: std::time::Instant::now(),
                     next_sr: std::time::Instant::now(),
+                    repair: rts_dataplane::core::repair::Repair::new(true, None),
                 },
                 dst: SocketAddrV4::new(dst_ip, base_port.wrapping_add((i % 1000) as u16)),
             }
@@ -161,7 +162,7 @@ fn deliver(viewers: &mut [Viewer], kind: Kind, packets: &[Bytes], hint: PlayoutH
     for v in viewers.iter_mut() {
         let mut rest = packets;
         loop {
-            let sent = send_items(&mut v.media, v.dst, None, kind, rest, hint, batch);
+            let sent = send_items(&mut v.media, v.dst, None, kind, rest, None, hint, batch);
             rest = &rest[sent.packets..];
             if !sent.full {
                 break;
@@ -287,7 +288,7 @@ fn run_uring(viewers: &mut [Viewer], seconds: usize, zero_copy: bool) -> Run {
             for p in items {
                 let mut header = [0u8; rts_dataplane::core::session::RTP_HEADER_MAX];
                 let kind = if p.len() > 500 { Kind::Video } else { Kind::Audio };
-                let Some(hlen) = v.media.track(kind).rewrite(&p[..12], &mut header, 1) else {
+                let Some(hlen) = v.media.track(kind).rewrite(&p[..12], &mut header, 1, false) else {
                     continue;
                 };
                 if let Ok(k) = v.media.tx.protect_rtp(&header[..hlen], &p[12..], &mut slot.buf[len..]) {

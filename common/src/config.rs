@@ -68,6 +68,14 @@ pub struct WebrtcConfig {
     /// sync from the first frame instead of after the receiver's own sync
     /// has slewed for seconds.
     pub playout_delay_hint: bool,
+    /// Answer viewers' NACKs with retransmissions from each stream's shared
+    /// history (RTX when negotiated), and restart a viewer that sends a
+    /// PLI/FIR from the GOP cache. False: NACKs are only counted (to
+    /// measure the difference).
+    pub nack: bool,
+    /// Send audio as RED (RFC 2198, two earlier Opus frames per packet) to
+    /// viewers that offer `red/48000/2`.
+    pub red: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -136,6 +144,8 @@ impl Default for WebrtcConfig {
             pair_audio_when_busy: 0.75,
             pace_audio: true,
             playout_delay_hint: true,
+            nack: true,
+            red: true,
         }
     }
 }

@@ -51,6 +51,13 @@ pub enum ControlToShard {
         /// Header extension id of the playout-delay extension on video,
         /// when the viewer negotiated it.
         video_playout_delay_id: Option<u8>,
+        /// RTX payload type and SSRC (the answer's `a=ssrc-group:FID`), when
+        /// the viewer offered RTX for the video codec.
+        video_rtx: Option<(u8, u32)>,
+        /// The viewer sends generic NACK for video.
+        video_nack: bool,
+        /// RED payload type for audio, when negotiated.
+        audio_red_pt: Option<u8>,
     },
     RemoveSession { session: u64, reason: String },
     /// Move a playing session to another stream on the same shard, without
@@ -77,6 +84,39 @@ pub enum ShardToControl {
     /// Per-stream figures (one message per stream, so a shard with many
     /// streams never overflows a ring slot).
     StreamStats(StreamStats),
+    /// Receiver feedback and repair figures of up to [`VIEWER_STATS_PER_MESSAGE`]
+    /// playing sessions.
+    ViewerStats(Vec<ViewerStats>),
+}
+
+/// Sessions per `ViewerStats` message: at most ~135 bytes each encoded, so
+/// a message fits the smallest ring slot (`[dataplane] ring_slot_size` >= 2048).
+pub const VIEWER_STATS_PER_MESSAGE: usize = 12;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ViewerStats {
+    pub session: u64,
+    /// Round-trip time from the viewer's receiver reports (LSR/DLSR), ms.
+    pub rtt_ms: Option<u32>,
+    /// Fraction of video lost in the viewer's last report, in 1/256.
+    pub fraction_lost: u8,
+    pub cumulative_lost: i32,
+    pub packets_out: u64,
+    pub bytes_out: u64,
+    /// Sequence numbers the viewer reported lost (NACK).
+    pub nacked: u64,
+    /// Retransmissions sent (RTX or on the media SSRC) and their bytes.
+    pub resent: u64,
+    pub resent_bytes: u64,
+    /// NACKed packets not resent: within the RTT, over `MAX_RESENDS`, over
+    /// the budget, no longer in the history, or from before a switch.
+    pub suppressed_rtt: u64,
+    pub over_max_resends: u64,
+    pub over_budget: u64,
+    pub not_in_history: u64,
+    pub stale: u64,
+    pub plis: u64,
+    pub gop_restarts: u64,
 }
 
 impl ShardToControl {
@@ -85,7 +125,7 @@ impl ShardToControl {
     /// records. Every other message changes control's state and must be
     /// delivered.
     pub fn is_droppable(&self) -> bool {
-        matches!(self, ShardToControl::Stats(_) | ShardToControl::StreamStats(_) | ShardToControl::DtlsFromPeer { .. })
+        matches!(self, ShardToControl::Stats(_) | ShardToControl::StreamStats(_) | ShardToControl::ViewerStats(_) | ShardToControl::DtlsFromPeer { .. })
     }
 }
 
@@ -118,6 +158,13 @@ pub struct ShardCounters {
     pub relay_retried: u64,
     /// Datagrams that waited for room in the send batch.
     pub transmit_overflow: u64,
+    /// Loss repair, summed over the shard's viewers (see `ViewerStats`).
+    pub nacked: u64,
+    pub resent: u64,
+    pub resent_bytes: u64,
+    pub resend_refused: u64,
+    pub gop_restarts: u64,
+    pub red_packets: u64,
     pub rtmp_connections: u64,
     pub rtmp_errors: u64,
     pub rtmp_publish_refused: u64,
@@ -216,6 +263,33 @@ mod tests {
         assert_eq!(decode::<ControlToShard>(&b).unwrap(), m);
         assert!(decode::<ControlToShard>(&[0xff, 0xff, 0xff]).is_err());
         assert!(decode::<ControlToShard>(&b[..b.len() / 2]).is_err());
+    }
+
+    #[test]
+    fn a_full_viewer_stats_message_fits_the_smallest_ring_slot() {
+        let worst = ViewerStats {
+            session: u64::MAX,
+            rtt_ms: Some(u32::MAX),
+            fraction_lost: 255,
+            cumulative_lost: i32::MIN,
+            packets_out: u64::MAX,
+            bytes_out: u64::MAX,
+            nacked: u64::MAX,
+            resent: u64::MAX,
+            resent_bytes: u64::MAX,
+            suppressed_rtt: u64::MAX,
+            over_max_resends: u64::MAX,
+            over_budget: u64::MAX,
+            not_in_history: u64::MAX,
+            stale: u64::MAX,
+            plis: u64::MAX,
+            gop_restarts: u64::MAX,
+        };
+        let m = ShardToControl::ViewerStats(vec![worst; VIEWER_STATS_PER_MESSAGE]);
+        let b = encode(&m);
+        // Slots carry a 4-byte length; the smallest slot the config allows is 2048.
+        assert!(b.len() <= 2048 - 4, "{} bytes", b.len());
+        assert_eq!(decode::<ShardToControl>(&b).unwrap(), m);
     }
 
     #[test]

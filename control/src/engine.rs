@@ -7,7 +7,7 @@
 //! is on the media path: a dead control stops only signaling.
 
 use rts_common::config::Config;
-use rts_common::ipc::{self, ControlToShard, ShardStats, ShardToControl, StreamStats};
+use rts_common::ipc::{self, ControlToShard, ShardStats, ShardToControl, StreamStats, ViewerStats};
 use rts_common::shm::{Consumer, Producer, ShmRegion};
 use rts_dtls::{DtlsContext, DtlsEndpoint, DtlsEvent};
 use std::collections::{BTreeMap, HashMap};
@@ -24,12 +24,22 @@ struct CtlSession {
     /// sha-256 fingerprint the viewer put in its offer; the DTLS peer
     /// certificate must match it.
     remote_fingerprint: Option<String>,
-    video_pt: Option<u8>,
-    audio_pt: Option<u8>,
-    video_playout_delay_id: Option<u8>,
+    media: MediaParams,
     created: Instant,
     connected: bool,
     peer: Option<SocketAddr>,
+}
+
+/// What the answer negotiated, for the shard's `StartMedia`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MediaParams {
+    pub video_pt: Option<u8>,
+    pub audio_pt: Option<u8>,
+    pub video_playout_delay_id: Option<u8>,
+    /// RTX payload type and SSRC, when the viewer offered RTX.
+    pub video_rtx: Option<(u8, u32)>,
+    pub video_nack: bool,
+    pub audio_red_pt: Option<u8>,
 }
 
 #[derive(Default, Clone, serde::Serialize)]
@@ -65,6 +75,8 @@ struct Inner {
     assigned: Vec<u64>,
     /// Channel switches waiting for their shard's answer.
     switches: HashMap<u64, std::sync::mpsc::Sender<Result<(), String>>>,
+    /// Latest receiver feedback and repair figures per playing session.
+    viewer_stats: HashMap<u64, ViewerStats>,
 }
 
 pub struct Engine {
@@ -85,9 +97,7 @@ pub struct NewSession {
     pub local_pwd: String,
     pub remote_ufrag: String,
     pub remote_fingerprint: Option<String>,
-    pub video_pt: Option<u8>,
-    pub audio_pt: Option<u8>,
-    pub video_playout_delay_id: Option<u8>,
+    pub media: MediaParams,
     pub home_shard: Option<usize>,
 }
 
@@ -214,9 +224,7 @@ impl Engine {
                     stream: s.stream.clone(),
                     dtls,
                     remote_fingerprint: s.remote_fingerprint,
-                    video_pt: s.video_pt,
-                    audio_pt: s.audio_pt,
-                    video_playout_delay_id: s.video_playout_delay_id,
+                    media: s.media,
                     created: Instant::now(),
                     connected: false,
                     peer: None,
@@ -270,6 +278,13 @@ impl Engine {
         let r = rx.recv_timeout(Duration::from_secs(2)).unwrap_or_else(|_| Err("shard did not answer".into()));
         self.state().switches.remove(&session);
         r
+    }
+
+    /// Receiver feedback and repair figures of the playing sessions.
+    pub fn viewer_stats(&self) -> Vec<ViewerStats> {
+        let mut v: Vec<ViewerStats> = self.state().viewer_stats.values().copied().collect();
+        v.sort_by_key(|s| s.session);
+        v
     }
 
     pub fn streams(&self) -> Vec<StreamView> {
@@ -326,6 +341,13 @@ impl Engine {
             ShardToControl::SessionClosed { session, reason } => {
                 tracing::debug!(session = format_args!("{session:016x}"), %reason, "session closed by shard");
                 self.forget(session);
+                self.state().viewer_stats.remove(&session);
+            }
+            ShardToControl::ViewerStats(list) => {
+                let mut inner = self.state();
+                for v in list {
+                    inner.viewer_stats.insert(v.session, v);
+                }
             }
             ShardToControl::SwitchDone { session, ok, reason, .. } => {
                 let inner = self.state();
@@ -415,7 +437,7 @@ impl Engine {
                             continue;
                         }
                         s.connected = true;
-                        start = Some((export, (s.video_pt, s.audio_pt, s.video_playout_delay_id), format!("{}/{}", s.app, s.stream)));
+                        start = Some((export, s.media, format!("{}/{}", s.app, s.stream)));
                     }
                     DtlsEvent::Connected(_) => {}
                     DtlsEvent::Closed => fail = Some("DTLS close_notify".to_string()),
@@ -439,7 +461,7 @@ impl Engine {
                 self.state().counters.ring_full += 1;
             }
         }
-        if let Some((export, (video_pt, audio_pt, video_playout_delay_id), key)) = start {
+        if let Some((export, media, key)) = start {
             let Some(profile) = rts_srtp::Profile::from_dtls_id(export.profile_id) else {
                 let _ = self.remove_session(session, "unsupported SRTP profile");
                 return;
@@ -455,9 +477,12 @@ impl Engine {
                         local_salt: k.local_salt,
                         remote_key: k.remote_key,
                         remote_salt: k.remote_salt,
-                        video_pt,
-                        audio_pt,
-                        video_playout_delay_id,
+                        video_pt: media.video_pt,
+                        audio_pt: media.audio_pt,
+                        video_playout_delay_id: media.video_playout_delay_id,
+                        video_rtx: media.video_rtx,
+                        video_nack: media.video_nack,
+                        audio_red_pt: media.audio_red_pt,
                     };
                     if self.push(shard, &msg).is_err() {
                         self.state().counters.ring_full += 1;

@@ -28,6 +28,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/rtc/v1/whep/", post(srs_whep))
         .route("/rtc/v1/whep", post(srs_whep))
         .route("/api/v1/streams", get(api_streams))
+        .route("/api/v1/sessions", get(api_sessions))
         .route("/metrics", get(metrics))
         .route("/play/{app}/{stream}", get(player))
         .route("/{app}/{stream}", post(rts_play))
@@ -241,6 +242,39 @@ async fn player(Path((_app, _stream)): Path<(String, String)>) -> Html<&'static 
     Html(PLAYER_HTML)
 }
 
+/// Playing sessions with their receiver feedback (RTT, loss) and loss
+/// repair figures (NACKs, retransmissions, refusals, GOP restarts), as the
+/// shards last reported them (every second).
+async fn api_sessions(State(engine): State<Arc<Engine>>) -> Response {
+    let sessions: Vec<serde_json::Value> = engine
+        .viewer_stats()
+        .iter()
+        .map(|v| {
+            serde_json::json!({
+                "session": format!("{:016x}", v.session),
+                "rtt_ms": v.rtt_ms,
+                "fraction_lost": f64::from(v.fraction_lost) / 256.0,
+                "cumulative_lost": v.cumulative_lost,
+                "packets_out": v.packets_out,
+                "bytes_out": v.bytes_out,
+                "nacked": v.nacked,
+                "resent": v.resent,
+                "resent_bytes": v.resent_bytes,
+                "resend_refused": {
+                    "within_rtt": v.suppressed_rtt,
+                    "max_resends": v.over_max_resends,
+                    "budget": v.over_budget,
+                    "not_in_history": v.not_in_history,
+                    "stale": v.stale,
+                },
+                "plis": v.plis,
+                "gop_restarts": v.gop_restarts,
+            })
+        })
+        .collect();
+    axum::Json(json!({ "sessions": sessions })).into_response()
+}
+
 async fn api_streams(State(engine): State<Arc<Engine>>) -> Response {
     let (counters, auth_failures, sessions) = engine.counters();
     json_ok(json!({
@@ -291,6 +325,14 @@ async fn metrics(State(engine): State<Arc<Engine>>) -> Response {
     shard_counter!(relay_dropped, "relayed media dropped on a full shard-to-shard queue");
     shard_counter!(relay_retried, "state-changing shard-to-shard messages retried after a full queue");
     shard_counter!(rtmp_errors, "RTMP connections closed on protocol errors");
+    shard_counter!(nacks_in, "RTCP NACK messages received");
+    shard_counter!(nacked, "sequence numbers viewers reported lost");
+    shard_counter!(resent, "retransmissions sent (RTX or media SSRC)");
+    shard_counter!(resent_bytes, "bytes of retransmissions sent");
+    shard_counter!(resend_refused, "NACKed packets not resent (within RTT, max resends, budget)");
+    shard_counter!(plis_in, "PLI/FIR received");
+    shard_counter!(gop_restarts, "viewers restarted from the GOP cache on a keyframe request");
+    shard_counter!(red_packets, "RED audio packets built");
     shard_counter!(rtmp_publish_refused, "RTMP publishes refused");
     let _ = writeln!(out, "# HELP rts_shard_viewers viewers playing\n# TYPE rts_shard_viewers gauge");
     for s in &shards {

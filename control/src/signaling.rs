@@ -2,7 +2,7 @@
 //! `/rtc/v1/*`, Alibaba RTS JSON) shares. Auth, SDP negotiation, shard
 //! placement, ICE credentials, and registration with the engine.
 
-use crate::engine::{Engine, EngineError, NewSession};
+use crate::engine::{Engine, EngineError, MediaParams, NewSession};
 use rand::Rng;
 use rts_common::auth::AuthFailure;
 use rts_common::ipc;
@@ -91,13 +91,14 @@ pub fn play(engine: &Engine, req: PlayRequest<'_>) -> Result<PlayAnswer, PlayErr
             fingerprint_sha256: engine.fingerprint.clone(),
             candidate,
             video_ssrc: ipc::stream_ssrc(req.app, req.stream, 0),
-            video_rtx_ssrc: None,
+            video_rtx_ssrc: Some(ipc::stream_ssrc(req.app, req.stream, 2)),
             audio_ssrc: ipc::stream_ssrc(req.app, req.stream, 1),
             cname: "rts".into(),
             stream_id: format!("{}-{}", req.app, req.stream),
             session_id: session,
             offer_audio: false,
             playout_delay: engine.cfg.webrtc.playout_delay_hint,
+            red: engine.cfg.webrtc.red,
         },
     )
     .map_err(|e| match e {
@@ -113,9 +114,18 @@ pub fn play(engine: &Engine, req: PlayRequest<'_>) -> Result<PlayAnswer, PlayErr
             local_pwd,
             remote_ufrag,
             remote_fingerprint,
-            video_pt: answer.video.as_ref().map(|c| c.payload_type),
-            audio_pt: answer.audio.as_ref().map(|c| c.payload_type),
-            video_playout_delay_id: answer.video.as_ref().and_then(|c| c.playout_delay_id),
+            media: MediaParams {
+                video_pt: answer.video.as_ref().map(|c| c.payload_type),
+                audio_pt: answer.audio.as_ref().map(|c| c.payload_type),
+                video_playout_delay_id: answer.video.as_ref().and_then(|c| c.playout_delay_id),
+                video_rtx: answer
+                    .video
+                    .as_ref()
+                    .and_then(|c| c.rtx_payload_type)
+                    .map(|pt| (pt, ipc::stream_ssrc(req.app, req.stream, 2))),
+                video_nack: answer.video.as_ref().is_some_and(|c| c.nack),
+                audio_red_pt: answer.audio.as_ref().and_then(|c| c.red_payload_type),
+            },
             home_shard,
         })
         .map_err(|e| match e {

@@ -29,7 +29,7 @@ pub enum RelayMsg {
     Unsubscribe { key: String, from: usize },
     /// Home -> subscriber, first answer to Subscribe: the GOP cache so the
     /// replica can start its viewers at once.
-    Snapshot { stream: StreamId, gop: Vec<(Kind, Bytes)>, anchor: Option<(Instant, i64)> },
+    Snapshot { stream: StreamId, gop: Vec<Bytes>, anchor: Option<(Instant, i64)> },
     /// Home -> subscriber: new packets of one track (one frame, usually),
     /// shared with the home's own fan-out and every other subscriber.
     Packets { stream: StreamId, kind: Kind, packets: Arc<[Bytes]>, keyframe: bool, anchor: Option<(Instant, i64)> },

@@ -6,6 +6,7 @@
 //! changes and ignores what does not apply, so duplicates and stale
 //! messages are harmless.
 
+use super::repair::{Repair, Rtx};
 use super::rtcp::SR_FIRST_AFTER;
 use super::session::{Media, Session, TrackOut};
 use super::stream::{Kind, Stream};
@@ -51,7 +52,20 @@ impl Core {
                     });
                 }
             }
-            ControlToShard::StartMedia { session, srtp_profile, local_key, local_salt, remote_key, remote_salt, video_pt, audio_pt, video_playout_delay_id } => {
+            ControlToShard::StartMedia {
+                session,
+                srtp_profile,
+                local_key,
+                local_salt,
+                remote_key,
+                remote_salt,
+                video_pt,
+                audio_pt,
+                video_playout_delay_id,
+                video_rtx,
+                video_nack,
+                audio_red_pt,
+            } => {
                 let Some(&idx) = self.by_id.get(&session) else { return };
                 if self.sessions[idx].media.is_some() {
                     return; // a repeat: keys and sequence state stay
@@ -66,18 +80,23 @@ impl Core {
                     self.remove_session(session, "bad SRTP keys");
                     return;
                 };
+                let repair_on = self.cfg.webrtc.nack && video_nack;
+                // RTX numbering starts at a value of the session's own (RFC 4588 §4: random).
+                let rtx = video_rtx.map(|(pt, ssrc)| Rtx { pt, ssrc, seq: (session >> 16) as u16 });
+                let red_pt = audio_red_pt.filter(|_| self.cfg.webrtc.red);
                 let sess = &mut self.sessions[idx];
                 sess.media = Some(Media {
                     tx,
                     rx,
                     profile,
                     video: TrackOut::new(video_pt, sess.video_ssrc, Kind::Video).with_playout_delay(video_playout_delay_id),
-                    audio: TrackOut::new(audio_pt, sess.audio_ssrc, Kind::Audio),
+                    audio: TrackOut::new(audio_pt, sess.audio_ssrc, Kind::Audio).with_red(red_pt),
                     pending: Default::default(),
                     bytes_out: 0,
                     packets_out: 0,
                     started_at: now,
                     next_sr: now + SR_FIRST_AFTER,
+                    repair: Repair::new(repair_on, rtx),
                 });
                 let (app, name, hint) = (sess.app.clone(), sess.stream_name.clone(), sess.home_hint);
                 self.attach_viewer(idx, &app, &name, hint);
@@ -133,9 +152,10 @@ impl Core {
             m.audio.rebase_next();
             m.pending.clear();
         }
+        let red = sess.media.as_ref().is_some_and(|m| m.audio.red_pt.is_some());
         if let Some(old) = old {
             if let Some(s) = self.streams.get_mut(old) {
-                s.remove_viewer(idx);
+                s.remove_viewer(idx, red);
             }
             self.drop_stream_if_unused(old);
         }
@@ -150,9 +170,11 @@ impl Core {
     fn attach_viewer(&mut self, idx: usize, app: &str, name: &str, home_hint: Option<usize>) {
         let max_packet = self.cfg.webrtc.max_rtp_packet;
         let id = self.streams.intern(app, name, || Stream::new(app, name, max_packet));
-        self.sessions[idx].stream = Some(id);
+        let sess = &mut self.sessions[idx];
+        sess.stream = Some(id);
+        let red = sess.media.as_ref().is_some_and(|m| m.audio.red_pt.is_some());
         let Some(stream) = self.streams.get_mut(id) else { return };
-        stream.add_viewer(idx);
+        stream.add_viewer(idx, red);
         if let Some(h) = home_hint {
             if !stream.is_live() && h != self.id && h < self.shards {
                 self.subscribe(id, h);
@@ -172,7 +194,7 @@ impl Core {
         if !m.pending.is_empty() {
             return;
         }
-        m.pending.extend(stream.gop_cache().iter().filter(|(k, _)| *k == Kind::Video).map(|(_, p)| p.clone()));
+        m.pending.extend(stream.gop_cache().iter().cloned());
         self.start_catchup(idx);
     }
 
@@ -184,9 +206,11 @@ impl Core {
             self.by_addr.remove(&peer);
         }
         self.catchup.retain(|&v| v != idx);
+        self.resend.retain(|&v| v != idx);
         if let Some(id) = s.stream {
+            let red = s.media.as_ref().is_some_and(|m| m.audio.red_pt.is_some());
             if let Some(stream) = self.streams.get_mut(id) {
-                stream.remove_viewer(idx);
+                stream.remove_viewer(idx, red);
             }
             self.drop_stream_if_unused(id);
         }

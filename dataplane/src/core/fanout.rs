@@ -9,7 +9,7 @@
 //! once the shell has sent the batch.
 
 use super::session::{Media, Session, RTP_HEADER_MAX};
-use super::stream::Kind;
+use super::stream::{Kind, SHARED_AUDIO_PT};
 use super::streams::StreamId;
 use crate::batch::GsoBatch;
 use crate::lipsync::PlayoutHint;
@@ -18,6 +18,10 @@ use slab::Slab;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::Instant;
+
+/// Largest RED payload patched on the stack for a viewer whose Opus payload
+/// type differs from the shared one.
+const MAX_AUDIO_PAYLOAD: usize = 1_500;
 
 /// How far one [`send_items`] call got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,19 +40,35 @@ pub struct Sent {
 /// Each shared packet is copied once into the batch (SRTP output differs
 /// per viewer) with this viewer's header rewritten; `hint` is the stream's
 /// playout-delay hint, for viewers whose video carries the extension.
-/// Stops early (`full`) when the batch has no room; the messages it
-/// finished are closed, so the caller can send the batch and resume.
-pub fn send_items(media: &mut Media, peer: SocketAddrV4, local: Option<Ipv4Addr>, kind: Kind, packets: &[Bytes], hint: PlayoutHint, batch: &mut GsoBatch) -> Sent {
+/// `red`, for audio, holds the same packets as RED (one per packet), sent
+/// instead to a viewer that negotiated it. Stops early (`full`) when the
+/// batch has no room; the messages it finished are closed, so the caller
+/// can send the batch and resume.
+#[allow(clippy::too_many_arguments)]
+pub fn send_items(
+    media: &mut Media,
+    peer: SocketAddrV4,
+    local: Option<Ipv4Addr>,
+    kind: Kind,
+    packets: &[Bytes],
+    red: Option<&[Bytes]>,
+    hint: PlayoutHint,
+    batch: &mut GsoBatch,
+) -> Sent {
     let overhead = media.profile.rtp_overhead();
     let playout_min = hint.min_units(media.started_at);
+    let red = red.filter(|r| r.len() == packets.len() && kind == Kind::Audio && media.audio.red_pt.is_some());
+    // A viewer numbering Opus differently gets the RED block headers patched.
+    let red_block_pt = media.audio.pt.filter(|&pt| red.is_some() && pt != SHARED_AUDIO_PT);
     let mut sent = Sent { packets: 0, bytes: 0, full: false };
-    for p in packets {
+    for (i, p) in packets.iter().enumerate() {
+        let p = red.map_or(p, |r| &r[i]);
         if p.len() < 12 {
             sent.packets += 1;
             continue;
         }
         let mut header = [0u8; RTP_HEADER_MAX];
-        let Some(hlen) = media.track(kind).rewrite(&p[..12], &mut header, playout_min) else {
+        let Some(hlen) = media.track(kind).rewrite(&p[..12], &mut header, playout_min, red.is_some()) else {
             sent.packets = packets.len(); // track not negotiated: nothing of it goes out
             break;
         };
@@ -64,7 +84,22 @@ pub fn send_items(media: &mut Media, peer: SocketAddrV4, local: Option<Ipv4Addr>
             }
         }
         let out = batch.spare(len);
-        if let Ok(n) = media.tx.protect_rtp(&header[..hlen], &p[12..], out) {
+        let protected = match red_block_pt {
+            Some(pt) => {
+                let mut payload = [0u8; MAX_AUDIO_PAYLOAD];
+                let body = &p[12..];
+                match payload.get_mut(..body.len()) {
+                    Some(dst) => {
+                        dst.copy_from_slice(body);
+                        let _ = rts_rtp::red::set_block_pt(dst, pt);
+                        media.tx.protect_rtp(&header[..hlen], dst, out)
+                    }
+                    None => Err(rts_srtp::Error::Truncated),
+                }
+            }
+            None => media.tx.protect_rtp(&header[..hlen], &p[12..], out),
+        };
+        if let Ok(n) = protected {
             batch.commit(n);
             sent.bytes += n as u64;
             media.packets_out += 1;
@@ -82,6 +117,8 @@ pub struct FanOut {
     pub stream: StreamId,
     pub kind: Kind,
     pub packets: Arc<[Bytes]>,
+    /// Audio: the same packets as RED, for viewers that negotiated it.
+    pub red: Option<Arc<[Bytes]>>,
     pub hint: PlayoutHint,
     /// When the source frame reached the shard (RTMP frames only): its
     /// server-added latency is measured when the delivery completes.
@@ -94,8 +131,8 @@ pub struct FanOut {
 }
 
 impl FanOut {
-    pub fn new(stream: StreamId, kind: Kind, packets: Arc<[Bytes]>, hint: PlayoutHint, received: Option<Instant>) -> FanOut {
-        FanOut { stream, kind, packets, hint, received, viewer: 0, packet: 0, bytes: 0 }
+    pub fn new(stream: StreamId, kind: Kind, packets: Arc<[Bytes]>, red: Option<Arc<[Bytes]>>, hint: PlayoutHint, received: Option<Instant>) -> FanOut {
+        FanOut { stream, kind, packets, red, hint, received, viewer: 0, packet: 0, bytes: 0 }
     }
 
     /// Continues the delivery to `viewers` (the stream's list, unchanged
@@ -123,7 +160,8 @@ impl FanOut {
                 self.next_viewer();
                 continue;
             }
-            let sent = send_items(media, peer, local, self.kind, &self.packets[self.packet..], self.hint, batch);
+            let red = self.red.as_deref().map(|r| &r[self.packet..]);
+            let sent = send_items(media, peer, local, self.kind, &self.packets[self.packet..], red, self.hint, batch);
             self.bytes += sent.bytes;
             self.packet += sent.packets;
             if sent.full {

@@ -180,13 +180,17 @@ impl Core {
         for &(shard, replica) in s.subscribers() {
             self.relay_out.push_back((shard, RelayMsg::Packets { stream: replica, kind, packets: packets.clone(), keyframe, anchor }));
         }
-        // The send is also the stream's A/V lag sample (lipsync.rs).
-        s.on_delivered(kind, &packets, now);
+        // Kept for retransmission; also the stream's A/V lag sample (lipsync.rs).
+        s.on_delivered(kind, &packets, keyframe, now);
         if s.viewers().is_empty() {
             return;
         }
+        let red = (kind == Kind::Audio && s.has_red_viewers()).then(|| s.red_versions(&packets, now));
+        if let Some(r) = &red {
+            self.counters.red_packets += r.len() as u64;
+        }
         let hint = s.av_hint(now);
-        self.work.push_back(Work::FanOut(FanOut::new(id, kind, packets, hint, received)));
+        self.work.push_back(Work::FanOut(FanOut::new(id, kind, packets, red, hint, received)));
     }
 
     /// Audio is 50 of a viewer's 80 sends per second. When paired, two

@@ -16,6 +16,8 @@
 //! drive the core with a simulated clock (`core/tests`).
 
 pub mod fanout;
+pub mod history;
+pub mod repair;
 pub mod session;
 pub mod stream;
 pub mod streams;
@@ -83,6 +85,8 @@ pub struct Core {
     last_catchup: Instant,
     /// Viewers whose sender reports are due (reused between rounds).
     sr_due: Vec<usize>,
+    /// Viewers with retransmissions queued.
+    resend: Vec<usize>,
     // Other outputs.
     tcp_out: VecDeque<TcpOutput>,
     ctl_out: VecDeque<ShardToControl>,
@@ -126,6 +130,7 @@ impl Core {
             catchup: Vec::new(),
             last_catchup: now,
             sr_due: Vec::new(),
+            resend: Vec::new(),
             tcp_out: VecDeque::new(),
             ctl_out: VecDeque::new(),
             relay_out: VecDeque::new(),

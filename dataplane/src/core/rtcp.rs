@@ -1,9 +1,13 @@
-//! RTCP: viewers' feedback in (SRTCP), and the sender reports out that let
-//! a receiver map both tracks' RTP time to one clock (lip sync).
+//! RTCP: viewers' feedback in (SRTCP): NACKs answered from the stream's
+//! history (repair.rs), receiver reports (RTT, loss), PLI/FIR (a GOP
+//! restart, or a keyframe from the re-encoder); and the sender reports out
+//! that let a receiver map both tracks' RTP time to one clock (lip sync).
 
+use super::repair::{Refusal, Resend};
+use super::stream::Kind;
 use super::transmit::Work;
 use super::Core;
-use rts_rtp::rtcp::RtcpPacket;
+use rts_rtp::rtcp::{ReportBlock, RtcpPacket};
 use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
 
@@ -17,7 +21,7 @@ const SR_INTERVAL: Duration = Duration::from_secs(1);
 pub(super) const SR_FIRST_AFTER: Duration = Duration::from_millis(100);
 
 impl Core {
-    pub(super) fn on_rtcp(&mut self, _now: Instant, src: SocketAddrV4, data: &mut [u8]) {
+    pub(super) fn on_rtcp(&mut self, now: Instant, src: SocketAddrV4, data: &mut [u8]) {
         let Some(&idx) = self.by_addr.get(&src) else {
             self.counters.unknown_dropped += 1;
             return;
@@ -34,14 +38,124 @@ impl Core {
         let Ok(pkts) = rts_rtp::rtcp::parse_compound(&data[..n]) else { return };
         for p in pkts {
             match p {
-                RtcpPacket::Nack { .. } => self.counters.nacks_in += 1,
+                RtcpPacket::Nack { media_ssrc, lost, .. } => {
+                    self.counters.nacks_in += 1;
+                    self.on_nack(now, idx, media_ssrc, &lost);
+                }
                 RtcpPacket::Pli { .. } | RtcpPacket::Fir { .. } => {
                     self.counters.plis_in += 1;
-                    if let Some(s) = self.sessions[idx].stream.and_then(|id| self.streams.get_mut(id)) {
-                        s.request_keyframe();
+                    self.on_keyframe_request(now, idx);
+                }
+                RtcpPacket::ReceiverReport { reports, .. } | RtcpPacket::SenderReport { reports, .. } => self.on_reports(now, idx, &reports),
+                _ => {}
+            }
+        }
+    }
+
+    /// A viewer reports `lost` (its sequence numbers) on `media_ssrc`:
+    /// each packet still in the stream's history and admitted by the
+    /// viewer's rules is queued for retransmission.
+    fn on_nack(&mut self, now: Instant, idx: usize, media_ssrc: u32, lost: &[u16]) {
+        let Some(sess) = self.sessions.get_mut(idx) else { return };
+        let Some(m) = sess.media.as_mut() else { return };
+        let kind = if media_ssrc == m.video.ssrc {
+            Kind::Video
+        } else if media_ssrc == m.audio.ssrc {
+            Kind::Audio
+        } else {
+            return;
+        };
+        m.repair.stats.nacked += lost.len() as u64;
+        self.counters.nacked += lost.len() as u64;
+        if !m.repair.enabled {
+            return;
+        }
+        let Some(stream) = sess.stream.and_then(|id| self.streams.get(id)) else { return };
+        let (rate, burst) = stream.repair_budget();
+        // Without RTX the packet must repeat byte for byte (the SRTP index
+        // repeats): not when video carried a playout-delay value that may
+        // have changed since, or audio went out as RED.
+        let plain_ok = match kind {
+            Kind::Video => !m.video.has_playout_delay(),
+            Kind::Audio => m.audio.red_pt.is_none(),
+        };
+        let rtx = kind == Kind::Video && m.repair.rtx.is_some();
+        let mut queued = false;
+        for &seq in lost {
+            let Some(source) = m.track(kind).source_seq(seq) else {
+                m.repair.stats.stale += 1;
+                continue;
+            };
+            if !rtx && !plain_ok {
+                m.repair.stats.unrepairable += 1;
+                continue;
+            }
+            let Some(packet) = stream.history_packet(kind, source, now) else {
+                m.repair.stats.not_in_history += 1;
+                continue;
+            };
+            match m.repair.admit(source, packet.len(), now, rate, burst) {
+                Ok(()) => {
+                    m.repair.queue.push_back(Resend { kind, packet: packet.clone() });
+                    queued = true;
+                }
+                Err(r) => {
+                    self.counters.resend_refused += 1;
+                    m.repair.refused(r);
+                    if r == Refusal::Budget {
+                        tracing::debug!(shard = self.id, session = format_args!("{:016x}", sess.id), "retransmission budget exhausted");
                     }
                 }
-                _ => {}
+            }
+        }
+        if queued {
+            if self.resend.is_empty() {
+                self.work.push_back(Work::Resends { now, next: 0 });
+            }
+            if !self.resend.contains(&idx) {
+                self.resend.push(idx);
+            }
+        }
+    }
+
+    /// A PLI or FIR: a viewer's decoder needs a keyframe. A re-encoded
+    /// stream's encoder makes one; RTMP cannot be asked, so a passthrough
+    /// viewer restarts from the GOP cache (like a switch to the same
+    /// stream), at most once per `GOP_RESTART_EVERY`.
+    fn on_keyframe_request(&mut self, now: Instant, idx: usize) {
+        let Some(sess) = self.sessions.get_mut(idx) else { return };
+        let Some(id) = sess.stream else { return };
+        let Some(m) = sess.media.as_mut() else { return };
+        m.repair.stats.plis += 1;
+        let Some(stream) = self.streams.get_mut(id) else { return };
+        if stream.request_keyframe() || !m.repair.enabled || !m.pending.is_empty() || stream.gop_cache().is_empty() {
+            return; // a keyframe is coming (re-encoder, or a replay in progress)
+        }
+        if !m.repair.restart_allowed(now) {
+            return;
+        }
+        self.counters.gop_restarts += 1;
+        m.video.rebase_next();
+        m.pending.extend(stream.gop_cache().iter().cloned());
+        tracing::debug!(shard = self.id, session = format_args!("{:016x}", sess.id), "keyframe request: restart from the GOP cache");
+        self.start_catchup(idx);
+    }
+
+    /// Report blocks about our video: RTT (LSR/DLSR against the wall clock
+    /// the sender reports carried) and loss.
+    fn on_reports(&mut self, now: Instant, idx: usize, reports: &[ReportBlock]) {
+        let ntp = rts_rtp::unix_micros_to_ntp(self.unix_us(now));
+        let Some(m) = self.sessions.get_mut(idx).and_then(|s| s.media.as_mut()) else { return };
+        for b in reports.iter().filter(|b| b.ssrc == m.video.ssrc) {
+            m.repair.fraction_lost = b.fraction_lost;
+            m.repair.cumulative_lost = b.cumulative_lost;
+            if b.lsr == 0 {
+                continue; // no sender report received yet
+            }
+            // Middle 32 bits of NTP time, 1/65536 s.
+            let rtt = ((ntp >> 16) as u32).wrapping_sub(b.lsr).wrapping_sub(b.dlsr);
+            if rtt < 10 << 16 {
+                m.repair.on_rtt(Duration::from_micros(u64::from(rtt) * 1_000_000 / 65_536));
             }
         }
     }

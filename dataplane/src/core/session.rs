@@ -50,6 +50,8 @@ pub struct Media {
     pub started_at: Instant,
     /// When this viewer's next RTCP sender reports are due.
     pub next_sr: Instant,
+    /// Loss repair: RTX, RTT, budget, resend queue, counters.
+    pub repair: super::repair::Repair,
 }
 
 impl Media {
@@ -65,10 +67,14 @@ impl Media {
 /// viewers of a stream share the packet bytes; this per-viewer state makes
 /// each viewer's sequence and timestamps continuous across channel switches
 /// (a different stream's sequence space) at the cost of a 12-byte rewrite
-/// that the SRTP copy needs anyway.
+/// that the SRTP copy needs anyway. It also maps a sequence number the
+/// viewer reports lost back to the shared packet (NACK), within the current
+/// source only.
 pub struct TrackOut {
     pub pt: Option<u8>,
     pub ssrc: u32,
+    /// Payload type of RED (RFC 2198) when this viewer negotiated it (audio).
+    pub red_pt: Option<u8>,
     /// Header extension id of the playout-delay extension, when this viewer
     /// negotiated it (video only): then every packet carries it, so all of
     /// a frame's packets stay one size for GSO.
@@ -79,6 +85,9 @@ pub struct TrackOut {
     ts_offset: u32,
     last_seq: u16,
     last_ts: u32,
+    /// This viewer's first sequence number from the current source: older
+    /// ones belong to a previous stream (before a switch).
+    epoch_start: u16,
     started: bool,
     rebase: bool,
 }
@@ -89,7 +98,20 @@ impl TrackOut {
             Kind::Video => 3000, // 33 ms at 90 kHz
             Kind::Audio => 960,  // 20 ms at 48 kHz
         };
-        TrackOut { pt, ssrc, playout_delay_id: None, step, seq_offset: 0, ts_offset: 0, last_seq: 0, last_ts: 0, started: false, rebase: false }
+        TrackOut {
+            pt,
+            ssrc,
+            red_pt: None,
+            playout_delay_id: None,
+            step,
+            seq_offset: 0,
+            ts_offset: 0,
+            last_seq: 0,
+            last_ts: 0,
+            epoch_start: 0,
+            started: false,
+            rebase: false,
+        }
     }
 
     /// Video packets carry the playout-delay extension under header
@@ -97,6 +119,16 @@ impl TrackOut {
     pub fn with_playout_delay(mut self, id: Option<u8>) -> TrackOut {
         self.playout_delay_id = id;
         self
+    }
+
+    /// Audio goes out as RED with payload type `pt` (None: plain Opus).
+    pub fn with_red(mut self, pt: Option<u8>) -> TrackOut {
+        self.red_pt = pt.filter(|_| self.pt.is_some());
+        self
+    }
+
+    pub fn has_playout_delay(&self) -> bool {
+        self.playout_delay_id.is_some()
     }
 
     /// The next packet comes from another sequence space (channel switch).
@@ -113,33 +145,67 @@ impl TrackOut {
         self.started
     }
 
+    /// The shared-stream sequence number of the packet this viewer got as
+    /// `seq`, if it came from the current source and was sent: None for
+    /// packets from before a switch (another stream's numbers), not sent
+    /// yet, or while a switch is pending.
+    pub fn source_seq(&self, seq: u16) -> Option<u16> {
+        if !self.started || self.rebase {
+            return None;
+        }
+        let from_start = seq.wrapping_sub(self.epoch_start);
+        let sent = self.last_seq.wrapping_sub(self.epoch_start);
+        (from_start <= sent).then(|| seq.wrapping_sub(self.seq_offset))
+    }
+
+    /// The viewer's sequence number of the latest packet sent.
+    pub fn last_seq(&self) -> u16 {
+        self.last_seq
+    }
+
     /// Writes this viewer's header for shared packet header `src` into `out`
     /// and returns its length: 12 bytes, or 20 with the playout-delay
-    /// extension (`playout_min`, 10 ms units). Returns None when the viewer
-    /// did not negotiate this track.
-    pub fn rewrite(&mut self, src: &[u8], out: &mut [u8; RTP_HEADER_MAX], playout_min: u16) -> Option<usize> {
-        let pt = self.pt?;
+    /// extension (`playout_min`, 10 ms units). `red`: the payload is RED.
+    /// Returns None when the viewer did not negotiate this track (or RED).
+    pub fn rewrite(&mut self, src: &[u8], out: &mut [u8; RTP_HEADER_MAX], playout_min: u16, red: bool) -> Option<usize> {
+        let pt = if red { self.red_pt? } else { self.pt? };
         if src.len() < 12 {
             return None;
         }
         let seq = u16::from_be_bytes([src[2], src[3]]);
         let ts = u32::from_be_bytes([src[4], src[5], src[6], src[7]]);
+        let rebased = self.rebase || !self.started;
         if self.rebase && self.started {
             self.seq_offset = self.last_seq.wrapping_add(1).wrapping_sub(seq);
             self.ts_offset = self.last_ts.wrapping_add(self.step).wrapping_sub(ts);
         }
         self.rebase = false;
-        let seq = seq.wrapping_add(self.seq_offset);
-        let ts = ts.wrapping_add(self.ts_offset);
+        let n = self.write(src, pt, self.ssrc, out, playout_min);
+        self.last_seq = seq.wrapping_add(self.seq_offset);
+        self.last_ts = ts.wrapping_add(self.ts_offset);
+        if rebased {
+            self.epoch_start = self.last_seq;
+        }
+        self.started = true;
+        Some(n)
+    }
+
+    /// The header this viewer got (or would get) for shared header `src`,
+    /// with payload type `pt` and SSRC `ssrc`, without changing any state
+    /// (retransmissions).
+    pub fn header_for(&self, src: &[u8], pt: u8, ssrc: u32, out: &mut [u8; RTP_HEADER_MAX], playout_min: u16) -> Option<usize> {
+        (src.len() >= 12).then(|| self.write(src, pt, ssrc, out, playout_min))
+    }
+
+    fn write(&self, src: &[u8], pt: u8, ssrc: u32, out: &mut [u8; RTP_HEADER_MAX], playout_min: u16) -> usize {
+        let seq = u16::from_be_bytes([src[2], src[3]]).wrapping_add(self.seq_offset);
+        let ts = u32::from_be_bytes([src[4], src[5], src[6], src[7]]).wrapping_add(self.ts_offset);
         out[0] = 0x80; // V=2, no padding/CSRC: the packetizers emit none
         out[1] = (src[1] & 0x80) | (pt & 0x7f);
         out[2..4].copy_from_slice(&seq.to_be_bytes());
         out[4..8].copy_from_slice(&ts.to_be_bytes());
-        out[8..12].copy_from_slice(&self.ssrc.to_be_bytes());
-        self.last_seq = seq;
-        self.last_ts = ts;
-        self.started = true;
-        let Some(id) = self.playout_delay_id else { return Some(12) };
+        out[8..12].copy_from_slice(&ssrc.to_be_bytes());
+        let Some(id) = self.playout_delay_id else { return 12 };
         // RFC 8285 one-byte form: 0xBEDE, length 1 word, then one element
         // (id, len-1 = 2) holding 12-bit min and max in 10 ms units.
         let max = crate::lipsync::PLAYOUT_DELAY_MAX_UNITS;
@@ -150,7 +216,7 @@ impl TrackOut {
         out[17] = (min >> 4) as u8;
         out[18] = (((min & 0xf) << 4) | (max >> 8)) as u8;
         out[19] = max as u8;
-        Some(RTP_HEADER_MAX)
+        RTP_HEADER_MAX
     }
 }
 
@@ -178,25 +244,25 @@ mod tests {
     fn rewrite_patches_pt_ssrc_and_keeps_marker() {
         let mut t = TrackOut::new(Some(102), 0xAABB, Kind::Video);
         let mut out = [0u8; RTP_HEADER_MAX];
-        assert_eq!(t.rewrite(&hdr(true, 10, 9000, 1), &mut out, 5), Some(12));
+        assert_eq!(t.rewrite(&hdr(true, 10, 9000, 1), &mut out, 5, false), Some(12));
         let h = rts_rtp::RtpHeader::parse(&out[..12]).unwrap();
         assert_eq!((h.marker, h.payload_type, h.sequence, h.timestamp, h.ssrc), (true, 102, 10, 9000, 0xAABB));
         let mut none = TrackOut::new(None, 1, Kind::Audio);
-        assert_eq!(none.rewrite(&hdr(false, 1, 1, 1), &mut out, 5), None);
+        assert_eq!(none.rewrite(&hdr(false, 1, 1, 1), &mut out, 5, false), None);
     }
 
     #[test]
     fn switch_keeps_sequence_and_time_continuous() {
         let mut t = TrackOut::new(Some(96), 7, Kind::Video);
         let mut out = [0u8; RTP_HEADER_MAX];
-        t.rewrite(&hdr(false, 65534, 100, 1), &mut out, 1);
-        t.rewrite(&hdr(true, 65535, 100, 1), &mut out, 1);
+        t.rewrite(&hdr(false, 65534, 100, 1), &mut out, 1, false);
+        t.rewrite(&hdr(true, 65535, 100, 1), &mut out, 1, false);
         t.rebase_next();
         // The new stream is somewhere else entirely in its own spaces.
-        t.rewrite(&hdr(false, 1234, 5_000_000, 2), &mut out, 1);
+        t.rewrite(&hdr(false, 1234, 5_000_000, 2), &mut out, 1, false);
         let h = rts_rtp::RtpHeader::parse(&out[..12]).unwrap();
         assert_eq!((h.sequence, h.timestamp, h.ssrc), (0, 3100, 7));
-        t.rewrite(&hdr(true, 1235, 5_003_000, 2), &mut out, 1);
+        t.rewrite(&hdr(true, 1235, 5_003_000, 2), &mut out, 1, false);
         let h = rts_rtp::RtpHeader::parse(&out[..12]).unwrap();
         assert_eq!((h.sequence, h.timestamp), (1, 6100));
     }
@@ -205,7 +271,7 @@ mod tests {
     fn playout_delay_extension_block() {
         let mut t = TrackOut::new(Some(106), 0xAABB, Kind::Video).with_playout_delay(Some(5));
         let mut out = [0u8; RTP_HEADER_MAX];
-        assert_eq!(t.rewrite(&hdr(true, 10, 9000, 1), &mut out, 0x123), Some(20));
+        assert_eq!(t.rewrite(&hdr(true, 10, 9000, 1), &mut out, 0x123, false), Some(20));
         let h = rts_rtp::RtpHeader::parse(&out).unwrap();
         assert_eq!((h.header_len, h.marker, h.payload_type, h.sequence, h.ssrc), (20, true, 106, 10, 0xAABB));
         // One-byte form, one element: id 5, 3 bytes of 12-bit min 0x123 and max 1000 (0x3e8).
@@ -214,7 +280,62 @@ mod tests {
         let read = rts_rtp::hdrext::one_byte_extension(&out, &h, 5).and_then(rts_rtp::hdrext::PlayoutDelay::parse);
         assert_eq!(read, Some(rts_rtp::hdrext::PlayoutDelay { min: 0x123, max: 1000 }));
         // An out-of-range min is clamped to max (min > max is invalid).
-        t.rewrite(&hdr(false, 11, 9000, 1), &mut out, 0xffff);
+        t.rewrite(&hdr(false, 11, 9000, 1), &mut out, 0xffff, false);
         assert_eq!(out[16..], [0x52, 0x3e, 0x83, 0xe8]);
+    }
+
+    #[test]
+    fn lost_sequence_numbers_map_back_within_the_current_source_only() {
+        let mut t = TrackOut::new(Some(96), 7, Kind::Video);
+        let mut out = [0u8; RTP_HEADER_MAX];
+        assert_eq!(t.source_seq(0), None, "nothing sent yet");
+        for s in 100..110u16 {
+            t.rewrite(&hdr(false, s, 0, 1), &mut out, 1, false);
+        }
+        assert_eq!(t.source_seq(105), Some(105));
+        assert_eq!(t.source_seq(99), None, "before the first packet");
+        assert_eq!(t.source_seq(110), None, "not sent yet");
+        t.rebase_next();
+        assert_eq!(t.source_seq(105), None, "a switch is pending: the old numbers mean nothing now");
+        // The new source starts at 7000: viewer seq 110 carries it.
+        for s in 7000..7005u16 {
+            t.rewrite(&hdr(false, s, 90_000, 2), &mut out, 1, false);
+        }
+        assert_eq!(t.source_seq(110), Some(7000));
+        assert_eq!(t.source_seq(114), Some(7004));
+        assert_eq!(t.source_seq(109), None, "the previous stream's packet is never mis-mapped");
+        assert_eq!(t.source_seq(115), None);
+        // Across the 16-bit wrap.
+        let mut w = TrackOut::new(Some(96), 7, Kind::Video);
+        for s in [65534u16, 65535, 0, 1] {
+            w.rewrite(&hdr(false, s, 0, 1), &mut out, 1, false);
+        }
+        assert_eq!((w.source_seq(65535), w.source_seq(1), w.source_seq(2)), (Some(65535), Some(1), None));
+    }
+
+    #[test]
+    fn header_for_repeats_the_sent_header_without_changing_state() {
+        let mut t = TrackOut::new(Some(96), 7, Kind::Video).with_playout_delay(Some(3));
+        let mut sent = [0u8; RTP_HEADER_MAX];
+        t.rewrite(&hdr(false, 50, 1000, 1), &mut sent, 4, false);
+        t.rebase_next();
+        t.rewrite(&hdr(true, 900, 777_000, 2), &mut sent, 4, false);
+        let mut again = [0u8; RTP_HEADER_MAX];
+        assert_eq!(t.header_for(&hdr(true, 900, 777_000, 2), 96, 7, &mut again, 4), Some(20));
+        assert_eq!(again, sent, "a retransmission on the media SSRC is byte-identical");
+        assert_eq!(t.header_for(&hdr(true, 900, 777_000, 2), 97, 9, &mut again, 4), Some(20));
+        let h = rts_rtp::RtpHeader::parse(&again).unwrap();
+        assert_eq!((h.payload_type, h.ssrc, h.sequence), (97, 9, 51));
+        assert_eq!(t.last_seq(), 51, "state untouched");
+    }
+
+    #[test]
+    fn red_uses_its_own_payload_type_when_negotiated() {
+        let mut t = TrackOut::new(Some(111), 5, Kind::Audio).with_red(Some(63));
+        let mut out = [0u8; RTP_HEADER_MAX];
+        assert_eq!(t.rewrite(&hdr(true, 1, 960, 1), &mut out, 1, true), Some(12));
+        assert_eq!(rts_rtp::RtpHeader::parse(&out[..12]).unwrap().payload_type, 63);
+        let mut plain = TrackOut::new(Some(111), 5, Kind::Audio);
+        assert_eq!(plain.rewrite(&hdr(true, 1, 960, 1), &mut out, 1, true), None, "no RED without negotiation");
     }
 }

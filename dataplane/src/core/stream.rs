@@ -7,6 +7,8 @@
 //! so viewers see continuous timestamps (and sequence numbers: the
 //! packetizers live as long as the stream has a publisher or viewers).
 
+use super::history::History;
+use super::repair::BUDGET_SHARE;
 use super::streams::StreamId;
 use crate::latency::{LatencySummary, LatencyWindow};
 use crate::lipsync::{AvLag, PlayoutHint};
@@ -16,6 +18,7 @@ use bytes::Bytes;
 use rts_common::ipc::StreamStats;
 use rts_rtmp::flv::{self, AudioTag, AvcConfig, VideoTag};
 use rts_rtp::h264::{self, H264Packetizer};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Packets kept for a new viewer: everything since the last keyframe, up to
@@ -31,6 +34,40 @@ const REBASE_STEP_MS: i64 = 33;
 /// negotiated PT (and SSRC, sequence, timestamp offsets) patched in.
 pub const SHARED_VIDEO_PT: u8 = 96;
 pub const SHARED_AUDIO_PT: u8 = 111;
+/// RED packets (the Opus packets with earlier frames added) share this.
+pub const SHARED_RED_PT: u8 = 63;
+/// Earlier Opus frames in each RED packet: a frame is lost only when three
+/// packets in a row are (0.1 % at 10 % random loss).
+pub const RED_DISTANCE: usize = 2;
+
+/// Floor of the retransmission burst: a dozen full packets, for streams
+/// whose rate is not measured yet or is tiny.
+pub const MIN_BURST_BYTES: f64 = 16_384.0;
+
+/// Bytes per second over the last full one-second window.
+#[derive(Debug, Default)]
+struct RateMeter {
+    start: Option<Instant>,
+    bytes: usize,
+    per_s: f64,
+}
+
+impl RateMeter {
+    fn add(&mut self, bytes: usize, now: Instant) {
+        let start = *self.start.get_or_insert(now);
+        let elapsed = now.saturating_duration_since(start);
+        if elapsed >= Duration::from_secs(1) {
+            self.per_s = self.bytes as f64 / elapsed.as_secs_f64();
+            self.start = Some(now);
+            self.bytes = 0;
+        }
+        self.bytes += bytes;
+    }
+
+    fn bytes_per_s(&self) -> f64 {
+        self.per_s
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -48,10 +85,15 @@ pub struct Stream {
     avc: Option<AvcConfig>,
     packetizer: H264Packetizer,
     audio_seq: u16,
-    gop: Vec<(Kind, Bytes)>,
+    /// Video since the last keyframe (consecutive sequence numbers). Audio
+    /// is never replayed (a backlog would start the receiver's audio
+    /// jitter buffer late), so it is not cached.
+    gop: Vec<Bytes>,
     gop_valid: bool,
     /// Session slab indices of playing viewers.
     viewers: Vec<usize>,
+    /// How many of them take audio as RED.
+    red_viewers: usize,
     /// Stream time = FLV time + offset (ms); see module docs.
     offset_ms: i64,
     last_flv_dts: Option<i64>,
@@ -86,6 +128,14 @@ pub struct Stream {
     av_lag: AvLag,
     /// Replica: the home shard this stream's packets come from.
     home: Option<usize>,
+    /// Packets recently delivered, for retransmission (and RED's earlier
+    /// frames), by stream sequence number.
+    video_history: History,
+    audio_history: History,
+    /// Bytes per second delivered, and the size of the latest keyframe:
+    /// the viewers' retransmission budget.
+    rate: RateMeter,
+    keyframe_bytes: usize,
     /// Home: shards that replicate this stream, each with its replica's id.
     subscribers: Vec<(usize, StreamId)>,
 }
@@ -133,6 +183,7 @@ impl Stream {
             gop: Vec::new(),
             gop_valid: false,
             viewers: Vec::new(),
+            red_viewers: 0,
             offset_ms: 0,
             last_flv_dts: None,
             last_stream_ms: None,
@@ -156,6 +207,10 @@ impl Stream {
             av_lag: AvLag::default(),
             home: None,
             subscribers: Vec::new(),
+            video_history: History::video(),
+            audio_history: History::audio(),
+            rate: RateMeter::default(),
+            keyframe_bytes: 0,
         }
     }
 
@@ -207,16 +262,26 @@ impl Stream {
         &self.viewers
     }
 
-    pub fn add_viewer(&mut self, idx: usize) {
+    /// Adds viewer `idx`; `red`: it takes audio as RED.
+    pub fn add_viewer(&mut self, idx: usize, red: bool) {
         if !self.viewers.contains(&idx) {
             self.viewers.push(idx);
+            self.red_viewers += usize::from(red);
         }
         self.update_transcoder();
     }
 
-    pub fn remove_viewer(&mut self, idx: usize) {
-        self.viewers.retain(|&v| v != idx);
+    pub fn remove_viewer(&mut self, idx: usize, red: bool) {
+        if self.viewers.contains(&idx) {
+            self.viewers.retain(|&v| v != idx);
+            self.red_viewers -= usize::from(red).min(self.red_viewers);
+        }
         self.update_transcoder();
+    }
+
+    /// Whether any viewer here takes audio as RED.
+    pub fn has_red_viewers(&self) -> bool {
+        self.red_viewers > 0
     }
 
     /// Replica: the home shard.
@@ -225,6 +290,9 @@ impl Stream {
     }
 
     pub fn set_home(&mut self, home: Option<usize>) {
+        if home.is_some() && home != self.home {
+            self.reset_history();
+        }
         self.home = home;
     }
 
@@ -280,7 +348,9 @@ impl Stream {
     /// restarts, ours must not; a replica becomes the home.
     pub fn on_publish_start(&mut self, conn: usize) {
         self.publisher = Some(conn);
-        self.home = None;
+        if self.home.take().is_some() {
+            self.reset_history();
+        }
         self.rebase_pending = self.last_stream_ms.is_some();
         self.last_flv_dts = None;
         self.avc = None;
@@ -297,7 +367,7 @@ impl Stream {
     }
 
     /// Packets a viewer joining now starts from (empty until a keyframe).
-    pub fn gop_cache(&self) -> &[(Kind, Bytes)] {
+    pub fn gop_cache(&self) -> &[Bytes] {
         if self.gop_valid {
             &self.gop
         } else {
@@ -481,7 +551,7 @@ impl Stream {
             self.gop.clear();
             self.gop_valid = true;
         }
-        self.cache(Kind::Video, produced);
+        self.cache(produced);
         for p in produced {
             self.video_packets += 1;
             self.video_octets += p.len().saturating_sub(12) as u64;
@@ -498,9 +568,7 @@ impl Stream {
         self.audio_packets += 1;
         self.audio_octets += opus.len() as u64;
         self.audio_frames += 1;
-        let b = Bytes::from(p);
-        self.cache(Kind::Audio, std::slice::from_ref(&b));
-        b
+        Bytes::from(p)
     }
 
     /// Replica side: packets of one track relayed from the home shard.
@@ -509,7 +577,9 @@ impl Stream {
             self.gop.clear();
             self.gop_valid = true;
         }
-        self.cache(kind, packets);
+        if kind == Kind::Video {
+            self.cache(packets);
+        }
         let octets: u64 = packets.iter().map(|p| p.len().saturating_sub(12) as u64).sum();
         match kind {
             Kind::Video => {
@@ -529,7 +599,7 @@ impl Stream {
     }
 
     /// Replica side: the home shard's GOP cache, to start viewers at once.
-    pub fn on_snapshot(&mut self, gop: Vec<(Kind, Bytes)>, anchor: Option<(Instant, i64)>) {
+    pub fn on_snapshot(&mut self, gop: Vec<Bytes>, anchor: Option<(Instant, i64)>) {
         self.gop_valid = !gop.is_empty();
         self.gop = gop;
         if anchor.is_some() {
@@ -537,7 +607,7 @@ impl Stream {
         }
     }
 
-    fn cache(&mut self, kind: Kind, packets: &[Bytes]) {
+    fn cache(&mut self, packets: &[Bytes]) {
         if !self.gop_valid || packets.is_empty() {
             return;
         }
@@ -547,15 +617,94 @@ impl Stream {
             self.gop_valid = false;
             return;
         }
-        self.gop.extend(packets.iter().map(|p| (kind, p.clone())));
+        self.gop.extend(packets.iter().cloned());
     }
 
-    /// New live packets of `kind` leave for the viewers at `now`: one
-    /// lateness sample (of the first packet) for the A/V lag.
-    pub fn on_delivered(&mut self, kind: Kind, packets: &[Bytes], now: Instant) {
+    /// The cached video packet with sequence number `seq` (the GOP cache
+    /// holds consecutive numbers from its keyframe on).
+    fn gop_packet(&self, seq: u16) -> Option<&Bytes> {
+        let first = self.gop_cache().first().filter(|p| p.len() >= 12)?;
+        let i = seq.wrapping_sub(u16::from_be_bytes([first[2], first[3]])) as usize;
+        self.gop.get(i).filter(|p| p.len() >= 12 && u16::from_be_bytes([p[2], p[3]]) == seq)
+    }
+
+    /// New live packets of `kind` leave for the viewers at `now`: kept in
+    /// the retransmission history, counted for the stream's rate (the
+    /// repair budget), and one lateness sample (of the first packet) for
+    /// the A/V lag.
+    pub fn on_delivered(&mut self, kind: Kind, packets: &[Bytes], keyframe: bool, now: Instant) {
+        let history = match kind {
+            Kind::Video => &mut self.video_history,
+            Kind::Audio => &mut self.audio_history,
+        };
+        let mut bytes = 0;
+        for p in packets {
+            history.record(p, now);
+            bytes += p.len();
+        }
+        if keyframe {
+            self.keyframe_bytes = bytes;
+        }
+        self.rate.add(bytes, now);
         let Some(p) = packets.first().filter(|p| p.len() >= 12) else { return };
         let ts = u32::from_be_bytes([p[4], p[5], p[6], p[7]]);
         self.av_lag.on_sent(kind == Kind::Video, ts, self.anchor, now);
+    }
+
+    /// The shared packet `seq` of `kind`, if still in the history at `now`
+    /// or (video) in the GOP cache, which a new viewer's replay sends later
+    /// than it was first delivered.
+    pub fn history_packet(&self, kind: Kind, seq: u16, now: Instant) -> Option<&Bytes> {
+        match kind {
+            Kind::Video => self.video_history.get(seq, now).or_else(|| self.gop_packet(seq)),
+            Kind::Audio => self.audio_history.get(seq, now),
+        }
+    }
+
+    /// A new source of packets (another home shard, or a publisher here
+    /// after being a replica): old sequence numbers mean nothing now.
+    fn reset_history(&mut self) {
+        self.video_history = History::video();
+        self.audio_history = History::audio();
+    }
+
+    /// Each viewer's retransmission budget: (bytes/s, burst bytes). The
+    /// burst is at least the latest keyframe, so a lost keyframe can always
+    /// be repaired at once, and at least [`MIN_BURST_BYTES`].
+    pub fn repair_budget(&self) -> (f64, f64) {
+        let rate = self.rate.bytes_per_s() * BUDGET_SHARE;
+        (rate, (self.keyframe_bytes as f64).max(rate).max(MIN_BURST_BYTES))
+    }
+
+    /// The RED versions (RFC 2198) of Opus packets just delivered: each with
+    /// up to [`RED_DISTANCE`] earlier Opus frames from the history, same
+    /// sequence number and timestamp as the plain packet, payload type
+    /// [`SHARED_RED_PT`] (block type [`SHARED_AUDIO_PT`]). Call after
+    /// [`Stream::on_delivered`] recorded them.
+    pub fn red_versions(&self, packets: &[Bytes], now: Instant) -> Arc<[Bytes]> {
+        let mut out: Vec<Bytes> = Vec::with_capacity(packets.len());
+        for p in packets {
+            if p.len() < 12 {
+                out.push(p.clone());
+                continue;
+            }
+            let seq = u16::from_be_bytes([p[2], p[3]]);
+            let ts = u32::from_be_bytes([p[4], p[5], p[6], p[7]]);
+            let mut earlier: [(u32, &[u8]); RED_DISTANCE] = [(0, &[]); RED_DISTANCE];
+            let mut n = 0;
+            for back in (1..=RED_DISTANCE as u16).rev() {
+                let Some(e) = self.audio_history.get(seq.wrapping_sub(back), now).filter(|e| e.len() > 12) else { continue };
+                let ets = u32::from_be_bytes([e[4], e[5], e[6], e[7]]);
+                earlier[n] = (ts.wrapping_sub(ets), &e[12..]);
+                n += 1;
+            }
+            let mut red = Vec::with_capacity(p.len() + n * 4 + earlier[..n].iter().map(|e| e.1.len()).sum::<usize>() + 1);
+            red.extend_from_slice(&p[..12]);
+            red[1] = (red[1] & 0x80) | SHARED_RED_PT;
+            rts_rtp::red::write(SHARED_AUDIO_PT, &p[12..], &earlier[..n], &mut red);
+            out.push(Bytes::from(red));
+        }
+        Arc::from(out)
     }
 
     /// Stream time "now" for a sender report: the last video frame's time
@@ -738,8 +887,8 @@ mod tests {
         s.on_video(99, &seq_header(SPS2, PPS), now, &mut out).unwrap();
         assert!(s.gop_cache().is_empty());
         s.on_video(99, &video_tag(true, 0, &[&[0x65, 3]]), now, &mut out).unwrap();
-        let first = rts_rtp::RtpHeader::parse(&s.gop_cache()[0].1).unwrap();
-        let stap = &s.gop_cache()[0].1[first.payload_offset..];
+        let first = rts_rtp::RtpHeader::parse(&s.gop_cache()[0]).unwrap();
+        let stap = &s.gop_cache()[0][first.payload_offset..];
         assert_eq!(stap[0] & 0x1f, 24, "IDR after the change starts with a STAP-A");
         assert_eq!(&stap[3..3 + SPS2.len()], SPS2, "carrying the new SPS");
         // Garbage tags are errors, not panics.

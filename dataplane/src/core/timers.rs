@@ -6,7 +6,7 @@ use super::stream::Kind;
 use super::transmit::CATCHUP_STEP;
 use super::{Core, HOUSEKEEPING, LOG_EVERY, STATS_EVERY};
 use crate::transcode::Transcoded;
-use rts_common::ipc::{ShardStats, ShardToControl};
+use rts_common::ipc::{ShardStats, ShardToControl, ViewerStats, VIEWER_STATS_PER_MESSAGE};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -154,6 +154,35 @@ impl Core {
         let all: Vec<_> = self.streams.iter().map(|(_, s)| s.stats(shard)).collect();
         for s in all {
             self.push_ctl(ShardToControl::StreamStats(s));
+        }
+        let mut batch = Vec::with_capacity(VIEWER_STATS_PER_MESSAGE);
+        for (_, sess) in self.sessions.iter() {
+            let Some(m) = sess.media.as_ref() else { continue };
+            let r = &m.repair;
+            batch.push(ViewerStats {
+                session: sess.id,
+                rtt_ms: r.rtt.map(|d| d.as_millis().min(u32::MAX as u128) as u32),
+                fraction_lost: r.fraction_lost,
+                cumulative_lost: r.cumulative_lost,
+                packets_out: m.packets_out,
+                bytes_out: m.bytes_out,
+                nacked: r.stats.nacked,
+                resent: r.stats.resent,
+                resent_bytes: r.stats.resent_bytes,
+                suppressed_rtt: r.stats.suppressed_rtt,
+                over_max_resends: r.stats.over_max_resends,
+                over_budget: r.stats.over_budget,
+                not_in_history: r.stats.not_in_history + r.stats.unrepairable,
+                stale: r.stats.stale,
+                plis: r.stats.plis,
+                gop_restarts: r.stats.gop_restarts,
+            });
+            if batch.len() == VIEWER_STATS_PER_MESSAGE {
+                self.ctl_out.push_back(ShardToControl::ViewerStats(std::mem::replace(&mut batch, Vec::with_capacity(VIEWER_STATS_PER_MESSAGE))));
+            }
+        }
+        if !batch.is_empty() {
+            self.push_ctl(ShardToControl::ViewerStats(batch));
         }
     }
 }

@@ -5,11 +5,13 @@
 //! Small one-off datagrams (STUN, DTLS) go into the batch at once.
 
 use super::fanout::{send_items, FanOut};
-use super::session::Session;
+use super::repair::Resend;
+use super::session::{Media, Session, RTP_HEADER_MAX};
 use super::stream::Kind;
 use super::streams::StreamTable;
 use super::Core;
 use crate::batch::{GsoBatch, Transmit};
+use rts_common::ipc::ShardCounters;
 use slab::Slab;
 use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -33,6 +35,8 @@ pub(super) enum Work {
     Catchup { budget: usize, next: usize, sent_to_next: usize, now: Instant },
     /// RTCP sender reports to the viewers in `Core::sr_due[next..]`.
     SenderReports { now: Instant, ntp: u64, next: usize },
+    /// Retransmissions queued for the viewers in `Core::resend[next..]`.
+    Resends { now: Instant, next: usize },
 }
 
 /// A datagram that did not fit the batch when it was made (rare: only when
@@ -137,6 +141,10 @@ impl Core {
                     let parts = Parts { list: &self.sr_due, sessions: &mut self.sessions, streams: &mut self.streams, batch: &mut self.out.batch };
                     run_sender_reports(parts, *now, *ntp, next)
                 }
+                Work::Resends { now, next } => {
+                    let parts = Parts { list: &self.resend, sessions: &mut self.sessions, streams: &mut self.streams, batch: &mut self.out.batch };
+                    run_resends(parts, *now, next, &mut self.counters)
+                }
             };
             if !done {
                 if self.out.batch.is_empty() {
@@ -159,6 +167,7 @@ impl Core {
                     }
                 }
                 Some(Work::Catchup { .. }) => self.catchup_done(),
+                Some(Work::Resends { .. }) => self.resend.clear(),
                 _ => {}
             }
         }
@@ -233,6 +242,106 @@ fn run_sender_reports(p: Parts<'_>, now: Instant, ntp: u64, next: &mut usize) ->
     true
 }
 
+/// Retransmissions to `list[next..]`; false when the batch filled (the
+/// packet that did not fit stays queued).
+fn run_resends(p: Parts<'_>, now: Instant, next: &mut usize, counters: &mut ShardCounters) -> bool {
+    while let Some(&idx) = p.list.get(*next) {
+        let Some(sess) = p.sessions.get_mut(idx) else {
+            *next += 1;
+            continue;
+        };
+        let (Some(peer), local) = (sess.peer, sess.local_ip) else {
+            *next += 1;
+            continue;
+        };
+        let stream = sess.stream.and_then(|id| p.streams.get(id));
+        let Some(media) = sess.media.as_mut() else {
+            *next += 1;
+            continue;
+        };
+        let hint = stream.map_or_else(|| crate::lipsync::AvLag::default().hint(now), |s| s.av_hint(now));
+        let playout_min = hint.min_units(media.started_at);
+        while let Some(r) = media.repair.queue.pop_front() {
+            match resend(media, &r, playout_min, peer, local, p.batch) {
+                Resent::Sent(n) => {
+                    media.repair.stats.resent += 1;
+                    media.repair.stats.resent_bytes += n as u64;
+                    media.bytes_out += n as u64;
+                    counters.resent += 1;
+                    counters.resent_bytes += n as u64;
+                }
+                Resent::Skipped => {}
+                Resent::Full => {
+                    media.repair.queue.push_front(r);
+                    p.batch.end_message(peer, local);
+                    return false;
+                }
+            }
+        }
+        p.batch.end_message(peer, local);
+        *next += 1;
+    }
+    true
+}
+
+enum Resent {
+    Sent(usize),
+    Skipped,
+    Full,
+}
+
+/// Largest original payload a retransmission carries (its RTX form adds
+/// the 2-byte original sequence number in a stack buffer).
+const MAX_RESEND_PAYLOAD: usize = 1_500;
+
+/// Protects one retransmission into the batch: as RTX (own SSRC and
+/// sequence number, OSN first in the payload) when the viewer has RTX,
+/// else the original packet again, byte for byte.
+fn resend(media: &mut Media, r: &Resend, playout_min: u16, peer: SocketAddrV4, local: Option<Ipv4Addr>, batch: &mut GsoBatch) -> Resent {
+    let p = &r.packet;
+    if p.len() < 12 || p.len() - 12 > MAX_RESEND_PAYLOAD {
+        return Resent::Skipped;
+    }
+    let (src, payload) = (&p[..12], &p[12..]);
+    let overhead = media.profile.rtp_overhead();
+    let mut header = [0u8; RTP_HEADER_MAX];
+    let mut body = [0u8; MAX_RESEND_PAYLOAD + 2];
+    let rtx = media.repair.rtx.filter(|_| r.kind == Kind::Video);
+    let (hlen, body) = match rtx {
+        Some(rtx) => {
+            let Some(hlen) = media.video.header_for(src, rtx.pt, rtx.ssrc, &mut header, playout_min) else { return Resent::Skipped };
+            let osn = [header[2], header[3]];
+            header[2..4].copy_from_slice(&rtx.seq.to_be_bytes());
+            body[..2].copy_from_slice(&osn);
+            body[2..2 + payload.len()].copy_from_slice(payload);
+            (hlen, &body[..2 + payload.len()])
+        }
+        None => {
+            let t = media.track(r.kind);
+            let Some(pt) = t.pt else { return Resent::Skipped };
+            let Some(hlen) = t.header_for(src, pt, t.ssrc, &mut header, playout_min) else { return Resent::Skipped };
+            (hlen, payload)
+        }
+    };
+    let len = hlen + body.len() + overhead;
+    if !batch.fits(len) {
+        batch.end_message(peer, local);
+        if !batch.fits(len) {
+            return Resent::Full;
+        }
+    }
+    match media.tx.protect_rtp(&header[..hlen], body, batch.spare(len)) {
+        Ok(n) => {
+            batch.commit(n);
+            if let Some(x) = media.repair.rtx.as_mut().filter(|_| rtx.is_some()) {
+                x.seq = x.seq.wrapping_add(1);
+            }
+            Resent::Sent(n)
+        }
+        Err(_) => Resent::Skipped,
+    }
+}
+
 /// One catch-up step from viewer `next` on; false when the batch filled
 /// (`next` and `sent_to_next` say where to resume).
 fn run_catchup(p: Parts<'_>, budget: usize, next: &mut usize, sent_to_next: &mut usize, now: Instant) -> bool {
@@ -258,7 +367,7 @@ fn run_catchup(p: Parts<'_>, budget: usize, next: &mut usize, sent_to_next: &mut
         // Take the queue out so the viewer's state can be borrowed with it.
         let mut pending = std::mem::take(&mut media.pending);
         let slice = &pending.make_contiguous()[..n];
-        let sent = send_items(media, peer, local, Kind::Video, slice, hint, p.batch);
+        let sent = send_items(media, peer, local, Kind::Video, slice, None, hint, p.batch);
         pending.drain(..sent.packets);
         media.pending = pending;
         if let Some(s) = stream {

@@ -17,6 +17,7 @@ pub mod h264;
 pub mod hdrext;
 mod header;
 mod ntp;
+pub mod red;
 pub mod rtcp;
 
 pub use error::Error;

@@ -41,6 +41,8 @@ pub struct AnswerOptions {
     /// Accept the playout-delay header extension on video when the viewer offers it, so the
     /// server can tell the receiver how much later than video the audio leaves us.
     pub playout_delay: bool,
+    /// Accept RED (RFC 2198, `red/48000/2` carrying the chosen Opus) on audio when offered.
+    pub red: bool,
 }
 
 /// The answer SDP plus what was negotiated, for the dataplane.
@@ -73,6 +75,8 @@ pub struct NegotiatedCodec {
     pub pli: bool,
     /// One-byte header extension id of [`PLAYOUT_DELAY_URI`], when negotiated (video only).
     pub playout_delay_id: Option<u8>,
+    /// RED payload type, when negotiated (audio only).
+    pub red_payload_type: Option<u8>,
 }
 
 /// Google's playout-delay RTP header extension: the sender's bounds on the receiver's
@@ -94,13 +98,14 @@ enum Plan<'a> {
     },
     Audio {
         codec: &'a Codec,
+        red: Option<&'a Codec>,
     },
 }
 
 /// Builds the answer to `offer`. See the crate docs for the rules.
 pub fn build_answer(offer: &SessionDescription, opts: &AnswerOptions) -> Result<Answer, Error> {
     validate(opts)?;
-    let plans = plan(offer)?;
+    let plans = plan(offer, opts.red)?;
     let ip = opts.candidate.ip().to_canonical();
     let ip_ver = if ip.is_ipv4() { "IP4" } else { "IP6" };
 
@@ -130,7 +135,7 @@ pub fn build_answer(offer: &SessionDescription, opts: &AnswerOptions) -> Result<
                 continue;
             }
             Plan::Video { codec, rtx } => [Some(*codec), *rtx].into_iter().flatten().collect(),
-            Plan::Audio { codec } => vec![*codec],
+            Plan::Audio { codec, red } => [Some(*codec), *red].into_iter().flatten().collect(),
         };
         let dir = answer_direction(m.direction);
         // check_transport guaranteed the mid.
@@ -185,13 +190,17 @@ pub fn build_answer(offer: &SessionDescription, opts: &AnswerOptions) -> Result<
                     });
                 }
             }
-            Plan::Audio { codec } => {
+            Plan::Audio { codec, red } => {
                 write_codec(&mut sdp, codec, &[]);
+                if let Some(r) = red {
+                    write_codec(&mut sdp, r, &[]);
+                }
                 if sending {
                     write_source(&mut sdp, opts, AUDIO_TRACK, [opts.audio_ssrc].into_iter());
                     audio = Some(NegotiatedCodec {
                         nack: false,
                         pli: false,
+                        red_payload_type: red.map(|r| r.payload_type),
                         ..negotiated(mid, codec, None)
                     });
                 }
@@ -214,7 +223,7 @@ pub fn build_answer(offer: &SessionDescription, opts: &AnswerOptions) -> Result<
 }
 
 /// Decides, per offered section, what we answer; errors when nothing is usable.
-fn plan(offer: &SessionDescription) -> Result<Vec<Plan<'_>>, Error> {
+fn plan(offer: &SessionDescription, accept_red: bool) -> Result<Vec<Plan<'_>>, Error> {
     let (mut have_video, mut have_audio) = (false, false);
     let plans: Vec<Plan<'_>> = offer
         .media
@@ -237,7 +246,8 @@ fn plan(offer: &SessionDescription) -> Result<Vec<Plan<'_>>, Error> {
                 MediaKind::Audio if !have_audio => match choose_opus(m) {
                     Some(codec) => {
                         have_audio = true;
-                        Plan::Audio { codec }
+                        let red = m.codecs.iter().find(|r| accept_red && is_red_for(r, codec.payload_type));
+                        Plan::Audio { codec, red }
                     }
                     None => Plan::Reject,
                 },
@@ -294,6 +304,15 @@ fn choose_opus(m: &MediaSection) -> Option<&Codec> {
             && c.clock_rate == 48_000
             && c.channels.unwrap_or(2) == 2
     })
+}
+
+/// RED at 48 kHz stereo whose blocks are `opus_pt` (`a=fmtp:63 111/111`, RFC 2198 §5).
+fn is_red_for(c: &Codec, opus_pt: u8) -> bool {
+    let blocks_ok = c.fmtp.as_deref().is_some_and(|f| {
+        let pts: Vec<&str> = f.split('/').map(str::trim).collect();
+        !pts.is_empty() && pts.iter().all(|p| p.parse::<u8>() == Ok(opus_pt))
+    });
+    c.name.eq_ignore_ascii_case("red") && c.clock_rate == 48_000 && c.channels.unwrap_or(1) == 2 && blocks_ok
 }
 
 /// JSEP §5.3.1: we only send, so a viewer that receives gets `sendonly`, and a viewer that
@@ -381,6 +400,7 @@ fn negotiated(mid: String, c: &Codec, rtx: Option<&Codec>) -> NegotiatedCodec {
         nack: c.has_rtcp_fb("nack"),
         pli: c.has_rtcp_fb("nack pli"),
         playout_delay_id: None,
+        red_payload_type: None,
     }
 }
 

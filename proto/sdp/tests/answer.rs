@@ -15,7 +15,7 @@ fn chrome_answer_picks_42e01f_and_rejects_datachannel() {
     assert_eq!(
         m_lines(&a.sdp),
         [
-            "m=audio 8000 UDP/TLS/RTP/SAVPF 111",
+            "m=audio 8000 UDP/TLS/RTP/SAVPF 111 63",
             "m=video 8000 UDP/TLS/RTP/SAVPF 106 107",
             "m=application 0 UDP/DTLS/SCTP webrtc-datachannel",
         ]
@@ -353,4 +353,27 @@ fn playout_delay_ids_beyond_the_one_byte_form_are_ignored() {
     .unwrap();
     assert_eq!(a.video.unwrap().playout_delay_id, None);
     assert!(!a.sdp.contains("a=extmap:"));
+}
+
+#[test]
+fn red_is_answered_next_to_opus_when_offered_and_enabled() {
+    let offer = SessionDescription::parse(CHROME).unwrap();
+    let a = build_answer(&offer, &opts("192.0.2.1:8000")).unwrap();
+    let audio = a.audio.as_ref().unwrap();
+    assert_eq!((audio.payload_type, audio.red_payload_type), (111, Some(63)));
+    let s = section(&a.sdp, 0);
+    assert!(s[0].ends_with(" 111 63"), "{}", s[0]);
+    assert!(s.contains(&"a=rtpmap:63 red/48000/2") && s.contains(&"a=fmtp:63 111/111"), "{s:?}");
+    // Off by the server: not answered.
+    let off = rts_sdp::AnswerOptions { red: false, ..opts("192.0.2.1:8000") };
+    let a = build_answer(&offer, &off).unwrap();
+    assert_eq!(a.audio.as_ref().unwrap().red_payload_type, None);
+    assert!(!a.sdp.contains("red/48000"));
+    // RED carrying another codec than the chosen Opus is not ours to send.
+    let other = CHROME.replace("a=fmtp:63 111/111", "a=fmtp:63 9/9");
+    let a = build_answer(&SessionDescription::parse(&other).unwrap(), &opts("192.0.2.1:8000")).unwrap();
+    assert_eq!(a.audio.unwrap().red_payload_type, None);
+    // Firefox offers no RED.
+    let a = build_answer(&SessionDescription::parse(FIREFOX).unwrap(), &opts("192.0.2.1:8000")).unwrap();
+    assert_eq!(a.audio.unwrap().red_payload_type, None);
 }

@@ -7,6 +7,7 @@ mod alloc;
 mod catchup;
 mod ice;
 mod ingest;
+mod repair;
 mod replication;
 mod reports;
 mod sessions;
@@ -326,7 +327,8 @@ pub fn publish(rig: &mut Rig, conn: usize, app: &str, stream: &str, p_frames: u3
 
 // ---------------------------------------------------------------- viewer
 
-/// One received RTP packet.
+/// One received RTP packet (an RTX packet is unwrapped: `seq` is its
+/// original sequence number, `rtx` its own).
 #[derive(Debug, Clone)]
 pub struct Rtp {
     pub at: Instant,
@@ -335,7 +337,12 @@ pub struct Rtp {
     pub seq: u16,
     pub ts: u32,
     pub payload: Vec<u8>,
+    pub rtx: Option<u16>,
 }
+
+/// Decides which datagrams to a viewer are lost: (ssrc, seq) of an SRTP
+/// packet (its header is in clear), true = lost.
+pub type LossFn = Box<dyn FnMut(u32, u16) -> bool>;
 
 /// A WebRTC viewer as the core sees it: ICE credentials, SRTP keys, an
 /// address; it decrypts what the core sends it.
@@ -355,10 +362,27 @@ pub struct Viewer {
     pub stun: Vec<(Instant, bool)>,
     /// DTLS records from control.
     pub dtls: usize,
+    /// The path's loss, and what it took: (ssrc, seq).
+    pub loss: Option<LossFn>,
+    pub lost: Vec<(u32, u16)>,
 }
 
 pub const VIDEO_PT: u8 = 102;
 pub const AUDIO_PT: u8 = 111;
+pub const RTX_PT: u8 = 103;
+pub const RTX_SSRC: u32 = 0x0bad_cafe;
+pub const RED_PT: u8 = 63;
+
+/// The fields of a `StartMedia` a test may change.
+pub struct StartMedia<'a> {
+    pub srtp_profile: &'a mut u16,
+    pub local_key: &'a mut Vec<u8>,
+    pub audio_pt: &'a mut Option<u8>,
+    pub video_playout_delay_id: &'a mut Option<u8>,
+    pub video_rtx: &'a mut Option<(u8, u32)>,
+    pub video_nack: &'a mut bool,
+    pub audio_red_pt: &'a mut Option<u8>,
+}
 
 impl Viewer {
     pub fn new(n: u16) -> Viewer {
@@ -378,6 +402,8 @@ impl Viewer {
             srs: Vec::new(),
             stun: Vec::new(),
             dtls: 0,
+            loss: None,
+            lost: Vec::new(),
         }
     }
 
@@ -404,7 +430,19 @@ impl Viewer {
             video_pt: Some(VIDEO_PT),
             audio_pt: Some(AUDIO_PT),
             video_playout_delay_id: None,
+            video_rtx: Some((RTX_PT, RTX_SSRC)),
+            video_nack: true,
+            audio_red_pt: None,
         }
+    }
+
+    /// `start_msg` changed by `f`.
+    pub fn start_with(&self, f: impl FnOnce(&mut StartMedia<'_>)) -> ControlToShard {
+        let mut m = self.start_msg();
+        if let ControlToShard::StartMedia { srtp_profile, local_key, audio_pt, video_playout_delay_id, video_rtx, video_nack, audio_red_pt, .. } = &mut m {
+            f(&mut StartMedia { srtp_profile, local_key, audio_pt, video_playout_delay_id, video_rtx, video_nack, audio_red_pt });
+        }
+        m
     }
 
     /// A binding request as a browser sends it, keyed with `pwd`.
@@ -440,16 +478,21 @@ impl Viewer {
             let mut d = s.data.clone();
             match rts_stun::classify(&d) {
                 PacketKind::Rtp => {
+                    let clear = rts_rtp::RtpHeader::parse(&d).unwrap();
+                    if self.loss.as_mut().is_some_and(|f| f(clear.ssrc, clear.sequence)) {
+                        self.lost.push((clear.ssrc, clear.sequence));
+                        continue;
+                    }
                     let n = self.rx.unprotect_rtp(&mut d).expect("SRTP decrypts");
                     let h = rts_rtp::RtpHeader::parse(&d[..n]).unwrap();
-                    self.rtp.push(Rtp {
-                        at: s.at,
-                        ssrc: h.ssrc,
-                        pt: h.payload_type,
-                        seq: h.sequence,
-                        ts: h.timestamp,
-                        payload: d[h.payload_offset..h.payload_end].to_vec(),
-                    });
+                    let payload = &d[h.payload_offset..h.payload_end];
+                    let (seq, payload, rtx) = if h.ssrc == RTX_SSRC {
+                        assert_eq!(h.payload_type, RTX_PT);
+                        (u16::from_be_bytes([payload[0], payload[1]]), &payload[2..], Some(h.sequence))
+                    } else {
+                        (h.sequence, payload, None)
+                    };
+                    self.rtp.push(Rtp { at: s.at, ssrc: h.ssrc, pt: h.payload_type, seq, ts: h.timestamp, payload: payload.to_vec(), rtx });
                 }
                 PacketKind::Rtcp => {
                     let n = self.rx.unprotect_rtcp(&mut d).expect("SRTCP decrypts");
@@ -470,8 +513,16 @@ impl Viewer {
         self.seen = rig.sent.len();
     }
 
+    /// Video as received (retransmissions included, unwrapped).
     pub fn video(&self) -> Vec<&Rtp> {
-        self.rtp.iter().filter(|p| p.pt == VIDEO_PT).collect()
+        self.rtp.iter().filter(|p| p.pt == VIDEO_PT || p.rtx.is_some()).collect()
+    }
+
+    /// Sends a NACK for `lost` (this viewer's sequence numbers) on `ssrc`.
+    pub fn nack(&mut self, rig: &mut Rig, ssrc: u32, lost: &[u16]) {
+        let mut buf = [0u8; 1024];
+        let n = rts_rtp::rtcp::write_nack(&mut buf, 1, ssrc, lost).unwrap();
+        self.rtcp(rig, &buf[..n]);
     }
 
     pub fn audio(&self) -> Vec<&Rtp> {

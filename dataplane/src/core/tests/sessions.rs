@@ -67,24 +67,11 @@ fn unusable_keys_close_the_session_with_a_reason() {
     let mut rig = Rig::new("");
     let v = Viewer::new(1);
     rig.control(v.add_msg("live", "s", None));
-    let ControlToShard::StartMedia { session, local_key, local_salt, remote_key, remote_salt, video_pt, audio_pt, video_playout_delay_id, .. } = v.start_msg() else {
-        unreachable!()
-    };
-    rig.control(ControlToShard::StartMedia { session, srtp_profile: 0x0002, local_key, local_salt, remote_key, remote_salt, video_pt, audio_pt, video_playout_delay_id });
+    rig.control(v.start_with(|m| *m.srtp_profile = 0x0002));
     assert_eq!(rig.closed_sessions(), vec![(v.session, "unsupported SRTP profile".to_string())]);
     let w = Viewer::new(2);
     rig.control(w.add_msg("live", "s", None));
-    rig.control(ControlToShard::StartMedia {
-        session: w.session,
-        srtp_profile: 0x0007,
-        local_key: vec![1; 3],
-        local_salt: vec![],
-        remote_key: vec![],
-        remote_salt: vec![],
-        video_pt: Some(96),
-        audio_pt: None,
-        video_playout_delay_id: None,
-    });
+    rig.control(w.start_with(|m| *m.local_key = vec![1; 3]));
     assert_eq!(rig.closed_sessions()[1], (w.session, "bad SRTP keys".to_string()));
 }
 

@@ -49,10 +49,7 @@ fn a_viewer_that_did_not_negotiate_audio_gets_video_only() {
     let mut v = Viewer::new(1);
     rig.control(v.add_msg("live", "s", None));
     v.check(&mut rig);
-    let ControlToShard::StartMedia { session, srtp_profile, local_key, local_salt, remote_key, remote_salt, video_pt, video_playout_delay_id, .. } = v.start_msg() else {
-        unreachable!()
-    };
-    rig.control(ControlToShard::StartMedia { session, srtp_profile, local_key, local_salt, remote_key, remote_salt, video_pt, audio_pt: None, video_playout_delay_id });
+    rig.control(v.start_with(|m| *m.audio_pt = None));
     rig.advance(ms(20));
     p.audio(&mut rig, 10, opus(1));
     p.video(&mut rig, 33, frame(false, 2_500, 2));
@@ -68,10 +65,7 @@ fn the_playout_delay_extension_is_on_every_video_packet_of_a_viewer_that_asked()
     let v = Viewer::new(1);
     rig.control(v.add_msg("live", "s", None));
     v.check(&mut rig);
-    let ControlToShard::StartMedia { session, srtp_profile, local_key, local_salt, remote_key, remote_salt, video_pt, audio_pt, .. } = v.start_msg() else {
-        unreachable!()
-    };
-    rig.control(ControlToShard::StartMedia { session, srtp_profile, local_key, local_salt, remote_key, remote_salt, video_pt, audio_pt, video_playout_delay_id: Some(6) });
+    rig.control(v.start_with(|m| *m.video_playout_delay_id = Some(6)));
     rig.advance(ms(20));
     p.video(&mut rig, 33, frame(false, 2_500, 2));
     let mut rx = SrtpContext::new(Profile::AeadAes128Gcm, &v.keys[0], &v.keys[1]).unwrap();

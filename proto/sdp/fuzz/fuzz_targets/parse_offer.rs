@@ -25,6 +25,7 @@ fuzz_target!(|data: &[u8]| {
         session_id: 1,
         offer_audio: true,
         playout_delay: true,
+        red: true,
     };
     if let Ok(answer) = build_answer(&offer, &opts) {
         // Our own answer must always re-parse, and a negotiated extension id
@@ -32,6 +33,10 @@ fuzz_target!(|data: &[u8]| {
         assert!(SessionDescription::parse(&answer.sdp).is_ok());
         if let Some(id) = answer.video.and_then(|v| v.playout_delay_id) {
             assert!((1..=14).contains(&id));
+        }
+        // RED is only answered next to the Opus it carries, never instead of it.
+        if let Some(a) = answer.audio {
+            assert!(a.red_payload_type != Some(a.payload_type));
         }
     }
 });

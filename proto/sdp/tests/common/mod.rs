@@ -25,6 +25,7 @@ pub fn opts(candidate: &str) -> AnswerOptions {
         session_id: 42,
         offer_audio: true,
         playout_delay: true,
+        red: true,
     }
 }
 

@@ -1,0 +1,377 @@
+//! Loss repair with a simulated clock and simulated loss: NACK → RTX from
+//! the shared history (across a switch), RTT suppression, the budget,
+//! history expiry, RED, the GOP restart on PLI, and a browser-like NACK
+//! loop recovering random loss.
+
+use super::*;
+use std::collections::BTreeSet;
+
+/// Publishes `live/s` with a GOP of `p` P-frames and a joined viewer that
+/// loses what `loss` says.
+fn lossy(rig: &mut Rig, p: u32, loss: LossFn) -> (Publisher, Viewer) {
+    let publisher = publish(rig, 1, "live", "s", p);
+    let mut v = Viewer::join(rig, 1, "live", "s");
+    v.loss = Some(loss);
+    (publisher, v)
+}
+
+fn stats(rig: &Rig, v: &Viewer) -> super::super::repair::RepairStats {
+    let idx = rig.core.by_id[&v.session];
+    rig.core.sessions[idx].media.as_ref().unwrap().repair.stats
+}
+
+#[test]
+fn nacked_packets_come_back_as_rtx_with_their_original_sequence_number() {
+    let mut rig = Rig::new("");
+    let (mut p, mut v) = lossy(&mut rig, 0, Box::new(|_, _| false));
+    rig.advance(ms(20));
+    v.recv(&rig);
+    let ssrc = v.video()[0].ssrc;
+    // The next frame loses its 2nd and 3rd packets.
+    let next = v.video().last().unwrap().seq.wrapping_add(1);
+    let lose: BTreeSet<u16> = [next.wrapping_add(1), next.wrapping_add(2)].into();
+    let l2 = lose.clone();
+    v.loss = Some(Box::new(move |s, seq| s == ssrc && l2.contains(&seq)));
+    p.video(&mut rig, 33, frame(false, 2_500, 5));
+    v.recv(&rig);
+    assert_eq!(v.lost.len(), 2);
+    v.loss = None;
+    v.nack(&mut rig, ssrc, &lose.iter().copied().collect::<Vec<_>>());
+    v.recv(&rig);
+    let rtx: Vec<&Rtp> = v.rtp.iter().filter(|r| r.rtx.is_some()).collect();
+    assert_eq!(rtx.len(), 2, "both lost packets resent");
+    assert_eq!(rtx.iter().map(|r| r.seq).collect::<BTreeSet<_>>(), lose, "OSN = the lost sequence numbers");
+    assert!(rtx.iter().all(|r| r.ssrc == RTX_SSRC && r.pt == RTX_PT));
+    assert_eq!(rtx[1].rtx, rtx[0].rtx.map(|s| s.wrapping_add(1)), "RTX has its own consecutive numbering");
+    assert!(rtx.iter().all(|r| r.payload[2..].iter().all(|&b| b == 5)), "the original payloads");
+    let frame_ts = v.video().iter().find(|r| r.seq == next).unwrap().ts;
+    assert!(rtx.iter().all(|r| r.ts == frame_ts), "the original timestamp");
+    let s = stats(&rig, &v);
+    assert_eq!((s.nacked, s.resent), (2, 2));
+    assert_eq!(rig.core.counters().resent, 2);
+}
+
+#[test]
+fn without_rtx_the_same_packet_is_resent_on_the_media_ssrc() {
+    let mut rig = Rig::new("");
+    let _p = publish(&mut rig, 1, "live", "s", 1);
+    let mut v = Viewer::new(1);
+    rig.control(v.add_msg("live", "s", None));
+    v.check(&mut rig);
+    rig.control(v.start_with(|m| *m.video_rtx = None));
+    let lost_seq = std::rc::Rc::new(std::cell::Cell::new(None::<u16>));
+    let l = lost_seq.clone();
+    // Lose the 3rd video packet of the GOP replay.
+    let video_ssrc = rts_common::ipc::stream_ssrc("live", "s", 0);
+    let mut n = 0;
+    v.loss = Some(Box::new(move |ssrc, seq| {
+        if ssrc == video_ssrc && n < 3 {
+            n += 1;
+            if n == 3 {
+                l.set(Some(seq));
+                return true;
+            }
+        }
+        false
+    }));
+    rig.advance(ms(20));
+    v.recv(&rig);
+    let lost = lost_seq.get().expect("a packet was lost");
+    let ssrc = v.video()[0].ssrc;
+    v.loss = None;
+    v.nack(&mut rig, ssrc, &[lost]);
+    v.recv(&rig);
+    let video = v.video();
+    let again: Vec<&&Rtp> = video.iter().filter(|r| r.seq == lost).collect();
+    assert_eq!(again.len(), 1, "resent once, same sequence number, same SSRC");
+    assert_eq!((again[0].ssrc, again[0].rtx), (ssrc, None));
+}
+
+#[test]
+fn a_nack_from_before_a_switch_is_ignored_and_one_after_maps_to_the_new_stream() {
+    let mut rig = Rig::new("");
+    let mut a = publish(&mut rig, 1, "live", "a", 2);
+    let mut b = Publisher::connect(&mut rig, 2, "live", "b");
+    b.gop(&mut rig, 90_000, 2);
+    let mut v = Viewer::join(&mut rig, 1, "live", "a");
+    rig.advance(ms(20));
+    a.video(&mut rig, 99, frame(false, 2_500, 0xaa));
+    v.recv(&rig);
+    let ssrc = v.video()[0].ssrc;
+    let before_switch = v.video().last().unwrap().seq;
+    rig.control(ControlToShard::SwitchStream { session: v.session, app: "live".into(), stream: "b".into(), home_shard: None });
+    rig.advance(ms(20));
+    b.video(&mut rig, 90_000 + 99, frame(false, 2_500, 0xbb));
+    v.recv(&rig);
+    let after = v.video().last().unwrap().seq;
+    // The viewer asks for one packet of each stream.
+    v.nack(&mut rig, ssrc, &[before_switch, after]);
+    v.recv(&rig);
+    let rtx: Vec<&Rtp> = v.rtp.iter().filter(|r| r.rtx.is_some()).collect();
+    assert_eq!(rtx.len(), 1, "only the packet of the current stream");
+    assert_eq!(rtx[0].seq, after);
+    assert!(rtx[0].payload[2..].iter().all(|&x| x == 0xbb), "b's packet, not a's packet with that number");
+    assert_eq!(stats(&rig, &v).stale, 1);
+}
+
+#[test]
+fn repeats_within_the_rtt_are_suppressed_and_three_resends_at_most() {
+    let mut rig = Rig::new("");
+    let (_p, mut v) = lossy(&mut rig, 1, Box::new(|_, _| false));
+    rig.advance(ms(20));
+    v.recv(&rig);
+    let (ssrc, seq) = (v.video()[0].ssrc, v.video()[2].seq);
+    let resent = |v: &Viewer| v.rtp.iter().filter(|r| r.rtx.is_some()).count();
+    v.nack(&mut rig, ssrc, &[seq]);
+    v.nack(&mut rig, ssrc, &[seq]); // a duplicate at once: within the RTT
+    rig.advance(ms(60));
+    v.nack(&mut rig, ssrc, &[seq]); // 60 ms later: still within the default 100 ms
+    v.recv(&rig);
+    assert_eq!(resent(&v), 1);
+    for _ in 0..4 {
+        rig.advance(ms(101));
+        v.nack(&mut rig, ssrc, &[seq]);
+    }
+    v.recv(&rig);
+    assert_eq!(resent(&v), 3, "three resends at most");
+    let s = stats(&rig, &v);
+    assert_eq!((s.suppressed_rtt, s.over_max_resends), (2, 2));
+}
+
+#[test]
+fn the_rtt_comes_from_receiver_reports_and_shortens_the_suppression() {
+    let mut rig = Rig::new("");
+    let (_p, mut v) = lossy(&mut rig, 1, Box::new(|_, _| false));
+    rig.advance(ms(150));
+    v.recv(&rig);
+    let (sr_sent, ssrc, ntp_at, _) = *v.srs.iter().find(|s| s.1 == v.video()[0].ssrc).expect("a sender report");
+    // The report arrives 50 ms after we sent the SR, and the viewer says
+    // it held the SR 30 ms before answering: RTT = 50 - 30 = 20 ms.
+    let lsr = (ntp_at >> 16) as u32;
+    let dlsr = (30 * 65_536 / 1_000) as u32;
+    rig.at(sr_sent + ms(50));
+    let block = rts_rtp::rtcp::ReportBlock { ssrc, fraction_lost: 13, cumulative_lost: 4, lsr, dlsr, ..Default::default() };
+    let mut buf = [0u8; 128];
+    let n = rts_rtp::rtcp::write_receiver_report(&mut buf, 1, &[block]).unwrap();
+    v.rtcp(&mut rig, &buf[..n]);
+    let idx = rig.core.by_id[&v.session];
+    let r = &rig.core.sessions[idx].media.as_ref().unwrap().repair;
+    let rtt = r.rtt.expect("measured").as_millis();
+    assert!((19..=21).contains(&rtt), "50 ms - 30 ms held = 20 ms, got {rtt}");
+    assert_eq!((r.fraction_lost, r.cumulative_lost), (13, 4));
+    // Now a repeat 25 ms later is answered (the RTT is 20 ms, not 100).
+    let seq = v.video()[2].seq;
+    v.nack(&mut rig, ssrc, &[seq]);
+    rig.advance(ms(25));
+    v.nack(&mut rig, ssrc, &[seq]);
+    v.recv(&rig);
+    assert_eq!(v.rtp.iter().filter(|r| r.rtx.is_some()).count(), 2);
+}
+
+#[test]
+fn a_lost_keyframe_is_repaired_at_once_and_a_storm_stays_within_the_budget() {
+    let mut rig = Rig::new("");
+    let (mut p, mut v) = lossy(&mut rig, 0, Box::new(|_, _| false));
+    // A second of 2 Mbit/s-ish video to measure the stream's rate.
+    for i in 1..=31u32 {
+        rig.advance(ms(33));
+        p.video(&mut rig, 33 * i, frame(i % 30 == 0, if i % 30 == 0 { 40_000 } else { 6_000 }, 3));
+    }
+    v.recv(&rig);
+    let ssrc = v.video()[0].ssrc;
+    // The latest keyframe (frame 30: 34 FU-A packets + STAP-A) is lost whole.
+    let key_first = v.video().iter().rev().find(|r| r.payload[0] & 0x1f == 24).unwrap().seq;
+    let key: Vec<u16> = (0..35u16).map(|i| key_first.wrapping_add(i)).collect();
+    v.nack(&mut rig, ssrc, &key);
+    v.recv(&rig);
+    assert_eq!(v.rtp.iter().filter(|r| r.rtx.is_some()).count(), 35, "the whole keyframe at once");
+    // A storm: the viewer claims everything of the last second is lost.
+    let all: Vec<u16> = v.video().iter().filter(|r| r.rtx.is_none()).map(|r| r.seq).filter(|s| !key.contains(s)).collect();
+    for chunk in all.chunks(100) {
+        v.nack(&mut rig, ssrc, chunk);
+    }
+    v.recv(&rig);
+    let s = stats(&rig, &v);
+    assert!(s.over_budget > 0, "the storm hit the budget");
+    // All of it at one instant: at most the burst allowance went out.
+    let (rate, burst) = rig.core.streams.get(rig.core.streams.lookup("live/s").unwrap()).unwrap().repair_budget();
+    assert!((0.25..0.35).contains(&(rate / 210_000.0)), "30 % of the stream's ~210 kB/s: {rate}");
+    assert!(s.resent_bytes as f64 <= burst + 1_300.0, "{} bytes resent, burst {burst}", s.resent_bytes);
+}
+
+#[test]
+fn packets_older_than_the_history_are_not_resent() {
+    let mut rig = Rig::new("");
+    let (mut p, mut v) = lossy(&mut rig, 0, Box::new(|_, _| false));
+    rig.advance(ms(20));
+    p.video(&mut rig, 33, frame(false, 2_500, 1));
+    v.recv(&rig);
+    let (ssrc, seq) = (v.video()[0].ssrc, v.video().last().unwrap().seq);
+    // A new keyframe so the old one leaves the GOP cache, then 1.6 s.
+    p.video(&mut rig, 66, frame(true, 2_500, 1));
+    rig.advance(ms(1_600));
+    v.nack(&mut rig, ssrc, &[seq]);
+    v.recv(&rig);
+    assert_eq!(v.rtp.iter().filter(|r| r.rtx.is_some()).count(), 0);
+    assert_eq!(stats(&rig, &v).not_in_history, 1);
+}
+
+#[test]
+fn a_viewer_that_did_not_offer_nack_gets_no_retransmissions() {
+    let mut rig = Rig::new("");
+    let _p = publish(&mut rig, 1, "live", "s", 1);
+    let mut v = Viewer::new(1);
+    rig.control(v.add_msg("live", "s", None));
+    v.check(&mut rig);
+    rig.control(v.start_with(|m| *m.video_nack = false));
+    rig.advance(ms(20));
+    v.recv(&rig);
+    v.nack(&mut rig, v.video()[0].ssrc, &[v.video()[1].seq]);
+    v.recv(&rig);
+    assert_eq!(v.rtp.iter().filter(|r| r.rtx.is_some()).count(), 0);
+}
+
+#[test]
+fn nack_off_counts_but_does_not_resend() {
+    let mut rig = Rig::new("[webrtc]\nnack = false\n");
+    let (_p, mut v) = lossy(&mut rig, 1, Box::new(|_, _| false));
+    rig.advance(ms(20));
+    v.recv(&rig);
+    v.nack(&mut rig, v.video()[0].ssrc, &[v.video()[1].seq]);
+    v.recv(&rig);
+    assert_eq!(v.rtp.iter().filter(|r| r.rtx.is_some()).count(), 0);
+    assert_eq!((rig.core.counters().nacked, rig.core.counters().resent), (1, 0));
+}
+
+#[test]
+fn a_pli_restarts_the_viewer_from_the_gop_at_most_once_a_second() {
+    let mut rig = Rig::new("");
+    let (mut p, mut v) = lossy(&mut rig, 3, Box::new(|_, _| false));
+    rig.advance(ms(50));
+    p.video(&mut rig, 4 * 33, frame(false, 2_500, 4));
+    v.recv(&rig);
+    let ssrc = v.video()[0].ssrc;
+    let last = v.video().last().map(|r| (*r).clone()).unwrap();
+    let before = v.video().len();
+    let mut buf = [0u8; 64];
+    let n = rts_rtp::rtcp::write_pli(&mut buf, 1, ssrc).unwrap();
+    v.rtcp(&mut rig, &buf[..n]);
+    rig.advance(ms(50));
+    v.recv(&rig);
+    let after: Vec<&Rtp> = v.video()[before..].to_vec();
+    assert_eq!(after.len(), 4 + 4 * 3, "the GOP again");
+    assert_eq!(after[0].seq, last.seq.wrapping_add(1), "in sequence, as new packets");
+    assert_eq!(after[0].payload[0] & 0x1f, 24, "starting with the keyframe");
+    assert_eq!(after[0].ts, last.ts.wrapping_add(3000));
+    // A second PLI within the second is counted, not acted on.
+    let n = rts_rtp::rtcp::write_fir(&mut buf, 1, ssrc, 1).unwrap();
+    v.rtcp(&mut rig, &buf[..n]);
+    rig.advance(ms(50));
+    v.recv(&rig);
+    assert_eq!(v.video().len() - before, 16);
+    let s = stats(&rig, &v);
+    assert_eq!((s.plis, s.gop_restarts, s.restarts_limited), (2, 1, 1));
+    rig.advance(ms(1_000));
+    v.rtcp(&mut rig, &buf[..n]);
+    assert_eq!(stats(&rig, &v).gop_restarts, 2);
+}
+
+#[test]
+fn red_carries_the_two_previous_opus_frames() {
+    for opus_pt in [AUDIO_PT, 109] {
+        let mut rig = Rig::new("");
+        let mut p = publish(&mut rig, 1, "live", "s", 0);
+        let mut v = Viewer::new(1);
+        rig.control(v.add_msg("live", "s", None));
+        v.check(&mut rig);
+        rig.control(v.start_with(|m| {
+            *m.audio_pt = Some(opus_pt);
+            *m.audio_red_pt = Some(RED_PT);
+        }));
+        let plain = Viewer::join(&mut rig, 2, "live", "s");
+        for i in 0..4u8 {
+            p.audio(&mut rig, 20 * u32::from(i), opus(i));
+        }
+        v.recv(&rig);
+        let red: Vec<&Rtp> = v.rtp.iter().filter(|r| r.pt == RED_PT).collect();
+        assert_eq!(red.len(), 4);
+        let blocks: Vec<Vec<(u8, u16, Vec<u8>)>> = red
+            .iter()
+            .map(|r| rts_rtp::red::parse(&r.payload).unwrap().iter().map(|b| (b.pt, b.ts_offset, b.data.to_vec())).collect())
+            .collect();
+        let f = |i: u8| vec![0xfc, i, i, i];
+        assert_eq!(blocks[0], vec![(opus_pt, 0, f(0))], "the first packet has nothing earlier");
+        assert_eq!(blocks[1], vec![(opus_pt, 960, f(0)), (opus_pt, 0, f(1))]);
+        assert_eq!(blocks[3], vec![(opus_pt, 1920, f(1)), (opus_pt, 960, f(2)), (opus_pt, 0, f(3))]);
+        assert_consecutive(&red, "RED keeps the audio numbering");
+        // The viewer without RED gets plain Opus.
+        let mut plain = plain;
+        plain.recv(&rig);
+        assert_eq!(plain.audio().len(), 4);
+        assert!(plain.audio().iter().all(|r| r.payload.len() == 4));
+    }
+}
+
+/// A browser's NACK loop (libwebrtc's NackRequester, simplified): a gap is
+/// NACKed at once, again every RTT (100 ms here), up to 10 times.
+#[test]
+fn random_loss_is_recovered_by_a_browser_like_nack_loop() {
+    let mut rig = Rig::new("");
+    let (mut p, mut v) = lossy(&mut rig, 0, Box::new(|_, _| false));
+    rig.advance(ms(20));
+    v.recv(&rig);
+    let ssrc = v.video()[0].ssrc;
+    // 5 % random loss, seeded (originals and retransmissions alike).
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    v.loss = Some(Box::new(move |_, _| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % 100 < 5
+    }));
+    let mut missing: HashMap<u16, (Instant, u32)> = HashMap::new();
+    let mut highest = v.video().last().unwrap().seq;
+    let mut sent_seqs = BTreeSet::new();
+    // 300 frames (10 s), then 20 rounds of NACKs only.
+    for i in 1..=320u32 {
+        rig.advance(ms(33));
+        if i <= 300 {
+            p.video(&mut rig, 33 * i, frame(i % 60 == 0, 4_000, (i % 200) as u8 + 1));
+        }
+        let got_before = v.rtp.len();
+        v.recv(&rig);
+        for r in &v.rtp[got_before..] {
+            if r.ssrc != ssrc && r.rtx.is_none() {
+                continue;
+            }
+            missing.remove(&r.seq);
+            if r.rtx.is_none() {
+                // New gaps below this packet.
+                let mut s = highest.wrapping_add(1);
+                while s != r.seq && r.seq.wrapping_sub(highest) < 1_000 {
+                    missing.insert(s, (rig.now - ms(100), 0));
+                    s = s.wrapping_add(1);
+                }
+                if r.seq.wrapping_sub(highest) < 1_000 {
+                    highest = r.seq;
+                }
+            }
+            sent_seqs.insert(r.seq);
+        }
+        let due: Vec<u16> = missing.iter().filter(|(_, (at, n))| rig.now.duration_since(*at) >= ms(100) && *n < 10).map(|(s, _)| *s).collect();
+        for s in &due {
+            let e = missing.get_mut(s).unwrap();
+            *e = (rig.now, e.1 + 1);
+        }
+        if !due.is_empty() {
+            v.nack(&mut rig, ssrc, &due);
+        }
+    }
+    rig.advance(ms(500));
+    let lost_originals = v.lost.len();
+    assert!(lost_originals > 50, "the channel lost {lost_originals} packets");
+    let unrecovered: Vec<u16> = missing.keys().copied().filter(|s| !sent_seqs.contains(s)).collect();
+    assert!(unrecovered.len() <= 1, "unrecovered: {unrecovered:?} of {lost_originals} lost");
+    let s = stats(&rig, &v);
+    assert!(s.resent as usize >= lost_originals - 5, "{s:?}");
+}
