@@ -17,6 +17,8 @@ pub struct PublishOpts {
     pub bframes: Option<u32>,
     /// Keyframe interval in frames (`-g`).
     pub gop: u32,
+    /// Picture size of the test pattern, `WxH`.
+    pub size: String,
     /// Inserted just before `-f flv <url>` (output options such as `-t 5` or `-b:v 2M`).
     pub extra_args: Vec<String>,
 }
@@ -28,6 +30,7 @@ impl Default for PublishOpts {
             profile: "baseline".into(),
             bframes: None,
             gop: 60,
+            size: "640x360".into(),
             extra_args: Vec::new(),
         }
     }
@@ -40,9 +43,8 @@ impl PublishOpts {
             .map(String::from)
             .to_vec();
         // `-re` is an input option: each live source is read at its native rate.
-        args.extend(
-            ["-re", "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30"].map(String::from),
-        );
+        args.extend(["-re", "-f", "lavfi", "-i"].map(String::from));
+        args.push(format!("testsrc2=size={}:rate=30", self.size));
         if self.audio {
             args.extend(
                 [

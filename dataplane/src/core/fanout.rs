@@ -56,7 +56,7 @@ pub fn send_items(
     batch: &mut GsoBatch,
 ) -> Sent {
     let overhead = media.profile.rtp_overhead();
-    let playout_min = hint.min_units(media.started_at);
+    let playout_min = hint.min_units(media.started_at) + media.repair.allowance_units();
     let red = red.filter(|r| r.len() == packets.len() && kind == Kind::Audio && media.audio.red_pt.is_some());
     // A viewer numbering Opus differently gets the RED block headers patched.
     let red_block_pt = media.audio.pt.filter(|&pt| red.is_some() && pt != SHARED_AUDIO_PT);
@@ -108,6 +108,7 @@ pub fn send_items(
     }
     batch.end_message(peer, local);
     media.bytes_out += sent.bytes;
+    media.repair.credit(sent.bytes);
     sent
 }
 

@@ -10,10 +10,11 @@ use std::time::{Duration, Instant};
 
 /// Video kept for retransmission: Chrome asks again every RTT for up to 10
 /// tries (about a second at 100 ms), and a viewer's GOP replay sends
-/// packets that were cached earlier; 1.5 s covers both at any bitrate up to
-/// the slot count (4,096 packets: ~27 Mbit/s for 1.5 s).
-pub const VIDEO_AGE: Duration = Duration::from_millis(1_500);
-pub const VIDEO_SLOTS: usize = 4_096;
+/// packets that were delivered up to a GOP earlier (the GOP cache itself
+/// is searched too); 3 s covers both at any bitrate up to the slot count
+/// (8,192 packets: ~26 Mbit/s for 3 s).
+pub const VIDEO_AGE: Duration = Duration::from_millis(3_000);
+pub const VIDEO_SLOTS: usize = 8_192;
 /// Audio: 1 s (50 packets of 20 ms) in 256 slots.
 pub const AUDIO_AGE: Duration = Duration::from_millis(1_000);
 pub const AUDIO_SLOTS: usize = 256;

@@ -5,10 +5,23 @@
 //! NACK storm from hurting anyone, each counted when it bites:
 //! - a packet is not resent to a viewer again within the viewer's RTT
 //!   (measured from its receiver reports, LSR/DLSR);
-//! - at most [`MAX_RESENDS`] resends of one packet to one viewer;
-//! - a per-viewer byte budget: [`BUDGET_SHARE`] of the stream's rate, with a
-//!   burst allowance of at least one keyframe, so one lost keyframe can
-//!   always be repaired at once.
+//! - at most [`MAX_RESENDS`] resends of one packet to one viewer; a packet
+//!   asked for again after a resend evidently crosses a lossy link, so the
+//!   later resends go out as two copies each (with 10 % loss a packet is
+//!   then lost for good with probability 0.1 × 0.1 × 0.01 × 0.01 instead of
+//!   0.1⁴), and a viewer that asks beyond the maximum gets a GOP restart
+//!   (below) instead of waiting for the next keyframe;
+//! - a per-viewer byte budget: it earns [`BUDGET_SHARE`] of every byte the
+//!   viewer is sent (live or its GOP replay) and holds at most a burst of
+//!   at least one keyframe (and half a second of the stream), so one lost
+//!   keyframe can always be repaired at once.
+//!
+//! A viewer that loses packets gets more playout delay (`min` of the
+//! playout-delay extension, on top of the lip-sync hint): its RTT plus
+//! [`RETRY_ALLOWANCE`], so a frame whose retransmission was lost too and
+//! asked for again still arrives before it is due (libwebrtc asks again
+//! after 100 ms when it has no RTT of its own, as a receive-only peer). It
+//! goes back to 0 after [`LOSS_QUIET`] without loss.
 //!
 //! A PLI/FIR restarts the viewer from the GOP cache (RTMP cannot be asked
 //! for a keyframe), at most once per [`GOP_RESTART_EVERY`].
@@ -21,12 +34,26 @@ use super::stream::Kind;
 
 /// Resends of one packet to one viewer.
 pub const MAX_RESENDS: u8 = 3;
-/// The retransmission budget as a share of the stream's rate.
+/// Copies of a second or later resend.
+pub const REPEAT_COPIES: usize = 2;
+/// The retransmission budget as a share of what the viewer is sent.
 pub const BUDGET_SHARE: f64 = 0.3;
+/// Budget a viewer starts with (a dozen full packets).
+pub const START_BUDGET: f64 = 16_384.0;
 /// RTT assumed until a receiver report measured one (libwebrtc's default).
 pub const DEFAULT_RTT: Duration = Duration::from_millis(100);
 /// Shortest interval between two GOP restarts of one viewer.
 pub const GOP_RESTART_EVERY: Duration = Duration::from_secs(1);
+/// Extra playout delay for a lossy viewer beyond its RTT: one more NACK
+/// round at libwebrtc's default interval.
+pub const RETRY_ALLOWANCE: Duration = Duration::from_millis(100);
+/// Most extra playout delay for loss.
+pub const MAX_LOSS_ALLOWANCE: Duration = Duration::from_millis(400);
+/// Loss-free time after which the extra playout delay is dropped.
+pub const LOSS_QUIET: Duration = Duration::from_secs(10);
+/// A receiver report's fraction lost (1/256) from which a viewer counts as lossy.
+const LOSSY_FRACTION: u8 = 2;
+
 /// Recently resent packets remembered per viewer (a slot per sequence
 /// number modulo this; a collision forgets an older record, which can only
 /// allow a resend, never block one wrongly).
@@ -85,9 +112,13 @@ pub struct Repair {
     pub cumulative_lost: i32,
     /// (stream sequence number, resends, when) of recent resends.
     resent: Box<[(u16, u8, Option<Instant>)]>,
+    /// Retransmission budget left, in bytes.
     tokens: f64,
-    refilled: Option<Instant>,
     pub last_restart: Option<Instant>,
+    /// When the viewer last showed loss (a NACK, or a lossy report).
+    last_loss: Option<Instant>,
+    /// Extra playout delay for loss, in 10 ms units (see module docs).
+    allowance_units: u16,
     pub queue: VecDeque<Resend>,
     pub stats: RepairStats,
 }
@@ -109,9 +140,10 @@ impl Repair {
             fraction_lost: 0,
             cumulative_lost: 0,
             resent: vec![(0, 0, None); RESENT_SLOTS].into_boxed_slice(),
-            tokens: 0.0,
-            refilled: None,
+            tokens: START_BUDGET,
             last_restart: None,
+            last_loss: None,
+            allowance_units: 0,
             queue: VecDeque::new(),
             stats: RepairStats::default(),
         }
@@ -119,6 +151,30 @@ impl Repair {
 
     pub fn rtt_or_default(&self) -> Duration {
         self.rtt.unwrap_or(DEFAULT_RTT)
+    }
+
+    /// The viewer showed loss at `now` (NACK, or `fraction_lost` in a
+    /// report): it gets the loss allowance.
+    pub fn on_loss(&mut self, now: Instant, fraction_lost: Option<u8>) {
+        if fraction_lost.is_some_and(|f| f < LOSSY_FRACTION) {
+            return;
+        }
+        self.last_loss = Some(now);
+        let d = (self.rtt_or_default() + RETRY_ALLOWANCE).min(MAX_LOSS_ALLOWANCE);
+        self.allowance_units = (d.as_millis() / 10) as u16;
+    }
+
+    /// Drops the loss allowance after a quiet period (housekeeping).
+    pub fn on_tick(&mut self, now: Instant) {
+        if self.last_loss.is_some_and(|t| now.saturating_duration_since(t) >= LOSS_QUIET) {
+            self.last_loss = None;
+            self.allowance_units = 0;
+        }
+    }
+
+    /// Extra playout-delay `min` for loss, in 10 ms units.
+    pub fn allowance_units(&self) -> u16 {
+        self.allowance_units
     }
 
     /// A receiver report measured `rtt`: smoothed (1/4 weight per sample).
@@ -129,10 +185,15 @@ impl Repair {
         });
     }
 
+    /// The viewer was sent `bytes` of media: it earns budget.
+    pub fn credit(&mut self, bytes: u64) {
+        self.tokens += bytes as f64 * BUDGET_SHARE;
+    }
+
     /// Whether the packet `seq` (stream numbering) of `len` bytes may be
-    /// resent at `now` under the rules; if so it is charged. `rate` and
-    /// `burst` are the budget in bytes/s and bytes.
-    pub fn admit(&mut self, seq: u16, len: usize, now: Instant, rate: f64, burst: f64) -> Result<(), Refusal> {
+    /// resent at `now` under the rules, and in how many copies; what is
+    /// admitted is charged. The budget holds at most `burst` bytes.
+    pub fn admit(&mut self, seq: u16, len: usize, now: Instant, burst: f64) -> Result<usize, Refusal> {
         let slot = seq as usize % RESENT_SLOTS;
         let (count, last) = match self.resent[slot] {
             (s, c, at) if s == seq => (c, at),
@@ -144,16 +205,15 @@ impl Repair {
         if count >= MAX_RESENDS {
             return Err(Refusal::MaxResends);
         }
-        let since = self.refilled.map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
-        let full = self.refilled.is_none();
-        self.refilled = Some(now);
-        self.tokens = if full { burst } else { (self.tokens + rate * since.as_secs_f64()).min(burst) };
+        self.tokens = self.tokens.min(burst);
         if self.tokens < len as f64 {
             return Err(Refusal::Budget);
         }
-        self.tokens -= len as f64;
+        let want = if count == 0 { 1 } else { REPEAT_COPIES };
+        let copies = want.min((self.tokens / len.max(1) as f64) as usize);
+        self.tokens -= (len * copies) as f64;
         self.resent[slot] = (seq, count + 1, Some(now));
-        Ok(())
+        Ok(copies)
     }
 
     /// Counts a refusal.
@@ -190,37 +250,66 @@ mod tests {
         let t0 = Instant::now();
         let mut r = Repair::new(true, None);
         r.on_rtt(ms(40));
-        let admit = |r: &mut Repair, at: u64| r.admit(7, 1_000, t0 + ms(at), 1e9, 1e9);
-        assert_eq!(admit(&mut r, 0), Ok(()));
+        r.credit(1 << 30);
+        let admit = |r: &mut Repair, at: u64| r.admit(7, 1_000, t0 + ms(at), 1e9);
+        assert_eq!(admit(&mut r, 0), Ok(1));
         assert_eq!(admit(&mut r, 39), Err(Refusal::WithinRtt), "asked again within the RTT");
-        assert_eq!(admit(&mut r, 40), Ok(()));
-        assert_eq!(admit(&mut r, 100), Ok(()));
+        assert_eq!(admit(&mut r, 40), Ok(2), "asked again: two copies");
+        assert_eq!(admit(&mut r, 100), Ok(2));
         assert_eq!(admit(&mut r, 200), Err(Refusal::MaxResends), "three resends of one packet at most");
         // Another packet is independent.
-        assert_eq!(r.admit(8, 1_000, t0 + ms(200), 1e9, 1e9), Ok(()));
+        assert_eq!(r.admit(8, 1_000, t0 + ms(200), 1e9), Ok(1));
         // Without a measured RTT, the default applies.
         let mut d = Repair::new(true, None);
-        assert_eq!(d.admit(1, 10, t0, 1e9, 1e9), Ok(()));
-        assert_eq!(d.admit(1, 10, t0 + DEFAULT_RTT - ms(1), 1e9, 1e9), Err(Refusal::WithinRtt));
+        assert_eq!(d.admit(1, 10, t0, 1e9), Ok(1));
+        assert_eq!(d.admit(1, 10, t0 + DEFAULT_RTT - ms(1), 1e9), Err(Refusal::WithinRtt));
     }
 
     #[test]
-    fn budget_has_a_keyframe_burst_then_the_rate() {
+    fn budget_is_earned_by_what_the_viewer_is_sent_and_capped_at_the_burst() {
         let t0 = Instant::now();
         let mut r = Repair::new(true, None);
-        // 60 kB/s budget, 50 kB burst (a keyframe).
-        let (rate, burst) = (60_000.0, 50_000.0);
-        let sent = (0..60u16).filter(|&s| r.admit(s, 1_000, t0, rate, burst).is_ok()).count();
-        assert_eq!(sent, 50, "the burst: one keyframe's worth at once");
-        assert_eq!(r.admit(100, 1_000, t0, rate, burst), Err(Refusal::Budget));
-        // 100 ms later: 6 kB more.
-        let later = t0 + ms(100);
-        let sent = (200..220u16).filter(|&s| r.admit(s, 1_000, later, rate, burst).is_ok()).count();
+        let burst = 50_000.0;
+        // Copies are charged, and fewer are sent when the budget is short.
+        let mut c = Repair::new(true, None);
+        c.credit(1 << 30);
+        assert_eq!(c.admit(1, 1_000, t0, 1e9), Ok(1));
+        c.tokens = 1_500.0;
+        assert_eq!(c.admit(1, 1_000, t0 + ms(200), 1e9), Ok(1), "budget for one copy only");
+        // The start budget: 16 packets of 1,000 bytes.
+        let sent = (0..60u16).filter(|&s| r.admit(s, 1_000, t0, burst).is_ok()).count();
+        assert_eq!(sent, 16);
+        assert_eq!(r.admit(100, 1_000, t0, burst), Err(Refusal::Budget));
+        // 20 kB sent to the viewer earn 6 kB.
+        r.credit(20_000);
+        let sent = (200..220u16).filter(|&s| r.admit(s, 1_000, t0, burst).is_ok()).count();
         assert_eq!(sent, 6);
-        // Idle for long: back to the burst, not beyond.
-        let much_later = t0 + Duration::from_secs(60);
-        let sent = (300..400u16).filter(|&s| r.admit(s, 1_000, much_later, rate, burst).is_ok()).count();
+        // A long GOP replay earns a lot, but only the burst can be spent at once.
+        r.credit(10_000_000);
+        let sent = (300..400u16).filter(|&s| r.admit(s, 1_000, t0, burst).is_ok()).count();
         assert_eq!(sent, 50);
+    }
+
+    #[test]
+    fn loss_buys_playout_delay_until_a_quiet_period() {
+        let t0 = Instant::now();
+        let mut r = Repair::new(true, None);
+        assert_eq!(r.allowance_units(), 0);
+        r.on_loss(t0, Some(1)); // 0.4 %: not lossy
+        assert_eq!(r.allowance_units(), 0);
+        r.on_loss(t0, None); // a NACK
+        assert_eq!(r.allowance_units(), 20, "default RTT 100 ms + 100 ms");
+        r.on_rtt(ms(40));
+        r.on_loss(t0 + ms(500), Some(13));
+        assert_eq!(r.allowance_units(), 14, "RTT 40 ms + 100 ms");
+        r.on_tick(t0 + ms(10_400));
+        assert_eq!(r.allowance_units(), 14, "loss 9.9 s ago");
+        r.on_tick(t0 + ms(10_500));
+        assert_eq!(r.allowance_units(), 0);
+        r.on_rtt(Duration::from_secs(2));
+        r.on_rtt(Duration::from_secs(2));
+        r.on_loss(t0, None);
+        assert_eq!(r.allowance_units(), 40, "capped");
     }
 
     #[test]

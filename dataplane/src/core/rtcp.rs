@@ -70,8 +70,9 @@ impl Core {
         if !m.repair.enabled {
             return;
         }
+        m.repair.on_loss(now, None);
         let Some(stream) = sess.stream.and_then(|id| self.streams.get(id)) else { return };
-        let (rate, burst) = stream.repair_budget();
+        let burst = stream.repair_burst();
         // Without RTX the packet must repeat byte for byte (the SRTP index
         // repeats): not when video carried a playout-delay value that may
         // have changed since, or audio went out as RED.
@@ -81,6 +82,7 @@ impl Core {
         };
         let rtx = kind == Kind::Video && m.repair.rtx.is_some();
         let mut queued = false;
+        let mut exhausted = false;
         for &seq in lost {
             let Some(source) = m.track(kind).source_seq(seq) else {
                 m.repair.stats.stale += 1;
@@ -94,16 +96,19 @@ impl Core {
                 m.repair.stats.not_in_history += 1;
                 continue;
             };
-            match m.repair.admit(source, packet.len(), now, rate, burst) {
-                Ok(()) => {
-                    m.repair.queue.push_back(Resend { kind, packet: packet.clone() });
+            match m.repair.admit(source, packet.len(), now, burst) {
+                Ok(copies) => {
+                    for _ in 0..copies {
+                        m.repair.queue.push_back(Resend { kind, packet: packet.clone() });
+                    }
                     queued = true;
                 }
                 Err(r) => {
                     self.counters.resend_refused += 1;
                     m.repair.refused(r);
+                    exhausted |= r == Refusal::MaxResends && kind == Kind::Video;
                     if r == Refusal::Budget {
-                        tracing::debug!(shard = self.id, session = format_args!("{:016x}", sess.id), "retransmission budget exhausted");
+                        tracing::debug!(shard = self.id, session = format_args!("{:016x}", sess.id), burst, "retransmission budget exhausted");
                     }
                 }
             }
@@ -116,6 +121,11 @@ impl Core {
                 self.resend.push(idx);
             }
         }
+        if exhausted {
+            // Resends did not get through: a fresh keyframe now beats
+            // waiting for the publisher's next one.
+            self.restart_from_gop(now, idx);
+        }
     }
 
     /// A PLI or FIR: a viewer's decoder needs a keyframe. A re-encoded
@@ -123,10 +133,19 @@ impl Core {
     /// viewer restarts from the GOP cache (like a switch to the same
     /// stream), at most once per `GOP_RESTART_EVERY`.
     fn on_keyframe_request(&mut self, now: Instant, idx: usize) {
+        if let Some(m) = self.sessions.get_mut(idx).and_then(|s| s.media.as_mut()) {
+            m.repair.stats.plis += 1;
+        }
+        self.restart_from_gop(now, idx);
+    }
+
+    /// Gets a keyframe to viewer `idx`: from the re-encoder, or by
+    /// replaying the GOP cache (rate-limited). Nothing while a replay is
+    /// in progress or repair is off.
+    fn restart_from_gop(&mut self, now: Instant, idx: usize) {
         let Some(sess) = self.sessions.get_mut(idx) else { return };
         let Some(id) = sess.stream else { return };
         let Some(m) = sess.media.as_mut() else { return };
-        m.repair.stats.plis += 1;
         let Some(stream) = self.streams.get_mut(id) else { return };
         if stream.request_keyframe() || !m.repair.enabled || !m.pending.is_empty() || stream.gop_cache().is_empty() {
             return; // a keyframe is coming (re-encoder, or a replay in progress)
@@ -137,7 +156,7 @@ impl Core {
         self.counters.gop_restarts += 1;
         m.video.rebase_next();
         m.pending.extend(stream.gop_cache().iter().cloned());
-        tracing::debug!(shard = self.id, session = format_args!("{:016x}", sess.id), "keyframe request: restart from the GOP cache");
+        tracing::debug!(shard = self.id, session = format_args!("{:016x}", sess.id), "restart from the GOP cache");
         self.start_catchup(idx);
     }
 
@@ -149,6 +168,9 @@ impl Core {
         for b in reports.iter().filter(|b| b.ssrc == m.video.ssrc) {
             m.repair.fraction_lost = b.fraction_lost;
             m.repair.cumulative_lost = b.cumulative_lost;
+            if m.repair.enabled {
+                m.repair.on_loss(now, Some(b.fraction_lost));
+            }
             if b.lsr == 0 {
                 continue; // no sender report received yet
             }

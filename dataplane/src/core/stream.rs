@@ -8,7 +8,6 @@
 //! packetizers live as long as the stream has a publisher or viewers).
 
 use super::history::History;
-use super::repair::BUDGET_SHARE;
 use super::streams::StreamId;
 use crate::latency::{LatencySummary, LatencyWindow};
 use crate::lipsync::{AvLag, PlayoutHint};
@@ -43,6 +42,8 @@ pub const RED_DISTANCE: usize = 2;
 /// Floor of the retransmission burst: a dozen full packets, for streams
 /// whose rate is not measured yet or is tiny.
 pub const MIN_BURST_BYTES: f64 = 16_384.0;
+/// Media time a viewer's retransmission burst covers.
+pub const BURST_MEDIA: Duration = Duration::from_millis(500);
 
 /// Bytes per second over the last full one-second window.
 #[derive(Debug, Default)]
@@ -60,6 +61,9 @@ impl RateMeter {
             self.per_s = self.bytes as f64 / elapsed.as_secs_f64();
             self.start = Some(now);
             self.bytes = 0;
+        } else if self.per_s == 0.0 && elapsed >= Duration::from_millis(200) {
+            // Until the first full window, the partial one.
+            self.per_s = self.bytes as f64 / elapsed.as_secs_f64();
         }
         self.bytes += bytes;
     }
@@ -668,12 +672,12 @@ impl Stream {
         self.audio_history = History::audio();
     }
 
-    /// Each viewer's retransmission budget: (bytes/s, burst bytes). The
-    /// burst is at least the latest keyframe, so a lost keyframe can always
-    /// be repaired at once, and at least [`MIN_BURST_BYTES`].
-    pub fn repair_budget(&self) -> (f64, f64) {
-        let rate = self.rate.bytes_per_s() * BUDGET_SHARE;
-        (rate, (self.keyframe_bytes as f64).max(rate).max(MIN_BURST_BYTES))
+    /// The most retransmission budget a viewer can hold (bytes): the
+    /// latest keyframe (a lost keyframe is repaired at once) and
+    /// [`BURST_MEDIA`] of the stream (an outage that long is repaired in
+    /// one round trip), at least [`MIN_BURST_BYTES`].
+    pub fn repair_burst(&self) -> f64 {
+        (self.keyframe_bytes as f64).max(self.rate.bytes_per_s() * BURST_MEDIA.as_secs_f64()).max(MIN_BURST_BYTES)
     }
 
     /// The RED versions (RFC 2198) of Opus packets just delivered: each with

@@ -116,6 +116,11 @@ impl Core {
         for (id, why) in expired {
             self.remove_session(id, why);
         }
+        for (_, s) in self.sessions.iter_mut() {
+            if let Some(m) = s.media.as_mut() {
+                m.repair.on_tick(now);
+            }
+        }
         self.queue_sender_reports(now);
         if now >= self.next_stats {
             self.next_stats = now + STATS_EVERY;

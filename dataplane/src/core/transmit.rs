@@ -260,7 +260,7 @@ fn run_resends(p: Parts<'_>, now: Instant, next: &mut usize, counters: &mut Shar
             continue;
         };
         let hint = stream.map_or_else(|| crate::lipsync::AvLag::default().hint(now), |s| s.av_hint(now));
-        let playout_min = hint.min_units(media.started_at);
+        let playout_min = hint.min_units(media.started_at) + media.repair.allowance_units();
         while let Some(r) = media.repair.queue.pop_front() {
             match resend(media, &r, playout_min, peer, local, p.batch) {
                 Resent::Sent(n) => {

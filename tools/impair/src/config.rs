@@ -43,6 +43,17 @@ impl GilbertElliott {
     }
 }
 
+/// Deterministic outages: every `every`, the next `packets` datagrams are all lost (a burst
+/// of exactly that length, e.g. a handover or a microwave oven). The first run starts
+/// `every` after the first datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DropRun {
+    /// Consecutive datagrams lost per run.
+    pub packets: u32,
+    /// Interval between the starts of two runs.
+    pub every: Duration,
+}
+
 /// Bandwidth cap: a token bucket in bytes/s feeding a byte-limited FIFO (tail drop).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimit {
@@ -75,6 +86,8 @@ pub struct ImpairConfig {
     pub loss: f64,
     /// Optional burst loss, applied in addition to `loss`.
     pub burst: Option<GilbertElliott>,
+    /// Optional deterministic outages, applied in addition to `loss` and `burst`.
+    pub drop_run: Option<DropRun>,
     /// Fixed one-way delay.
     pub delay: Duration,
     /// Jitter amplitude (see [`JitterDist`]); the total delay is clamped at zero.
@@ -120,6 +133,9 @@ impl ImpairConfig {
                 return Err(ImpairError::Config("rate must be > 0".into()));
             }
         }
+        if self.drop_run.is_some_and(|d| d.every.is_zero()) {
+            return Err(ImpairError::Config("drop-run interval must be > 0".into()));
+        }
         Ok(())
     }
 
@@ -136,9 +152,10 @@ impl ImpairConfig {
 
 impl ImpairConfig {
     /// Parses a whitespace-separated `key=value` spec, the form of `--up`/`--down`:
-    /// `loss=5 burst=1,25 delay-ms=20 jitter-ms=10 jitter=normal reorder=1 reorder-gap-ms=20
-    /// dup=1 rate-kbps=3000 queue-ms=100`. Percentages are in percent; `burst` is
-    /// `p,r[,good_loss,bad_loss]` in percent (defaults: 0 and 100, the simple Gilbert model).
+    /// `loss=5 burst=1,25 drop-run=60,5000 delay-ms=20 jitter-ms=10 jitter=normal reorder=1
+    /// reorder-gap-ms=20 dup=1 rate-kbps=3000 queue-ms=100`. Percentages are in percent;
+    /// `burst` is `p,r[,good_loss,bad_loss]` in percent (defaults: 0 and 100, the simple
+    /// Gilbert model); `drop-run` is `packets,every_ms`.
     pub fn from_spec(spec: &str) -> Result<Self, ImpairError> {
         let mut cfg = Self::default();
         for item in spec.split_whitespace() {
@@ -179,6 +196,11 @@ impl ImpairConfig {
                     _ => return Err(bad()),
                 };
                 self.burst = Some(ge);
+            }
+            "drop-run" => {
+                let (n, every) = value.split_once(',').ok_or_else(bad)?;
+                let packets = n.trim().parse::<u32>().map_err(|_| bad())?;
+                self.drop_run = Some(DropRun { packets, every: ms(every)? });
             }
             "delay-ms" => self.delay = ms(value)?,
             "jitter-ms" => self.jitter = ms(value)?,

@@ -12,7 +12,7 @@ mod model;
 pub mod relay;
 mod rng;
 
-pub use config::{GilbertElliott, ImpairConfig, JitterDist, RateLimit};
+pub use config::{DropRun, GilbertElliott, ImpairConfig, JitterDist, RateLimit};
 pub use error::ImpairError;
 pub use model::{Decision, DropReason, Model, ModelStats};
 pub use rng::Rng;

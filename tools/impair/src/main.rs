@@ -122,9 +122,9 @@ fn install_signal_handlers() {
 fn report(stats: &RelayStats, json: Option<&PathBuf>) {
     let line = |name: &str, m: &rts_impair::ModelStats| {
         eprintln!(
-            "  {name}: in {} ({} B) delivered {} dropped {} (random {} burst {} queue {}) dup {} reordered {}",
+            "  {name}: in {} ({} B) delivered {} dropped {} (random {} burst {} run {} queue {}) dup {} reordered {}",
             m.packets, m.bytes, m.delivered, m.dropped(), m.dropped_random, m.dropped_burst,
-            m.dropped_queue, m.duplicated, m.reordered
+            m.dropped_run, m.dropped_queue, m.duplicated, m.reordered
         )
     };
     eprintln!(

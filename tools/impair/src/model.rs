@@ -20,6 +20,8 @@ pub enum DropReason {
     Random,
     /// Gilbert–Elliott burst loss.
     Burst,
+    /// A deterministic outage (`drop-run`).
+    Run,
     /// The rate limiter's queue was full (tail drop).
     Queue,
 }
@@ -51,6 +53,8 @@ pub struct ModelStats {
     pub dropped_random: u64,
     /// Dropped by burst loss.
     pub dropped_burst: u64,
+    /// Dropped by deterministic outages.
+    pub dropped_run: u64,
     /// Tail-dropped by the rate limiter.
     pub dropped_queue: u64,
     /// Extra copies scheduled.
@@ -62,7 +66,7 @@ pub struct ModelStats {
 impl ModelStats {
     /// All drops together.
     pub fn dropped(&self) -> u64 {
-        self.dropped_random + self.dropped_burst + self.dropped_queue
+        self.dropped_random + self.dropped_burst + self.dropped_run + self.dropped_queue
     }
 
     /// Adds another model's counters (for totals over many clients).
@@ -72,6 +76,7 @@ impl ModelStats {
         self.delivered += o.delivered;
         self.dropped_random += o.dropped_random;
         self.dropped_burst += o.dropped_burst;
+        self.dropped_run += o.dropped_run;
         self.dropped_queue += o.dropped_queue;
         self.duplicated += o.duplicated;
         self.reordered += o.reordered;
@@ -88,6 +93,9 @@ pub struct Model {
     /// Token-bucket virtual time: the instant at which the bucket would be full again
     /// (GCRA form: no timers, only arithmetic on arrival times).
     full_at: Option<Instant>,
+    /// Outages: when the next one starts, and datagrams left in the current one.
+    next_run: Option<Instant>,
+    run_left: u32,
     stats: ModelStats,
 }
 
@@ -100,6 +108,8 @@ impl Model {
             rng: Rng::new(seed),
             bad: false,
             full_at: None,
+            next_run: None,
+            run_left: 0,
             stats: ModelStats::default(),
         })
     }
@@ -112,6 +122,26 @@ impl Model {
     /// Counters so far.
     pub fn stats(&self) -> ModelStats {
         self.stats
+    }
+
+    /// Whether a deterministic outage takes this datagram.
+    fn in_run(&mut self, now: Instant) -> bool {
+        let Some(run) = self.cfg.drop_run else { return false };
+        let next = *self.next_run.get_or_insert(now + run.every);
+        if now >= next {
+            self.run_left = run.packets;
+            // The next outage starts `every` after this one (later if traffic paused).
+            let mut n = next + run.every;
+            while n <= now {
+                n += run.every;
+            }
+            self.next_run = Some(n);
+        }
+        if self.run_left > 0 {
+            self.run_left -= 1;
+            return true;
+        }
+        false
     }
 
     /// Decides the fate of a datagram of `len` bytes arriving at `now`. Arrival times should
@@ -128,6 +158,10 @@ impl Model {
         if self.burst_lost() {
             self.stats.dropped_burst += 1;
             return Decision::Drop(DropReason::Burst);
+        }
+        if self.in_run(now) {
+            self.stats.dropped_run += 1;
+            return Decision::Drop(DropReason::Run);
         }
         let Some(sent) = self.shape(now, len as u64) else {
             self.stats.dropped_queue += 1;

@@ -341,3 +341,23 @@ fn invalid_configs_rejected_and_specs_parse() {
     assert!(ImpairConfig::from_spec("burst=1").is_err());
     assert!(ImpairConfig::from_spec("delay-ms=-3").is_err());
 }
+
+#[test]
+fn drop_runs_lose_exactly_n_consecutive_datagrams_every_interval() {
+    let cfg = ImpairConfig::from_spec("drop-run=60,1000").unwrap();
+    // 250 datagrams per second for 3.5 s.
+    let (m, out) = run(cfg, 7, 875, 1200, Duration::from_millis(4));
+    let lost: Vec<usize> = out
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, d))| matches!(d, Decision::Drop(DropReason::Run)))
+        .map(|(i, _)| i)
+        .collect();
+    // Runs start at 1 s, 2 s, 3 s: datagrams 250.., 500.., 750.., 60 each.
+    let expected: Vec<usize> = [250, 500, 750].iter().flat_map(|&s| s..s + 60).collect();
+    assert_eq!(lost, expected);
+    assert_eq!(m.stats().dropped_run, 180);
+    assert_eq!(m.stats().dropped(), 180);
+    assert!(ImpairConfig::from_spec("drop-run=60,0").is_err());
+    assert!(ImpairConfig::from_spec("drop-run=60").is_err());
+}
