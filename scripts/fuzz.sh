@@ -25,7 +25,7 @@ TDIR=""
 CARGO_FUZZ_VERSION=0.13.1
 # Fuzz crates, as directories holding fuzz/Cargo.toml; a target is named
 # <last path component>:<target>, e.g. stun:parse.
-CRATES="proto/stun proto/rtp proto/sdp proto/rtmp proto/srtp proto/dtls common"
+CRATES="proto/stun proto/rtp proto/sdp proto/rtmp proto/srtp proto/dtls common dataplane"
 
 case $SECS in '' | *[!0-9]*) echo "usage: $0 [SECONDS_PER_TARGET]" >&2; exit 2 ;; esac
 

@@ -15,6 +15,25 @@ pub struct Config {
     pub dataplane: DataplaneConfig,
     pub auth: AuthSection,
     pub log: LogConfig,
+    pub transcode: TranscodeConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TranscodeConfig {
+    /// Opus in-band FEC on AAC→Opus audio, tuned to a loss hint: this many
+    /// percent, or 0 = the highest loss the stream's viewers report (their
+    /// RTCP receiver reports, capped at 30 %). libopus carries the FEC in
+    /// its SILK/hybrid modes (speech-like bitrates) only.
+    pub opus_loss_hint_pct: u8,
+    /// False: no in-band FEC whatever the hint.
+    pub opus_fec: bool,
+}
+
+impl Default for TranscodeConfig {
+    fn default() -> Self {
+        Self { opus_loss_hint_pct: 0, opus_fec: true }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -10,6 +10,8 @@ pub mod load;
 pub mod pacer;
 pub mod relay;
 pub mod shard;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 pub mod transcode;
 pub mod udp;
 pub mod uring;

@@ -31,6 +31,8 @@ pub struct StreamTranscoder {
     pub video_delay: LatencyWindow,
     pub dropped_jobs: u64,
     pub errors: u64,
+    /// The last loss hint sent to the audio worker.
+    loss_hint: Option<u8>,
 }
 
 pub enum Transcoded {
@@ -55,6 +57,7 @@ impl StreamTranscoder {
             video_delay: LatencyWindow::default(),
             dropped_jobs: 0,
             errors: 0,
+            loss_hint: None,
         };
         if let (true, Some(a)) = (audio, asc) {
             t.send(Job::AudioConfig(a.clone()));
@@ -67,7 +70,7 @@ impl StreamTranscoder {
 
     pub fn send(&mut self, job: Job) {
         let worker = match job {
-            Job::Audio { .. } | Job::AudioConfig(_) => self.audio_worker.as_ref(),
+            Job::Audio { .. } | Job::AudioConfig(_) | Job::AudioLossHint(_) => self.audio_worker.as_ref(),
             _ => self.video_worker.as_ref(),
         };
         if worker.is_none_or(|w| w.try_send(job).is_err()) {
@@ -86,6 +89,15 @@ impl StreamTranscoder {
         }
         self.video_inputs.push_back((dts_ms + cts_ms as i64, now));
         self.send(Job::Video { avcc, dts_ms: dts_ms.max(0) as u32, cts_ms });
+    }
+
+    /// Tells the Opus encoder the loss its viewers see (percent), when it
+    /// changed since the last hint.
+    pub fn set_loss_hint(&mut self, pct: u8) {
+        if self.audio && self.loss_hint != Some(pct) {
+            self.loss_hint = Some(pct);
+            self.send(Job::AudioLossHint(pct));
+        }
     }
 
     pub fn request_keyframe(&mut self) {

@@ -722,6 +722,13 @@ impl Stream {
         self.transcoder.is_some()
     }
 
+    /// The audio loss (percent) the Opus encoder should protect against.
+    pub fn set_audio_loss_hint(&mut self, pct: u8) {
+        if let Some(t) = self.transcoder.as_mut() {
+            t.set_loss_hint(pct);
+        }
+    }
+
     /// Next transcoder output (Opus audio, re-encoded video), if any.
     pub fn poll_transcoder(&mut self, now: Instant) -> Option<Transcoded> {
         self.transcoder.as_mut()?.poll(now)

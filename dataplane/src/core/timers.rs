@@ -14,6 +14,18 @@ use std::time::{Duration, Instant};
 pub(super) const PENDING_TIMEOUT: Duration = Duration::from_secs(30);
 /// Transcoder workers are polled this often while they run.
 const TRANSCODER_POLL: Duration = Duration::from_millis(1);
+/// The Opus loss hint (percent): none without FEC, the configured one, or
+/// the worst viewer's reported fraction lost (1/256) capped.
+fn loss_hint(fec: bool, fixed_pct: u8, worst_fraction: u8) -> u8 {
+    match (fec, fixed_pct) {
+        (false, _) => 0,
+        (true, 0) => ((u32::from(worst_fraction) * 100 / 256) as u8).min(MAX_LOSS_HINT_PCT),
+        (true, pct) => pct,
+    }
+}
+
+/// Highest automatic Opus loss hint, percent.
+const MAX_LOSS_HINT_PCT: u8 = 30;
 /// Relay messages handed back by a full queue are retried this often.
 const RELAY_RETRY: Duration = Duration::from_millis(1);
 
@@ -125,6 +137,7 @@ impl Core {
         if now >= self.next_stats {
             self.next_stats = now + STATS_EVERY;
             self.report_stats();
+            self.update_loss_hints();
         }
         if now >= self.next_log {
             self.next_log = now + LOG_EVERY;
@@ -132,6 +145,31 @@ impl Core {
                 s.log_stats(self.id);
             }
         }
+    }
+
+    /// Tells each transcoded stream's Opus encoder the loss to protect
+    /// against: the configured percentage, or the highest fraction lost its
+    /// viewers here report (capped at [`MAX_LOSS_HINT_PCT`]).
+    fn update_loss_hints(&mut self) {
+        let t = &self.cfg.transcode;
+        let (fixed, fec) = (t.opus_loss_hint_pct, t.opus_fec);
+        let mut ids = std::mem::take(&mut self.ids);
+        ids.clear();
+        ids.extend(self.streams.iter().filter(|(_, s)| s.has_transcoder()).map(|(id, _)| id));
+        for &id in &ids {
+            let Some(s) = self.streams.get(id) else { continue };
+            let worst = s
+                .viewers()
+                .iter()
+                .filter_map(|&v| self.sessions.get(v)?.media.as_ref())
+                .map(|m| m.repair.fraction_lost)
+                .max()
+                .unwrap_or(0);
+            if let Some(s) = self.streams.get_mut(id) {
+                s.set_audio_loss_hint(loss_hint(fec, fixed, worst));
+            }
+        }
+        self.ids = ids;
     }
 
     /// Stats for control: the shard's counters (the shell fills in its own:
@@ -189,5 +227,19 @@ impl Core {
         if !batch.is_empty() {
             self.push_ctl(ShardToControl::ViewerStats(batch));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opus_loss_hint_follows_the_worst_viewer_unless_fixed() {
+        assert_eq!(loss_hint(true, 0, 0), 0);
+        assert_eq!(loss_hint(true, 0, 26), 10, "26/256 is 10 %");
+        assert_eq!(loss_hint(true, 0, 200), MAX_LOSS_HINT_PCT, "capped");
+        assert_eq!(loss_hint(true, 7, 200), 7, "configured");
+        assert_eq!(loss_hint(false, 7, 200), 0, "FEC off");
     }
 }

@@ -162,6 +162,26 @@ impl AacToOpus {
         })
     }
 
+    /// Tells the encoder how much loss its receivers see (percent): above 0 it
+    /// adds Opus in-band FEC (LBRR: a low-rate copy of the previous frame)
+    /// tuned to that loss. libopus carries LBRR in its SILK and hybrid
+    /// modes only, so it shows at speech-like bitrates; at the default 96
+    /// kbit/s the encoder stays in CELT and the hint changes nothing (RED,
+    /// in the dataplane, protects that audio instead).
+    pub fn set_loss_hint(&mut self, pct: u8) -> Result<(), Error> {
+        let pct = pct.min(100);
+        self.encoder.set_inband_fec(pct > 0)?;
+        self.encoder.set_packet_loss_perc(i32::from(pct))?;
+        Ok(())
+    }
+
+    /// The encoder's (in-band FEC on, packet loss percent), as set.
+    pub fn loss_hint(&mut self) -> Result<(bool, u8), Error> {
+        let fec = self.encoder.get_inband_fec()?;
+        let pct = self.encoder.get_packet_loss_perc()?;
+        Ok((fec, u8::try_from(pct).unwrap_or(0)))
+    }
+
     /// The parsed AudioSpecificConfig.
     pub fn config(&self) -> AudioConfig {
         self.config

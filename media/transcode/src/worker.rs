@@ -35,6 +35,9 @@ pub enum Job {
     VideoConfig(Bytes),
     /// Make the next video frame an IDR.
     RequestKeyframe,
+    /// The loss (percent) the audio's receivers see: Opus in-band FEC for it
+    /// (see `AacToOpus::set_loss_hint`).
+    AudioLossHint(u8),
     /// Flush the transcoders and end the thread.
     Stop,
 }
@@ -62,6 +65,8 @@ pub struct WorkerOptions {
     /// Capacity of the output queue (worker -> shard).
     pub output_capacity: usize,
     pub opus_bitrate_bps: u32,
+    /// Initial loss hint for the Opus encoder, percent (0: no in-band FEC).
+    pub opus_loss_hint_pct: u8,
     pub video: ReencodeOptions,
 }
 
@@ -72,6 +77,7 @@ impl Default for WorkerOptions {
             input_capacity: 256,
             output_capacity: 256,
             opus_bitrate_bps: 96_000,
+            opus_loss_hint_pct: 0,
             video: ReencodeOptions::default(),
         }
     }
@@ -206,7 +212,12 @@ impl WorkerState {
             Job::AudioConfig(asc) => {
                 if let Some(slot) = &mut self.audio {
                     match AacToOpus::new(&asc, self.opts.opus_bitrate_bps) {
-                        Ok(t) => *slot = Some(t),
+                        Ok(mut t) => {
+                            if let Err(e) = t.set_loss_hint(self.opts.opus_loss_hint_pct) {
+                                results.push(Output::Error(format!("audio loss hint: {e}")));
+                            }
+                            *slot = Some(t);
+                        }
                         Err(e) => results.push(Output::Error(format!("audio config: {e}"))),
                     }
                 }
@@ -248,6 +259,14 @@ impl WorkerState {
             Job::RequestKeyframe => {
                 if let Some(Some(t)) = &mut self.video {
                     t.request_keyframe();
+                }
+            }
+            Job::AudioLossHint(pct) => {
+                self.opts.opus_loss_hint_pct = pct;
+                if let Some(Some(t)) = &mut self.audio {
+                    if let Err(e) = t.set_loss_hint(pct) {
+                        results.push(Output::Error(format!("audio loss hint: {e}")));
+                    }
                 }
             }
             Job::Stop => {

@@ -558,3 +558,15 @@ fn garbage_is_an_error_not_a_panic() {
         good.len()
     );
 }
+
+#[test]
+fn loss_hint_switches_opus_in_band_fec() {
+    let mut t = AacToOpus::new(&[0x12, 0x10], 64_000).unwrap();
+    assert_eq!(t.loss_hint().unwrap(), (false, 0), "no FEC by default");
+    t.set_loss_hint(12).unwrap();
+    assert_eq!(t.loss_hint().unwrap(), (true, 12));
+    t.set_loss_hint(0).unwrap();
+    assert_eq!(t.loss_hint().unwrap(), (false, 0));
+    t.set_loss_hint(250).unwrap();
+    assert_eq!(t.loss_hint().unwrap(), (true, 100), "clamped to 100 %");
+}
