@@ -124,16 +124,20 @@ pub struct FanOut {
     /// When the source frame reached the shard (RTMP frames only): its
     /// server-added latency is measured when the delivery completes.
     pub received: Option<Instant>,
-    /// Next viewer (index into the stream's viewer list) and, for that
-    /// viewer, the next packet.
+    /// Where in the stream's viewer list this delivery starts: a different
+    /// place each time, so no viewer is always served last (at 2,000
+    /// viewers a keyframe takes tens of ms to go out).
+    start: usize,
+    /// Viewers served so far and, for the next one, the next packet.
     viewer: usize,
     packet: usize,
     pub bytes: u64,
 }
 
 impl FanOut {
-    pub fn new(stream: StreamId, kind: Kind, packets: Arc<[Bytes]>, red: Option<Arc<[Bytes]>>, hint: PlayoutHint, received: Option<Instant>) -> FanOut {
-        FanOut { stream, kind, packets, red, hint, received, viewer: 0, packet: 0, bytes: 0 }
+    /// A delivery starting at viewer `start` (modulo the list's length).
+    pub fn new(stream: StreamId, kind: Kind, packets: Arc<[Bytes]>, red: Option<Arc<[Bytes]>>, hint: PlayoutHint, received: Option<Instant>, start: usize) -> FanOut {
+        FanOut { stream, kind, packets, red, hint, received, start, viewer: 0, packet: 0, bytes: 0 }
     }
 
     /// Continues the delivery to `viewers` (the stream's list, unchanged
@@ -143,7 +147,9 @@ impl FanOut {
     /// out live at once, so the receiver's audio jitter buffer does not
     /// start with a backlog.
     pub fn run(&mut self, viewers: &[usize], sessions: &mut Slab<Session>, batch: &mut GsoBatch) -> bool {
-        while let Some(&v) = viewers.get(self.viewer) {
+        let n = viewers.len();
+        while self.viewer < n {
+            let v = viewers[(self.start + self.viewer) % n];
             let Some(sess) = sessions.get_mut(v) else {
                 self.next_viewer();
                 continue;

@@ -190,7 +190,8 @@ impl Core {
             self.counters.red_packets += r.len() as u64;
         }
         let hint = s.av_hint(now);
-        self.work.push_back(Work::FanOut(FanOut::new(id, kind, packets, red, hint, received)));
+        let start = s.next_start();
+        self.work.push_back(Work::FanOut(FanOut::new(id, kind, packets, red, hint, received, start)));
     }
 
     /// Audio is 50 of a viewer's 80 sends per second. When paired, two

@@ -98,6 +98,8 @@ pub struct Stream {
     viewers: Vec<usize>,
     /// How many of them take audio as RED.
     red_viewers: usize,
+    /// Where the next delivery starts in `viewers` (see `FanOut`).
+    rotation: usize,
     /// Stream time = FLV time + offset (ms); see module docs.
     offset_ms: i64,
     last_flv_dts: Option<i64>,
@@ -188,6 +190,7 @@ impl Stream {
             gop_valid: false,
             viewers: Vec::new(),
             red_viewers: 0,
+            rotation: 0,
             offset_ms: 0,
             last_flv_dts: None,
             last_stream_ms: None,
@@ -281,6 +284,14 @@ impl Stream {
             self.red_viewers -= usize::from(red).min(self.red_viewers);
         }
         self.update_transcoder();
+    }
+
+    /// Where the next delivery starts in the viewer list: advanced by a
+    /// large odd step (the golden ratio of 2^32) each time, so successive
+    /// deliveries start far apart and every viewer's place is spread evenly.
+    pub fn next_start(&mut self) -> usize {
+        self.rotation = self.rotation.wrapping_add(0x9e37_79b9);
+        self.rotation
     }
 
     /// Whether any viewer here takes audio as RED.

@@ -28,6 +28,9 @@ struct Cli {
     /// Gilbert–Elliott burst loss `p,r[,good_loss,bad_loss]`, percent.
     #[arg(long)]
     burst: Option<String>,
+    /// Outages `packets,every_ms`: every interval, that many datagrams in a row are lost.
+    #[arg(long = "drop-run")]
+    drop_run: Option<String>,
     /// Fixed one-way delay, ms.
     #[arg(long = "delay-ms")]
     delay_ms: Option<String>,
@@ -79,6 +82,7 @@ impl Cli {
         let flags = [
             ("loss", &self.loss),
             ("burst", &self.burst),
+            ("drop-run", &self.drop_run),
             ("delay-ms", &self.delay_ms),
             ("jitter-ms", &self.jitter_ms),
             ("jitter", &self.jitter_dist),

@@ -80,3 +80,34 @@ fn the_playout_delay_extension_is_on_every_video_packet_of_a_viewer_that_asked()
     }
     assert_eq!(n, 4 + 3);
 }
+
+#[test]
+fn no_viewer_is_always_served_last() {
+    let mut rig = Rig::new("");
+    let mut p = publish(&mut rig, 1, "live", "s", 0);
+    let viewers: Vec<Viewer> = (1..=10).map(|n| Viewer::join(&mut rig, n, "live", "s")).collect();
+    rig.advance(ms(100));
+    // Each viewer's place (0 = first) in the order of 90 deliveries.
+    let mut places: Vec<Vec<usize>> = vec![Vec::new(); viewers.len()];
+    for i in 1..=90u32 {
+        let from = rig.sent.len();
+        p.video(&mut rig, 33 * i, frame(false, 1_000, 1));
+        let mut order: Vec<SocketAddrV4> = Vec::new();
+        for s in &rig.sent[from..] {
+            if !order.contains(&s.dst) {
+                order.push(s.dst);
+            }
+        }
+        assert_eq!(order.len(), viewers.len());
+        for (k, v) in viewers.iter().enumerate() {
+            places[k].push(order.iter().position(|d| *d == v.addr).unwrap());
+        }
+    }
+    for (k, mut p) in places.into_iter().enumerate() {
+        let last = p.iter().filter(|&&x| x == 9).count();
+        p.sort_unstable();
+        let median = p[p.len() / 2];
+        assert!((2..=7).contains(&median), "viewer {k}: median place {median} of 0..9");
+        assert!(last <= 20, "viewer {k} was last {last} times of 90");
+    }
+}
