@@ -25,7 +25,9 @@ mod write;
 
 pub use answer::{build_answer, Answer, AnswerOptions, NegotiatedCodec, PLAYOUT_DELAY_URI};
 pub use error::Error;
-pub use offer::{build_recvonly_offer, OfferOptions, OFFER_H264_PT, OFFER_OPUS_PT, OFFER_RTX_PT};
+pub use offer::{
+    build_recvonly_offer, OfferOptions, OFFER_H264_PT, OFFER_OPUS_PT, OFFER_RED_PT, OFFER_RTX_PT,
+};
 pub use types::{
     Candidate, Codec, Direction, Fingerprint, MediaKind, MediaSection, SessionDescription, Setup,
 };

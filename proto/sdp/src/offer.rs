@@ -14,7 +14,7 @@ pub struct OfferOptions {
     pub fingerprint_sha256: String,
     /// Ask for video (H.264 PT 102 + RTX PT 103).
     pub video: bool,
-    /// Ask for audio (Opus PT 111).
+    /// Ask for audio (Opus PT 111, and RED PT 63 carrying it).
     pub audio: bool,
 }
 
@@ -24,6 +24,9 @@ pub const OFFER_H264_PT: u8 = 102;
 pub const OFFER_RTX_PT: u8 = 103;
 /// Opus payload type of our offer.
 pub const OFFER_OPUS_PT: u8 = 111;
+/// RED (RFC 2198) payload type of our offer, its blocks Opus
+/// ([`OFFER_OPUS_PT`]); listed after Opus, as Chrome does.
+pub const OFFER_RED_PT: u8 = 63;
 /// Header extension id the offer gives the playout-delay extension (Chrome's).
 pub const OFFER_PLAYOUT_DELAY_ID: u8 = 5;
 
@@ -57,7 +60,10 @@ pub fn build_recvonly_offer(opts: &OfferOptions) -> String {
                 "m=video 9 UDP/TLS/RTP/SAVPF {OFFER_H264_PT} {OFFER_RTX_PT}"
             );
         } else {
-            sdp_line!(&mut sdp, "m=audio 9 UDP/TLS/RTP/SAVPF {OFFER_OPUS_PT}");
+            sdp_line!(
+                &mut sdp,
+                "m=audio 9 UDP/TLS/RTP/SAVPF {OFFER_OPUS_PT} {OFFER_RED_PT}"
+            );
         }
         sdp_line!(&mut sdp, "c=IN IP4 0.0.0.0");
         sdp_line!(&mut sdp, "a=ice-ufrag:{}", opts.ice_ufrag);
@@ -94,6 +100,11 @@ pub fn build_recvonly_offer(opts: &OfferOptions) -> String {
             sdp_line!(
                 &mut sdp,
                 "a=fmtp:{OFFER_OPUS_PT} minptime=10;useinbandfec=1"
+            );
+            sdp_line!(&mut sdp, "a=rtpmap:{OFFER_RED_PT} red/48000/2");
+            sdp_line!(
+                &mut sdp,
+                "a=fmtp:{OFFER_RED_PT} {OFFER_OPUS_PT}/{OFFER_OPUS_PT}"
             );
         }
     }

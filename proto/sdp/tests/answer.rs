@@ -272,7 +272,37 @@ fn recvonly_offer_round_trip() {
     assert!(sdp.contains(
         "a=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f\r\n"
     ));
+    // Video: H.264 with NACK, PLI and FIR feedback, and RTX for it (like Chrome).
+    assert!(sdp.contains("m=video 9 UDP/TLS/RTP/SAVPF 102 103\r\n"));
+    for line in [
+        "a=rtcp-fb:102 nack\r\n",
+        "a=rtcp-fb:102 nack pli\r\n",
+        "a=rtcp-fb:102 ccm fir\r\n",
+        "a=rtpmap:103 rtx/90000\r\na=fmtp:103 apt=102\r\n",
+    ] {
+        assert!(sdp.contains(line), "{line:?} missing:\n{sdp}");
+    }
+    // Audio: Opus, then RED carrying Opus (RFC 2198), listed after it.
+    assert!(
+        sdp.contains("m=audio 9 UDP/TLS/RTP/SAVPF 111 63\r\n"),
+        "{sdp}"
+    );
+    assert!(sdp.contains(
+        "a=fmtp:111 minptime=10;useinbandfec=1\r\na=rtpmap:63 red/48000/2\r\na=fmtp:63 111/111\r\n"
+    ));
+    assert_eq!(rts_sdp::OFFER_RED_PT, 63);
     let offer = SessionDescription::parse(&sdp).unwrap();
+    let audio = offer
+        .media
+        .iter()
+        .find(|m| m.kind == MediaKind::Audio)
+        .unwrap();
+    let names: Vec<(u8, &str)> = audio
+        .codecs
+        .iter()
+        .map(|c| (c.payload_type, c.name.as_str()))
+        .collect();
+    assert_eq!(names, [(111, "opus"), (63, "red")]);
     assert_eq!(offer.media.len(), 2);
     assert!(offer
         .media
@@ -287,7 +317,13 @@ fn recvonly_offer_round_trip() {
             .map(|v| (v.payload_type, v.rtx_payload_type, v.playout_delay_id)),
         Some((102, Some(103), Some(5)))
     );
-    assert_eq!(answer.audio.as_ref().map(|a| a.payload_type), Some(111));
+    assert_eq!(
+        answer
+            .audio
+            .as_ref()
+            .map(|a| (a.payload_type, a.red_payload_type)),
+        Some((111, Some(63)))
+    );
     // Client parses the server's answer.
     let parsed = SessionDescription::parse(&answer.sdp).unwrap();
     assert!(parsed.ice_lite);
@@ -295,6 +331,16 @@ fn recvonly_offer_round_trip() {
     assert_eq!(parsed.media[0].direction, Direction::SendOnly);
     assert_eq!(parsed.media[0].ssrcs, [1111, 2222]);
     assert_eq!(parsed.media[1].ssrcs, [3333]);
+    assert!(answer.sdp.contains("a=ssrc-group:FID 1111 2222\r\n"));
+    let red = parsed.media[1]
+        .codecs
+        .iter()
+        .find(|c| c.name == "red")
+        .unwrap();
+    assert_eq!(
+        (red.payload_type, red.fmtp.as_deref()),
+        (63, Some("111/111"))
+    );
 
     let audio_only = build_recvonly_offer(&OfferOptions { video: false, ..oo });
     let p = SessionDescription::parse(&audio_only).unwrap();
