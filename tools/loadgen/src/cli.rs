@@ -93,6 +93,23 @@ pub struct Options {
     /// packet in it is still parsed and counted.
     #[arg(long)]
     pub no_gro: bool,
+    /// Do not NACK lost video packets (and do not wait for repairs): the
+    /// behaviour before loss repair, for comparison.
+    #[arg(long)]
+    pub no_nack: bool,
+    /// Every viewer drops this percentage of the RTP/RTX datagrams it
+    /// receives, before any processing (seeded per viewer with `--seed`):
+    /// loss without a relay.
+    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    pub drop_pct: f64,
+    /// Seed of the `--drop-pct` patterns (viewer i uses a seed derived from it and i).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// After this many seconds connected, each verified viewer moves to a
+    /// new UDP socket (new local port) and sends a check with USE-CANDIDATE
+    /// from it, without new signaling or DTLS (a network change).
+    #[arg(long, value_name = "S")]
+    pub rebind_after: Option<f64>,
 }
 
 impl Options {
@@ -130,6 +147,12 @@ impl Options {
         if !(0.0..=1.0).contains(&self.verify_share) {
             return Err(Error::Usage("--verify-share must be within 0..=1".into()));
         }
+        if !(0.0..=100.0).contains(&self.drop_pct) {
+            return Err(Error::Usage("--drop-pct must be within 0..=100".into()));
+        }
+        if let Some(s) = self.rebind_after {
+            positive(s, "rebind-after")?;
+        }
         if self.threads == Some(0) {
             return Err(Error::Usage("--threads must be at least 1".into()));
         }
@@ -166,9 +189,12 @@ mod tests {
             "rts-loadgen", "--url", "http://127.0.0.1:8080/whep/live/s", "--viewers", "1000", "--ramp", "100",
             "--duration", "60", "--verify-share", "0.01", "--json", "r.json", "--signaling", "srs", "--threads", "2",
             "--max-stall-ratio", "0.05", "--max-failed", "3", "--max-loss", "0.02", "--connect-timeout", "5",
-            "--relay", "127.0.0.1:9000", "--wake-interval-us", "500",
+            "--relay", "127.0.0.1:9000", "--wake-interval-us", "500", "--no-nack", "--drop-pct", "5",
+            "--seed", "7", "--rebind-after", "3",
         ])
         .unwrap();
+        assert!(o.no_nack);
+        assert_eq!((o.drop_pct, o.seed, o.rebind_after), (5.0, 7, Some(3.0)));
         assert_eq!((o.viewers, o.ramp, o.duration, o.signaling), (1000, 100.0, 60.0, Signaling::Srs));
         assert_eq!((o.threads, o.max_failed, o.max_stall_ratio), (Some(2), Some(3), Some(0.05)));
         assert_eq!(o.verified_count(), 10);
@@ -182,6 +208,7 @@ mod tests {
         let o = Options::new("http://h/whep/a/b");
         assert_eq!((o.viewers, o.signaling, o.verify_share), (1, Signaling::Whep, 0.01));
         assert_eq!((o.relay, o.wake_interval_us), (None, 1000));
+        assert_eq!((o.no_nack, o.drop_pct, o.seed, o.rebind_after), (false, 0.0, 1, None));
         assert_eq!(o.verified_count(), 1);
         let mut o = o;
         o.viewers = 0;
@@ -201,6 +228,9 @@ mod tests {
             vec!["x", "--url", "ftp://h/a/b"],
             vec!["x", "--url", "http://h/whep/a/b", "--threads", "0"],
             vec!["x", "--url", "http://h/whep/a/b", "--relay", "nohost"],
+            vec!["x", "--url", "http://h/whep/a/b", "--drop-pct", "101"],
+            vec!["x", "--url", "http://h/whep/a/b", "--drop-pct", "-1"],
+            vec!["x", "--url", "http://h/whep/a/b", "--rebind-after", "0"],
         ] {
             assert!(matches!(Options::from_args(&bad), Err(Error::Usage(_)) | Err(Error::Url(..))), "{bad:?}");
         }

@@ -138,6 +138,10 @@ pub fn signaling_thread(job: SignalingJob) {
             signaling_started: started,
             ice_timeout: Duration::from_secs_f64(o.ice_timeout),
             dtls_timeout: Duration::from_secs_f64(o.dtls_timeout),
+            nack: !o.no_nack,
+            drop_pct: o.drop_pct,
+            drop_seed: crate::repair::viewer_seed(o.seed, i),
+            rebind_after: o.rebind_after.map(Duration::from_secs_f64),
         };
         job.shared.active.fetch_add(1, Relaxed);
         let w = (i as usize) % job.workers.len();
@@ -278,6 +282,8 @@ pub fn worker(
                                 None => slot.viewer.handle_head(now, wall_us, d, len, &mut out),
                             }
                         }
+                        // NACKs for what this batch found missing, at once.
+                        slot.viewer.flush_feedback(now, &mut out);
                         if !out.is_empty() {
                             flush(&slot.socket, &mut out);
                         }
@@ -300,6 +306,9 @@ pub fn worker(
                 if slot.viewer.poll_timeout().is_some_and(|t| t <= now) {
                     slot.viewer.handle_timeout(now, &mut out);
                     flush(&slot.socket, &mut out);
+                }
+                if slot.viewer.wants_rebind(now) {
+                    rebind(&poll, slot, idx, now, gro, &mut out);
                 }
                 if !slot.counted_connected && slot.viewer.phase() == Phase::Connected {
                     slot.counted_connected = true;
@@ -339,6 +348,23 @@ pub fn worker(
     }
     // Sessions still queued never started their ICE phase: nothing to count.
     Ok(tally)
+}
+
+/// `--rebind-after`: moves a viewer to a new socket (a new local port, the
+/// same destination) under the same token; the old one is closed, and what
+/// the server still sends there is lost until its check moves the media.
+fn rebind(poll: &Poll, slot: &mut Slot, idx: usize, now: Instant, gro: bool, out: &mut Vec<Vec<u8>>) {
+    let Ok(s) = open_socket(slot.viewer.dest(), gro) else {
+        return slot.viewer.rebind_failed();
+    };
+    let mut socket = UdpSocket::from_std(s);
+    if poll.registry().register(&mut socket, Token(idx), Interest::READABLE).is_err() {
+        return slot.viewer.rebind_failed();
+    }
+    let _ = poll.registry().deregister(&mut slot.socket);
+    slot.socket = socket;
+    slot.viewer.rebound(now, out);
+    flush(&slot.socket, out);
 }
 
 /// Sends queued datagrams; UDP send errors are counted by the outcome (timeouts), not raised.

@@ -17,6 +17,7 @@
 mod cli;
 mod engine;
 mod error;
+pub mod repair;
 mod report;
 pub mod sei;
 pub mod signaling;

@@ -132,6 +132,35 @@ pub struct Tally {
     pub playout_delay_packets: u64,
     /// Its `min` on those packets, ms.
     pub playout_delay_min_ms: Vec<f64>,
+    /// RTP datagrams dropped by `--drop-pct` before any processing.
+    pub dropped: u64,
+    /// Video sequence numbers NACKed (first tries and retries), all viewers.
+    pub nacks_sent: u64,
+    /// RTX packets, and media packets repeating a number that was missing.
+    pub retransmissions: u64,
+    /// Missing video packets that arrived later, all viewers.
+    pub recovered: u64,
+    /// Missing video packets given up, all viewers.
+    pub unrecovered: u64,
+    /// `recovered` of verified viewers.
+    pub verified_recovered: u64,
+    /// `unrecovered` of verified viewers.
+    pub verified_unrecovered: u64,
+    /// PLIs sent after a packet was given up.
+    pub plis_sent: u64,
+    /// Audio packets lost on the wire (verified).
+    pub audio_lost: u64,
+    /// Audio frames recovered from a later RED packet's redundancy (verified).
+    pub audio_recovered_by_red: u64,
+    /// DTLS handshakes completed (one per connected viewer unless something
+    /// started another).
+    pub dtls_handshakes: u64,
+    /// Viewers that moved to a new socket (`--rebind-after`).
+    pub rebinds: u64,
+    /// Per moved viewer: ms from the move to the next complete frame.
+    pub rebind_gap_ms: Vec<f64>,
+    /// ms from a STUN check to its response.
+    pub stun_rtt_ms: Vec<f64>,
 }
 
 impl Tally {
@@ -162,6 +191,20 @@ impl Tally {
         self.truncated += o.truncated;
         self.playout_delay_packets += o.playout_delay_packets;
         self.playout_delay_min_ms.append(&mut o.playout_delay_min_ms);
+        self.dropped += o.dropped;
+        self.nacks_sent += o.nacks_sent;
+        self.retransmissions += o.retransmissions;
+        self.recovered += o.recovered;
+        self.unrecovered += o.unrecovered;
+        self.verified_recovered += o.verified_recovered;
+        self.verified_unrecovered += o.verified_unrecovered;
+        self.plis_sent += o.plis_sent;
+        self.audio_lost += o.audio_lost;
+        self.audio_recovered_by_red += o.audio_recovered_by_red;
+        self.dtls_handshakes += o.dtls_handshakes;
+        self.rebinds += o.rebinds;
+        self.rebind_gap_ms.append(&mut o.rebind_gap_ms);
+        self.stun_rtt_ms.append(&mut o.stun_rtt_ms);
         self.first_frame_ms.append(&mut o.first_frame_ms);
         self.first_frame_from_signaling_ms.append(&mut o.first_frame_from_signaling_ms);
         self.jitter_ms.append(&mut o.jitter_ms);
@@ -204,6 +247,24 @@ pub struct Report {
     /// its `min` (the server's lip-sync hint, decision 010).
     pub playout_delay_packets: u64,
     pub playout_delay_min_ms: Option<Percentiles>,
+    /// Loss repair (issue 12): NACKs and what came of them.
+    pub nacks_sent: u64,
+    pub retransmissions_received: u64,
+    pub recovered: u64,
+    pub unrecovered: u64,
+    pub recovered_ratio: Option<f64>,
+    pub verified_recovered: u64,
+    pub verified_unrecovered: u64,
+    pub verified_recovered_ratio: Option<f64>,
+    pub plis_sent: u64,
+    pub dropped_by_loadgen: u64,
+    pub audio_packets_lost: u64,
+    pub audio_recovered_by_red: u64,
+    /// Network change without re-signaling (`--rebind-after`).
+    pub dtls_handshakes: u64,
+    pub rebinds: u64,
+    pub rebind_gap_ms: Vec<f64>,
+    pub stun_rtt_ms: Option<Percentiles>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_latency_us: Option<ServerLatency>,
     pub kbps_per_viewer: f64,
@@ -238,6 +299,8 @@ impl Report {
         let ratio = |num: f64, den: f64| if den > 0.0 { num / den } else { 0.0 };
         let lost = t.expected.saturating_sub(t.received);
         let stall_ratio = ratio(t.stall_ms, t.verified as f64 * f.hold_s * 1000.0);
+        let share = |a: u64, b: u64| (a + b > 0).then(|| a as f64 / (a + b) as f64);
+        t.rebind_gap_ms.sort_by(f64::total_cmp);
         let mut r = Report {
             url: f.opts.url.clone(),
             signaling: f.opts.signaling.as_str().into(),
@@ -264,6 +327,22 @@ impl Report {
             e2e_latency_ms: percentiles(&mut t.e2e_ms),
             playout_delay_packets: t.playout_delay_packets,
             playout_delay_min_ms: percentiles(&mut t.playout_delay_min_ms),
+            nacks_sent: t.nacks_sent,
+            retransmissions_received: t.retransmissions,
+            recovered: t.recovered,
+            unrecovered: t.unrecovered,
+            recovered_ratio: share(t.recovered, t.unrecovered),
+            verified_recovered: t.verified_recovered,
+            verified_unrecovered: t.verified_unrecovered,
+            verified_recovered_ratio: share(t.verified_recovered, t.verified_unrecovered),
+            plis_sent: t.plis_sent,
+            dropped_by_loadgen: t.dropped,
+            audio_packets_lost: t.audio_lost,
+            audio_recovered_by_red: t.audio_recovered_by_red,
+            dtls_handshakes: t.dtls_handshakes,
+            rebinds: t.rebinds,
+            rebind_gap_ms: std::mem::take(&mut t.rebind_gap_ms),
+            stun_rtt_ms: percentiles(&mut t.stun_rtt_ms),
             server_latency_us: f.server_latency_us,
             kbps_per_viewer: ratio(t.bytes as f64 * 8.0 / 1000.0, t.viewer_seconds),
             kbps_total: ratio(t.bytes as f64 * 8.0 / 1000.0, f.hold_s),
@@ -303,6 +382,22 @@ impl Report {
         v
     }
 
+    fn repair_row(&self) -> String {
+        let pct = |r: Option<f64>| r.map_or("n/a".to_string(), |r| format!("{:.2}%", r * 100.0));
+        format!(
+            "{} NACKed, {} retransmissions, {} recovered / {} given up ({}; verified {} / {}, {}), {} PLIs",
+            self.nacks_sent,
+            self.retransmissions_received,
+            self.recovered,
+            self.unrecovered,
+            pct(self.recovered_ratio),
+            self.verified_recovered,
+            self.verified_unrecovered,
+            pct(self.verified_recovered_ratio),
+            self.plis_sent
+        )
+    }
+
     /// Exit code for the binary: 0 when every threshold holds, else 1.
     pub fn exit_code(&self) -> i32 {
         i32::from(!self.threshold_violations.is_empty())
@@ -326,7 +421,16 @@ impl Report {
             ("jitter ms", pct(&self.jitter_ms)),
             ("e2e latency ms", pct(&self.e2e_latency_ms)),
             ("playout-delay min ms", format!("{} ({} packets)", pct(&self.playout_delay_min_ms), self.playout_delay_packets)),
+            ("repair", self.repair_row()),
+            ("audio", format!("{} lost (verified), {} recovered from RED", self.audio_packets_lost, self.audio_recovered_by_red)),
         ];
+        if self.dropped_by_loadgen > 0 {
+            rows.push(("dropped", format!("{} RTP datagrams by --drop-pct", self.dropped_by_loadgen)));
+        }
+        if self.rebinds > 0 {
+            let gaps = self.rebind_gap_ms.iter().map(|g| format!("{g:.0}")).collect::<Vec<_>>().join(" ");
+            rows.push(("rebind", format!("{} moved, gaps ms [{gaps}], {} DTLS handshakes", self.rebinds, self.dtls_handshakes)));
+        }
         if let Some(s) = self.server_latency_us {
             rows.push(("server delay us", format!("p50 {}  p99 {}  max {}", s.p50, s.p99, s.max)));
         }
@@ -373,6 +477,41 @@ mod tests {
         assert_eq!(r.threshold_violations.len(), 2, "{:?}", r.threshold_violations);
         assert_eq!(r.exit_code(), 1);
         assert!(r.summary_table().contains("ice_timeout=1"));
+        for key in ["nacks_sent", "retransmissions_received", "recovered", "unrecovered", "recovered_ratio",
+            "verified_recovered_ratio", "plis_sent", "dropped_by_loadgen", "audio_recovered_by_red", "dtls_handshakes",
+            "rebinds", "rebind_gap_ms"] {
+            assert!(v.get(key).is_some(), "missing {key}");
+        }
+        assert_eq!(v["recovered_ratio"], serde_json::Value::Null, "nothing lost, no ratio");
+        assert!(!r.summary_table().contains("rebind"), "no rebind row without rebinds");
+    }
+
+    #[test]
+    fn repair_figures() {
+        let o = crate::Options::new("http://h:1/whep/a/b");
+        let t = Tally {
+            connected: 2,
+            verified: 1,
+            dtls_handshakes: 2,
+            nacks_sent: 120,
+            retransmissions: 110,
+            recovered: 99,
+            unrecovered: 1,
+            verified_recovered: 40,
+            verified_unrecovered: 0,
+            dropped: 5,
+            rebinds: 1,
+            rebind_gap_ms: vec![30.0],
+            ..Default::default()
+        };
+        let f = RunFacts { opts: &o, started: 2, wall_s: 1.0, hold_s: 1.0, cpu_s: 0.0, server_latency_us: None, hit_deadline: false };
+        let r = Report::build(t, &f);
+        assert_eq!((r.recovered_ratio, r.verified_recovered_ratio), (Some(0.99), Some(1.0)));
+        assert_eq!((r.nacks_sent, r.retransmissions_received, r.dropped_by_loadgen), (120, 110, 5));
+        let table = r.summary_table();
+        assert!(table.contains("120 NACKed, 110 retransmissions, 99 recovered / 1 given up (99.00%"), "{table}");
+        assert!(table.contains("1 moved, gaps ms [30], 2 DTLS handshakes"), "{table}");
+        assert!(table.contains("5 RTP datagrams by --drop-pct"), "{table}");
     }
 
     #[test]

@@ -73,6 +73,17 @@ pub struct Remote {
     /// Header extension id of the playout-delay extension on video, if the
     /// answer accepted the one our offer carries.
     pub playout_delay_id: Option<u8>,
+    /// Video SSRC: the first of the answer's `a=ssrc-group:FID`, else the
+    /// video section's first `a=ssrc`.
+    pub video_ssrc: Option<u32>,
+    /// Negotiated RTX payload type for the H.264 codec (`apt=`).
+    pub rtx_pt: Option<u8>,
+    /// RTX SSRC: the second of the answer's `a=ssrc-group:FID`.
+    pub rtx_ssrc: Option<u32>,
+    /// Negotiated Opus payload type, if audio was accepted.
+    pub opus_pt: Option<u8>,
+    /// Negotiated RED payload type (RFC 2198, blocks of Opus), if any.
+    pub red_pt: Option<u8>,
     /// WHEP resource to DELETE at teardown (absolute URL).
     pub location: Option<String>,
     /// The answer says `a=setup:active`: the peer is the DTLS client and we
@@ -158,18 +169,20 @@ pub fn parse_answer(sdp: &str) -> Result<Remote, FailureKind> {
             })
             .ok_or(FailureKind::BadSdp)?,
     };
-    let h264_pt = d
-        .media
-        .iter()
-        .filter(|m| m.kind == rts_sdp::MediaKind::Video && m.port != 0)
+    let live = |kind| d.media.iter().filter(move |m| m.kind == kind && m.port != 0);
+    let codec = |kind, name: &'static str| {
+        live(kind).flat_map(|m| m.codecs.iter()).find(move |c| c.name.eq_ignore_ascii_case(name))
+    };
+    let h264_pt = codec(rts_sdp::MediaKind::Video, "H264").map(|c| c.payload_type);
+    let playout_delay_id = live(rts_sdp::MediaKind::Video).find_map(|m| m.extmap_ids(rts_sdp::PLAYOUT_DELAY_URI).next());
+    let rtx_pt = live(rts_sdp::MediaKind::Video)
         .flat_map(|m| m.codecs.iter())
-        .find(|c| c.name.eq_ignore_ascii_case("H264"))
+        .find(|c| c.name.eq_ignore_ascii_case("rtx") && h264_pt.is_some() && c.apt == h264_pt)
         .map(|c| c.payload_type);
-    let playout_delay_id = d
-        .media
-        .iter()
-        .filter(|m| m.kind == rts_sdp::MediaKind::Video && m.port != 0)
-        .find_map(|m| m.extmap_ids(rts_sdp::PLAYOUT_DELAY_URI).next());
+    let opus_pt = codec(rts_sdp::MediaKind::Audio, "opus").map(|c| c.payload_type);
+    let red_pt = codec(rts_sdp::MediaKind::Audio, "red").map(|c| c.payload_type);
+    let fid = fid_group(sdp);
+    let video_ssrc = fid.map(|(v, _)| v).or_else(|| live(rts_sdp::MediaKind::Video).find_map(|m| m.ssrcs.first().copied()));
     Ok(Remote {
         addr: SocketAddr::new(cand.address, cand.port),
         ufrag: d.ice_ufrag_for(0).ok_or(FailureKind::BadSdp)?.to_string(),
@@ -177,9 +190,24 @@ pub fn parse_answer(sdp: &str) -> Result<Remote, FailureKind> {
         fingerprint: fingerprint.to_ascii_uppercase(),
         h264_pt,
         playout_delay_id,
+        video_ssrc,
+        rtx_pt,
+        rtx_ssrc: fid.map(|(_, r)| r).filter(|_| rtx_pt.is_some()),
+        opus_pt,
+        red_pt,
         location: None,
         dtls_server: d.setup_for(0) == Some(rts_sdp::Setup::Active),
         ice_lite: d.ice_lite,
+    })
+}
+
+/// The first `a=ssrc-group:FID <media> <rtx>` of the answer (the parser
+/// keeps SSRCs, not their groups): RFC 4588's pairing of the video SSRC
+/// with its RTX SSRC.
+fn fid_group(sdp: &str) -> Option<(u32, u32)> {
+    sdp.lines().find_map(|l| {
+        let mut it = l.trim().strip_prefix("a=ssrc-group:FID ")?.split_whitespace();
+        Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
     })
 }
 
@@ -254,9 +282,31 @@ a=candidate:1 1 udp 2130706431 10.200.0.1 40000 typ host\r\n";
             "a=rtpmap:102 H264/90000\r\na=extmap:5/sendonly http://www.webrtc.org/experiments/rtp-hdrext/playout-delay\r\n",
         );
         assert_eq!(parse_answer(&with_ext).unwrap().playout_delay_id, Some(5));
+        assert_eq!((r.video_ssrc, r.rtx_pt, r.rtx_ssrc, r.opus_pt, r.red_pt), (None, None, None, None, None));
         assert_eq!(json_field("{\"code\":404}", "/sdp", "/code", 0), Err(FailureKind::Http4xx));
         assert_eq!(json_field("<html>", "/sdp", "/code", 0), Err(FailureKind::BadSdp));
         assert_eq!(absolute("http://h:1", "/whep/session/1"), "http://h:1/whep/session/1");
+    }
+
+    /// rts's answer to our offer: RTX with its SSRC in a FID group, RED next to Opus.
+    #[test]
+    fn answer_repair_fields() {
+        let sdp = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=ice-lite\r\na=group:BUNDLE 0 1\r\n\
+m=video 8000 UDP/TLS/RTP/SAVPF 102 103\r\nc=IN IP4 10.200.0.1\r\na=ice-ufrag:srv\r\na=ice-pwd:serverpassword0123456789\r\n\
+a=fingerprint:sha-256 AB:CD\r\na=setup:passive\r\na=mid:0\r\na=sendonly\r\na=rtcp-mux\r\n\
+a=rtpmap:102 H264/90000\r\na=rtcp-fb:102 nack\r\na=rtpmap:103 rtx/90000\r\na=fmtp:103 apt=102\r\n\
+a=ssrc-group:FID 1111 2222\r\na=ssrc:1111 cname:rts\r\na=ssrc:2222 cname:rts\r\n\
+a=candidate:1 1 udp 2130706431 10.200.0.1 8000 typ host\r\n\
+m=audio 8000 UDP/TLS/RTP/SAVPF 111 63\r\nc=IN IP4 10.200.0.1\r\na=mid:1\r\na=sendonly\r\na=rtcp-mux\r\n\
+a=rtpmap:111 opus/48000/2\r\na=rtpmap:63 red/48000/2\r\na=fmtp:63 111/111\r\na=ssrc:3333 cname:rts\r\n";
+        let r = parse_answer(sdp).unwrap();
+        assert_eq!((r.h264_pt, r.rtx_pt, r.video_ssrc, r.rtx_ssrc), (Some(102), Some(103), Some(1111), Some(2222)));
+        assert_eq!((r.opus_pt, r.red_pt), (Some(111), Some(63)));
+        // RTX for another codec, or no group: video SSRC from a=ssrc, no RTX SSRC.
+        let other = parse_answer(&sdp.replace("apt=102", "apt=96")).unwrap();
+        assert_eq!((other.rtx_pt, other.rtx_ssrc, other.video_ssrc), (None, None, Some(1111)));
+        let no_group = parse_answer(&sdp.replace("a=ssrc-group:FID 1111 2222\r\n", "")).unwrap();
+        assert_eq!((no_group.rtx_pt, no_group.rtx_ssrc, no_group.video_ssrc), (Some(103), None, Some(1111)));
     }
 
     /// A full-ICE answer in aiortc's shape: DTLS client, three fingerprints, two candidates.
