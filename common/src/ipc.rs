@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 
 /// Bumped on any incompatible change to the enums below.
-pub const IPC_VERSION: u32 = 5;
+pub const IPC_VERSION: u32 = 6;
 
 /// Session ids carry their shard in the top 16 bits, so any control
 /// instance (including one restarted after a crash) can route a DELETE to
@@ -19,6 +19,24 @@ pub fn session_shard(session: u64) -> usize {
 
 pub fn make_session_id(shard: usize, random: u64) -> u64 {
     ((shard as u64) << 48) | (random & 0xFFFF_FFFF_FFFF)
+}
+
+/// What control puts in a shard's ring: a message and its request id. The
+/// shard acknowledges every request with a non-zero id (`ShardToControl::Ack`)
+/// once it has applied it; ids only grow within one control run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    pub id: u64,
+    pub msg: ControlToShard,
+}
+
+impl ControlToShard {
+    /// Whether the message changes the shard's state: it gets a request id,
+    /// is never dropped on a full ring (it waits in control's backlog) and
+    /// is acknowledged. DTLS records are not: the peer retransmits them.
+    pub fn changes_state(&self) -> bool {
+        !matches!(self, ControlToShard::DtlsToPeer { .. })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,7 +84,9 @@ pub enum ControlToShard {
     /// A stream went live on `shard`: shards with waiting viewers of it
     /// replicate it from there.
     StreamHome { app: String, stream: String, shard: u32 },
-    /// Asks the shard to report everything it holds (after a control restart).
+    /// Asks the shard to report everything it holds: live streams, stats,
+    /// and its sessions (`SessionList`), so control can reconcile (after a
+    /// restart, and periodically).
     Snapshot,
 }
 
@@ -87,6 +107,21 @@ pub enum ShardToControl {
     /// Receiver feedback and repair figures of up to [`VIEWER_STATS_PER_MESSAGE`]
     /// playing sessions.
     ViewerStats(Vec<ViewerStats>),
+    /// Request `id` was applied.
+    Ack { id: u64 },
+    /// The shard's sessions, answering the `Snapshot` request `snapshot`, in
+    /// chunks of up to [`SESSIONS_PER_MESSAGE`]; `last` marks the final one.
+    SessionList { snapshot: u64, sessions: Vec<SessionEntry>, last: bool },
+}
+
+/// Sessions per `SessionList` message (at most 11 bytes each encoded).
+pub const SESSIONS_PER_MESSAGE: usize = 128;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionEntry {
+    pub session: u64,
+    /// DTLS finished and media started (false: still handshaking).
+    pub media: bool,
 }
 
 /// Sessions per `ViewerStats` message: at most ~135 bytes each encoded, so
@@ -250,6 +285,16 @@ mod tests {
 
     #[test]
     fn round_trip_and_garbage() {
+        let full = ShardToControl::SessionList {
+            snapshot: u64::MAX,
+            sessions: vec![SessionEntry { session: u64::MAX, media: true }; SESSIONS_PER_MESSAGE],
+            last: true,
+        };
+        assert!(encode(&full).len() <= 2048 - 4, "a full session list fits the smallest ring slot");
+        let r = Request { id: 7, msg: ControlToShard::Snapshot };
+        assert_eq!(decode::<Request>(&encode(&r)).unwrap(), r);
+        assert!(ControlToShard::Snapshot.changes_state());
+        assert!(!ControlToShard::DtlsToPeer { session: 1, data: vec![] }.changes_state());
         let m = ControlToShard::AddSession {
             session: make_session_id(3, 0xdead_beef),
             local_ufrag: "abcd".into(),

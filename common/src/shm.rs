@@ -15,7 +15,9 @@
 //! ```text
 //! header (128 B): magic "RTSSHM01" | version u32 | shards u32 | slots u32 |
 //!                 slot_size u32 | generation u64 | dataplane pid u32 | pad |
-//!                 total length u64
+//!                 total length u64 | pad | control doorbell u32 (at 64),
+//!                 control waiters u32: every shard_to_ctl producer rings it,
+//!                 so control sleeps once for all shards (`wait_any`)
 //! ring × (2 × shards), ctl_to_shard[i] then shard_to_ctl[i]:
 //!   head u64 (own 128 B) | tail u64 (own 128 B) | doorbell u32, waiters u32
 //!   (own 128 B) | slots × slot_size, each [len u32 | payload]
@@ -34,7 +36,7 @@ mod tests;
 use std::path::PathBuf;
 
 pub use region::ShmRegion;
-pub use ring::{Consumer, Producer, PushError};
+pub use ring::{wait_any, Consumer, Producer, PushError};
 
 /// Layout version in the header; bump on any incompatible layout change.
 /// Layout version of the region, combined with the message-set version so a

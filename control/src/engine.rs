@@ -7,8 +7,10 @@
 //! is on the media path: a dead control stops only signaling.
 
 use rts_common::config::Config;
-use rts_common::ipc::{self, ControlToShard, ShardStats, ShardToControl, StreamStats, ViewerStats};
+use rts_common::ipc::{self, ControlToShard, Request, SessionEntry, ShardStats, ShardToControl, StreamStats, ViewerStats};
 use rts_common::shm::{Consumer, Producer, ShmRegion};
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::AtomicU64;
 use rts_dtls::{DtlsContext, DtlsEndpoint, DtlsEvent};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -20,7 +22,11 @@ use std::time::{Duration, Instant};
 struct CtlSession {
     app: String,
     stream: String,
-    dtls: DtlsEndpoint,
+    /// None for a session adopted from a shard after a control restart (its
+    /// handshake finished under the previous control).
+    dtls: Option<DtlsEndpoint>,
+    /// Request id of its `AddSession` (0 when adopted).
+    add_req: u64,
     /// sha-256 fingerprint the viewer put in its offer; the DTLS peer
     /// certificate must match it.
     remote_fingerprint: Option<String>,
@@ -51,13 +57,25 @@ pub struct StreamView {
     pub stats: Option<StreamStats>,
 }
 
-#[derive(Default, Clone, Copy, serde::Serialize)]
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
 pub struct ControlCounters {
     pub sessions_created: u64,
     pub dtls_connected: u64,
     pub dtls_failed: u64,
     pub fingerprint_mismatch: u64,
+    /// Droppable messages (DTLS records) lost on a full ring.
     pub ring_full: u64,
+    /// State-changing messages that waited in a shard's backlog for ring space.
+    pub ring_backlogged: u64,
+    /// Requests acknowledged by the shards.
+    pub acks: u64,
+    /// Reconciliation with the shards' session lists: sessions control
+    /// forgot (the shard no longer had them), adopted (the shard had them
+    /// playing after a control restart), and removed (the shard had them
+    /// mid-handshake, which a restarted control cannot finish).
+    pub reconciled_forgotten: u64,
+    pub reconciled_adopted: u64,
+    pub reconciled_removed: u64,
     pub undecodable: u64,
     pub unknown_session: u64,
     pub publish_refused: u64,
@@ -77,13 +95,36 @@ struct Inner {
     switches: HashMap<u64, std::sync::mpsc::Sender<Result<(), String>>>,
     /// Latest receiver feedback and repair figures per playing session.
     viewer_stats: HashMap<u64, ViewerStats>,
+    /// Requests not acknowledged yet: id -> (shard, sent).
+    inflight: HashMap<u64, (usize, Instant)>,
+    /// Session lists being received, per shard: (snapshot request, entries).
+    listing: HashMap<usize, (u64, Vec<SessionEntry>)>,
+    /// Sessions control removed, with the id of their `RemoveSession`, until
+    /// a later snapshot shows the shard applied it (not re-adopted meanwhile).
+    removed: HashMap<u64, u64>,
 }
+
+/// One shard's ring from control, and the state-changing messages waiting
+/// for room in it (in order: once one waits, later ones queue behind it).
+struct ShardLink {
+    producer: Producer,
+    backlog: VecDeque<Vec<u8>>,
+}
+
+/// Most messages a shard's backlog holds; beyond it callers get
+/// `RingFull` (back-pressure: signaling answers 503 and the client tries
+/// again). Small on purpose: what waits here dies with a crashed control,
+/// and a shard drains its ring at 256 messages per millisecond.
+const MAX_BACKLOG: usize = 1_024;
+/// How often control asks every shard for its sessions to reconcile.
+const RECONCILE_EVERY: Duration = Duration::from_secs(10);
 
 pub struct Engine {
     pub cfg: Arc<Config>,
     pub fingerprint: String,
     dtls_ctx: DtlsContext,
-    producers: Mutex<Vec<Producer>>,
+    links: Vec<Mutex<ShardLink>>,
+    next_req: AtomicU64,
     inner: Mutex<Inner>,
     shards: usize,
     stop: AtomicBool,
@@ -126,11 +167,11 @@ impl Engine {
             }
         };
         let shards = region.shards();
-        let mut producers = Vec::with_capacity(shards);
+        let mut links = Vec::with_capacity(shards);
         let mut consumers = Vec::with_capacity(shards);
         for i in 0..shards {
             let (p, c) = region.control_endpoints(i).ok_or_else(|| anyhow::anyhow!("ring endpoints for shard {i}"))?;
-            producers.push(p);
+            links.push(Mutex::new(ShardLink { producer: p, backlog: VecDeque::new() }));
             consumers.push(c);
         }
         let cert = rts_dtls::DtlsCert::generate().map_err(|e| anyhow::anyhow!("certificate: {e}"))?;
@@ -142,15 +183,15 @@ impl Engine {
             cfg,
             fingerprint,
             dtls_ctx,
-            producers: Mutex::new(producers),
+            links,
+            next_req: AtomicU64::new(1),
             inner: Mutex::new(Inner { shard_stats: vec![None; shards], assigned: vec![0; shards], ..Default::default() }),
             shards,
             stop: AtomicBool::new(false),
         });
-        // Resynchronise: a restarted control learns live streams from the shards.
-        for i in 0..shards {
-            let _ = engine.push(i, &ControlToShard::Snapshot);
-        }
+        // Resynchronise: a restarted control learns live streams and
+        // sessions from the shards.
+        engine.reconcile_all();
         Ok((engine, consumers, region))
     }
 
@@ -168,11 +209,105 @@ impl Engine {
         self.stop.store(true, Ordering::Relaxed);
     }
 
-    fn push(&self, shard: usize, msg: &ControlToShard) -> Result<(), EngineError> {
-        let bytes = ipc::encode(msg);
-        let mut p = self.producers.lock().unwrap_or_else(|e| e.into_inner());
-        let prod = p.get_mut(shard).ok_or(EngineError::NoShard(shard))?;
-        prod.try_push(&bytes).map_err(|_| EngineError::RingFull(shard))
+    fn link(&self, shard: usize) -> Result<std::sync::MutexGuard<'_, ShardLink>, EngineError> {
+        let l = self.links.get(shard).ok_or(EngineError::NoShard(shard))?;
+        Ok(l.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn next_id(&self) -> u64 {
+        self.next_req.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Sends `msg` to `shard`; returns its request id (0 for messages that
+    /// change no state). State-changing messages are never dropped: when
+    /// the ring is full they wait in the shard's backlog (in order), which
+    /// the pump flushes; only a backlog at its limit refuses them
+    /// (`RingFull`, back-pressure). DTLS records are dropped on a full ring
+    /// (counted): the peer retransmits.
+    pub fn send(&self, shard: usize, msg: ControlToShard) -> Result<u64, EngineError> {
+        let id = if msg.changes_state() { self.next_id() } else { 0 };
+        self.send_as(shard, id, msg).map(|()| id)
+    }
+
+    fn send_as(&self, shard: usize, id: u64, msg: ControlToShard) -> Result<(), EngineError> {
+        let bytes = ipc::encode(&Request { id, msg });
+        if id != 0 {
+            // Before the push: the ack may come back before this returns.
+            self.state().inflight.insert(id, (shard, Instant::now()));
+        }
+        let outcome = {
+            let mut l = self.link(shard)?;
+            if l.backlog.is_empty() && l.producer.try_push(&bytes).is_ok() {
+                Ok(false)
+            } else if id == 0 || l.backlog.len() >= MAX_BACKLOG {
+                // A DTLS record is dropped (the peer resends it); a full
+                // backlog pushes back on the caller.
+                Err(EngineError::RingFull(shard))
+            } else {
+                l.backlog.push_back(bytes);
+                Ok(true)
+            }
+        };
+        let mut inner = self.state();
+        match outcome {
+            Ok(backlogged) => {
+                if backlogged {
+                    inner.counters.ring_backlogged += 1;
+                }
+                Ok(())
+            }
+            Err(e) => {
+                inner.inflight.remove(&id);
+                inner.counters.ring_full += 1;
+                Err(e)
+            }
+        }
+    }
+
+    /// Moves waiting messages into the rings as room appears (pump).
+    fn flush_backlogs(&self) {
+        for l in &self.links {
+            let mut l = l.lock().unwrap_or_else(|e| e.into_inner());
+            let ShardLink { producer, backlog } = &mut *l;
+            while let Some(front) = backlog.front() {
+                if producer.try_push(front).is_err() {
+                    break;
+                }
+                backlog.pop_front();
+            }
+        }
+    }
+
+    /// Messages waiting in the shards' backlogs (all shards).
+    pub fn backlog_len(&self) -> usize {
+        self.links.iter().map(|l| l.lock().unwrap_or_else(|e| e.into_inner()).backlog.len()).sum()
+    }
+
+    /// Requests sent but not acknowledged yet, and the age of the oldest.
+    pub fn inflight(&self) -> (usize, Option<Duration>) {
+        let inner = self.state();
+        let oldest = inner.inflight.values().map(|(_, at)| at.elapsed()).max();
+        (inner.inflight.len(), oldest)
+    }
+
+    /// Asks every shard for its sessions; the answers reconcile control's
+    /// table with the shards' (see `reconcile`).
+    pub fn reconcile_all(&self) {
+        for i in 0..self.shards {
+            let _ = self.send(i, ControlToShard::Snapshot);
+        }
+    }
+
+    /// Whether a reconciliation with `shard` is waiting for its session list.
+    pub fn reconciling(&self) -> bool {
+        !self.state().listing.is_empty()
+    }
+
+    /// The sessions control knows, sorted (for tests and the admin API).
+    pub fn session_ids(&self) -> Vec<u64> {
+        let mut v: Vec<u64> = self.state().sessions.keys().copied().collect();
+        v.sort_unstable();
+        v
     }
 
     /// Home shard of a live stream, if one publishes it.
@@ -214,6 +349,7 @@ impl Engine {
     pub fn add_session(&self, s: NewSession) -> Result<(), EngineError> {
         let shard = ipc::session_shard(s.session);
         let dtls = DtlsEndpoint::new(&self.dtls_ctx).map_err(|e| EngineError::Dtls(e.to_string()))?;
+        let id = self.next_id();
         {
             let mut inner = self.state();
             inner.counters.sessions_created += 1;
@@ -222,7 +358,8 @@ impl Engine {
                 CtlSession {
                     app: s.app.clone(),
                     stream: s.stream.clone(),
-                    dtls,
+                    dtls: Some(dtls),
+                    add_req: id,
                     remote_fingerprint: s.remote_fingerprint,
                     media: s.media,
                     created: Instant::now(),
@@ -240,7 +377,7 @@ impl Engine {
             stream: s.stream,
             home_shard: s.home_shard.map(|h| h as u32),
         };
-        if let Err(e) = self.push(shard, &msg) {
+        if let Err(e) = self.send_as(shard, id, msg) {
             self.forget(s.session);
             return Err(e);
         }
@@ -251,7 +388,9 @@ impl Engine {
     /// instance created: the shard is encoded in the id).
     pub fn remove_session(&self, session: u64, reason: &str) -> Result<(), EngineError> {
         self.forget(session);
-        self.push(ipc::session_shard(session), &ControlToShard::RemoveSession { session, reason: reason.to_string() })
+        let id = self.next_id();
+        self.state().removed.insert(session, id);
+        self.send_as(ipc::session_shard(session), id, ControlToShard::RemoveSession { session, reason: reason.to_string() })
     }
 
     fn forget(&self, session: u64) {
@@ -271,7 +410,7 @@ impl Engine {
         let (tx, rx) = std::sync::mpsc::channel();
         self.state().switches.insert(session, tx);
         let msg = ControlToShard::SwitchStream { session, app: app.to_string(), stream: stream.to_string(), home_shard: Some(home as u32) };
-        if let Err(e) = self.push(shard, &msg) {
+        if let Err(e) = self.send(shard, msg) {
             self.state().switches.remove(&session);
             return Err(e.to_string());
         }
@@ -303,7 +442,9 @@ impl Engine {
     /// The ring pump: runs on its own thread until `stop()`.
     pub fn pump(self: Arc<Self>, mut consumers: Vec<Consumer>) {
         let mut next_timer = Instant::now();
+        let mut next_reconcile = Instant::now() + RECONCILE_EVERY;
         while !self.stop.load(Ordering::Relaxed) {
+            self.flush_backlogs();
             let mut busy = false;
             for (shard, c) in consumers.iter_mut().enumerate() {
                 for _ in 0..1024 {
@@ -320,10 +461,14 @@ impl Engine {
                 self.on_timers(now);
                 next_timer = now + Duration::from_millis(10);
             }
+            if now >= next_reconcile {
+                next_reconcile = now + RECONCILE_EVERY;
+                self.reconcile_all();
+            }
             if !busy {
-                if let Some(c) = consumers.first() {
-                    c.wait(Duration::from_millis(1));
-                }
+                // Every shard's ring rings one doorbell; a short bound keeps
+                // the backlogs and timers moving.
+                rts_common::shm::wait_any(&consumers, Duration::from_millis(1));
             }
         }
     }
@@ -342,6 +487,30 @@ impl Engine {
                 tracing::debug!(session = format_args!("{session:016x}"), %reason, "session closed by shard");
                 self.forget(session);
                 self.state().viewer_stats.remove(&session);
+            }
+            ShardToControl::Ack { id } => {
+                let mut inner = self.state();
+                if inner.inflight.remove(&id).is_some() {
+                    inner.counters.acks += 1;
+                }
+            }
+            ShardToControl::SessionList { snapshot, sessions, last } => {
+                let done = {
+                    let mut inner = self.state();
+                    let entry = inner.listing.entry(shard).or_insert_with(|| (snapshot, Vec::new()));
+                    if entry.0 != snapshot {
+                        *entry = (snapshot, Vec::new());
+                    }
+                    entry.1.extend(sessions);
+                    if last {
+                        inner.listing.remove(&shard)
+                    } else {
+                        None
+                    }
+                };
+                if let Some((snapshot, entries)) = done {
+                    self.reconcile(shard, snapshot, &entries);
+                }
             }
             ShardToControl::ViewerStats(list) => {
                 let mut inner = self.state();
@@ -367,9 +536,7 @@ impl Engine {
                 // Shards holding viewers that wait for this stream replicate it.
                 for other in (0..self.shards).filter(|&o| o != shard) {
                     let msg = ControlToShard::StreamHome { app: app.clone(), stream: stream.clone(), shard: shard as u32 };
-                    if self.push(other, &msg).is_err() {
-                        self.state().counters.ring_full += 1;
-                    }
+                    let _ = self.send(other, msg);
                 }
             }
             ShardToControl::StreamEnded { app, stream } => {
@@ -422,13 +589,17 @@ impl Engine {
                 return;
             };
             s.peer.get_or_insert(peer);
-            if let Err(e) = s.dtls.handle_datagram(data, now) {
+            let Some(dtls) = s.dtls.as_mut() else {
+                // Adopted after a restart: its handshake is long done.
+                return;
+            };
+            if let Err(e) = dtls.handle_datagram(data, now) {
                 tracing::debug!(session = format_args!("{session:016x}"), error = %e, "DTLS record rejected");
             }
-            while let Some(d) = s.dtls.poll_datagram() {
+            while let Some(d) = dtls.poll_datagram() {
                 out.push(d);
             }
-            while let Some(ev) = s.dtls.poll_event() {
+            while let Some(ev) = dtls.poll_event() {
                 match ev {
                     DtlsEvent::Connected(export) if !s.connected => {
                         let expected = s.remote_fingerprint.as_deref().map(str::to_ascii_uppercase);
@@ -457,9 +628,7 @@ impl Engine {
         }
         let shard = ipc::session_shard(session);
         for data in out {
-            if self.push(shard, &ControlToShard::DtlsToPeer { session, data }).is_err() {
-                self.state().counters.ring_full += 1;
-            }
+            let _ = self.send(shard, ControlToShard::DtlsToPeer { session, data });
         }
         if let Some((export, media, key)) = start {
             let Some(profile) = rts_srtp::Profile::from_dtls_id(export.profile_id) else {
@@ -484,8 +653,8 @@ impl Engine {
                         video_nack: media.video_nack,
                         audio_red_pt: media.audio_red_pt,
                     };
-                    if self.push(shard, &msg).is_err() {
-                        self.state().counters.ring_full += 1;
+                    if let Err(e) = self.send(shard, msg) {
+                        tracing::warn!(session = format_args!("{session:016x}"), error = %e, "StartMedia refused");
                     }
                 }
                 Err(e) => fail = Some(format!("SRTP keys: {e}")),
@@ -494,6 +663,66 @@ impl Engine {
         if let Some(reason) = fail {
             tracing::info!(session = format_args!("{session:016x}"), %reason, "session ends");
             let _ = self.remove_session(session, &reason);
+        }
+    }
+
+    /// `shard` answered snapshot request `snapshot` with `entries`. Sessions
+    /// control added before that request and the shard no longer has are
+    /// forgotten (their `SessionClosed` was lost, e.g. with a control
+    /// restart); sessions the shard has and control does not are adopted
+    /// when media runs (created by a previous control), and removed when
+    /// still handshaking (the DTLS state died with that control). Sessions
+    /// control removed after the request are neither.
+    fn reconcile(&self, shard: usize, snapshot: u64, entries: &[SessionEntry]) {
+        let listed: HashSet<u64> = entries.iter().map(|e| e.session).collect();
+        let mut to_remove = Vec::new();
+        {
+            let mut inner = self.state();
+            let gone: Vec<u64> = inner
+                .sessions
+                .iter()
+                .filter(|(&id, s)| ipc::session_shard(id) == shard && s.add_req < snapshot && !listed.contains(&id))
+                .map(|(&id, _)| id)
+                .collect();
+            for id in &gone {
+                inner.sessions.remove(id);
+                inner.viewer_stats.remove(id);
+            }
+            inner.counters.reconciled_forgotten += gone.len() as u64;
+            for e in entries {
+                let removed_later = inner.removed.get(&e.session).is_some_and(|&req| req > snapshot);
+                if inner.sessions.contains_key(&e.session) || removed_later {
+                    continue;
+                }
+                if e.media {
+                    inner.counters.reconciled_adopted += 1;
+                    inner.sessions.insert(
+                        e.session,
+                        CtlSession {
+                            app: String::new(),
+                            stream: String::new(),
+                            dtls: None,
+                            add_req: 0,
+                            remote_fingerprint: None,
+                            media: MediaParams::default(),
+                            created: Instant::now(),
+                            connected: true,
+                            peer: None,
+                        },
+                    );
+                } else {
+                    inner.counters.reconciled_removed += 1;
+                    to_remove.push(e.session);
+                }
+            }
+            // Removals the shard has applied by this snapshot are settled.
+            inner.removed.retain(|&id, &mut req| req > snapshot || ipc::session_shard(id) != shard);
+            if !gone.is_empty() {
+                tracing::info!(shard, forgotten = gone.len(), "sessions the shard no longer has");
+            }
+        }
+        for id in to_remove {
+            let _ = self.remove_session(id, "handshake lost with a control restart");
         }
     }
 
@@ -507,9 +736,10 @@ impl Engine {
                     expired.push(id);
                     continue;
                 }
-                if s.dtls.poll_timeout().is_some_and(|t| t <= now) {
-                    let _ = s.dtls.handle_timeout(now);
-                    while let Some(d) = s.dtls.poll_datagram() {
+                let Some(dtls) = s.dtls.as_mut() else { continue };
+                if dtls.poll_timeout().is_some_and(|t| t <= now) {
+                    let _ = dtls.handle_timeout(now);
+                    while let Some(d) = dtls.poll_datagram() {
                         sends.push((id, d));
                     }
                 }
@@ -519,7 +749,7 @@ impl Engine {
             }
         }
         for (session, data) in sends {
-            let _ = self.push(ipc::session_shard(session), &ControlToShard::DtlsToPeer { session, data });
+            let _ = self.send(ipc::session_shard(session), ControlToShard::DtlsToPeer { session, data });
         }
     }
 }

@@ -14,7 +14,7 @@ use crate::udp::{self, UdpSender};
 use crate::uring::{Completion, RecvSlot, Token, Uring};
 use bytes::Bytes;
 use rts_common::config::Config;
-use rts_common::ipc::{self, ControlToShard, ShardToControl};
+use rts_common::ipc::{self, Request, ShardToControl};
 use rts_common::shm::{Consumer, Producer};
 use slab::Slab;
 use std::collections::VecDeque;
@@ -301,10 +301,10 @@ impl Shard {
     /// Messages from control, bounded per turn so a flood cannot starve media.
     fn poll_control(&mut self, now: Instant) {
         for _ in 0..256 {
-            let Some(msg) = self.from_ctl.pop_with(|b| ipc::decode::<ControlToShard>(b)) else { break };
+            let Some(msg) = self.from_ctl.pop_with(|b| ipc::decode::<Request>(b)) else { break };
             match msg {
-                Ok(m) => {
-                    self.core.handle_control(now, m);
+                Ok(r) => {
+                    self.core.handle_request(now, r);
                     self.drain();
                 }
                 Err(e) => tracing::warn!(shard = self.id, error = %e, "undecodable control message dropped"),

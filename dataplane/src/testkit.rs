@@ -350,6 +350,8 @@ pub struct Viewer {
     pub stun: Vec<(Instant, bool)>,
     /// DTLS records from control.
     pub dtls: usize,
+    /// Packets SRTP refused as replays (spurious resends of the same packet).
+    pub replays: usize,
     /// The path's loss, and what it took: (ssrc, seq).
     pub loss: Option<LossFn>,
     pub lost: Vec<(u32, u16)>,
@@ -390,6 +392,7 @@ impl Viewer {
             srs: Vec::new(),
             stun: Vec::new(),
             dtls: 0,
+            replays: 0,
             loss: None,
             lost: Vec::new(),
         }
@@ -476,7 +479,16 @@ impl Viewer {
                         self.lost.push((clear.ssrc, clear.sequence));
                         continue;
                     }
-                    let n = self.rx.unprotect_rtp(&mut d).expect("SRTP decrypts");
+                    let n = match self.rx.unprotect_rtp(&mut d) {
+                        Ok(n) => n,
+                        // A resend of a packet we had (a NACK for a packet
+                        // that was not lost) is a replay to SRTP.
+                        Err(rts_srtp::Error::Replay) => {
+                            self.replays += 1;
+                            continue;
+                        }
+                        Err(e) => panic!("SRTP does not decrypt: {e}"),
+                    };
                     let h = rts_rtp::RtpHeader::parse(&d[..n]).unwrap();
                     let payload = &d[h.payload_offset..h.payload_end];
                     let (seq, payload, rtx) = if h.ssrc == RTX_SSRC {

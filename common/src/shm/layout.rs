@@ -27,6 +27,10 @@ pub(super) const OFF_SLOT_SIZE: usize = 20; // u32
 pub(super) const OFF_GENERATION: usize = 24; // u64
 pub(super) const OFF_PID: usize = 32; // u32
 pub(super) const OFF_TOTAL_LEN: usize = 40; // u64
+/// Group doorbell of all `shard_to_ctl` rings: control sleeps on it once
+/// for every shard (futex word, and non-zero while control sleeps).
+pub(super) const OFF_CTL_DOORBELL: usize = 64; // u32
+pub(super) const OFF_CTL_WAITERS: usize = 68; // u32
 
 // Ring-relative offsets: head, tail and the doorbell words each get their
 // own line; slots follow.

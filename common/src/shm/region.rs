@@ -264,6 +264,7 @@ impl ShmRegion {
         RingRef::new(
             Arc::clone(&self.inner),
             self.inner.layout.ring_offset(shard, dir),
+            dir == Dir::ShardToCtl,
         )
     }
 

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::futex;
-use super::layout::{LEN_PREFIX, RING_DOORBELL, RING_HEAD, RING_SLOTS, RING_TAIL, RING_WAITERS};
+use super::layout::{LEN_PREFIX, OFF_CTL_DOORBELL, OFF_CTL_WAITERS, RING_DOORBELL, RING_HEAD, RING_SLOTS, RING_TAIL, RING_WAITERS};
 use super::region::Inner;
 
 /// Why a message was not enqueued. The caller still owns the bytes, so
@@ -38,11 +38,22 @@ pub enum PushError {
 pub(super) struct RingRef {
     inner: Arc<Inner>,
     off: usize,
+    /// A `shard_to_ctl` ring: its producer also rings the region's control
+    /// doorbell, which [`wait_any`] sleeps on.
+    grouped: bool,
 }
 
 impl RingRef {
-    pub(super) fn new(inner: Arc<Inner>, off: usize) -> RingRef {
-        RingRef { inner, off }
+    pub(super) fn new(inner: Arc<Inner>, off: usize, grouped: bool) -> RingRef {
+        RingRef { inner, off, grouped }
+    }
+
+    fn group_doorbell(&self) -> &AtomicU32 {
+        self.inner.atomic_u32(OFF_CTL_DOORBELL)
+    }
+
+    fn group_waiters(&self) -> &AtomicU32 {
+        self.inner.atomic_u32(OFF_CTL_WAITERS)
     }
 
     fn head(&self) -> &AtomicU64 {
@@ -78,6 +89,38 @@ impl RingRef {
         debug_assert!(off + l.slot_size as usize <= self.inner.map_len());
         self.inner.base().wrapping_add(off)
     }
+}
+
+/// Blocks up to `timeout` until any of `consumers` (the `shard_to_ctl`
+/// rings of one region: control's side) has a message; returns true if one
+/// does. One futex word for all of them, rung by every shard's producer while
+/// our waiter flag is set (the same handshake as [`Consumer::wait`]).
+pub fn wait_any(consumers: &[Consumer], timeout: Duration) -> bool {
+    let Some(first) = consumers.first() else { return false };
+    let ready = || consumers.iter().any(|c| !c.is_empty());
+    if ready() {
+        return true;
+    }
+    let deadline = Instant::now().checked_add(timeout);
+    let (doorbell, waiters) = (first.ring.group_doorbell(), first.ring.group_waiters());
+    let got = loop {
+        let seq = doorbell.load(Ordering::Acquire);
+        waiters.store(1, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        if ready() {
+            break true;
+        }
+        let remaining = match deadline {
+            Some(d) => d.saturating_duration_since(Instant::now()),
+            None => Duration::from_secs(3600),
+        };
+        if remaining.is_zero() {
+            break false;
+        }
+        futex::wait(doorbell, seq, remaining);
+    };
+    waiters.store(0, Ordering::Relaxed);
+    got || ready()
 }
 
 /// Writing half of a ring. `Send` so it can move to its shard's thread; not
@@ -146,6 +189,10 @@ impl Producer {
         if self.ring.waiters().load(Ordering::Relaxed) != 0 {
             self.ring.doorbell().fetch_add(1, Ordering::Release);
             futex::wake(self.ring.doorbell(), i32::MAX);
+        }
+        if self.ring.grouped && self.ring.group_waiters().load(Ordering::Relaxed) != 0 {
+            self.ring.group_doorbell().fetch_add(1, Ordering::Release);
+            futex::wake(self.ring.group_doorbell(), i32::MAX);
         }
     }
 

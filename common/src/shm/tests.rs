@@ -467,6 +467,37 @@ fn wait_wakes_on_push_and_times_out_when_idle() {
 }
 
 #[test]
+fn control_waits_on_every_shards_ring_at_once() {
+    let t = TempShm::new("wait-any");
+    let r = ShmRegion::create(t.path(), &cfg(3, 4, 64)).unwrap();
+    let mut shard_tx = Vec::new();
+    let mut ctl_rx = Vec::new();
+    for i in 0..3 {
+        let (tx, _) = r.dataplane_endpoints(i).unwrap();
+        let (_, rx) = r.control_endpoints(i).unwrap();
+        shard_tx.push(tx);
+        ctl_rx.push(rx);
+    }
+    let start = Instant::now();
+    assert!(!crate::shm::wait_any(&ctl_rx, Duration::from_millis(50)));
+    assert!(start.elapsed() >= Duration::from_millis(50));
+    // The last shard's ring wakes the one sleeper (not only shard 0's).
+    let mut tx2 = shard_tx.pop().unwrap();
+    let pusher = thread::spawn(move || {
+        thread::sleep(Duration::from_millis(30));
+        tx2.try_push(b"from shard 2").unwrap();
+        tx2
+    });
+    let start = Instant::now();
+    assert!(crate::shm::wait_any(&ctl_rx, Duration::from_secs(10)));
+    assert!(start.elapsed() < Duration::from_secs(5), "woken late");
+    assert_eq!(pop_vec(&mut ctl_rx[2]).unwrap(), b"from shard 2");
+    let _ = pusher.join().unwrap();
+    assert!(!crate::shm::wait_any(&ctl_rx, Duration::ZERO), "all read");
+    assert!(!crate::shm::wait_any(&[], Duration::ZERO));
+}
+
+#[test]
 fn corrupt_length_prefix_is_skipped_not_read() {
     let t = TempShm::new("corrupt");
     let c = cfg(1, 4, 64);

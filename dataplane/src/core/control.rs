@@ -11,10 +11,36 @@ use super::rtcp::SR_FIRST_AFTER;
 use super::session::{Media, Session, TrackOut};
 use super::stream::{Kind, Stream};
 use super::Core;
-use rts_common::ipc::{self, ControlToShard, ShardToControl};
+use rts_common::ipc::{self, ControlToShard, Request, SessionEntry, ShardToControl, SESSIONS_PER_MESSAGE};
 use std::time::Instant;
 
 impl Core {
+    /// A request from control: applied, then acknowledged when it has an id.
+    /// A `Snapshot` is answered with the session list before the ack.
+    pub fn handle_request(&mut self, now: Instant, r: Request) {
+        let snapshot = matches!(r.msg, ControlToShard::Snapshot);
+        self.handle_control(now, r.msg);
+        if snapshot {
+            self.list_sessions(r.id);
+        }
+        if r.id != 0 {
+            self.push_ctl(ShardToControl::Ack { id: r.id });
+        }
+    }
+
+    /// Every session this shard holds, in `SessionList` chunks.
+    fn list_sessions(&mut self, snapshot: u64) {
+        let mut chunk = Vec::with_capacity(SESSIONS_PER_MESSAGE);
+        for (_, s) in self.sessions.iter() {
+            chunk.push(SessionEntry { session: s.id, media: s.media.is_some() });
+            if chunk.len() == SESSIONS_PER_MESSAGE {
+                let sessions = std::mem::replace(&mut chunk, Vec::with_capacity(SESSIONS_PER_MESSAGE));
+                self.ctl_out.push_back(ShardToControl::SessionList { snapshot, sessions, last: false });
+            }
+        }
+        self.ctl_out.push_back(ShardToControl::SessionList { snapshot, sessions: chunk, last: true });
+    }
+
     pub fn handle_control(&mut self, now: Instant, msg: ControlToShard) {
         let now = self.advance(now);
         match msg {

@@ -107,3 +107,39 @@ fn snapshot_reports_live_streams_and_stats() {
     let a = a.expect("stream stats for live/a");
     assert!(a.publishing && a.viewers == 1 && a.video_frames == 1 && a.bytes_out > 0, "{a:?}");
 }
+
+#[test]
+fn requests_are_acknowledged_after_they_apply_and_a_snapshot_lists_every_session() {
+    let mut rig = Rig::new("");
+    let viewers: Vec<Viewer> = (1..=300).map(Viewer::new).collect();
+    for (i, v) in viewers.iter().enumerate() {
+        rig.core.handle_request(rig.now, rts_common::ipc::Request { id: 10 + i as u64, msg: v.add_msg("live", "s", None) });
+    }
+    rig.core.handle_request(rig.now, rts_common::ipc::Request { id: 0, msg: viewers[0].start_msg() });
+    rig.core.handle_request(rig.now, rts_common::ipc::Request { id: 999, msg: ControlToShard::RemoveSession { session: viewers[1].session, reason: "x".into() } });
+    rig.core.handle_request(rig.now, rts_common::ipc::Request { id: 1_000, msg: ControlToShard::Snapshot });
+    rig.drain();
+    let acks: Vec<u64> = rig.ctl.iter().filter_map(|m| if let ShardToControl::Ack { id } = m { Some(*id) } else { None }).collect();
+    let expected: Vec<u64> = (10..310).chain([999, 1_000]).collect();
+    assert_eq!(acks, expected, "every request with an id, in order; id 0 is not acknowledged");
+    // The removal's SessionClosed comes before its ack.
+    let closed = rig.ctl.iter().position(|m| matches!(m, ShardToControl::SessionClosed { .. })).unwrap();
+    let ack999 = rig.ctl.iter().position(|m| matches!(m, ShardToControl::Ack { id: 999 })).unwrap();
+    assert!(closed < ack999);
+    // The snapshot: 299 sessions in chunks, the last marked, before its ack.
+    let mut listed = Vec::new();
+    let mut lasts = Vec::new();
+    for m in &rig.ctl {
+        if let ShardToControl::SessionList { snapshot, sessions, last } = m {
+            assert_eq!(*snapshot, 1_000);
+            listed.extend(sessions.iter().copied());
+            lasts.push(*last);
+        }
+    }
+    assert_eq!(listed.len(), 299);
+    assert_eq!(lasts, vec![false, false, true]);
+    assert_eq!(listed.iter().filter(|e| e.media).map(|e| e.session).collect::<Vec<_>>(), vec![viewers[0].session]);
+    let last_list = rig.ctl.iter().rposition(|m| matches!(m, ShardToControl::SessionList { .. })).unwrap();
+    let ack1000 = rig.ctl.iter().position(|m| matches!(m, ShardToControl::Ack { id: 1_000 })).unwrap();
+    assert!(last_list < ack1000);
+}
