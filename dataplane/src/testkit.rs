@@ -534,11 +534,14 @@ impl Viewer {
         self.rtp.iter().filter(|p| p.pt == AUDIO_PT).collect()
     }
 
-    /// Sends an RTCP compound packet to the core (SRTCP-protected).
-    pub fn rtcp(&mut self, rig: &mut Rig, packet: &[u8]) {
+    /// Sends an RTCP compound packet to the core (SRTCP-protected). Bytes
+    /// SRTCP cannot protect (no RTCP header to read the SSRC from) are not
+    /// sent; returns whether they were.
+    pub fn rtcp(&mut self, rig: &mut Rig, packet: &[u8]) -> bool {
         let mut out = vec![0u8; packet.len() + 64];
-        let n = self.tx.protect_rtcp(packet, &mut out).unwrap();
+        let Ok(n) = self.tx.protect_rtcp(packet, &mut out) else { return false };
         rig.datagram(self.addr, &out[..n]);
+        true
     }
 }
 

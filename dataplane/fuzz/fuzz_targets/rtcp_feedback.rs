@@ -19,7 +19,6 @@
 use libfuzzer_sys::fuzz_target;
 use rts_common::ipc::ControlToShard;
 use rts_dataplane::testkit::{frame, publish, ms, Publisher, Rig, Viewer};
-use std::cell::RefCell;
 use std::collections::HashSet;
 
 struct State {
@@ -33,7 +32,6 @@ struct State {
     sent: [HashSet<u16>; 2],
     ts: u32,
     on_b: bool,
-    inputs: u32,
 }
 
 fn setup() -> State {
@@ -45,11 +43,12 @@ fn setup() -> State {
     rig.control(plain.add_msg("live", "a", None));
     plain.check(&mut rig);
     rig.control(plain.start_with(|m| *m.video_rtx = None));
-    let mut st = State { base: [0; 2], rig, a, b, viewers: [with_rtx, plain], sent: [HashSet::new(), HashSet::new()], ts: 200, on_b: false, inputs: 0 };
+    let mut st = State { base: [0; 2], rig, a, b, viewers: [with_rtx, plain], sent: [HashSet::new(), HashSet::new()], ts: 200, on_b: false };
     st.rig.advance(ms(100));
     for (i, v) in st.viewers.iter_mut().enumerate() {
         v.recv(&st.rig);
         st.base[i] = v.video().first().map_or(0, |p| p.seq);
+        st.sent[i].extend(v.video().iter().map(|p| p.seq));
     }
     st.rig.sent.clear();
     for v in st.viewers.iter_mut() {
@@ -97,9 +96,6 @@ fn aim(rtcp: &mut [u8], base: u16) {
     }
 }
 
-thread_local! {
-    static STATE: RefCell<Option<State>> = const { RefCell::new(None) };
-}
 
 fn check(st: &mut State) {
     for (v, sent) in st.viewers.iter_mut().zip(st.sent.iter_mut()) {
@@ -126,46 +122,39 @@ fn check(st: &mut State) {
     }
 }
 
+// A fresh core per input, so every crash replays from its input alone.
 fuzz_target!(|data: &[u8]| {
-    STATE.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        let st = slot.get_or_insert_with(setup);
-        st.inputs += 1;
-        let mut rest = data;
-        while let [tag, len, tail @ ..] = rest {
-            let n = (*len as usize).min(tail.len());
-            let (body, next) = tail.split_at(n);
-            rest = next;
-            match tag % 4 {
-                0 | 1 => {
-                    let v = &mut st.viewers[(tag % 4) as usize];
-                    if !body.is_empty() {
-                        let mut rtcp = body.to_vec();
-                        aim(&mut rtcp, st.base[(tag % 4) as usize]);
-                        v.rtcp(&mut st.rig, &rtcp);
-                    }
-                }
-                2 => {
-                    let step = body.first().copied().unwrap_or(7) as u64;
-                    st.rig.advance(ms(5 * step));
-                    st.ts += 33;
-                    let key = body.get(1).is_some_and(|b| b & 1 == 1);
-                    let size = 800 + 97 * body.get(2).copied().unwrap_or(9) as usize;
-                    st.a.video(&mut st.rig, st.ts, frame(key, size, 3));
-                    st.b.video(&mut st.rig, st.ts, frame(key, size, 4));
-                }
-                _ => {
-                    st.on_b = !st.on_b;
-                    let stream = if st.on_b { "b" } else { "a" };
-                    let session = st.viewers[0].session;
-                    st.rig.control(ControlToShard::SwitchStream { session, app: "live".into(), stream: stream.into(), home_shard: None });
+    let st = &mut setup();
+    let mut rest = data;
+    while let [tag, len, tail @ ..] = rest {
+        let n = (*len as usize).min(tail.len());
+        let (body, next) = tail.split_at(n);
+        rest = next;
+        match tag % 4 {
+            0 | 1 => {
+                let v = &mut st.viewers[(tag % 4) as usize];
+                if !body.is_empty() {
+                    let mut rtcp = body.to_vec();
+                    aim(&mut rtcp, st.base[(tag % 4) as usize]);
+                    v.rtcp(&mut st.rig, &rtcp);
                 }
             }
-            check(st);
+            2 => {
+                let step = body.first().copied().unwrap_or(7) as u64;
+                st.rig.advance(ms(5 * step));
+                st.ts += 33;
+                let key = body.get(1).is_some_and(|b| b & 1 == 1);
+                let size = 800 + 97 * body.get(2).copied().unwrap_or(9) as usize;
+                st.a.video(&mut st.rig, st.ts, frame(key, size, 3));
+                st.b.video(&mut st.rig, st.ts, frame(key, size, 4));
+            }
+            _ => {
+                st.on_b = !st.on_b;
+                let stream = if st.on_b { "b" } else { "a" };
+                let session = st.viewers[0].session;
+                st.rig.control(ControlToShard::SwitchStream { session, app: "live".into(), stream: stream.into(), home_shard: None });
+            }
         }
-        // Start over now and then so state (and memory) stays bounded.
-        if st.inputs >= 2_000 {
-            *slot = None;
-        }
-    });
+        check(st);
+    }
 });
