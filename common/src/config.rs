@@ -16,6 +16,15 @@ pub struct Config {
     pub auth: AuthSection,
     pub log: LogConfig,
     pub transcode: TranscodeConfig,
+    pub control: ControlConfig,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ControlConfig {
+    /// Threads running DTLS handshakes (each session on one of them); 0 =
+    /// one per core, at most 8.
+    pub dtls_workers: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

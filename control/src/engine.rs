@@ -11,26 +11,20 @@ use rts_common::ipc::{self, ControlToShard, Request, SessionEntry, ShardStats, S
 use rts_common::shm::{Consumer, Producer, ShmRegion};
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::AtomicU64;
-use rts_dtls::{DtlsContext, DtlsEndpoint, DtlsEvent};
+use crate::handshake::Job;
+use rts_dtls::{DtlsContext, DtlsEndpoint};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// A session control is handshaking (or has handed to a shard).
+/// A session control is handshaking (or has handed to a shard). Its DTLS
+/// endpoint lives on a handshake worker (handshake.rs).
 struct CtlSession {
-    app: String,
-    stream: String,
-    /// None for a session adopted from a shard after a control restart (its
-    /// handshake finished under the previous control).
-    dtls: Option<DtlsEndpoint>,
-    /// Request id of its `AddSession` (0 when adopted).
+    /// Request id of its `AddSession` (0 when adopted from a shard after a
+    /// control restart: its handshake finished under the previous control).
     add_req: u64,
-    /// sha-256 fingerprint the viewer put in its offer; the DTLS peer
-    /// certificate must match it.
-    remote_fingerprint: Option<String>,
-    media: MediaParams,
     created: Instant,
     connected: bool,
     peer: Option<SocketAddr>,
@@ -123,6 +117,7 @@ pub struct Engine {
     pub cfg: Arc<Config>,
     pub fingerprint: String,
     dtls_ctx: DtlsContext,
+    handshakes: crate::handshake::PoolSlot,
     links: Vec<Mutex<ShardLink>>,
     next_req: AtomicU64,
     inner: Mutex<Inner>,
@@ -183,12 +178,17 @@ impl Engine {
             cfg,
             fingerprint,
             dtls_ctx,
+            handshakes: Default::default(),
             links,
             next_req: AtomicU64::new(1),
             inner: Mutex::new(Inner { shard_stats: vec![None; shards], assigned: vec![0; shards], ..Default::default() }),
             shards,
             stop: AtomicBool::new(false),
         });
+        let workers = crate::handshake::worker_count(engine.cfg.control.dtls_workers);
+        let pool = crate::handshake::Pool::start(workers, Arc::downgrade(&engine))?;
+        tracing::info!(workers = pool.workers(), "DTLS handshake workers");
+        let _ = engine.handshakes.set(pool);
         // Resynchronise: a restarted control learns live streams and
         // sessions from the shards.
         engine.reconcile_all();
@@ -353,21 +353,15 @@ impl Engine {
         {
             let mut inner = self.state();
             inner.counters.sessions_created += 1;
-            inner.sessions.insert(
-                s.session,
-                CtlSession {
-                    app: s.app.clone(),
-                    stream: s.stream.clone(),
-                    dtls: Some(dtls),
-                    add_req: id,
-                    remote_fingerprint: s.remote_fingerprint,
-                    media: s.media,
-                    created: Instant::now(),
-                    connected: false,
-                    peer: None,
-                },
-            );
+            inner.sessions.insert(s.session, CtlSession { add_req: id, created: Instant::now(), connected: false, peer: None });
         }
+        self.submit(Job::Add {
+            session: s.session,
+            dtls: Box::new(dtls),
+            fingerprint: s.remote_fingerprint,
+            media: s.media,
+            key: format!("{}/{}", s.app, s.stream),
+        });
         let msg = ControlToShard::AddSession {
             session: s.session,
             local_ufrag: s.local_ufrag,
@@ -395,6 +389,37 @@ impl Engine {
 
     fn forget(&self, session: u64) {
         self.state().sessions.remove(&session);
+        self.submit(Job::Remove { session });
+    }
+
+    fn submit(&self, job: Job) {
+        if let Some(p) = self.handshakes.get() {
+            p.submit(job);
+        }
+    }
+
+    /// A handshake worker got a DTLS record for a session it does not have.
+    pub(crate) fn count_unknown_session(&self) {
+        self.state().counters.unknown_session += 1;
+    }
+
+    /// A handshake worker finished `session`'s handshake.
+    pub(crate) fn on_handshake_done(&self, session: u64) {
+        let mut inner = self.state();
+        inner.counters.dtls_connected += 1;
+        if let Some(s) = inner.sessions.get_mut(&session) {
+            s.connected = true;
+        }
+    }
+
+    /// A handshake ended the session for `reason`.
+    pub(crate) fn count_dtls_failure(&self, reason: &str) {
+        let mut inner = self.state();
+        if reason.contains("fingerprint") {
+            inner.counters.fingerprint_mismatch += 1;
+        } else if reason.starts_with("DTLS failed") {
+            inner.counters.dtls_failed += 1;
+        }
     }
 
     /// Moves a playing session to another stream without new ICE/DTLS.
@@ -475,7 +500,18 @@ impl Engine {
 
     fn on_shard_message(&self, shard: usize, msg: ShardToControl) {
         match msg {
-            ShardToControl::DtlsFromPeer { session, peer, data } => self.on_dtls(session, peer, &data),
+            ShardToControl::DtlsFromPeer { session, peer, data } => {
+                {
+                    let mut inner = self.state();
+                    let Some(s) = inner.sessions.get_mut(&session) else {
+                        // e.g. a session created by a previous control instance.
+                        inner.counters.unknown_session += 1;
+                        return;
+                    };
+                    s.peer.get_or_insert(peer);
+                }
+                self.submit(Job::Datagram { session, peer, data });
+            }
             ShardToControl::IceConnected { session, peer } => {
                 let mut inner = self.state();
                 if let Some(s) = inner.sessions.get_mut(&session) {
@@ -576,96 +612,6 @@ impl Engine {
         }
     }
 
-    fn on_dtls(&self, session: u64, peer: SocketAddr, data: &[u8]) {
-        let now = Instant::now();
-        let mut out = Vec::new();
-        let mut start = None;
-        let mut fail = None;
-        {
-            let mut inner = self.state();
-            let Some(s) = inner.sessions.get_mut(&session) else {
-                // e.g. a session created by a previous control instance.
-                inner.counters.unknown_session += 1;
-                return;
-            };
-            s.peer.get_or_insert(peer);
-            let Some(dtls) = s.dtls.as_mut() else {
-                // Adopted after a restart: its handshake is long done.
-                return;
-            };
-            if let Err(e) = dtls.handle_datagram(data, now) {
-                tracing::debug!(session = format_args!("{session:016x}"), error = %e, "DTLS record rejected");
-            }
-            while let Some(d) = dtls.poll_datagram() {
-                out.push(d);
-            }
-            while let Some(ev) = dtls.poll_event() {
-                match ev {
-                    DtlsEvent::Connected(export) if !s.connected => {
-                        let expected = s.remote_fingerprint.as_deref().map(str::to_ascii_uppercase);
-                        if expected.as_deref() != Some(export.peer_fingerprint_sha256.to_ascii_uppercase().as_str()) {
-                            fail = Some("DTLS certificate does not match the offer's fingerprint".to_string());
-                            continue;
-                        }
-                        s.connected = true;
-                        start = Some((export, s.media, format!("{}/{}", s.app, s.stream)));
-                    }
-                    DtlsEvent::Connected(_) => {}
-                    DtlsEvent::Closed => fail = Some("DTLS close_notify".to_string()),
-                    DtlsEvent::Failed(e) => fail = Some(format!("DTLS failed: {e}")),
-                }
-            }
-            if start.is_some() {
-                inner.counters.dtls_connected += 1;
-            }
-            if let Some(f) = &fail {
-                if f.contains("fingerprint") {
-                    inner.counters.fingerprint_mismatch += 1;
-                } else if f.starts_with("DTLS failed") {
-                    inner.counters.dtls_failed += 1;
-                }
-            }
-        }
-        let shard = ipc::session_shard(session);
-        for data in out {
-            let _ = self.send(shard, ControlToShard::DtlsToPeer { session, data });
-        }
-        if let Some((export, media, key)) = start {
-            let Some(profile) = rts_srtp::Profile::from_dtls_id(export.profile_id) else {
-                let _ = self.remove_session(session, "unsupported SRTP profile");
-                return;
-            };
-            // We are the DTLS server: local = server write keys.
-            match rts_srtp::KeyingMaterial::from_exported(profile, &export.material, true) {
-                Ok(k) => {
-                    tracing::info!(session = format_args!("{session:016x}"), stream = %key, %peer, ?profile, "DTLS connected; media starts");
-                    let msg = ControlToShard::StartMedia {
-                        session,
-                        srtp_profile: export.profile_id,
-                        local_key: k.local_key,
-                        local_salt: k.local_salt,
-                        remote_key: k.remote_key,
-                        remote_salt: k.remote_salt,
-                        video_pt: media.video_pt,
-                        audio_pt: media.audio_pt,
-                        video_playout_delay_id: media.video_playout_delay_id,
-                        video_rtx: media.video_rtx,
-                        video_nack: media.video_nack,
-                        audio_red_pt: media.audio_red_pt,
-                    };
-                    if let Err(e) = self.send(shard, msg) {
-                        tracing::warn!(session = format_args!("{session:016x}"), error = %e, "StartMedia refused");
-                    }
-                }
-                Err(e) => fail = Some(format!("SRTP keys: {e}")),
-            }
-        }
-        if let Some(reason) = fail {
-            tracing::info!(session = format_args!("{session:016x}"), %reason, "session ends");
-            let _ = self.remove_session(session, &reason);
-        }
-    }
-
     /// `shard` answered snapshot request `snapshot` with `entries`. Sessions
     /// control added before that request and the shard no longer has are
     /// forgotten (their `SessionClosed` was lost, e.g. with a control
@@ -696,20 +642,7 @@ impl Engine {
                 }
                 if e.media {
                     inner.counters.reconciled_adopted += 1;
-                    inner.sessions.insert(
-                        e.session,
-                        CtlSession {
-                            app: String::new(),
-                            stream: String::new(),
-                            dtls: None,
-                            add_req: 0,
-                            remote_fingerprint: None,
-                            media: MediaParams::default(),
-                            created: Instant::now(),
-                            connected: true,
-                            peer: None,
-                        },
-                    );
+                    inner.sessions.insert(e.session, CtlSession { add_req: 0, created: Instant::now(), connected: true, peer: None });
                 } else {
                     inner.counters.reconciled_removed += 1;
                     to_remove.push(e.session);
@@ -726,30 +659,21 @@ impl Engine {
         }
     }
 
+    /// Sessions that never finished ICE+DTLS are dropped after 30 s (the
+    /// shard drops its side on the same schedule). DTLS retransmission
+    /// timers run on the handshake workers.
     fn on_timers(&self, now: Instant) {
-        let mut sends = Vec::new();
-        let mut expired = Vec::new();
-        {
-            let mut inner = self.state();
-            for (&id, s) in inner.sessions.iter_mut() {
-                if !s.connected && now.duration_since(s.created) > Duration::from_secs(30) {
-                    expired.push(id);
-                    continue;
-                }
-                let Some(dtls) = s.dtls.as_mut() else { continue };
-                if dtls.poll_timeout().is_some_and(|t| t <= now) {
-                    let _ = dtls.handle_timeout(now);
-                    while let Some(d) = dtls.poll_datagram() {
-                        sends.push((id, d));
-                    }
-                }
-            }
-            for id in &expired {
-                inner.sessions.remove(id);
-            }
-        }
-        for (session, data) in sends {
-            let _ = self.send(ipc::session_shard(session), ControlToShard::DtlsToPeer { session, data });
+        let expired: Vec<u64> = {
+            let inner = self.state();
+            inner
+                .sessions
+                .iter()
+                .filter(|(_, s)| !s.connected && now.duration_since(s.created) > Duration::from_secs(30))
+                .map(|(&id, _)| id)
+                .collect()
+        };
+        for id in expired {
+            self.forget(id);
         }
     }
 }

@@ -3,6 +3,7 @@
 //! rings and can be restarted at any time without cutting media.
 
 pub mod engine;
+mod handshake;
 pub mod http;
 pub mod signaling;
 
