@@ -17,11 +17,12 @@
 //!   keyframe can always be repaired at once.
 //!
 //! A viewer that loses packets gets more playout delay (`min` of the
-//! playout-delay extension, on top of the lip-sync hint): its RTT plus
-//! [`RETRY_ALLOWANCE`], so a frame whose retransmission was lost too and
-//! asked for again still arrives before it is due (libwebrtc asks again
-//! after 100 ms when it has no RTT of its own, as a receive-only peer). It
-//! goes back to 0 after [`LOSS_QUIET`] without loss.
+//! playout-delay extension, on top of the lip-sync hint): two RTTs plus
+//! [`RETRY_ALLOWANCE`], what a frame needs when its retransmission was
+//! lost too and had to be asked for again (the first resend's round trip,
+//! libwebrtc's 100 ms before it asks again when it has no RTT of its own,
+//! as a receive-only peer, and the second resend's round trip). It goes
+//! back to 0 after [`LOSS_QUIET`] without loss.
 //!
 //! A PLI/FIR restarts the viewer from the GOP cache (RTMP cannot be asked
 //! for a keyframe), at most once per [`GOP_RESTART_EVERY`].
@@ -160,7 +161,7 @@ impl Repair {
             return;
         }
         self.last_loss = Some(now);
-        let d = (self.rtt_or_default() + RETRY_ALLOWANCE).min(MAX_LOSS_ALLOWANCE);
+        let d = (self.rtt_or_default() * 2 + RETRY_ALLOWANCE).min(MAX_LOSS_ALLOWANCE);
         self.allowance_units = (d.as_millis() / 10) as u16;
     }
 
@@ -298,12 +299,12 @@ mod tests {
         r.on_loss(t0, Some(1)); // 0.4 %: not lossy
         assert_eq!(r.allowance_units(), 0);
         r.on_loss(t0, None); // a NACK
-        assert_eq!(r.allowance_units(), 20, "default RTT 100 ms + 100 ms");
+        assert_eq!(r.allowance_units(), 30, "2 x default RTT 100 ms + 100 ms");
         r.on_rtt(ms(40));
         r.on_loss(t0 + ms(500), Some(13));
-        assert_eq!(r.allowance_units(), 14, "RTT 40 ms + 100 ms");
+        assert_eq!(r.allowance_units(), 18, "2 x RTT 40 ms + 100 ms");
         r.on_tick(t0 + ms(10_400));
-        assert_eq!(r.allowance_units(), 14, "loss 9.9 s ago");
+        assert_eq!(r.allowance_units(), 18, "loss 9.9 s ago");
         r.on_tick(t0 + ms(10_500));
         assert_eq!(r.allowance_units(), 0);
         r.on_rtt(Duration::from_secs(2));
