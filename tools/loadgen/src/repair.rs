@@ -160,12 +160,13 @@ impl NackRequester {
         let interval = self.interval;
         let mut given_up = 0;
         self.missing.retain(|&ext, m| {
-            let last_answered = m.tries >= MAX_NACK_TRIES && m.last_sent.is_some_and(|t| now >= t + interval);
+            let retry_at = m.last_sent.map(|t| t + interval);
+            let last_answered = m.tries >= MAX_NACK_TRIES && retry_at.is_some_and(|t| now >= t);
             if last_answered || now >= m.since + MAX_NACK_AGE {
                 given_up += 1;
                 return false;
             }
-            if m.tries < MAX_NACK_TRIES && m.last_sent.is_none_or(|t| now >= t + interval) {
+            if m.tries < MAX_NACK_TRIES && retry_at.is_none_or(|t| now >= t) {
                 m.tries += 1;
                 m.last_sent = Some(now);
                 out.push(ext as u16);

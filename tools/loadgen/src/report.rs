@@ -157,6 +157,9 @@ pub struct Tally {
     pub dtls_handshakes: u64,
     /// Viewers that moved to a new socket (`--rebind-after`).
     pub rebinds: u64,
+    /// Of those, the ones whose new address the server's check response
+    /// showed (its mapped address changed).
+    pub rebinds_moved: u64,
     /// Per moved viewer: ms from the move to the next complete frame.
     pub rebind_gap_ms: Vec<f64>,
     /// ms from a STUN check to its response.
@@ -203,6 +206,7 @@ impl Tally {
         self.audio_recovered_by_red += o.audio_recovered_by_red;
         self.dtls_handshakes += o.dtls_handshakes;
         self.rebinds += o.rebinds;
+        self.rebinds_moved += o.rebinds_moved;
         self.rebind_gap_ms.append(&mut o.rebind_gap_ms);
         self.stun_rtt_ms.append(&mut o.stun_rtt_ms);
         self.first_frame_ms.append(&mut o.first_frame_ms);
@@ -263,6 +267,7 @@ pub struct Report {
     /// Network change without re-signaling (`--rebind-after`).
     pub dtls_handshakes: u64,
     pub rebinds: u64,
+    pub rebinds_moved: u64,
     pub rebind_gap_ms: Vec<f64>,
     pub stun_rtt_ms: Option<Percentiles>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -341,6 +346,7 @@ impl Report {
             audio_recovered_by_red: t.audio_recovered_by_red,
             dtls_handshakes: t.dtls_handshakes,
             rebinds: t.rebinds,
+            rebinds_moved: t.rebinds_moved,
             rebind_gap_ms: std::mem::take(&mut t.rebind_gap_ms),
             stun_rtt_ms: percentiles(&mut t.stun_rtt_ms),
             server_latency_us: f.server_latency_us,
@@ -429,7 +435,10 @@ impl Report {
         }
         if self.rebinds > 0 {
             let gaps = self.rebind_gap_ms.iter().map(|g| format!("{g:.0}")).collect::<Vec<_>>().join(" ");
-            rows.push(("rebind", format!("{} moved, gaps ms [{gaps}], {} DTLS handshakes", self.rebinds, self.dtls_handshakes)));
+            rows.push((
+                "rebind",
+                format!("{} moved ({} seen by the server), gaps ms [{gaps}], {} DTLS handshakes", self.rebinds, self.rebinds_moved, self.dtls_handshakes),
+            ));
         }
         if let Some(s) = self.server_latency_us {
             rows.push(("server delay us", format!("p50 {}  p99 {}  max {}", s.p50, s.p99, s.max)));
@@ -479,7 +488,7 @@ mod tests {
         assert!(r.summary_table().contains("ice_timeout=1"));
         for key in ["nacks_sent", "retransmissions_received", "recovered", "unrecovered", "recovered_ratio",
             "verified_recovered_ratio", "plis_sent", "dropped_by_loadgen", "audio_recovered_by_red", "dtls_handshakes",
-            "rebinds", "rebind_gap_ms"] {
+            "rebinds", "rebinds_moved", "rebind_gap_ms", "stun_rtt_ms"] {
             assert!(v.get(key).is_some(), "missing {key}");
         }
         assert_eq!(v["recovered_ratio"], serde_json::Value::Null, "nothing lost, no ratio");
@@ -510,7 +519,7 @@ mod tests {
         assert_eq!((r.nacks_sent, r.retransmissions_received, r.dropped_by_loadgen), (120, 110, 5));
         let table = r.summary_table();
         assert!(table.contains("120 NACKed, 110 retransmissions, 99 recovered / 1 given up (99.00%"), "{table}");
-        assert!(table.contains("1 moved, gaps ms [30], 2 DTLS handshakes"), "{table}");
+        assert!(table.contains("1 moved (0 seen by the server), gaps ms [30], 2 DTLS handshakes"), "{table}");
         assert!(table.contains("5 RTP datagrams by --drop-pct"), "{table}");
     }
 

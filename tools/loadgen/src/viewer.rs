@@ -116,9 +116,10 @@ enum Rebind {
     Off,
     /// Move at this time.
     Due(Instant),
-    /// Moved at `at`; `confirmed` once the server answered a check on the
-    /// new socket; `resumed` once a complete frame arrived after the move.
-    Moved { at: Instant, confirmed: bool, resumed: bool },
+    /// Moved at `at` from the address the server saw as `from`;
+    /// `confirmed` once the server answered a check on the new socket;
+    /// `resumed` once a complete frame arrived after the move.
+    Moved { at: Instant, from: Option<std::net::SocketAddr>, confirmed: bool, resumed: bool },
 }
 
 /// A viewer session.
@@ -152,6 +153,8 @@ pub struct Viewer {
     last_sr: Vec<(u32, u32, Instant)>,
     last_pli: Option<Instant>,
     rebind: Rebind,
+    /// Our address as the server saw it (the last check response's mapped address).
+    mapped: Option<std::net::SocketAddr>,
     /// A wall-clock reading and the `Instant` it was taken at, so frames
     /// released by a timer still get an arrival time in UNIX µs.
     wall_ref: Option<(Instant, u64)>,
@@ -188,6 +191,7 @@ impl Viewer {
             last_sr: Vec::new(),
             last_pli: None,
             rebind: Rebind::Off,
+            mapped: None,
             wall_ref: None,
             lost_buf: Vec::new(),
             tally: Tally::default(),
@@ -307,7 +311,7 @@ impl Viewer {
     /// The caller moved us to a new socket at `now`: tell the server with a
     /// check (USE-CANDIDATE) from there; it moves media to the new address.
     pub fn rebound(&mut self, now: Instant, out: &mut Vec<Vec<u8>>) {
-        self.rebind = Rebind::Moved { at: now, confirmed: false, resumed: false };
+        self.rebind = Rebind::Moved { at: now, from: self.mapped, confirmed: false, resumed: false };
         self.tally.rebinds += 1;
         self.send_check(now, out);
         self.next_check = now + CHECK_INTERVAL;
@@ -396,10 +400,16 @@ impl Viewer {
         lost.clear();
         self.nack.poll(now, &mut lost);
         if let Some(media) = self.video_ssrc.filter(|_| !lost.is_empty()) {
+            // A compound packet (RFC 4585): a receiver report first, so the
+            // server's RTT estimate (LSR/DLSR) is fresh when retries come;
+            // otherwise it assumes 100 ms, our retry interval, and may refuse
+            // a retry as too early during the first second.
+            let blocks = self.report_blocks(now);
             for chunk in lost.chunks(NACK_CHUNK) {
-                let mut plain = [0u8; 12 + 4 * NACK_CHUNK];
-                if let Ok(n) = rts_rtp::rtcp::write_nack(&mut plain, self.sender_ssrc, media, chunk) {
-                    self.send_rtcp(&plain[..n], out);
+                let mut plain = [0u8; 1024];
+                let Ok(n) = rts_rtp::rtcp::write_receiver_report(&mut plain, self.sender_ssrc, &blocks) else { break };
+                if let Ok(m) = rts_rtp::rtcp::write_nack(&mut plain[n..], self.sender_ssrc, media, chunk) {
+                    self.send_rtcp(&plain[..n + m], out);
                 }
             }
         }
@@ -520,12 +530,18 @@ impl Viewer {
         if let Some(at) = sent.flatten() {
             self.tally.stun_rtt_ms.push(ms(now.saturating_duration_since(at)));
         }
+        if m.xor_mapped_address.is_some() {
+            self.mapped = m.xor_mapped_address;
+        }
         match self.phase {
             Phase::Ice => self.enter_dtls(now, out),
             Phase::Connected => {
-                if let Rebind::Moved { confirmed: c @ false, .. } = &mut self.rebind {
+                if let Rebind::Moved { confirmed: c @ false, from, .. } = &mut self.rebind {
                     *c = true;
                     self.next_check = now + CONSENT_INTERVAL;
+                    if m.xor_mapped_address.is_some_and(|a| Some(a) != *from) {
+                        self.tally.rebinds_moved += 1;
+                    }
                 }
             }
             _ => {}
@@ -826,6 +842,11 @@ impl Viewer {
             if let Some(e) = self.last_sr.iter_mut().find(|(s, ..)| *s == ssrc) {
                 *e = (ssrc, lsr, now);
             } else if self.last_sr.len() < MAX_TRACKED_SSRCS {
+                if self.last_sr.is_empty() {
+                    // The first SR: report at once, so the server knows our RTT
+                    // within the first NACK round rather than after a second.
+                    self.next_rr = now;
+                }
                 self.last_sr.push((ssrc, lsr, now));
             }
         }
@@ -850,11 +871,20 @@ impl Viewer {
     /// fraction lost since the last report, and LSR/DLSR of the last sender
     /// report, from which the server computes our RTT.
     fn send_rr(&mut self, now: Instant, out: &mut Vec<Vec<u8>>) {
+        let blocks = self.report_blocks(now);
+        let mut plain = [0u8; 1024];
+        let Ok(n) = rts_rtp::rtcp::write_receiver_report(&mut plain, self.sender_ssrc, &blocks) else { return };
+        let Ok(m) = rts_rtp::rtcp::write_sdes_cname(&mut plain[n..], self.sender_ssrc, "rts-loadgen") else { return };
+        self.send_rtcp(&plain[..n + m], out);
+    }
+
+    /// Report blocks for the media SSRCs as of `now` (starts a new
+    /// fraction-lost interval).
+    fn report_blocks(&mut self, now: Instant) -> Vec<rts_rtp::rtcp::ReportBlock> {
         let video = self.video_ssrc;
         let rtx_recovered = self.rtx_recovered;
         let last_sr = &self.last_sr;
-        let blocks: Vec<rts_rtp::rtcp::ReportBlock> = self
-            .tracks
+        self.tracks
             .iter_mut()
             .take(31)
             .map(|t| {
@@ -877,11 +907,7 @@ impl Viewer {
                     ..Default::default()
                 }
             })
-            .collect();
-        let mut plain = [0u8; 1024];
-        let Ok(n) = rts_rtp::rtcp::write_receiver_report(&mut plain, self.sender_ssrc, &blocks) else { return };
-        let Ok(m) = rts_rtp::rtcp::write_sdes_cname(&mut plain[n..], self.sender_ssrc, "rts-loadgen") else { return };
-        self.send_rtcp(&plain[..n + m], out);
+            .collect()
     }
 }
 
@@ -1106,8 +1132,12 @@ mod tests {
         assert!(out.is_empty(), "no second NACK within 100 ms");
         assert_eq!(v.tally().frames, 1, "frames behind the gap wait");
         assert_eq!(v.poll_timeout(), Some(t(133)));
+        v.handle_timeout(t(132), &mut out);
+        assert!(nacked(&feedback(&mut s, &mut out)).is_empty());
         v.handle_timeout(t(133), &mut out);
-        assert_eq!(nacked(&feedback(&mut s, &mut out)), [2], "retried after 100 ms");
+        let fb = feedback(&mut s, &mut out);
+        assert_eq!(nacked(&fb), [2], "retried after 100 ms");
+        assert!(matches!(fb[0], rts_rtp::rtcp::RtcpPacket::ReceiverReport { .. }), "compound: RR first, {fb:?}");
         // The repair: RTX SSRC and sequence, original timestamp, payload = OSN + original payload.
         let mut rtx_payload = 2u16.to_be_bytes().to_vec();
         rtx_payload.extend_from_slice(&FU_START);
@@ -1286,6 +1316,7 @@ mod tests {
         let mut sr = vec![0u8; n + 64];
         let m = s.srtp.as_mut().unwrap().protect_rtcp(&plain[..n], &mut sr).unwrap();
         v.handle_datagram(now + Duration::from_millis(500), 0, &mut sr[..m], &mut out);
+        assert_eq!(v.poll_timeout(), Some(now + Duration::from_millis(500)), "the first SR is answered at once");
         v.handle_timeout(now + Duration::from_secs(1), &mut out);
         let rr = feedback(&mut s, &mut out);
         let blocks = rr
@@ -1336,6 +1367,7 @@ mod tests {
         v.handle_datagram(t(3110), 0, &mut d, &mut out);
         let tally = v.finish(t(3200));
         assert_eq!((tally.rebinds, tally.rebind_gap_ms.clone(), tally.dtls_handshakes), (1, vec![80.0], 1));
+        assert_eq!(tally.rebinds_moved, 1, "the server saw 127.0.0.1:5001 instead of :5000");
         assert!(tally.stun_rtt_ms.contains(&2.0), "{:?}", tally.stun_rtt_ms);
     }
 
