@@ -11,6 +11,8 @@
 # BITRATE=2M SERVER_CORE=0 LOADGEN_CORE=1 PUBLISH_CORE=\$SERVER_CORE THREADS=1 (loadgen worker threads)
 # OUT=target/capacity-run (JSON report, logs) SKIP_BUILD=0 (1: use existing binaries)
 # LOADGEN_BIN=target/release/rts-loadgen (another build to compare).
+# LOADGEN_ARGS="" (extra loadgen flags, e.g. "--drop-pct 5" for the server's repair cost
+# at 5 % loss, or "--no-nack").
 # Needs root (ip netns), ffmpeg, taskset.
 set -eu
 cd "$(dirname "$0")/../../.."
