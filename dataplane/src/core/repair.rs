@@ -4,7 +4,9 @@
 //! the viewer negotiated it, else on the media SSRC. The rules that keep a
 //! NACK storm from hurting anyone, each counted when it bites:
 //! - a packet is not resent to a viewer again within the viewer's RTT
-//!   (measured from its receiver reports, LSR/DLSR);
+//!   (measured from its receiver reports, LSR/DLSR; 3/4 of it, because a
+//!   receiver that asks again every RTT has its retry arrive one RTT after
+//!   our resend, give or take jitter, and that retry is the one to answer);
 //! - at most [`MAX_RESENDS`] resends of one packet to one viewer; a packet
 //!   asked for again after a resend evidently crosses a lossy link, so the
 //!   later resends go out as two copies each (with 10 % loss a packet is
@@ -200,7 +202,7 @@ impl Repair {
             (s, c, at) if s == seq => (c, at),
             _ => (0, None),
         };
-        if last.is_some_and(|at| now.saturating_duration_since(at) < self.rtt_or_default()) {
+        if last.is_some_and(|at| now.saturating_duration_since(at) < self.rtt_or_default() * 3 / 4) {
             return Err(Refusal::WithinRtt);
         }
         if count >= MAX_RESENDS {
@@ -254,8 +256,8 @@ mod tests {
         r.credit(1 << 30);
         let admit = |r: &mut Repair, at: u64| r.admit(7, 1_000, t0 + ms(at), 1e9);
         assert_eq!(admit(&mut r, 0), Ok(1));
-        assert_eq!(admit(&mut r, 39), Err(Refusal::WithinRtt), "asked again within the RTT");
-        assert_eq!(admit(&mut r, 40), Ok(2), "asked again: two copies");
+        assert_eq!(admit(&mut r, 29), Err(Refusal::WithinRtt), "asked again within (3/4 of) the RTT");
+        assert_eq!(admit(&mut r, 30), Ok(2), "asked again: two copies");
         assert_eq!(admit(&mut r, 100), Ok(2));
         assert_eq!(admit(&mut r, 200), Err(Refusal::MaxResends), "three resends of one packet at most");
         // Another packet is independent.
@@ -263,7 +265,8 @@ mod tests {
         // Without a measured RTT, the default applies.
         let mut d = Repair::new(true, None);
         assert_eq!(d.admit(1, 10, t0, 1e9), Ok(1));
-        assert_eq!(d.admit(1, 10, t0 + DEFAULT_RTT - ms(1), 1e9), Err(Refusal::WithinRtt));
+        assert_eq!(d.admit(1, 10, t0 + ms(74), 1e9), Err(Refusal::WithinRtt));
+        assert_eq!(d.admit(1, 10, t0 + ms(75), 1e9), Ok(2), "a browser's 100 ms retry, a little early, is answered");
     }
 
     #[test]

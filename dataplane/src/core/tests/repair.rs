@@ -125,7 +125,7 @@ fn repeats_within_the_rtt_are_suppressed_and_three_resends_at_most() {
     v.nack(&mut rig, ssrc, &[seq]);
     v.nack(&mut rig, ssrc, &[seq]); // a duplicate at once: within the RTT
     rig.advance(ms(60));
-    v.nack(&mut rig, ssrc, &[seq]); // 60 ms later: still within the default 100 ms
+    v.nack(&mut rig, ssrc, &[seq]); // 60 ms later: still within 3/4 of the default 100 ms
     v.recv(&rig);
     assert_eq!(resent(&v), 1);
     for _ in 0..4 {
