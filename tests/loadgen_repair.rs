@@ -1,5 +1,5 @@
 //! Loss repair seen by `rts-loadgen` (issue 12, points 5 and 7): `rts serve`
-//! + an ffmpeg publisher (640x360, 30 fps, AAC → Opus) in a network
+//! and an ffmpeg publisher (640x360, 30 fps, AAC → Opus) in a network
 //! namespace, and the loadgen's viewers repairing like a browser (NACK, RTX,
 //! RED):
 //!

@@ -12,7 +12,9 @@
 //! The same test runs other conditions for `scripts/loss-matrix.sh`
 //! (docs/performance.md): `RTS_LOSS_DOWN` / `RTS_LOSS_UP` (rts-impair specs),
 //! `RTS_LOSS_TOML` (extra `[webrtc]` keys, e.g. `nack = false`),
-//! `RTS_LOSS_SECONDS`, and `RTS_LOSS_ASSERT=0` to report without the
+//! `RTS_LOSS_SECONDS`, `RTS_LOSS_GOP` (keyframe interval in frames, 60),
+//! `RTS_LOSS_NORTX=1` (the page leaves RTX out of its offer: repairs go
+//! out on the media SSRC), and `RTS_LOSS_ASSERT=0` to report without the
 //! 5 %-case bounds. CI runs the defaults, and the burst case: outages of 80
 //! datagrams in a row (about 65 video packets and 300 ms at this rate).
 
@@ -43,13 +45,23 @@ RTCPeerConnection.prototype.setRemoteDescription = function (desc) {
 };
 "#;
 
+/// Leaves RTX out of the video offer.
+const NO_RTX: &str = r#"
+const origAdd = RTCPeerConnection.prototype.addTransceiver;
+RTCPeerConnection.prototype.addTransceiver = function (kind, init) {
+  const t = origAdd.call(this, kind, init);
+  if (kind === 'video') t.setCodecPreferences(RTCRtpReceiver.getCapabilities('video').codecs.filter((c) => c.mimeType !== 'video/rtx'));
+  return t;
+};
+"#;
+
 /// The getStats() figures the test reads.
 const STATS: &str = r#"(async () => {
   const r = {};
   (await window.rts.pc.getStats()).forEach((s) => {
     if (s.type !== 'inbound-rtp') return;
     if (s.kind === 'video') Object.assign(r, {
-      framesDecoded: s.framesDecoded, freezeCount: s.freezeCount, totalFreezesDuration: s.totalFreezesDuration,
+      timestamp: s.timestamp, framesDecoded: s.framesDecoded, freezeCount: s.freezeCount, totalFreezesDuration: s.totalFreezesDuration,
       nackCount: s.nackCount, pliCount: s.pliCount, packetsLost: s.packetsLost, packetsReceived: s.packetsReceived,
       retransmittedPacketsReceived: s.retransmittedPacketsReceived || 0, keyFramesDecoded: s.keyFramesDecoded });
     if (s.kind === 'audio') Object.assign(r, {
@@ -133,7 +145,7 @@ fn run(down: &str, up: &str, webrtc_toml: &str, seconds: f64) -> Result<Measured
     let rig = Rig::start(Mode::Serve, &format!("{webrtc_toml}\n[dataplane]\nshards = 1\n"))?;
     let opts = PublishOpts {
         size: "1280x720".into(),
-        gop: 60,
+        gop: env_or("RTS_LOSS_GOP", "60").parse()?,
         extra_args: ["-preset", "veryfast", "-b:v", "2M", "-maxrate", "2M", "-bufsize", "1M"].map(String::from).to_vec(),
         ..Default::default()
     };
@@ -143,6 +155,10 @@ fn run(down: &str, up: &str, webrtc_toml: &str, seconds: f64) -> Result<Measured
     let mut c = Chromium::launch()?;
     c.call("Page.enable", json!({}))?;
     c.call("Page.addScriptToEvaluateOnNewDocument", json!({ "source": VIA_RELAY }))?;
+    let no_rtx = env_or("RTS_LOSS_NORTX", "0") == "1";
+    if no_rtx {
+        c.call("Page.addScriptToEvaluateOnNewDocument", json!({ "source": NO_RTX }))?;
+    }
     rig.play_in(&mut c, "live", "loss", "", 15)?;
     // Past the GOP replay (decoded faster than real time) before measuring.
     std::thread::sleep(Duration::from_secs(2));
@@ -150,8 +166,13 @@ fn run(down: &str, up: &str, webrtc_toml: &str, seconds: f64) -> Result<Measured
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_secs_f64(seconds));
     let s1 = stats(&mut c)?;
-    let elapsed = t0.elapsed().as_secs_f64();
     let d = |k: &str| num(&s1, k) - num(&s0, k);
+    // The browser's own stats clock: the time between the two snapshots,
+    // not including how long the DevTools round trips took.
+    let elapsed = match d("timestamp") / 1000.0 {
+        e if e > 0.0 => e,
+        _ => t0.elapsed().as_secs_f64(),
+    };
     let api: Value = serde_json::from_str(&ureq::get(&format!("{}/api/v1/streams", rig::HTTP)).call()?.into_string()?)?;
     let server_resent = api["shards"].as_array().map_or(0, |a| a.iter().map(|s| s["counters"]["resent"].as_u64().unwrap_or(0)).sum());
     let sessions: Value = serde_json::from_str(&ureq::get(&format!("{}/api/v1/sessions", rig::HTTP)).call()?.into_string()?)?;
@@ -175,8 +196,10 @@ fn run(down: &str, up: &str, webrtc_toml: &str, seconds: f64) -> Result<Measured
         server_resent,
     };
     println!(
-        "RESULT down=[{down}] up=[{up}] toml=[{}] {:.1}s: frames {:.0}/{:.0} = {:.2} %, freezes {:.0} totalling {:.3} s, audio concealed {:.2} %, NACKs {:.0}, RTX received {:.0}, PLIs {:.0}; relay dropped {} of {} down; server resent {}",
+        "RESULT down=[{down}] up=[{up}] toml=[{}]{}{} {:.1}s: frames {:.0}/{:.0} = {:.2} %, freezes {:.0} totalling {:.3} s, audio concealed {:.2} %, NACKs {:.0}, RTX received {:.0}, PLIs {:.0}; relay dropped {} of {} down; server resent {}",
         webrtc_toml.replace('\n', " "),
+        if no_rtx { " no-rtx" } else { "" },
+        if opts.gop != 60 { format!(" gop={}", opts.gop) } else { String::new() },
         m.seconds,
         m.decoded,
         m.expected,

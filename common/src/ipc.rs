@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 
 /// Bumped on any incompatible change to the enums below.
-pub const IPC_VERSION: u32 = 6;
+pub const IPC_VERSION: u32 = 7;
 
 /// Session ids carry their shard in the top 16 bits, so any control
 /// instance (including one restarted after a crash) can route a DELETE to
@@ -150,6 +150,9 @@ pub struct ViewerStats {
     pub over_budget: u64,
     pub not_in_history: u64,
     pub stale: u64,
+    /// Of `resent`, packets sent again unasked ahead of a keyframe
+    /// (decision 012).
+    pub keyframe_guard: u64,
     pub plis: u64,
     pub gop_restarts: u64,
 }
@@ -198,6 +201,7 @@ pub struct ShardCounters {
     pub resent: u64,
     pub resent_bytes: u64,
     pub resend_refused: u64,
+    pub keyframe_guard: u64,
     pub gop_restarts: u64,
     pub red_packets: u64,
     pub rtmp_connections: u64,
@@ -327,6 +331,7 @@ mod tests {
             over_budget: u64::MAX,
             not_in_history: u64::MAX,
             stale: u64::MAX,
+            keyframe_guard: u64::MAX,
             plis: u64::MAX,
             gop_restarts: u64::MAX,
         };

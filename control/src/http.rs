@@ -267,6 +267,7 @@ async fn api_sessions(State(engine): State<Arc<Engine>>) -> Response {
                     "not_in_history": v.not_in_history,
                     "stale": v.stale,
                 },
+                "keyframe_guard": v.keyframe_guard,
                 "plis": v.plis,
                 "gop_restarts": v.gop_restarts,
             })
@@ -329,6 +330,7 @@ async fn metrics(State(engine): State<Arc<Engine>>) -> Response {
     shard_counter!(nacked, "sequence numbers viewers reported lost");
     shard_counter!(resent, "retransmissions sent (RTX or media SSRC)");
     shard_counter!(resent_bytes, "bytes of retransmissions sent");
+    shard_counter!(keyframe_guard, "packets resent unasked ahead of a keyframe to lossy viewers");
     shard_counter!(resend_refused, "NACKed packets not resent (within RTT, max resends, budget)");
     shard_counter!(plis_in, "PLI/FIR received");
     shard_counter!(gop_restarts, "viewers restarted from the GOP cache on a keyframe request");

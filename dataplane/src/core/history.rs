@@ -104,6 +104,22 @@ impl History {
         e.packet.as_ref()
     }
 
+    /// Up to `max` packets recorded at or after `since`, walking back from
+    /// the one before `before`, newest first: (sequence number, packet).
+    pub fn recent_before(&self, before: u16, since: Instant, max: usize) -> impl Iterator<Item = (u16, &Bytes)> + '_ {
+        // Packets from `tail` up to `before`, when `before` is within the window.
+        let within = self.started && before.wrapping_sub(self.tail) <= self.head.wrapping_sub(self.tail);
+        let span = if within { before.wrapping_sub(self.tail) as usize } else { 0 };
+        (1..=span.min(max)).map_while(move |back| {
+            let seq = before.wrapping_sub(back as u16);
+            let e = &self.slots[self.slot(seq)];
+            match (&e.packet, e.at) {
+                (Some(p), Some(at)) if e.seq == seq && at >= since => Some((seq, p)),
+                _ => None,
+            }
+        })
+    }
+
     /// Packets held now (for tests and stats).
     pub fn len(&self) -> usize {
         self.slots.iter().filter(|e| e.packet.is_some()).count()
@@ -146,6 +162,25 @@ mod tests {
         // 101 ms after it was sent, a packet is gone.
         assert_eq!(h.get(65530, t0 + Duration::from_millis(101)), None);
         assert!(h.get(65531, t0 + Duration::from_millis(101)).is_some());
+    }
+
+    #[test]
+    fn recent_packets_before_a_number_newest_first() {
+        let t0 = Instant::now();
+        let mut h = History::new(64, Duration::from_secs(3));
+        // 65530..=65535, 0..=3 sent 10 ms apart (across the wrap).
+        for (i, s) in (65530u16..=65535).chain(0..4).enumerate() {
+            h.record(&pkt(s), t0 + Duration::from_millis(10 * i as u64));
+        }
+        let seqs = |before: u16, since_ms: u64, max: usize| -> Vec<u16> {
+            h.recent_before(before, t0 + Duration::from_millis(since_ms), max).map(|(s, _)| s).collect()
+        };
+        assert_eq!(seqs(2, 40, 10), [1, 0, 65535, 65534], "sent at 70, 60, 50, 40 ms");
+        assert_eq!(seqs(2, 0, 3), [1, 0, 65535], "at most `max`");
+        assert_eq!(seqs(4, 85, 10), [3], "the newest packet");
+        assert_eq!(seqs(65530, 0, 10), Vec::<u16>::new(), "nothing before the first");
+        assert_eq!(seqs(9, 0, 10), Vec::<u16>::new(), "a number not reached yet");
+        assert_eq!(seqs(2, 0, 10), [1, 0, 65535, 65534, 65533, 65532, 65531, 65530]);
     }
 
     #[test]

@@ -191,6 +191,11 @@ impl Core {
         }
         let hint = s.av_hint(now);
         let start = s.next_start();
+        if kind == Kind::Video && keyframe {
+            if let Some(first) = packets.first().filter(|p| p.len() >= 12) {
+                self.guard_keyframe(id, u16::from_be_bytes([first[2], first[3]]), now);
+            }
+        }
         self.work.push_back(Work::FanOut(FanOut::new(id, kind, packets, red, hint, received, start)));
     }
 

@@ -25,6 +25,7 @@ pub mod streams;
 mod control;
 mod ice;
 mod ingest;
+mod keyframe_guard;
 mod replication;
 mod rtcp;
 mod timers;

@@ -74,7 +74,12 @@ pub struct Rtx {
 /// One retransmission waiting for the batch.
 pub struct Resend {
     pub kind: Kind,
+    /// The viewer's sequence number of the packet (checked against the
+    /// mapping again when sent: a switch may come in between).
+    pub seq: u16,
     pub packet: Bytes,
+    /// Sent unasked ahead of a keyframe (`Core::guard_keyframe`).
+    pub guard: bool,
 }
 
 /// Per-viewer counters, reported to control.
@@ -99,6 +104,9 @@ pub struct RepairStats {
     /// Ignored: no retransmission possible (no RTX, and the media header
     /// could not be repeated byte for byte).
     pub unrepairable: u64,
+    /// Of `resent`, the packets sent again unasked just before a keyframe
+    /// (see `Core::guard_keyframe`).
+    pub keyframe_guard: u64,
     /// PLI/FIR received, GOP restarts done, and those refused by the rate limit.
     pub plis: u64,
     pub gop_restarts: u64,
@@ -173,6 +181,16 @@ impl Repair {
             self.last_loss = None;
             self.allowance_units = 0;
         }
+    }
+
+    /// Whether the viewer showed loss within [`LOSS_QUIET`] before `now`.
+    pub fn is_lossy(&self, now: Instant) -> bool {
+        self.last_loss.is_some_and(|t| now.saturating_duration_since(t) < LOSS_QUIET)
+    }
+
+    /// Stream sequence numbers resent to this viewer at or after `since`.
+    pub fn resent_since(&self, since: Instant) -> impl Iterator<Item = u16> + '_ {
+        self.resent.iter().filter(move |(_, _, at)| at.is_some_and(|t| t >= since)).map(|(seq, _, _)| *seq)
     }
 
     /// Extra playout-delay `min` for loss, in 10 ms units.

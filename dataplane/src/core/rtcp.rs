@@ -73,14 +73,14 @@ impl Core {
         m.repair.on_loss(now, None);
         let Some(stream) = sess.stream.and_then(|id| self.streams.get(id)) else { return };
         let burst = stream.repair_burst();
+        let rtx = kind == Kind::Video && m.repair.rtx.is_some();
         // Without RTX the packet must repeat byte for byte (the SRTP index
-        // repeats): not when video carried a playout-delay value that may
-        // have changed since, or audio went out as RED.
-        let plain_ok = match kind {
-            Kind::Video => !m.video.has_playout_delay(),
+        // repeats): video with the playout-delay value it carried then (if
+        // still known), audio only when it did not go out as RED.
+        let plain_ok = |m: &super::session::Media, seq: u16| match kind {
+            Kind::Video => m.video.can_repeat(seq),
             Kind::Audio => m.audio.red_pt.is_none(),
         };
-        let rtx = kind == Kind::Video && m.repair.rtx.is_some();
         let mut queued = false;
         let mut exhausted = false;
         for &seq in lost {
@@ -88,7 +88,7 @@ impl Core {
                 m.repair.stats.stale += 1;
                 continue;
             };
-            if !rtx && !plain_ok {
+            if !rtx && !plain_ok(m, seq) {
                 m.repair.stats.unrepairable += 1;
                 continue;
             }
@@ -99,7 +99,7 @@ impl Core {
             match m.repair.admit(source, packet.len(), now, burst) {
                 Ok(copies) => {
                     for _ in 0..copies {
-                        m.repair.queue.push_back(Resend { kind, packet: packet.clone() });
+                        m.repair.queue.push_back(Resend { kind, seq, packet: packet.clone(), guard: false });
                     }
                     queued = true;
                 }

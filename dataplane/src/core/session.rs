@@ -90,7 +90,21 @@ pub struct TrackOut {
     epoch_start: u16,
     started: bool,
     rebase: bool,
+    /// The playout-delay `min` this viewer's packets carried, as (first
+    /// sequence number, value) changes, newest at `playout_logged - 1`
+    /// (mod the ring): a retransmission on the media SSRC repeats its SRTP
+    /// index, so it must repeat the original bytes, value included.
+    playout_log: [(u16, u16); PLAYOUT_LOG],
+    playout_logged: usize,
 }
+
+/// Playout-delay changes remembered per viewer. The value changes a few
+/// times in a viewer's first 16 s (lip-sync start target fading, 10 ms
+/// steps) and when loss starts or ends, so 16 changes cover the history.
+const PLAYOUT_LOG: usize = 16;
+/// A log entry is repeated after this many packets without a change, so
+/// sequence-number distances within the log never wrap.
+const PLAYOUT_LOG_REFRESH: u16 = 16_384;
 
 impl TrackOut {
     pub fn new(pt: Option<u8>, ssrc: u32, kind: Kind) -> TrackOut {
@@ -111,6 +125,8 @@ impl TrackOut {
             epoch_start: 0,
             started: false,
             rebase: false,
+            playout_log: [(0, 0); PLAYOUT_LOG],
+            playout_logged: 0,
         }
     }
 
@@ -158,6 +174,13 @@ impl TrackOut {
         (from_start <= sent).then(|| seq.wrapping_sub(self.seq_offset))
     }
 
+    /// The sequence number this viewer got the shared packet `source` as,
+    /// if it was sent from the current source.
+    pub fn viewer_seq(&self, source: u16) -> Option<u16> {
+        let seq = source.wrapping_add(self.seq_offset);
+        (self.source_seq(seq) == Some(source)).then_some(seq)
+    }
+
     /// The viewer's sequence number of the latest packet sent.
     pub fn last_seq(&self) -> u16 {
         self.last_seq
@@ -187,14 +210,55 @@ impl TrackOut {
             self.epoch_start = self.last_seq;
         }
         self.started = true;
+        if self.playout_delay_id.is_some() {
+            self.log_playout(playout_min.min(crate::lipsync::PLAYOUT_DELAY_MAX_UNITS));
+        }
         Some(n)
     }
 
-    /// The header this viewer got (or would get) for shared header `src`,
-    /// with payload type `pt` and SSRC `ssrc`, without changing any state
-    /// (retransmissions).
-    pub fn header_for(&self, src: &[u8], pt: u8, ssrc: u32, out: &mut [u8; RTP_HEADER_MAX], playout_min: u16) -> Option<usize> {
-        (src.len() >= 12).then(|| self.write(src, pt, ssrc, out, playout_min))
+    fn log_playout(&mut self, min: u16) {
+        let newest = self.playout_logged.checked_sub(1).map(|i| self.playout_log[i % PLAYOUT_LOG]);
+        let fresh = newest.is_some_and(|(from, v)| v == min && self.last_seq.wrapping_sub(from) < PLAYOUT_LOG_REFRESH);
+        if !fresh {
+            self.playout_log[self.playout_logged % PLAYOUT_LOG] = (self.last_seq, min);
+            self.playout_logged += 1;
+        }
+    }
+
+    /// The playout-delay `min` that this viewer's packet `seq` carried;
+    /// None when it is older than the log (or not sent).
+    fn playout_sent(&self, seq: u16) -> Option<u16> {
+        let back = |s: u16| self.last_seq.wrapping_sub(s);
+        if back(seq) >= 0x8000 {
+            return None; // not sent yet
+        }
+        let kept = self.playout_logged.min(PLAYOUT_LOG);
+        (1..=kept).map(|i| self.playout_log[(self.playout_logged - i) % PLAYOUT_LOG]).find(|&(from, _)| back(seq) <= back(from)).map(|(_, v)| v)
+    }
+
+    /// Whether packet `seq` (this viewer's number) can be sent again
+    /// byte for byte by [`TrackOut::resend_header`] without RTX.
+    pub fn can_repeat(&self, seq: u16) -> bool {
+        self.playout_delay_id.is_none() || self.playout_sent(seq).is_some()
+    }
+
+    /// The header of a retransmission of this viewer's packet `seq`, which
+    /// the shared packet with header `src` must be (checked: a switch since
+    /// the NACK changed the mapping, None). `rtx`: (payload type, SSRC) of
+    /// RTX, whose packets are new and carry today's `playout_min`; without
+    /// it the original header again, byte for byte (None when that cannot
+    /// be reproduced).
+    pub fn resend_header(&self, seq: u16, src: &[u8], rtx: Option<(u8, u32)>, out: &mut [u8; RTP_HEADER_MAX], playout_min: u16) -> Option<usize> {
+        if src.len() < 12 || self.source_seq(seq) != Some(u16::from_be_bytes([src[2], src[3]])) {
+            return None;
+        }
+        match rtx {
+            Some((pt, ssrc)) => Some(self.write(src, pt, ssrc, out, playout_min)),
+            None => {
+                let min = if self.playout_delay_id.is_some() { self.playout_sent(seq)? } else { 0 };
+                Some(self.write(src, self.pt?, self.ssrc, out, min))
+            }
+        }
     }
 
     fn write(&self, src: &[u8], pt: u8, ssrc: u32, out: &mut [u8; RTP_HEADER_MAX], playout_min: u16) -> usize {
@@ -314,19 +378,72 @@ mod tests {
     }
 
     #[test]
-    fn header_for_repeats_the_sent_header_without_changing_state() {
+    fn resend_header_repeats_the_sent_header_without_changing_state() {
         let mut t = TrackOut::new(Some(96), 7, Kind::Video).with_playout_delay(Some(3));
         let mut sent = [0u8; RTP_HEADER_MAX];
         t.rewrite(&hdr(false, 50, 1000, 1), &mut sent, 4, false);
         t.rebase_next();
         t.rewrite(&hdr(true, 900, 777_000, 2), &mut sent, 4, false);
         let mut again = [0u8; RTP_HEADER_MAX];
-        assert_eq!(t.header_for(&hdr(true, 900, 777_000, 2), 96, 7, &mut again, 4), Some(20));
+        assert_eq!(t.resend_header(51, &hdr(true, 900, 777_000, 2), None, &mut again, 9), Some(20));
         assert_eq!(again, sent, "a retransmission on the media SSRC is byte-identical");
-        assert_eq!(t.header_for(&hdr(true, 900, 777_000, 2), 97, 9, &mut again, 4), Some(20));
+        assert_eq!(t.resend_header(51, &hdr(true, 900, 777_000, 2), Some((97, 9)), &mut again, 9), Some(20));
         let h = rts_rtp::RtpHeader::parse(&again).unwrap();
         assert_eq!((h.payload_type, h.ssrc, h.sequence), (97, 9, 51));
+        assert_eq!(playout_min(&again), 9, "RTX is a new packet: today's value");
         assert_eq!(t.last_seq(), 51, "state untouched");
+        assert_eq!(t.resend_header(50, &hdr(false, 50, 1000, 1), None, &mut again, 4), None, "the previous stream's packet");
+        assert_eq!(t.resend_header(51, &hdr(true, 901, 777_000, 2), None, &mut again, 4), None, "not the packet the viewer got as 51");
+    }
+
+    /// `min` of the playout-delay block written by `TrackOut::write`.
+    fn playout_min(h: &[u8; RTP_HEADER_MAX]) -> u16 {
+        assert_eq!(h[12..16], [0xbe, 0xde, 0x00, 0x01]);
+        (u16::from(h[17]) << 4) | u16::from(h[18] >> 4)
+    }
+
+    #[test]
+    fn a_repeat_carries_the_playout_value_its_original_carried() {
+        let mut t = TrackOut::new(Some(96), 7, Kind::Video).with_playout_delay(Some(3));
+        let mut sent = Vec::new();
+        for (src, min) in (100u16..110).map(|s| (s, 4)).chain((110..120).map(|s| (s, 20))).chain((120..130).map(|s| (s, 8))) {
+            let mut out = [0u8; RTP_HEADER_MAX];
+            t.rewrite(&hdr(false, src, 9000, 1), &mut out, min, false);
+            sent.push(out);
+        }
+        let mut again = [0u8; RTP_HEADER_MAX];
+        for (i, src) in (100u16..130).enumerate() {
+            assert!(t.can_repeat(src), "{src}");
+            assert_eq!(t.resend_header(src, &hdr(false, src, 9000, 1), None, &mut again, 30), Some(20));
+            assert_eq!(again, sent[i], "packet {src} again, byte for byte");
+        }
+        assert_eq!((playout_min(&sent[5]), playout_min(&sent[15]), playout_min(&sent[25])), (4, 20, 8));
+        assert!(!t.can_repeat(130), "not sent yet");
+    }
+
+    #[test]
+    fn the_playout_log_forgets_the_oldest_changes_and_survives_the_wrap() {
+        let mut t = TrackOut::new(Some(96), 7, Kind::Video).with_playout_delay(Some(3));
+        let mut out = [0u8; RTP_HEADER_MAX];
+        // 20 changes, one every 10 packets: the log keeps the last 16.
+        for s in 0u16..200 {
+            t.rewrite(&hdr(false, s, 0, 1), &mut out, 1 + s / 10, false);
+        }
+        assert!(!t.can_repeat(39), "the 4th change's packets are forgotten");
+        assert!(t.can_repeat(40) && t.can_repeat(199));
+        t.resend_header(45, &hdr(false, 45, 0, 1), None, &mut out, 1);
+        assert_eq!(playout_min(&out), 5);
+        // 70,000 packets without a change (the sequence number wraps).
+        for s in 200u32..70_200 {
+            t.rewrite(&hdr(false, s as u16, 0, 1), &mut out, 77, false);
+        }
+        let recent = 70_199u32 as u16;
+        assert!(t.can_repeat(recent) && t.can_repeat(recent.wrapping_sub(8_000)));
+        t.resend_header(recent.wrapping_sub(8_000), &hdr(false, recent.wrapping_sub(8_000), 0, 1), None, &mut out, 1);
+        assert_eq!(playout_min(&out), 77);
+        // Without the extension every packet can be repeated.
+        let plain = TrackOut::new(Some(96), 7, Kind::Video);
+        assert!(plain.can_repeat(5));
     }
 
     #[test]

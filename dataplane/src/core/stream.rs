@@ -676,6 +676,12 @@ impl Stream {
         }
     }
 
+    /// Up to `max` video packets delivered at or after `since`, newest
+    /// first, from the one before `before` back (stream numbering).
+    pub fn recent_video(&self, before: u16, since: Instant, max: usize) -> impl Iterator<Item = (u16, &Bytes)> + '_ {
+        self.video_history.recent_before(before, since, max)
+    }
+
     /// A new source of packets (another home shard, or a publisher here
     /// after being a replica): old sequence numbers mean nothing now.
     fn reset_history(&mut self) {

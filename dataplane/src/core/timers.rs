@@ -217,6 +217,7 @@ impl Core {
                 over_budget: r.stats.over_budget,
                 not_in_history: r.stats.not_in_history + r.stats.unrepairable,
                 stale: r.stats.stale,
+                keyframe_guard: r.stats.keyframe_guard,
                 plis: r.stats.plis,
                 gop_restarts: r.stats.gop_restarts,
             });

@@ -265,6 +265,10 @@ fn run_resends(p: Parts<'_>, now: Instant, next: &mut usize, counters: &mut Shar
             match resend(media, &r, playout_min, peer, local, p.batch) {
                 Resent::Sent(n) => {
                     media.repair.stats.resent += 1;
+                    if r.guard {
+                        media.repair.stats.keyframe_guard += 1;
+                        counters.keyframe_guard += 1;
+                    }
                     media.repair.stats.resent_bytes += n as u64;
                     media.bytes_out += n as u64;
                     counters.resent += 1;
@@ -307,21 +311,19 @@ fn resend(media: &mut Media, r: &Resend, playout_min: u16, peer: SocketAddrV4, l
     let mut header = [0u8; RTP_HEADER_MAX];
     let mut body = [0u8; MAX_RESEND_PAYLOAD + 2];
     let rtx = media.repair.rtx.filter(|_| r.kind == Kind::Video);
-    let (hlen, body) = match rtx {
+    let Some(hlen) = media.track(r.kind).resend_header(r.seq, src, rtx.map(|x| (x.pt, x.ssrc)), &mut header, playout_min) else {
+        media.repair.stats.stale += 1;
+        return Resent::Skipped;
+    };
+    let body = match rtx {
         Some(rtx) => {
-            let Some(hlen) = media.video.header_for(src, rtx.pt, rtx.ssrc, &mut header, playout_min) else { return Resent::Skipped };
             let osn = [header[2], header[3]];
             header[2..4].copy_from_slice(&rtx.seq.to_be_bytes());
             body[..2].copy_from_slice(&osn);
             body[2..2 + payload.len()].copy_from_slice(payload);
-            (hlen, &body[..2 + payload.len()])
+            &body[..2 + payload.len()]
         }
-        None => {
-            let t = media.track(r.kind);
-            let Some(pt) = t.pt else { return Resent::Skipped };
-            let Some(hlen) = t.header_for(src, pt, t.ssrc, &mut header, playout_min) else { return Resent::Skipped };
-            (hlen, payload)
-        }
+        None => payload,
     };
     let len = hlen + body.len() + overhead;
     if !batch.fits(len) {

@@ -128,6 +128,8 @@ pub struct Tally {
     pub jitter_ms: Vec<f64>,
     /// End-to-end delay samples from the SEI stamp, ms.
     pub e2e_ms: Vec<f64>,
+    /// Per verified viewer with SEI samples: its median end-to-end delay, ms.
+    pub e2e_viewer_median_ms: Vec<f64>,
     /// Video packets carrying the playout-delay extension (verified).
     pub playout_delay_packets: u64,
     /// Its `min` on those packets, ms.
@@ -213,6 +215,7 @@ impl Tally {
         self.first_frame_from_signaling_ms.append(&mut o.first_frame_from_signaling_ms);
         self.jitter_ms.append(&mut o.jitter_ms);
         self.e2e_ms.append(&mut o.e2e_ms);
+        self.e2e_viewer_median_ms.append(&mut o.e2e_viewer_median_ms);
     }
 
     /// Counts one failure.
@@ -247,6 +250,11 @@ pub struct Report {
     pub frames_incomplete: u64,
     pub jitter_ms: Option<Percentiles>,
     pub e2e_latency_ms: Option<Percentiles>,
+    /// Fairness: percentiles of the verified viewers' own median delays, the
+    /// largest of them, and that largest over `e2e_latency_ms.p50`.
+    pub e2e_viewer_median_ms: Option<Percentiles>,
+    pub e2e_viewer_median_max_ms: Option<f64>,
+    pub e2e_worst_viewer_ratio: Option<f64>,
     /// Verified video packets that carried the playout-delay extension, and
     /// its `min` (the server's lip-sync hint, decision 010).
     pub playout_delay_packets: u64,
@@ -330,6 +338,9 @@ impl Report {
             frames_incomplete: t.frames_incomplete,
             jitter_ms: percentiles(&mut t.jitter_ms),
             e2e_latency_ms: percentiles(&mut t.e2e_ms),
+            e2e_viewer_median_ms: percentiles(&mut t.e2e_viewer_median_ms),
+            e2e_viewer_median_max_ms: t.e2e_viewer_median_ms.iter().copied().reduce(f64::max),
+            e2e_worst_viewer_ratio: None,
             playout_delay_packets: t.playout_delay_packets,
             playout_delay_min_ms: percentiles(&mut t.playout_delay_min_ms),
             nacks_sent: t.nacks_sent,
@@ -363,6 +374,10 @@ impl Report {
             duration_s: f.wall_s,
             hit_deadline: f.hit_deadline,
             threshold_violations: Vec::new(),
+        };
+        r.e2e_worst_viewer_ratio = match (r.e2e_viewer_median_max_ms, &r.e2e_latency_ms) {
+            (Some(max), Some(all)) if all.p50 > 0.0 => Some(max / all.p50),
+            _ => None,
         };
         r.threshold_violations = r.violations(f.opts);
         r
@@ -426,6 +441,10 @@ impl Report {
             ("first frame ms", pct(&self.first_frame_ms)),
             ("jitter ms", pct(&self.jitter_ms)),
             ("e2e latency ms", pct(&self.e2e_latency_ms)),
+            ("viewer medians ms", match (self.e2e_viewer_median_max_ms, self.e2e_worst_viewer_ratio) {
+                (Some(max), Some(ratio)) => format!("{}  max {max:.1} ({ratio:.2} x overall p50)", pct(&self.e2e_viewer_median_ms)),
+                _ => "n/a".into(),
+            }),
             ("playout-delay min ms", format!("{} ({} packets)", pct(&self.playout_delay_min_ms), self.playout_delay_packets)),
             ("repair", self.repair_row()),
             ("audio", format!("{} lost (verified), {} recovered from RED", self.audio_packets_lost, self.audio_recovered_by_red)),
@@ -521,6 +540,26 @@ mod tests {
         assert!(table.contains("120 NACKed, 110 retransmissions, 99 recovered / 1 given up (99.00%"), "{table}");
         assert!(table.contains("1 moved (0 seen by the server), gaps ms [30], 2 DTLS handshakes"), "{table}");
         assert!(table.contains("5 RTP datagrams by --drop-pct"), "{table}");
+    }
+
+    #[test]
+    fn per_viewer_delay_fairness() {
+        let o = crate::Options::new("http://h:1/whep/a/b");
+        // Two viewers as `Viewer::end` leaves them: their samples and their own median.
+        let mut t = Tally { e2e_ms: vec![10.0, 12.0, 14.0], e2e_viewer_median_ms: vec![12.0], ..Default::default() };
+        t.merge(Tally { e2e_ms: vec![31.0, 30.0, 30.0], e2e_viewer_median_ms: vec![30.0], ..Default::default() });
+        let f = RunFacts { opts: &o, started: 2, wall_s: 1.0, hold_s: 1.0, cpu_s: 0.0, server_latency_us: None, hit_deadline: false };
+        let r = Report::build(t, &f);
+        // Overall p50 of [10 12 14 30 30 31] is the 3rd sample, 14; the slow viewer's median 30.
+        assert_eq!(r.e2e_latency_ms.map(|p| p.p50), Some(14.0));
+        assert_eq!(r.e2e_viewer_median_max_ms, Some(30.0));
+        assert!((r.e2e_worst_viewer_ratio.unwrap() - 30.0 / 14.0).abs() < 1e-12);
+        let table = r.summary_table();
+        assert!(table.contains("max 30.0 (2.14 x overall p50)"), "{table}");
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["e2e_viewer_median_ms"]["p99"], 30.0);
+        let empty = Report::build(Tally::default(), &f);
+        assert_eq!((empty.e2e_viewer_median_max_ms, empty.e2e_worst_viewer_ratio), (None, None));
     }
 
     #[test]

@@ -191,6 +191,11 @@ pub fn percentiles(samples: &mut [f64]) -> Option<Percentiles> {
     Some(Percentiles { p50: rank(50.0), p95: rank(95.0), p99: rank(99.0) })
 }
 
+/// The median (the lower one of an even count), `None` when empty.
+pub fn median(samples: &mut [f64]) -> Option<f64> {
+    percentiles(samples).map(|p| p.p50)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -487,6 +487,11 @@ impl Viewer {
             self.tally.stall_count += v.stalls.count;
             self.tally.stall_ms += v.stalls.total.as_secs_f64() * 1000.0;
             self.tally.verified_seconds += secs;
+            // Fairness across viewers (issue 11): this viewer's own median
+            // end-to-end delay; the tally holds only its samples until merged.
+            if let Some(m) = crate::stats::median(&mut self.tally.e2e_ms.clone()) {
+                self.tally.e2e_viewer_median_ms.push(m);
+            }
         }
     }
 

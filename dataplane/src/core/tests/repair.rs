@@ -88,6 +88,61 @@ fn without_rtx_the_same_packet_is_resent_on_the_media_ssrc() {
 }
 
 #[test]
+fn without_rtx_a_viewer_with_playout_delay_gets_its_original_bytes_again() {
+    // The NACK itself raises this viewer's playout delay (loss seen), so
+    // today's header differs from the one the lost packet had: the resend
+    // must still repeat the original datagram, or the SRTP index would be
+    // reused for other bytes.
+    let mut rig = Rig::new("");
+    let mut p = publish(&mut rig, 1, "live", "s", 1);
+    let mut v = Viewer::new(1);
+    rig.control(v.add_msg("live", "s", None));
+    v.check(&mut rig);
+    rig.control(v.start_with(|m| {
+        *m.video_rtx = None;
+        *m.video_playout_delay_id = Some(5);
+    }));
+    let video_ssrc = rts_common::ipc::stream_ssrc("live", "s", 0);
+    let lost_seq = std::rc::Rc::new(std::cell::Cell::new(None::<u16>));
+    let l = lost_seq.clone();
+    let mut n = 0;
+    v.loss = Some(Box::new(move |ssrc, seq| {
+        n += u32::from(ssrc == video_ssrc);
+        if ssrc == video_ssrc && n == 3 {
+            l.set(Some(seq));
+            return true;
+        }
+        false
+    }));
+    rig.advance(ms(20));
+    v.recv(&rig);
+    let lost = lost_seq.get().expect("a packet was lost");
+    v.loss = None;
+    let ssrc = v.video()[0].ssrc;
+    v.nack(&mut rig, ssrc, &[lost]);
+    p.video(&mut rig, 100, frame(false, 3000, 9));
+    rig.advance(ms(20));
+    v.recv(&rig);
+    let copies: Vec<&[u8]> = rig
+        .sent
+        .iter()
+        .filter(|s| s.dst == v.addr)
+        .filter(|s| rts_rtp::RtpHeader::parse(&s.data).is_ok_and(|h| h.ssrc == ssrc && h.sequence == lost))
+        .map(|s| &s.data[..])
+        .collect();
+    assert_eq!(copies.len(), 2, "the original and one resend");
+    assert_eq!(copies[0], copies[1], "the same datagram, byte for byte");
+    assert_eq!(v.video().iter().filter(|r| r.seq == lost).count(), 1, "the viewer has the packet");
+    let later = v.video().last().map(|r| r.seq).unwrap();
+    let min = |seq: u16| {
+        let d = &rig.sent.iter().rev().find(|s| s.dst == v.addr && rts_rtp::RtpHeader::parse(&s.data).is_ok_and(|h| h.ssrc == ssrc && h.sequence == seq)).unwrap().data;
+        (u16::from(d[17]) << 4) | u16::from(d[18] >> 4)
+    };
+    assert!(min(later) > min(lost), "the frame after the NACK carries more playout delay ({} vs {})", min(later), min(lost));
+    assert_eq!(stats(&rig, &v).unrepairable, 0);
+}
+
+#[test]
 fn a_nack_from_before_a_switch_is_ignored_and_one_after_maps_to_the_new_stream() {
     let mut rig = Rig::new("");
     let mut a = publish(&mut rig, 1, "live", "a", 2);
@@ -207,6 +262,59 @@ fn a_lost_keyframe_is_repaired_at_once_and_a_storm_stays_within_the_budget() {
     let original_bytes = (s.resent_bytes - 18 * s.resent) as f64;
     assert!(earned < burst);
     assert!(original_bytes <= earned && original_bytes > earned - 1_300.0, "{original_bytes} bytes resent, {earned} earned");
+}
+
+#[test]
+fn a_lossy_viewer_gets_its_last_rtt_of_video_again_ahead_of_a_keyframe() {
+    let mut rig = Rig::new("");
+    let (mut p, mut v) = lossy(&mut rig, 0, Box::new(|_, _| false));
+    let mut clean = Viewer::join(&mut rig, 2, "live", "s");
+    rig.advance(ms(20));
+    v.recv(&rig);
+    let ssrc = v.video()[0].ssrc;
+    // A NACK at t = 20 ms makes the viewer lossy (RTT: the 100 ms default).
+    v.nack(&mut rig, ssrc, &[v.video()[0].seq]);
+    // P-frames 1..=9 (3 packets each, payload filled with their number)
+    // at t = 20 + 33 i; frame 2's first packet is NACKed at t = 152.
+    for i in 1..=9u32 {
+        rig.advance(ms(33));
+        p.video(&mut rig, 33 * i, frame(false, 2_500, i as u8));
+        if i == 4 {
+            v.recv(&rig);
+            let f2 = v.video().iter().find(|r| r.rtx.is_none() && r.payload[2] == 2).unwrap().seq;
+            v.nack(&mut rig, ssrc, &[f2]);
+        }
+    }
+    v.recv(&rig);
+    clean.recv(&rig);
+    let (mark, clean_mark) = (v.rtp.len(), clean.rtp.len());
+    // The keyframe at t = 350: the guard covers what went out since
+    // 350 - (RTT + 50 ms) = 200 (frames 6..=9, at 218, 251, 284, 317) and
+    // what was resent since 350 - (RTT + 100 + 50 ms) = 100 (frame 2's
+    // packet, at 152: a second resend, two copies).
+    rig.advance(ms(33));
+    p.video(&mut rig, 330, frame(true, 2_500, 0xee));
+    v.recv(&rig);
+    clean.recv(&rig);
+    let new = &v.rtp[mark..];
+    let key_at = new.iter().position(|r| r.rtx.is_none()).expect("the keyframe");
+    assert!(new[key_at..].iter().all(|r| r.rtx.is_none()), "the guard goes out ahead of the keyframe");
+    let mut fills: Vec<u8> = new[..key_at].iter().map(|r| r.payload[2]).collect();
+    fills.sort();
+    assert_eq!(fills, [2, 2, 6, 6, 6, 7, 7, 7, 8, 8, 8, 9, 9, 9]);
+    assert!(clean.rtp[clean_mark..].iter().all(|r| r.rtx.is_none()), "a viewer without loss gets nothing extra");
+    let s = stats(&rig, &v);
+    assert_eq!(s.keyframe_guard, 14);
+    assert_eq!(rig.core.counters().keyframe_guard, 14);
+    // Ten quiet seconds later the viewer is not lossy any more.
+    rig.advance(ms(10_000));
+    p.video(&mut rig, 10_363, frame(false, 2_500, 1));
+    rig.advance(ms(33));
+    p.video(&mut rig, 10_396, frame(true, 2_500, 0xee));
+    let mark = v.rtp.len();
+    v.recv(&rig);
+    assert!(v.rtp[mark..].iter().all(|r| r.rtx.is_none()), "no guard after the quiet period");
+    assert_eq!(stats(&rig, &v).keyframe_guard, 14);
 }
 
 #[test]
