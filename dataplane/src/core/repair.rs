@@ -215,12 +215,23 @@ impl Repair {
     /// resent at `now` under the rules, and in how many copies; what is
     /// admitted is charged. The budget holds at most `burst` bytes.
     pub fn admit(&mut self, seq: u16, len: usize, now: Instant, burst: f64) -> Result<usize, Refusal> {
+        self.admit_with(seq, len, now, burst, true)
+    }
+
+    /// [`Repair::admit`] for a resend nobody asked for (the keyframe
+    /// guard): a copy of a packet whose resend is still in flight is what
+    /// the guard is for, so the RTT rule does not apply (the others do).
+    pub fn admit_unasked(&mut self, seq: u16, len: usize, now: Instant, burst: f64) -> Result<usize, Refusal> {
+        self.admit_with(seq, len, now, burst, false)
+    }
+
+    fn admit_with(&mut self, seq: u16, len: usize, now: Instant, burst: f64, rtt_rule: bool) -> Result<usize, Refusal> {
         let slot = seq as usize % RESENT_SLOTS;
         let (count, last) = match self.resent[slot] {
             (s, c, at) if s == seq => (c, at),
             _ => (0, None),
         };
-        if last.is_some_and(|at| now.saturating_duration_since(at) < self.rtt_or_default() * 3 / 4) {
+        if rtt_rule && last.is_some_and(|at| now.saturating_duration_since(at) < self.rtt_or_default() * 3 / 4) {
             return Err(Refusal::WithinRtt);
         }
         if count >= MAX_RESENDS {

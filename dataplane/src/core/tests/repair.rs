@@ -274,26 +274,33 @@ fn a_lossy_viewer_gets_its_last_rtt_of_video_again_ahead_of_a_keyframe() {
     let ssrc = v.video()[0].ssrc;
     // A NACK at t = 20 ms makes the viewer lossy (RTT: the 100 ms default).
     v.nack(&mut rig, ssrc, &[v.video()[0].seq]);
-    // P-frames 1..=9 (3 packets each, payload filled with their number)
-    // at t = 20 + 33 i; frame 2's first packet is NACKed at t = 152.
-    for i in 1..=9u32 {
+    // P-frames 1..=15 (3 packets each, payload filled with their number)
+    // at t = 20 + 33 i; frame 5's first packet is NACKed at t = 284.
+    for i in 1..=15u32 {
         rig.advance(ms(33));
         p.video(&mut rig, 33 * i, frame(false, 2_500, i as u8));
-        if i == 4 {
+        if i == 8 {
             v.recv(&rig);
-            let f2 = v.video().iter().find(|r| r.rtx.is_none() && r.payload[2] == 2).unwrap().seq;
-            v.nack(&mut rig, ssrc, &[f2]);
+            let f5 = v.video().iter().find(|r| r.rtx.is_none() && r.payload[2] == 5).unwrap().seq;
+            v.nack(&mut rig, ssrc, &[f5]);
         }
     }
+    // Frame 15's first packet is NACKed at t = 535: its resend is still in
+    // flight when the keyframe goes out.
+    rig.advance(ms(20));
+    v.recv(&rig);
+    let f15 = v.video().iter().find(|r| r.rtx.is_none() && r.payload[2] == 15).unwrap().seq;
+    v.nack(&mut rig, ssrc, &[f15]);
     v.recv(&rig);
     clean.recv(&rig);
     let (mark, clean_mark) = (v.rtp.len(), clean.rtp.len());
-    // The keyframe at t = 350: the guard covers what went out since
-    // 350 - (RTT + 50 ms) = 200 (frames 6..=9, at 218, 251, 284, 317) and
-    // what was resent since 350 - (RTT + 100 + 50 ms) = 100 (frame 2's
-    // packet, at 152: a second resend, two copies).
-    rig.advance(ms(33));
-    p.video(&mut rig, 330, frame(true, 2_500, 0xee));
+    // The keyframe at t = 548: the guard covers what went out since
+    // 548 - (RTT + 150 ms) = 298 (frames 9..=15, at 317 ... 515) and what
+    // was resent since 548 - (RTT + 100 + 150 ms) = 198: frame 5's packet
+    // (at 284) and frame 15's (at 535, within the RTT: sent anyway), each a
+    // second resend, in two copies. The resend at t = 20 is too old.
+    rig.advance(ms(13));
+    p.video(&mut rig, 528, frame(true, 2_500, 0xee));
     v.recv(&rig);
     clean.recv(&rig);
     let new = &v.rtp[mark..];
@@ -301,20 +308,25 @@ fn a_lossy_viewer_gets_its_last_rtt_of_video_again_ahead_of_a_keyframe() {
     assert!(new[key_at..].iter().all(|r| r.rtx.is_none()), "the guard goes out ahead of the keyframe");
     let mut fills: Vec<u8> = new[..key_at].iter().map(|r| r.payload[2]).collect();
     fills.sort();
-    assert_eq!(fills, [2, 2, 6, 6, 6, 7, 7, 7, 8, 8, 8, 9, 9, 9]);
+    let mut want = vec![5, 5];
+    for f in 9..=14 {
+        want.extend([f; 3]);
+    }
+    want.extend([15; 4]);
+    assert_eq!(fills, want);
     assert!(clean.rtp[clean_mark..].iter().all(|r| r.rtx.is_none()), "a viewer without loss gets nothing extra");
     let s = stats(&rig, &v);
-    assert_eq!(s.keyframe_guard, 14);
-    assert_eq!(rig.core.counters().keyframe_guard, 14);
+    assert_eq!(s.keyframe_guard, 24);
+    assert_eq!(rig.core.counters().keyframe_guard, 24);
     // Ten quiet seconds later the viewer is not lossy any more.
     rig.advance(ms(10_000));
-    p.video(&mut rig, 10_363, frame(false, 2_500, 1));
+    p.video(&mut rig, 10_561, frame(false, 2_500, 1));
     rig.advance(ms(33));
-    p.video(&mut rig, 10_396, frame(true, 2_500, 0xee));
+    p.video(&mut rig, 10_594, frame(true, 2_500, 0xee));
     let mark = v.rtp.len();
     v.recv(&rig);
     assert!(v.rtp[mark..].iter().all(|r| r.rtx.is_none()), "no guard after the quiet period");
-    assert_eq!(stats(&rig, &v).keyframe_guard, 14);
+    assert_eq!(stats(&rig, &v).keyframe_guard, 24);
 }
 
 #[test]
