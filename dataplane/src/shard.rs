@@ -35,6 +35,11 @@ const TCP_RECV_BUF: usize = 64 * 1024;
 const TCP_OUT_LIMIT: usize = 4 << 20;
 /// State-changing messages for control kept while its ring is full.
 const CTL_BACKLOG_LIMIT: usize = 1 << 16;
+/// Batches sent after one input before the shard reads its sockets and
+/// rings again: a keyframe to thousands of viewers (tens of ms) goes out in
+/// slices, with other streams' frames, checks and control handled between
+/// them (the core gives each stream's delivery turns).
+const BATCHES_PER_SLICE: usize = 16;
 /// How often the core's wall clock anchor is refreshed.
 const WALLCLOCK_EVERY: Duration = Duration::from_secs(1);
 
@@ -193,10 +198,12 @@ impl Shard {
                 self.core.set_wallclock(now, unix_us());
             }
             self.retry_output();
+            // Transmit work left from the slices above goes on here.
+            self.drain();
             // The turn ends: latency samples and the load's idle time start here.
             let parked = Instant::now();
             self.core.handle_parked(parked);
-            let wait = self.core.poll_timeout().saturating_duration_since(parked).min(TICK);
+            let wait = if self.core.transmit_pending() { Duration::ZERO } else { self.core.poll_timeout().saturating_duration_since(parked).min(TICK) };
             self.uring.submit_and_wait(wait).map_err(|e| io_err("io_uring_enter", e))?;
             self.uring.drain(&mut completions);
         }
@@ -204,10 +211,12 @@ impl Shard {
         Ok(())
     }
 
-    /// Hands everything the core produced to the sockets, the control ring
-    /// and the relay queues.
+    /// Hands what the core produced to the sockets (at most a slice of
+    /// [`BATCHES_PER_SLICE`]; the loop comes back for the rest), the control
+    /// ring and the relay queues.
     fn drain(&mut self) {
-        while let Some(t) = self.core.poll_transmit() {
+        for _ in 0..BATCHES_PER_SLICE {
+            let Some(t) = self.core.poll_transmit() else { break };
             self.sender.send_many(t.iter());
         }
         while let Some(out) = self.core.poll_tcp() {

@@ -47,6 +47,8 @@ pub struct Rig {
     pub closed: Vec<usize>,
     pub ctl: Vec<ShardToControl>,
     pub relay: Vec<(usize, RelayMsg)>,
+    /// Batches `drain` sends per call, as the shell's slices (None: all).
+    pub slice: Option<usize>,
 }
 
 pub fn config(toml: &str) -> Arc<Config> {
@@ -70,12 +72,17 @@ impl Rig {
             closed: Vec::new(),
             ctl: Vec::new(),
             relay: Vec::new(),
+            slice: None,
         }
     }
 
-    /// Drains every output, as the shell does after each input, and parks.
+    /// Drains the outputs, as the shell does after each input (every batch,
+    /// or a slice of them: see `slice`), and parks.
     pub fn drain(&mut self) {
-        while let Some(t) = self.core.poll_transmit() {
+        let mut batches = 0;
+        while self.slice.is_none_or(|n| batches < n) {
+            let Some(t) = self.core.poll_transmit() else { break };
+            batches += 1;
             let mut datagrams = 0;
             for m in t.iter() {
                 for d in m.contents.chunks(m.segment.max(1)) {

@@ -63,6 +63,7 @@ impl Core {
                     media: None,
                     home_hint: home_shard.map(|h| h as usize),
                     created: now,
+                    joined: 0,
                     last_consent: now,
                 });
                 self.by_ufrag.insert(local_ufrag, idx);
@@ -198,6 +199,8 @@ impl Core {
         let id = self.streams.intern(app, name, || Stream::new(app, name, max_packet));
         let sess = &mut self.sessions[idx];
         sess.stream = Some(id);
+        sess.joined = self.joins;
+        self.joins += 1;
         let red = sess.media.as_ref().is_some_and(|m| m.audio.red_pt.is_some());
         let Some(stream) = self.streams.get_mut(id) else { return };
         stream.add_viewer(idx, red);
@@ -231,8 +234,12 @@ impl Core {
         if let Some(peer) = s.peer {
             self.by_addr.remove(&peer);
         }
-        self.catchup.retain(|&v| v != idx);
-        self.resend.retain(|&v| v != idx);
+        // Blanked, not removed: a catch-up step or resend round may be
+        // half-way through these lists (the shell handles input between
+        // batches), and removing would shift the viewers after it.
+        for v in self.catchup.iter_mut().chain(self.resend.iter_mut()).filter(|v| **v == idx) {
+            *v = usize::MAX;
+        }
         if let Some(id) = s.stream {
             let red = s.media.as_ref().is_some_and(|m| m.audio.red_pt.is_some());
             if let Some(stream) = self.streams.get_mut(id) {

@@ -112,6 +112,24 @@ pub fn send_items(
     sent
 }
 
+/// Packets one delivery sends before a delivery of another stream queued
+/// behind it gets a turn (`Core::fill_batch`): a keyframe to 2,000 viewers
+/// is ~70,000 packets and tens of ms on one core, and other streams'
+/// frames should not wait for all of it. ~0.5 ms of sending.
+pub const TURN_PACKETS: usize = 512;
+
+/// How far one [`FanOut::run`] got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Every viewer has the packets.
+    Done,
+    /// The batch is full: send it and run again.
+    BatchFull,
+    /// [`TURN_PACKETS`] went out since the turn began: another stream's
+    /// delivery may go first (run again to go on).
+    TurnOver,
+}
+
 /// One delivery of a stream's new live packets to all its local viewers,
 /// in progress.
 pub struct FanOut {
@@ -124,33 +142,59 @@ pub struct FanOut {
     /// When the source frame reached the shard (RTMP frames only): its
     /// server-added latency is measured when the delivery completes.
     pub received: Option<Instant>,
-    /// Where in the stream's viewer list this delivery starts: a different
-    /// place each time, so no viewer is always served last (at 2,000
-    /// viewers a keyframe takes tens of ms to go out).
+    /// The stream's viewers when the delivery started. The shell handles
+    /// input between batches, so the stream's own list may change meanwhile
+    /// (a viewer leaves, joins or switches): walking this snapshot keeps
+    /// every viewer's place, and `joined_before` skips a session that
+    /// joined since (a reused slab index, or a switch back to this stream:
+    /// its GOP-cache replay already holds this frame).
+    viewers: Arc<Vec<usize>>,
+    joined_before: u64,
+    /// Where in the viewer list this delivery starts: a different place
+    /// each time, so no viewer is always served last (at 2,000 viewers a
+    /// keyframe takes tens of ms to go out).
     start: usize,
     /// Viewers served so far and, for the next one, the next packet.
     viewer: usize,
     packet: usize,
+    /// Packets sent in the current turn.
+    turn: usize,
     pub bytes: u64,
 }
 
 impl FanOut {
-    /// A delivery starting at viewer `start` (modulo the list's length).
-    pub fn new(stream: StreamId, kind: Kind, packets: Arc<[Bytes]>, red: Option<Arc<[Bytes]>>, hint: PlayoutHint, received: Option<Instant>, start: usize) -> FanOut {
-        FanOut { stream, kind, packets, red, hint, received, start, viewer: 0, packet: 0, bytes: 0 }
+    /// A delivery to `viewers` starting at viewer `start` (modulo the
+    /// list's length); sessions that joined the stream as join number
+    /// `joined_before` or later are not part of it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        stream: StreamId,
+        kind: Kind,
+        packets: Arc<[Bytes]>,
+        red: Option<Arc<[Bytes]>>,
+        hint: PlayoutHint,
+        received: Option<Instant>,
+        viewers: Arc<Vec<usize>>,
+        joined_before: u64,
+        start: usize,
+    ) -> FanOut {
+        FanOut { stream, kind, packets, red, hint, received, viewers, joined_before, start, viewer: 0, packet: 0, turn: 0, bytes: 0 }
     }
 
-    /// Continues the delivery to `viewers` (the stream's list, unchanged
-    /// since the delivery started) until done (true) or the batch is full
-    /// (false). A viewer still replaying its GOP cache gets new video
-    /// queued behind the cache, in order; audio is never replayed and goes
-    /// out live at once, so the receiver's audio jitter buffer does not
-    /// start with a backlog.
-    pub fn run(&mut self, viewers: &[usize], sessions: &mut Slab<Session>, batch: &mut GsoBatch) -> bool {
-        let n = viewers.len();
+    /// Continues the delivery until every viewer has it, the batch is
+    /// full, or its turn is over. A viewer still replaying its GOP cache
+    /// gets new video queued behind the cache, in order; audio is never
+    /// replayed and goes out live at once, so the receiver's audio jitter
+    /// buffer does not start with a backlog.
+    pub fn run(&mut self, sessions: &mut Slab<Session>, batch: &mut GsoBatch) -> Step {
+        let n = self.viewers.len();
         while self.viewer < n {
-            let v = viewers[(self.start + self.viewer) % n];
-            let Some(sess) = sessions.get_mut(v) else {
+            if self.turn >= TURN_PACKETS {
+                self.turn = 0;
+                return Step::TurnOver;
+            }
+            let v = self.viewers[(self.start + self.viewer) % n];
+            let Some(sess) = sessions.get_mut(v).filter(|s| s.stream == Some(self.stream) && s.joined < self.joined_before) else {
                 self.next_viewer();
                 continue;
             };
@@ -171,12 +215,13 @@ impl FanOut {
             let sent = send_items(media, peer, local, self.kind, &self.packets[self.packet..], red, self.hint, batch);
             self.bytes += sent.bytes;
             self.packet += sent.packets;
+            self.turn += sent.packets;
             if sent.full {
-                return false;
+                return Step::BatchFull;
             }
             self.next_viewer();
         }
-        true
+        Step::Done
     }
 
     fn next_viewer(&mut self) {

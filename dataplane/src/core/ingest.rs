@@ -191,12 +191,13 @@ impl Core {
         }
         let hint = s.av_hint(now);
         let start = s.next_start();
+        let viewers = s.viewers_shared();
         if kind == Kind::Video && keyframe {
             if let Some(first) = packets.first().filter(|p| p.len() >= 12) {
                 self.guard_keyframe(id, u16::from_be_bytes([first[2], first[3]]), now);
             }
         }
-        self.work.push_back(Work::FanOut(FanOut::new(id, kind, packets, red, hint, received, start)));
+        self.work.push_back(Work::FanOut(FanOut::new(id, kind, packets, red, hint, received, viewers, self.joins, start)));
     }
 
     /// Audio is 50 of a viewer's 80 sends per second. When paired, two

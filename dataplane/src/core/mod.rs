@@ -86,6 +86,8 @@ pub struct Core {
     last_catchup: Instant,
     /// Viewers whose sender reports are due (reused between rounds).
     sr_due: Vec<usize>,
+    /// Joins of viewers to streams so far (see `Session::joined`).
+    joins: u64,
     /// Viewers with retransmissions queued.
     resend: Vec<usize>,
     // Other outputs.
@@ -131,6 +133,7 @@ impl Core {
             catchup: Vec::new(),
             last_catchup: now,
             sr_due: Vec::new(),
+            joins: 0,
             resend: Vec::new(),
             tcp_out: VecDeque::new(),
             ctl_out: VecDeque::new(),

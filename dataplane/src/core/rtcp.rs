@@ -187,6 +187,11 @@ impl Core {
     /// stream clock (FLV time), so mapping them to one NTP time lets the
     /// receiver lip-sync (RFC 3550 §6.4.1).
     pub(super) fn queue_sender_reports(&mut self, now: Instant) {
+        if self.work_queued(|w| matches!(w, Work::SenderReports { .. })) {
+            // The last round is still going out (its list must not change
+            // under it); the viewers it leaves due are taken next time.
+            return;
+        }
         self.sr_due.clear();
         for (idx, sess) in self.sessions.iter_mut() {
             if sess.peer.is_none() {

@@ -33,6 +33,9 @@ pub struct Session {
     pub home_hint: Option<usize>,
     pub created: Instant,
     pub last_consent: Instant,
+    /// Its join number (`Core::joins`) when it last joined a stream's
+    /// viewers: deliveries that started before do not include it.
+    pub joined: u64,
 }
 
 /// Present once the session plays: per-viewer SRTP state, negotiated PTs

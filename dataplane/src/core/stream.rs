@@ -94,8 +94,11 @@ pub struct Stream {
     /// jitter buffer late), so it is not cached.
     gop: Vec<Bytes>,
     gop_valid: bool,
-    /// Session slab indices of playing viewers.
-    viewers: Vec<usize>,
+    /// Session slab indices of playing viewers. Shared with the deliveries
+    /// in progress (`FanOut` walks the list as it was when it started, and
+    /// the shell handles input between its slices); a change while one is
+    /// out copies the list once.
+    viewers: Arc<Vec<usize>>,
     /// How many of them take audio as RED.
     red_viewers: usize,
     /// Where the next delivery starts in `viewers` (see `FanOut`).
@@ -188,7 +191,7 @@ impl Stream {
             audio_seq: rand::random(),
             gop: Vec::new(),
             gop_valid: false,
-            viewers: Vec::new(),
+            viewers: Arc::new(Vec::new()),
             red_viewers: 0,
             rotation: 0,
             offset_ms: 0,
@@ -269,10 +272,15 @@ impl Stream {
         &self.viewers
     }
 
+    /// The viewer list as it is now, for a delivery (no copy).
+    pub fn viewers_shared(&self) -> Arc<Vec<usize>> {
+        Arc::clone(&self.viewers)
+    }
+
     /// Adds viewer `idx`; `red`: it takes audio as RED.
     pub fn add_viewer(&mut self, idx: usize, red: bool) {
         if !self.viewers.contains(&idx) {
-            self.viewers.push(idx);
+            Arc::make_mut(&mut self.viewers).push(idx);
             self.red_viewers += usize::from(red);
         }
         self.update_transcoder();
@@ -280,7 +288,7 @@ impl Stream {
 
     pub fn remove_viewer(&mut self, idx: usize, red: bool) {
         if self.viewers.contains(&idx) {
-            self.viewers.retain(|&v| v != idx);
+            Arc::make_mut(&mut self.viewers).retain(|&v| v != idx);
             self.red_viewers -= usize::from(red).min(self.red_viewers);
         }
         self.update_transcoder();

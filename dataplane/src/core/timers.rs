@@ -3,7 +3,7 @@
 //! sender reports, load, stats.
 
 use super::stream::Kind;
-use super::transmit::CATCHUP_STEP;
+use super::transmit::{Work, CATCHUP_STEP};
 use super::{Core, HOUSEKEEPING, LOG_EVERY, STATS_EVERY};
 use crate::transcode::Transcoded;
 use rts_common::ipc::{ShardStats, ShardToControl, ViewerStats, VIEWER_STATS_PER_MESSAGE};
@@ -55,7 +55,8 @@ impl Core {
         while let Some(m) = self.relay_retry.pop_front() {
             self.relay_out.push_back(m);
         }
-        if !self.catchup.is_empty() && now >= self.last_catchup + CATCHUP_STEP {
+        // One step at a time: a step still going out walks `catchup`.
+        if !self.catchup.is_empty() && now >= self.last_catchup + CATCHUP_STEP && !self.work_queued(|w| matches!(w, Work::Catchup { .. })) {
             self.queue_catchup(now);
         }
         self.poll_transcoders(now);

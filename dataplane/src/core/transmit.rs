@@ -4,7 +4,7 @@
 //! sends the batch and polls again, and the work resumes where it stopped.
 //! Small one-off datagrams (STUN, DTLS) go into the batch at once.
 
-use super::fanout::{send_items, FanOut};
+use super::fanout::{send_items, FanOut, Step};
 use super::repair::Resend;
 use super::session::{Media, Session, RTP_HEADER_MAX};
 use super::stream::Kind;
@@ -37,6 +37,15 @@ pub(super) enum Work {
     SenderReports { now: Instant, ntp: u64, next: usize },
     /// Retransmissions queued for the viewers in `Core::resend[next..]`.
     Resends { now: Instant, next: usize },
+}
+
+/// A list walker's result (true: done) as a delivery's step.
+fn step(done: bool) -> Step {
+    if done {
+        Step::Done
+    } else {
+        Step::BatchFull
+    }
 }
 
 /// A datagram that did not fit the batch when it was made (rare: only when
@@ -73,6 +82,11 @@ impl Outbox {
             self.overflowed += 1;
             self.overflow.push_back(Datagram { dst, src, data });
         }
+    }
+
+    /// Nothing waits: no datagram in the batch or behind it.
+    fn is_empty(&self) -> bool {
+        self.batch.is_empty() && self.overflow.is_empty()
     }
 
     /// Moves waiting datagrams into the batch; false when it filled first.
@@ -123,37 +137,45 @@ impl Core {
         Some(Transmits { batch: &mut self.out.batch })
     }
 
+    /// Whether transmit work is left: the shell polls again before it
+    /// waits for input.
+    pub fn transmit_pending(&self) -> bool {
+        !self.work.is_empty() || !self.out.is_empty()
+    }
+
     fn fill_batch(&mut self) {
         if !self.out.flush_overflow() {
             return;
         }
         while let Some(work) = self.work.front_mut() {
-            let done = match work {
-                Work::FanOut(f) => match self.streams.get(f.stream) {
-                    Some(s) => f.run(s.viewers(), &mut self.sessions, &mut self.out.batch),
-                    None => true,
-                },
+            let step = match work {
+                Work::FanOut(f) => f.run(&mut self.sessions, &mut self.out.batch),
                 Work::Catchup { budget, next, sent_to_next, now } => {
                     let parts = Parts { list: &self.catchup, sessions: &mut self.sessions, streams: &mut self.streams, batch: &mut self.out.batch };
-                    run_catchup(parts, *budget, next, sent_to_next, *now)
+                    step(run_catchup(parts, *budget, next, sent_to_next, *now))
                 }
                 Work::SenderReports { now, ntp, next } => {
                     let parts = Parts { list: &self.sr_due, sessions: &mut self.sessions, streams: &mut self.streams, batch: &mut self.out.batch };
-                    run_sender_reports(parts, *now, *ntp, next)
+                    step(run_sender_reports(parts, *now, *ntp, next))
                 }
                 Work::Resends { now, next } => {
                     let parts = Parts { list: &self.resend, sessions: &mut self.sessions, streams: &mut self.streams, batch: &mut self.out.batch };
-                    run_resends(parts, *now, next, &mut self.counters)
+                    step(run_resends(parts, *now, next, &mut self.counters))
                 }
             };
-            if !done {
-                if self.out.batch.is_empty() {
+            match step {
+                Step::Done => {}
+                Step::TurnOver => {
+                    self.pass_turn();
+                    continue;
+                }
+                Step::BatchFull if self.out.batch.is_empty() => {
                     // No progress into an empty batch: never spin on it.
                     self.out.overflowed += 1;
                     self.work.pop_front();
                     continue;
                 }
-                return;
+                Step::BatchFull => return,
             }
             match self.work.pop_front() {
                 Some(Work::FanOut(f)) => {
@@ -171,6 +193,26 @@ impl Core {
                 _ => {}
             }
         }
+    }
+
+    /// The delivery at the front used its turn: it goes behind the work
+    /// queued after it, up to the next delivery of its own stream (whose
+    /// packets must follow its own), so a keyframe to thousands of viewers
+    /// does not hold other streams' frames until it is done.
+    fn pass_turn(&mut self) {
+        let Some(Work::FanOut(front)) = self.work.front() else { return };
+        let stream = front.stream;
+        let to = self.work.iter().skip(1).position(|w| matches!(w, Work::FanOut(f) if f.stream == stream)).map_or(self.work.len(), |i| i + 1);
+        if to > 1 {
+            if let Some(f) = self.work.pop_front() {
+                self.work.insert(to - 1, f);
+            }
+        }
+    }
+
+    /// Whether a unit of work like `probe` is queued (or in progress).
+    pub(super) fn work_queued(&self, probe: fn(&Work) -> bool) -> bool {
+        self.work.iter().any(probe)
     }
 
     /// Queues one catch-up step at `now`: a budget for the time since the

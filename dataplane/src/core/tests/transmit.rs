@@ -111,3 +111,101 @@ fn no_viewer_is_always_served_last() {
         assert!(last <= 20, "viewer {k} was last {last} times of 90");
     }
 }
+
+/// Packets sent to `addrs` among `sent`.
+fn sent_to(sent: &[Sent], addrs: &[SocketAddrV4]) -> usize {
+    sent.iter().filter(|s| addrs.contains(&s.dst)).count()
+}
+
+#[test]
+fn another_streams_frame_does_not_wait_for_a_whole_keyframe() {
+    let mut rig = Rig::new("");
+    let mut a = publish(&mut rig, 1, "live", "a", 0);
+    let mut b = publish(&mut rig, 2, "live", "b", 0);
+    let mut on_a: Vec<Viewer> = (1..=100).map(|n| Viewer::join(&mut rig, n, "live", "a")).collect();
+    let mut on_b: Vec<Viewer> = (101..=200).map(|n| Viewer::join(&mut rig, n, "live", "b")).collect();
+    rig.advance(ms(100));
+    for v in on_a.iter_mut().chain(on_b.iter_mut()) {
+        v.recv(&rig);
+    }
+    let from = rig.sent.len();
+    // As the shell does: a slice of batches after each input. A's 40 KB
+    // keyframe (~3,500 packets to its 100 viewers) comes first, then B's
+    // P-frame (one packet each).
+    rig.slice = Some(2);
+    a.video(&mut rig, 33, frame(true, 40_000, 7));
+    b.video(&mut rig, 33, frame(false, 1_000, 8));
+    rig.slice = None;
+    rig.drain();
+    let sent = &rig.sent[from..];
+    let a_addrs: Vec<SocketAddrV4> = on_a.iter().map(|v| v.addr).collect();
+    let b_addrs: Vec<SocketAddrV4> = on_b.iter().map(|v| v.addr).collect();
+    let a_total = 100 * (1 + fu_packets(40_000));
+    assert_eq!(sent_to(sent, &a_addrs), a_total);
+    assert_eq!(sent_to(sent, &b_addrs), 100);
+    let b_last = sent.iter().rposition(|s| b_addrs.contains(&s.dst)).unwrap();
+    let a_before = sent_to(&sent[..b_last], &a_addrs);
+    // One turn of A (512 packets, rounded up to whole viewers and batches),
+    // not all of it.
+    assert!(a_before < a_total / 3, "{a_before} of A's {a_total} packets went out before B's frame was done");
+    for v in on_a.iter_mut().chain(on_b.iter_mut()) {
+        let before = v.video().len();
+        v.recv(&rig);
+        let video = v.video();
+        assert_consecutive(&video, "one viewer");
+        let expected = if a_addrs.contains(&v.addr) { 1 + fu_packets(40_000) } else { 1 };
+        assert_eq!(video.len() - before, expected, "viewer {}", v.session);
+    }
+}
+
+#[test]
+fn viewers_leaving_and_joining_mid_delivery_change_nobody_elses_share() {
+    let mut rig = Rig::new("");
+    let mut p = publish(&mut rig, 1, "live", "s", 0);
+    let mut viewers: Vec<Viewer> = (1..=100).map(|n| Viewer::join(&mut rig, n, "live", "s")).collect();
+    rig.advance(ms(100));
+    for v in &mut viewers {
+        v.recv(&rig);
+        v.rtp.clear();
+    }
+    rig.sent.clear();
+    for v in &mut viewers {
+        v.reset_seen();
+    }
+    let per_viewer = 1 + fu_packets(40_000);
+    rig.slice = Some(2);
+    p.video(&mut rig, 33, frame(true, 40_000, 7));
+    // Two viewers not served yet leave; a new one joins (taking a freed
+    // slab slot) while the keyframe is still going out.
+    let waiting: Vec<usize> = (0..viewers.len()).filter(|&i| !rig.sent.iter().any(|s| s.dst == viewers[i].addr)).collect();
+    assert!(waiting.len() > 50, "the delivery had only begun: {} waiting", waiting.len());
+    let gone: Vec<Viewer> = [waiting[5], waiting[20]].into_iter().rev().map(|i| viewers.remove(i)).collect();
+    // No batches while these inputs come in: the places the delivery has
+    // not reached (the freed slots among them) stay ahead of it.
+    rig.slice = Some(0);
+    for g in &gone {
+        rig.control(ControlToShard::RemoveSession { session: g.session, reason: "left".into() });
+    }
+    let mut late = Viewer::join(&mut rig, 500, "live", "s");
+
+    rig.slice = None;
+    rig.drain();
+    rig.advance(ms(200));
+    for g in &gone {
+        assert_eq!(sent_to(&rig.sent, &[g.addr]), 0, "a viewer that left got packets");
+    }
+    for v in &mut viewers {
+        v.recv(&rig);
+        let video = v.video();
+        assert_eq!(video.len(), per_viewer, "viewer {}", v.session);
+        assert_consecutive(&video, "one viewer");
+        assert_eq!(v.replays, 0, "viewer {} got packets twice", v.session);
+    }
+    // The late viewer gets the keyframe once, from the GOP cache (the
+    // delivery under way must not queue it again: SRTP replays).
+    late.recv(&rig);
+    let video = late.video();
+    assert_eq!(video.len(), per_viewer, "late viewer");
+    assert_consecutive(&video, "late viewer");
+    assert_eq!(late.replays, 0, "the late viewer got the keyframe twice");
+}
