@@ -74,11 +74,11 @@ fn read_ff_coded(b: &[u8]) -> Option<(u32, usize)> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Builds an SEI NAL the way tools/publish does, with emulation prevention.
-    fn sei_nal(stamp: u64, lead: &[u8]) -> Vec<u8> {
+    pub(crate) fn sei_nal(stamp: u64, lead: &[u8]) -> Vec<u8> {
         let mut rbsp = lead.to_vec();
         rbsp.push(5);
         rbsp.push(24);

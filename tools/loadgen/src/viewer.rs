@@ -87,6 +87,12 @@ pub enum Phase {
     Closed,
 }
 
+/// Latency samples (SEI stamps) are taken from this long after a viewer's
+/// first frame: before, the server replays its GOP cache (frames up to a
+/// GOP old, at 5,000 packets/s: a 2 s GOP in ~90 ms, 10 s in under 0.5 s),
+/// whose stamps give the cache's age, not a delay.
+pub const LATENCY_WARMUP: Duration = Duration::from_secs(1);
+
 /// Media verification state (only verified viewers carry it).
 struct Verify {
     depack: H264Depacketizer,
@@ -95,6 +101,9 @@ struct Verify {
     stalls: StallDetector,
     jitter: FrameJitter,
     first_frame: bool,
+    /// When the first frame completed: latency samples start
+    /// [`LATENCY_WARMUP`] later.
+    first_frame_at: Option<Instant>,
     /// The last packet released ended a frame.
     last_marker: bool,
     /// The depacketizer restarts at this held keyframe (the gap before it was given up).
@@ -635,6 +644,7 @@ impl Viewer {
                 stalls: StallDetector::new(STALL_THRESHOLD),
                 jitter: FrameJitter::default(),
                 first_frame: false,
+                first_frame_at: None,
                 last_marker: true,
                 restart_at: None,
             });
@@ -806,6 +816,7 @@ impl Viewer {
                 }
                 if !v.first_frame {
                     v.first_frame = true;
+                    v.first_frame_at = Some(now);
                     if let Some(at) = self.connected_at {
                         self.tally.first_frame_ms.push(ms(now.saturating_duration_since(at)));
                     }
@@ -815,7 +826,8 @@ impl Viewer {
                     *r = true;
                     self.tally.rebind_gap_ms.push(ms(now.saturating_duration_since(*at)));
                 }
-                if let Some(stamp) = sei::find_timestamp(&f.nalus) {
+                let warm = v.first_frame_at.is_some_and(|t| now.saturating_duration_since(t) >= LATENCY_WARMUP);
+                if let Some(stamp) = sei::find_timestamp(&f.nalus).filter(|_| warm) {
                     // Stamps from the future or older than an hour mean unsynced clocks: skip.
                     if let Some(d) = wall_us.checked_sub(stamp).filter(|d| *d < 3_600_000_000) {
                         self.tally.e2e_ms.push(d as f64 / 1000.0);
@@ -1080,6 +1092,32 @@ mod tests {
         assert_eq!((tally.expected, tally.received), (5, 4));
         assert_eq!(tally.stall_count, 2, "510 -> 1000 is still frozen at the end");
         assert_eq!(tally.first_frame_ms.len(), 1);
+    }
+
+    #[test]
+    fn latency_samples_skip_the_gop_cache_replay() {
+        let (mut v, mut s, now) = setup_with(true, None, |_| {});
+        let mut out = Vec::new();
+        v.handle_timeout(now, &mut out);
+        exchange(&mut v, &mut s, now, &mut out);
+        assert_eq!(v.phase(), Phase::Connected);
+        let t = |ms| now + Duration::from_millis(ms);
+        let wall = 1_700_000_000_000_000u64; // the wall clock at `now`, µs
+        let idr = [0x65, 0x88, 0x84, 0x00];
+        // (RTP time, arrival ms, the stamp's age at arrival ms): two frames
+        // of the GOP-cache replay (2 s and 1.967 s old, 2 ms apart), then a
+        // live frame 1.5 s later, 20 ms old.
+        for (i, (ts, at, age)) in [(0u32, 10u64, 2_000u64), (3_000, 12, 1_967), (135_000, 1_510, 20)].into_iter().enumerate() {
+            let seq = 1 + 2 * i as u16;
+            let arrival = wall + at * 1_000;
+            let mut d = rtp(&mut s, seq, ts, false, &crate::sei::tests::sei_nal(arrival - age * 1_000, &[]));
+            v.handle_datagram(t(at), arrival, &mut d, &mut out);
+            let mut d = rtp(&mut s, seq + 1, ts, true, &idr);
+            v.handle_datagram(t(at), arrival, &mut d, &mut out);
+        }
+        let tally = v.finish(t(1_600));
+        assert_eq!(tally.frames, 3);
+        assert_eq!(tally.e2e_ms, vec![20.0], "only the live frame's delay");
     }
 
     /// The RTCP the viewer queued in `out` (drained), decrypted by the fake server.
