@@ -10,7 +10,7 @@
 # Environment (defaults): VIEWERS=1000 RAMP=200 DURATION=60 VERIFY_SHARE=0.01
 # BITRATE=2M SERVER_CORE=0 LOADGEN_CORE=1 PUBLISH_CORE=\$SERVER_CORE THREADS=1 (loadgen worker threads)
 # OUT=target/capacity-run (JSON report, logs) SKIP_BUILD=0 (1: use existing binaries)
-# LOADGEN_BIN=target/release/rts-loadgen (another build to compare).
+# LOADGEN_BIN=target/release/rts-loadgen, SERVER_BIN=target/release/rts (other builds to compare).
 # LOADGEN_ARGS="" (extra loadgen flags, e.g. "--drop-pct 5" for the server's repair cost
 # at 5 % loss, or "--no-nack").
 # Needs root (ip netns), ffmpeg, taskset.
@@ -37,6 +37,7 @@ if [ "$SKIP_BUILD" != 1 ]; then
 fi
 BIN=$(pwd)/target/release
 LOADGEN_BIN=${LOADGEN_BIN:-$BIN/rts-loadgen}
+SERVER_BIN=${SERVER_BIN:-$BIN/rts}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 
@@ -126,7 +127,7 @@ server_ticks() {
     echo "$t"
 }
 
-RUST_LOG=warn setsid ip netns exec "$NS" taskset -c "$SERVER_CORE" "$BIN/rts" --config "$CONF" serve >"$OUT/server.log" 2>&1 &
+RUST_LOG=warn setsid ip netns exec "$NS" taskset -c "$SERVER_CORE" "$SERVER_BIN" --config "$CONF" serve >"$OUT/server.log" 2>&1 &
 SERVER_PID=$!
 i=0
 until nsx curl -s -o /dev/null "http://$IP:8080/api/v1/streams"; do
