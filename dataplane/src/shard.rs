@@ -40,6 +40,9 @@ const CTL_BACKLOG_LIMIT: usize = 1 << 16;
 /// slices, with other streams' frames, checks and control handled between
 /// them (the core gives each stream's delivery turns).
 const BATCHES_PER_SLICE: usize = 16;
+/// UDP datagrams handled before the shard drains the core (see
+/// `on_completion`): at most one batch of one-off replies.
+const UDP_DRAIN_EVERY: usize = crate::batch::SHARD_BATCH_MESSAGES;
 /// How often the core's wall clock anchor is refreshed.
 const WALLCLOCK_EVERY: Duration = Duration::from_secs(1);
 
@@ -82,6 +85,8 @@ pub struct Shard {
     #[allow(clippy::vec_box)]
     recv_slots: Vec<Box<RecvSlot>>,
     spare_slot: Option<Box<RecvSlot>>,
+    /// UDP datagrams handled since the last drain.
+    udp_undrained: usize,
     conns: Slab<Conn>,
     /// Connections whose output hit a full socket buffer (retried each turn).
     blocked: Vec<usize>,
@@ -141,6 +146,7 @@ impl Shard {
             sender,
             recv_slots: (0..UDP_RECV_SLOTS).map(|_| RecvSlot::new_boxed()).collect(),
             spare_slot: Some(RecvSlot::new_boxed()),
+            udp_undrained: 0,
             conns: Slab::new(),
             blocked: Vec::new(),
             to_ctl: init.to_ctl,
@@ -188,6 +194,9 @@ impl Shard {
             for c in completions.drain(..) {
                 self.on_completion(now, c);
             }
+            if self.udp_undrained > 0 {
+                self.drain();
+            }
             self.poll_control(now);
             if now >= self.core.poll_timeout() {
                 self.core.handle_timeout(now);
@@ -215,6 +224,7 @@ impl Shard {
     /// [`BATCHES_PER_SLICE`]; the loop comes back for the rest), the control
     /// ring and the relay queues.
     fn drain(&mut self) {
+        self.udp_undrained = 0;
         for _ in 0..BATCHES_PER_SLICE {
             let Some(t) = self.core.poll_transmit() else { break };
             self.sender.send_many(t.iter());
@@ -282,7 +292,14 @@ impl Shard {
                         if let Some(src) = slot.source() {
                             let local = slot.local_ip();
                             self.core.handle_datagram(now, src, local, &mut slot.buf[..n]);
-                            self.drain();
+                            // Datagrams are drained in groups (and after the
+                            // turn's last): the answers to a group's NACKs go
+                            // out in one sendmmsg. A datagram adds at most one
+                            // one-off reply, so a group fits one batch.
+                            self.udp_undrained += 1;
+                            if self.udp_undrained >= UDP_DRAIN_EVERY {
+                                self.drain();
+                            }
                         }
                         self.spare_slot = Some(slot);
                     }
