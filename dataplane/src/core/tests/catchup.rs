@@ -70,3 +70,25 @@ fn a_viewer_leaving_during_its_replay_stops_it() {
     assert_eq!(rig.sent.iter().filter(|s| s.dst == v.addr).count(), sent, "nothing after removal");
     assert!(rig.core.catchup.is_empty());
 }
+
+#[test]
+fn replay_pace_holds_when_a_step_spans_the_shells_slices() {
+    let mut rig = Rig::new("");
+    let _p = publish(&mut rig, 1, "live", "s", 99); // a GOP of 301 packets
+    // 40 viewers join at once; with one batch (16 messages) per turn a step
+    // to all of them lasts longer than the 1 ms between steps.
+    rig.slice = Some(1);
+    let mut viewers: Vec<Viewer> = (1..=40).map(|n| Viewer::join(&mut rig, n, "live", "s")).collect();
+    let t0 = rig.now;
+    rig.at(t0 + ms(300));
+    rig.slice = None;
+    rig.drain();
+    for v in &mut viewers {
+        v.recv(&rig);
+        let video = v.video();
+        assert_eq!(video.len(), 301, "viewer {}", v.session);
+        assert_consecutive(&video, "video");
+        let took = video[300].at.duration_since(video[0].at);
+        assert!(took >= ms(55), "viewer {}: 301 packets in {took:?}, faster than 5,000/s", v.session);
+    }
+}

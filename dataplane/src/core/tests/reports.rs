@@ -71,3 +71,25 @@ fn feedback_is_decrypted_and_counted_and_bad_srtcp_is_dropped() {
     rig.datagram(v.addr, &out[..m]);
     assert_eq!(rig.core.counters().srtcp_failed, 1);
 }
+
+#[test]
+fn a_round_of_reports_still_going_out_is_not_started_again() {
+    // The shell sends a slice of batches per input: with one batch per
+    // turn a round to 100 viewers (16 per batch) lasts longer than the
+    // 200 ms between rounds of young viewers.
+    let mut rig = Rig::new("");
+    let _p = publish(&mut rig, 1, "live", "s", 0);
+    let mut viewers: Vec<Viewer> = (1..=100).map(|n| Viewer::join(&mut rig, n, "live", "s")).collect();
+    rig.slice = Some(1);
+    rig.advance(Duration::from_secs(3));
+    rig.slice = None;
+    rig.drain();
+    for v in &mut viewers {
+        v.recv(&rig);
+        let times: Vec<Instant> = v.srs.iter().map(|s| s.0).collect();
+        assert!(times.len() >= 2, "viewer {}: {} reports in 3 s", v.session, times.len());
+        for w in times.windows(2) {
+            assert!(w[1] - w[0] >= ms(100), "viewer {}: two reports {:?} apart", v.session, w[1] - w[0]);
+        }
+    }
+}
