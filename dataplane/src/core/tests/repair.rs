@@ -295,7 +295,7 @@ fn a_lossy_viewer_gets_its_last_rtt_of_video_again_ahead_of_a_keyframe() {
     clean.recv(&rig);
     let (mark, clean_mark) = (v.rtp.len(), clean.rtp.len());
     // The keyframe at t = 548: the guard covers what went out since
-    // 548 - (RTT + 150 ms) = 298 (frames 9..=15, at 317 ... 515) and what
+    // 548 - (RTT + 50 ms) = 398 (frames 12..=15, at 416 ... 515) and what
     // was resent since 548 - (RTT + 100 + 150 ms) = 198: frame 5's packet
     // (at 284) and frame 15's (at 535, within the RTT: sent anyway), each a
     // second resend, in two copies. The resend at t = 20 is too old.
@@ -309,15 +309,15 @@ fn a_lossy_viewer_gets_its_last_rtt_of_video_again_ahead_of_a_keyframe() {
     let mut fills: Vec<u8> = new[..key_at].iter().map(|r| r.payload[2]).collect();
     fills.sort();
     let mut want = vec![5, 5];
-    for f in 9..=14 {
+    for f in 12..=14 {
         want.extend([f; 3]);
     }
     want.extend([15; 4]);
     assert_eq!(fills, want);
     assert!(clean.rtp[clean_mark..].iter().all(|r| r.rtx.is_none()), "a viewer without loss gets nothing extra");
     let s = stats(&rig, &v);
-    assert_eq!(s.keyframe_guard, 24);
-    assert_eq!(rig.core.counters().keyframe_guard, 24);
+    assert_eq!(s.keyframe_guard, 15);
+    assert_eq!(rig.core.counters().keyframe_guard, 15);
     // Ten quiet seconds later the viewer is not lossy any more.
     rig.advance(ms(10_000));
     p.video(&mut rig, 10_561, frame(false, 2_500, 1));
@@ -326,7 +326,7 @@ fn a_lossy_viewer_gets_its_last_rtt_of_video_again_ahead_of_a_keyframe() {
     let mark = v.rtp.len();
     v.recv(&rig);
     assert!(v.rtp[mark..].iter().all(|r| r.rtx.is_none()), "no guard after the quiet period");
-    assert_eq!(stats(&rig, &v).keyframe_guard, 24);
+    assert_eq!(stats(&rig, &v).keyframe_guard, 15);
 }
 
 #[test]
