@@ -173,8 +173,7 @@ fn run(down: &str, up: &str, webrtc_toml: &str, seconds: f64) -> Result<Measured
         e if e > 0.0 => e,
         _ => t0.elapsed().as_secs_f64(),
     };
-    let api: Value = serde_json::from_str(&ureq::get(&format!("{}/api/v1/streams", rig::HTTP)).call()?.into_string()?)?;
-    let server_resent = api["shards"].as_array().map_or(0, |a| a.iter().map(|s| s["counters"]["resent"].as_u64().unwrap_or(0)).sum());
+    let server_resent = rig.shard_counter("resent")?;
     let sessions: Value = serde_json::from_str(&ureq::get(&format!("{}/api/v1/sessions", rig::HTTP)).call()?.into_string()?)?;
     println!("server sessions: {sessions}");
 

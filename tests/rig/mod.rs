@@ -111,6 +111,14 @@ impl Rig {
         Ok(serde_json::from_str(&body)?)
     }
 
+    /// Shard counter `key` (`shards[].counters`), summed over the shards
+    /// (shards report every second: wait for the last report first).
+    pub fn shard_counter(&self, key: &str) -> Result<u64> {
+        let api = self.api()?;
+        let shards = api["shards"].as_array().context("no shards in /api/v1/streams")?;
+        shards.iter().map(|s| s["counters"][key].as_u64().with_context(|| format!("no counter {key}"))).sum()
+    }
+
     pub fn stream(&self, app: &str, stream: &str) -> Result<Option<Value>> {
         let api = self.api()?;
         Ok(api["streams"]

@@ -5,8 +5,9 @@
 //!
 //! A [`FanOut`] is one delivery (a frame, or one or two Opus packets) on
 //! its way to every viewer of a stream. It runs inside `Core::poll_transmit`
-//! until the batch is full, and resumes where it stopped (viewer and packet)
-//! once the shell has sent the batch.
+//! until the batch is full or its turn is over ([`TURN_PACKETS`]), and
+//! resumes where it stopped (viewer and packet) once the shell has sent the
+//! batch or the other streams' deliveries have had their turn.
 
 use super::session::{Media, Session, RTP_HEADER_MAX};
 use super::stream::{Kind, SHARED_AUDIO_PT};

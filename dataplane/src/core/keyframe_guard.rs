@@ -22,7 +22,7 @@
 use super::repair::{Resend, RETRY_ALLOWANCE};
 use super::stream::Kind;
 use super::streams::StreamId;
-use super::transmit::Work;
+use super::transmit::queue_resends;
 use super::Core;
 use std::time::{Duration, Instant};
 
@@ -87,12 +87,7 @@ impl Core {
                 }
             }
             if queued {
-                if self.resend.is_empty() {
-                    self.work.push_back(Work::Resends { now, next: 0 });
-                }
-                if !self.resend.contains(&idx) {
-                    self.resend.push(idx);
-                }
+                queue_resends(&mut self.resend, &mut self.work, idx, now);
             }
         }
     }

@@ -5,7 +5,7 @@
 
 use super::repair::{Refusal, Resend};
 use super::stream::Kind;
-use super::transmit::Work;
+use super::transmit::{queue_resends, Work};
 use super::Core;
 use rts_rtp::rtcp::{ReportBlock, RtcpPacket};
 use std::net::SocketAddrV4;
@@ -114,12 +114,7 @@ impl Core {
             }
         }
         if queued {
-            if self.resend.is_empty() {
-                self.work.push_back(Work::Resends { now, next: 0 });
-            }
-            if !self.resend.contains(&idx) {
-                self.resend.push(idx);
-            }
+            queue_resends(&mut self.resend, &mut self.work, idx, now);
         }
         if exhausted {
             // Resends did not get through: a fresh keyframe now beats

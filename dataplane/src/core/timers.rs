@@ -55,7 +55,9 @@ impl Core {
         while let Some(m) = self.relay_retry.pop_front() {
             self.relay_out.push_back(m);
         }
-        // One step at a time: a step still going out walks `catchup`.
+        // One step queued at a time: while one is still going out (the
+        // shell sends in slices) the budget accrues for the next, so the
+        // pace holds and steps do not pile up in the work queue.
         if !self.catchup.is_empty() && now >= self.last_catchup + CATCHUP_STEP && !self.work_queued(|w| matches!(w, Work::Catchup { .. })) {
             self.queue_catchup(now);
         }

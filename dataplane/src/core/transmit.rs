@@ -39,6 +39,20 @@ pub(super) enum Work {
     Resends { now: Instant, next: usize },
 }
 
+/// Puts viewer `idx`, whose repair queue was just filled, on the resend
+/// list `resend`, queueing a round of resends when none is under way (a
+/// round walks the list to its end, so a viewer added later is served).
+/// A function of the two fields, not a `Core` method, so callers can hold
+/// a stream and a session while they queue.
+pub(super) fn queue_resends(resend: &mut Vec<usize>, work: &mut VecDeque<Work>, idx: usize, now: Instant) {
+    if resend.is_empty() {
+        work.push_back(Work::Resends { now, next: 0 });
+    }
+    if !resend.contains(&idx) {
+        resend.push(idx);
+    }
+}
+
 /// A list walker's result (true: done) as a delivery's step.
 fn step(done: bool) -> Step {
     if done {

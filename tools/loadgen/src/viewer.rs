@@ -100,9 +100,8 @@ struct Verify {
     red: RedAudio,
     stalls: StallDetector,
     jitter: FrameJitter,
-    first_frame: bool,
-    /// When the first frame completed: latency samples start
-    /// [`LATENCY_WARMUP`] later.
+    /// When the first frame completed (None: not yet); latency samples
+    /// start [`LATENCY_WARMUP`] later.
     first_frame_at: Option<Instant>,
     /// The last packet released ended a frame.
     last_marker: bool,
@@ -643,7 +642,6 @@ impl Viewer {
                 red: RedAudio::default(),
                 stalls: StallDetector::new(STALL_THRESHOLD),
                 jitter: FrameJitter::default(),
-                first_frame: false,
                 first_frame_at: None,
                 last_marker: true,
                 restart_at: None,
@@ -814,8 +812,7 @@ impl Viewer {
                 if let Some(j) = v.jitter.on_frame(now, f.timestamp, VIDEO_CLOCK) {
                     self.tally.jitter_ms.push(j);
                 }
-                if !v.first_frame {
-                    v.first_frame = true;
+                if v.first_frame_at.is_none() {
                     v.first_frame_at = Some(now);
                     if let Some(at) = self.connected_at {
                         self.tally.first_frame_ms.push(ms(now.saturating_duration_since(at)));

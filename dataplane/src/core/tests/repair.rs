@@ -15,6 +15,33 @@ fn lossy(rig: &mut Rig, p: u32, loss: LossFn) -> (Publisher, Viewer) {
     (publisher, v)
 }
 
+/// Viewer 1 plays `live/s` with its start message changed by `start` and
+/// loses the 3rd video packet of the GOP replay: the viewer (taking in
+/// everything again) and that packet's sequence number.
+fn losing_the_third_packet(rig: &mut Rig, start: impl FnOnce(&mut StartMedia<'_>)) -> (Viewer, u16) {
+    let mut v = Viewer::new(1);
+    rig.control(v.add_msg("live", "s", None));
+    v.check(rig);
+    rig.control(v.start_with(start));
+    let video_ssrc = rts_common::ipc::stream_ssrc("live", "s", 0);
+    let lost_seq = std::rc::Rc::new(std::cell::Cell::new(None::<u16>));
+    let l = lost_seq.clone();
+    let mut n = 0;
+    v.loss = Some(Box::new(move |ssrc, seq| {
+        n += u32::from(ssrc == video_ssrc);
+        if ssrc == video_ssrc && n == 3 {
+            l.set(Some(seq));
+            return true;
+        }
+        false
+    }));
+    rig.advance(ms(20));
+    v.recv(rig);
+    v.loss = None;
+    let lost = lost_seq.get().expect("a packet was lost");
+    (v, lost)
+}
+
 fn stats(rig: &Rig, v: &Viewer) -> super::super::repair::RepairStats {
     let idx = rig.core.by_id[&v.session];
     rig.core.sessions[idx].media.as_ref().unwrap().repair.stats
@@ -55,30 +82,8 @@ fn nacked_packets_come_back_as_rtx_with_their_original_sequence_number() {
 fn without_rtx_the_same_packet_is_resent_on_the_media_ssrc() {
     let mut rig = Rig::new("");
     let _p = publish(&mut rig, 1, "live", "s", 1);
-    let mut v = Viewer::new(1);
-    rig.control(v.add_msg("live", "s", None));
-    v.check(&mut rig);
-    rig.control(v.start_with(|m| *m.video_rtx = None));
-    let lost_seq = std::rc::Rc::new(std::cell::Cell::new(None::<u16>));
-    let l = lost_seq.clone();
-    // Lose the 3rd video packet of the GOP replay.
-    let video_ssrc = rts_common::ipc::stream_ssrc("live", "s", 0);
-    let mut n = 0;
-    v.loss = Some(Box::new(move |ssrc, seq| {
-        if ssrc == video_ssrc && n < 3 {
-            n += 1;
-            if n == 3 {
-                l.set(Some(seq));
-                return true;
-            }
-        }
-        false
-    }));
-    rig.advance(ms(20));
-    v.recv(&rig);
-    let lost = lost_seq.get().expect("a packet was lost");
+    let (mut v, lost) = losing_the_third_packet(&mut rig, |m| *m.video_rtx = None);
     let ssrc = v.video()[0].ssrc;
-    v.loss = None;
     v.nack(&mut rig, ssrc, &[lost]);
     v.recv(&rig);
     let video = v.video();
@@ -95,29 +100,10 @@ fn without_rtx_a_viewer_with_playout_delay_gets_its_original_bytes_again() {
     // reused for other bytes.
     let mut rig = Rig::new("");
     let mut p = publish(&mut rig, 1, "live", "s", 1);
-    let mut v = Viewer::new(1);
-    rig.control(v.add_msg("live", "s", None));
-    v.check(&mut rig);
-    rig.control(v.start_with(|m| {
+    let (mut v, lost) = losing_the_third_packet(&mut rig, |m| {
         *m.video_rtx = None;
         *m.video_playout_delay_id = Some(5);
-    }));
-    let video_ssrc = rts_common::ipc::stream_ssrc("live", "s", 0);
-    let lost_seq = std::rc::Rc::new(std::cell::Cell::new(None::<u16>));
-    let l = lost_seq.clone();
-    let mut n = 0;
-    v.loss = Some(Box::new(move |ssrc, seq| {
-        n += u32::from(ssrc == video_ssrc);
-        if ssrc == video_ssrc && n == 3 {
-            l.set(Some(seq));
-            return true;
-        }
-        false
-    }));
-    rig.advance(ms(20));
-    v.recv(&rig);
-    let lost = lost_seq.get().expect("a packet was lost");
-    v.loss = None;
+    });
     let ssrc = v.video()[0].ssrc;
     v.nack(&mut rig, ssrc, &[lost]);
     p.video(&mut rig, 100, frame(false, 3000, 9));

@@ -10,15 +10,21 @@ fn fu_packets(len: usize) -> usize {
     (len - 1).div_ceil(1_200 - 12 - 2)
 }
 
+/// Viewers `ids` join `live/{stream}` and take in its GOP-cache replay.
+fn watching(rig: &mut Rig, ids: std::ops::RangeInclusive<u16>, stream: &str) -> Vec<Viewer> {
+    let mut viewers: Vec<Viewer> = ids.map(|n| Viewer::join(rig, n, "live", stream)).collect();
+    rig.advance(ms(100));
+    for v in &mut viewers {
+        v.recv(rig);
+    }
+    viewers
+}
+
 #[test]
 fn a_keyframe_to_many_viewers_spans_batches_without_loss_or_repeat() {
     let mut rig = Rig::new("");
     let mut p = publish(&mut rig, 1, "live", "s", 0);
-    let mut viewers: Vec<Viewer> = (1..=100).map(|n| Viewer::join(&mut rig, n, "live", "s")).collect();
-    rig.advance(ms(100));
-    for v in &mut viewers {
-        v.recv(&rig);
-    }
+    let mut viewers = watching(&mut rig, 1..=100, "s");
     rig.batches.clear();
     // A 40 KB keyframe and a P-frame to 100 viewers.
     let per_viewer = 1 + fu_packets(40_000) + fu_packets(2_500);
@@ -122,12 +128,8 @@ fn another_streams_frame_does_not_wait_for_a_whole_keyframe() {
     let mut rig = Rig::new("");
     let mut a = publish(&mut rig, 1, "live", "a", 0);
     let mut b = publish(&mut rig, 2, "live", "b", 0);
-    let mut on_a: Vec<Viewer> = (1..=100).map(|n| Viewer::join(&mut rig, n, "live", "a")).collect();
-    let mut on_b: Vec<Viewer> = (101..=200).map(|n| Viewer::join(&mut rig, n, "live", "b")).collect();
-    rig.advance(ms(100));
-    for v in on_a.iter_mut().chain(on_b.iter_mut()) {
-        v.recv(&rig);
-    }
+    let mut on_a = watching(&mut rig, 1..=100, "a");
+    let mut on_b = watching(&mut rig, 101..=200, "b");
     let from = rig.sent.len();
     // As the shell does: a slice of batches after each input. A's 40 KB
     // keyframe (~3,500 packets to its 100 viewers) comes first, then B's
@@ -162,14 +164,10 @@ fn another_streams_frame_does_not_wait_for_a_whole_keyframe() {
 fn viewers_leaving_and_joining_mid_delivery_change_nobody_elses_share() {
     let mut rig = Rig::new("");
     let mut p = publish(&mut rig, 1, "live", "s", 0);
-    let mut viewers: Vec<Viewer> = (1..=100).map(|n| Viewer::join(&mut rig, n, "live", "s")).collect();
-    rig.advance(ms(100));
-    for v in &mut viewers {
-        v.recv(&rig);
-        v.rtp.clear();
-    }
+    let mut viewers = watching(&mut rig, 1..=100, "s");
     rig.sent.clear();
     for v in &mut viewers {
+        v.rtp.clear();
         v.reset_seen();
     }
     let per_viewer = 1 + fu_packets(40_000);
