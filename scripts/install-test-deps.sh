@@ -28,11 +28,14 @@ install_aiortc() {
         return 0
     fi
     echo "install-test-deps: installing aiortc (pip)"
-    # Not fatal: without aiortc, tests/loadgen_interop.rs says why and skips.
-    if python3 -m pip install --quiet aiortc; then
+    # The interop tests (tests/loadgen_interop.rs, tests/whep_aiortc_client.rs)
+    # fail without it, so a failed install stops here. Debian marks its Python
+    # externally managed (PEP 668): then install beside it.
+    if python3 -m pip install --quiet aiortc || python3 -m pip install --quiet --break-system-packages aiortc; then
         echo "install-test-deps: installed aiortc"
     else
-        echo "install-test-deps: pip install aiortc failed; the aiortc interop test will be skipped" >&2
+        echo "install-test-deps: pip install aiortc failed; the aiortc interop tests need it" >&2
+        exit 1
     fi
 }
 

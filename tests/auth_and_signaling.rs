@@ -28,10 +28,47 @@ fn auth_key_of(url: &str) -> String {
     url.split("auth_key=").nth(1).unwrap_or_default().to_string()
 }
 
-/// A token whose timestamp is far older than validity_s.
-fn expired_key(path: &str, key: &str) -> String {
-    let ts = rts_common::config::unix_now() - 7200;
-    rts_common::auth::sign_path(path, key, ts, "0123456789abcdef", "0")
+/// MD5 hex of `text` from coreutils `md5sum`: an implementation that shares
+/// nothing with the server's.
+fn md5sum(text: &str) -> Result<String> {
+    use std::io::Write;
+    let mut child = std::process::Command::new("md5sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("run md5sum")?;
+    child.stdin.take().context("md5sum stdin")?.write_all(text.as_bytes())?;
+    let out = child.wait_with_output()?;
+    anyhow::ensure!(out.status.success(), "md5sum failed");
+    let hex = String::from_utf8(out.stdout)?.split_whitespace().next().unwrap_or_default().to_string();
+    anyhow::ensure!(hex.len() == 32, "md5sum printed {hex:?}");
+    Ok(hex)
+}
+
+/// An `auth_key` built from the documented recipe (README, DESIGN.md §3:
+/// `{timestamp}-{rand}-{uid}-md5("{path}-{timestamp}-{rand}-{uid}-{key}")`)
+/// with `md5sum`, not with the server's `sign_path` or `rts sign`.
+fn independent_key(path: &str, key: &str, ts: u64) -> Result<String> {
+    let (rand, uid) = ("0123456789abcdef", "0");
+    let md5 = md5sum(&format!("{path}-{ts}-{rand}-{uid}-{key}"))?;
+    Ok(format!("{ts}-{rand}-{uid}-{md5}"))
+}
+
+/// A token whose timestamp is far older than validity_s (correctly signed,
+/// so the server must say `expired`, not `bad_signature`).
+fn expired_key(path: &str, key: &str) -> Result<String> {
+    independent_key(path, key, rts_common::config::unix_now() - 7200)
+}
+
+/// `rts sign`'s token for `path` must be the documented recipe: recompute
+/// its md5 from its own fields with `md5sum`.
+fn assert_cli_token_matches_recipe(token: &str, path: &str, key: &str) -> Result<()> {
+    let mut f = token.split('-');
+    let (Some(ts), Some(rand), Some(uid), Some(md5), None) = (f.next(), f.next(), f.next(), f.next(), f.next()) else {
+        anyhow::bail!("rts sign printed a malformed token {token:?}");
+    };
+    assert_eq!(md5, md5sum(&format!("{path}-{ts}-{rand}-{uid}-{key}"))?, "rts sign's md5 for {path} in {token}");
+    Ok(())
 }
 
 /// (status, body) for any response, 4xx/5xx included.
@@ -58,7 +95,7 @@ fn signed_urls_gate_publish_and_play() -> Result<()> {
     for (what, url, expect) in [
         ("unsigned", format!("{RTMP}/live/a"), "missing"),
         ("wrong key", sign(&format!("{RTMP}/live/a"), "not-the-key")?, "bad_signature"),
-        ("expired", format!("{RTMP}/live/a?auth_key={}", expired_key("/live/a", INGEST_KEY)), "expired"),
+        ("expired", format!("{RTMP}/live/a?auth_key={}", expired_key("/live/a", INGEST_KEY)?), "expired"),
     ] {
         let from = rig.servers[0].logs().len();
         let mut p = common::Publisher::start(&url, &common::PublishOpts { audio: false, ..Default::default() })?;
@@ -68,17 +105,20 @@ fn signed_urls_gate_publish_and_play() -> Result<()> {
         assert!(!status.success(), "{what}: ffmpeg must fail when the publish is refused");
     }
 
-    // --- A signed publish goes live.
+    // --- A publish signed outside rts (md5sum, the documented recipe) goes live.
+    let ingest = independent_key("/live/a", INGEST_KEY, rts_common::config::unix_now())?;
     let _publisher = common::Publisher::start(
-        &sign(&format!("{RTMP}/live/a"), INGEST_KEY)?,
+        &format!("{RTMP}/live/a?auth_key={ingest}"),
         &common::PublishOpts { audio: false, ..Default::default() },
     )?;
     rig.wait_live("live", "a", Duration::from_secs(20))?;
 
     // --- Play: unsigned / wrong / expired -> 403 with a JSON reason, on every shape.
-    let good = auth_key_of(&sign(&format!("{HTTP}/live/a"), PLAY_KEY)?);
+    let signed = auth_key_of(&sign(&format!("{HTTP}/live/a"), PLAY_KEY)?);
+    assert_cli_token_matches_recipe(&signed, "/live/a", PLAY_KEY)?;
+    let good = independent_key("/live/a", PLAY_KEY, rts_common::config::unix_now())?;
     let wrong = auth_key_of(&sign(&format!("{HTTP}/live/a"), "nope")?);
-    let expired = expired_key("/live/a", PLAY_KEY);
+    let expired = expired_key("/live/a", PLAY_KEY)?;
     for (key, expect) in [(None, "missing"), (Some(&wrong), "bad_signature"), (Some(&expired), "expired")] {
         let q = key.map(|k| format!("?auth_key={k}")).unwrap_or_default();
         let (st, body, _) = post(&format!("{HTTP}/whep/live/a{q}"), "application/sdp", OFFER)?;
@@ -94,7 +134,12 @@ fn signed_urls_gate_publish_and_play() -> Result<()> {
     let metrics = ureq::get(&format!("{HTTP}/metrics")).call()?.into_string()?;
     assert!(metrics.contains("rts_auth_failures_total{kind=\"play\",reason=\"expired\"} 3"), "{metrics}");
 
-    // --- A browser plays the signed stream through the RTS signaling shape.
+    // --- `rts sign`'s token opens a WHEP session...
+    let (st, body, loc) = post(&format!("{HTTP}/whep/live/a?auth_key={signed}"), "application/sdp", OFFER)?;
+    assert_eq!(st, 201, "WHEP with rts sign's token: {body}");
+    ureq::delete(&format!("{HTTP}{}", loc.context("Location header")?)).call()?;
+    // ...and a browser plays with the independently signed one through the
+    // RTS signaling shape.
     let _viewer = rig.play("live", "a", &format!("signaling=rts&auth_key={good}"), 60)?;
     Ok(())
 }

@@ -34,6 +34,19 @@ fn play_av(rig: &Rig, path: &str) -> Result<(common::Chromium, Value)> {
     Ok((c, s2))
 }
 
+/// Bounds on the delay the transcoders add (README "Media compatibility"):
+/// AAC→Opus buffers about one Opus frame plus resampling (~30 ms measured);
+/// the B-frame re-encode holds the decoder's reorder depth (3 B-frames at
+/// 30 fps: ~60 ms measured). Twice that, for a loaded 2-core CI machine.
+const AAC_TO_OPUS_P50_MAX_US: u64 = 80_000;
+const REENCODE_P50_MAX_US: u64 = 150_000;
+
+/// A stream stat (µs) is measured (> 0) and within `max`.
+fn assert_delay(st: &Value, key: &str, max: u64) {
+    let v = st[key].as_u64().unwrap_or(0);
+    assert!(v > 0 && v <= max, "{key} = {v} us, want 0 < it <= {max}: {st}");
+}
+
 fn stream_stats(rig: &Rig, app: &str, stream: &str) -> Result<Value> {
     Ok(rig.stream(app, stream)?.map(|s| s["stats"].clone()).unwrap_or_default())
 }
@@ -47,6 +60,7 @@ fn baseline_with_aac_48k_plays_audio_and_video() -> Result<()> {
     let st = stream_stats(&rig, "live", "aac48")?;
     println!("AAC->Opus added delay: p50 {} us, p99 {} us", st["audio_transcode_us_p50"], st["audio_transcode_us_p99"]);
     assert_eq!(st["b_frames"], false);
+    assert_delay(&st, "audio_transcode_us_p50", AAC_TO_OPUS_P50_MAX_US);
     Ok(())
 }
 
@@ -64,6 +78,107 @@ fn high_profile_b_frames_with_aac_44k_is_reencoded() -> Result<()> {
     );
     assert_eq!(st["b_frames"], true, "B-frames detected: {st}");
     assert!(rig.logs().contains("transcoder started"), "{}", rig.logs());
+    assert_delay(&st, "audio_transcode_us_p50", AAC_TO_OPUS_P50_MAX_US);
+    assert_delay(&st, "video_transcode_us_p50", REENCODE_P50_MAX_US);
+    Ok(())
+}
+
+/// Frame rate a viewer of a re-encoded stream gets over its first 10 s
+/// (from DTLS connected): the re-encoder starts with the first viewer, on the
+/// publisher's GOP so far, so the viewer neither waits for the publisher's
+/// next keyframe (a 3 s GOP here) nor starts thin.
+#[test]
+fn reencoded_stream_starts_at_full_frame_rate() -> Result<()> {
+    let rig = Rig::start(Mode::Serve, "")?;
+    let opts = PublishOpts { profile: "high".into(), bframes: Some(3), gop: 90, ..Default::default() };
+    let _p = Publisher::start(&format!("{RTMP}/live/bfstart"), &opts)?;
+    rig.wait_live("live", "bfstart", Duration::from_secs(20))?;
+    // Into the second GOP: the cache holds frames, the next keyframe is up to 3 s away.
+    std::thread::sleep(Duration::from_millis(3500));
+    let mut c = common::Chromium::launch()?;
+    c.navigate(&format!("{}/play/live/bfstart", rig::HTTP))?;
+    c.wait_for("window.rts && (await window.rts.stats()).connectionState === 'connected'", Duration::from_secs(20))
+        .with_context(|| format!("no DTLS; server logs:\n{}", rig.logs()))?;
+    let connected = std::time::Instant::now();
+    std::thread::sleep(Duration::from_secs(10).saturating_sub(connected.elapsed()));
+    let s = stats(&mut c)?;
+    let frames = s["framesDecoded"].as_u64().unwrap_or(0);
+    let first_ms = s["firstFrameMs"].as_f64().unwrap_or(f64::NAN);
+    // The source is 30 fps: 300 frames in 10 s.
+    let started = rig.logs().lines().find(|l| l.contains("transcoder started")).map(str::to_owned).unwrap_or_default();
+    println!("re-encoded stream: {frames} frames decoded in the first 10 s (source: 300; {} received), first frame after {first_ms:.0} ms; {started}", s["framesReceived"]);
+    assert!(frames >= 285, "{frames} frames in the first 10 s, want >= 95 % of the source's 300; logs:\n{}", rig.logs());
+    assert!(first_ms < 1000.0, "first frame after {first_ms} ms");
+    Ok(())
+}
+
+/// `[transcode] keep_warm`: the transcoder runs while the stream is
+/// published, before any viewer, and a viewer starts from its GOP cache.
+#[test]
+fn keep_warm_transcodes_before_the_first_viewer() -> Result<()> {
+    let mut rig = Rig::start(Mode::Serve, "[transcode]\nkeep_warm = true\n")?;
+    let opts = PublishOpts { profile: "high".into(), bframes: Some(3), ..Default::default() };
+    let _p = Publisher::start(&format!("{RTMP}/live/warm"), &opts)?;
+    rig.wait_live("live", "warm", Duration::from_secs(20))?;
+    rig.server().wait_for_log("transcoder started", Duration::from_secs(10))?;
+    assert!(!rig.logs().contains("viewer playing"), "no viewer yet");
+    std::thread::sleep(Duration::from_secs(1));
+    let _c = rig.play("live", "warm", "", 30)?;
+    // Started before the viewer (audio first, then with the re-encode once
+    // B-frames showed), and the viewer did not restart it.
+    let logs = strip_ansi(&rig.logs());
+    let started = logs.rfind("transcoder started stream=live/warm aac_to_opus=true reencode_b_frames=true");
+    let playing = logs.find("viewer playing");
+    assert!(started.is_some() && playing.is_some() && started < playing, "{logs}");
+    Ok(())
+}
+
+/// Log text without its colour codes (ESC [ ... m).
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A publisher's SEI user data (live-commerce cues, latency stamps) reaches
+/// viewers of the re-encoded stream on the frame it came with: ffmpeg's
+/// h264_metadata puts a user_data_unregistered SEI on every keyframe (1 s).
+#[test]
+fn reencoded_stream_carries_the_publishers_sei() -> Result<()> {
+    let rig = Rig::start(Mode::Serve, "")?;
+    let opts = PublishOpts {
+        profile: "high".into(),
+        bframes: Some(3),
+        gop: 30,
+        audio: false,
+        extra_args: vec!["-bsf:v".into(), "h264_metadata=sei_user_data=086f3693-b7b3-4f2c-9653-21492feee5b8+rts-product-card".into()],
+        ..Default::default()
+    };
+    let _p = Publisher::start(&format!("{RTMP}/live/bfsei"), &opts)?;
+    rig.wait_live("live", "bfsei", Duration::from_secs(20))?;
+    let mut o = rts_loadgen::Options::new(&format!("{}/whep/live/bfsei", rig::HTTP));
+    o.viewers = 1;
+    o.verify_share = 1.0;
+    o.duration = 6.0;
+    o.quiet = true;
+    let r = rts_loadgen::run(&o)?;
+    println!("{}", r.summary_table());
+    assert!(r.frames_decoded >= 90, "{} frames", r.frames_decoded);
+    // About one cue a second (the keyframes); at least 4 in 6 s.
+    assert!(r.frames_with_user_data >= 4, "{} frames carried SEI user data in {} frames; logs:\n{}", r.frames_with_user_data, r.frames_decoded, rig.logs());
+    let st = stream_stats(&rig, "live", "bfsei")?;
+    assert_eq!(st["b_frames"], true, "{st}");
     Ok(())
 }
 

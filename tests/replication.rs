@@ -21,9 +21,11 @@ fn viewers_on_both_shards_play_one_stream() -> Result<()> {
     let _publisher = rig.publish("live/r")?;
     rig.wait_live("live", "r", Duration::from_secs(20))?;
     let mut a = rig.play("live", "r", "", 60)?;
-    // Let the first viewer show up in the shard stats before placing the next.
+    // Let the first viewer show up in the shard stats before placing the next
+    // (placement reads them); if it never does, that is a failure too.
     let end = Instant::now() + Duration::from_secs(5);
-    while viewers_per_shard(&rig)?.iter().sum::<u64>() < 1 && Instant::now() < end {
+    while viewers_per_shard(&rig)?.iter().sum::<u64>() < 1 {
+        assert!(Instant::now() < end, "the first viewer is not in the shard stats after 5 s: {:?}", viewers_per_shard(&rig)?);
         std::thread::sleep(Duration::from_millis(100));
     }
     let mut b = rig.play("live", "r", "", 60)?;

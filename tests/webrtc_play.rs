@@ -4,11 +4,27 @@
 mod common;
 mod rig;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use rig::{frames_decoded, Mode, Rig, HTTP};
 use std::time::Duration;
 
-/// WHEP: ≥ 60 frames decoded, and the server-side latency figure is logged.
+/// Server-added delay (RTMP frame in -> last viewer packet out) must stay
+/// under these. The targets (DESIGN.md §4) are < 1 ms p99 idle and, for a
+/// loaded shard, p99 <= one frame interval; this is a debug build sharing two
+/// cores with x264 and Chromium (decision 001 measured p50 ~0.5 ms, p99 ~7 ms
+/// there, the keyframe burst), so the median gets 2x the idle target and the
+/// p99 one frame interval at 30 fps.
+const MAX_LATENCY_P50_US: u64 = 2_000;
+const MAX_LATENCY_P99_US: u64 = 33_333;
+/// First decoded frame after DTLS connected: DESIGN.md §4's target is
+/// < 150 ms with the GOP cache (typically 1-20 ms here, up to ~230 ms with
+/// the 2-core box at load 8); 400 ms for a busy CI VM. Waiting for the next
+/// keyframe instead would take up to the 2 s GOP (tests/first_frame.rs
+/// compares the two over several loads).
+const MAX_FIRST_FRAME_MS: f64 = 400.0;
+
+/// WHEP: ≥ 60 frames decoded, the server-added latency and the first frame
+/// time within their bounds.
 #[test]
 fn whep_plays_rtmp_stream_and_reports_latency() -> Result<()> {
     let rig = Rig::start(Mode::Serve, "")?;
@@ -19,21 +35,23 @@ fn whep_plays_rtmp_stream_and_reports_latency() -> Result<()> {
     assert!(frames >= 60, "framesDecoded = {frames}");
 
     // Server-added latency (RTMP frame in -> last viewer packet out), as the
-    // shard measured it; stats reach control once a second.
+    // shard measured it; stats reach control once a second. Enough frames for
+    // a p99 to mean something.
     let end = std::time::Instant::now() + Duration::from_secs(10);
     let stats = loop {
         let s = rig.stream("live", "s")?.unwrap_or_default();
-        if s["stats"]["latency_samples"].as_u64().unwrap_or(0) > 0 {
+        if s["stats"]["latency_samples"].as_u64().unwrap_or(0) >= 30 {
             break s["stats"].clone();
         }
-        assert!(std::time::Instant::now() < end, "no latency samples reported: {s}");
+        assert!(std::time::Instant::now() < end, "fewer than 30 latency samples reported: {s}");
         std::thread::sleep(Duration::from_millis(100));
     };
-    let p50 = stats["latency_us_p50"].as_u64().unwrap_or(0);
-    let p99 = stats["latency_us_p99"].as_u64().unwrap_or(0);
-    let max = stats["latency_us_max"].as_u64().unwrap_or(0);
+    let us = |k: &str| stats[k].as_u64().with_context(|| format!("{k} missing: {stats}"));
+    let (p50, p99, max) = (us("latency_us_p50")?, us("latency_us_p99")?, us("latency_us_max")?);
     println!("server-added latency (RTMP frame in -> last SRTP packet out): p50 {p50} us, p99 {p99} us, max {max} us over {} frames", stats["latency_samples"]);
-    assert!(p50 <= p99 && p99 <= max);
+    assert!(p50 > 0, "a zero median means nothing was measured: {stats}");
+    assert!(p50 <= MAX_LATENCY_P50_US, "server-added latency p50 {p50} us > {MAX_LATENCY_P50_US} us: {stats}");
+    assert!(p99 <= MAX_LATENCY_P99_US, "server-added latency p99 {p99} us > {MAX_LATENCY_P99_US} us: {stats}");
     assert_eq!(stats["viewers"], 1);
     assert!(stats["bytes_out"].as_u64().unwrap_or(0) > 0, "per-stream traffic is counted: {stats}");
     // Default: the shards' fds are io_uring fixed files.
@@ -45,7 +63,9 @@ fn whep_plays_rtmp_stream_and_reports_latency() -> Result<()> {
     }
 
     let first_frame = chrome.eval("(async () => (await window.rts.stats()).firstFrameMs)()")?;
-    println!("first frame after DTLS connected: {first_frame} ms");
+    let first_frame = first_frame.as_f64().with_context(|| format!("firstFrameMs is {first_frame}"))?;
+    println!("first frame after DTLS connected: {first_frame:.1} ms");
+    assert!(first_frame < MAX_FIRST_FRAME_MS, "first frame {first_frame:.1} ms after DTLS connected, bound {MAX_FIRST_FRAME_MS} ms");
 
     // The player's stop() closes the peer connection: DTLS close_notify
     // ends the session on the shard (the RTS teardown).

@@ -37,11 +37,17 @@ pub struct TranscodeConfig {
     pub opus_loss_hint_pct: u8,
     /// False: no in-band FEC whatever the hint.
     pub opus_fec: bool,
+    /// True: a stream's transcoder (AAC→Opus, B-frame re-encode) runs while
+    /// it is published, not only while WebRTC viewers need it, so a first
+    /// viewer starts from a re-encoded GOP at once (CPU for every such
+    /// stream, watched or not). False: it starts with the first viewer, on
+    /// the publisher's GOP so far.
+    pub keep_warm: bool,
 }
 
 impl Default for TranscodeConfig {
     fn default() -> Self {
-        Self { opus_loss_hint_pct: 0, opus_fec: true }
+        Self { opus_loss_hint_pct: 0, opus_fec: true, keep_warm: false }
     }
 }
 

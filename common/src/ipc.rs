@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 
 /// Bumped on any incompatible change to the enums below.
-pub const IPC_VERSION: u32 = 7;
+pub const IPC_VERSION: u32 = 8;
 
 /// Session ids carry their shard in the top 16 bits, so any control
 /// instance (including one restarted after a crash) can route a DELETE to
@@ -88,6 +88,12 @@ pub enum ControlToShard {
     /// and its sessions (`SessionList`), so control can reconcile (after a
     /// restart, and periodically).
     Snapshot,
+    /// ICE restart (a WHEP PATCH with new ICE credentials, RFC 9725 §4.3.5):
+    /// from now on the shard answers checks for `local_ufrag` / `local_pwd`
+    /// and no longer for the old ones. The selected address, DTLS and media
+    /// stay until a check nominates another address. Answered with
+    /// `IceRestarted`.
+    IceRestart { session: u64, local_ufrag: String, local_pwd: String, remote_ufrag: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,6 +118,9 @@ pub enum ShardToControl {
     /// The shard's sessions, answering the `Snapshot` request `snapshot`, in
     /// chunks of up to [`SESSIONS_PER_MESSAGE`]; `last` marks the final one.
     SessionList { snapshot: u64, sessions: Vec<SessionEntry>, last: bool },
+    /// Answer to `IceRestart`: `ok` is false when the shard has no such
+    /// session or `local_ufrag` belongs to another one.
+    IceRestarted { session: u64, local_ufrag: String, ok: bool },
 }
 
 /// Sessions per `SessionList` message (at most 11 bytes each encoded).
@@ -367,11 +376,19 @@ mod tests {
             stream: "s".into(),
             home_shard: Some(1),
         };
+        let restart = ControlToShard::IceRestart {
+            session: make_session_id(0, 7),
+            local_ufrag: "efgh".into(),
+            local_pwd: "q".repeat(24),
+            remote_ufrag: "y".into(),
+        };
         let req = |id, msg| encode(&Request { id, msg });
         vec![
             ("add_session", req(1, add)),
             ("start_media", req(2, start)),
             ("snapshot", req(3, ControlToShard::Snapshot)),
+            ("ice_restart", req(4, restart)),
+            ("ice_restarted", encode(&ShardToControl::IceRestarted { session: 9, local_ufrag: "efgh".into(), ok: true })),
             ("dtls_to_peer", req(0, ControlToShard::DtlsToPeer { session: 9, data: vec![22, 254, 253, 0] })),
             ("dtls_from_peer", encode(&ShardToControl::DtlsFromPeer { session: 9, peer: "10.0.0.1:5000".parse().unwrap(), data: vec![22, 254, 253] })),
             ("stream_stats", encode(&ShardToControl::StreamStats(StreamStats { app: "live".into(), stream: "s".into(), viewers: 3, ..Default::default() }))),

@@ -28,6 +28,38 @@ struct CtlSession {
     created: Instant,
     connected: bool,
     peer: Option<SocketAddr>,
+    /// ICE state for WHEP PATCH; `None` for a session adopted from a shard
+    /// after a control restart (its credentials died with that control).
+    ice: Option<SessionIce>,
+}
+
+/// A session's current ICE credentials and entity-tag (RFC 9725 §4.3.1:
+/// one strong tag per ICE session, new with every restart), and what the
+/// server's SDP fragment repeats from the answer.
+#[derive(Debug, Clone)]
+pub struct SessionIce {
+    /// The opaque part of the `ETag` (no quotes).
+    pub etag: String,
+    pub local_ufrag: String,
+    pub local_pwd: String,
+    pub remote_ufrag: String,
+    pub remote_pwd: String,
+    pub fragment: rts_sdp::IceFragment,
+}
+
+/// Why an ICE restart was not applied. The session keeps its current ICE
+/// state (RFC 9725 §4.3.5), except after `Unavailable` for a shard that did
+/// not answer in time (see [`Engine::restart_ice`]).
+#[derive(Debug, thiserror::Error)]
+pub enum RestartError {
+    #[error("no such session")]
+    NoSession,
+    #[error("If-Match does not match the session's current entity-tag")]
+    PreconditionFailed,
+    #[error("this session's ICE state was lost in a control restart; start a new session")]
+    NoIceState,
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// What the answer negotiated, for the shard's `StartMedia`.
@@ -87,6 +119,8 @@ struct Inner {
     assigned: Vec<u64>,
     /// Channel switches waiting for their shard's answer.
     switches: HashMap<u64, std::sync::mpsc::Sender<Result<(), String>>>,
+    /// ICE restarts waiting for their shard's answer, by (session, new local ufrag).
+    restarts: HashMap<(u64, String), std::sync::mpsc::Sender<bool>>,
     /// Latest receiver feedback and repair figures per playing session.
     viewer_stats: HashMap<u64, ViewerStats>,
     /// Requests not acknowledged yet: id -> (shard, sent).
@@ -121,6 +155,10 @@ pub struct Engine {
     links: Vec<Mutex<ShardLink>>,
     next_req: AtomicU64,
     inner: Mutex<Inner>,
+    /// Held while an ICE restart updates control's state and queues its
+    /// message, so restarts reach the shard in the order control applied
+    /// them and the last one wins on both sides.
+    restart_order: Mutex<()>,
     shards: usize,
     stop: AtomicBool,
 }
@@ -132,7 +170,8 @@ pub struct NewSession {
     pub local_ufrag: String,
     pub local_pwd: String,
     pub remote_ufrag: String,
-    pub remote_fingerprint: Option<String>,
+    /// The offer's fingerprints the peer's DTLS certificate must match.
+    pub remote_fingerprint: Option<crate::ice::RemoteFingerprints>,
     pub media: MediaParams,
     pub home_shard: Option<usize>,
 }
@@ -182,6 +221,7 @@ impl Engine {
             links,
             next_req: AtomicU64::new(1),
             inner: Mutex::new(Inner { shard_stats: vec![None; shards], assigned: vec![0; shards], ..Default::default() }),
+            restart_order: Mutex::new(()),
             shards,
             stop: AtomicBool::new(false),
         });
@@ -353,7 +393,7 @@ impl Engine {
         {
             let mut inner = self.state();
             inner.counters.sessions_created += 1;
-            inner.sessions.insert(s.session, CtlSession { add_req: id, created: Instant::now(), connected: false, peer: None });
+            inner.sessions.insert(s.session, CtlSession { add_req: id, created: Instant::now(), connected: false, peer: None, ice: None });
         }
         self.submit(Job::Add {
             session: s.session,
@@ -419,6 +459,74 @@ impl Engine {
             inner.counters.fingerprint_mismatch += 1;
         } else if reason.starts_with("DTLS failed") {
             inner.counters.dtls_failed += 1;
+        }
+    }
+
+    /// Records the ICE state of a session `add_session` registered.
+    pub fn set_ice(&self, session: u64, ice: SessionIce) {
+        if let Some(s) = self.state().sessions.get_mut(&session) {
+            s.ice = Some(ice);
+        }
+    }
+
+    /// `None` when control does not know the session; `Some(None)` when it
+    /// does but has no ICE state for it (adopted after a control restart).
+    pub fn session_ice(&self, session: u64) -> Option<Option<SessionIce>> {
+        self.state().sessions.get(&session).map(|s| s.ice.clone())
+    }
+
+    /// ICE restart (WHEP PATCH, RFC 9725 §4.3.5): when `if_match` holds for
+    /// the session's current entity-tag, gives it new local credentials and
+    /// tag, takes `remote_ufrag` / `remote_pwd` as the viewer's, and waits
+    /// (briefly; call from a blocking context) until its shard accepts
+    /// checks with the new credentials. Returns the new state.
+    ///
+    /// Control's state changes before the shard's (under `restart_order`, so
+    /// overlapping restarts reach the shard in the same order); if the shard
+    /// does not answer in time the restart may still apply there, which the
+    /// viewer sees as failing checks and answers with another restart.
+    pub fn restart_ice(&self, session: u64, if_match: &crate::ice::IfMatch, remote_ufrag: String, remote_pwd: String) -> Result<SessionIce, RestartError> {
+        let shard = ipc::session_shard(session);
+        if shard >= self.shards {
+            return Err(RestartError::NoSession);
+        }
+        let (local_ufrag, local_pwd, etag) = crate::ice::new_ice_session();
+        let key = (session, local_ufrag.clone());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let new = {
+            let _order = self.restart_order.lock().unwrap_or_else(|e| e.into_inner());
+            let (previous, new) = {
+                let mut inner = self.state();
+                let s = inner.sessions.get_mut(&session).ok_or(RestartError::NoSession)?;
+                let current = s.ice.as_ref().map(|i| i.etag.as_str());
+                if !if_match.holds(current) {
+                    return Err(RestartError::PreconditionFailed);
+                }
+                let previous = s.ice.clone().ok_or(RestartError::NoIceState)?;
+                let new = SessionIce { etag, local_ufrag: local_ufrag.clone(), local_pwd: local_pwd.clone(), remote_ufrag: remote_ufrag.clone(), remote_pwd, fragment: previous.fragment.clone() };
+                s.ice = Some(new.clone());
+                inner.restarts.insert(key.clone(), tx);
+                (previous, new)
+            };
+            let msg = ControlToShard::IceRestart { session, local_ufrag, local_pwd, remote_ufrag };
+            if let Err(e) = self.send(shard, msg) {
+                // Not queued: the shard keeps the old credentials, so does control.
+                let mut inner = self.state();
+                inner.restarts.remove(&key);
+                if let Some(s) = inner.sessions.get_mut(&session) {
+                    s.ice = Some(previous);
+                }
+                return Err(RestartError::Unavailable(e.to_string()));
+            }
+            new
+        };
+        let answer = rx.recv_timeout(Duration::from_secs(2));
+        self.state().restarts.remove(&key);
+        match answer {
+            Ok(true) => Ok(new),
+            // The shard no longer has the session (its SessionClosed is on the way).
+            Ok(false) => Err(RestartError::NoSession),
+            Err(_) => Err(RestartError::Unavailable("shard did not answer the ICE restart".into())),
         }
     }
 
@@ -560,6 +668,12 @@ impl Engine {
                     let _ = tx.send(if ok { Ok(()) } else { Err(reason) });
                 }
             }
+            ShardToControl::IceRestarted { session, local_ufrag, ok } => {
+                let inner = self.state();
+                if let Some(tx) = inner.restarts.get(&(session, local_ufrag)) {
+                    let _ = tx.send(ok);
+                }
+            }
             ShardToControl::StreamStarted { app, stream } => {
                 {
                     let mut inner = self.state();
@@ -642,7 +756,7 @@ impl Engine {
                 }
                 if e.media {
                     inner.counters.reconciled_adopted += 1;
-                    inner.sessions.insert(e.session, CtlSession { add_req: 0, created: Instant::now(), connected: true, peer: None });
+                    inner.sessions.insert(e.session, CtlSession { add_req: 0, created: Instant::now(), connected: true, peer: None, ice: None });
                 } else {
                     inner.counters.reconciled_removed += 1;
                     to_remove.push(e.session);

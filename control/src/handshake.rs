@@ -6,6 +6,7 @@
 //! `connected` flag), never during crypto.
 
 use crate::engine::{Engine, MediaParams};
+use crate::ice::RemoteFingerprints;
 use rts_common::ipc::{self, ControlToShard};
 use rts_dtls::{DtlsEndpoint, DtlsEvent};
 use std::collections::HashMap;
@@ -21,7 +22,7 @@ const TIMER_TICK: Duration = Duration::from_millis(10);
 /// Work for the worker that owns `session`.
 pub(crate) enum Job {
     /// A new session: its server endpoint and what to check and hand on.
-    Add { session: u64, dtls: Box<DtlsEndpoint>, fingerprint: Option<String>, media: MediaParams, key: String },
+    Add { session: u64, dtls: Box<DtlsEndpoint>, fingerprint: Option<RemoteFingerprints>, media: MediaParams, key: String },
     /// A DTLS record from the session's peer.
     Datagram { session: u64, peer: SocketAddr, data: Vec<u8> },
     /// The session is gone: drop its endpoint.
@@ -30,7 +31,8 @@ pub(crate) enum Job {
 
 struct Handshake {
     dtls: Box<DtlsEndpoint>,
-    fingerprint: Option<String>,
+    /// What the peer's certificate must match; a session without is refused.
+    fingerprint: Option<RemoteFingerprints>,
     media: MediaParams,
     key: String,
     connected: bool,
@@ -142,9 +144,13 @@ fn drain(engine: &Engine, session: u64, h: &mut Handshake, peer: Option<SocketAd
     while let Some(ev) = h.dtls.poll_event() {
         match ev {
             DtlsEvent::Connected(export) if !h.connected => {
-                let expected = h.fingerprint.as_deref().map(str::to_ascii_uppercase);
-                if expected.as_deref() != Some(export.peer_fingerprint_sha256.to_ascii_uppercase().as_str()) {
-                    fail = Some("DTLS certificate does not match the offer's fingerprint".to_string());
+                let mismatch = match &h.fingerprint {
+                    Some(f) if f.matches(&export.peer_certificate) => None,
+                    Some(f) => Some(format!("DTLS certificate does not match the offer's {} fingerprint", f.hash.sdp_name())),
+                    None => Some("no offer fingerprint to check the DTLS certificate against".to_string()),
+                };
+                if mismatch.is_some() {
+                    fail = mismatch;
                     continue;
                 }
                 h.connected = true;
@@ -156,7 +162,8 @@ fn drain(engine: &Engine, session: u64, h: &mut Handshake, peer: Option<SocketAd
                 // We are the DTLS server: local = server write keys.
                 match rts_srtp::KeyingMaterial::from_exported(profile, &export.material, true) {
                     Ok(k) => {
-                        tracing::info!(session = format_args!("{session:016x}"), stream = %h.key, peer = ?peer, ?profile, "DTLS connected; media starts");
+                        let fingerprint = h.fingerprint.as_ref().map_or("", |f| f.hash.sdp_name());
+                        tracing::info!(session = format_args!("{session:016x}"), stream = %h.key, peer = ?peer, ?profile, fingerprint, "DTLS connected; media starts");
                         let m = h.media;
                         let msg = ControlToShard::StartMedia {
                             session,

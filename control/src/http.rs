@@ -1,7 +1,8 @@
 //! HTTP API (DESIGN.md §3): WHEP, SRS `/rtc/v1/*`, Alibaba RTS JSON, the
 //! web player, `/api/v1/streams` and `/metrics`.
 
-use crate::engine::Engine;
+use crate::engine::{Engine, RestartError};
+use crate::ice::{self, IfMatch, Patch};
 use crate::signaling::{self, PlayError, PlayRequest};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -38,7 +39,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
                 .allow_origin(tower_http::cors::Any)
                 .allow_methods(tower_http::cors::Any)
                 .allow_headers(tower_http::cors::Any)
-                .expose_headers([header::LOCATION]),
+                .expose_headers([header::LOCATION, header::ETAG]),
         )
         .with_state(engine)
 }
@@ -106,6 +107,10 @@ async fn whep_post(
             if let Ok(v) = HeaderValue::from_str(&location) {
                 h.insert(header::LOCATION, v);
             }
+            // The ICE session's entity-tag, for PATCH's If-Match (RFC 9725 §4.3.1).
+            if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", a.etag)) {
+                h.insert(header::ETAG, v);
+            }
             resp
         }
         Err(resp) => resp,
@@ -158,10 +163,92 @@ async fn whep_switch(
     }
 }
 
-/// Trickle ICE from the viewer: an ICE-lite server needs none of it (the
-/// viewer checks our single candidate), so accept and ignore.
-async fn whep_patch() -> StatusCode {
-    StatusCode::NO_CONTENT
+/// `PATCH` on a WHEP session (RFC 9725 §4.3, which the WHEP draft
+/// follows), body `application/trickle-ice-sdpfrag`:
+/// - candidates for the current ICE session (trickle ICE): 204, no body,
+///   no ETag. They are read (a malformed one is a 400) and not used: rts is
+///   ICE-lite and never sends checks, it answers the viewer's checks and
+///   learns the viewer's address from them (RFC 8445 §2.5), so remote
+///   candidates change nothing.
+/// - new ice-ufrag/ice-pwd (ICE restart): new local credentials for the
+///   same session and media, answered 200 with our fragment and a new
+///   ETag once the shard accepts checks with them.
+///
+/// The `If-Match` precondition is required (428 without it) and compared
+/// with the session's current entity-tag (412 when it differs; `*` holds
+/// for any, as a restart sends it). Unknown session 404, other content
+/// types 415, malformed fragment 400.
+async fn whep_patch(State(engine): State<Arc<Engine>>, Path(id): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(session) = u64::from_str_radix(&id, 16).ok().filter(|s| rts_common::ipc::session_shard(*s) < engine.shard_count()) else {
+        return json_error(404, "no such session", None);
+    };
+    let Some(ice_state) = engine.session_ice(session) else {
+        return json_error(404, "no such session", None);
+    };
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let media_type = content_type.split(';').next().unwrap_or("").trim();
+    if !media_type.eq_ignore_ascii_case(ice::SDPFRAG) {
+        // application/sdp is the WHEP draft's answer to a counter-offer;
+        // rts never sends counter-offers, so it has no use here either.
+        return json_error(415, &format!("PATCH bodies must be {}", ice::SDPFRAG), None);
+    }
+    let Ok(if_match_values) = headers.get_all(header::IF_MATCH).iter().map(|v| v.to_str()).collect::<Result<Vec<&str>, _>>() else {
+        return json_error(400, "If-Match is not visible ASCII", None);
+    };
+    let if_match = match IfMatch::parse(if_match_values) {
+        Ok(Some(m)) => m,
+        Ok(None) => return json_error(428, "PATCH needs If-Match: the session's ETag, or * for an ICE restart", None),
+        Err(e) => return json_error(400, &e, None),
+    };
+    let Ok(body) = std::str::from_utf8(&body) else {
+        return json_error(400, "SDP fragment is not UTF-8", None);
+    };
+    let Some(current) = ice_state else {
+        // Adopted after a control restart: control has neither the entity-tag
+        // nor the viewer's credentials to tell trickle from restart.
+        if !if_match.holds(None) {
+            return json_error(412, &RestartError::PreconditionFailed.to_string(), None);
+        }
+        return json_error(409, &RestartError::NoIceState.to_string(), None);
+    };
+    let patch = match ice::read_patch(body, &current.remote_ufrag, &current.remote_pwd) {
+        Ok(p) => p,
+        Err(e) => return json_error(400, &e, None),
+    };
+    match patch {
+        Patch::Trickle { candidates, udp } => {
+            if !if_match.holds(Some(&current.etag)) {
+                return json_error(412, &RestartError::PreconditionFailed.to_string(), None);
+            }
+            tracing::debug!(session = format_args!("{session:016x}"), candidates, udp, "trickled candidates (unused: ICE-lite)");
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Patch::Restart { ufrag, pwd } => {
+            let res = tokio::task::spawn_blocking(move || engine.restart_ice(session, &if_match, ufrag, pwd)).await;
+            match res {
+                Ok(Ok(new)) => {
+                    tracing::info!(session = format_args!("{session:016x}"), "ICE restart");
+                    let mut resp = (StatusCode::OK, new.fragment.write(&new.local_ufrag, &new.local_pwd)).into_response();
+                    let h = resp.headers_mut();
+                    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ice::SDPFRAG));
+                    if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", new.etag)) {
+                        h.insert(header::ETAG, v);
+                    }
+                    resp
+                }
+                Ok(Err(e)) => {
+                    let status = match e {
+                        RestartError::NoSession => 404,
+                        RestartError::PreconditionFailed => 412,
+                        RestartError::NoIceState => 409,
+                        RestartError::Unavailable(_) => 503,
+                    };
+                    json_error(status, &e.to_string(), None)
+                }
+                Err(_) => json_error(500, "internal error", None),
+            }
+        }
+    }
 }
 
 /// Alibaba RTS signaling: `POST /{app}/{stream}?auth_key=...` with

@@ -5,6 +5,7 @@
 pub mod engine;
 mod handshake;
 pub mod http;
+pub mod ice;
 pub mod signaling;
 
 use rts_common::config::Config;

@@ -2,8 +2,8 @@
 //! `/rtc/v1/*`, Alibaba RTS JSON) shares. Auth, SDP negotiation, shard
 //! placement, ICE credentials, and registration with the engine.
 
-use crate::engine::{Engine, EngineError, MediaParams, NewSession};
-use rand::Rng;
+use crate::engine::{Engine, EngineError, MediaParams, NewSession, SessionIce};
+use crate::ice;
 use rts_common::auth::AuthFailure;
 use rts_common::ipc;
 use rts_sdp::{build_answer, AnswerOptions, SessionDescription};
@@ -19,6 +19,8 @@ pub struct PlayRequest<'a> {
 pub struct PlayAnswer {
     pub session: u64,
     pub sdp: String,
+    /// Entity-tag of the session's ICE state (WHEP's `ETag`, without quotes).
+    pub etag: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,12 +50,6 @@ fn valid_name(s: &str) -> bool {
     !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b))
 }
 
-fn random_token(len: usize) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = rand::thread_rng();
-    (0..len).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect()
-}
-
 pub fn play(engine: &Engine, req: PlayRequest<'_>) -> Result<PlayAnswer, PlayError> {
     if !valid_name(req.app) || !valid_name(req.stream) {
         return Err(PlayError::BadRequest("app and stream must be 1-128 characters of [A-Za-z0-9-_.~]".into()));
@@ -64,24 +60,22 @@ pub fn play(engine: &Engine, req: PlayRequest<'_>) -> Result<PlayAnswer, PlayErr
         return Err(PlayError::Forbidden(f));
     }
     let offer = SessionDescription::parse(req.offer).map_err(|e| PlayError::BadRequest(format!("offer SDP: {e}")))?;
+    // BUNDLE: the first section's transport carries every section.
     let first_media = 0;
     let remote_ufrag = offer
         .ice_ufrag_for(first_media)
         .ok_or_else(|| PlayError::BadRequest("offer has no a=ice-ufrag".into()))?
         .to_string();
-    if offer.ice_pwd_for(first_media).is_none() {
-        return Err(PlayError::BadRequest("offer has no a=ice-pwd".into()));
-    }
-    let remote_fingerprint = match offer.fingerprint_for(first_media) {
-        Some(f) if f.algorithm.eq_ignore_ascii_case("sha-256") => Some(f.value.clone()),
-        Some(f) => return Err(PlayError::BadRequest(format!("fingerprint algorithm {} not supported (use sha-256)", f.algorithm))),
-        None => return Err(PlayError::BadRequest("offer has no a=fingerprint".into())),
-    };
+    let remote_pwd = offer
+        .ice_pwd_for(first_media)
+        .ok_or_else(|| PlayError::BadRequest("offer has no a=ice-pwd".into()))?
+        .to_string();
+    ice::check_credentials(&remote_ufrag, &remote_pwd).map_err(PlayError::BadRequest)?;
+    let remote_fingerprint = ice::choose_fingerprints(offer.fingerprints_for(first_media)).map_err(PlayError::BadRequest)?;
 
     let (shard, home_shard) = engine.place(req.app, req.stream);
     let session = ipc::make_session_id(shard, rand::random());
-    let local_ufrag = random_token(8);
-    let local_pwd = random_token(24);
+    let (local_ufrag, local_pwd, etag) = ice::new_ice_session();
     let candidate = SocketAddr::new(engine.cfg.candidate_ip(), engine.cfg.udp_port(shard));
     let answer = build_answer(
         &offer,
@@ -105,6 +99,14 @@ pub fn play(engine: &Engine, req: PlayRequest<'_>) -> Result<PlayAnswer, PlayErr
         rts_sdp::Error::NoCommonCodec => PlayError::NoCommonCodec("offer needs H.264 (packetization-mode=1) video or Opus audio".into()),
         other => PlayError::BadRequest(format!("cannot answer offer: {other}")),
     })?;
+    let ice_state = answer.ice_fragment.clone().map(|fragment| SessionIce {
+        etag: etag.clone(),
+        local_ufrag: local_ufrag.clone(),
+        local_pwd: local_pwd.clone(),
+        remote_ufrag: remote_ufrag.clone(),
+        remote_pwd,
+        fragment,
+    });
     engine
         .add_session(NewSession {
             session,
@@ -113,7 +115,7 @@ pub fn play(engine: &Engine, req: PlayRequest<'_>) -> Result<PlayAnswer, PlayErr
             local_ufrag,
             local_pwd,
             remote_ufrag,
-            remote_fingerprint,
+            remote_fingerprint: Some(remote_fingerprint),
             media: MediaParams {
                 video_pt: answer.video.as_ref().map(|c| c.payload_type),
                 audio_pt: answer.audio.as_ref().map(|c| c.payload_type),
@@ -132,8 +134,11 @@ pub fn play(engine: &Engine, req: PlayRequest<'_>) -> Result<PlayAnswer, PlayErr
             EngineError::RingFull(_) | EngineError::NoShard(_) => PlayError::Unavailable(e.to_string()),
             EngineError::Dtls(m) => PlayError::Unavailable(m),
         })?;
+    if let Some(state) = ice_state {
+        engine.set_ice(session, state);
+    }
     tracing::info!(session = format_args!("{session:016x}"), app = req.app, stream = req.stream, shard, %candidate, "play session created");
-    Ok(PlayAnswer { session, sdp: answer.sdp })
+    Ok(PlayAnswer { session, sdp: answer.sdp, etag })
 }
 
 /// Splits `scheme://host[:port]/app/stream[.ext][?query]` into (app, stream, query).

@@ -41,9 +41,12 @@ pub enum Transcoded {
 }
 
 impl StreamTranscoder {
-    pub fn spawn(name: &str, audio: bool, video: bool, asc: Option<&Bytes>, avc_record: Option<&Bytes>) -> std::io::Result<StreamTranscoder> {
+    /// Starts the workers; the video worker's job queue holds at least
+    /// `video_backlog` frames more than usual (the source GOP it starts on).
+    pub fn spawn(name: &str, audio: bool, video: bool, asc: Option<&Bytes>, avc_record: Option<&Bytes>, video_backlog: usize) -> std::io::Result<StreamTranscoder> {
         let audio_worker = if audio { Some(TranscodeWorker::spawn(&format!("{name}-a"), true, false, WorkerOptions::default())?) } else { None };
-        let video_worker = if video { Some(TranscodeWorker::spawn(&format!("{name}-v"), false, true, WorkerOptions::default())?) } else { None };
+        let video_opts = WorkerOptions { input_capacity: WorkerOptions::default().input_capacity + video_backlog, ..WorkerOptions::default() };
+        let video_worker = if video { Some(TranscodeWorker::spawn(&format!("{name}-v"), false, true, video_opts)?) } else { None };
         let mut t = StreamTranscoder {
             audio_worker,
             video_worker,

@@ -281,8 +281,13 @@ mod tests {
         unsafe { ring.recvmsg(std::os::fd::AsRawFd::as_raw_fd(&rx), &mut slot, 5).unwrap() };
         tx.send_to(b"hello", rx.local_addr().unwrap()).unwrap();
         let mut out = Vec::new();
+        // submit_and_wait also returns Ok on its timeout or a signal, so
+        // loop, but never past a deadline: a completion that never comes is
+        // a failure, not a hang.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while out.is_empty() {
-            ring.submit_and_wait(Duration::from_secs(5)).unwrap();
+            assert!(std::time::Instant::now() < deadline, "no completion for the RecvMsg SQE within 5 s");
+            ring.submit_and_wait(Duration::from_millis(100)).unwrap();
             ring.drain(&mut out);
         }
         assert_eq!(out[0].token, Token::UdpRecv(5));

@@ -1,5 +1,5 @@
-//! Messages from control: a session's life (add → start → switch → remove)
-//! and the stream directory (where a stream is published).
+//! Messages from control: a session's life (add → start → switch / ICE
+//! restart → remove) and the stream directory (where a stream is published).
 //!
 //! Control may repeat a message or deliver one the session no longer needs
 //! (a restart replays, a race reorders): every handler checks the state it
@@ -153,7 +153,36 @@ impl Core {
                 }
                 self.report_stats();
             }
+            ControlToShard::IceRestart { session, local_ufrag, local_pwd, remote_ufrag } => {
+                let ok = self.restart_ice(session, &local_ufrag, local_pwd, remote_ufrag);
+                self.push_ctl(ShardToControl::IceRestarted { session, local_ufrag, ok });
+            }
         }
+    }
+
+    /// New ICE credentials for a session (ICE restart): checks are matched
+    /// against the new ufrag and password only. The selected address stays,
+    /// so media keeps flowing to it until a check with the new credentials
+    /// nominates another (RFC 8445 §9: the old pair is used until then);
+    /// DTLS and SRTP are untouched. False when the session is unknown or the
+    /// ufrag is another session's; a repeat of the applied restart is true.
+    fn restart_ice(&mut self, session: u64, local_ufrag: &str, local_pwd: String, remote_ufrag: String) -> bool {
+        let Some(&idx) = self.by_id.get(&session) else { return false };
+        match self.by_ufrag.get(local_ufrag) {
+            Some(&other) if other != idx => return false,
+            Some(_) => {}
+            None => {
+                let sess = &mut self.sessions[idx];
+                let old = std::mem::replace(&mut sess.local_ufrag, local_ufrag.to_string());
+                self.by_ufrag.remove(&old);
+                self.by_ufrag.insert(local_ufrag.to_string(), idx);
+            }
+        }
+        let sess = &mut self.sessions[idx];
+        sess.local_pwd = local_pwd;
+        sess.remote_ufrag = remote_ufrag;
+        tracing::info!(shard = self.id, session = format_args!("{session:016x}"), "ICE restart");
+        true
     }
 
     /// Moves a playing session to another stream (channel switch): same

@@ -129,6 +129,7 @@ impl Core {
         let Some(s) = self.streams.get_mut(id) else { return };
         let old_home = s.home();
         s.on_publish_start(conn);
+        s.set_keep_transcoder_warm(self.cfg.transcode.keep_warm);
         if let Some(old_home) = old_home {
             // It was a replica of another shard's stream: from now on the
             // packets come from here, a new sequence space for the viewers.

@@ -39,12 +39,13 @@ impl Core {
             RelayMsg::Snapshot { stream, gop, anchor } => {
                 let Some(s) = self.streams.get_mut(stream).filter(|s| s.home() == Some(from)) else { return };
                 s.on_snapshot(gop, anchor);
-                // Viewers that joined before the snapshot start from it.
+                // Viewers that joined, or switched here, before the snapshot
+                // start from it (not from the next keyframe).
                 let viewers = s.viewers().len();
                 for i in 0..viewers {
                     let Some(&v) = self.streams.get(stream).and_then(|s| s.viewers().get(i)) else { break };
-                    let not_started = self.sessions.get(v).and_then(|x| x.media.as_ref()).is_some_and(|m| !m.video.started());
-                    if not_started {
+                    let waiting = self.sessions.get(v).and_then(|x| x.media.as_ref()).is_some_and(|m| m.video.awaiting_source());
+                    if waiting {
                         self.queue_gop(v);
                     }
                 }

@@ -164,6 +164,12 @@ impl TrackOut {
         self.started
     }
 
+    /// Nothing of the current source has gone out yet: a new viewer, or one
+    /// that switched and waits for the new stream's GOP.
+    pub fn awaiting_source(&self) -> bool {
+        !self.started || self.rebase
+    }
+
     /// The shared-stream sequence number of the packet this viewer got as
     /// `seq`, if it came from the current source and was sent: None for
     /// packets from before a switch (another stream's numbers), not sent

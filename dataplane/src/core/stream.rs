@@ -126,8 +126,15 @@ pub struct Stream {
     saw_b_frames: bool,
     /// Raw AVCDecoderConfigurationRecord (for the re-encoder).
     avc_record: Option<Bytes>,
-    /// AAC -> Opus / B-frame re-encode worker, while WebRTC viewers need it.
+    /// AAC -> Opus / B-frame re-encode worker, while WebRTC viewers need it
+    /// (or, with `keep_transcoder_warm`, while the stream is published).
     transcoder: Option<StreamTranscoder>,
+    keep_transcoder_warm: bool,
+    /// The publisher's H.264 frames since its last keyframe, as they came:
+    /// a re-encoder that starts mid-GOP decodes from here, faster than real
+    /// time, instead of waiting up to a GOP for the next keyframe.
+    source_gop: Vec<SourceFrame>,
+    source_gop_bytes: usize,
     /// An Opus packet waiting for its pair (see [`Stream::pair_audio`]).
     audio_hold: Option<(Bytes, Instant)>,
     /// Transcoded audio on its way out at an even pace (see pacer.rs).
@@ -151,6 +158,19 @@ pub struct Stream {
 
 /// Longest an Opus packet waits for its pair (one 20 ms frame plus slack).
 pub const AUDIO_HOLD: Duration = Duration::from_millis(25);
+
+/// Most frames kept in the source GOP (10 s at 60 fps); a longer GOP is not
+/// kept, and a re-encoder starting on it waits for the next keyframe.
+pub const SOURCE_GOP_MAX_FRAMES: usize = 600;
+/// Most bytes kept in the source GOP (10 s at ~13 Mbit/s).
+const SOURCE_GOP_MAX_BYTES: usize = 16 << 20;
+
+/// One publisher H.264 frame as it came (AVCC), in stream time.
+struct SourceFrame {
+    avcc: Bytes,
+    dts_ms: i64,
+    cts_ms: i32,
+}
 
 /// What an audio tag produced.
 pub enum AudioOutcome {
@@ -212,6 +232,9 @@ impl Stream {
             saw_b_frames: false,
             avc_record: None,
             transcoder: None,
+            keep_transcoder_warm: false,
+            source_gop: Vec::new(),
+            source_gop_bytes: 0,
             audio_hold: None,
             audio_pacer: AudioPacer::new(),
             av_lag: AvLag::default(),
@@ -379,6 +402,7 @@ impl Stream {
         self.avc = None;
         self.aac_config = None;
         self.saw_b_frames = false;
+        self.clear_source_gop();
     }
 
     /// The publisher left: returns the shards that replicated the stream.
@@ -437,6 +461,7 @@ impl Stream {
                     // longer decode with them; wait for the next IDR.
                     self.gop.clear();
                     self.gop_valid = false;
+                    self.clear_source_gop();
                 }
                 self.avc = Some(cfg);
                 let record = data.slice(5.min(data.len())..);
@@ -451,11 +476,6 @@ impl Stream {
                     // Frames before the sequence header cannot be decoded.
                     return Ok(VideoOutcome::Nothing);
                 };
-                if composition_time_ms != 0 && !self.saw_b_frames {
-                    self.saw_b_frames = true;
-                    tracing::info!(stream = %self.key(), "B-frames detected (composition time != 0): WebRTC viewers get a baseline re-encode");
-                    self.update_transcoder();
-                }
                 let mut nalus: Vec<&[u8]> = Vec::with_capacity(8);
                 for n in h264::avcc_nalus(&data, length_size) {
                     nalus.push(n.map_err(|e| StreamError::H264(e.to_string()))?);
@@ -465,9 +485,23 @@ impl Stream {
                 }
                 let keyframe = h264::is_keyframe(&nalus);
                 let dts = self.stream_time(timestamp_ms);
-                if let Some(t) = self.transcoder.as_mut().filter(|t| t.video) {
-                    // B-frames: viewers get the re-encoded stream instead.
-                    t.video_frame(data.clone(), dts, composition_time_ms, now);
+                if composition_time_ms != 0 && !self.saw_b_frames {
+                    self.saw_b_frames = true;
+                    tracing::info!(stream = %self.key(), "B-frames detected (composition time != 0): WebRTC viewers get a baseline re-encode");
+                    // The packets cached so far are the source's: no viewer
+                    // may start on them.
+                    self.gop.clear();
+                    self.gop_valid = false;
+                    // Starts from the source GOP so far; this frame follows live.
+                    self.update_transcoder();
+                }
+                self.cache_source(&data, dts, composition_time_ms, keyframe);
+                if self.saw_b_frames {
+                    // Viewers get the re-encoded stream (on_reencoded); while no
+                    // re-encoder runs, nobody can take these frames as they are.
+                    if let Some(t) = self.transcoder.as_mut().filter(|t| t.video) {
+                        t.video_frame(data.clone(), dts, composition_time_ms, now);
+                    }
                     self.video_frames += 1;
                     return Ok(VideoOutcome::Nothing);
                 }
@@ -531,11 +565,17 @@ impl Stream {
     /// needs: only while WebRTC viewers (local or replicas) exist, and only
     /// for AAC audio and/or B-frame video.
     pub fn update_transcoder(&mut self) {
-        let demand = !self.viewers.is_empty() || !self.subscribers.is_empty();
+        let warm = self.keep_transcoder_warm && self.publisher.is_some();
+        let demand = warm || !self.viewers.is_empty() || !self.subscribers.is_empty();
         let audio = self.aac_config.is_some();
         let video = self.saw_b_frames && self.avc_record.is_some();
         if !demand || (!audio && !video) {
-            if self.transcoder.take().is_some() {
+            if let Some(t) = self.transcoder.take() {
+                if t.video {
+                    // A re-encoder started later begins a new GOP of its own.
+                    self.gop.clear();
+                    self.gop_valid = false;
+                }
                 tracing::info!(stream = %self.key(), "transcoder stopped");
             }
             return;
@@ -544,17 +584,67 @@ impl Stream {
             return;
         }
         let name = format!("rts-tx-{}", self.name.chars().take(8).collect::<String>());
-        match StreamTranscoder::spawn(&name, audio, video, self.aac_config.as_ref(), self.avc_record.as_ref()) {
-            Ok(t) => {
-                tracing::info!(stream = %self.key(), aac_to_opus = audio, reencode_b_frames = video, "transcoder started");
+        // The re-encoder decodes the GOP so far first (its outputs go out as
+        // they come, faster than real time), so the first viewer does not
+        // wait for the publisher's next keyframe. Not remembered as inputs:
+        // their delay is not the live one.
+        let fed = if video { self.source_gop.len() } else { 0 };
+        if video {
+            // The cache holds the previous re-encoder's output (or nothing):
+            // viewers start on the new one's first keyframe.
+            self.gop.clear();
+            self.gop_valid = false;
+        }
+        match StreamTranscoder::spawn(&name, audio, video, self.aac_config.as_ref(), self.avc_record.as_ref(), fed) {
+            Ok(mut t) => {
+                for f in &self.source_gop[..fed] {
+                    t.send(rts_transcode::Job::Video { avcc: f.avcc.clone(), dts_ms: f.dts_ms.max(0) as u32, cts_ms: f.cts_ms });
+                }
+                tracing::info!(stream = %self.key(), aac_to_opus = audio, reencode_b_frames = video, cached_frames = fed, "transcoder started");
                 self.transcoder = Some(t);
             }
             Err(e) => tracing::error!(stream = %self.key(), error = %e, "cannot start transcoder"),
         }
     }
 
-    /// Packetizes one re-encoded (B-frame free) access unit.
-    pub fn on_reencoded(&mut self, nalus: &[Bytes], pts_ms: u64, keyframe: bool, now: Instant, out: &mut Vec<Bytes>) {
+    /// Keeps the transcoder running while the stream is published, not only
+    /// while WebRTC viewers need it (`[transcode] keep_warm`).
+    pub fn set_keep_transcoder_warm(&mut self, warm: bool) {
+        self.keep_transcoder_warm = warm;
+        self.update_transcoder();
+    }
+
+    /// Frames of the publisher's current GOP kept for a re-encoder start.
+    pub fn source_gop_frames(&self) -> usize {
+        self.source_gop.len()
+    }
+
+    fn clear_source_gop(&mut self) {
+        self.source_gop.clear();
+        self.source_gop_bytes = 0;
+    }
+
+    /// Keeps a publisher frame for a later re-encoder start: a keyframe
+    /// starts the GOP over; a GOP beyond the bounds is dropped whole (a
+    /// re-encoder must start on a keyframe).
+    fn cache_source(&mut self, avcc: &Bytes, dts_ms: i64, cts_ms: i32, keyframe: bool) {
+        if keyframe {
+            self.clear_source_gop();
+        } else if self.source_gop.is_empty() {
+            return; // no keyframe yet, or the GOP was too long
+        }
+        if self.source_gop.len() >= SOURCE_GOP_MAX_FRAMES || self.source_gop_bytes + avcc.len() > SOURCE_GOP_MAX_BYTES {
+            self.clear_source_gop();
+            return;
+        }
+        self.source_gop_bytes += avcc.len();
+        self.source_gop.push(SourceFrame { avcc: avcc.clone(), dts_ms, cts_ms });
+    }
+
+    /// Packetizes one re-encoded (B-frame free) access unit. `live`: it came
+    /// from a live input (not from the source GOP a starting re-encoder
+    /// decodes first), so it anchors stream time to the wall clock.
+    pub fn on_reencoded(&mut self, nalus: &[Bytes], pts_ms: u64, keyframe: bool, live: bool, now: Instant, out: &mut Vec<Bytes>) {
         let Some(t) = self.transcoder.as_ref() else { return };
         let refs: Vec<&[u8]> = nalus.iter().map(|n| n.as_ref()).collect();
         let rtp_ts = pts_ms.wrapping_mul(90) as u32;
@@ -564,7 +654,9 @@ impl Stream {
             return;
         }
         self.record_video(&out[first..], keyframe);
-        self.anchor = Some((now, pts_ms as i64));
+        if live {
+            self.anchor = Some((now, pts_ms as i64));
+        }
     }
 
     /// Bookkeeping for freshly packetized video: the GOP cache (restarted on
@@ -929,6 +1021,44 @@ mod tests {
         assert_eq!(&stap[3..3 + SPS2.len()], SPS2, "carrying the new SPS");
         // Garbage tags are errors, not panics.
         assert!(s.on_video(100, &Bytes::from_static(&[0x17, 1, 0]), now, &mut out).is_err());
+    }
+
+    #[test]
+    fn b_frame_source_is_kept_for_the_reencoder_never_served() {
+        let now = Instant::now();
+        let mut s = Stream::new("live", "b", 1200);
+        let mut out = Vec::new();
+        s.on_video(0, &seq_header(SPS, PPS), now, &mut out).unwrap();
+        // Before any B-frame the stream passes through: its GOP is cached.
+        s.on_video(0, &video_tag(true, 0, &[&[0x65, 1, 2]]), now, &mut out).unwrap();
+        s.on_video(33, &video_tag(false, 0, &[&[0x41, 1]]), now, &mut out).unwrap();
+        assert!(!s.gop_cache().is_empty());
+        assert_eq!(s.source_gop_frames(), 2, "the publisher's GOP so far");
+        // The first B-frame (composition time != 0): the packets cached so far
+        // are not for WebRTC viewers, and nothing more is packetized from the
+        // source while no re-encoder runs (no viewer here).
+        out.clear();
+        s.on_video(66, &video_tag(false, 66, &[&[0x41, 2]]), now, &mut out).unwrap();
+        assert!(s.gop_cache().is_empty(), "a viewer must not start on the source's B-frame GOP");
+        assert!(out.is_empty(), "no source packets while no re-encoder runs");
+        assert_eq!(s.source_gop_frames(), 3);
+        // A keyframe starts the source GOP over.
+        s.on_video(99, &video_tag(true, 33, &[&[0x65, 3]]), now, &mut out).unwrap();
+        assert_eq!(s.source_gop_frames(), 1);
+        assert!(out.is_empty() && s.gop_cache().is_empty());
+        // A GOP longer than the bound is dropped whole (a re-encoder must
+        // start on a keyframe) until the next keyframe.
+        for i in 0..SOURCE_GOP_MAX_FRAMES as u32 {
+            s.on_video(132 + 33 * i, &video_tag(false, 33, &[&[0x41, 4]]), now, &mut out).unwrap();
+        }
+        assert_eq!(s.source_gop_frames(), 0);
+        s.on_video(100_000, &video_tag(false, 33, &[&[0x41, 4]]), now, &mut out).unwrap();
+        assert_eq!(s.source_gop_frames(), 0, "not without a keyframe");
+        s.on_video(100_033, &video_tag(true, 33, &[&[0x65, 5]]), now, &mut out).unwrap();
+        assert_eq!(s.source_gop_frames(), 1);
+        // A new sequence header (new SPS) forgets it too.
+        s.on_video(100_066, &seq_header(SPS2, PPS), now, &mut out).unwrap();
+        assert_eq!(s.source_gop_frames(), 0);
     }
 
     #[test]

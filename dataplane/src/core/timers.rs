@@ -89,9 +89,9 @@ impl Core {
                             self.deliver_audio(id, p, now);
                         }
                     }
-                    Transcoded::Video { nalus, pts_ms, keyframe, .. } => {
+                    Transcoded::Video { nalus, pts_ms, keyframe, added_us } => {
                         self.packets.clear();
-                        s.on_reencoded(&nalus, pts_ms, keyframe, now, &mut self.packets);
+                        s.on_reencoded(&nalus, pts_ms, keyframe, added_us.is_some(), now, &mut self.packets);
                         if !self.packets.is_empty() {
                             let frame = Arc::from(self.packets.as_slice());
                             self.packets.clear();

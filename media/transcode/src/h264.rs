@@ -102,6 +102,27 @@ pub fn avcc_has_idr(avcc: &[u8], nal_length_size: usize) -> bool {
     false
 }
 
+/// The SEI NAL units (type 6) of an AVCC frame, copied. Malformed framing
+/// ends the scan (`avcc_to_annexb` reports it).
+pub fn avcc_sei_nals(avcc: &[u8], nal_length_size: usize) -> Vec<bytes::Bytes> {
+    let mut sei = Vec::new();
+    let mut pos = 0;
+    while let Some(len_bytes) = avcc.get(pos..pos + nal_length_size) {
+        let len = len_bytes
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        pos += nal_length_size;
+        let Some(nal) = avcc.get(pos..pos + len) else {
+            break;
+        };
+        if nal.first().is_some_and(|h| h & 0x1f == 6) {
+            sei.push(bytes::Bytes::copy_from_slice(nal));
+        }
+        pos += len;
+    }
+    sei
+}
+
 /// Splits an Annex B byte stream into NAL units (without start codes).
 pub fn split_annexb(data: &[u8]) -> Vec<&[u8]> {
     let mut nals = Vec::new();

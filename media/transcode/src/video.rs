@@ -15,7 +15,9 @@ use ff::software::scaling;
 use ff::{codec, decoder, encoder, frame, picture, threading, Dictionary, Packet, Rational};
 use ffmpeg_next as ff;
 
-use crate::h264::{avcc_has_idr, avcc_to_annexb, parse_avc_config, split_annexb, AvcConfig};
+use crate::h264::{
+    avcc_has_idr, avcc_sei_nals, avcc_to_annexb, parse_avc_config, split_annexb, AvcConfig,
+};
 use crate::Error;
 
 /// Re-encode settings.
@@ -42,14 +44,20 @@ impl Default for ReencodeOptions {
 /// One re-encoded access unit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EncodedFrame {
-    /// NAL units without start codes or length prefixes. SPS/PPS, SEI and AUD are
-    /// removed: parameter sets come from [`H264Reencoder::parameter_sets`].
+    /// NAL units without start codes or length prefixes: the source frame's SEI
+    /// first (user data such as timestamps or product cards rides through), then
+    /// the new slices. The encoder's own SPS/PPS, SEI and AUD are removed:
+    /// parameter sets come from [`H264Reencoder::parameter_sets`].
     pub nalus: Vec<Bytes>,
     /// Presentation time in ms (FLV dts + cts, unwrapped past 2^32 ms).
     pub pts_ms: u64,
     /// An IDR picture: decodable without earlier frames.
     pub keyframe: bool,
 }
+
+/// Source frames whose SEI waits for its re-encoded frame (the decoder holds a
+/// few frames for reordering; a frame it never outputs is forgotten here).
+const MAX_SEI_FRAMES: usize = 32;
 
 static FFMPEG_INIT: Once = Once::new();
 
@@ -82,6 +90,9 @@ pub struct H264Reencoder {
     last_dts: Option<(u32, i64)>,
     /// (pts, arrival dts) of frames inside the decoder, to measure their delay.
     in_flight: VecDeque<(i64, i64)>,
+    /// (pts, SEI NAL units) of source frames inside the decoder, for the
+    /// re-encoded frame of the same pts.
+    sei: VecDeque<(i64, Vec<Bytes>)>,
     current_dts: i64,
     delay_sum_ms: f64,
     delay_count: u64,
@@ -130,6 +141,7 @@ impl H264Reencoder {
             last_key_pts: None,
             last_dts: None,
             in_flight: VecDeque::with_capacity(32),
+            sei: VecDeque::with_capacity(MAX_SEI_FRAMES),
             current_dts: 0,
             delay_sum_ms: 0.0,
             delay_count: 0,
@@ -171,6 +183,13 @@ impl H264Reencoder {
             self.in_flight.pop_front();
         }
         self.in_flight.push_back((pts, dts));
+        let sei = avcc_sei_nals(avcc, self.config.nal_length_size);
+        if !sei.is_empty() {
+            if self.sei.len() == MAX_SEI_FRAMES {
+                self.sei.pop_front();
+            }
+            self.sei.push_back((pts, sei));
+        }
         self.drain_decoder(out)
     }
 
@@ -368,7 +387,14 @@ impl H264Reencoder {
             };
             let keyframe = self.packet.is_key();
             let pts = self.packet.pts().unwrap_or(0);
-            let mut nalus = Vec::new();
+            // Frames come out in pts order: earlier SEI has lost its frame.
+            while self.sei.front().is_some_and(|&(p, _)| p < pts) {
+                self.sei.pop_front();
+            }
+            let mut nalus = match self.sei.front() {
+                Some(&(p, _)) if p == pts => self.sei.pop_front().map(|(_, s)| s).unwrap_or_default(),
+                _ => Vec::new(),
+            };
             let (mut sps, mut pps) = (Vec::new(), Vec::new());
             for nal in split_annexb(data) {
                 match nal.first().map(|h| h & 0x1f) {

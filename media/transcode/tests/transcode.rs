@@ -299,9 +299,24 @@ fn bframes_reencoded_to_constrained_baseline() {
         keys.iter().any(|&k| (1400..1700).contains(&k)),
         "requested keyframe missing: {keys:?}"
     );
-    assert!(out
+    // No parameter sets or AUDs in the frames; SEI only where the source frame of
+    // the same pts had it (x264's version SEI in the first frame), byte for byte.
+    let source_sei: std::collections::HashMap<i64, Vec<Vec<u8>>> = src
+        .video
         .iter()
-        .all(|f| !f.nalus.is_empty() && f.nalus.iter().all(|n| !matches!(n[0] & 0x1f, 6..=9))));
+        .map(|f| (f.dts as i64 + f.cts as i64, sei_of(&f.avcc)))
+        .collect();
+    assert!(out.iter().all(|f| !f.nalus.is_empty()
+        && f.nalus.iter().all(|n| !matches!(n[0] & 0x1f, 7..=9))));
+    for f in &out {
+        let sei: Vec<Vec<u8>> = f
+            .nalus
+            .iter()
+            .filter(|n| n[0] & 0x1f == 6)
+            .map(|n| n.to_vec())
+            .collect();
+        assert_eq!(Some(&sei), source_sei.get(&(f.pts_ms as i64)), "SEI of the frame at {} ms", f.pts_ms);
+    }
 
     // Decode the output with libavcodec: every picture must be I or P.
     let mut dec = common::h264_decoder();
@@ -335,6 +350,79 @@ fn bframes_reencoded_to_constrained_baseline() {
     let dec_pts: Vec<i64> = decoded.iter().map(|d| d.1.unwrap()).collect();
     let enc_pts: Vec<i64> = out.iter().map(|f| f.pts_ms as i64).collect();
     assert_eq!(dec_pts, enc_pts);
+}
+
+/// The SEI NAL units of an AVCC frame (4-byte lengths, as x264 writes them).
+fn sei_of(avcc: &[u8]) -> Vec<Vec<u8>> {
+    let mut sei = Vec::new();
+    let mut pos = 0;
+    while pos + 4 <= avcc.len() {
+        let len = u32::from_be_bytes(avcc[pos..pos + 4].try_into().unwrap()) as usize;
+        let nal = &avcc[pos + 4..pos + 4 + len];
+        if nal[0] & 0x1f == 6 {
+            sei.push(nal.to_vec());
+        }
+        pos += 4 + len;
+    }
+    sei
+}
+
+/// A user_data_unregistered SEI (H.264 D.1.6) written out by hand: NAL header
+/// 0x06, payloadType 5, payloadSize 20 (16-byte UUID + a 4-byte counter), then
+/// rbsp_trailing_bits. The counter's bytes avoid 00 00 (no emulation prevention).
+fn stamp_sei(n: u8) -> Vec<u8> {
+    let mut nal = vec![0x06, 0x05, 20];
+    nal.extend_from_slice(b"rts-test-sei-id!");
+    nal.extend_from_slice(&[0x11, 0x22, 0x33, n | 0x01]);
+    nal.push(0x80);
+    nal
+}
+
+#[test]
+fn source_sei_rides_on_the_reencoded_frame() {
+    // Live commerce syncs product cards with SEI; the loadgen's latency stamps
+    // are SEI: a re-encoded stream must carry each frame's SEI on the new frame.
+    let src = h264_flv("bf3-sei.flv", 3, &["-profile:v", "high", "-bf", "3", "-g", "30"]);
+    let opts = ReencodeOptions { bitrate_bps: 800_000, max_keyframe_interval_ms: 2000, threads: 2 };
+    let mut r = H264Reencoder::new(&src.avc_config, &opts).unwrap();
+    let mut out = Vec::new();
+    let mut stamped = std::collections::HashMap::new();
+    for (i, f) in src.video.iter().enumerate() {
+        let mut avcc = f.avcc.clone();
+        if i % 5 == 2 {
+            // Stamp every fifth frame (B-frames among them): SEI goes before the slices.
+            let sei = stamp_sei(i as u8);
+            let mut framed = (sei.len() as u32).to_be_bytes().to_vec();
+            framed.extend_from_slice(&sei);
+            framed.extend_from_slice(&avcc);
+            avcc = framed;
+            stamped.insert(f.dts as i64 + f.cts as i64, sei);
+        }
+        r.push(&avcc, f.dts, f.cts, &mut out).unwrap();
+    }
+    r.flush(&mut out).unwrap();
+    assert!(out.len() + 2 >= src.video.len(), "{} in, {} out", src.video.len(), out.len());
+    let mut carried = 0;
+    for f in &out {
+        let ours: Vec<&[u8]> = f
+            .nalus
+            .iter()
+            .filter(|n| n[0] & 0x1f == 6 && n.get(3..19) == Some(b"rts-test-sei-id!".as_slice()))
+            .map(|n| n.as_ref())
+            .collect();
+        match stamped.get(&(f.pts_ms as i64)) {
+            Some(sei) => {
+                assert_eq!(ours, vec![sei.as_slice()], "frame at {} ms", f.pts_ms);
+                // Before the first slice (H.264 7.4.1.2.3).
+                let first_slice = f.nalus.iter().position(|n| matches!(n[0] & 0x1f, 1 | 5)).unwrap();
+                let sei_at = f.nalus.iter().position(|n| n.as_ref() == sei.as_slice()).unwrap();
+                assert!(sei_at < first_slice);
+                carried += 1;
+            }
+            None => assert!(ours.is_empty(), "frame at {} ms got a stamp it did not have", f.pts_ms),
+        }
+    }
+    assert!(carried + 1 >= stamped.len(), "{carried} of {} stamps carried", stamped.len());
 }
 
 #[test]

@@ -226,7 +226,8 @@ impl DtlsEndpoint {
         let peer = ssl.peer_certificate().ok_or("peer sent no certificate")?;
         let peer_fingerprint_sha256 =
             fingerprint::sha256(&peer).map_err(|e| format!("peer fingerprint: {e}"))?;
-        Ok(SrtpExport { profile_id, material, peer_fingerprint_sha256 })
+        let peer_certificate = peer.to_der().map_err(|e| format!("peer certificate: {e}"))?;
+        Ok(SrtpExport { profile_id, material, peer_fingerprint_sha256, peer_certificate })
     }
 
     fn fail(&mut self, reason: String) {

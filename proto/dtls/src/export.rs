@@ -22,6 +22,9 @@ pub struct SrtpExport {
     /// [`crate::DtlsCert::fingerprint_sha256`]. The caller MUST compare it with the
     /// SDP `a=fingerprint` before using the keys.
     pub peer_fingerprint_sha256: String,
+    /// The peer's certificate, DER-encoded: for checking an `a=fingerprint` made with
+    /// another hash ([`crate::certificate_fingerprint`]).
+    pub peer_certificate: Vec<u8>,
 }
 
 impl SrtpExport {
@@ -80,6 +83,7 @@ mod tests {
             profile_id: PROFILE_AES128_CM_SHA1_80,
             material,
             peer_fingerprint_sha256: String::new(),
+            peer_certificate: Vec::new(),
         };
         assert_eq!(e.local_key_salt(Role::Client), Some((&[0u8; 16][..], &[2u8; 14][..])));
         assert_eq!(e.remote_key_salt(Role::Client), Some((&[1u8; 16][..], &[3u8; 14][..])));

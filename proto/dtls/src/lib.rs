@@ -38,3 +38,4 @@ pub use error::Error;
 pub use export::{
     SrtpExport, EXPORTER_LABEL, PROFILE_AEAD_AES_128_GCM, PROFILE_AES128_CM_SHA1_80,
 };
+pub use fingerprint::{certificate_fingerprint, HashFunction};

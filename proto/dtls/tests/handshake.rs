@@ -4,8 +4,8 @@ use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
 use rts_dtls::{
-    DtlsCert, DtlsContext, DtlsEndpoint, DtlsEvent, Error, Role, SrtpExport, SrtpProfile, MTU,
-    PROFILE_AEAD_AES_128_GCM, PROFILE_AES128_CM_SHA1_80,
+    DtlsCert, DtlsContext, DtlsEndpoint, DtlsEvent, Error, HashFunction, Role, SrtpExport,
+    SrtpProfile, MTU, PROFILE_AEAD_AES_128_GCM, PROFILE_AES128_CM_SHA1_80,
 };
 
 struct Peer {
@@ -134,6 +134,12 @@ fn check_handshake(profile: SrtpProfile, expect_id: u16, expect_len: usize) {
     assert_ne!(ce.local_key_salt(Role::Client), ce.remote_key_salt(Role::Client));
     assert_eq!(ce.peer_fingerprint_sha256, s.server_cert.fingerprint_sha256());
     assert_eq!(se.peer_fingerprint_sha256, s.client_cert.fingerprint_sha256());
+    // The exported certificate is the one those fingerprints name, so another hash of it
+    // checks an offer's sha-384/512 fingerprint.
+    let fp = |h, der: &[u8]| rts_dtls::certificate_fingerprint(h, der).unwrap();
+    assert_eq!(fp(HashFunction::Sha256, &se.peer_certificate), s.client_cert.fingerprint_sha256());
+    assert_eq!(fp(HashFunction::Sha256, &ce.peer_certificate), s.server_cert.fingerprint_sha256());
+    assert_eq!(fp(HashFunction::Sha512, &se.peer_certificate).len(), 64 * 3 - 1);
     assert!(s.client.ep.is_connected() && s.server.ep.is_connected());
     // No cookie exchange: the server answers the ClientHello with a ServerHello
     // (handshake type 2), not a HelloVerifyRequest (3).

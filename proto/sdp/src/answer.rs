@@ -56,6 +56,48 @@ pub struct Answer {
     pub audio: Option<NegotiatedCodec>,
     /// Mids of the accepted sections, i.e. our `a=group:BUNDLE`.
     pub bundle_mids: Vec<String>,
+    /// What our side of an ICE restart's SDP fragment repeats from this answer; `None`
+    /// when no section was accepted.
+    pub ice_fragment: Option<IceFragment>,
+}
+
+/// The server's `application/trickle-ice-sdpfrag` (RFC 8840 §9) for an answered session,
+/// as a WHEP/WHIP ICE restart returns it (RFC 9725 §4.3.5): `a=ice-lite`, the BUNDLE
+/// group, the BUNDLE-tag m-line (the first accepted section; with max-bundle the only one
+/// that carries ICE information) with its mid, new credentials, and the same single host
+/// candidate as the answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IceFragment {
+    bundle_mids: Vec<String>,
+    /// `<kind> <proto> <formats>` of the BUNDLE-tag section as answered.
+    kind: String,
+    protocol: String,
+    formats: Vec<String>,
+    mid: String,
+    candidate: SocketAddr,
+}
+
+impl IceFragment {
+    /// The fragment with credentials `ice_ufrag` / `ice_pwd` (CRLF line endings).
+    pub fn write(&self, ice_ufrag: &str, ice_pwd: &str) -> String {
+        let mut sdp = String::with_capacity(256);
+        sdp_line!(&mut sdp, "a=ice-lite");
+        sdp_line!(&mut sdp, "a=group:BUNDLE {}", self.bundle_mids.join(" "));
+        // Port 9 (discard), as RFC 8840's fragments write it: the address is the candidate's.
+        sdp_line!(
+            &mut sdp,
+            "m={} 9 {} {}",
+            self.kind,
+            self.protocol,
+            self.formats.join(" ")
+        );
+        sdp_line!(&mut sdp, "a=mid:{}", self.mid);
+        sdp_line!(&mut sdp, "a=ice-ufrag:{ice_ufrag}");
+        sdp_line!(&mut sdp, "a=ice-pwd:{ice_pwd}");
+        write_candidate(&mut sdp, self.candidate);
+        sdp_line!(&mut sdp, "a=end-of-candidates");
+        sdp
+    }
 }
 
 /// A codec both sides agreed on for one media section.
@@ -127,7 +169,7 @@ pub fn build_answer(offer: &SessionDescription, opts: &AnswerOptions) -> Result<
     }
     sdp_line!(&mut sdp, "a=msid-semantic: WMS {}", opts.stream_id);
 
-    let (mut video, mut audio) = (None, None);
+    let (mut video, mut audio, mut ice_fragment) = (None, None, None);
     for (m, p) in offer.media.iter().zip(&plans) {
         let codecs: Vec<&Codec> = match p {
             Plan::Reject => {
@@ -141,6 +183,16 @@ pub fn build_answer(offer: &SessionDescription, opts: &AnswerOptions) -> Result<
         // check_transport guaranteed the mid.
         let mid = m.mid.clone().unwrap_or_default();
         let pts: Vec<String> = codecs.iter().map(|c| c.payload_type.to_string()).collect();
+        if ice_fragment.is_none() {
+            ice_fragment = Some(IceFragment {
+                bundle_mids: bundle_mids.clone(),
+                kind: m.kind.as_str().to_owned(),
+                protocol: m.protocol.clone(),
+                formats: pts.clone(),
+                mid: mid.clone(),
+                candidate: opts.candidate,
+            });
+        }
         sdp_line!(
             &mut sdp,
             "m={} {} {} {}",
@@ -207,11 +259,7 @@ pub fn build_answer(offer: &SessionDescription, opts: &AnswerOptions) -> Result<
             }
             Plan::Reject => {}
         }
-        sdp_line!(
-            &mut sdp,
-            "a=candidate:1 1 udp 2130706431 {ip} {} typ host",
-            opts.candidate.port()
-        );
+        write_candidate(&mut sdp, opts.candidate);
         sdp_line!(&mut sdp, "a=end-of-candidates");
     }
     Ok(Answer {
@@ -219,7 +267,18 @@ pub fn build_answer(offer: &SessionDescription, opts: &AnswerOptions) -> Result<
         video,
         audio,
         bundle_mids,
+        ice_fragment,
     })
+}
+
+/// Our one host candidate.
+fn write_candidate(sdp: &mut String, candidate: SocketAddr) {
+    let ip = candidate.ip().to_canonical();
+    sdp_line!(
+        sdp,
+        "a=candidate:1 1 udp 2130706431 {ip} {} typ host",
+        candidate.port()
+    );
 }
 
 /// Decides, per offered section, what we answer; errors when nothing is usable.

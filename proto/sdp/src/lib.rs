@@ -1,6 +1,7 @@
 //! SDP for rts: parse a browser's WebRTC offer (Unified Plan, BUNDLE) and answer it as an
-//! ICE-lite, DTLS-passive server that only sends H.264 video and Opus audio; plus the
-//! client side used by the load generator (a recvonly offer, and parsing the answer).
+//! ICE-lite, DTLS-passive server that only sends H.264 video and Opus audio; read and write
+//! the `trickle-ice-sdpfrag` fragments of a WHEP PATCH (RFC 8840); plus the client side used
+//! by the load generator (a recvonly offer, and parsing the answer).
 //!
 //! Sans-IO and pure: text in, text and plain structs out.
 //!
@@ -23,7 +24,9 @@ mod parse;
 mod types;
 mod write;
 
-pub use answer::{build_answer, Answer, AnswerOptions, NegotiatedCodec, PLAYOUT_DELAY_URI};
+pub use answer::{
+    build_answer, Answer, AnswerOptions, IceFragment, NegotiatedCodec, PLAYOUT_DELAY_URI,
+};
 pub use error::Error;
 pub use offer::{
     build_recvonly_offer, OfferOptions, OFFER_H264_PT, OFFER_OPUS_PT, OFFER_RED_PT, OFFER_RTX_PT,
@@ -39,6 +42,14 @@ impl SessionDescription {
     /// malformed `m=` lines, non-numeric or out-of-range payload types, and malformed values
     /// of the attributes we read. Unknown attributes and line types are ignored.
     pub fn parse(sdp: &str) -> Result<Self, Error> {
-        parse::parse(sdp)
+        parse::parse(sdp, false)
+    }
+
+    /// Parses an SDP fragment (RFC 8840 §9, `application/trickle-ice-sdpfrag`, as a WHEP or
+    /// WHIP PATCH carries it): the same lines and rules as [`SessionDescription::parse`]
+    /// without the leading `v=0`. Attributes before the first `m=` line land at session
+    /// level, so [`SessionDescription::ice_ufrag_for`] and friends read either placement.
+    pub fn parse_fragment(fragment: &str) -> Result<Self, Error> {
+        parse::parse(fragment, true)
     }
 }

@@ -12,10 +12,11 @@ use crate::types::{
     Candidate, Codec, Direction, Fingerprint, MediaKind, MediaSection, SessionDescription, Setup,
 };
 
-/// Parses an SDP with CRLF or LF line endings.
-pub(crate) fn parse(sdp: &str) -> Result<SessionDescription, Error> {
+/// Parses an SDP with CRLF or LF line endings. A `fragment` (RFC 8840
+/// `application/trickle-ice-sdpfrag`) has no `v=0` line: its lines are read the same way.
+pub(crate) fn parse(sdp: &str, fragment: bool) -> Result<SessionDescription, Error> {
     let mut desc = SessionDescription::default();
-    let mut seen_version = false;
+    let mut seen_version = fragment;
     // Session-level direction is the default for every media section (RFC 8866 §6.7).
     let mut session_direction = Direction::SendRecv;
 
@@ -105,7 +106,11 @@ fn session_attr(
     match a.name {
         "ice-ufrag" => desc.ice_ufrag = Some(a.value("ice-ufrag")?.to_owned()),
         "ice-pwd" => desc.ice_pwd = Some(a.value("ice-pwd")?.to_owned()),
-        "fingerprint" => desc.fingerprint = Some(parse_fingerprint(a)?),
+        "fingerprint" => {
+            let f = parse_fingerprint(a)?;
+            desc.fingerprint.get_or_insert_with(|| f.clone());
+            desc.fingerprints.push(f);
+        }
         "setup" => desc.setup = Some(parse_setup(a)?),
         "ice-lite" => desc.ice_lite = true,
         "group" => {
@@ -136,7 +141,11 @@ fn media_attr(m: &mut MediaSection, all: &mut Vec<Candidate>, a: &Attr<'_>) -> R
         "rtcp-rsize" => m.rtcp_rsize = true,
         "ice-ufrag" => m.ice_ufrag = Some(a.value("ice-ufrag")?.to_owned()),
         "ice-pwd" => m.ice_pwd = Some(a.value("ice-pwd")?.to_owned()),
-        "fingerprint" => m.fingerprint = Some(parse_fingerprint(a)?),
+        "fingerprint" => {
+            let f = parse_fingerprint(a)?;
+            m.fingerprint.get_or_insert_with(|| f.clone());
+            m.fingerprints.push(f);
+        }
         "setup" => m.setup = Some(parse_setup(a)?),
         "extmap" => {
             let v = a.value("extmap")?;
@@ -256,6 +265,7 @@ fn parse_media_line(value: &str, line: usize) -> Result<MediaSection, Error> {
         ice_ufrag: None,
         ice_pwd: None,
         fingerprint: None,
+        fingerprints: Vec::new(),
         setup: None,
         ssrcs: Vec::new(),
         candidates: Vec::new(),

@@ -13,8 +13,11 @@ pub struct SessionDescription {
     pub ice_ufrag: Option<String>,
     /// Session-level `a=ice-pwd`.
     pub ice_pwd: Option<String>,
-    /// Session-level `a=fingerprint`.
+    /// Session-level `a=fingerprint`: the first one when several are given.
     pub fingerprint: Option<Fingerprint>,
+    /// Every session-level `a=fingerprint`, in order (RFC 8122 §5 allows several, e.g. one
+    /// per hash function).
+    pub fingerprints: Vec<Fingerprint>,
     /// Session-level `a=setup`.
     pub setup: Option<Setup>,
     /// Mids of `a=group:BUNDLE`, in order.
@@ -55,8 +58,10 @@ pub struct MediaSection {
     pub ice_ufrag: Option<String>,
     /// Media-level `a=ice-pwd` override.
     pub ice_pwd: Option<String>,
-    /// Media-level `a=fingerprint` override.
+    /// Media-level `a=fingerprint` override: the first one when several are given.
     pub fingerprint: Option<Fingerprint>,
+    /// Every media-level `a=fingerprint`, in order.
+    pub fingerprints: Vec<Fingerprint>,
     /// Media-level `a=setup` override.
     pub setup: Option<Setup>,
     /// Distinct SSRCs of `a=ssrc:` lines, in order of first appearance.
@@ -274,6 +279,15 @@ impl SessionDescription {
             .get(i)
             .and_then(|m| m.fingerprint.as_ref())
             .or(self.fingerprint.as_ref())
+    }
+
+    /// Every DTLS fingerprint for media section `i`: the media-level ones when it has any,
+    /// else the session-level ones (RFC 8122 §5: media level overrides session level).
+    pub fn fingerprints_for(&self, i: usize) -> &[Fingerprint] {
+        match self.media.get(i) {
+            Some(m) if !m.fingerprints.is_empty() => &m.fingerprints,
+            _ => &self.fingerprints,
+        }
     }
 
     /// DTLS setup role for media section `i`: media level, else session level.

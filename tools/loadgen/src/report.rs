@@ -106,6 +106,8 @@ pub struct Tally {
     pub frames: u64,
     /// Frames with a gap or broken fragment.
     pub frames_incomplete: u64,
+    /// Complete frames carrying SEI user data (any UUID).
+    pub frames_with_user_data: u64,
     /// Stalls and their total length.
     pub stall_count: u64,
     /// Milliseconds.
@@ -187,6 +189,7 @@ impl Tally {
         self.header_received += o.header_received;
         self.frames += o.frames;
         self.frames_incomplete += o.frames_incomplete;
+        self.frames_with_user_data += o.frames_with_user_data;
         self.stall_count += o.stall_count;
         self.stall_ms += o.stall_ms;
         self.verified_seconds += o.verified_seconds;
@@ -248,6 +251,9 @@ pub struct Report {
     pub first_frame_from_signaling_ms: Option<Percentiles>,
     pub frames_decoded: u64,
     pub frames_incomplete: u64,
+    /// Complete frames that carried SEI user data (`user_data_unregistered`,
+    /// any UUID), e.g. a publisher's product-card cues through a re-encode.
+    pub frames_with_user_data: u64,
     pub jitter_ms: Option<Percentiles>,
     pub e2e_latency_ms: Option<Percentiles>,
     /// Fairness: percentiles of the verified viewers' own median delays, the
@@ -336,6 +342,7 @@ impl Report {
             first_frame_from_signaling_ms: percentiles(&mut t.first_frame_from_signaling_ms),
             frames_decoded: t.frames,
             frames_incomplete: t.frames_incomplete,
+            frames_with_user_data: t.frames_with_user_data,
             jitter_ms: percentiles(&mut t.jitter_ms),
             e2e_latency_ms: percentiles(&mut t.e2e_ms),
             e2e_viewer_median_ms: percentiles(&mut t.e2e_viewer_median_ms),
@@ -436,7 +443,7 @@ impl Report {
             ("failures", if failures.is_empty() { "none".into() } else { failures.join(" ") }),
             ("bitrate", format!("{:.0} kbit/s per viewer, {:.0} kbit/s total", self.kbps_per_viewer, self.kbps_total)),
             ("loss", format!("{:.4}% verified ({} lost), {:.4}% all viewers (headers)", self.loss_ratio * 100.0, self.packets_lost, self.loss_ratio_headers * 100.0)),
-            ("frames", format!("{} complete, {} incomplete", self.frames_decoded, self.frames_incomplete)),
+            ("frames", format!("{} complete, {} incomplete, {} with SEI user data", self.frames_decoded, self.frames_incomplete, self.frames_with_user_data)),
             ("stalls", format!("{} stalls, {} ms total, ratio {:.4}", self.stall_count, self.stall_ms_total, self.stall_ratio)),
             ("first frame ms", pct(&self.first_frame_ms)),
             ("jitter ms", pct(&self.jitter_ms)),

@@ -41,8 +41,30 @@ fn unescape(ebsp: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Walks the sei_message()s of an SEI RBSP (H.264 §7.3.2.3).
+/// Whether a frame's NAL units carry user data (a `user_data_unregistered`
+/// SEI message, any UUID): what live commerce syncs product cards with.
+pub fn has_user_data<N: AsRef<[u8]>>(nalus: &[N]) -> bool {
+    nalus.iter().any(|n| {
+        let n = n.as_ref();
+        n.first().map(|b| b & 0x1f) == Some(NAL_SEI)
+            && walk_sei_rbsp(&unescape(&n[1..]), |ty, _| (ty == PAYLOAD_USER_DATA_UNREGISTERED).then_some(())).is_some()
+    })
+}
+
+/// Our timestamp in an SEI RBSP.
 fn parse_sei_rbsp(rbsp: &[u8]) -> Option<u64> {
+    walk_sei_rbsp(rbsp, |ty, payload| {
+        (ty == PAYLOAD_USER_DATA_UNREGISTERED && payload.len() >= 24 && payload[..16] == TIMESTAMP_UUID).then(|| {
+            let mut be = [0u8; 8];
+            be.copy_from_slice(&payload[16..24]);
+            u64::from_be_bytes(be)
+        })
+    })
+}
+
+/// Walks the sei_message()s of an SEI RBSP (H.264 §7.3.2.3) until `found`
+/// returns something for a (payloadType, payload).
+fn walk_sei_rbsp<T>(rbsp: &[u8], mut found: impl FnMut(u32, &[u8]) -> Option<T>) -> Option<T> {
     let mut at = 0;
     // More messages follow while something other than the trailing-bits byte remains.
     while at < rbsp.len() && rbsp[at..] != [0x80] {
@@ -51,10 +73,8 @@ fn parse_sei_rbsp(rbsp: &[u8]) -> Option<u64> {
         let (size, n) = read_ff_coded(&rbsp[at..])?;
         at += n;
         let payload = rbsp.get(at..at.checked_add(usize::try_from(size).ok()?)?)?;
-        if ty == PAYLOAD_USER_DATA_UNREGISTERED && payload.len() >= 24 && payload[..16] == TIMESTAMP_UUID {
-            let mut be = [0u8; 8];
-            be.copy_from_slice(&payload[16..24]);
-            return Some(u64::from_be_bytes(be));
+        if let Some(t) = found(ty, payload) {
+            return Some(t);
         }
         at += payload.len();
     }
@@ -112,6 +132,18 @@ pub(crate) mod tests {
         let nal = sei_nal(stamp, &[]);
         assert!(nal.windows(3).any(|w| w == [0, 0, 3]), "test vector must contain an escape");
         assert_eq!(find_timestamp(&[nal]), Some(stamp));
+    }
+
+    #[test]
+    fn user_data_of_any_uuid_is_seen() {
+        // A recovery-point SEI alone (payloadType 6) is not user data.
+        assert!(!has_user_data(&[vec![0x06, 0x06, 0x01, 0x84, 0x80]]));
+        // payloadType 5, size 17: a foreign UUID and one byte, after a recovery point.
+        let mut nal = vec![0x06, 0x06, 0x01, 0x84, 0x05, 17];
+        nal.extend_from_slice(&[0x11; 16]);
+        nal.extend_from_slice(&[0x42, 0x80]);
+        assert!(has_user_data(&[vec![0x09, 0xf0], nal]));
+        assert!(!has_user_data(&[vec![0x65, 0x88]]));
     }
 
     #[test]

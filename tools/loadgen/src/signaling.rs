@@ -157,18 +157,14 @@ pub fn parse_answer(sdp: &str) -> Result<Remote, FailureKind> {
     // All candidates are in the answer (we take no trickled ones): the best IPv4 one, else the best.
     let best = |v4: bool| d.candidates.iter().filter(udp).filter(|c| !v4 || c.address.is_ipv4()).max_by_key(|c| c.priority);
     let cand = best(true).or_else(|| best(false)).ok_or(FailureKind::BadSdp)?;
-    // The parser keeps one fingerprint line; stacks that list sha-256 next to
-    // sha-384/512 (aiortc) need the sha-256 one picked from the text.
-    let fingerprint = match d.fingerprint_for(0).filter(|f| f.algorithm == "sha-256") {
-        Some(f) => f.value.clone(),
-        None => sdp
-            .lines()
-            .find_map(|l| {
-                let (alg, v) = l.trim().strip_prefix("a=fingerprint:")?.split_once(' ')?;
-                alg.eq_ignore_ascii_case("sha-256").then(|| v.trim().to_string())
-            })
-            .ok_or(FailureKind::BadSdp)?,
-    };
+    // The DTLS export gives the peer's sha-256 fingerprint: take that line
+    // among those the answer lists (aiortc adds sha-384 and sha-512).
+    let fingerprint = d
+        .fingerprints_for(0)
+        .iter()
+        .find(|f| f.algorithm == "sha-256")
+        .map(|f| f.value.clone())
+        .ok_or(FailureKind::BadSdp)?;
     let live = |kind| d.media.iter().filter(move |m| m.kind == kind && m.port != 0);
     let codec = |kind, name: &'static str| {
         live(kind).flat_map(|m| m.codecs.iter()).find(move |c| c.name.eq_ignore_ascii_case(name))

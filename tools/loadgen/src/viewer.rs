@@ -823,6 +823,9 @@ impl Viewer {
                     *r = true;
                     self.tally.rebind_gap_ms.push(ms(now.saturating_duration_since(*at)));
                 }
+                if sei::has_user_data(&f.nalus) {
+                    self.tally.frames_with_user_data += 1;
+                }
                 let warm = v.first_frame_at.is_some_and(|t| now.saturating_duration_since(t) >= LATENCY_WARMUP);
                 if let Some(stamp) = sei::find_timestamp(&f.nalus).filter(|_| warm) {
                     // Stamps from the future or older than an hour mean unsynced clocks: skip.

@@ -103,3 +103,67 @@ fn garbage_datagrams_are_counted_not_fatal() {
     assert_eq!(c.stun_rejected + c.unknown_dropped, 6, "{c:?}");
     assert!(rig.sent.is_empty());
 }
+
+#[test]
+fn an_ice_restart_swaps_the_credentials_and_keeps_media() {
+    let mut rig = Rig::new("");
+    let mut p = publish(&mut rig, 1, "live", "s", 0);
+    let mut v = Viewer::join(&mut rig, 1, "live", "s");
+    rig.advance(ms(50));
+    v.recv(&rig);
+    assert!(!v.video().is_empty(), "plays before the restart");
+    let (old_ufrag, old_pwd) = (v.ufrag.clone(), v.pwd.clone());
+    rig.take_ctl();
+
+    rig.control(ControlToShard::IceRestart {
+        session: v.session,
+        local_ufrag: "restarted".into(),
+        local_pwd: "a-new-password-of-24-chars".into(),
+        remote_ufrag: "theirs2".into(),
+    });
+    let answers: Vec<_> = rig.take_ctl().into_iter().filter(|m| matches!(m, ShardToControl::IceRestarted { .. })).collect();
+    assert_eq!(answers, [ShardToControl::IceRestarted { session: v.session, local_ufrag: "restarted".into(), ok: true }]);
+
+    // Media goes on to the selected address without a new check.
+    let before = rig.sent.len();
+    p.video(&mut rig, 33, frame(false, 2_500, 3));
+    assert_eq!(rig.sent[before..].iter().filter(|s| s.dst == v.addr).count(), 3, "media continues");
+
+    // The old credentials are gone: no answer to the old ufrag.
+    let before = (rig.sent.len(), rig.core.counters().stun_ok);
+    rig.datagram(v.addr, &v.binding(&old_pwd, true, 9));
+    assert_eq!((rig.sent.len(), rig.core.counters().stun_ok), before, "a check with the old ufrag is dropped");
+
+    // The new ones are answered, and a nominated check from a new address (the
+    // network change that caused the restart) moves media there.
+    v.ufrag = "restarted".into();
+    v.pwd = "a-new-password-of-24-chars".into();
+    let old_addr = v.addr;
+    v.addr = SocketAddrV4::new(*old_addr.ip(), old_addr.port() + 1);
+    v.stun.clear();
+    rig.datagram(v.addr, &v.binding(&old_pwd, true, 10));
+    rig.datagram(v.addr, &v.binding(&v.pwd, true, 11));
+    v.recv(&rig);
+    let answered: Vec<bool> = v.stun.iter().map(|(_, ok)| *ok).collect();
+    assert_eq!(answered, [false, true], "the old password fails integrity, the new one passes");
+    let before = rig.sent.len();
+    p.video(&mut rig, 66, frame(false, 2_500, 4));
+    let to = |a| rig.sent[before..].iter().filter(|s| s.dst == a).count();
+    assert_eq!((to(v.addr), to(old_addr)), (3, 0), "media follows the check with the new credentials");
+    v.recv(&rig);
+    assert!(v.video().len() >= 3, "same SRTP session after the restart");
+
+    // A repeat is harmless; an unknown session or another session's ufrag is refused.
+    let other = Viewer::join(&mut rig, 2, "live", "s");
+    rig.take_ctl();
+    for (session, ufrag, ok) in [(v.session, "restarted", true), (0xdead, "x", false), (v.session, other.ufrag.as_str(), false)] {
+        rig.control(ControlToShard::IceRestart { session, local_ufrag: ufrag.into(), local_pwd: "p".repeat(24), remote_ufrag: "r".into() });
+        let got: Vec<_> = rig.take_ctl().into_iter().filter(|m| matches!(m, ShardToControl::IceRestarted { .. })).collect();
+        assert_eq!(got, [ShardToControl::IceRestarted { session, local_ufrag: ufrag.into(), ok }], "{ufrag}");
+    }
+    // The refused takeover left the other viewer's credentials working.
+    let before = rig.core.counters().stun_ok;
+    other.check(&mut rig);
+    assert_eq!(rig.core.counters().stun_ok, before + 1);
+    assert_ne!(old_ufrag, "restarted");
+}

@@ -97,6 +97,33 @@ fn a_waiting_viewer_replicates_once_the_stream_goes_live_elsewhere() {
 }
 
 #[test]
+fn a_viewer_switching_to_a_stream_homed_elsewhere_starts_from_the_snapshot() {
+    // A viewer playing stream a on shard 1 switches to b, published on
+    // shard 0: shard 1 subscribes, and the snapshot (b's GOP) must start the
+    // viewer at once, although its video started long ago (on a).
+    let t0 = Instant::now();
+    let (mut home, mut r1) = (Rig::shard(0, 2, "", t0), Rig::shard(1, 2, "", t0));
+    let mut a = publish(&mut r1, 1, "live", "a", 2);
+    let _b = publish(&mut home, 1, "live", "b", 4);
+    let mut v = Viewer::join(&mut r1, 1, "live", "a");
+    r1.advance(ms(50));
+    a.video(&mut r1, 3 * 33, frame(false, 2_500, 3));
+    v.recv(&r1);
+    let before = v.video().len();
+    assert!(before > 0);
+    r1.control(ControlToShard::SwitchStream { session: v.session, app: "live".into(), stream: "b".into(), home_shard: Some(0) });
+    assert!(r1.ctl.iter().any(|m| matches!(m, ShardToControl::SwitchDone { ok: true, .. })));
+    exchange(&mut [&mut home, &mut r1]);
+    r1.advance(ms(50));
+    v.recv(&r1);
+    let after = &v.video()[before..];
+    // b's GOP cache at home: its keyframe and 4 P-frames.
+    let cached = home.core.streams.lookup("live/b").and_then(|id| home.core.streams.get(id)).unwrap().gop_cache().len();
+    assert_eq!(after.len(), cached, "the whole snapshot, without waiting for b's next keyframe");
+    assert_eq!(after[0].payload[0] & 0x1f, 24, "starting with b's keyframe (STAP-A with SPS/PPS)");
+}
+
+#[test]
 fn stale_relay_messages_are_ignored() {
     let t0 = Instant::now();
     let (mut home, mut r1) = (Rig::shard(0, 2, "", t0), Rig::shard(1, 2, "", t0));

@@ -1,5 +1,5 @@
-//! `cargo +nightly fuzz run parse_offer`: any bytes into the offer parser and, when they
-//! parse, into the answer builder. Neither may panic.
+//! `cargo +nightly fuzz run parse_offer`: any bytes into the offer and fragment parsers
+//! and, when they parse as an offer, into the answer builder. None may panic.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -9,6 +9,8 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
+    // The same bytes as a WHEP PATCH body (RFC 8840 fragment).
+    let _ = SessionDescription::parse_fragment(text);
     let Ok(offer) = SessionDescription::parse(text) else {
         return;
     };
@@ -31,6 +33,10 @@ fuzz_target!(|data: &[u8]| {
         // Our own answer must always re-parse, and a negotiated extension id
         // fits the one-byte header form we write.
         assert!(SessionDescription::parse(&answer.sdp).is_ok());
+        // So must our ICE restart fragment.
+        if let Some(f) = &answer.ice_fragment {
+            assert!(SessionDescription::parse_fragment(&f.write("fuzz", "fuzzfuzzfuzzfuzzfuzzfuzz")).is_ok());
+        }
         if let Some(id) = answer.video.and_then(|v| v.playout_delay_id) {
             assert!((1..=14).contains(&id));
         }
