@@ -252,7 +252,7 @@ impl Core {
         if !m.pending.is_empty() {
             return;
         }
-        m.pending.extend(stream.gop_cache().iter().cloned());
+        m.queue_replay(stream.gop_cache());
         self.start_catchup(idx);
     }
 

@@ -150,7 +150,7 @@ impl Core {
         }
         self.counters.gop_restarts += 1;
         m.video.rebase_next();
-        m.pending.extend(stream.gop_cache().iter().cloned());
+        m.queue_replay(stream.gop_cache());
         tracing::debug!(shard = self.id, session = format_args!("{:016x}", sess.id), "restart from the GOP cache");
         self.start_catchup(idx);
     }

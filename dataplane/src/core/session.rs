@@ -58,6 +58,15 @@ pub struct Media {
 }
 
 impl Media {
+    /// Queues a GOP replay (`gop`: cached video packets, keyframe first)
+    /// for this viewer; its time span is squeezed (see `Squeeze`).
+    pub fn queue_replay(&mut self, gop: &[Bytes]) {
+        if let Some(edge) = gop.last().filter(|p| p.len() >= 12).map(|p| u32::from_be_bytes([p[4], p[5], p[6], p[7]])) {
+            self.video.replay_from(edge);
+        }
+        self.pending.extend(gop.iter().cloned());
+    }
+
     pub fn track(&mut self, kind: Kind) -> &mut TrackOut {
         match kind {
             Kind::Video => &mut self.video,
@@ -93,6 +102,11 @@ pub struct TrackOut {
     epoch_start: u16,
     started: bool,
     rebase: bool,
+    /// Source timestamp of the newest packet of a GOP replay queued for this
+    /// viewer (`replay_from`): the start (or re-base) it is for squeezes the
+    /// replay's time span into one frame interval (see [`Squeeze`]).
+    live_edge: Option<u32>,
+    squeeze: Option<Squeeze>,
     /// The playout-delay `min` this viewer's packets carried, as (first
     /// sequence number, value) changes, newest at `playout_logged - 1`
     /// (mod the ring): a retransmission on the media SSRC repeats its SRTP
@@ -100,6 +114,28 @@ pub struct TrackOut {
     playout_log: [(u16, u16); PLAYOUT_LOG],
     playout_logged: usize,
 }
+
+/// A GOP replay's timestamps squeezed into one frame interval: source times
+/// `from..to` (the cached keyframe up to the newest cached frame) go out as
+/// `base..base + step`, linearly, and `to` on as `ts + ts_offset` (=
+/// `base + step` at `to`). A receiver plays frames at their RTP time, so a
+/// replay sent with its real spacing would put the viewer a GOP's age
+/// (up to the GOP length) behind live for good, and after a switch it
+/// would first play out whatever the previous stream left in its buffer:
+/// squeezed, the replay is decoded at once and the viewer stays at live,
+/// with audio and video on one timeline. A pure function of the source
+/// time, so a retransmission repeats the timestamp it first went out with.
+#[derive(Debug, Clone, Copy)]
+struct Squeeze {
+    from: u32,
+    to: u32,
+    base: u32,
+}
+
+/// A squeeze is forgotten this far (RTP units, 10 s of video) past its end,
+/// long after any retransmission of the replay, before timestamps wrap back
+/// into its window.
+const SQUEEZE_FORGET: u32 = 900_000;
 
 /// Playout-delay changes remembered per viewer. The value changes a few
 /// times in a viewer's first 16 s (lip-sync start target fading, 10 ms
@@ -128,6 +164,8 @@ impl TrackOut {
             epoch_start: 0,
             started: false,
             rebase: false,
+            live_edge: None,
+            squeeze: None,
             playout_log: [(0, 0); PLAYOUT_LOG],
             playout_logged: 0,
         }
@@ -153,6 +191,15 @@ impl TrackOut {
     /// The next packet comes from another sequence space (channel switch).
     pub fn rebase_next(&mut self) {
         self.rebase = true;
+        self.live_edge = None;
+    }
+
+    /// A GOP replay whose newest packet has source timestamp `live_edge` is
+    /// queued: the start or re-base it leads squeezes its time span.
+    pub fn replay_from(&mut self, live_edge: u32) {
+        if !self.started || self.rebase {
+            self.live_edge = Some(live_edge);
+        }
     }
 
     /// This viewer's RTP time for a shared-stream RTP time (for SRs).
@@ -207,14 +254,31 @@ impl TrackOut {
         let seq = u16::from_be_bytes([src[2], src[3]]);
         let ts = u32::from_be_bytes([src[4], src[5], src[6], src[7]]);
         let rebased = self.rebase || !self.started;
-        if self.rebase && self.started {
-            self.seq_offset = self.last_seq.wrapping_add(1).wrapping_sub(seq);
-            self.ts_offset = self.last_ts.wrapping_add(self.step).wrapping_sub(ts);
+        if rebased {
+            // A new viewer keeps the source's numbers (its live frames keep
+            // their times; a replay before them is squeezed into the frame
+            // interval before the newest); a re-based one goes on one packet
+            // and one frame after its last (the replay from there, the
+            // newest replayed frame a frame later).
+            let replay_to = self.live_edge.take().filter(|&to| to.wrapping_sub(ts) as i32 > self.step as i32);
+            let base = if self.started {
+                self.seq_offset = self.last_seq.wrapping_add(1).wrapping_sub(seq);
+                self.last_ts.wrapping_add(self.step)
+            } else {
+                replay_to.map_or(ts, |to| to.wrapping_sub(self.step))
+            };
+            self.squeeze = replay_to.map(|to| Squeeze { from: ts, to, base });
+            self.ts_offset = match replay_to {
+                Some(to) => base.wrapping_add(self.step).wrapping_sub(to),
+                None => base.wrapping_sub(ts),
+            };
+        } else if self.squeeze.is_some_and(|q| ts.wrapping_sub(q.to) as i32 > SQUEEZE_FORGET as i32) {
+            self.squeeze = None;
         }
         self.rebase = false;
         let n = self.write(src, pt, self.ssrc, out, playout_min);
         self.last_seq = seq.wrapping_add(self.seq_offset);
-        self.last_ts = ts.wrapping_add(self.ts_offset);
+        self.last_ts = self.out_ts(ts);
         if rebased {
             self.epoch_start = self.last_seq;
         }
@@ -270,9 +334,21 @@ impl TrackOut {
         }
     }
 
+    /// This viewer's timestamp for source timestamp `ts`.
+    fn out_ts(&self, ts: u32) -> u32 {
+        match self.squeeze {
+            Some(q) if (ts.wrapping_sub(q.from) as i32) >= 0 && (ts.wrapping_sub(q.to) as i32) < 0 => {
+                let span = u64::from(q.to.wrapping_sub(q.from));
+                let at = u64::from(ts.wrapping_sub(q.from));
+                q.base.wrapping_add((at * u64::from(self.step) / span) as u32)
+            }
+            _ => ts.wrapping_add(self.ts_offset),
+        }
+    }
+
     fn write(&self, src: &[u8], pt: u8, ssrc: u32, out: &mut [u8; RTP_HEADER_MAX], playout_min: u16) -> usize {
         let seq = u16::from_be_bytes([src[2], src[3]]).wrapping_add(self.seq_offset);
-        let ts = u32::from_be_bytes([src[4], src[5], src[6], src[7]]).wrapping_add(self.ts_offset);
+        let ts = self.out_ts(u32::from_be_bytes([src[4], src[5], src[6], src[7]]));
         out[0] = 0x80; // V=2, no padding/CSRC: the packetizers emit none
         out[1] = (src[1] & 0x80) | (pt & 0x7f);
         out[2..4].copy_from_slice(&seq.to_be_bytes());
@@ -311,6 +387,74 @@ mod tests {
         let mut h = [0u8; 12];
         rts_rtp::write_rtp_header(&mut h, marker, 96, seq, ts, ssrc);
         h
+    }
+
+    /// Sends source frames (one packet each, numbered from `seq`) and
+    /// returns the timestamps the viewer got.
+    fn send_frames(t: &mut TrackOut, seq: u16, times: &[u32]) -> Vec<u32> {
+        let mut out = [0u8; RTP_HEADER_MAX];
+        times
+            .iter()
+            .enumerate()
+            .map(|(i, &ts)| {
+                t.rewrite(&hdr(true, seq.wrapping_add(i as u16), ts, 1), &mut out, 0, false);
+                rts_rtp::RtpHeader::parse(&out[..12]).unwrap().timestamp
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_replay_is_squeezed_into_one_frame_before_live() {
+        // A new viewer: the GOP (2 s, 30 fps, source times 100_000..280_000)
+        // goes out within the frame interval before the newest cached
+        // frame, which keeps its time, as do the live frames after it: the
+        // receiver decodes the replay at once instead of playing it out at
+        // its real pace, 2 s behind live.
+        let mut t = TrackOut::new(Some(96), 7, Kind::Video);
+        let gop: Vec<u32> = (0..61).map(|i| 100_000 + 3000 * i).collect();
+        t.replay_from(*gop.last().unwrap());
+        let got = send_frames(&mut t, 10, &gop);
+        assert_eq!(got[0], 277_000, "the keyframe one frame before the newest");
+        assert_eq!(got[60], 280_000, "the newest cached frame keeps its time");
+        assert!(got.windows(2).all(|w| w[1] > w[0]), "still one distinct, rising time per frame: {got:?}");
+        assert_eq!(send_frames(&mut t, 71, &[283_000, 286_000]), vec![283_000, 286_000], "live keeps its times");
+        // A retransmission of a replayed packet repeats the time it went out with.
+        let mut again = [0u8; RTP_HEADER_MAX];
+        t.resend_header(30, &hdr(true, 30, gop[20], 1), None, &mut again, 0).unwrap();
+        assert_eq!(rts_rtp::RtpHeader::parse(&again[..12]).unwrap().timestamp, got[20]);
+
+        // A switch: the new stream's GOP (another clock) goes on one frame
+        // after the last frame sent, squeezed into one frame; its newest
+        // frame a frame later, and live from there at the real pace.
+        t.rebase_next();
+        let gop2: Vec<u32> = (0..31).map(|i| 9_000_000 + 3600 * i).collect(); // 25 fps
+        t.replay_from(*gop2.last().unwrap());
+        let got2 = send_frames(&mut t, 5000, &gop2);
+        assert_eq!(got2[0], 289_000);
+        assert_eq!(got2[30], 292_000);
+        assert!(got2.windows(2).all(|w| w[1] > w[0]));
+        assert_eq!(send_frames(&mut t, 5031, &[9_111_600]), vec![295_600]);
+        // Long after the replay the squeeze is forgotten, and source times
+        // that come back into its window (a wrap) are not squeezed.
+        let later = 9_108_000u32.wrapping_add(SQUEEZE_FORGET + 3600);
+        assert_eq!(send_frames(&mut t, 5032, &[later]), vec![later.wrapping_sub(9_108_000).wrapping_add(292_000)]);
+        assert!(t.squeeze.is_none());
+    }
+
+    #[test]
+    fn a_short_replay_or_none_is_not_squeezed() {
+        // Just the keyframe cached (one frame): nothing to squeeze, the
+        // source times stay (a new viewer) or go on one frame later (switch).
+        let mut t = TrackOut::new(Some(96), 7, Kind::Video);
+        t.replay_from(50_000);
+        assert_eq!(send_frames(&mut t, 1, &[50_000, 53_000]), vec![50_000, 53_000]);
+        t.rebase_next();
+        assert_eq!(send_frames(&mut t, 100, &[1_000_000]), vec![56_000], "no replay: the live frame one frame on");
+        assert!(t.squeeze.is_none());
+        // A replay queued while the track neither starts nor re-bases
+        // changes nothing.
+        t.replay_from(2_000_000);
+        assert_eq!(send_frames(&mut t, 101, &[1_003_000]), vec![59_000]);
     }
 
     #[test]

@@ -1,0 +1,140 @@
+//! Swiping between live rooms that have sound (issue 18): two rooms that
+//! differ in everything a room can (resolution, H.264 profile, frame rate,
+//! AAC sample rate, GOP of 3 s), one Chromium PeerConnection switching
+//! between them ten times with `POST {resource}/switch`.
+//!
+//! Per switch:
+//! - time from the call to the first frame of the new room on screen
+//!   (`requestVideoFrameCallback`, the rooms differ in width), median and
+//!   max bounded;
+//! - audio keeps playing: over the 1.6 s after the call, no run of
+//!   concealment (inbound-rtp `concealedSamples` growing) of 100 ms or more;
+//! - lip sync of the new room within 1 s: Chrome's playout offset
+//!   (`estimatedPlayoutTimestamp` of video minus audio from one getStats()
+//!   snapshot, tests/media_sync.rs's measure) at the last sample before 1 s.
+//!
+//! And over the session, the average time a video frame waited in Chrome's
+//! jitter buffer. Before the replays were squeezed (session.rs `Squeeze`),
+//! every GOP replay (the join's, each switch's) went out at its real pace
+//! and Chromium played it out at that pace: the video fell a GOP's age
+//! further behind live with each, a switch waited for the previous room's
+//! buffered frames to play out (55-1,035 ms here, 1.2-2 s in the issue), and
+//! frames waited 430-610 ms on average. Issue 18's goals (every switch
+//! < 200 ms, offset within ±80 ms) are not met yet: the bounds below are
+//! what holds now on a loaded 2-core machine (docs/performance.md).
+
+mod common;
+mod rig;
+
+use anyhow::{Context, Result};
+use common::{Chromium, PublishOpts, Publisher};
+use rig::{Mode, Rig, RTMP};
+use serde_json::Value;
+use std::time::Duration;
+
+/// With the squeeze: median 172 ms, max 216 ms on an idle 2-core VM (275-299
+/// and 327-341 ms loaded); without, in the same session: median 446 ms, max
+/// 1,375 ms, growing with every switch.
+const MAX_SWITCH_MEDIAN_MS: f64 = 400.0;
+const MAX_SWITCH_MS: f64 = 600.0;
+/// 100 ms of audio at 48 kHz (Opus: Chrome counts samples at 48 kHz).
+const MAX_CONCEALED_RUN_SAMPLES: f64 = 4800.0;
+/// With the squeeze: -115..+86 ms; without: -712..+1,122 ms. The issue asks
+/// for ±80 ms; this bound catches a timeline off by a replay's age.
+const MAX_AV_OFFSET_MS: f64 = 250.0;
+/// Average jitter-buffer wait of a video frame over the session: 219 ms with
+/// the squeeze (loaded VM), 539 ms without.
+const MAX_JITTER_BUFFER_MS: f64 = 350.0;
+
+/// One switch: the call's result plus what the page sampled every ~25 ms
+/// for 1.6 s: [ms since the call, video width, concealedSamples,
+/// video − audio estimatedPlayoutTimestamp or null].
+fn switch_to(chrome: &mut Chromium, target: &str, width: u32) -> Result<Value> {
+    let js = format!(
+        r#"(async () => {{
+      const pc = window.rts.pc; const log = [];
+      const t0 = performance.now();
+      const p = window.rts.switchTo('{target}', {width});
+      while (performance.now() - t0 < 1600) {{
+        const rep = await pc.getStats();
+        let v = null, a = null;
+        rep.forEach(s => {{
+          if (s.type === 'inbound-rtp' && s.kind === 'video') v = s;
+          if (s.type === 'inbound-rtp' && s.kind === 'audio') a = s;
+        }});
+        const offset = (v && a && v.estimatedPlayoutTimestamp && a.estimatedPlayoutTimestamp)
+          ? v.estimatedPlayoutTimestamp - a.estimatedPlayoutTimestamp : null;
+        log.push([performance.now() - t0, v ? v.frameWidth : 0, a ? a.concealedSamples : 0, offset]);
+        await new Promise(r => setTimeout(r, 25));
+      }}
+      const r = await p; r.log = log; return r;
+    }})()"#
+    );
+    chrome.eval(&js)
+}
+
+/// Checks one switch's samples; returns its switch time.
+fn check_switch(r: &Value, target: &str) -> Result<f64> {
+    let ms = r["firstFrameMs"].as_f64().with_context(|| format!("switch to {target}: {r}"))?;
+    let log = r["log"].as_array().context("no samples")?;
+    let sample = |row: &Value, i: usize| row[i].as_f64();
+    // Longest concealment run: concealedSamples rising over consecutive
+    // samples (~25 ms apart), in samples.
+    let (mut run, mut worst, mut prev) = (0.0f64, 0.0f64, None::<f64>);
+    for row in log {
+        let c = sample(row, 2).unwrap_or(0.0);
+        match prev {
+            Some(p) if c > p => run += c - p,
+            _ => run = 0.0,
+        }
+        worst = worst.max(run);
+        prev = Some(c);
+    }
+    let offset = log.iter().rfind(|row| sample(row, 0).is_some_and(|t| t <= 1000.0) && sample(row, 3).is_some()).and_then(|row| sample(row, 3));
+    println!(
+        "switch to {target}: first frame {ms:.0} ms (HTTP {:.0} ms), longest concealment run {:.0} ms, A/V playout offset at 1 s {}",
+        r["httpMs"].as_f64().unwrap_or(f64::NAN),
+        worst / 48.0,
+        offset.map_or("none".into(), |o| format!("{o:+.0} ms"))
+    );
+    assert!(worst < MAX_CONCEALED_RUN_SAMPLES, "switch to {target}: audio concealed for {:.0} ms in a row: {log:?}", worst / 48.0);
+    let offset = offset.with_context(|| format!("switch to {target}: no A/V playout offset within 1 s: {log:?}"))?;
+    assert!(offset.abs() <= MAX_AV_OFFSET_MS, "switch to {target}: A/V offset {offset:+.0} ms 1 s after the switch: {log:?}");
+    Ok(ms)
+}
+
+#[test]
+fn ten_switches_between_rooms_with_sound() -> Result<()> {
+    let rig = Rig::start(Mode::Serve, "")?;
+    // Room A: 1280x720 main, 30 fps, AAC 44.1 kHz, 3 s GOP.
+    let a = PublishOpts { profile: "main".into(), gop: 90, size: "1280x720".into(), extra_args: vec!["-ar".into(), "44100".into()], ..Default::default() };
+    // Room B: 640x360 baseline, 25 fps, AAC 48 kHz, 4 s GOP.
+    let b = PublishOpts { profile: "baseline".into(), gop: 100, size: "640x360".into(), extra_args: vec!["-r".into(), "25".into()], ..Default::default() };
+    let _pa = Publisher::start(&format!("{RTMP}/live/roomA"), &a)?;
+    let _pb = Publisher::start(&format!("{RTMP}/live/roomB"), &b)?;
+    rig.wait_live("live", "roomA", Duration::from_secs(20))?;
+    rig.wait_live("live", "roomB", Duration::from_secs(20))?;
+    let mut c = rig.play("live", "roomA", "", 30)?;
+    // A viewer's first seconds: Chrome's own lip sync is still settling
+    // (playout offset +400-600 ms 3 s after the join, with or without the
+    // squeeze; a separate problem), so the swiping starts later.
+    std::thread::sleep(Duration::from_secs(8));
+    let mut times = Vec::new();
+    for i in 0..10 {
+        let (target, width) = if i % 2 == 0 { ("live/roomB", 640) } else { ("live/roomA", 1280) };
+        let r = switch_to(&mut c, target, width)?;
+        times.push(check_switch(&r, target).with_context(|| format!("server logs:\n{}", rig.logs()))?);
+    }
+    let mut sorted = times.clone();
+    sorted.sort_by(|x, y| x.total_cmp(y));
+    let (median, max) = (sorted[(sorted.len() - 1) / 2], sorted[sorted.len() - 1]);
+    let jb = c.eval(
+        "(async () => { let d = null; (await window.rts.pc.getStats()).forEach(s => { \
+           if (s.type === 'inbound-rtp' && s.kind === 'video') d = 1000 * s.jitterBufferDelay / s.jitterBufferEmittedCount; }); return d; })()",
+    )?;
+    let jb = jb.as_f64().with_context(|| format!("no video jitter buffer stats: {jb}"))?;
+    println!("switch to first frame: median {median:.0} ms, max {max:.0} ms over {times:?}; video frames waited {jb:.0} ms on average in the jitter buffer");
+    assert!(median < MAX_SWITCH_MEDIAN_MS && max < MAX_SWITCH_MS, "switch times {times:?}: median {median:.0} ms (bound {MAX_SWITCH_MEDIAN_MS}), max {max:.0} ms (bound {MAX_SWITCH_MS})");
+    assert!(jb < MAX_JITTER_BUFFER_MS, "video frames waited {jb:.0} ms on average in Chrome's jitter buffer (bound {MAX_JITTER_BUFFER_MS} ms): GOP replays played out at their real pace?");
+    Ok(())
+}
