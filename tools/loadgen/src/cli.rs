@@ -110,6 +110,22 @@ pub struct Options {
     /// from it, without new signaling or DTLS (a network change).
     #[arg(long, value_name = "S")]
     pub rebind_after: Option<f64>,
+    /// Swipe mode: every viewer switches its session (rts's
+    /// `POST {WHEP resource}/switch?stream=app/stream`, WHEP only) to the
+    /// next stream of `--switch-streams` this often, from one period after
+    /// it connected; verified viewers time each switch to the new stream's
+    /// first complete frame.
+    #[arg(long, value_name = "S", requires = "switch_streams")]
+    pub switch_every: Option<f64>,
+    /// The streams to switch among, comma-separated: `app/stream`, or
+    /// `stream` in the URL's app, each optionally with `?query` (passed on,
+    /// e.g. an `auth_key`). Viewer i's step k goes to entry (i + k) mod n.
+    #[arg(long, value_name = "LIST", value_delimiter = ',', requires = "switch_every")]
+    pub switch_streams: Vec<String>,
+    /// A switch with no complete frame of the new stream within this many
+    /// seconds of its request counts in `switches_no_frame`.
+    #[arg(long, value_name = "S", default_value_t = 3.0)]
+    pub switch_timeout: f64,
 }
 
 impl Options {
@@ -153,11 +169,28 @@ impl Options {
         if let Some(s) = self.rebind_after {
             positive(s, "rebind-after")?;
         }
+        positive(self.switch_timeout, "switch-timeout")?;
+        if let Some(s) = self.switch_every {
+            positive(s, "switch-every")?;
+            if self.signaling != crate::Signaling::Whep {
+                return Err(Error::Usage("--switch-every needs --signaling whep (the switch is on the WHEP resource)".into()));
+            }
+            self.switch_targets()?;
+        }
         if self.threads == Some(0) {
             return Err(Error::Usage("--threads must be at least 1".into()));
         }
         crate::signaling::Target::parse(&self.url, self.signaling)?;
         Ok(())
+    }
+
+    /// The `--switch-streams` entries, resolved against the URL's app.
+    pub fn switch_targets(&self) -> Result<Vec<crate::swipe::SwitchTarget>, Error> {
+        let app = crate::signaling::Target::parse(&self.url, self.signaling)?.app;
+        if self.switch_every.is_some() && self.switch_streams.is_empty() {
+            return Err(Error::Usage("--switch-every needs --switch-streams".into()));
+        }
+        crate::swipe::SwitchTarget::parse_list(&self.switch_streams, &app).map_err(Error::Usage)
     }
 
     /// Verified viewers: `verify_share` of them, rounded up, at least one.
@@ -204,6 +237,22 @@ mod tests {
     }
 
     #[test]
+    fn swipe_options() {
+        let o = Options::from_args([
+            "rts-loadgen", "--url", "http://h/whep/live/a", "--switch-every", "5", "--switch-streams", "a,live/b,other/c",
+            "--switch-timeout", "2",
+        ])
+        .unwrap();
+        assert_eq!((o.switch_every, o.switch_timeout), (Some(5.0), 2.0));
+        let t = o.switch_targets().unwrap();
+        let names: Vec<String> = t.iter().map(|t| format!("{}/{}", t.app, t.stream)).collect();
+        assert_eq!(names, ["live/a", "live/b", "other/c"]);
+        let d = Options::new("http://h/whep/live/a");
+        assert_eq!((d.switch_every, d.switch_streams.len(), d.switch_timeout), (None, 0, 3.0));
+        assert!(d.switch_targets().unwrap().is_empty());
+    }
+
+    #[test]
     fn defaults_and_minimum_verified() {
         let o = Options::new("http://h/whep/a/b");
         assert_eq!((o.viewers, o.signaling, o.verify_share), (1, Signaling::Whep, 0.01));
@@ -231,6 +280,12 @@ mod tests {
             vec!["x", "--url", "http://h/whep/a/b", "--drop-pct", "101"],
             vec!["x", "--url", "http://h/whep/a/b", "--drop-pct", "-1"],
             vec!["x", "--url", "http://h/whep/a/b", "--rebind-after", "0"],
+            vec!["x", "--url", "http://h/whep/a/b", "--switch-every", "5"],
+            vec!["x", "--url", "http://h/whep/a/b", "--switch-streams", "a,b"],
+            vec!["x", "--url", "http://h/whep/a/b", "--switch-every", "0", "--switch-streams", "a,b"],
+            vec!["x", "--url", "http://h/whep/a/b", "--switch-every", "1", "--switch-streams", "a,b c"],
+            vec!["x", "--url", "http://h/whep/a/b", "--switch-every", "1", "--switch-streams", "a,b", "--switch-timeout", "0"],
+            vec!["x", "--url", "http://h/whep/a/b", "--switch-every", "1", "--switch-streams", "a,b", "--signaling", "rts"],
         ] {
             assert!(matches!(Options::from_args(&bad), Err(Error::Usage(_)) | Err(Error::Url(..))), "{bad:?}");
         }

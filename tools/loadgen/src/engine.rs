@@ -11,6 +11,7 @@
 
 use crate::report::{FailureKind, Tally};
 use crate::signaling::{self, Target};
+use crate::swipe::{SwipeConfig, SwitchOutcome, SwitchTarget};
 use crate::sys::{self, RecvBatch};
 use crate::viewer::{Phase, Viewer, ViewerConfig, HEAD_BYTES};
 use crate::Options;
@@ -34,6 +35,9 @@ const GRO_BUF: usize = 65_536;
 const RECV_BATCH: usize = 32;
 /// Socket receive buffer: a keyframe burst for one viewer between two wake-ups.
 const SOCKET_RCVBUF: usize = 1 << 20;
+/// At teardown, how long a worker waits for the answers to its switch
+/// requests still out (rts's control gives up on the shard after 2 s).
+const SWITCH_DRAIN: Duration = Duration::from_millis(2500);
 
 /// State shared by every thread of a run; counters feed the progress line.
 #[derive(Default)]
@@ -66,6 +70,44 @@ pub struct NewSession {
     socket: std::net::UdpSocket,
 }
 
+/// A switch request for an HTTP thread; the answer goes back to the
+/// worker that owns the viewer, in `slot` (if it still holds `serial`).
+pub struct SwitchJob {
+    url: String,
+    reply: Sender<SwitchDone>,
+    slot: usize,
+    serial: u64,
+}
+
+/// How a switch request went, with its send and answer times.
+pub struct SwitchDone {
+    slot: usize,
+    serial: u64,
+    sent: Instant,
+    answered: Instant,
+    outcome: SwitchOutcome,
+}
+
+/// Swipe mode's link from the workers to the HTTP threads.
+#[derive(Clone)]
+pub struct SwipeLink {
+    pub jobs: Sender<SwitchJob>,
+    pub targets: Arc<Vec<SwitchTarget>>,
+}
+
+/// Switch thread body: sends switch requests until every worker is gone.
+/// Blocking HTTP, off the media workers; the time taken just before the
+/// request and just after its answer are what the viewer's timing uses.
+pub fn switch_thread(jobs: Receiver<SwitchJob>, timeout: Duration) {
+    let agent = signaling::agent(timeout);
+    while let Ok(job) = jobs.recv() {
+        let sent = Instant::now();
+        let outcome = signaling::switch(&agent, &job.url);
+        let answered = Instant::now();
+        let _ = job.reply.send(SwitchDone { slot: job.slot, serial: job.serial, sent, answered, outcome });
+    }
+}
+
 /// What a signaling thread needs.
 pub struct SignalingJob {
     pub opts: Options,
@@ -75,6 +117,8 @@ pub struct SignalingJob {
     pub next: Arc<AtomicU64>,
     pub workers: Vec<Sender<NewSession>>,
     pub shared: Arc<Shared>,
+    /// Swipe mode: the `--switch-streams` index of the URL's stream, if listed.
+    pub swipe_start: Option<usize>,
 }
 
 /// Signaling thread body: take the next viewer index, wait for its ramp
@@ -128,13 +172,14 @@ pub fn signaling_thread(job: SignalingJob) {
                 continue;
             }
         };
+        // Spread verified viewers evenly; viewer 0 is always one.
+        let verified = (i * k) % o.viewers < k;
         let cfg = ViewerConfig {
             remote,
             local_ufrag,
             local_pwd,
             dest,
-            // Spread verified viewers evenly; viewer 0 is always one.
-            verified: (i * k) % o.viewers < k,
+            verified,
             signaling_started: started,
             ice_timeout: Duration::from_secs_f64(o.ice_timeout),
             dtls_timeout: Duration::from_secs_f64(o.dtls_timeout),
@@ -142,6 +187,14 @@ pub fn signaling_thread(job: SignalingJob) {
             drop_pct: o.drop_pct,
             drop_seed: crate::repair::viewer_seed(o.seed, i),
             rebind_after: o.rebind_after.map(Duration::from_secs_f64),
+            swipe: o.switch_every.map(|every| SwipeConfig {
+                targets: o.switch_streams.len(),
+                start: job.swipe_start,
+                offset: i as usize,
+                every: Duration::from_secs_f64(every),
+                timeout: Duration::from_secs_f64(o.switch_timeout),
+                measure_frames: verified,
+            }),
         };
         job.shared.active.fetch_add(1, Relaxed);
         let w = (i as usize) % job.workers.len();
@@ -177,6 +230,9 @@ struct Slot {
     viewer: Viewer,
     socket: UdpSocket,
     counted_connected: bool,
+    /// Tells a switch answer for this viewer from one for an earlier
+    /// occupant of the slot.
+    serial: u64,
 }
 
 /// DTLS contexts for both roles, sharing one certificate (and fingerprint).
@@ -197,6 +253,7 @@ pub fn worker(
     deadline: Instant,
     wake_interval: Duration,
     gro: bool,
+    swipe: Option<SwipeLink>,
 ) -> std::io::Result<Tally> {
     let mut poll = Poll::new()?;
     let mut events = Events::with_capacity(4096);
@@ -215,6 +272,9 @@ pub fn worker(
     let mut stalls_reported = 0u64;
     let mut next_scan = Instant::now();
     let mut next_report = Instant::now();
+    let (done_tx, done_rx) = crossbeam_channel::unbounded::<SwitchDone>();
+    let mut switches_out = 0usize;
+    let mut serial = 0u64;
 
     while !shared.stop.load(Relaxed) && Instant::now() < deadline {
         let now = Instant::now();
@@ -238,7 +298,8 @@ pub fn worker(
             }
             viewer.handle_timeout(now, &mut out);
             flush(&socket, &mut out);
-            slots[idx] = Some(Slot { viewer, socket, counted_connected: false });
+            serial += 1;
+            slots[idx] = Some(Slot { viewer, socket, counted_connected: false, serial });
         }
 
         // Batch wake-ups: let datagrams gather for up to `wake_interval` since
@@ -299,6 +360,12 @@ pub fn worker(
             }
         }
 
+        // Switch answers, before the timers look at the switches.
+        while let Ok(d) = done_rx.try_recv() {
+            switches_out -= 1;
+            answer_switch(&mut slots, d);
+        }
+
         if now >= next_scan {
             next_scan = now + TICK;
             for (idx, entry) in slots.iter_mut().enumerate() {
@@ -309,6 +376,15 @@ pub fn worker(
                 }
                 if slot.viewer.wants_rebind(now) {
                     rebind(&poll, slot, idx, now, gro, &mut out);
+                }
+                if let Some(link) = &swipe {
+                    if let Some(t) = slot.viewer.poll_switch(now) {
+                        let job = slot.viewer.location().map(|l| SwitchJob { url: link.targets[t].url(l), reply: done_tx.clone(), slot: idx, serial: slot.serial });
+                        match job.map(|j| link.jobs.send(j)) {
+                            Some(Ok(())) => switches_out += 1,
+                            _ => slot.viewer.switch_answered(now, now, SwitchOutcome::Failed),
+                        }
+                    }
                 }
                 if !slot.counted_connected && slot.viewer.phase() == Phase::Connected {
                     slot.counted_connected = true;
@@ -338,8 +414,16 @@ pub fn worker(
         }
     }
 
-    // Teardown: DTLS close_notify to every viewer, then their final accounting.
+    // Teardown: DTLS close_notify to every viewer, then their final
+    // accounting, with the answers to switch requests still out (counted,
+    // and their frames timed only if they came before `now`).
     let now = Instant::now();
+    let drain_until = (now + SWITCH_DRAIN).min(deadline);
+    while switches_out > 0 {
+        let Ok(d) = done_rx.recv_deadline(drain_until) else { break };
+        switches_out -= 1;
+        answer_switch(&mut slots, d);
+    }
     for slot in slots.into_iter().flatten() {
         let Slot { mut viewer, socket, .. } = slot;
         viewer.close(now, &mut out);
@@ -348,6 +432,15 @@ pub fn worker(
     }
     // Sessions still queued never started their ICE phase: nothing to count.
     Ok(tally)
+}
+
+/// Hands a switch answer to its viewer, if it is still in its slot.
+fn answer_switch(slots: &mut [Option<Slot>], d: SwitchDone) {
+    if let Some(Some(slot)) = slots.get_mut(d.slot) {
+        if slot.serial == d.serial {
+            slot.viewer.switch_answered(d.sent, d.answered, d.outcome);
+        }
+    }
 }
 
 /// `--rebind-after`: moves a viewer to a new socket (a new local port, the

@@ -22,6 +22,7 @@ mod report;
 pub mod sei;
 pub mod signaling;
 pub mod stats;
+pub mod swipe;
 mod sys;
 pub mod viewer;
 
@@ -57,18 +58,36 @@ pub fn run(opts: &Options) -> Result<Report, Error> {
 
     let threads = opts.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let gro = !opts.no_gro;
+    // Swipe mode: HTTP threads for the switch requests, enough for the
+    // switch rate at ~100 ms per request.
+    let swipe = match opts.switch_every {
+        Some(every) => {
+            let targets = Arc::new(opts.switch_targets()?);
+            let (jobs, rx) = crossbeam_channel::unbounded();
+            let n = ((opts.viewers as f64 / every / 10.0).ceil() as usize).clamp(2, MAX_SIGNALING_THREADS);
+            for i in 0..n {
+                let (rx, timeout) = (rx.clone(), Duration::from_secs_f64(opts.connect_timeout));
+                // Detached like the signaling threads; each ends when the workers drop their senders.
+                std::thread::Builder::new().name(format!("loadgen-sw{i}")).spawn(move || engine::switch_thread(rx, timeout))?;
+            }
+            Some(engine::SwipeLink { jobs, targets })
+        }
+        None => None,
+    };
+    let swipe_start = swipe.as_ref().and_then(|s| s.targets.iter().position(|t| t.app == target.app && t.stream == target.stream));
     let mut senders = Vec::new();
     let mut workers = Vec::new();
     for i in 0..threads {
         let (tx, rx) = crossbeam_channel::unbounded::<NewSession>();
         senders.push(tx);
-        let (ctx, shared) = (ctx.clone(), shared.clone());
+        let (ctx, shared, swipe) = (ctx.clone(), shared.clone(), swipe.clone());
         workers.push(
             std::thread::Builder::new()
                 .name(format!("loadgen-w{i}"))
-                .spawn(move || engine::worker(rx, ctx, shared, deadline, wake_interval, gro))?,
+                .spawn(move || engine::worker(rx, ctx, shared, deadline, wake_interval, gro, swipe))?,
         );
     }
+    drop(swipe);
 
     // Enough signaling threads to keep up with the ramp at ~100 ms per request.
     let n_sig = ((opts.ramp / 10.0).ceil() as usize).clamp(2, MAX_SIGNALING_THREADS).min(opts.viewers.max(1) as usize);
@@ -82,6 +101,7 @@ pub fn run(opts: &Options) -> Result<Report, Error> {
             next: next.clone(),
             workers: senders.clone(),
             shared: shared.clone(),
+            swipe_start,
         };
         // Detached: a thread stuck in HTTP is abandoned at the deadline, never joined.
         std::thread::Builder::new().name(format!("loadgen-sig{i}")).spawn(move || engine::signaling_thread(job))?;

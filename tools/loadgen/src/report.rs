@@ -168,6 +168,8 @@ pub struct Tally {
     pub rebind_gap_ms: Vec<f64>,
     /// ms from a STUN check to its response.
     pub stun_rtt_ms: Vec<f64>,
+    /// Swipe mode (`--switch-every`): switch requests and their timing.
+    pub switches: crate::swipe::SwitchStats,
 }
 
 impl Tally {
@@ -214,6 +216,7 @@ impl Tally {
         self.rebinds_moved += o.rebinds_moved;
         self.rebind_gap_ms.append(&mut o.rebind_gap_ms);
         self.stun_rtt_ms.append(&mut o.stun_rtt_ms);
+        self.switches.merge(std::mem::take(&mut o.switches));
         self.first_frame_ms.append(&mut o.first_frame_ms);
         self.first_frame_from_signaling_ms.append(&mut o.first_frame_from_signaling_ms);
         self.jitter_ms.append(&mut o.jitter_ms);
@@ -284,6 +287,19 @@ pub struct Report {
     pub rebinds_moved: u64,
     pub rebind_gap_ms: Vec<f64>,
     pub stun_rtt_ms: Option<Percentiles>,
+    /// Swipe mode (`--switch-every`): requests sent, answered 2xx, answered
+    /// with an error status, not answered; the 2xx answers' HTTP time.
+    pub switches_sent: u64,
+    pub switches_ok: u64,
+    pub switches_refused: u64,
+    pub switches_failed: u64,
+    pub switch_http_ms: Option<Percentiles>,
+    /// Verified viewers' OK switches that were timed, those without a frame
+    /// of the new stream within `--switch-timeout`, and request → the new
+    /// stream's first complete frame.
+    pub switches_timed: u64,
+    pub switches_no_frame: u64,
+    pub switch_ms: Option<Percentiles>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_latency_us: Option<ServerLatency>,
     pub kbps_per_viewer: f64,
@@ -367,6 +383,14 @@ impl Report {
             rebinds_moved: t.rebinds_moved,
             rebind_gap_ms: std::mem::take(&mut t.rebind_gap_ms),
             stun_rtt_ms: percentiles(&mut t.stun_rtt_ms),
+            switches_sent: t.switches.sent,
+            switches_ok: t.switches.ok,
+            switches_refused: t.switches.refused,
+            switches_failed: t.switches.failed,
+            switch_http_ms: percentiles(&mut t.switches.http_ms),
+            switches_timed: t.switches.timed,
+            switches_no_frame: t.switches.no_frame,
+            switch_ms: percentiles(&mut t.switches.frame_ms),
             server_latency_us: f.server_latency_us,
             kbps_per_viewer: ratio(t.bytes as f64 * 8.0 / 1000.0, t.viewer_seconds),
             kbps_total: ratio(t.bytes as f64 * 8.0 / 1000.0, f.hold_s),
@@ -466,6 +490,17 @@ impl Report {
                 format!("{} moved ({} seen by the server), gaps ms [{gaps}], {} DTLS handshakes", self.rebinds, self.rebinds_moved, self.dtls_handshakes),
             ));
         }
+        if self.switches_sent > 0 {
+            rows.push((
+                "switches",
+                format!(
+                    "{} sent, {} ok, {} refused, {} failed; verified: {} timed, {} without a frame",
+                    self.switches_sent, self.switches_ok, self.switches_refused, self.switches_failed, self.switches_timed, self.switches_no_frame
+                ),
+            ));
+            rows.push(("switch ms", pct(&self.switch_ms)));
+            rows.push(("switch http ms", pct(&self.switch_http_ms)));
+        }
         if let Some(s) = self.server_latency_us {
             rows.push(("server delay us", format!("p50 {}  p99 {}  max {}", s.p50, s.p99, s.max)));
         }
@@ -547,6 +582,35 @@ mod tests {
         assert!(table.contains("120 NACKed, 110 retransmissions, 99 recovered / 1 given up (99.00%"), "{table}");
         assert!(table.contains("1 moved (0 seen by the server), gaps ms [30], 2 DTLS handshakes"), "{table}");
         assert!(table.contains("5 RTP datagrams by --drop-pct"), "{table}");
+        assert!(!table.contains("switch"), "no switch rows without switches");
+    }
+
+    #[test]
+    fn switch_figures() {
+        let o = crate::Options::new("http://h:1/whep/a/b");
+        let mut t = Tally::default();
+        // Two viewers as `Viewer::end` leaves them: a verified one and a light one.
+        t.merge(Tally {
+            switches: crate::swipe::SwitchStats { sent: 3, ok: 3, timed: 3, no_frame: 1, http_ms: vec![4.0, 6.0, 5.0], frame_ms: vec![40.0, 30.0], ..Default::default() },
+            ..Default::default()
+        });
+        t.merge(Tally {
+            switches: crate::swipe::SwitchStats { sent: 3, ok: 1, refused: 1, failed: 1, http_ms: vec![7.0], ..Default::default() },
+            ..Default::default()
+        });
+        let f = RunFacts { opts: &o, started: 2, wall_s: 1.0, hold_s: 1.0, cpu_s: 0.0, server_latency_us: None, hit_deadline: false };
+        let r = Report::build(t, &f);
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!((v["switches_sent"].as_u64(), v["switches_ok"].as_u64(), v["switches_refused"].as_u64(), v["switches_failed"].as_u64()), (Some(6), Some(4), Some(1), Some(1)));
+        assert_eq!((v["switches_timed"].as_u64(), v["switches_no_frame"].as_u64()), (Some(3), Some(1)));
+        assert_eq!(v["switch_ms"]["p50"], 30.0);
+        assert_eq!(v["switch_ms"]["p99"], 40.0);
+        assert_eq!(v["switch_http_ms"]["p50"], 5.0);
+        let table = r.summary_table();
+        assert!(table.contains("6 sent, 4 ok, 1 refused, 1 failed; verified: 3 timed, 1 without a frame"), "{table}");
+        assert!(table.contains("switch ms | p50 30.0  p95 40.0  p99 40.0"), "{table}");
+        let empty = serde_json::to_value(Report::build(Tally::default(), &f)).unwrap();
+        assert_eq!((empty["switches_sent"].as_u64(), &empty["switch_ms"]), (Some(0), &serde_json::Value::Null));
     }
 
     #[test]

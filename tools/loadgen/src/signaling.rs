@@ -125,6 +125,23 @@ pub fn signal(agent: &ureq::Agent, t: &Target, offer: &str) -> Result<Remote, Fa
     Ok(remote)
 }
 
+/// A channel switch (`POST {resource}/switch?stream=...`, empty body).
+/// The body is read either way, so the connection can be reused.
+pub fn switch(agent: &ureq::Agent, url: &str) -> crate::swipe::SwitchOutcome {
+    use crate::swipe::SwitchOutcome;
+    match agent.post(url).call() {
+        Ok(r) => {
+            let _ = r.into_string();
+            SwitchOutcome::Ok
+        }
+        Err(ureq::Error::Status(code, r)) => {
+            let _ = r.into_string();
+            SwitchOutcome::Refused(code)
+        }
+        Err(ureq::Error::Transport(_)) => SwitchOutcome::Failed,
+    }
+}
+
 /// Best-effort WHEP DELETE at teardown.
 pub fn delete(agent: &ureq::Agent, location: &str) {
     let _ = agent.delete(location).call();

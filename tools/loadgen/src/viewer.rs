@@ -10,6 +10,7 @@ use crate::repair::{self, Arrival, Dropper, Held, NackRequester, RedAudio, Reord
 use crate::sei;
 use crate::signaling::Remote;
 use crate::stats::{FrameJitter, SeqTracker, StallDetector};
+use crate::swipe::{SwipeConfig, SwitchOutcome, Swiper};
 use rts_dtls::{DtlsContext, DtlsEndpoint, DtlsEvent, Role, SrtpExport};
 use rts_rtp::h264::H264Depacketizer;
 use rts_rtp::RtpHeader;
@@ -70,6 +71,8 @@ pub struct ViewerConfig {
     /// Move to a new local socket this long after connecting (verified
     /// viewers, `--rebind-after`).
     pub rebind_after: Option<Duration>,
+    /// Switch streams on a schedule (`--switch-every`).
+    pub swipe: Option<SwipeConfig>,
 }
 
 /// Where the session is.
@@ -107,6 +110,11 @@ struct Verify {
     last_marker: bool,
     /// The depacketizer restarts at this held keyframe (the gap before it was given up).
     restart_at: Option<u64>,
+    /// RTP timestamp and release time of the first packet of the frame
+    /// being assembled, and of the one before it (a frame whose marker was
+    /// lost comes out when the next one starts): when a switch's keyframe began.
+    frame_start: Option<(u32, Instant)>,
+    prev_frame_start: Option<(u32, Instant)>,
 }
 
 /// One media SSRC's sequence accounting, with the state of the last
@@ -167,6 +175,8 @@ pub struct Viewer {
     /// released by a timer still get an arrival time in UNIX µs.
     wall_ref: Option<(Instant, u64)>,
     lost_buf: Vec<u16>,
+    /// Swipe mode: the switch schedule and its timing.
+    swiper: Option<Swiper>,
     /// Results so far.
     tally: Tally,
 }
@@ -202,6 +212,7 @@ impl Viewer {
             mapped: None,
             wall_ref: None,
             lost_buf: Vec::new(),
+            swiper: cfg.swipe.map(Swiper::new),
             tally: Tally::default(),
             cfg,
         })
@@ -255,6 +266,9 @@ impl Viewer {
                 if let Rebind::Due(at) = self.rebind {
                     t = t.min(at);
                 }
+                if let Some(at) = self.swiper.as_ref().and_then(Swiper::poll_timeout) {
+                    t = t.min(at);
+                }
                 Some(t)
             }
             Phase::Failed(_) | Phase::Closed => None,
@@ -294,6 +308,9 @@ impl Viewer {
                     self.send_rr(now, out);
                     self.next_rr = now + RR_INTERVAL;
                 }
+                if let Some(s) = &mut self.swiper {
+                    s.handle_timeout(now);
+                }
                 self.flush_feedback(now, out);
             }
             Phase::Failed(_) | Phase::Closed => {}
@@ -328,6 +345,28 @@ impl Viewer {
     /// No new socket could be opened: stay where we are.
     pub fn rebind_failed(&mut self) {
         self.rebind = Rebind::Off;
+    }
+
+    /// The WHEP resource of this session (what a switch is posted to).
+    pub fn location(&self) -> Option<&str> {
+        self.cfg.remote.location.as_deref()
+    }
+
+    /// Swipe mode: the `--switch-streams` index to switch to now, if a
+    /// switch is due (the caller sends the request, off this thread, and
+    /// reports with [`switch_answered`](Self::switch_answered)).
+    pub fn poll_switch(&mut self, now: Instant) -> Option<usize> {
+        if self.phase != Phase::Connected {
+            return None;
+        }
+        self.swiper.as_mut()?.poll_switch(now)
+    }
+
+    /// The switch request sent at `sent` got `outcome` at `answered`.
+    pub fn switch_answered(&mut self, sent: Instant, answered: Instant, outcome: SwitchOutcome) {
+        if let Some(s) = &mut self.swiper {
+            s.on_answer(sent, answered, outcome);
+        }
     }
 
     /// One datagram from the server. `wall_us` is the UNIX time in µs at
@@ -482,6 +521,10 @@ impl Viewer {
             }
             self.tally.header_expected += s.expected();
             self.tally.header_received += s.received;
+        }
+        if let Some(s) = &mut self.swiper {
+            s.finish(now);
+            self.tally.switches.merge(std::mem::take(&mut s.stats));
         }
         let st = self.nack.stats;
         self.tally.nacks_sent += st.nacks_sent;
@@ -645,6 +688,8 @@ impl Viewer {
                 first_frame_at: None,
                 last_marker: true,
                 restart_at: None,
+                frame_start: None,
+                prev_frame_start: None,
             });
             self.tally.verified = 1;
             if let Some(after) = self.cfg.rebind_after {
@@ -658,6 +703,9 @@ impl Viewer {
         self.tally.connected = 1;
         self.next_check = now + CONSENT_INTERVAL;
         self.next_rr = now + RR_INTERVAL;
+        if let Some(s) = &mut self.swiper {
+            s.start(now);
+        }
     }
 
     /// Light path: header fields only (`d` may be just the head of a
@@ -802,6 +850,10 @@ impl Viewer {
     /// One packet, in order, into the depacketizer; frames out are counted.
     fn release(&mut self, now: Instant, wall_us: u64, seq: u16, ts: u32, marker: bool, payload: &[u8]) {
         let Some(v) = &mut self.verify else { return };
+        if v.last_marker || v.frame_start.is_none_or(|(t, _)| t != ts) {
+            v.prev_frame_start = v.frame_start;
+            v.frame_start = Some((ts, now));
+        }
         v.last_marker = marker;
         let h = RtpHeader { sequence: seq, timestamp: ts, marker, ..Default::default() };
         let mut frame = v.depack.push(&h, payload);
@@ -826,7 +878,13 @@ impl Viewer {
                 if sei::has_user_data(&f.nalus) {
                     self.tally.frames_with_user_data += 1;
                 }
-                let warm = v.first_frame_at.is_some_and(|t| now.saturating_duration_since(t) >= LATENCY_WARMUP);
+                if let Some(s) = self.swiper.as_mut().filter(|_| f.keyframe) {
+                    let began = [v.frame_start, v.prev_frame_start].into_iter().flatten().find(|(t, _)| *t == f.timestamp);
+                    s.on_keyframe(began.map_or(now, |(_, at)| at), now);
+                }
+                // After a switch, like after the first frame, the GOP-cache replay comes first.
+                let settled = self.swiper.as_ref().is_none_or(|s| s.settled(now, LATENCY_WARMUP));
+                let warm = settled && v.first_frame_at.is_some_and(|t| now.saturating_duration_since(t) >= LATENCY_WARMUP);
                 if let Some(stamp) = sei::find_timestamp(&f.nalus).filter(|_| warm) {
                     // Stamps from the future or older than an hour mean unsynced clocks: skip.
                     if let Some(d) = wall_us.checked_sub(stamp).filter(|d| *d < 3_600_000_000) {
@@ -1003,6 +1061,7 @@ mod tests {
             drop_pct: 0.0,
             drop_seed: 1,
             rebind_after: None,
+            swipe: None,
         };
         let mut cfg = cfg;
         adjust(&mut cfg);
@@ -1412,6 +1471,58 @@ mod tests {
         assert_eq!((tally.rebinds, tally.rebind_gap_ms.clone(), tally.dtls_handshakes), (1, vec![80.0], 1));
         assert_eq!(tally.rebinds_moved, 1, "the server saw 127.0.0.1:5001 instead of :5000");
         assert!(tally.stun_rtt_ms.contains(&2.0), "{:?}", tally.stun_rtt_ms);
+    }
+
+    /// Swipe mode: a switch is timed from its request to the first complete
+    /// keyframe that began after it (an old-stream keyframe completing
+    /// meanwhile does not count, one that beat the answer does); a switch
+    /// with no keyframe within the timeout counts as no frame.
+    #[test]
+    fn switch_is_timed_to_the_new_streams_first_keyframe() {
+        let swipe = SwipeConfig {
+            targets: 2,
+            start: Some(0),
+            offset: 0,
+            every: Duration::from_secs(2),
+            timeout: Duration::from_secs(1),
+            measure_frames: true,
+        };
+        let (mut v, mut s, now) = connected(true, |c| c.swipe = Some(swipe));
+        let t = |ms| now + Duration::from_millis(ms);
+        let mut out = Vec::new();
+        let mut d = rtp(&mut s, 1, 0, true, &SLICE);
+        v.handle_datagram(t(100), 0, &mut d, &mut out);
+        assert!(v.poll_timeout().unwrap() <= t(2000));
+        assert_eq!(v.poll_switch(t(1999)), None);
+        assert_eq!(v.poll_switch(t(2000)), Some(1), "to list entry 1, from entry 0");
+        // A keyframe: STAP-A (SPS, PPS), then the IDR in two FU-A fragments.
+        const STAP: [u8; 9] = [0x78, 0x00, 0x02, 0x67, 0x42, 0x00, 0x02, 0x68, 0xce];
+        const IDR_START: [u8; 3] = [0x7c, 0x85, 0xaa];
+        const IDR_END: [u8; 3] = [0x7c, 0x45, 0xbb];
+        // The old stream's keyframe began at 2,001 ms, before the request
+        // left (2,002); the new stream's at 2,010, done at 2,025; the answer
+        // comes at 2,015 and is seen by the viewer after both.
+        let keyframe = |s: &mut FakeServer, seq: u16, ts: u32| {
+            [rtp(s, seq, ts, false, &STAP), rtp(s, seq + 1, ts, false, &IDR_START), rtp(s, seq + 2, ts, true, &IDR_END)]
+        };
+        for (mut d, at) in keyframe(&mut s, 2, 3000).into_iter().zip([2001, 2002, 2003]) {
+            v.handle_datagram(t(at), 0, &mut d, &mut out);
+        }
+        for (mut d, at) in keyframe(&mut s, 5, 6000).into_iter().zip([2010, 2011, 2025]) {
+            v.handle_datagram(t(at), 0, &mut d, &mut out);
+        }
+        assert_eq!(v.tally().frames, 3);
+        v.switch_answered(t(2002), t(2015), SwitchOutcome::Ok);
+        // The second switch (back to entry 0) is answered, but nothing follows.
+        assert_eq!(v.poll_switch(t(4000)), Some(0));
+        v.switch_answered(t(4001), t(4005), SwitchOutcome::Ok);
+        assert!(v.poll_timeout().unwrap() <= t(5001), "the frame timeout is a timer");
+        v.handle_timeout(t(5001), &mut out);
+        let tally = v.finish(t(5100));
+        let sw = &tally.switches;
+        assert_eq!((sw.sent, sw.ok, sw.refused, sw.failed, sw.timed, sw.no_frame), (2, 2, 0, 0, 2, 1));
+        assert_eq!(sw.frame_ms, [23.0], "2,002 -> 2,025 ms");
+        assert_eq!(sw.http_ms, [13.0, 4.0]);
     }
 
     #[test]
