@@ -18,10 +18,10 @@ const LOADS: usize = 5;
 /// (g=60 at 30 fps) and plays it `LOADS` times in one Chromium; returns the
 /// player's `firstFrameMs` of each load.
 ///
-/// `nack = false` in both runs: Chromium sends a PLI when its first frames are
-/// not decodable, and with repair on the shard answers that by replaying the
-/// GOP cache whatever `gop_cache` says, so "off" would start within tens of
-/// ms too and the comparison would be a coin toss, not the GOP cache's effect.
+/// `nack = false` in both runs: with repair on, a PLI is answered by
+/// replaying the GOP cache whatever `gop_cache` says (a viewer without the
+/// cache gets nothing before the next keyframe, so Chromium has no reason to
+/// send one, but the comparison should not depend on that).
 fn measure(gop_cache: bool) -> Result<Vec<f64>> {
     // Rig::start opens the config with a [webrtc] table; these keys land in it.
     let rig = Rig::start(Mode::Serve, &format!("gop_cache = {gop_cache}\nnack = false\n"))?;

@@ -137,6 +137,10 @@ pub struct FanOut {
     pub stream: StreamId,
     pub kind: Kind,
     pub packets: Arc<[Bytes]>,
+    /// Video: the frame is a keyframe. A viewer with nothing of its stream
+    /// yet and no replay queued (no GOP cache, `gop_cache = false`) starts
+    /// on a keyframe: frames before it could not be decoded.
+    pub keyframe: bool,
     /// Audio: the same packets as RED, for viewers that negotiated it.
     pub red: Option<Arc<[Bytes]>>,
     pub hint: PlayoutHint,
@@ -179,7 +183,7 @@ impl FanOut {
         joined_before: u64,
         start: usize,
     ) -> FanOut {
-        FanOut { stream, kind, packets, red, hint, received, viewers, joined_before, start, viewer: 0, packet: 0, turn: 0, bytes: 0 }
+        FanOut { stream, kind, packets, keyframe: false, red, hint, received, viewers, joined_before, start, viewer: 0, packet: 0, turn: 0, bytes: 0 }
     }
 
     /// Continues the delivery until every viewer has it, the batch is
@@ -212,6 +216,10 @@ impl FanOut {
                 self.next_viewer();
                 continue;
             }
+            if self.kind == Kind::Video && !self.keyframe && media.video.awaiting_source() {
+                self.next_viewer();
+                continue;
+            }
             let red = self.red.as_deref().map(|r| &r[self.packet..]);
             let sent = send_items(media, peer, local, self.kind, &self.packets[self.packet..], red, self.hint, batch);
             self.bytes += sent.bytes;
@@ -223,6 +231,12 @@ impl FanOut {
             self.next_viewer();
         }
         Step::Done
+    }
+
+    /// Marks a video delivery as a keyframe (see [`FanOut::keyframe`]).
+    pub fn with_keyframe(mut self, keyframe: bool) -> FanOut {
+        self.keyframe = keyframe;
+        self
     }
 
     fn next_viewer(&mut self) {

@@ -198,7 +198,8 @@ impl Core {
                 self.guard_keyframe(id, u16::from_be_bytes([first[2], first[3]]), now);
             }
         }
-        self.work.push_back(Work::FanOut(FanOut::new(id, kind, packets, red, hint, received, viewers, self.joins, start)));
+        let fanout = FanOut::new(id, kind, packets, red, hint, received, viewers, self.joins, start).with_keyframe(keyframe);
+        self.work.push_back(Work::FanOut(fanout));
     }
 
     /// Audio is 50 of a viewer's 80 sends per second. When paired, two

@@ -52,9 +52,31 @@ fn without_gop_cache_a_viewer_waits_for_the_next_keyframe() {
     rig.advance(ms(100));
     v.recv(&rig);
     assert!(v.video().is_empty(), "nothing replayed");
-    p.video(&mut rig, 200, frame(true, 2_500, 1));
+    // A P-frame before the next keyframe would not decode: not sent.
+    p.video(&mut rig, 166, frame(false, 2_500, 9));
     v.recv(&rig);
-    assert_eq!(v.video().len(), 4, "live from the keyframe (STAP-A + 3)");
+    assert!(v.video().is_empty(), "no P-frame before the first keyframe");
+    p.video(&mut rig, 200, frame(true, 2_500, 1));
+    p.video(&mut rig, 233, frame(false, 2_500, 2));
+    v.recv(&rig);
+    assert_eq!(v.video().len(), 4 + 3, "live from the keyframe (STAP-A + 3), then its P-frames");
+    assert_consecutive(&v.video(), "from the keyframe on");
+
+    // A switch without a GOP cache: the new stream's P-frames wait for its
+    // keyframe too, while the old stream no longer reaches the viewer.
+    let mut b = Publisher::connect(&mut rig, 2, "live", "b");
+    b.gop(&mut rig, 1_000, 1);
+    let before = v.video().len();
+    rig.control(ControlToShard::SwitchStream { session: v.session, app: "live".into(), stream: "b".into(), home_shard: None });
+    b.video(&mut rig, 1_066, frame(false, 2_500, 3));
+    p.video(&mut rig, 266, frame(false, 2_500, 4));
+    v.recv(&rig);
+    assert_eq!(v.video().len(), before, "nothing between the switch and b's next keyframe");
+    b.video(&mut rig, 1_100, frame(true, 2_500, 5));
+    v.recv(&rig);
+    let after = &v.video()[before..];
+    assert_eq!(after.len(), 4);
+    assert_eq!(after[0].payload[0] & 0x1f, 24, "b's keyframe (STAP-A with SPS/PPS) first");
 }
 
 #[test]
