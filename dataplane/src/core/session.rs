@@ -257,13 +257,16 @@ impl TrackOut {
         if rebased {
             // A new viewer keeps the source's numbers (its live frames keep
             // their times; a replay before them is squeezed into the frame
-            // interval before the newest); a re-based one goes on one packet
-            // and one frame after its last (the replay from there, the
-            // newest replayed frame a frame later).
+            // interval before the newest). A re-based one goes on one packet
+            // after its last: a replay right after its last frame, squeezed
+            // into the frame interval that follows (the newest replayed
+            // frame, the new stream's live edge, a frame after the last
+            // frame sent, where the next frame of the old stream would have
+            // been); without a replay the first frame a frame later.
             let replay_to = self.live_edge.take().filter(|&to| to.wrapping_sub(ts) as i32 > self.step as i32);
             let base = if self.started {
                 self.seq_offset = self.last_seq.wrapping_add(1).wrapping_sub(seq);
-                self.last_ts.wrapping_add(self.step)
+                self.last_ts.wrapping_add(if replay_to.is_some() { 1 } else { self.step })
             } else {
                 replay_to.map_or(ts, |to| to.wrapping_sub(self.step))
             };
@@ -423,21 +426,22 @@ mod tests {
         t.resend_header(30, &hdr(true, 30, gop[20], 1), None, &mut again, 0).unwrap();
         assert_eq!(rts_rtp::RtpHeader::parse(&again[..12]).unwrap().timestamp, got[20]);
 
-        // A switch: the new stream's GOP (another clock) goes on one frame
-        // after the last frame sent, squeezed into one frame; its newest
-        // frame a frame later, and live from there at the real pace.
+        // A switch: the new stream's GOP (another clock) goes on right
+        // after the last frame sent, squeezed into one frame interval; its
+        // newest frame (the live edge) a frame after the last frame sent,
+        // and live from there at the real pace.
         t.rebase_next();
         let gop2: Vec<u32> = (0..31).map(|i| 9_000_000 + 3600 * i).collect(); // 25 fps
         t.replay_from(*gop2.last().unwrap());
         let got2 = send_frames(&mut t, 5000, &gop2);
-        assert_eq!(got2[0], 289_000);
-        assert_eq!(got2[30], 292_000);
+        assert_eq!(got2[0], 286_001);
+        assert_eq!(got2[30], 289_001);
         assert!(got2.windows(2).all(|w| w[1] > w[0]));
-        assert_eq!(send_frames(&mut t, 5031, &[9_111_600]), vec![295_600]);
+        assert_eq!(send_frames(&mut t, 5031, &[9_111_600]), vec![292_601]);
         // Long after the replay the squeeze is forgotten, and source times
         // that come back into its window (a wrap) are not squeezed.
         let later = 9_108_000u32.wrapping_add(SQUEEZE_FORGET + 3600);
-        assert_eq!(send_frames(&mut t, 5032, &[later]), vec![later.wrapping_sub(9_108_000).wrapping_add(292_000)]);
+        assert_eq!(send_frames(&mut t, 5032, &[later]), vec![later.wrapping_sub(9_108_000).wrapping_add(289_001)]);
         assert!(t.squeeze.is_none());
     }
 

@@ -40,7 +40,12 @@ fn switch_keeps_ssrc_sequence_and_time_continuous_and_starts_on_a_keyframe() {
     for w in video.windows(2) {
         assert_eq!(w[1].seq, w[0].seq.wrapping_add(1));
     }
-    assert_eq!(video[0].ts, last_v.ts.wrapping_add(3000), "time advances one frame, not to b's clock");
+    // b's GOP replay right after the last frame of a, squeezed into one frame
+    // interval (session.rs `Squeeze`), b's live frame one frame after that.
+    assert_eq!(video[0].ts, last_v.ts.wrapping_add(1), "time goes on from a's last frame, not b's clock");
+    assert_eq!(video[4 + 2 * 3 - 1].ts, last_v.ts.wrapping_add(1 + 3000), "b's newest cached frame a frame after a's last");
+    assert_eq!(video[4 + 2 * 3].ts, last_v.ts.wrapping_add(1 + 3000 + 2970), "b's live frame 33 ms after it");
+    assert!(video.windows(2).all(|w| w[1].ts >= w[0].ts), "time never goes back");
     assert_eq!(video[0].payload[0] & 0x1f, 24, "starts with b's keyframe (STAP-A with SPS/PPS)");
     assert!(video.iter().all(|p| p.payload.len() < 3 || p.payload[2..].iter().all(|&x| x != 6)), "nothing of a after the switch");
     let audio: Vec<&&Rtp> = after.iter().filter(|p| p.pt == AUDIO_PT).collect();
