@@ -135,6 +135,10 @@ pub struct Stream {
     /// time, instead of waiting up to a GOP for the next keyframe.
     source_gop: Vec<SourceFrame>,
     source_gop_bytes: usize,
+    /// Since when a re-encoder started on the source GOP is decoding it: its
+    /// output until the first frame of a live input only fills the cache
+    /// (`Stream::end_reencode_catchup`).
+    reencode_catchup: Option<Instant>,
     /// An Opus packet waiting for its pair (see [`Stream::pair_audio`]).
     audio_hold: Option<(Bytes, Instant)>,
     /// Transcoded audio on its way out at an even pace (see pacer.rs).
@@ -162,6 +166,8 @@ pub const AUDIO_HOLD: Duration = Duration::from_millis(25);
 /// Most frames kept in the source GOP (10 s at 60 fps); a longer GOP is not
 /// kept, and a re-encoder starting on it waits for the next keyframe.
 pub const SOURCE_GOP_MAX_FRAMES: usize = 600;
+/// Longest a re-encoder's catch-up on the source GOP holds its output back.
+pub const REENCODE_CATCHUP_MAX: Duration = Duration::from_secs(3);
 /// Most bytes kept in the source GOP (10 s at ~13 Mbit/s).
 const SOURCE_GOP_MAX_BYTES: usize = 16 << 20;
 
@@ -235,6 +241,7 @@ impl Stream {
             keep_transcoder_warm: false,
             source_gop: Vec::new(),
             source_gop_bytes: 0,
+            reencode_catchup: None,
             audio_hold: None,
             audio_pacer: AudioPacer::new(),
             av_lag: AvLag::default(),
@@ -597,6 +604,7 @@ impl Stream {
         }
         match StreamTranscoder::spawn(&name, audio, video, self.aac_config.as_ref(), self.avc_record.as_ref(), fed) {
             Ok(mut t) => {
+                self.reencode_catchup = (fed > 0).then(Instant::now);
                 for f in &self.source_gop[..fed] {
                     t.send(rts_transcode::Job::Video { avcc: f.avcc.clone(), dts_ms: f.dts_ms.max(0) as u32, cts_ms: f.cts_ms });
                 }
@@ -612,6 +620,28 @@ impl Stream {
     pub fn set_keep_transcoder_warm(&mut self, warm: bool) {
         self.keep_transcoder_warm = warm;
         self.update_transcoder();
+    }
+
+    /// Whether a re-encoded frame (`live`: from a live input, not from the
+    /// source GOP a starting re-encoder decodes first) ends that catch-up:
+    /// then the viewers waiting for the stream start from the cache it
+    /// built, as a replay (sent live, the catch-up's frames would be played
+    /// out at their real pace, behind live). A catch-up that produced no
+    /// live frame in [`REENCODE_CATCHUP_MAX`] ends too (a re-encoder that
+    /// dropped the inputs), so output is never held for good.
+    pub fn end_reencode_catchup(&mut self, live: bool, now: Instant) -> bool {
+        match self.reencode_catchup {
+            Some(since) if live || now.saturating_duration_since(since) > REENCODE_CATCHUP_MAX => {
+                self.reencode_catchup = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// A re-encoder decoding the source GOP before it reaches live.
+    pub fn reencode_catching_up(&self) -> bool {
+        self.reencode_catchup.is_some()
     }
 
     /// Frames of the publisher's current GOP kept for a re-encoder start.

@@ -3,6 +3,8 @@
 //! sender reports, load, stats.
 
 use super::stream::Kind;
+use super::streams::StreamId;
+use crate::relay::RelayMsg;
 use super::transmit::{Work, CATCHUP_STEP};
 use super::{Core, HOUSEKEEPING, LOG_EVERY, STATS_EVERY};
 use crate::transcode::Transcoded;
@@ -90,9 +92,15 @@ impl Core {
                         }
                     }
                     Transcoded::Video { nalus, pts_ms, keyframe, added_us } => {
+                        let live = added_us.is_some();
+                        if s.end_reencode_catchup(live, now) {
+                            self.start_from_cache(id);
+                        }
+                        let Some(s) = self.streams.get_mut(id) else { break };
+                        let catching_up = s.reencode_catching_up();
                         self.packets.clear();
-                        s.on_reencoded(&nalus, pts_ms, keyframe, added_us.is_some(), now, &mut self.packets);
-                        if !self.packets.is_empty() {
+                        s.on_reencoded(&nalus, pts_ms, keyframe, live, now, &mut self.packets);
+                        if !self.packets.is_empty() && !catching_up {
                             let frame = Arc::from(self.packets.as_slice());
                             self.packets.clear();
                             self.deliver(id, Kind::Video, frame, keyframe, None, now);
@@ -105,6 +113,25 @@ impl Core {
             }
         }
         self.ids = ids;
+    }
+
+    /// A re-encoder reached live after decoding the source GOP: the viewers
+    /// waiting for stream `id` (nothing of it yet, no replay queued) start
+    /// from the cache it built, and the shards replicating it get that cache
+    /// as a new snapshot (their viewers wait the same way).
+    fn start_from_cache(&mut self, id: StreamId) {
+        let Some(s) = self.streams.get(id) else { return };
+        let (viewers, subscribers) = (s.viewers_shared(), s.subscribers().to_vec());
+        let (gop, anchor) = (s.gop_cache().to_vec(), s.anchor());
+        for (shard, replica) in subscribers {
+            self.relay(shard, RelayMsg::Snapshot { stream: replica, gop: gop.clone(), anchor });
+        }
+        for &v in viewers.iter() {
+            let waiting = self.sessions.get(v).and_then(|x| x.media.as_ref()).is_some_and(|m| m.video.awaiting_source() && m.pending.is_empty());
+            if waiting {
+                self.queue_gop(v);
+            }
+        }
     }
 
     fn housekeeping(&mut self, now: Instant) {
