@@ -130,7 +130,7 @@ impl Core {
                 tracing::info!(shard = self.id, session = format_args!("{session:016x}"), stream = %Stream::key_of(&app, &name), profile = ?profile, "viewer playing");
             }
             ControlToShard::SwitchStream { session, app, stream, home_shard } => {
-                let result = self.switch(session, &app, &stream, home_shard.map(|h| h as usize));
+                let result = self.switch(now, session, &app, &stream, home_shard.map(|h| h as usize));
                 let (ok, reason) = match result {
                     Ok(()) => (true, String::new()),
                     Err(e) => (false, e.to_string()),
@@ -188,7 +188,7 @@ impl Core {
     /// Moves a playing session to another stream (channel switch): same
     /// ICE/DTLS/SRTP, continuous sequence numbers and timestamps, starting
     /// from the new stream's GOP cache.
-    fn switch(&mut self, session: u64, app: &str, name: &str, home: Option<usize>) -> Result<(), &'static str> {
+    fn switch(&mut self, now: Instant, session: u64, app: &str, name: &str, home: Option<usize>) -> Result<(), &'static str> {
         let Some(&idx) = self.by_id.get(&session) else { return Err("no such session on this shard") };
         if self.sessions[idx].media.is_none() {
             return Err("session is not playing yet");
@@ -200,6 +200,7 @@ impl Core {
         }
         let sess = &mut self.sessions[idx];
         let old = sess.stream.take();
+        let old_ms = old.and_then(|id| self.streams.get(id)).and_then(|s| s.stream_ms_at(now));
         let from = Stream::key_of(&sess.app, &sess.stream_name);
         sess.app = app.to_string();
         sess.stream_name = name.to_string();
@@ -216,6 +217,13 @@ impl Core {
             self.drop_stream_if_unused(old);
         }
         self.attach_viewer(idx, app, name, home);
+        // Audio goes on at the wall clock's pace (see `TrackOut::rebase_with`);
+        // video's replay has its own place (`Squeeze`).
+        let new_ms = self.sessions[idx].stream.and_then(|id| self.streams.get(id)).and_then(|s| s.stream_ms_at(now));
+        if let (Some(old_ms), Some(new_ms), Some(m)) = (old_ms, new_ms, self.sessions[idx].media.as_mut()) {
+            let rtp48 = |ms: i64| (ms.max(0) as u64).wrapping_mul(48) as u32; // as the sender reports
+            m.audio.rebase_with(rtp48(old_ms), rtp48(new_ms));
+        }
         tracing::info!(shard = self.id, session = format_args!("{session:016x}"), %from, to = %key, "channel switch");
         Ok(())
     }

@@ -106,6 +106,10 @@ pub struct TrackOut {
     /// viewer (`replay_from`): the start (or re-base) it is for squeezes the
     /// replay's time span into one frame interval (see [`Squeeze`]).
     live_edge: Option<u32>,
+    /// For the pending re-base of a track without a replay (audio): the
+    /// offset that keeps the timeline going at the wall clock's pace across
+    /// a switch (`TrackOut::rebase_with`).
+    rebase_offset: Option<u32>,
     squeeze: Option<Squeeze>,
     /// The playout-delay `min` this viewer's packets carried, as (first
     /// sequence number, value) changes, newest at `playout_logged - 1`
@@ -165,6 +169,7 @@ impl TrackOut {
             started: false,
             rebase: false,
             live_edge: None,
+            rebase_offset: None,
             squeeze: None,
             playout_log: [(0, 0); PLAYOUT_LOG],
             playout_logged: 0,
@@ -192,6 +197,21 @@ impl TrackOut {
     pub fn rebase_next(&mut self) {
         self.rebase = true;
         self.live_edge = None;
+        self.rebase_offset = None;
+    }
+
+    /// For a pending re-base (a switch): the new stream's source time
+    /// `rtp_new_now` is this viewer's time of the old stream's `rtp_old_now`
+    /// (both "now" by each stream's clock anchor). A re-base without a
+    /// replay then goes on with the time that passed, not one frame: audio
+    /// of the new stream that arrives after a gap (its transcoder starting,
+    /// say) is on time for the receiver's jitter buffer instead of late by
+    /// the gap, which would grow that buffer with every switch. Where the
+    /// mapping would not move time forward, one frame after the last.
+    pub fn rebase_with(&mut self, rtp_old_now: u32, rtp_new_now: u32) {
+        if self.rebase && self.started {
+            self.rebase_offset = Some(self.map_ts(rtp_old_now).wrapping_sub(rtp_new_now));
+        }
     }
 
     /// A GOP replay whose newest packet has source timestamp `live_edge` is
@@ -271,9 +291,11 @@ impl TrackOut {
                 replay_to.map_or(ts, |to| to.wrapping_sub(self.step))
             };
             self.squeeze = replay_to.map(|to| Squeeze { from: ts, to, base });
-            self.ts_offset = match replay_to {
-                Some(to) => base.wrapping_add(self.step).wrapping_sub(to),
-                None => base.wrapping_sub(ts),
+            let clock = self.rebase_offset.take().filter(|&off| replay_to.is_none() && self.started && ts.wrapping_add(off).wrapping_sub(self.last_ts) as i32 >= self.step as i32);
+            self.ts_offset = match (replay_to, clock) {
+                (Some(to), _) => base.wrapping_add(self.step).wrapping_sub(to),
+                (None, Some(off)) => off,
+                (None, None) => base.wrapping_sub(ts),
             };
         } else if self.squeeze.is_some_and(|q| ts.wrapping_sub(q.to) as i32 > SQUEEZE_FORGET as i32) {
             self.squeeze = None;
@@ -443,6 +465,27 @@ mod tests {
         let later = 9_108_000u32.wrapping_add(SQUEEZE_FORGET + 3600);
         assert_eq!(send_frames(&mut t, 5032, &[later]), vec![later.wrapping_sub(9_108_000).wrapping_add(289_001)]);
         assert!(t.squeeze.is_none());
+    }
+
+    #[test]
+    fn audio_goes_on_at_the_wall_clocks_pace_across_a_switch() {
+        // The viewer got the old stream's audio up to 48_960; by the clocks,
+        // old 49_920 is new 7_000_000 now. The new stream's first packet
+        // comes 100 ms of audio later (its transcoder starting): it goes out
+        // 100 ms on, not 20 ms, so the receiver does not take it as late.
+        let mut a = TrackOut::new(Some(111), 8, Kind::Audio);
+        send_frames(&mut a, 1, &[48_000, 48_960]);
+        a.rebase_next();
+        a.rebase_with(49_920, 7_000_000);
+        assert_eq!(send_frames(&mut a, 3, &[7_004_800, 7_005_760]), vec![54_720, 55_680]);
+        // Where the clocks would not move time on by a frame, one frame after
+        // the last.
+        a.rebase_next();
+        a.rebase_with(55_680, 9_000_000);
+        assert_eq!(send_frames(&mut a, 5, &[8_999_000]), vec![56_640]);
+        // A new rebase forgets an offset it did not use.
+        a.rebase_next();
+        assert_eq!(send_frames(&mut a, 6, &[100]), vec![57_600]);
     }
 
     #[test]
