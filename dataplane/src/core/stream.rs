@@ -135,10 +135,11 @@ pub struct Stream {
     /// time, instead of waiting up to a GOP for the next keyframe.
     source_gop: Vec<SourceFrame>,
     source_gop_bytes: usize,
-    /// Since when a re-encoder started on the source GOP is decoding it: its
-    /// output until the first frame of a live input only fills the cache
-    /// (`Stream::end_reencode_catchup`).
-    reencode_catchup: Option<Instant>,
+    /// A re-encoder started on the source GOP is decoding it (Some), since
+    /// its first output (the inner time; the core's clock is not at hand
+    /// where the re-encoder starts): its output until the first frame of a
+    /// live input only fills the cache (`Stream::end_reencode_catchup`).
+    reencode_catchup: Option<Option<Instant>>,
     /// An Opus packet waiting for its pair (see [`Stream::pair_audio`]).
     audio_hold: Option<(Bytes, Instant)>,
     /// Transcoded audio on its way out at an even pace (see pacer.rs).
@@ -604,7 +605,7 @@ impl Stream {
         }
         match StreamTranscoder::spawn(&name, audio, video, self.aac_config.as_ref(), self.avc_record.as_ref(), fed) {
             Ok(mut t) => {
-                self.reencode_catchup = (fed > 0).then(Instant::now);
+                self.reencode_catchup = (fed > 0).then_some(None);
                 for f in &self.source_gop[..fed] {
                     t.send(rts_transcode::Job::Video { avcc: f.avcc.clone(), dts_ms: f.dts_ms.max(0) as u32, cts_ms: f.cts_ms });
                 }
@@ -627,16 +628,17 @@ impl Stream {
     /// then the viewers waiting for the stream start from the cache it
     /// built, as a replay (sent live, the catch-up's frames would be played
     /// out at their real pace, behind live). A catch-up that produced no
-    /// live frame in [`REENCODE_CATCHUP_MAX`] ends too (a re-encoder that
-    /// dropped the inputs), so output is never held for good.
+    /// live frame within [`REENCODE_CATCHUP_MAX`] of its first output ends
+    /// too (a re-encoder that dropped the inputs), so output is never held
+    /// for good.
     pub fn end_reencode_catchup(&mut self, live: bool, now: Instant) -> bool {
-        match self.reencode_catchup {
-            Some(since) if live || now.saturating_duration_since(since) > REENCODE_CATCHUP_MAX => {
-                self.reencode_catchup = None;
-                true
-            }
-            _ => false,
+        let Some(since) = self.reencode_catchup.as_mut() else { return false };
+        let since = *since.get_or_insert(now);
+        if live || now.saturating_duration_since(since) > REENCODE_CATCHUP_MAX {
+            self.reencode_catchup = None;
+            return true;
         }
+        false
     }
 
     /// A re-encoder decoding the source GOP before it reaches live.
@@ -1089,6 +1091,27 @@ mod tests {
         // A new sequence header (new SPS) forgets it too.
         s.on_video(100_066, &seq_header(SPS2, PPS), now, &mut out).unwrap();
         assert_eq!(s.source_gop_frames(), 0);
+    }
+
+    #[test]
+    fn a_reencoder_catch_up_ends_with_the_first_live_frame_or_after_its_bound() {
+        let t0 = Instant::now();
+        let mut s = Stream::new("live", "c", 1200);
+        assert!(!s.end_reencode_catchup(true, t0), "no catch-up, nothing to end");
+        // Started (as update_transcoder does when it feeds the source GOP):
+        // catch-up output does not end it, a live frame does.
+        s.reencode_catchup = Some(None);
+        assert!(!s.end_reencode_catchup(false, t0));
+        assert!(s.reencode_catching_up());
+        assert!(!s.end_reencode_catchup(false, t0 + Duration::from_secs(2)));
+        assert!(s.end_reencode_catchup(true, t0 + Duration::from_secs(2)));
+        assert!(!s.reencode_catching_up());
+        // No live frame: it ends REENCODE_CATCHUP_MAX after its first output.
+        s.reencode_catchup = Some(None);
+        let first = t0 + Duration::from_secs(10);
+        assert!(!s.end_reencode_catchup(false, first));
+        assert!(!s.end_reencode_catchup(false, first + REENCODE_CATCHUP_MAX));
+        assert!(s.end_reencode_catchup(false, first + REENCODE_CATCHUP_MAX + Duration::from_millis(1)));
     }
 
     #[test]

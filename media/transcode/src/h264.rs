@@ -84,43 +84,40 @@ pub fn avcc_to_annexb(avcc: &[u8], nal_length_size: usize, out: &mut Vec<u8>) ->
     Ok(())
 }
 
-/// Whether an AVCC frame contains an IDR slice (NAL type 5). Malformed framing
-/// simply ends the scan; `avcc_to_annexb` reports it.
-pub fn avcc_has_idr(avcc: &[u8], nal_length_size: usize) -> bool {
-    let mut pos = 0;
-    while let Some(len_bytes) = avcc.get(pos..pos + nal_length_size) {
-        let len = len_bytes
+/// The NAL units of an AVCC frame in order, each with whether it is whole:
+/// the last may be cut short by the end of the frame, and nothing follows
+/// it. Malformed framing simply ends the walk; `avcc_to_annexb` reports it.
+fn avcc_units(avcc: &[u8], nal_length_size: usize) -> impl Iterator<Item = (&[u8], bool)> {
+    let mut rest = avcc;
+    std::iter::from_fn(move || {
+        let len = rest
+            .get(..nal_length_size)?
             .iter()
             .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
-        pos += nal_length_size;
-        match avcc.get(pos) {
-            Some(h) if h & 0x1f == 5 => return true,
-            Some(_) => pos += len,
-            None => return false,
+        let body = &rest[nal_length_size..];
+        if len <= body.len() {
+            let (nal, tail) = body.split_at(len);
+            rest = tail;
+            Some((nal, true))
+        } else {
+            rest = &[];
+            Some((body, false))
         }
-    }
-    false
+    })
 }
 
-/// The SEI NAL units (type 6) of an AVCC frame, copied. Malformed framing
-/// ends the scan (`avcc_to_annexb` reports it).
+/// Whether an AVCC frame contains an IDR slice (NAL type 5), including a
+/// last unit cut short whose header byte is there.
+pub fn avcc_has_idr(avcc: &[u8], nal_length_size: usize) -> bool {
+    avcc_units(avcc, nal_length_size).any(|(nal, _)| nal.first().is_some_and(|h| h & 0x1f == 5))
+}
+
+/// The whole SEI NAL units (type 6) of an AVCC frame, copied.
 pub fn avcc_sei_nals(avcc: &[u8], nal_length_size: usize) -> Vec<bytes::Bytes> {
-    let mut sei = Vec::new();
-    let mut pos = 0;
-    while let Some(len_bytes) = avcc.get(pos..pos + nal_length_size) {
-        let len = len_bytes
-            .iter()
-            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
-        pos += nal_length_size;
-        let Some(nal) = avcc.get(pos..pos + len) else {
-            break;
-        };
-        if nal.first().is_some_and(|h| h & 0x1f == 6) {
-            sei.push(bytes::Bytes::copy_from_slice(nal));
-        }
-        pos += len;
-    }
-    sei
+    avcc_units(avcc, nal_length_size)
+        .filter(|&(nal, whole)| whole && nal.first().is_some_and(|h| h & 0x1f == 6))
+        .map(|(nal, _)| bytes::Bytes::copy_from_slice(nal))
+        .collect()
 }
 
 /// Splits an Annex B byte stream into NAL units (without start codes).
