@@ -45,7 +45,8 @@
 //! measured the lag it is built from.
 //!
 //! `RTS_SYNC_TOML` adds [webrtc] keys for A/B runs, e.g.
-//! `RTS_SYNC_TOML="playout_delay_hint = false"`.
+//! `RTS_SYNC_TOML="playout_delay_hint = false"`; `RTS_SYNC_SIZE=1280x720`
+//! publishes another picture size.
 
 mod common;
 mod rig;
@@ -63,11 +64,13 @@ const PAIRS: usize = 12;
 /// Events from this long after playback started are also summarised apart.
 const SETTLE_MS: f64 = 10_000.0;
 
-/// ffmpeg: black 320x240@30 with a white frame for 100 ms every 2 s, and a
-/// 1 kHz sine gated to the same windows (10 ms audio frames so the gate opens
-/// exactly on the 2 s boundaries).
+/// ffmpeg: black 320x240@30 (or `RTS_SYNC_SIZE`) with a white frame for
+/// 100 ms every 2 s, and a 1 kHz sine gated to the same windows (10 ms audio
+/// frames so the gate opens exactly on the 2 s boundaries).
 fn flash_beep_args(url: &str) -> Vec<String> {
-    let video = "color=black:s=320x240:r=30,drawbox=x=0:y=0:w=iw:h=ih:color=white:t=fill:enable='lt(mod(t,2),0.1)'";
+    let size = std::env::var("RTS_SYNC_SIZE").unwrap_or_else(|_| "320x240".into());
+    let video = format!("color=black:s={size}:r=30,drawbox=x=0:y=0:w=iw:h=ih:color=white:t=fill:enable='lt(mod(t,2),0.1)'");
+    let video = video.as_str();
     let audio = "sine=frequency=1000:sample_rate=48000:samples_per_frame=480,volume='if(lt(mod(t,2),0.1),1,0)':eval=frame";
     [
         "-hide_banner", "-loglevel", "error", "-nostdin",

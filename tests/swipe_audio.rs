@@ -19,9 +19,14 @@
 //! and Chromium played it out at that pace: the video fell a GOP's age
 //! further behind live with each, a switch waited for the previous room's
 //! buffered frames to play out (55-1,035 ms here, 1.2-2 s in the issue), and
-//! frames waited 430-610 ms on average. Issue 18's goals (every switch
-//! < 200 ms, offset within ±80 ms) are not met yet: the bounds below are
-//! what holds now on a loaded 2-core machine (docs/performance.md).
+//! frames waited 430-610 ms on average. A switch that put the new room one
+//! frame after the last frame sent (whatever time had passed) grew Chrome's
+//! video delay with every switch, and a room left without viewers stopped
+//! its transcoder (concealment on the way back, a re-encoder restart):
+//! switches now go on by both rooms' send clocks and transcoders linger
+//! (decision 015). Issue 18's goals (every switch < 200 ms, offset within
+//! ±80 ms) are not met every time: the bounds below are what holds on a
+//! 2-core machine (docs/performance.md).
 
 mod common;
 mod rig;
@@ -32,20 +37,30 @@ use rig::{Mode, Rig, RTMP};
 use serde_json::Value;
 use std::time::Duration;
 
-/// With the squeeze: median 138-198 ms, max 252-267 ms on an idle 2-core VM
-/// (up to 299 / 341 ms loaded); without, in one session: median 446 ms, max
+/// Send clocks and lingering transcoders (decision 015), three runs: median
+/// 131-164 ms, max 196-293 ms (270-276 ms: a re-encoded room's first visit,
+/// its re-encoder starting); one frame on and no linger: median 159-218 ms,
+/// max 222-407 ms; without the squeeze (decision 014): median 446 ms, max
 /// 1,375 ms, growing with every switch.
-const MAX_SWITCH_MEDIAN_MS: f64 = 400.0;
-const MAX_SWITCH_MS: f64 = 600.0;
+const MAX_SWITCH_MEDIAN_MS: f64 = 250.0;
+const MAX_SWITCH_MS: f64 = 500.0;
 /// 100 ms of audio at 48 kHz (Opus: Chrome counts samples at 48 kHz).
 const MAX_CONCEALED_RUN_SAMPLES: f64 = 4800.0;
-/// With the squeeze: +6..+94 ms idle (-115..+86 loaded); without:
-/// -712..+1,122 ms. The issue asks for ±80 ms; this bound catches a
-/// timeline off by a replay's age.
-const MAX_AV_OFFSET_MS: f64 = 250.0;
-/// Average jitter-buffer wait of a video frame over the session: 142-164 ms
-/// with the squeeze (195-219 loaded), 539 ms without.
-const MAX_JITTER_BUFFER_MS: f64 = 350.0;
+/// Decision 015: -82..+107 ms over three runs, +176 ms once in a full test
+/// run, where the new room's transcoded audio came ~180 ms late (concealed,
+/// then played that much behind); one frame on: -262..+104; without the
+/// squeeze: -712..+1,122 ms. The issue asks for ±80 ms; this bound catches
+/// a timeline off by a frame per switch or a replay's age.
+const MAX_AV_OFFSET_MS: f64 = 200.0;
+/// The viewer counts as settled after its join once its A/V playout offset
+/// stays within this for 2 s...
+const SETTLED_OFFSET_MS: u32 = 60;
+/// ...which it must within this long.
+const MAX_SETTLE_S: u32 = 40;
+/// Average jitter-buffer wait of a video frame over the session: 114-141 ms
+/// with decision 015 (88-168 before it; 195-219 on a loaded machine), 539 ms
+/// without the squeeze.
+const MAX_JITTER_BUFFER_MS: f64 = 300.0;
 
 /// One switch: the call's result plus what the page sampled every ~25 ms
 /// for 1.6 s: [ms since the call, video width, concealedSamples,
@@ -72,6 +87,36 @@ fn switch_to(chrome: &mut Chromium, target: &str, width: u32) -> Result<Value> {
     }})()"#
     );
     chrome.eval(&js)
+}
+
+/// Waits until the viewer's lip sync after its join has settled: Chrome's
+/// playout offset within ±[`SETTLED_OFFSET_MS`] for 2 s in a row, at least
+/// 5 s after the join and at most [`MAX_SETTLE_S`]. A viewer's first
+/// seconds are a separate matter (a 720p testsrc2 room under this machine's
+/// load starts with the offset at +300-700 ms, falling over 8-12 s; the
+/// same player on a 320x240 flash/beep room is within ±40 ms from its
+/// first event, tests/media_sync.rs); the switches are measured from a
+/// settled viewer so the offset after each is the switch's own.
+fn wait_lip_sync_settled(chrome: &mut Chromium) -> Result<f64> {
+    let r = chrome.eval(&format!(
+        r#"(async () => {{
+      const pc = window.rts.pc; const t0 = performance.now(); let inside = 0, last = null;
+      while (performance.now() - t0 < {max_ms}) {{
+        const rep = await pc.getStats(); let v = null, a = null;
+        rep.forEach(s => {{ if (s.type === 'inbound-rtp' && s.kind === 'video') v = s; if (s.type === 'inbound-rtp' && s.kind === 'audio') a = s; }});
+        last = (v && a && v.estimatedPlayoutTimestamp && a.estimatedPlayoutTimestamp) ? v.estimatedPlayoutTimestamp - a.estimatedPlayoutTimestamp : null;
+        inside = (last !== null && Math.abs(last) <= {bound}) ? inside + 1 : 0;
+        if (inside >= 8 && performance.now() - t0 >= 5000) return {{ settled: true, ms: performance.now() - t0, offset: last }};
+        await new Promise(r => setTimeout(r, 250));
+      }}
+      return {{ settled: false, ms: performance.now() - t0, offset: last }};
+    }})()"#,
+        max_ms = MAX_SETTLE_S * 1000,
+        bound = SETTLED_OFFSET_MS
+    ))?;
+    println!("lip sync after the join: {r}");
+    anyhow::ensure!(r["settled"] == true, "the viewer's A/V playout offset did not settle within ±{SETTLED_OFFSET_MS} ms in {MAX_SETTLE_S} s: {r}");
+    Ok(r["ms"].as_f64().unwrap_or(0.0))
 }
 
 /// Checks one switch's samples; returns its switch time.
@@ -158,7 +203,7 @@ fn switches_across_shards_to_a_reencoded_room() -> Result<()> {
     }
     let _pc = landed.with_context(|| format!("roomC landed on roomA's shard {home_a} in 12 publishes"))?;
     let mut chrome = rig.play("live", "roomA", "", 30)?;
-    std::thread::sleep(Duration::from_secs(8));
+    wait_lip_sync_settled(&mut chrome)?;
     swipe(&rig, &mut chrome, ("live/roomA", 1280), ("live/roomC", 640))?;
     assert!(rig.logs().contains("replicating stream to shard"), "roomC replicated to the viewer's shard");
     let st = rig.stream("live", "roomC")?.context("roomC")?;
@@ -178,10 +223,7 @@ fn ten_switches_between_rooms_with_sound() -> Result<()> {
     rig.wait_live("live", "roomA", Duration::from_secs(20))?;
     rig.wait_live("live", "roomB", Duration::from_secs(20))?;
     let mut c = rig.play("live", "roomA", "", 30)?;
-    // A viewer's first seconds: Chrome's own lip sync is still settling
-    // (playout offset +400-600 ms 3 s after the join, with or without the
-    // squeeze; a separate problem), so the swiping starts later.
-    std::thread::sleep(Duration::from_secs(8));
+    wait_lip_sync_settled(&mut c)?;
     swipe(&rig, &mut c, ("live/roomA", 1280), ("live/roomB", 640))?;
     Ok(())
 }

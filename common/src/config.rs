@@ -43,11 +43,16 @@ pub struct TranscodeConfig {
     /// stream, watched or not). False: it starts with the first viewer, on
     /// the publisher's GOP so far.
     pub keep_warm: bool,
+    /// Seconds a stream's transcoder keeps running after its last WebRTC
+    /// viewer (local or replica) left: a viewer swiping back to a room
+    /// finds its audio and re-encoded video running (no encoder start, no
+    /// re-encoded GOP to wait for). 0: it stops with the last viewer.
+    pub linger_s: u32,
 }
 
 impl Default for TranscodeConfig {
     fn default() -> Self {
-        Self { opus_loss_hint_pct: 0, opus_fec: true, keep_warm: false }
+        Self { opus_loss_hint_pct: 0, opus_fec: true, keep_warm: false, linger_s: 15 }
     }
 }
 

@@ -9,6 +9,7 @@ pub mod lipsync;
 pub mod load;
 pub mod pacer;
 pub mod relay;
+pub mod send_clock;
 pub mod shard;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;

@@ -19,10 +19,12 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
-    /// Starts the `rts` binary built for this test run with `args` and extra `env`.
-    /// The environment is otherwise inherited (so `RUST_LOG` set by the caller applies).
+    /// Starts the `rts` binary built for this test run (or the one
+    /// `RTS_TEST_BIN` names: A/B runs against another build) with `args` and
+    /// extra `env`. The environment is otherwise inherited (so `RUST_LOG` set
+    /// by the caller applies).
     pub fn start(args: &[&str], env: &[(&str, &str)]) -> Result<ServerProcess> {
-        Self::start_program(env!("CARGO_BIN_EXE_rts"), args, env)
+        Self::start_program(std::env::var("RTS_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_rts").to_string()), args, env)
     }
 
     /// Starts any program with the same supervision (used by the harness self-test).

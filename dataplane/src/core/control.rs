@@ -200,7 +200,8 @@ impl Core {
         }
         let sess = &mut self.sessions[idx];
         let old = sess.stream.take();
-        let old_ms = old.and_then(|id| self.streams.get(id)).and_then(|s| s.stream_ms_at(now));
+        let send_at = |s: &Stream| Some((s.send_rtp_at(Kind::Video, now)?, s.send_rtp_at(Kind::Audio, now)?));
+        let old_clock = old.and_then(|id| self.streams.get(id)).and_then(send_at);
         let from = Stream::key_of(&sess.app, &sess.stream_name);
         sess.app = app.to_string();
         sess.stream_name = name.to_string();
@@ -217,12 +218,13 @@ impl Core {
             self.drop_stream_if_unused(old);
         }
         self.attach_viewer(idx, app, name, home);
-        // Audio goes on at the wall clock's pace (see `TrackOut::rebase_with`);
-        // video's replay has its own place (`Squeeze`).
-        let new_ms = self.sessions[idx].stream.and_then(|id| self.streams.get(id)).and_then(|s| s.stream_ms_at(now));
-        if let (Some(old_ms), Some(new_ms), Some(m)) = (old_ms, new_ms, self.sessions[idx].media.as_mut()) {
-            let rtp48 = |ms: i64| (ms.max(0) as u64).wrapping_mul(48) as u32; // as the sender reports
-            m.audio.rebase_with(rtp48(old_ms), rtp48(new_ms));
+        // Both tracks go on at the wall clock's pace (see
+        // `TrackOut::rebase_with`), video's replay squeezed before its live
+        // edge (`Squeeze`).
+        let new_clock = self.sessions[idx].stream.and_then(|id| self.streams.get(id)).and_then(send_at);
+        if let (Some((old_v, old_a)), Some((new_v, new_a)), Some(m)) = (old_clock, new_clock, self.sessions[idx].media.as_mut()) {
+            m.audio.rebase_with(old_a, new_a);
+            m.video.rebase_with(old_v, new_v);
         }
         tracing::info!(shard = self.id, session = format_args!("{session:016x}"), %from, to = %key, "channel switch");
         Ok(())

@@ -13,7 +13,7 @@ use rts_common::ipc::ShardToControl;
 use rts_rtmp::{RtmpEvent, RtmpOutput, RtmpServerConn};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub(super) struct Ingest {
     rtmp: RtmpServerConn,
@@ -129,7 +129,7 @@ impl Core {
         let Some(s) = self.streams.get_mut(id) else { return };
         let old_home = s.home();
         s.on_publish_start(conn);
-        s.set_keep_transcoder_warm(self.cfg.transcode.keep_warm);
+        s.set_transcoder_policy(self.cfg.transcode.keep_warm, Duration::from_secs(self.cfg.transcode.linger_s.into()));
         if let Some(old_home) = old_home {
             // It was a replica of another shard's stream: from now on the
             // packets come from here, a new sequence space for the viewers.

@@ -119,22 +119,35 @@ pub struct TrackOut {
     playout_logged: usize,
 }
 
-/// A GOP replay's timestamps squeezed into one frame interval: source times
-/// `from..to` (the cached keyframe up to the newest cached frame) go out as
-/// `base..base + step`, linearly, and `to` on as `ts + ts_offset` (=
-/// `base + step` at `to`). A receiver plays frames at their RTP time, so a
-/// replay sent with its real spacing would put the viewer a GOP's age
-/// (up to the GOP length) behind live for good, and after a switch it
-/// would first play out whatever the previous stream left in its buffer:
-/// squeezed, the replay is decoded at once and the viewer stays at live,
-/// with audio and video on one timeline. A pure function of the source
-/// time, so a retransmission repeats the timestamp it first went out with.
+/// A GOP replay's timestamps squeezed: source times `from..to` (the cached
+/// keyframe up to the newest cached frame) go out as `base..base + span`,
+/// linearly, and `to` on as `ts + ts_offset` (= `base + span` at `to`);
+/// `span` is one frame for a new viewer, and after a switch reaches where
+/// the two streams' clocks put the live edge. A receiver plays frames at
+/// their RTP time, so a replay sent with its real spacing would put the
+/// viewer a GOP's age (up to the GOP length) behind live for good, and
+/// after a switch it would first play out whatever the previous stream
+/// left in its buffer: squeezed, the replay is decoded at once and the
+/// viewer stays at live, with audio and video on one timeline. A pure
+/// function of the source time, so a retransmission repeats the timestamp
+/// it first went out with.
 #[derive(Debug, Clone, Copy)]
 struct Squeeze {
     from: u32,
     to: u32,
     base: u32,
+    /// Out times the replay spans: one frame for a new viewer; after a
+    /// switch, up to where the clocks put the live edge.
+    span: u32,
 }
+
+/// Where the clocks may put a switch's live edge, in RTP units after the
+/// last frame sent: the replay before it needs one distinct time per
+/// frame (at least 1/1000 of its source span, so frames 1,000 units or
+/// more apart stay distinct), and clocks that put the edge further than
+/// this after the last frame sent (or before it) are a stale clock anchor
+/// (a publisher that stalled), not time that passed.
+const EDGE_MAX_AHEAD: u32 = 18_000; // 200 ms at 90 kHz
 
 /// A squeeze is forgotten this far (RTP units, 10 s of video) past its end,
 /// long after any retransmission of the replay, before timestamps wrap back
@@ -202,12 +215,14 @@ impl TrackOut {
 
     /// For a pending re-base (a switch): the new stream's source time
     /// `rtp_new_now` is this viewer's time of the old stream's `rtp_old_now`
-    /// (both "now" by each stream's clock anchor). A re-base without a
-    /// replay then goes on with the time that passed, not one frame: audio
-    /// of the new stream that arrives after a gap (its transcoder starting,
-    /// say) is on time for the receiver's jitter buffer instead of late by
-    /// the gap, which would grow that buffer with every switch. Where the
-    /// mapping would not move time forward, one frame after the last.
+    /// (both what each stream sends now: `Stream::send_rtp_at`). A re-base
+    /// without a replay then goes on with the time that passed, not one
+    /// frame: audio of the new stream that arrives after a gap (its
+    /// transcoder starting, say) is on time for the receiver's jitter
+    /// buffer instead of late by the gap, which would grow that buffer with
+    /// every switch. Where the mapping would not move time forward, one
+    /// frame after the last. A replay's live edge goes where the mapping
+    /// puts it (see `rewrite`).
     pub fn rebase_with(&mut self, rtp_old_now: u32, rtp_new_now: u32) {
         if self.rebase && self.started {
             self.rebase_offset = Some(self.map_ts(rtp_old_now).wrapping_sub(rtp_new_now));
@@ -290,10 +305,41 @@ impl TrackOut {
             } else {
                 replay_to.map_or(ts, |to| to.wrapping_sub(self.step))
             };
-            self.squeeze = replay_to.map(|to| Squeeze { from: ts, to, base });
-            let clock = self.rebase_offset.take().filter(|&off| replay_to.is_none() && self.started && ts.wrapping_add(off).wrapping_sub(self.last_ts) as i32 >= self.step as i32);
+            let clock = self.rebase_offset.take().filter(|_| self.started);
+            // A switch's live edge goes where the clocks put it (the time
+            // that passed since the last frame sent), so the receiver's
+            // RTP-to-arrival mapping stays where it was: one frame on
+            // every time (the first version) put the new stream's frames
+            // a frame early by that mapping at each switch, and Chrome's
+            // video delay grew with every switch (81 to 161 ms over ten).
+            // Where that place is not far enough after the last frame sent
+            // for the replay's distinct times (the new stream's newest
+            // frame arrived before the old one's last), the squeeze runs on
+            // past the edge, over the live frames that follow, to where the
+            // clocks leave room: later frames still get exactly the clocks'
+            // time, so no switch moves the timeline on by more than the time
+            // that passed.
+            let (to, span) = match (replay_to, clock) {
+                (Some(to), Some(off)) => {
+                    let min = to.wrapping_sub(ts) / 1000 + 1;
+                    let ahead = to.wrapping_add(off).wrapping_sub(base);
+                    if (min..=EDGE_MAX_AHEAD).contains(&ahead) {
+                        (Some(to), ahead)
+                    } else if min.wrapping_sub(ahead) <= EDGE_MAX_AHEAD {
+                        (Some(to.wrapping_add(min.wrapping_sub(ahead))), min)
+                    } else {
+                        // Clocks 200 ms or more off either way (a stale
+                        // anchor): one frame on, as without clocks.
+                        (Some(to), self.step)
+                    }
+                }
+                (to, _) => (to, self.step),
+            };
+            let replay_to = to;
+            self.squeeze = replay_to.map(|to| Squeeze { from: ts, to, base, span });
+            let clock = clock.filter(|&off| replay_to.is_none() && ts.wrapping_add(off).wrapping_sub(self.last_ts) as i32 >= self.step as i32);
             self.ts_offset = match (replay_to, clock) {
-                (Some(to), _) => base.wrapping_add(self.step).wrapping_sub(to),
+                (Some(to), _) => base.wrapping_add(span).wrapping_sub(to),
                 (None, Some(off)) => off,
                 (None, None) => base.wrapping_sub(ts),
             };
@@ -365,7 +411,7 @@ impl TrackOut {
             Some(q) if (ts.wrapping_sub(q.from) as i32) >= 0 && (ts.wrapping_sub(q.to) as i32) < 0 => {
                 let span = u64::from(q.to.wrapping_sub(q.from));
                 let at = u64::from(ts.wrapping_sub(q.from));
-                q.base.wrapping_add((at * u64::from(self.step) / span) as u32)
+                q.base.wrapping_add((at * u64::from(q.span) / span) as u32)
             }
             _ => ts.wrapping_add(self.ts_offset),
         }
@@ -448,7 +494,8 @@ mod tests {
         t.resend_header(30, &hdr(true, 30, gop[20], 1), None, &mut again, 0).unwrap();
         assert_eq!(rts_rtp::RtpHeader::parse(&again[..12]).unwrap().timestamp, got[20]);
 
-        // A switch: the new stream's GOP (another clock) goes on right
+        // A switch with no clocks to place it by (a stream without an
+        // anchor yet): the new stream's GOP (another clock) goes on right
         // after the last frame sent, squeezed into one frame interval; its
         // newest frame (the live edge) a frame after the last frame sent,
         // and live from there at the real pace.
@@ -486,6 +533,42 @@ mod tests {
         // A new rebase forgets an offset it did not use.
         a.rebase_next();
         assert_eq!(send_frames(&mut a, 6, &[100]), vec![57_600]);
+    }
+
+    #[test]
+    fn a_switch_replay_ends_where_the_clocks_put_the_live_edge() {
+        // The viewer's last frame went out at 300_000. The new stream's GOP
+        // (25 fps, source 9_000_000..9_108_000) has its newest frame 20 ms
+        // (1_800 units) of the old stream's time after that frame: the
+        // replay goes right after the last frame and the edge 1_800 on,
+        // where the receiver's RTP-to-arrival mapping expects it.
+        let switch = |old_now: u32, new_now: u32| {
+            let mut t = TrackOut::new(Some(96), 7, Kind::Video);
+            send_frames(&mut t, 1, &[297_000, 300_000]);
+            t.rebase_next();
+            let gop: Vec<u32> = (0..31).map(|i| 9_000_000 + 3600 * i).collect();
+            t.replay_from(*gop.last().unwrap());
+            t.rebase_with(old_now, new_now);
+            let mut got = send_frames(&mut t, 3, &gop);
+            got.extend(send_frames(&mut t, 34, &[9_111_600]));
+            got
+        };
+        let got = switch(300_000, 9_108_000 - 1_800);
+        assert_eq!((got[0], got[30], got[31]), (300_001, 301_800, 305_400));
+        assert!(got.windows(2).all(|w| w[1] > w[0]), "one distinct, rising time per frame: {got:?}");
+        // The new edge arrived 10 ms before the old stream's last frame (by
+        // the clocks at 299_100): the squeeze runs on past it to where the
+        // clocks leave room for distinct times (109 units: 108_000 / 1000
+        // + 1), so the edge goes at 300_001 + 108_000 * 109 / 109_010 =
+        // 300_108 and the next live frame exactly where the clocks put it,
+        // 299_100 + 3_600, not a frame after a clamped edge.
+        let early = switch(300_000, 9_108_000 + 900);
+        assert_eq!((early[0], early[30], early[31]), (300_001, 300_108, 302_700));
+        assert!(early.windows(2).all(|w| w[1] > w[0]), "{early:?}");
+        // Clocks 300 ms off either way are a stale anchor: one frame on, as
+        // without clocks.
+        assert_eq!(switch(300_000, 9_108_000 - 27_000)[30], 303_001);
+        assert_eq!(switch(300_000, 9_108_000 + 27_000)[30], 303_001);
     }
 
     #[test]

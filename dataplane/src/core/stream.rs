@@ -11,6 +11,7 @@ use super::history::History;
 use super::streams::StreamId;
 use crate::latency::{LatencySummary, LatencyWindow};
 use crate::lipsync::{AvLag, PlayoutHint};
+use crate::send_clock::SendClock;
 use crate::pacer::AudioPacer;
 use crate::transcode::{StreamTranscoder, Transcoded};
 use bytes::Bytes;
@@ -79,6 +80,11 @@ pub enum Kind {
     Audio,
 }
 
+/// How late a stream's audio is taken to leave against its clock anchor
+/// before it was measured (`Stream::send_rtp_at`): AAC decode, Opus encode
+/// and the pacer take 20-45 ms here (docs/decisions/010).
+const UNMEASURED_AUDIO_LATE_MS: f64 = 45.0;
+
 pub struct Stream {
     app: String,
     name: String,
@@ -130,6 +136,10 @@ pub struct Stream {
     /// (or, with `keep_transcoder_warm`, while the stream is published).
     transcoder: Option<StreamTranscoder>,
     keep_transcoder_warm: bool,
+    /// How long the transcoder runs on after its last viewer left, and
+    /// since when it has (`[transcode] linger_s`).
+    transcoder_linger: Duration,
+    transcoder_idle_since: Option<Instant>,
     /// The publisher's H.264 frames since its last keyframe, as they came:
     /// a re-encoder that starts mid-GOP decodes from here, faster than real
     /// time, instead of waiting up to a GOP for the next keyframe.
@@ -147,6 +157,9 @@ pub struct Stream {
     /// How much later than video the audio leaves us (the video
     /// playout-delay hint, see lipsync.rs).
     av_lag: AvLag,
+    /// When this stream sends each kind's packets (a switch's re-base).
+    video_clock: SendClock,
+    audio_clock: SendClock,
     /// Replica: the home shard this stream's packets come from.
     home: Option<usize>,
     /// Packets recently delivered, for retransmission (and RED's earlier
@@ -240,12 +253,16 @@ impl Stream {
             avc_record: None,
             transcoder: None,
             keep_transcoder_warm: false,
+            transcoder_linger: Duration::ZERO,
+            transcoder_idle_since: None,
             source_gop: Vec::new(),
             source_gop_bytes: 0,
             reencode_catchup: None,
             audio_hold: None,
             audio_pacer: AudioPacer::new(),
             av_lag: AvLag::default(),
+            video_clock: SendClock::new(90),
+            audio_clock: SendClock::new(48),
             home: None,
             subscribers: Vec::new(),
             video_history: History::video(),
@@ -573,10 +590,18 @@ impl Stream {
     /// needs: only while WebRTC viewers (local or replicas) exist, and only
     /// for AAC audio and/or B-frame video.
     pub fn update_transcoder(&mut self) {
-        let warm = self.keep_transcoder_warm && self.publisher.is_some();
-        let demand = warm || !self.viewers.is_empty() || !self.subscribers.is_empty();
+        let demand = self.transcoder_demand();
+        if demand {
+            self.transcoder_idle_since = None;
+        }
         let audio = self.aac_config.is_some();
         let video = self.saw_b_frames && self.avc_record.is_some();
+        // Without demand a running transcoder lingers (`[transcode]
+        // linger_s`); `stop_idle_transcoder` ends it once that has passed.
+        let lingering = !demand && self.transcoder_linger > Duration::ZERO && self.publisher.is_some() && self.transcoder.as_ref().is_some_and(|t| t.audio == audio && t.video == video);
+        if lingering {
+            return;
+        }
         if !demand || (!audio && !video) {
             if let Some(t) = self.transcoder.take() {
                 if t.video {
@@ -617,10 +642,36 @@ impl Stream {
     }
 
     /// Keeps the transcoder running while the stream is published, not only
-    /// while WebRTC viewers need it (`[transcode] keep_warm`).
-    pub fn set_keep_transcoder_warm(&mut self, warm: bool) {
+    /// while WebRTC viewers need it (`[transcode] keep_warm`), and for
+    /// `linger` after the last of them left (`[transcode] linger_s`).
+    pub fn set_transcoder_policy(&mut self, warm: bool, linger: Duration) {
         self.keep_transcoder_warm = warm;
+        self.transcoder_linger = linger;
         self.update_transcoder();
+    }
+
+    /// Whether WebRTC viewers (local or replicas) need the transcoder, or
+    /// it is kept warm while published.
+    fn transcoder_demand(&self) -> bool {
+        (self.keep_transcoder_warm && self.publisher.is_some()) || !self.viewers.is_empty() || !self.subscribers.is_empty()
+    }
+
+    /// Stops a transcoder that has run without demand for its linger time
+    /// (checked by the core's housekeeping). Returns whether it stopped.
+    pub fn stop_idle_transcoder(&mut self, now: Instant) -> bool {
+        if self.transcoder.is_none() || self.transcoder_demand() {
+            self.transcoder_idle_since = None;
+            return false;
+        }
+        let since = *self.transcoder_idle_since.get_or_insert(now);
+        if now.saturating_duration_since(since) < self.transcoder_linger {
+            return false;
+        }
+        self.transcoder_idle_since = None;
+        let linger = std::mem::replace(&mut self.transcoder_linger, Duration::ZERO);
+        self.update_transcoder();
+        self.transcoder_linger = linger;
+        self.transcoder.is_none()
     }
 
     /// Whether a re-encoded frame (`live`: from a live input, not from the
@@ -796,6 +847,10 @@ impl Stream {
         let Some(p) = packets.first().filter(|p| p.len() >= 12) else { return };
         let ts = u32::from_be_bytes([p[4], p[5], p[6], p[7]]);
         self.av_lag.on_sent(kind == Kind::Video, ts, self.anchor, now);
+        match kind {
+            Kind::Video => self.video_clock.on_sent(ts, now),
+            Kind::Audio => self.audio_clock.on_sent(ts, now),
+        }
     }
 
     /// The shared packet `seq` of `kind`, if still in the history at `now`
@@ -865,6 +920,30 @@ impl Stream {
     /// their SRs map to one NTP clock.
     pub fn stream_ms_at(&self, now: Instant) -> Option<i64> {
         self.anchor.map(|(t, ms)| ms + now.saturating_duration_since(t).as_millis() as i64)
+    }
+
+    /// The RTP time (90 kHz video, 48 kHz audio) of the packet of `kind`
+    /// this stream sends at `now` if on time (send_clock.rs). Two streams'
+    /// send clocks put a switch's first packets where the receiver expects
+    /// the next ones. Before this stream sent any packet of that kind: the
+    /// clock anchor's time at `now`, less (audio) the slow end of the
+    /// transcoder's lag, so a switch's first audio reaches the receiver
+    /// early rather than late (late audio grows a receiver's jitter
+    /// buffer, early only fills it).
+    pub fn send_rtp_at(&self, kind: Kind, now: Instant) -> Option<u32> {
+        let clock = match kind {
+            Kind::Video => &self.video_clock,
+            Kind::Audio => &self.audio_clock,
+        };
+        clock.rtp_at(now).or_else(|| {
+            let (at, ms) = self.anchor?;
+            let (rate, late) = match kind {
+                Kind::Video => (90.0, 0.0),
+                Kind::Audio => (48.0, UNMEASURED_AUDIO_LATE_MS),
+            };
+            let ms = ms as f64 + now.saturating_duration_since(at).as_secs_f64() * 1000.0 - late;
+            Some((ms.max(0.0) * rate).round() as u64 as u32)
+        })
     }
 
     pub fn has_transcoder(&self) -> bool {
@@ -1112,6 +1191,45 @@ mod tests {
         assert!(!s.end_reencode_catchup(false, first));
         assert!(!s.end_reencode_catchup(false, first + REENCODE_CATCHUP_MAX));
         assert!(s.end_reencode_catchup(false, first + REENCODE_CATCHUP_MAX + Duration::from_millis(1)));
+    }
+
+    #[test]
+    fn a_transcoder_lingers_after_its_last_viewer_then_stops() {
+        let t0 = Instant::now();
+        let mut s = Stream::new("live", "l", 1200);
+        s.on_publish_start(1);
+        s.set_transcoder_policy(false, Duration::from_secs(15));
+        // AAC LC, 44.1 kHz, stereo: an AAC→Opus transcoder once watched.
+        assert!(matches!(s.on_audio(0, &Bytes::from_static(&[0xaf, 0x00, 0x12, 0x10]), t0), AudioOutcome::ConfigChanged));
+        s.update_transcoder();
+        assert!(!s.has_transcoder(), "nobody watches yet");
+        s.add_viewer(7, false);
+        assert!(s.has_transcoder());
+        s.remove_viewer(7, false);
+        assert!(s.has_transcoder(), "the last viewer left: it lingers");
+        assert!(!s.stop_idle_transcoder(t0));
+        assert!(!s.stop_idle_transcoder(t0 + Duration::from_secs(14)));
+        // A viewer back within the linger finds it running, and the linger
+        // starts over when it leaves.
+        s.add_viewer(8, false);
+        assert!(!s.stop_idle_transcoder(t0 + Duration::from_secs(16)));
+        s.remove_viewer(8, false);
+        assert!(!s.stop_idle_transcoder(t0 + Duration::from_secs(20)));
+        assert!(!s.stop_idle_transcoder(t0 + Duration::from_secs(34)));
+        assert!(s.stop_idle_transcoder(t0 + Duration::from_secs(35)));
+        assert!(!s.has_transcoder());
+        // Without a linger it stops with the last viewer; and a lingering
+        // one stops with the publisher.
+        s.set_transcoder_policy(false, Duration::ZERO);
+        s.add_viewer(9, false);
+        s.remove_viewer(9, false);
+        assert!(!s.has_transcoder());
+        s.set_transcoder_policy(false, Duration::from_secs(15));
+        s.add_viewer(10, false);
+        s.remove_viewer(10, false);
+        assert!(s.has_transcoder());
+        let _ = s.on_publish_end();
+        assert!(!s.has_transcoder());
     }
 
     #[test]

@@ -91,6 +91,13 @@ impl StreamTable {
             .enumerate()
             .filter_map(|(i, s)| s.stream.as_ref().map(|st| (StreamId { idx: i as u32, gen: s.gen }, st)))
     }
+
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (StreamId, &mut Stream)> {
+        self.slots
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, s)| s.stream.as_mut().map(|st| (StreamId { idx: i as u32, gen: s.gen }, st)))
+    }
 }
 
 #[cfg(test)]

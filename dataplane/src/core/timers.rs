@@ -164,6 +164,11 @@ impl Core {
             }
         }
         self.queue_sender_reports(now);
+        for (_, s) in self.streams.iter_mut() {
+            if s.stop_idle_transcoder(now) {
+                tracing::info!(stream = %s.key(), "transcoder stopped after lingering without viewers");
+            }
+        }
         if now >= self.next_stats {
             self.next_stats = now + STATS_EVERY;
             self.report_stats();

@@ -40,18 +40,28 @@ fn switch_keeps_ssrc_sequence_and_time_continuous_and_starts_on_a_keyframe() {
     for w in video.windows(2) {
         assert_eq!(w[1].seq, w[0].seq.wrapping_add(1));
     }
-    // b's GOP replay right after the last frame of a, squeezed into one frame
-    // interval (session.rs `Squeeze`), b's live frame one frame after that.
+    // b's GOP replay right after the last frame of a, squeezed (session.rs
+    // `Squeeze`) up to where the clocks put b's frames. b's newest cached
+    // frame (500_066 ms) arrived 50 ms before a's last frame, and at the
+    // switch b's clock reads 500_116 ms: by the clocks its frames up to
+    // 500_116 ms belong before a's last frame, so the squeeze runs on to
+    // where they leave room for distinct times (6 units: 66 ms of GOP /
+    // 1000 + 1), over b's live frame of 500_099 ms too: the replay's
+    // newest frame 4 units after a's last, the live frame 6.
     assert_eq!(video[0].ts, last_v.ts.wrapping_add(1), "time goes on from a's last frame, not b's clock");
-    assert_eq!(video[4 + 2 * 3 - 1].ts, last_v.ts.wrapping_add(1 + 3000), "b's newest cached frame a frame after a's last");
-    assert_eq!(video[4 + 2 * 3].ts, last_v.ts.wrapping_add(1 + 3000 + 2970), "b's live frame 33 ms after it");
+    assert_eq!(video[4 + 2 * 3 - 1].ts, last_v.ts.wrapping_add(4), "b's newest cached frame right after a's last");
+    assert_eq!(video[4 + 2 * 3].ts, last_v.ts.wrapping_add(6), "b's live frame, still before a's last by the clocks, squeezed too");
     assert!(video.windows(2).all(|w| w[1].ts >= w[0].ts), "time never goes back");
     assert_eq!(video[0].payload[0] & 0x1f, 24, "starts with b's keyframe (STAP-A with SPS/PPS)");
     assert!(video.iter().all(|p| p.payload.len() < 3 || p.payload[2..].iter().all(|&x| x != 6)), "nothing of a after the switch");
     let audio: Vec<&&Rtp> = after.iter().filter(|p| p.pt == AUDIO_PT).collect();
     assert_eq!(audio.len(), 1);
     assert_eq!((audio[0].ssrc, audio[0].seq), (last_a.ssrc, last_a.seq.wrapping_add(1)));
-    assert_eq!(audio[0].ts, last_a.ts.wrapping_add(960));
+    // Audio goes on by the two streams' send clocks: a's last audio (165 ms)
+    // left on time; at the switch b's clock reads 500_066 + 50 = 500_116 ms,
+    // less the 45 ms taken for audio not measured yet = 500_071 ms, so b's
+    // audio of 500_099 ms comes 28 ms of a's time after a's last.
+    assert_eq!(audio[0].ts, last_a.ts.wrapping_add(28 * 48));
     let vs = rig.core.streams.lookup("live/b").and_then(|id| rig.core.streams.get(id)).unwrap();
     assert_eq!(vs.viewers().len(), 1);
     let va = rig.core.streams.lookup("live/a").and_then(|id| rig.core.streams.get(id)).unwrap();
