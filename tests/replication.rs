@@ -46,6 +46,15 @@ fn viewers_on_both_shards_play_one_stream() -> Result<()> {
         let n = frames_decoded(c)?;
         c.wait_for(&format!("(await window.rts.stats()).framesDecoded >= {}", n + 30), Duration::from_secs(10))?;
     }
+    // The stream's figures add up over both shards (control used to keep
+    // whichever shard reported last: one viewer, one shard's bytes).
+    let st = rig.stream("live", "r")?.ok_or_else(|| anyhow::anyhow!("live/r not in the API"))?;
+    let shards = st["per_shard"].as_array().cloned().unwrap_or_default();
+    assert_eq!(shards.len(), 2, "both shards report the stream: {st}");
+    assert_eq!(st["viewers"], 2, "viewers over both shards: {st}");
+    let per: Vec<u64> = shards.iter().map(|s| s["bytes_out"].as_u64().unwrap_or(0)).collect();
+    assert!(per.iter().all(|&b| b > 0), "both shards sent to their viewer: {per:?}");
+    assert_eq!(st["bytes_out"].as_u64(), Some(per.iter().sum()), "bytes out over both shards: {st}");
     Ok(())
 }
 

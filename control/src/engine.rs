@@ -12,6 +12,7 @@ use rts_common::shm::{Consumer, Producer, ShmRegion};
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::AtomicU64;
 use crate::handshake::Job;
+use crate::stream_totals::StreamTotals;
 use rts_dtls::{DtlsContext, DtlsEndpoint};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -74,6 +75,9 @@ pub struct MediaParams {
     pub audio_red_pt: Option<u8>,
 }
 
+/// A stream as `/api/v1/streams` shows it: where it is published, the home
+/// shard's figures (`stats`), and its viewers and bytes over every shard
+/// that carries it (`per_shard`: each one's latest report).
 #[derive(Default, Clone, serde::Serialize)]
 pub struct StreamView {
     pub app: String,
@@ -81,6 +85,20 @@ pub struct StreamView {
     pub shard: u32,
     pub publishing: bool,
     pub stats: Option<StreamStats>,
+    pub viewers: u32,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub per_shard: Vec<StreamStats>,
+}
+
+/// What control keeps per stream: where it is published and its reports.
+#[derive(Default, Clone)]
+struct StreamEntry {
+    app: String,
+    stream: String,
+    shard: u32,
+    publishing: bool,
+    totals: StreamTotals,
 }
 
 #[derive(Debug, Default, Clone, Copy, serde::Serialize)]
@@ -110,7 +128,7 @@ pub struct ControlCounters {
 #[derive(Default)]
 struct Inner {
     sessions: HashMap<u64, CtlSession>,
-    streams: BTreeMap<String, StreamView>,
+    streams: BTreeMap<String, StreamEntry>,
     shard_stats: Vec<Option<ShardStats>>,
     counters: ControlCounters,
     /// Failures by kind/reason ("play:expired"), for /metrics.
@@ -560,7 +578,22 @@ impl Engine {
     }
 
     pub fn streams(&self) -> Vec<StreamView> {
-        self.state().streams.values().cloned().collect()
+        let now = Instant::now();
+        self.state()
+            .streams
+            .values()
+            .map(|e| StreamView {
+                app: e.app.clone(),
+                stream: e.stream.clone(),
+                shard: e.shard,
+                publishing: e.publishing,
+                stats: e.totals.home(now).cloned(),
+                viewers: e.totals.viewers(now),
+                bytes_in: e.totals.bytes_in(),
+                bytes_out: e.totals.bytes_out(),
+                per_shard: e.totals.current(now).cloned().collect(),
+            })
+            .collect()
     }
 
     pub fn shard_stats(&self) -> Vec<ShardStats> {
@@ -721,7 +754,7 @@ impl Engine {
                     v.shard = s.shard;
                 }
                 v.publishing = s.publishing || (v.publishing && v.shard != s.shard);
-                v.stats = Some(s);
+                v.totals.on_report(s, Instant::now());
             }
         }
     }

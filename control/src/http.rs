@@ -433,13 +433,13 @@ async fn metrics(State(engine): State<Arc<Engine>>) -> Response {
         &mut out,
         "rts_stream_bytes_in_total",
         "bytes received from the publisher",
-        &mut streams.iter().map(|v| (label(v), v.stats.as_ref().map_or(0, |s| s.bytes_in))),
+        &mut streams.iter().map(|v| (label(v), v.bytes_in)),
     );
     counter(
         &mut out,
         "rts_stream_bytes_out_total",
         "bytes sent to viewers (billing)",
-        &mut streams.iter().map(|v| (label(v), v.stats.as_ref().map_or(0, |s| s.bytes_out))),
+        &mut streams.iter().map(|v| (label(v), v.bytes_out)),
     );
     let (_, auth_failures, _) = engine.counters();
     counter(

@@ -7,6 +7,7 @@ mod handshake;
 pub mod http;
 pub mod ice;
 pub mod signaling;
+pub mod stream_totals;
 
 use rts_common::config::Config;
 use std::sync::Arc;

@@ -251,7 +251,10 @@ pub fn server_latency(agent: &ureq::Agent, t: &Target) -> Option<crate::ServerLa
     let body = agent.get(&format!("{}/api/v1/streams", t.base)).call().ok()?.into_string().ok()?;
     let v: Value = serde_json::from_str(&body).ok()?;
     let s = v["streams"].as_array()?.iter().find(|s| s["app"] == t.app.as_str() && s["stream"] == t.stream.as_str())?;
-    let st = &s["stats"];
+    // Latency is measured where viewers are served: the shard (home or
+    // replica) with the most samples.
+    let per_shard = s["per_shard"].as_array().into_iter().flatten();
+    let st = per_shard.max_by_key(|r| r["latency_samples"].as_u64().unwrap_or(0)).unwrap_or(&s["stats"]);
     Some(crate::ServerLatency {
         p50: st["latency_us_p50"].as_u64()?,
         p99: st["latency_us_p99"].as_u64()?,
