@@ -4,6 +4,7 @@
 
 pub mod batch;
 pub mod core;
+pub mod flv_gop;
 pub mod latency;
 pub mod lipsync;
 pub mod load;

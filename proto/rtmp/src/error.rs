@@ -87,4 +87,10 @@ pub enum FlvError {
     /// AudioSpecificConfig with a reserved sampling frequency index (13 or 14).
     #[error("invalid AAC sampling frequency index {0}")]
     AacSampleRateIndex(u8),
+    /// A file without the `FLV` signature.
+    #[error("not an FLV file")]
+    NotFlv,
+    /// A tag body over the 24-bit DataSize limit.
+    #[error("FLV tag body of {0} bytes exceeds 16 MiB")]
+    TagTooLarge(usize),
 }
