@@ -185,6 +185,16 @@ fn switch_to_a_stream_that_is_not_live_is_refused() -> Result<()> {
     assert_eq!(json["code"], 409, "{body}");
     assert!(json["error"].as_str().is_some_and(|e| e.contains("not live")), "{body}");
 
+    // A name no stream can have (over 128 characters): 400, before it
+    // reaches the shard (its ring message would not fit a ring slot).
+    let url = format!("{resource}/switch?stream=live/{}", "x".repeat(5_000));
+    let status = match ureq::post(&url).timeout(Duration::from_secs(10)).call() {
+        Ok(r) => r.status(),
+        Err(ureq::Error::Status(code, _)) => code,
+        Err(e) => return Err(e.into()),
+    };
+    assert_eq!(status, 400, "switch to a 5,000-character stream name");
+
     // Refused, so nothing changed: same session, same stream, still playing.
     keeps_playing(&mut chrome, 640)?;
     Ok(())

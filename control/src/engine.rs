@@ -111,6 +111,9 @@ pub struct ControlCounters {
     pub ring_full: u64,
     /// State-changing messages that waited in a shard's backlog for ring space.
     pub ring_backlogged: u64,
+    /// Messages refused because they can never fit a ring slot (queued,
+    /// one would hold every later message to that shard for good).
+    pub ring_too_large: u64,
     /// Requests acknowledged by the shards.
     pub acks: u64,
     /// Reconciliation with the shards' session lists: sessions control
@@ -198,6 +201,8 @@ pub struct NewSession {
 pub enum EngineError {
     #[error("dataplane ring to shard {0} is full")]
     RingFull(usize),
+    #[error("message of {1} bytes does not fit a ring slot of shard {0}")]
+    TooLarge(usize, usize),
     #[error("no shard {0}")]
     NoShard(usize),
     #[error("dtls: {0}")]
@@ -295,7 +300,10 @@ impl Engine {
         }
         let outcome = {
             let mut l = self.link(shard)?;
-            if l.backlog.is_empty() && l.producer.try_push(&bytes).is_ok() {
+            if bytes.len() > l.producer.max_message_len() {
+                // Never fits: queued, it would hold the backlog for good.
+                Err(EngineError::TooLarge(shard, bytes.len()))
+            } else if l.backlog.is_empty() && l.producer.try_push(&bytes).is_ok() {
                 Ok(false)
             } else if id == 0 || l.backlog.len() >= MAX_BACKLOG {
                 // A DTLS record is dropped (the peer resends it); a full
@@ -316,7 +324,10 @@ impl Engine {
             }
             Err(e) => {
                 inner.inflight.remove(&id);
-                inner.counters.ring_full += 1;
+                match e {
+                    EngineError::TooLarge(..) => inner.counters.ring_too_large += 1,
+                    _ => inner.counters.ring_full += 1,
+                }
                 Err(e)
             }
         }
@@ -822,5 +833,47 @@ impl Engine {
         for id in expired {
             self.forget(id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rts_common::shm::RingConfig;
+
+    /// A region as the dataplane makes it (one shard, 2 KiB slots), with
+    /// control attached and nobody consuming its requests.
+    fn attached(tag: &str) -> (Arc<Engine>, std::path::PathBuf, ShmRegion) {
+        let path = std::env::temp_dir().join(format!("rts-engine-{tag}-{}", std::process::id()));
+        let region = ShmRegion::create(&path, &RingConfig { shards: 1, slots: 8, slot_size: 2048 }).unwrap();
+        let mut cfg = Config::default();
+        cfg.dataplane.shm_path = path.clone();
+        cfg.control.dtls_workers = 1;
+        let (engine, _consumers, _attached) = Engine::attach(Arc::new(cfg), Duration::from_secs(1)).unwrap();
+        (engine, path, region)
+    }
+
+    #[test]
+    fn a_message_too_large_for_a_ring_slot_is_refused_not_queued() {
+        let (engine, path, region) = attached("too-large");
+        let switch = |stream: String| ControlToShard::SwitchStream { session: 1, app: "live".into(), stream, home_shard: None };
+        // Fill the ring (the attach's snapshot request is in it already):
+        // later state-changing messages wait in the backlog, in order.
+        while engine.backlog_len() == 0 {
+            engine.send(0, switch("s".into())).unwrap();
+        }
+        // Queued behind the others, a message that never fits a slot would
+        // hold every later one to this shard for good.
+        let err = engine.send(0, switch("x".repeat(5_000))).unwrap_err();
+        assert!(matches!(err, EngineError::TooLarge(0, n) if n > 5_000), "{err}");
+        assert_eq!(engine.backlog_len(), 1, "not queued");
+        assert_eq!(engine.counters().0.ring_too_large, 1);
+        // And the backlog still drains once the shard reads.
+        let mut consumer = region.dataplane_endpoints(0).map(|(_, c)| c).unwrap();
+        while consumer.pop_with(|_| ()).is_some() {}
+        engine.flush_backlogs();
+        assert_eq!(engine.backlog_len(), 0);
+        engine.stop();
+        let _ = std::fs::remove_file(&path);
     }
 }

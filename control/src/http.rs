@@ -150,6 +150,9 @@ async fn whep_switch(
         },
         _ => return json_error(400, "missing stream", None),
     };
+    if !crate::signaling::valid_name(&app) || !crate::signaling::valid_name(&stream) {
+        return json_error(400, "app and stream must be 1-128 characters of [A-Za-z0-9-_.~]", None);
+    }
     if let Err(f) = engine.cfg.play_auth().check(&app, &stream, None, q.get("auth_key").map(String::as_str), rts_common::config::unix_now()) {
         engine.count_auth_failure("play", f.as_str());
         return json_error(403, &format!("forbidden: {f}"), Some(f.as_str()));

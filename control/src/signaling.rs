@@ -46,7 +46,8 @@ impl PlayError {
     }
 }
 
-fn valid_name(s: &str) -> bool {
+/// An app or stream name rts accepts: 1-128 characters of `[A-Za-z0-9-_.~]`.
+pub(crate) fn valid_name(s: &str) -> bool {
     !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b))
 }
 
@@ -131,7 +132,7 @@ pub fn play(engine: &Engine, req: PlayRequest<'_>) -> Result<PlayAnswer, PlayErr
             home_shard,
         })
         .map_err(|e| match e {
-            EngineError::RingFull(_) | EngineError::NoShard(_) => PlayError::Unavailable(e.to_string()),
+            EngineError::RingFull(_) | EngineError::NoShard(_) | EngineError::TooLarge(..) => PlayError::Unavailable(e.to_string()),
             EngineError::Dtls(m) => PlayError::Unavailable(m),
         })?;
     if let Some(state) = ice_state {
