@@ -864,7 +864,9 @@ impl Viewer {
                 if let Some(j) = v.jitter.on_frame(now, f.timestamp, VIDEO_CLOCK) {
                     self.tally.jitter_ms.push(j);
                 }
-                if v.first_frame_at.is_none() {
+                // The first frame a player can show: a keyframe (a P-frame
+                // before any keyframe decodes to nothing).
+                if v.first_frame_at.is_none() && f.keyframe {
                     v.first_frame_at = Some(now);
                     if let Some(at) = self.connected_at {
                         self.tally.first_frame_ms.push(ms(now.saturating_duration_since(at)));
@@ -1151,6 +1153,24 @@ mod tests {
         assert_eq!((tally.expected, tally.received), (5, 4));
         assert_eq!(tally.stall_count, 2, "510 -> 1000 is still frozen at the end");
         assert_eq!(tally.first_frame_ms.len(), 1);
+    }
+
+    #[test]
+    fn the_first_frame_is_the_first_keyframe() {
+        let (mut v, mut s, now) = setup_with(true, None, |c| c.nack = false);
+        let mut out = Vec::new();
+        v.handle_timeout(now, &mut out);
+        exchange(&mut v, &mut s, now, &mut out);
+        let t = |ms| now + Duration::from_millis(ms);
+        // A complete P-frame (NAL type 1) 10 ms after DTLS: a player shows
+        // nothing before a keyframe, which comes at 50 ms.
+        let mut d = rtp(&mut s, 1, 0, true, &[0x41, 0x9a, 0x00]);
+        v.handle_datagram(t(10), 0, &mut d, &mut out);
+        let mut d = rtp(&mut s, 2, 3000, true, &[0x65, 0x88, 0x84, 0x00]);
+        v.handle_datagram(t(50), 0, &mut d, &mut out);
+        let tally = v.finish(t(100));
+        assert_eq!(tally.frames, 2);
+        assert_eq!(tally.first_frame_ms, vec![50.0], "from DTLS to the keyframe, not to the P-frame");
     }
 
     #[test]
