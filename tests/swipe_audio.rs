@@ -24,9 +24,10 @@
 //! video delay with every switch, and a room left without viewers stopped
 //! its transcoder (concealment on the way back, a re-encoder restart):
 //! switches now go on by both rooms' send clocks and transcoders linger
-//! (decision 015). Issue 18's goals (every switch < 200 ms, offset within
-//! ±80 ms) are not met every time: the bounds below are what holds on a
-//! 2-core machine (docs/performance.md).
+//! (decision 015). With publishers that keep real time, 57 of 60 switches
+//! over three runs took < 200 ms and every A/V offset was within ±80 ms
+//! (docs/performance.md); the bounds below leave room for a loaded 2-core
+//! machine.
 
 mod common;
 mod rig;
@@ -37,30 +38,35 @@ use rig::{Mode, Rig, RTMP};
 use serde_json::Value;
 use std::time::Duration;
 
+/// The rooms' publishers use x264's `veryfast` preset (OBS's default): at
+/// its default preset ffmpeg does not keep real time at 720p on a 2-core
+/// machine beside Chromium and the server, and its late, bursty frames are
+/// then most of what a switch measures (decision 015).
+const PRESET: &str = "veryfast";
 /// Send clocks and lingering transcoders (decision 015), three runs: median
-/// 131-164 ms, max 196-293 ms (270-276 ms: a re-encoded room's first visit,
-/// its re-encoder starting); one frame on and no linger: median 159-218 ms,
-/// max 222-407 ms; without the squeeze (decision 014): median 446 ms, max
-/// 1,375 ms, growing with every switch.
-const MAX_SWITCH_MEDIAN_MS: f64 = 250.0;
-const MAX_SWITCH_MS: f64 = 500.0;
+/// 61-140 ms, max 119-251 ms (57 of 60 switches < 200 ms); the commit
+/// before (one frame on, no linger), same publishers: median 93-169 ms, max
+/// 156-364 ms, growing with each switch across shards (124 → 364 ms).
+/// Without the squeeze (decision 014): median 446 ms, max 1,375 ms.
+const MAX_SWITCH_MEDIAN_MS: f64 = 200.0;
+const MAX_SWITCH_MS: f64 = 300.0;
 /// 100 ms of audio at 48 kHz (Opus: Chrome counts samples at 48 kHz).
 const MAX_CONCEALED_RUN_SAMPLES: f64 = 4800.0;
-/// Decision 015: -82..+107 ms over three runs, +176 ms once in a full test
-/// run, where the new room's transcoded audio came ~180 ms late (concealed,
-/// then played that much behind); one frame on: -262..+104; without the
-/// squeeze: -712..+1,122 ms. The issue asks for ±80 ms; this bound catches
-/// a timeline off by a frame per switch or a replay's age.
-const MAX_AV_OFFSET_MS: f64 = 200.0;
+/// Decision 015: -77..+74 ms over three runs (the earliest send for video
+/// too: up to +184, one run drifting over its ten switches; the commit
+/// before: -183..+80; without the squeeze: -712..+1,122 ms). The issue
+/// asks for ±80 ms; this bound leaves room for a loaded machine and
+/// catches a drifting timeline.
+const MAX_AV_OFFSET_MS: f64 = 150.0;
 /// The viewer counts as settled after its join once its A/V playout offset
 /// stays within this for 2 s...
 const SETTLED_OFFSET_MS: u32 = 60;
 /// ...which it must within this long.
 const MAX_SETTLE_S: u32 = 40;
-/// Average jitter-buffer wait of a video frame over the session: 114-141 ms
-/// with decision 015 (88-168 before it; 195-219 on a loaded machine), 539 ms
-/// without the squeeze.
-const MAX_JITTER_BUFFER_MS: f64 = 300.0;
+/// Average jitter-buffer wait of a video frame over the session: 79-141 ms
+/// with decision 015 (111-149 ms the commit before), 539 ms without the
+/// squeeze.
+const MAX_JITTER_BUFFER_MS: f64 = 250.0;
 
 /// One switch: the call's result plus what the page sampled every ~25 ms
 /// for 1.6 s: [ms since the call, video width, concealedSamples,
@@ -92,11 +98,11 @@ fn switch_to(chrome: &mut Chromium, target: &str, width: u32) -> Result<Value> {
 /// Waits until the viewer's lip sync after its join has settled: Chrome's
 /// playout offset within ±[`SETTLED_OFFSET_MS`] for 2 s in a row, at least
 /// 5 s after the join and at most [`MAX_SETTLE_S`]. A viewer's first
-/// seconds are a separate matter (a 720p testsrc2 room under this machine's
-/// load starts with the offset at +300-700 ms, falling over 8-12 s; the
-/// same player on a 320x240 flash/beep room is within ±40 ms from its
-/// first event, tests/media_sync.rs); the switches are measured from a
-/// settled viewer so the offset after each is the switch's own.
+/// seconds are a separate matter (a 720p testsrc2 room published at x264's
+/// default preset on this machine starts with the offset at +300-700 ms,
+/// falling over 8-16 s, most of it from the publisher not keeping real
+/// time; decision 015); the switches are measured from a settled viewer so
+/// the offset after each is the switch's own.
 fn wait_lip_sync_settled(chrome: &mut Chromium) -> Result<f64> {
     let r = chrome.eval(&format!(
         r#"(async () => {{
@@ -179,13 +185,13 @@ fn swipe(rig: &Rig, chrome: &mut Chromium, (a, wa): (&str, u32), (b, wb): (&str,
 #[test]
 fn switches_across_shards_to_a_reencoded_room() -> Result<()> {
     let rig = Rig::start(Mode::Serve, "[dataplane]\nshards = 2\n")?;
-    let a = PublishOpts { profile: "main".into(), gop: 90, size: "1280x720".into(), extra_args: vec!["-ar".into(), "44100".into()], ..Default::default() };
+    let a = PublishOpts { profile: "main".into(), gop: 90, size: "1280x720".into(), extra_args: vec!["-ar".into(), "44100".into(), "-preset".into(), PRESET.into()], ..Default::default() };
     let _pa = Publisher::start(&format!("{RTMP}/live/roomA"), &a)?;
     let home_a = rig.wait_live("live", "roomA", Duration::from_secs(20))?["shard"].as_u64().context("no shard for roomA")?;
     // Room C: 640x360 high profile with B-frames (re-encoded for WebRTC),
     // AAC 48 kHz, 3 s GOP. SO_REUSEPORT spreads publishers by address:
     // publish again until it lands on the other shard.
-    let c = PublishOpts { profile: "high".into(), bframes: Some(3), gop: 90, size: "640x360".into(), ..Default::default() };
+    let c = PublishOpts { profile: "high".into(), bframes: Some(3), gop: 90, size: "640x360".into(), extra_args: vec!["-preset".into(), PRESET.into()], ..Default::default() };
     let mut landed = None;
     for _ in 0..12 {
         let p = Publisher::start(&format!("{RTMP}/live/roomC"), &c)?;
@@ -215,9 +221,9 @@ fn switches_across_shards_to_a_reencoded_room() -> Result<()> {
 fn ten_switches_between_rooms_with_sound() -> Result<()> {
     let rig = Rig::start(Mode::Serve, "")?;
     // Room A: 1280x720 main, 30 fps, AAC 44.1 kHz, 3 s GOP.
-    let a = PublishOpts { profile: "main".into(), gop: 90, size: "1280x720".into(), extra_args: vec!["-ar".into(), "44100".into()], ..Default::default() };
+    let a = PublishOpts { profile: "main".into(), gop: 90, size: "1280x720".into(), extra_args: vec!["-ar".into(), "44100".into(), "-preset".into(), PRESET.into()], ..Default::default() };
     // Room B: 640x360 baseline, 25 fps, AAC 48 kHz, 4 s GOP.
-    let b = PublishOpts { profile: "baseline".into(), gop: 100, size: "640x360".into(), extra_args: vec!["-r".into(), "25".into()], ..Default::default() };
+    let b = PublishOpts { profile: "baseline".into(), gop: 100, size: "640x360".into(), extra_args: vec!["-r".into(), "25".into(), "-preset".into(), PRESET.into()], ..Default::default() };
     let _pa = Publisher::start(&format!("{RTMP}/live/roomA"), &a)?;
     let _pb = Publisher::start(&format!("{RTMP}/live/roomB"), &b)?;
     rig.wait_live("live", "roomA", Duration::from_secs(20))?;

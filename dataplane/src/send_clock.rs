@@ -1,19 +1,26 @@
-//! When a stream sends the packet of a given media time: the earliest
-//! send instant of its recent packets, per kind (video frames, audio
-//! packets), as a clock. A channel switch re-bases a viewer's timestamps by
-//! two streams' clocks (`TrackOut::rebase_with`), so the new stream's
-//! packets reach the receiver where its jitter buffers expect the old
-//! stream's next ones.
+//! When a stream sends the packet of a given media time, per kind (video
+//! frames, audio packets), as a clock. A channel switch re-bases a viewer's
+//! timestamps by two streams' clocks (`TrackOut::rebase_with`), so the new
+//! stream's packets reach the receiver where its jitter buffers expect the
+//! old stream's next ones.
 //!
-//! Why the earliest and not the latest or an average: publishers deliver
-//! frames late and in bursts (a 720p keyframe, an encoder under load), and
-//! transcoded audio leaves a varying 20-45 ms after its media time. The
-//! latest frame's arrival (the stream's clock anchor) puts "now" too early
-//! whenever that frame came late, by up to its lateness, differently at
-//! every switch; an average moves with every burst. The earliest send over
-//! the last 1-2 s is what both jitter buffers (NetEq's delay estimate,
-//! libwebrtc's frame timing) measure other packets against. Sans-IO: time
-//! is an input.
+//! Not the latest frame's arrival (the stream's clock anchor): publishers
+//! deliver frames late and in bursts (a 720p keyframe, an encoder under
+//! load), and that reads "now" early by however late the latest frame
+//! came, differently at every switch. What each receiver buffer measures
+//! against instead:
+//! - audio ([`Follow::Earliest`]): NetEq measures each packet's delay
+//!   against the fastest packet of its recent window, so the clock is the
+//!   earliest send of the last 1-2 s;
+//! - video ([`Follow::Average`]): libwebrtc's frame timing fits the frames'
+//!   arrivals, late and early ones alike, so the clock is a moving average.
+//!   With the earliest send for video too, a switch between a bursty room
+//!   (a re-encoder's output) and a steady one put one room's frames late
+//!   and the other's early; Chrome gives late frames more delay than it
+//!   takes back from early ones, and the A/V offset drifted by up to
+//!   180 ms over ten switches (decision 015).
+//!
+//! Sans-IO: time is an input.
 
 use std::time::{Duration, Instant};
 
@@ -28,8 +35,23 @@ const JUMP_MS: f64 = 2_000.0;
 /// differences stay far from the 32-bit wrap (13 h at 90 kHz).
 const REBASE_AFTER: Duration = Duration::from_secs(600);
 
+/// Which send instant the clock follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Follow {
+    /// The earliest of the last 1-2 s (audio: NetEq measures each packet's
+    /// delay against the fastest one of its recent window).
+    Earliest,
+    /// A moving average (video: libwebrtc's frame timing fits the frames'
+    /// arrivals, late and early alike).
+    Average,
+}
+
+/// Weight of a new sample in [`Follow::Average`] (~16 frames).
+const AVERAGE_WEIGHT: f64 = 1.0 / 16.0;
+
 #[derive(Debug, Clone)]
 pub struct SendClock {
+    follow: Follow,
     /// RTP units per millisecond (90 video, 48 audio).
     rate: f64,
     /// (instant, RTP time) all samples are measured against.
@@ -42,8 +64,8 @@ pub struct SendClock {
 }
 
 impl SendClock {
-    pub fn new(rate_per_ms: u32) -> SendClock {
-        SendClock { rate: f64::from(rate_per_ms), reference: None, cur: 0.0, prev: 0.0, bucket_start: None }
+    pub fn new(rate_per_ms: u32, follow: Follow) -> SendClock {
+        SendClock { follow, rate: f64::from(rate_per_ms), reference: None, cur: 0.0, prev: 0.0, bucket_start: None }
     }
 
     /// A packet with RTP time `ts` left at `now`.
@@ -58,7 +80,10 @@ impl SendClock {
             return;
         }
         let bucket_start = *self.bucket_start.get_or_insert(now);
-        if now.saturating_duration_since(bucket_start) >= BUCKET {
+        if self.follow == Follow::Average {
+            self.cur += AVERAGE_WEIGHT * (late - self.cur);
+            self.prev = self.cur;
+        } else if now.saturating_duration_since(bucket_start) >= BUCKET {
             self.prev = self.cur;
             self.cur = late;
             self.bucket_start = Some(now);
@@ -120,7 +145,7 @@ mod tests {
         // on time, every fourth 40 ms late (a burst): the clock reads the
         // on-time ones, whatever the latest frame did.
         let t0 = Instant::now();
-        let mut c = SendClock::new(90);
+        let mut c = SendClock::new(90, Follow::Earliest);
         assert_eq!(c.rtp_at(t0), None);
         for i in 0..30u64 {
             let late = if i % 4 == 3 { 40 } else { 0 };
@@ -135,11 +160,30 @@ mod tests {
     }
 
     #[test]
+    fn the_average_follows_late_and_early_frames_alike() {
+        // Frames alternately on time and 20 ms late: the average clock
+        // reads ~10 ms late, the earliest one on time.
+        let t0 = Instant::now();
+        let mut avg = SendClock::new(90, Follow::Average);
+        let mut min = SendClock::new(90, Follow::Earliest);
+        for i in 0..200u64 {
+            let at = t0 + ms(33 * i + if i % 2 == 1 { 20 } else { 0 });
+            avg.on_sent(2_970 * i as u32, at);
+            min.on_sent(2_970 * i as u32, at);
+        }
+        let now = t0 + ms(33 * 200);
+        let on_time = 2_970 * 200;
+        let read = |c: &SendClock| f64::from(c.rtp_at(now).unwrap().wrapping_sub(on_time) as i32) / 90.0;
+        assert!((read(&avg) + 10.0).abs() < 1.0, "average: {} ms", read(&avg));
+        assert_eq!(read(&min), 0.0);
+    }
+
+    #[test]
     fn the_minimum_follows_a_delay_that_grows_within_two_seconds() {
         // Audio every 20 ms (960 units), on time for 1.5 s, then 30 ms late
         // for good: after two buckets the clock reads 30 ms later.
         let t0 = Instant::now();
-        let mut c = SendClock::new(48);
+        let mut c = SendClock::new(48, Follow::Earliest);
         for i in 0..400u64 {
             let late = if i < 75 { 0 } else { 30 };
             c.on_sent(960 * i as u32, t0 + ms(20 * i + late));
@@ -151,7 +195,7 @@ mod tests {
     #[test]
     fn a_timestamp_jump_starts_over_and_wraps_are_fine() {
         let t0 = Instant::now();
-        let mut c = SendClock::new(90);
+        let mut c = SendClock::new(90, Follow::Earliest);
         c.on_sent(u32::MAX - 1_000, t0);
         c.on_sent((u32::MAX - 1_000).wrapping_add(2_970), t0 + ms(33));
         // Across the 32-bit wrap.
@@ -166,7 +210,7 @@ mod tests {
     #[test]
     fn a_long_run_moves_its_reference_without_moving_the_clock() {
         let t0 = Instant::now();
-        let mut c = SendClock::new(48);
+        let mut c = SendClock::new(48, Follow::Earliest);
         let mut last = t0;
         for i in 0..(31 * 60 * 50u64) {
             // 31 minutes of 20 ms packets, every one 5 ms late but the

@@ -11,7 +11,7 @@ use super::history::History;
 use super::streams::StreamId;
 use crate::latency::{LatencySummary, LatencyWindow};
 use crate::lipsync::{AvLag, PlayoutHint};
-use crate::send_clock::SendClock;
+use crate::send_clock::{Follow, SendClock};
 use crate::pacer::AudioPacer;
 use crate::transcode::{StreamTranscoder, Transcoded};
 use bytes::Bytes;
@@ -261,8 +261,8 @@ impl Stream {
             audio_hold: None,
             audio_pacer: AudioPacer::new(),
             av_lag: AvLag::default(),
-            video_clock: SendClock::new(90),
-            audio_clock: SendClock::new(48),
+            video_clock: SendClock::new(90, Follow::Average),
+            audio_clock: SendClock::new(48, Follow::Earliest),
             home: None,
             subscribers: Vec::new(),
             video_history: History::video(),
