@@ -294,10 +294,10 @@ impl TrackOut {
             // their times; a replay before them is squeezed into the frame
             // interval before the newest). A re-based one goes on one packet
             // after its last: a replay right after its last frame, squeezed
-            // into the frame interval that follows (the newest replayed
-            // frame, the new stream's live edge, a frame after the last
-            // frame sent, where the next frame of the old stream would have
-            // been); without a replay the first frame a frame later.
+            // up to where the clocks put the newest replayed frame (the new
+            // stream's live edge; one frame after the last frame sent when
+            // there are no clocks); without a replay the first frame where
+            // the clocks put it, or a frame later.
             let replay_to = self.live_edge.take().filter(|&to| to.wrapping_sub(ts) as i32 > self.step as i32);
             let base = if self.started {
                 self.seq_offset = self.last_seq.wrapping_add(1).wrapping_sub(seq);
