@@ -150,8 +150,8 @@ async fn whep_switch(
         },
         _ => return json_error(400, "missing stream", None),
     };
-    if !crate::signaling::valid_name(&app) || !crate::signaling::valid_name(&stream) {
-        return json_error(400, "app and stream must be 1-128 characters of [A-Za-z0-9-_.~]", None);
+    if let Err(e) = crate::signaling::check_names(&app, &stream) {
+        return json_error(400, e, None);
     }
     if let Err(f) = engine.cfg.play_auth().check(&app, &stream, None, q.get("auth_key").map(String::as_str), rts_common::config::unix_now()) {
         engine.count_auth_failure("play", f.as_str());

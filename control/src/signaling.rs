@@ -46,15 +46,22 @@ impl PlayError {
     }
 }
 
-/// An app or stream name rts accepts: 1-128 characters of `[A-Za-z0-9-_.~]`.
-pub(crate) fn valid_name(s: &str) -> bool {
+fn valid_name(s: &str) -> bool {
     !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b))
 }
 
-pub fn play(engine: &Engine, req: PlayRequest<'_>) -> Result<PlayAnswer, PlayError> {
-    if !valid_name(req.app) || !valid_name(req.stream) {
-        return Err(PlayError::BadRequest("app and stream must be 1-128 characters of [A-Za-z0-9-_.~]".into()));
+/// Checks an app and stream name pair (play, switch): each 1-128
+/// characters of `[A-Za-z0-9-_.~]`.
+pub(crate) fn check_names(app: &str, stream: &str) -> Result<(), &'static str> {
+    if valid_name(app) && valid_name(stream) {
+        Ok(())
+    } else {
+        Err("app and stream must be 1-128 characters of [A-Za-z0-9-_.~]")
     }
+}
+
+pub fn play(engine: &Engine, req: PlayRequest<'_>) -> Result<PlayAnswer, PlayError> {
+    check_names(req.app, req.stream).map_err(|e| PlayError::BadRequest(e.into()))?;
     if let Err(f) = engine.cfg.play_auth().check(req.app, req.stream, None, req.auth_key, rts_common::config::unix_now()) {
         engine.count_auth_failure("play", f.as_str());
         tracing::info!(app = req.app, stream = req.stream, reason = f.as_str(), "play refused");

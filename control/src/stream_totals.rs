@@ -53,7 +53,11 @@ impl StreamTotals {
 
     /// The current reports (shards that reported within [`REPORT_STALE`]).
     pub fn current(&self, now: Instant) -> impl Iterator<Item = &StreamStats> {
-        self.shards.values().filter(move |r| now.saturating_duration_since(r.at) < REPORT_STALE).map(|r| &r.stats)
+        self.current_reports(now).map(|r| &r.stats)
+    }
+
+    fn current_reports(&self, now: Instant) -> impl Iterator<Item = &ShardReport> {
+        self.shards.values().filter(move |r| now.saturating_duration_since(r.at) < REPORT_STALE)
     }
 
     /// Viewers on all shards now.
@@ -63,9 +67,7 @@ impl StreamTotals {
 
     /// The report of the shard the stream is published on, else the newest.
     pub fn home(&self, now: Instant) -> Option<&StreamStats> {
-        let mut current: Vec<&ShardReport> = self.shards.values().filter(|r| now.saturating_duration_since(r.at) < REPORT_STALE).collect();
-        current.sort_by_key(|r| r.at);
-        current.iter().rev().find(|r| r.stats.publishing).or(current.last()).map(|r| &r.stats)
+        self.current_reports(now).max_by_key(|r| (r.stats.publishing, r.at)).map(|r| &r.stats)
     }
 }
 

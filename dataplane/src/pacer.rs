@@ -84,10 +84,8 @@ impl AudioPacer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testkit::ms;
 
-    fn ms(n: u64) -> Duration {
-        Duration::from_millis(n)
-    }
 
     /// Releases everything due up to `until` in 1 ms steps; returns the
     /// release times (ms since `t0`) of each packet in order.

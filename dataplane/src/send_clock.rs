@@ -57,7 +57,8 @@ pub struct SendClock {
     /// (instant, RTP time) all samples are measured against.
     reference: Option<(Instant, u32)>,
     /// Send instant minus media time (ms) relative to the reference:
-    /// minimum of the current bucket and of the previous one.
+    /// Earliest, the minimum of the current bucket (`cur`) and of the
+    /// previous one (`prev`); Average, the moving average (`cur`).
     cur: f64,
     prev: f64,
     bucket_start: Option<Instant>,
@@ -79,16 +80,18 @@ impl SendClock {
             self.restart(ts, now);
             return;
         }
-        let bucket_start = *self.bucket_start.get_or_insert(now);
-        if self.follow == Follow::Average {
-            self.cur += AVERAGE_WEIGHT * (late - self.cur);
-            self.prev = self.cur;
-        } else if now.saturating_duration_since(bucket_start) >= BUCKET {
-            self.prev = self.cur;
-            self.cur = late;
-            self.bucket_start = Some(now);
-        } else {
-            self.cur = self.cur.min(late);
+        match self.follow {
+            Follow::Average => self.cur += AVERAGE_WEIGHT * (late - self.cur),
+            Follow::Earliest => {
+                let bucket_start = *self.bucket_start.get_or_insert(now);
+                if now.saturating_duration_since(bucket_start) >= BUCKET {
+                    self.prev = self.cur;
+                    self.cur = late;
+                    self.bucket_start = Some(now);
+                } else {
+                    self.cur = self.cur.min(late);
+                }
+            }
         }
         if now.saturating_duration_since(t0) >= REBASE_AFTER {
             // The same clock measured from this sample: shift the minima.
@@ -107,7 +110,10 @@ impl SendClock {
     }
 
     fn estimate(&self) -> f64 {
-        self.cur.min(self.prev)
+        match self.follow {
+            Follow::Average => self.cur,
+            Follow::Earliest => self.cur.min(self.prev),
+        }
     }
 
     fn late_ms(&self, ts: u32, now: Instant, t0: Instant, ts0: u32) -> f64 {
@@ -134,10 +140,8 @@ fn ms_between(a: Instant, b: Instant) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testkit::ms;
 
-    fn ms(n: u64) -> Duration {
-        Duration::from_millis(n)
-    }
 
     #[test]
     fn the_clock_follows_the_earliest_recent_send() {

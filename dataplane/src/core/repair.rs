@@ -272,10 +272,8 @@ impl Repair {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testkit::ms;
 
-    fn ms(n: u64) -> Duration {
-        Duration::from_millis(n)
-    }
 
     #[test]
     fn rtt_suppression_and_max_resends() {

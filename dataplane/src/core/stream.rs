@@ -603,14 +603,7 @@ impl Stream {
             return;
         }
         if !demand || (!audio && !video) {
-            if let Some(t) = self.transcoder.take() {
-                if t.video {
-                    // A re-encoder started later begins a new GOP of its own.
-                    self.gop.clear();
-                    self.gop_valid = false;
-                }
-                tracing::info!(stream = %self.key(), "transcoder stopped");
-            }
+            self.stop_transcoder("no WebRTC viewers or nothing to transcode");
             return;
         }
         if self.transcoder.as_ref().is_some_and(|t| t.audio == audio && t.video == video) {
@@ -660,7 +653,6 @@ impl Stream {
     /// (checked by the core's housekeeping). Returns whether it stopped.
     pub fn stop_idle_transcoder(&mut self, now: Instant) -> bool {
         if self.transcoder.is_none() || self.transcoder_demand() {
-            self.transcoder_idle_since = None;
             return false;
         }
         let since = *self.transcoder_idle_since.get_or_insert(now);
@@ -668,10 +660,19 @@ impl Stream {
             return false;
         }
         self.transcoder_idle_since = None;
-        let linger = std::mem::replace(&mut self.transcoder_linger, Duration::ZERO);
-        self.update_transcoder();
-        self.transcoder_linger = linger;
-        self.transcoder.is_none()
+        self.stop_transcoder("lingered without viewers");
+        true
+    }
+
+    fn stop_transcoder(&mut self, why: &str) {
+        if let Some(t) = self.transcoder.take() {
+            if t.video {
+                // A re-encoder started later begins a new GOP of its own.
+                self.gop.clear();
+                self.gop_valid = false;
+            }
+            tracing::info!(stream = %self.key(), why, "transcoder stopped");
+        }
     }
 
     /// Whether a re-encoded frame (`live`: from a live input, not from the

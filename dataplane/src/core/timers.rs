@@ -165,9 +165,7 @@ impl Core {
         }
         self.queue_sender_reports(now);
         for (_, s) in self.streams.iter_mut() {
-            if s.stop_idle_transcoder(now) {
-                tracing::info!(stream = %s.key(), "transcoder stopped after lingering without viewers");
-            }
+            s.stop_idle_transcoder(now);
         }
         if now >= self.next_stats {
             self.next_stats = now + STATS_EVERY;
