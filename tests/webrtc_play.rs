@@ -54,12 +54,14 @@ fn whep_plays_rtmp_stream_and_reports_latency() -> Result<()> {
     assert!(p99 <= MAX_LATENCY_P99_US, "server-added latency p99 {p99} us > {MAX_LATENCY_P99_US} us: {stats}");
     assert_eq!(stats["viewers"], 1);
     assert!(stats["bytes_out"].as_u64().unwrap_or(0) > 0, "per-stream traffic is counted: {stats}");
-    // Default: the shards' fds are io_uring fixed files.
+    // Default: the shards' fds are io_uring fixed files, and UDP comes in
+    // through the multishot receive.
     let api = rig.api()?;
     let shards = api["shards"].as_array().cloned().unwrap_or_default();
     assert!(!shards.is_empty(), "no shard stats: {api}");
     for shard in &shards {
         assert_eq!(shard["uring_fixed_files"], true, "fixed files registered by default: {shard}");
+        assert_eq!(shard["udp_multishot"], true, "multishot receive by default: {shard}");
     }
 
     let first_frame = chrome.eval("(async () => (await window.rts.stats()).firstFrameMs)()")?;
@@ -132,10 +134,12 @@ fn serve_restarts_control() -> Result<()> {
 }
 
 /// Without io_uring file registration (`uring_register = false`, as when a
-/// kernel refuses it) the shard's SQEs use plain fds and play the same.
+/// kernel refuses it) the shard's SQEs use plain fds, and without the
+/// multishot receive (`udp_multishot = false`, as on kernels before 6.0)
+/// UDP comes through one-shot recvmsg; it plays the same.
 #[test]
 fn plays_with_uring_registration_off() -> Result<()> {
-    let rig = Rig::start(Mode::Serve, "[dataplane]\nuring_register = false\n")?;
+    let rig = Rig::start(Mode::Serve, "[dataplane]\nuring_register = false\nudp_multishot = false\n")?;
     let _publisher = rig.publish("live/noreg")?;
     rig.wait_live("live", "noreg", Duration::from_secs(20))?;
     // `play` fails unless 60 frames are decoded.
@@ -145,6 +149,7 @@ fn plays_with_uring_registration_off() -> Result<()> {
     assert!(!shards.is_empty(), "no shard stats: {api}");
     for shard in &shards {
         assert_eq!(shard["uring_fixed_files"], false, "registration must be off: {shard}");
+        assert_eq!(shard["udp_multishot"], false, "multishot receive must be off: {shard}");
     }
     Ok(())
 }

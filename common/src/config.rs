@@ -65,7 +65,11 @@ pub struct RtmpConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
+    /// Signaling, API and the player page (the control process).
     pub listen: SocketAddr,
+    /// The media listener (HTTP-FLV), served by every dataplane shard on
+    /// the same port (SO_REUSEPORT): media bytes never pass through control.
+    pub media_listen: SocketAddr,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -135,6 +139,10 @@ pub struct DataplaneConfig {
     /// relay eventfd) with its io_uring as fixed files; off, or when the
     /// kernel refuses, SQEs use plain fds.
     pub uring_register: bool,
+    /// Receive UDP with one multishot recvmsg and a ring of provided
+    /// buffers (Linux 6.0+); off, or when the kernel refuses, 128 one-shot
+    /// recvmsg operations are kept armed.
+    pub udp_multishot: bool,
     /// Viewers stay on their stream's home shard until it carries this many
     /// more viewers than the least loaded shard; then new viewers go to the
     /// least loaded shard, which replicates the stream (0 = always spread).
@@ -167,7 +175,7 @@ impl Default for RtmpConfig {
 }
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { listen: SocketAddr::from(([0, 0, 0, 0], 8080)) }
+        Self { listen: SocketAddr::from(([0, 0, 0, 0], 8080)), media_listen: SocketAddr::from(([0, 0, 0, 0], 8088)) }
     }
 }
 impl Default for WebrtcConfig {
@@ -198,6 +206,7 @@ impl Default for DataplaneConfig {
             ring_slot_size: 4096,
             disable_gso: false,
             uring_register: true,
+            udp_multishot: true,
             spread_after: 200,
         }
     }
@@ -343,6 +352,7 @@ mod tests {
         let c = Config::parse("").unwrap();
         assert_eq!(c.rtmp.listen.port(), 1935);
         assert_eq!(c.http.listen.port(), 8080);
+        assert_eq!(c.http.media_listen.port(), 8088);
         assert_eq!(c.webrtc.udp_port_base, 8000);
         assert_eq!(c.auth.validity_s, 1800);
         assert!(c.auth.ingest_key.is_none());

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 
 /// Bumped on any incompatible change to the enums below.
-pub const IPC_VERSION: u32 = 8;
+pub const IPC_VERSION: u32 = 9;
 
 /// Session ids carry their shard in the top 16 bits, so any control
 /// instance (including one restarted after a crash) can route a DELETE to
@@ -106,7 +106,7 @@ pub enum ShardToControl {
     StreamEnded { app: String, stream: String },
     PublishRefused { app: String, stream: String, reason: String },
     /// Periodic (1 s) snapshot of the shard's counters.
-    Stats(ShardStats),
+    Stats(Box<ShardStats>),
     /// Per-stream figures (one message per stream, so a shard with many
     /// streams never overflows a ring slot).
     StreamStats(StreamStats),
@@ -187,6 +187,10 @@ pub struct ShardCounters {
     pub udp_messages: u64,
     pub udp_send_errors: u64,
     pub gso_fallbacks: u64,
+    /// The multishot UDP receive ended (out of buffers, an error) and was re-armed.
+    pub udp_recv_rearmed: u64,
+    /// Datagrams longer than a receive buffer, dropped.
+    pub udp_recv_truncated: u64,
     pub stun_ok: u64,
     pub stun_rejected: u64,
     pub dtls_forwarded: u64,
@@ -213,6 +217,17 @@ pub struct ShardCounters {
     pub keyframe_guard: u64,
     pub gop_restarts: u64,
     pub red_packets: u64,
+    /// Requests on the media listener, and those refused (4xx).
+    pub http_requests: u64,
+    pub http_refused: u64,
+    /// HTTP-FLV viewers now (a gauge).
+    pub flv_viewers: u64,
+    /// Bytes handed to media-listener connections.
+    pub flv_bytes_out: u64,
+    /// FLV viewers that fell behind and skipped to a keyframe.
+    pub flv_skips: u64,
+    /// FLV viewers disconnected for not reading.
+    pub flv_slow_closed: u64,
     pub rtmp_connections: u64,
     pub rtmp_errors: u64,
     pub rtmp_publish_refused: u64,
@@ -230,6 +245,8 @@ pub struct ShardStats {
     pub gso: bool,
     /// The shard's long-lived fds are registered with its io_uring.
     pub uring_fixed_files: bool,
+    /// UDP input uses one multishot recvmsg with provided buffers.
+    pub udp_multishot: bool,
     /// Share of the last second the shard loop was busy, in per mille.
     pub busy_permille: u32,
     /// Audio is being paired (forced by config or by load).

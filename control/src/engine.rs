@@ -749,7 +749,7 @@ impl Engine {
             ShardToControl::Stats(s) => {
                 let mut inner = self.state();
                 if let Some(slot) = inner.shard_stats.get_mut(shard) {
-                    *slot = Some(s);
+                    *slot = Some(*s);
                 }
                 if let Some(a) = inner.assigned.get_mut(shard) {
                     *a = 0;

@@ -408,6 +408,8 @@ async fn metrics(State(engine): State<Arc<Engine>>) -> Response {
     shard_counter!(udp_messages, "UDP messages sent (a GSO super-datagram or one datagram each)");
     shard_counter!(udp_send_errors, "failed sends");
     shard_counter!(gso_fallbacks, "GSO sends that fell back to one datagram per call");
+    shard_counter!(udp_recv_rearmed, "Multishot UDP receives re-armed (out of buffers or ended by an error)");
+    shard_counter!(udp_recv_truncated, "UDP datagrams longer than a receive buffer, dropped");
     shard_counter!(stun_ok, "STUN binding requests answered");
     shard_counter!(stun_rejected, "STUN messages dropped");
     shard_counter!(unknown_dropped, "datagrams dropped as unknown or unroutable");
@@ -426,9 +428,18 @@ async fn metrics(State(engine): State<Arc<Engine>>) -> Response {
     shard_counter!(gop_restarts, "viewers restarted from the GOP cache on a keyframe request");
     shard_counter!(red_packets, "RED audio packets built");
     shard_counter!(rtmp_publish_refused, "RTMP publishes refused");
+    shard_counter!(http_requests, "requests on the media listener");
+    shard_counter!(http_refused, "requests on the media listener refused (4xx)");
+    shard_counter!(flv_bytes_out, "bytes sent to HTTP-FLV viewers");
+    shard_counter!(flv_skips, "HTTP-FLV viewers that fell behind and skipped to a keyframe");
+    shard_counter!(flv_slow_closed, "HTTP-FLV viewers disconnected for not reading");
     let _ = writeln!(out, "# HELP rts_shard_viewers viewers playing\n# TYPE rts_shard_viewers gauge");
     for s in &shards {
         let _ = writeln!(out, "rts_shard_viewers{{shard=\"{}\"}} {}", s.shard, s.counters.viewers);
+    }
+    let _ = writeln!(out, "# HELP rts_shard_flv_viewers HTTP-FLV viewers connected\n# TYPE rts_shard_flv_viewers gauge");
+    for s in &shards {
+        let _ = writeln!(out, "rts_shard_flv_viewers{{shard=\"{}\"}} {}", s.shard, s.counters.flv_viewers);
     }
     let streams = engine.streams();
     let label = |v: &crate::engine::StreamView| format!("app=\"{}\",stream=\"{}\"", v.app, v.stream);

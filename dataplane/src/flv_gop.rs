@@ -1,5 +1,5 @@
-//! The start for a stream's FLV viewers (RTMP play and HTTP-FLV, issue 13;
-//! no shard serves them yet): the publisher's own tags, untouched (AAC
+//! The start for a stream's FLV viewers (HTTP-FLV, `core/flv_viewers.rs`):
+//! the publisher's own tags, untouched (AAC
 //! stays AAC, B-frames stay: players of these protocols take them), from
 //! the last video keyframe on, after the sequence headers a decoder needs
 //! first. The tag bodies are the `Bytes` the RTMP parser hands over, kept
@@ -8,24 +8,46 @@
 //! the next keyframe. Sans-IO; `dataplane/tests/flv_start.rs` checks a
 //! start with ffprobe.
 
-use bytes::Bytes;
-use rts_rtmp::flv::file::{TAG_AUDIO, TAG_VIDEO};
+use bytes::{Bytes, BytesMut};
+use rts_rtmp::flv::file::{write_tag, MAX_TAG_BODY, TAG_AUDIO, TAG_OVERHEAD, TAG_VIDEO};
 
 /// Tags kept since the keyframe (a 10 s GOP at 60 fps plus its audio).
 pub const MAX_GOP_TAGS: usize = 1_500;
 /// Bytes kept since the keyframe.
 pub const MAX_GOP_BYTES: usize = 16 << 20;
 
-/// One FLV tag as published.
+/// One FLV tag as published, with its encoding in an FLV byte stream:
+/// made once per stream (and shared with the shards replicating it) and
+/// written to every viewer as it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FlvTag {
     pub tag_type: u8,
     /// Stream time, ms.
     pub timestamp_ms: u32,
     pub body: Bytes,
+    /// Tag header, body and PreviousTagSize (`flv::file::write_tag`).
+    pub wire: Bytes,
 }
 
-#[derive(Debug, Default)]
+impl FlvTag {
+    /// A tag and its encoding. A body over the format's 16 MiB limit
+    /// (RTMP's own limit is the same) gets an empty encoding: written as
+    /// nothing.
+    pub fn new(tag_type: u8, timestamp_ms: u32, body: Bytes) -> FlvTag {
+        let mut wire = BytesMut::with_capacity(body.len().min(MAX_TAG_BODY) + TAG_OVERHEAD);
+        if write_tag(&mut wire, tag_type, timestamp_ms, &body).is_err() {
+            wire.clear();
+        }
+        FlvTag { tag_type, timestamp_ms, body, wire: wire.freeze() }
+    }
+
+    /// Whether this is a video keyframe (a viewer may start or resume here).
+    pub fn is_keyframe(&self) -> bool {
+        role(self.tag_type, &self.body) == Role::Keyframe
+    }
+}
+
+#[derive(Debug, Default, Clone)]
 pub struct FlvGop {
     video_header: Option<FlvTag>,
     audio_header: Option<FlvTag>,
@@ -104,6 +126,13 @@ impl FlvGop {
         *self = FlvGop::default();
     }
 
+    /// The sequence headers (video, then audio) restamped to `timestamp_ms`:
+    /// what a viewer resuming at a keyframe after skipped tags gets first,
+    /// in case the publisher's configuration changed meanwhile.
+    pub fn headers_at(&self, timestamp_ms: u32) -> Vec<FlvTag> {
+        [&self.video_header, &self.audio_header].into_iter().flatten().map(|h| FlvTag::new(h.tag_type, timestamp_ms, h.body.clone())).collect()
+    }
+
     /// Whether a viewer can start now (a keyframe is cached).
     pub fn ready(&self) -> bool {
         !self.gop.is_empty()
@@ -114,7 +143,7 @@ impl FlvGop {
     /// there, then the cached tags. Empty until a keyframe came.
     pub fn start(&self) -> Vec<FlvTag> {
         let Some(first) = self.gop.first() else { return Vec::new() };
-        let headers = [&self.video_header, &self.audio_header].into_iter().flatten().map(|h| FlvTag { timestamp_ms: first.timestamp_ms, ..h.clone() });
+        let headers = [&self.video_header, &self.audio_header].into_iter().flatten().map(|h| FlvTag::new(h.tag_type, first.timestamp_ms, h.body.clone()));
         headers.chain(self.gop.iter().cloned()).collect()
     }
 }
@@ -124,7 +153,7 @@ mod tests {
     use super::*;
 
     fn tag(tag_type: u8, ts: u32, body: &'static [u8]) -> FlvTag {
-        FlvTag { tag_type, timestamp_ms: ts, body: Bytes::from_static(body) }
+        FlvTag::new(tag_type, ts, Bytes::from_static(body))
     }
 
     const AVC_HEADER: &[u8] = &[0x17, 0, 0, 0, 0, 1, 0x64];
@@ -157,6 +186,23 @@ mod tests {
         assert_eq!(g.start().iter().map(|t| t.timestamp_ms).collect::<Vec<_>>(), vec![2000, 2000, 2000]);
         g.reset();
         assert!(!g.ready() && g.start().is_empty());
+    }
+
+    #[test]
+    fn a_tag_is_encoded_once_as_the_file_format_has_it() {
+        let t = tag(TAG_VIDEO, 0x0102_0304, AVC_KEY);
+        // Type 9, size 6, timestamp 0x020304 + extension 0x01, stream id 0,
+        // the body, PreviousTagSize 17 (written out by hand).
+        let want: &[u8] = &[9, 0, 0, 6, 0x02, 0x03, 0x04, 0x01, 0, 0, 0, 0x17, 1, 0, 0, 0, 0xaa, 0, 0, 0, 17];
+        assert_eq!(&t.wire[..], want);
+        assert!(t.is_keyframe());
+        assert!(!tag(TAG_VIDEO, 0, AVC_INTER).is_keyframe());
+        let mut g = FlvGop::default();
+        g.on_tag(tag(TAG_VIDEO, 0, AVC_HEADER));
+        g.on_tag(tag(TAG_AUDIO, 0, AAC_HEADER));
+        let h = g.headers_at(500);
+        assert_eq!(h.iter().map(|t| (t.tag_type, t.timestamp_ms)).collect::<Vec<_>>(), vec![(TAG_VIDEO, 500), (TAG_AUDIO, 500)]);
+        assert_eq!(&h[0].wire[4..7], &[0, 0x01, 0xf4], "restamped in the encoding too");
     }
 
     #[test]

@@ -11,6 +11,7 @@
 
 use crate::core::stream::Kind;
 use crate::core::streams::StreamId;
+use crate::flv_gop::{FlvGop, FlvTag};
 use bytes::Bytes;
 use crossbeam_queue::ArrayQueue;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -29,19 +30,26 @@ pub enum RelayMsg {
     Unsubscribe { key: String, from: usize },
     /// Home -> subscriber, first answer to Subscribe: the GOP cache so the
     /// replica can start its viewers at once.
-    Snapshot { stream: StreamId, gop: Vec<Bytes>, anchor: Option<(Instant, i64)> },
+    Snapshot { stream: StreamId, gop: Vec<Bytes>, anchor: Option<(Instant, i64)>, flv: Box<FlvGop> },
     /// Home -> subscriber: new packets of one track (one frame, usually),
     /// shared with the home's own fan-out and every other subscriber.
     Packets { stream: StreamId, kind: Kind, packets: Arc<[Bytes]>, keyframe: bool, anchor: Option<(Instant, i64)> },
     /// Home -> subscriber: the stream is not (or no longer) published.
     Ended { stream: StreamId },
+    /// Home -> subscriber: one of the publisher's FLV tags (its encoding
+    /// shared, not copied), for the subscriber's FLV viewers and cache.
+    FlvTag { stream: StreamId, tag: FlvTag },
+    /// Publishing shard -> every other shard: stream `key` is published on
+    /// `home` now (Some), or no longer (None). How a shard finds the home
+    /// of a stream an HTTP-FLV viewer asks it for.
+    Home { key: String, home: Option<usize> },
 }
 
 impl RelayMsg {
     /// Media can be dropped when a queue is full (the viewers see loss);
     /// every other message changes state on the other side and must not.
     pub fn is_media(&self) -> bool {
-        matches!(self, RelayMsg::Packets { .. })
+        matches!(self, RelayMsg::Packets { .. } | RelayMsg::FlvTag { .. })
     }
 }
 

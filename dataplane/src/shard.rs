@@ -1,5 +1,5 @@
 //! One shard's I/O shell: a thread pinned to a core with its own io_uring
-//! loop, RTMP listener (SO_REUSEPORT), UDP media port, control rings and
+//! loop, RTMP and media HTTP listeners (SO_REUSEPORT), UDP media port, control rings and
 //! relay queues, around the sans-IO [`Core`] that decides everything.
 //!
 //! One loop turn: read the clock, hand the completions, control messages
@@ -11,6 +11,7 @@
 use crate::core::{Core, TcpOutput};
 use crate::relay::RelayMesh;
 use crate::udp::{self, UdpSender};
+use crate::recv_ring::RecvRing;
 use crate::uring::{Completion, RecvSlot, Token, Uring};
 use bytes::Bytes;
 use rts_common::config::Config;
@@ -31,8 +32,16 @@ const TICK: Duration = Duration::from_millis(1);
 /// from a ramp of new viewers while a keyframe fan-out keeps the loop busy.
 const UDP_RECV_SLOTS: usize = 128;
 const TCP_RECV_BUF: usize = 64 * 1024;
+/// Media-listener connections only send a request head (bounded at 8 KiB,
+/// read in pieces); then nothing is expected but the close.
+const HTTP_RECV_BUF: usize = 4 * 1024;
 /// An RTMP peer with this much unsent output is not reading: closed.
 const TCP_OUT_LIMIT: usize = 4 << 20;
+/// The same safety net for media viewers, above what the core lets queue
+/// (its skip limit plus one GOP start; see core/flv_viewers.rs).
+const HTTP_OUT_LIMIT: usize = 32 << 20;
+/// Buffers handed to one writev.
+const MAX_IOV: usize = 64;
 /// State-changing messages for control kept while its ring is full.
 const CTL_BACKLOG_LIMIT: usize = 1 << 16;
 /// Batches sent after one input before the shard reads its sockets and
@@ -67,6 +76,10 @@ struct Conn {
     recv_in_flight: bool,
     /// Closed while its recv was in flight: freed when that completes.
     closing: bool,
+    /// Accepted on the media listener (else RTMP).
+    http: bool,
+    /// Bytes in `out` not yet written (from `out_off` on).
+    out_bytes: usize,
 }
 
 pub struct Shard {
@@ -76,6 +89,7 @@ pub struct Shard {
     stop: Arc<AtomicBool>,
     uring: Uring,
     listener: socket2::Socket,
+    media_listener: socket2::Socket,
     udp: std::net::UdpSocket,
     /// The send-only twin of `udp` (see `udp::UdpPair`); `sender` uses it.
     _udp_send: std::net::UdpSocket,
@@ -85,11 +99,24 @@ pub struct Shard {
     #[allow(clippy::vec_box)]
     recv_slots: Vec<Box<RecvSlot>>,
     spare_slot: Option<Box<RecvSlot>>,
+    /// Provided buffers of the multishot receive; None: the one-shot
+    /// `recv_slots` are used (config, or a kernel before 6.0). Declared
+    /// after `uring` so the ring is gone before its buffers are freed.
+    recv_ring: Option<Box<RecvRing>>,
+    /// The multishot receive is in use (`recv_ring` registered and the
+    /// kernel took the request).
+    multishot: bool,
+    /// Multishot receive re-armed (out of buffers, or an error ended it).
+    udp_rearmed: u64,
+    /// Datagrams longer than a receive buffer, dropped.
+    udp_truncated: u64,
     /// UDP datagrams handled since the last drain.
     udp_undrained: usize,
     conns: Slab<Conn>,
     /// Connections whose output hit a full socket buffer (retried each turn).
     blocked: Vec<usize>,
+    /// Connections given output in the current drain (written at its end).
+    tcp_dirty: Vec<usize>,
     to_ctl: Producer,
     from_ctl: Consumer,
     /// Encoded state-changing messages waiting for room in `to_ctl`.
@@ -105,6 +132,33 @@ pub struct Shard {
     core: Core,
 }
 
+/// Drops the first `n` bytes of a queue whose front buffer is written up
+/// to `off` (a partial write ends inside a buffer: `off` moves there).
+fn consume(out: &mut VecDeque<Bytes>, off: &mut usize, mut n: usize) {
+    while let Some(front) = out.front() {
+        let rest = front.len() - *off;
+        if n < rest {
+            *off += n;
+            return;
+        }
+        n -= rest;
+        out.pop_front();
+        *off = 0;
+    }
+}
+
+/// A listening TCP socket that every shard binds on the same address
+/// (SO_REUSEPORT): the kernel spreads connections over the shards.
+fn reuseport_listener(addr: SocketAddr, what: &str) -> anyhow::Result<socket2::Socket> {
+    let domain = if addr.is_ipv4() { socket2::Domain::IPV4 } else { socket2::Domain::IPV6 };
+    let listener = socket2::Socket::new(domain, socket2::Type::STREAM, None).map_err(|e| io_err(&format!("{what} socket"), e))?;
+    listener.set_reuse_address(true).map_err(|e| io_err("SO_REUSEADDR", e))?;
+    listener.set_reuse_port(true).map_err(|e| io_err("SO_REUSEPORT", e))?;
+    listener.bind(&addr.into()).map_err(|e| io_err(&format!("bind {what} {addr}"), e))?;
+    listener.listen(1024).map_err(|e| io_err("listen", e))?;
+    Ok(listener)
+}
+
 fn io_err(ctx: &str, e: std::io::Error) -> anyhow::Error {
     anyhow::anyhow!("{ctx}: {e}")
 }
@@ -118,13 +172,8 @@ impl Shard {
         let cfg = init.cfg.clone();
         // RTMP: one listener per shard on the same port; the kernel spreads
         // connections (SO_REUSEPORT), so a stream lives where it landed.
-        let addr = cfg.rtmp.listen;
-        let domain = if addr.is_ipv4() { socket2::Domain::IPV4 } else { socket2::Domain::IPV6 };
-        let listener = socket2::Socket::new(domain, socket2::Type::STREAM, None).map_err(|e| io_err("rtmp socket", e))?;
-        listener.set_reuse_address(true).map_err(|e| io_err("SO_REUSEADDR", e))?;
-        listener.set_reuse_port(true).map_err(|e| io_err("SO_REUSEPORT", e))?;
-        listener.bind(&addr.into()).map_err(|e| io_err(&format!("bind RTMP {addr}"), e))?;
-        listener.listen(1024).map_err(|e| io_err("listen", e))?;
+        let listener = reuseport_listener(cfg.rtmp.listen, "RTMP")?;
+        let media_listener = reuseport_listener(cfg.http.media_listen, "media HTTP")?;
 
         let udp_addr = SocketAddr::new(cfg.webrtc.udp_bind_ip, cfg.udp_port(init.id));
         // Large buffers absorb keyframe bursts to many viewers; the kernel
@@ -141,14 +190,20 @@ impl Shard {
             stop: init.stop,
             uring: Uring::new(1024).map_err(|e| io_err("io_uring", e))?,
             listener,
+            media_listener,
             udp,
             _udp_send: udp_send,
             sender,
             recv_slots: (0..UDP_RECV_SLOTS).map(|_| RecvSlot::new_boxed()).collect(),
             spare_slot: Some(RecvSlot::new_boxed()),
+            recv_ring: cfg.dataplane.udp_multishot.then(|| Box::new(RecvRing::new())),
+            multishot: false,
+            udp_rearmed: 0,
+            udp_truncated: 0,
             udp_undrained: 0,
             conns: Slab::new(),
             blocked: Vec::new(),
+            tcp_dirty: Vec::new(),
             to_ctl: init.to_ctl,
             from_ctl: init.from_ctl,
             ctl_backlog: VecDeque::new(),
@@ -172,17 +227,26 @@ impl Shard {
 
     pub fn run(mut self) -> anyhow::Result<()> {
         if self.register {
-            let fds = [self.udp.as_raw_fd(), self.listener.as_raw_fd(), self.mesh.wake_fd(self.id)];
+            let fds = [self.udp.as_raw_fd(), self.listener.as_raw_fd(), self.mesh.wake_fd(self.id), self.media_listener.as_raw_fd()];
             if let Err(e) = self.uring.register_files(&fds) {
                 tracing::warn!(shard = self.id, error = %e, "io_uring file registration refused; using plain fds");
             }
         }
-        self.uring.accept(self.listener.as_raw_fd()).map_err(|e| io_err("accept", e))?;
-        let fd = self.udp.as_raw_fd();
-        for i in 0..self.recv_slots.len() {
-            // SAFETY: slots are boxed, owned by the shard and only touched
-            // again after their completion is reaped.
-            unsafe { self.uring.recvmsg(fd, &mut self.recv_slots[i], i as u32) }.map_err(|e| io_err("recvmsg", e))?;
+        self.uring.accept(self.listener.as_raw_fd(), Token::Accept).map_err(|e| io_err("accept", e))?;
+        self.uring.accept(self.media_listener.as_raw_fd(), Token::AcceptMedia).map_err(|e| io_err("accept", e))?;
+        if let Some(ring) = &self.recv_ring {
+            // SAFETY: the ring is boxed and declared after `uring`, so it
+            // stays in place until the io_uring is dropped.
+            if let Err(e) = unsafe { self.uring.register_recv_ring(ring) } {
+                tracing::warn!(shard = self.id, error = %e, "provided-buffer ring refused; using one-shot recvmsg");
+                self.recv_ring = None;
+            }
+        }
+        self.multishot = self.recv_ring.is_some();
+        if self.multishot {
+            self.arm_multishot();
+        } else {
+            self.arm_recv_slots()?;
         }
         self.arm_wake();
         let mut completions = Vec::with_capacity(256);
@@ -229,14 +293,17 @@ impl Shard {
             let Some(t) = self.core.poll_transmit() else { break };
             self.sender.send_many(t.iter());
         }
+        // Output is queued per connection and written once per drain
+        // (one writev for all of it), not once per piece.
         while let Some(out) = self.core.poll_tcp() {
             match out {
                 TcpOutput::Send { conn, data } => {
                     if let Some(c) = self.conns.get_mut(conn).filter(|c| !c.closing) {
-                        c.out.push_back(data);
-                        if let Err(reason) = self.flush_tcp(conn) {
-                            self.core.handle_rtmp_closed(self.now, conn, reason);
+                        if c.out.is_empty() {
+                            self.tcp_dirty.push(conn);
                         }
+                        c.out_bytes += data.len();
+                        c.out.push_back(data);
                     }
                 }
                 TcpOutput::Close { conn } => {
@@ -245,6 +312,13 @@ impl Shard {
                 }
             }
         }
+        let mut dirty = std::mem::take(&mut self.tcp_dirty);
+        for conn in dirty.drain(..) {
+            if let Err(reason) = self.flush_tcp(conn) {
+                self.core.handle_tcp_closed(self.now, conn, reason);
+            }
+        }
+        self.tcp_dirty = dirty;
         while let Some(msg) = self.core.poll_control() {
             self.push_ctl(msg);
         }
@@ -257,17 +331,20 @@ impl Shard {
 
     fn on_completion(&mut self, now: Instant, c: Completion) {
         match c.token {
-            Token::Accept => {
+            Token::Accept | Token::AcceptMedia => {
+                let http = c.token == Token::AcceptMedia;
                 if c.result >= 0 {
-                    self.on_accept(now, c.result);
+                    self.on_accept(now, c.result, http);
                 } else {
                     tracing::warn!(shard = self.id, err = %std::io::Error::from_raw_os_error(-c.result), "accept failed");
                 }
-                if let Err(e) = self.uring.accept(self.listener.as_raw_fd()) {
+                let listener = if http { self.media_listener.as_raw_fd() } else { self.listener.as_raw_fd() };
+                if let Err(e) = self.uring.accept(listener, c.token) {
                     tracing::error!(shard = self.id, error = %e, "cannot re-arm accept");
                 }
             }
             Token::TcpRecv(idx) => self.on_tcp_recv(now, idx as usize, c.result),
+            Token::UdpMulti => self.on_udp_multi(now, c),
             Token::Wake => {
                 let me = self.id;
                 for from in (0..self.mesh.shards()).filter(|&f| f != me) {
@@ -313,6 +390,60 @@ impl Shard {
         }
     }
 
+    fn arm_recv_slots(&mut self) -> anyhow::Result<()> {
+        let fd = self.udp.as_raw_fd();
+        for i in 0..self.recv_slots.len() {
+            // SAFETY: slots are boxed, owned by the shard and only touched
+            // again after their completion is reaped.
+            unsafe { self.uring.recvmsg(fd, &mut self.recv_slots[i], i as u32) }.map_err(|e| io_err("recvmsg", e))?;
+        }
+        Ok(())
+    }
+
+    fn arm_multishot(&mut self) {
+        let Some(ring) = &self.recv_ring else { return };
+        // SAFETY: the ring is registered and outlives the io_uring (see run()).
+        if let Err(e) = unsafe { self.uring.recvmsg_multi(self.udp.as_raw_fd(), ring) } {
+            tracing::error!(shard = self.id, error = %e, "cannot arm multishot recvmsg");
+        }
+    }
+
+    /// One completion of the multishot receive: a datagram in a provided
+    /// buffer (handed to the core in place, then given back), or the end of
+    /// the request (re-armed). A kernel without multishot recvmsg (before
+    /// 6.0) refuses the first request with EINVAL: the shard falls back to
+    /// one-shot receives.
+    fn on_udp_multi(&mut self, now: Instant, c: Completion) {
+        if c.result >= 0 {
+            if let (Some(bid), Some(ring)) = (c.buffer(), self.recv_ring.as_mut()) {
+                if let Some(d) = ring.datagram(bid, c.result as usize) {
+                    if d.truncated {
+                        self.udp_truncated += 1;
+                    } else if let Some(src) = d.source {
+                        self.core.handle_datagram(now, src, d.local_ip, d.payload);
+                        self.udp_undrained += 1;
+                    }
+                }
+                ring.recycle(bid);
+                if self.udp_undrained >= UDP_DRAIN_EVERY {
+                    self.drain();
+                }
+            }
+        } else if c.result == -libc::EINVAL {
+            // Nothing else makes a well-formed request invalid.
+            tracing::warn!(shard = self.id, "multishot recvmsg refused by the kernel; using one-shot recvmsg");
+            self.multishot = false;
+            if let Err(e) = self.arm_recv_slots() {
+                tracing::error!(shard = self.id, error = %e, "cannot arm recvmsg");
+            }
+            return;
+        }
+        if !c.more() {
+            self.udp_rearmed += 1;
+            self.arm_multishot();
+        }
+    }
+
     fn arm_wake(&mut self) {
         let fd = self.mesh.wake_fd(self.id);
         // SAFETY: wake_buf is boxed, owned by the shard, and re-armed only
@@ -349,6 +480,7 @@ impl Shard {
             s.udp_port = self.udp_port();
             s.gso = self.sender.gso_enabled();
             s.uring_fixed_files = self.uring.fixed_files();
+            s.udp_multishot = self.multishot;
             let (c, st) = (&mut s.counters, self.sender.stats);
             c.udp_datagrams_out = st.datagrams;
             c.udp_bytes_out = st.bytes;
@@ -358,6 +490,8 @@ impl Shard {
             c.gso_fallbacks = st.gso_fallbacks;
             c.ring_full_dropped = self.ring_full_dropped;
             c.ctl_backlogged = self.ctl_backlogged;
+            c.udp_recv_rearmed = self.udp_rearmed;
+            c.udp_recv_truncated = self.udp_truncated;
         }
         let bytes = ipc::encode(&msg);
         if self.ctl_backlog.is_empty() && self.to_ctl.try_push(&bytes).is_ok() {
@@ -382,7 +516,7 @@ impl Shard {
         let mut blocked = std::mem::take(&mut self.blocked);
         for &idx in &blocked {
             if let Err(reason) = self.flush_tcp(idx) {
-                self.core.handle_rtmp_closed(self.now, idx, reason);
+                self.core.handle_tcp_closed(self.now, idx, reason);
                 self.drain();
             }
         }
@@ -392,14 +526,18 @@ impl Shard {
 
     // ---------------------------------------------------------------- RTMP
 
-    fn on_accept(&mut self, now: Instant, fd: RawFd) {
+    fn on_accept(&mut self, now: Instant, fd: RawFd, http: bool) {
         // SAFETY: the kernel just handed us this new descriptor; we own it.
         let sock = unsafe { <socket2::Socket as std::os::fd::FromRawFd>::from_raw_fd(fd) };
         let _ = sock.set_nodelay(true);
         let peer = sock.peer_addr().ok().and_then(|a| a.as_socket());
-        let buf = vec![0u8; TCP_RECV_BUF].into_boxed_slice();
-        let idx = self.conns.insert(Conn { sock, buf, out: VecDeque::new(), out_off: 0, recv_in_flight: false, closing: false });
-        self.core.handle_rtmp_open(now, idx, peer);
+        let buf = vec![0u8; if http { HTTP_RECV_BUF } else { TCP_RECV_BUF }].into_boxed_slice();
+        let idx = self.conns.insert(Conn { sock, buf, out: VecDeque::new(), out_off: 0, recv_in_flight: false, closing: false, http, out_bytes: 0 });
+        if http {
+            self.core.handle_http_open(now, idx, peer);
+        } else {
+            self.core.handle_rtmp_open(now, idx, peer);
+        }
         self.drain();
         self.arm_tcp_recv(now, idx);
     }
@@ -414,7 +552,7 @@ impl Shard {
             Err(e) => {
                 tracing::error!(shard = self.id, error = %e, "cannot arm TCP recv");
                 self.close_socket(idx);
-                self.core.handle_rtmp_closed(now, idx, "io_uring error");
+                self.core.handle_tcp_closed(now, idx, "io_uring error");
                 self.drain();
             }
         }
@@ -430,12 +568,12 @@ impl Shard {
         if result <= 0 {
             let reason = if result == 0 { "peer closed".to_string() } else { std::io::Error::from_raw_os_error(-result).to_string() };
             self.close_socket(idx);
-            self.core.handle_rtmp_closed(now, idx, &reason);
+            self.core.handle_tcp_closed(now, idx, &reason);
             self.drain();
             return;
         }
         let n = (result as usize).min(conn.buf.len());
-        self.core.handle_rtmp_data(now, idx, &conn.buf[..n]);
+        self.core.handle_tcp_data(now, idx, &conn.buf[..n]);
         self.drain();
         self.arm_tcp_recv(now, idx);
     }
@@ -445,10 +583,19 @@ impl Shard {
     /// the core.
     fn flush_tcp(&mut self, idx: usize) -> Result<(), &'static str> {
         let Some(conn) = self.conns.get_mut(idx).filter(|c| !c.closing) else { return Ok(()) };
-        while let Some(front) = conn.out.front() {
-            let chunk = &front[conn.out_off..];
-            // SAFETY: sending from a live slice on our own socket.
-            let rc = unsafe { libc::send(conn.sock.as_raw_fd(), chunk.as_ptr().cast(), chunk.len(), libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+        let mut written = 0;
+        while !conn.out.is_empty() {
+            let mut iov = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; MAX_IOV];
+            let mut n = 0;
+            for (i, b) in conn.out.iter().take(MAX_IOV).enumerate() {
+                let chunk = if i == 0 { &b[conn.out_off..] } else { &b[..] };
+                iov[n] = libc::iovec { iov_base: chunk.as_ptr() as *mut libc::c_void, iov_len: chunk.len() };
+                n += 1;
+            }
+            // SAFETY: the iovecs point into live `Bytes` held by conn.out
+            // for the duration of the call; our own socket.
+            let msg = libc::msghdr { msg_iov: iov.as_mut_ptr(), msg_iovlen: n, ..unsafe { std::mem::zeroed() } };
+            let rc = unsafe { libc::sendmsg(conn.sock.as_raw_fd(), &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
             if rc < 0 {
                 if std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock {
                     if !self.blocked.contains(&idx) {
@@ -459,13 +606,17 @@ impl Shard {
                 self.close_socket(idx);
                 return Err("send failed");
             }
-            conn.out_off += rc as usize;
-            if conn.out_off >= front.len() {
-                conn.out.pop_front();
-                conn.out_off = 0;
-            }
+            let n = rc as usize;
+            written += n;
+            conn.out_bytes -= n.min(conn.out_bytes);
+            consume(&mut conn.out, &mut conn.out_off, n);
         }
-        if conn.out.iter().map(|b| b.len()).sum::<usize>() > TCP_OUT_LIMIT {
+        let limit = if conn.http { HTTP_OUT_LIMIT } else { TCP_OUT_LIMIT };
+        let over = conn.out_bytes > limit;
+        if written > 0 {
+            self.core.handle_tcp_written(idx, written);
+        }
+        if over {
             self.close_socket(idx);
             return Err("peer not reading");
         }
@@ -486,5 +637,28 @@ impl Shard {
         } else {
             self.conns.remove(idx);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partial_write_leaves_the_queue_at_the_right_byte() {
+        let mut q: VecDeque<Bytes> = [&b"abc"[..], b"de", b"fghi"].into_iter().map(Bytes::from_static).collect();
+        let mut off = 0;
+        consume(&mut q, &mut off, 2); // "ab"
+        assert_eq!((q.len(), off), (3, 2));
+        consume(&mut q, &mut off, 3); // "c", "de"
+        assert_eq!((q.len(), off), (1, 0));
+        assert_eq!(&q[0][off..], b"fghi");
+        consume(&mut q, &mut off, 1);
+        assert_eq!(&q[0][off..], b"ghi");
+        consume(&mut q, &mut off, 3);
+        assert!(q.is_empty());
+        assert_eq!(off, 0);
+        consume(&mut q, &mut off, 5); // nothing left: no panic
+        assert!(q.is_empty());
     }
 }

@@ -49,6 +49,10 @@ pub struct Rig {
     pub relay: Vec<(usize, RelayMsg)>,
     /// Batches `drain` sends per call, as the shell's slices (None: all).
     pub slice: Option<usize>,
+    /// TCP connections whose peer reads nothing: their output is kept but
+    /// never reported written (`Core::handle_tcp_written`); every other
+    /// connection's output is written at once.
+    pub stalled: std::collections::HashSet<usize>,
 }
 
 pub fn config(toml: &str) -> Arc<Config> {
@@ -73,6 +77,7 @@ impl Rig {
             ctl: Vec::new(),
             relay: Vec::new(),
             slice: None,
+            stalled: Default::default(),
         }
     }
 
@@ -94,7 +99,12 @@ impl Rig {
         }
         while let Some(o) = self.core.poll_tcp() {
             match o {
-                TcpOutput::Send { conn, data } => self.tcp.entry(conn).or_default().extend_from_slice(&data),
+                TcpOutput::Send { conn, data } => {
+                    self.tcp.entry(conn).or_default().extend_from_slice(&data);
+                    if !self.stalled.contains(&conn) {
+                        self.core.handle_tcp_written(conn, data.len());
+                    }
+                }
                 TcpOutput::Close { conn } => self.closed.push(conn),
             }
         }

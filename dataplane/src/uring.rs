@@ -6,6 +6,7 @@
 //! reused while its operation is in flight. The shard only frees a buffer
 //! after the completion for its one in-flight operation has been reaped.
 
+use crate::recv_ring::{self, RecvRing};
 use io_uring::{opcode, squeue, types, IoUring};
 use std::io;
 use std::os::fd::RawFd;
@@ -14,11 +15,16 @@ use std::time::Duration;
 /// What a completion belongs to; packed into the 64-bit user_data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Token {
+    /// A connection on the RTMP listener.
     Accept,
+    /// A connection on the media (HTTP) listener.
+    AcceptMedia,
     TcpRecv(u32),
     UdpRecv(u32),
     /// The shard's relay eventfd became readable.
     Wake,
+    /// A datagram (or the end) of the multishot UDP receive.
+    UdpMulti,
 }
 
 impl Token {
@@ -28,6 +34,8 @@ impl Token {
             Token::TcpRecv(i) => (2 << 56) | i as u64,
             Token::UdpRecv(i) => (3 << 56) | i as u64,
             Token::Wake => 4 << 56,
+            Token::UdpMulti => 5 << 56,
+            Token::AcceptMedia => 6 << 56,
         }
     }
     fn decode(v: u64) -> Option<Token> {
@@ -37,6 +45,8 @@ impl Token {
             2 => Some(Token::TcpRecv(idx)),
             3 => Some(Token::UdpRecv(idx)),
             4 => Some(Token::Wake),
+            5 => Some(Token::UdpMulti),
+            6 => Some(Token::AcceptMedia),
             _ => None,
         }
     }
@@ -50,6 +60,21 @@ enum Target {
 pub struct Completion {
     pub token: Token,
     pub result: i32,
+    /// CQE flags: the provided buffer's id, and whether a multishot
+    /// request stays armed (`IORING_CQE_F_MORE`).
+    pub flags: u32,
+}
+
+impl Completion {
+    /// The provided buffer the kernel filled, if any.
+    pub fn buffer(&self) -> Option<u16> {
+        io_uring::cqueue::buffer_select(self.flags)
+    }
+
+    /// Whether a multishot request is still armed after this completion.
+    pub fn more(&self) -> bool {
+        io_uring::cqueue::more(self.flags)
+    }
 }
 
 pub struct Uring {
@@ -111,14 +136,15 @@ impl Uring {
             .map_err(|_| io::Error::other("io_uring submission queue full"))
     }
 
-    pub fn accept(&mut self, listener: RawFd) -> io::Result<()> {
+    /// Accepts one connection on `listener`; its completion carries `token`.
+    pub fn accept(&mut self, listener: RawFd, token: Token) -> io::Result<()> {
         let sqe = match self.target(listener) {
             Target::Fixed(f) => opcode::Accept::new(f, std::ptr::null_mut(), std::ptr::null_mut()),
             Target::Fd(f) => opcode::Accept::new(f, std::ptr::null_mut(), std::ptr::null_mut()),
         }
         .flags(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
         .build()
-        .user_data(Token::Accept.encode());
+        .user_data(token.encode());
         // SAFETY: no buffers: address out-pointers are null.
         unsafe { self.push(sqe) }
     }
@@ -161,6 +187,31 @@ impl Uring {
         unsafe { self.push(sqe) }
     }
 
+    /// Registers `ring` as provided-buffer group [`recv_ring::GROUP`].
+    ///
+    /// # Safety
+    /// `ring` must stay alive and in place for as long as this io_uring.
+    pub unsafe fn register_recv_ring(&mut self, ring: &RecvRing) -> io::Result<()> {
+        // SAFETY: forwarded to the caller.
+        unsafe { self.ring.submitter().register_buf_ring_with_flags(ring.ring_addr(), recv_ring::RING_ENTRIES, recv_ring::GROUP, 0) }
+    }
+
+    /// Arms one multishot `recvmsg` on `fd` taking buffers from the
+    /// registered ring: a UdpMulti completion per datagram until one
+    /// comes without `more()` (out of buffers, an error), then re-arm.
+    ///
+    /// # Safety
+    /// `ring` must be the registered one and outlive the request.
+    pub unsafe fn recvmsg_multi(&mut self, fd: RawFd, ring: &RecvRing) -> io::Result<()> {
+        let sqe = match self.target(fd) {
+            Target::Fixed(f) => opcode::RecvMsgMulti::new(f, ring.msghdr(), recv_ring::GROUP).build(),
+            Target::Fd(f) => opcode::RecvMsgMulti::new(f, ring.msghdr(), recv_ring::GROUP).build(),
+        }
+        .user_data(Token::UdpMulti.encode());
+        // SAFETY: forwarded to the caller.
+        unsafe { self.push(sqe) }
+    }
+
     /// Submits queued SQEs and waits for at least one completion or `timeout`.
     pub fn submit_and_wait(&mut self, timeout: Duration) -> io::Result<()> {
         let ts = types::Timespec::new().sec(timeout.as_secs()).nsec(timeout.subsec_nanos());
@@ -175,7 +226,7 @@ impl Uring {
     pub fn drain(&mut self, out: &mut Vec<Completion>) {
         for cqe in self.ring.completion() {
             if let Some(token) = Token::decode(cqe.user_data()) {
-                out.push(Completion { token, result: cqe.result() });
+                out.push(Completion { token, result: cqe.result(), flags: cqe.flags() });
             }
         }
     }
@@ -251,7 +302,7 @@ mod tests {
 
     #[test]
     fn tokens_round_trip() {
-        for t in [Token::Accept, Token::TcpRecv(0), Token::TcpRecv(u32::MAX), Token::UdpRecv(7), Token::Wake] {
+        for t in [Token::Accept, Token::TcpRecv(0), Token::TcpRecv(u32::MAX), Token::UdpRecv(7), Token::Wake, Token::UdpMulti, Token::AcceptMedia] {
             assert_eq!(Token::decode(t.encode()), Some(t));
         }
         assert_eq!(Token::decode(0), None);
@@ -265,6 +316,90 @@ mod tests {
     #[test]
     fn recvmsg_through_a_fixed_file() {
         recvmsg_roundtrip(true);
+    }
+
+    /// Three datagrams through one multishot request: each completion names
+    /// a buffer holding that datagram, its source and local address, and the
+    /// request stays armed; a recycled buffer is taken again.
+    #[test]
+    fn multishot_recvmsg_fills_provided_buffers() {
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&rx);
+        crate::udp::enable_pktinfo(fd).unwrap();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut ring = Uring::new(8).unwrap();
+        let mut bufs = RecvRing::new();
+        // SAFETY: `bufs` lives until after `ring` is dropped (end of the test).
+        unsafe {
+            ring.register_recv_ring(&bufs).unwrap();
+            ring.recvmsg_multi(fd, &bufs).unwrap();
+        }
+        let mut seen = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        for (i, msg) in [&b"one"[..], b"two", b"three"].iter().enumerate() {
+            tx.send_to(msg, rx.local_addr().unwrap()).unwrap();
+            let mut out = Vec::new();
+            while out.is_empty() {
+                assert!(std::time::Instant::now() < deadline, "no multishot completion within 5 s");
+                ring.submit_and_wait(Duration::from_millis(100)).unwrap();
+                ring.drain(&mut out);
+            }
+            assert_eq!(out.len(), 1);
+            let c = &out[0];
+            assert_eq!(c.token, Token::UdpMulti);
+            assert!(c.result > 0, "result {}", c.result);
+            assert!(c.more(), "the request must stay armed");
+            let bid = c.buffer().expect("a provided buffer");
+            let d = bufs.datagram(bid, c.result as usize).unwrap();
+            assert_eq!(d.payload, *msg, "datagram {i}");
+            assert!(!d.truncated);
+            assert_eq!(std::net::SocketAddr::V4(d.source.unwrap()), tx.local_addr().unwrap());
+            assert_eq!(d.local_ip, Some(std::net::Ipv4Addr::LOCALHOST));
+            seen.push(bid);
+            if i == 0 {
+                bufs.recycle(bid);
+            }
+        }
+        assert_ne!(seen[1], seen[2], "a buffer not given back is not reused");
+        drop(ring);
+        drop(bufs);
+    }
+
+    /// With every buffer taken and none given back, the next datagram ends
+    /// the request (ENOBUFS, not armed any more): the shard re-arms on that.
+    #[test]
+    fn multishot_recvmsg_ends_when_buffers_run_out() {
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        crate::udp::setsockopt_int(std::os::fd::AsRawFd::as_raw_fd(&rx), libc::SOL_SOCKET, libc::SO_RCVBUF, 1 << 20).unwrap();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut ring = Uring::new(64).unwrap();
+        let bufs = RecvRing::new();
+        // SAFETY: `bufs` lives until after `ring` is dropped (end of the test).
+        unsafe {
+            ring.register_recv_ring(&bufs).unwrap();
+            ring.recvmsg_multi(std::os::fd::AsRawFd::as_raw_fd(&rx), &bufs).unwrap();
+        }
+        let n = crate::recv_ring::RING_ENTRIES as usize + 1;
+        let mut out = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        for i in 0..n {
+            tx.send_to(&[i as u8; 8], rx.local_addr().unwrap()).unwrap();
+            // Reap as we go: the completion queue is smaller than n.
+            ring.submit_and_wait(Duration::ZERO).unwrap();
+            ring.drain(&mut out);
+        }
+        while out.len() < n {
+            assert!(std::time::Instant::now() < deadline, "{} of {n} completions within 5 s", out.len());
+            ring.submit_and_wait(Duration::from_millis(100)).unwrap();
+            ring.drain(&mut out);
+        }
+        let filled = out.iter().filter(|c| c.result > 0 && c.buffer().is_some()).count();
+        assert_eq!(filled, n - 1, "one datagram per buffer");
+        let last = out.last().unwrap();
+        assert_eq!(last.result, -libc::ENOBUFS);
+        assert!(!last.more(), "the request ends when buffers run out");
+        drop(ring);
+        drop(bufs);
     }
 
     fn recvmsg_roundtrip(fixed: bool) {

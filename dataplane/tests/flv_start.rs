@@ -3,13 +3,13 @@
 //! with B-frames, 1 s GOPs, AAC 44.1 kHz); the tags up to 2.5 s go through
 //! the cache as a publisher's would, a viewer joining then gets the
 //! cache's start and every tag after it, written as a file with
-//! `flv::file`; ffprobe must find the published codecs, a first video
+//! `FlvTag::wire`; ffprobe must find the published codecs, a first video
 //! packet that is the 2 s keyframe, monotonic decode times and every frame
 //! from there, and decode all of them without an error.
 
 use bytes::Bytes;
 use rts_dataplane::flv_gop::{FlvGop, FlvTag};
-use rts_rtmp::flv::file::{file_header, read_file, write_tag, TAG_SCRIPT, TAG_VIDEO};
+use rts_rtmp::flv::file::{file_header, read_file, TAG_SCRIPT, TAG_VIDEO};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::Command;
@@ -50,13 +50,16 @@ fn a_viewer_joining_mid_gop_gets_a_decodable_stream_from_the_last_keyframe() {
     let join = tags.iter().position(|t| t.timestamp_ms >= 2_500).unwrap();
     let mut gop = FlvGop::default();
     for t in &tags[..join] {
-        gop.on_tag(FlvTag { tag_type: t.tag_type, timestamp_ms: t.timestamp_ms, body: t.body.clone() });
+        gop.on_tag(FlvTag::new(t.tag_type, t.timestamp_ms, t.body.clone()));
     }
     assert!(gop.ready());
     let mut out = file_header(true, true).to_vec();
-    let start = gop.start();
-    for t in start.iter().map(|t| (t.tag_type, t.timestamp_ms, &t.body)).chain(tags[join..].iter().filter(|t| t.tag_type != TAG_SCRIPT).map(|t| (t.tag_type, t.timestamp_ms, &t.body))) {
-        write_tag(&mut out, t.0, t.1, t.2).unwrap();
+    // What a viewer gets is each tag's shared encoding (`FlvTag::wire`).
+    for t in gop.start() {
+        out.extend_from_slice(&t.wire);
+    }
+    for t in tags[join..].iter().filter(|t| t.tag_type != TAG_SCRIPT) {
+        out.extend_from_slice(&FlvTag::new(t.tag_type, t.timestamp_ms, t.body.clone()).wire);
     }
     let viewer = temp("viewer.flv");
     std::fs::write(&viewer, &out).unwrap();

@@ -7,7 +7,9 @@ use super::stream::{AudioOutcome, Kind, Stream, VideoOutcome};
 use super::streams::StreamId;
 use super::transmit::Work;
 use super::{Core, TcpOutput};
+use crate::flv_gop::FlvTag;
 use crate::relay::RelayMsg;
+use rts_rtmp::flv::file::{TAG_AUDIO, TAG_VIDEO};
 use bytes::Bytes;
 use rts_common::ipc::ShardToControl;
 use rts_rtmp::{RtmpEvent, RtmpOutput, RtmpServerConn};
@@ -75,11 +77,13 @@ impl Core {
             RtmpEvent::PublishRequested { request_id, app, stream, query } => self.on_publish_request(conn, request_id, app, stream, &query, now),
             RtmpEvent::Video { timestamp_ms, data } => {
                 if let Some(id) = self.conns.get(&conn).and_then(|c| c.publishing) {
+                    self.deliver_flv(id, FlvTag::new(TAG_VIDEO, timestamp_ms, data.clone()), now);
                     self.on_video(id, timestamp_ms, &data, now);
                 }
             }
             RtmpEvent::Audio { timestamp_ms, data } => {
                 let Some(id) = self.conns.get(&conn).and_then(|c| c.publishing) else { return };
+                self.deliver_flv(id, FlvTag::new(TAG_AUDIO, timestamp_ms, data.clone()), now);
                 let Some(s) = self.streams.get_mut(id) else { return };
                 match s.on_audio(timestamp_ms, &data, now) {
                     AudioOutcome::ConfigChanged => s.update_transcoder(),
@@ -136,6 +140,7 @@ impl Core {
             self.rebase_viewers(id);
             self.relay(old_home, RelayMsg::Unsubscribe { key: key.clone(), from: self.id });
         }
+        self.announce_home(&key, true);
         tracing::info!(shard = self.id, stream = %key, ?peer, "RTMP publish started");
         self.push_ctl(ShardToControl::StreamStarted { app, stream });
     }
@@ -148,9 +153,12 @@ impl Core {
             tracing::info!(shard = self.id, stream = %s.key(), frames = s.video_frames(), viewers = s.viewers().len(),
                 latency_p50_us = l.p50_us, latency_p99_us = l.p99_us, latency_max_us = l.max_us, "RTMP publish ended");
             let (app, stream) = (s.app().to_string(), s.name().to_string());
+            let key = s.key();
             for (shard, replica) in s.on_publish_end() {
                 self.relay(shard, RelayMsg::Ended { stream: replica });
             }
+            self.end_flv_viewers(id);
+            self.announce_home(&key, false);
             self.push_ctl(ShardToControl::StreamEnded { app, stream });
         }
         self.drop_stream_if_unused(id);

@@ -16,6 +16,7 @@
 //! drive the core with a simulated clock (`core/tests`).
 
 pub mod fanout;
+pub mod flv_viewers;
 pub mod history;
 pub mod repair;
 pub mod session;
@@ -51,8 +52,8 @@ use transmit::{Outbox, Work};
 
 pub use transmit::Transmits;
 
-/// What the core wants done on an RTMP connection (identified by the id
-/// the shell gave it in [`Core::handle_rtmp_open`]).
+/// What the core wants done on a TCP connection (identified by the id the
+/// shell gave it in [`Core::handle_rtmp_open`] or [`Core::handle_http_open`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TcpOutput {
     /// Bytes to write, in order.
@@ -78,6 +79,13 @@ pub struct Core {
     by_addr: HashMap<SocketAddrV4, usize>,
     by_id: HashMap<u64, usize>,
     conns: HashMap<usize, Ingest>,
+    /// Media-listener connections (HTTP-FLV viewers), by the shell's id.
+    http: HashMap<usize, flv_viewers::HttpConn>,
+    /// Where each stream published on another shard lives (announced by
+    /// that shard; `RelayMsg::Home`).
+    homes: HashMap<String, usize>,
+    /// Scratch for FLV deliveries, reused.
+    flv_scratch: Vec<usize>,
     // Transmit side (transmit.rs).
     out: Outbox,
     work: VecDeque<Work>,
@@ -128,6 +136,9 @@ impl Core {
             by_addr: HashMap::new(),
             by_id: HashMap::new(),
             conns: HashMap::new(),
+            http: HashMap::new(),
+            homes: HashMap::new(),
+            flv_scratch: Vec::new(),
             out: Outbox::new(),
             work: VecDeque::new(),
             catchup: Vec::new(),

@@ -25,9 +25,9 @@ impl Core {
                 };
                 let Some(s) = self.streams.get_mut(id) else { return };
                 s.add_subscriber(sub, replica);
-                let (gop, anchor) = (s.gop_cache().to_vec(), s.anchor());
+                let (gop, anchor, flv) = (s.gop_cache().to_vec(), s.anchor(), Box::new(s.flv.clone()));
                 tracing::info!(shard = self.id, stream = %key, to = sub, "replicating stream to shard");
-                self.relay(sub, RelayMsg::Snapshot { stream: replica, gop, anchor });
+                self.relay(sub, RelayMsg::Snapshot { stream: replica, gop, anchor, flv });
             }
             RelayMsg::Unsubscribe { key, from: sub } => {
                 let Some(id) = self.streams.lookup(&key) else { return };
@@ -36,9 +36,12 @@ impl Core {
                 }
                 self.drop_stream_if_unused(id);
             }
-            RelayMsg::Snapshot { stream, gop, anchor } => {
+            RelayMsg::Snapshot { stream, gop, anchor, flv } => {
                 let Some(s) = self.streams.get_mut(stream).filter(|s| s.home() == Some(from)) else { return };
                 s.on_snapshot(gop, anchor);
+                s.flv = *flv;
+                self.start_waiting_flv_viewers(stream);
+                let Some(s) = self.streams.get(stream) else { return };
                 // Viewers that joined, or switched here, before the snapshot
                 // start from it (not from the next keyframe).
                 let viewers = s.viewers().len();
@@ -55,9 +58,16 @@ impl Core {
                 s.on_relay(kind, &packets, keyframe, anchor);
                 self.deliver(stream, kind, packets, keyframe, None, now);
             }
+            RelayMsg::FlvTag { stream, tag } => {
+                if self.streams.get(stream).is_some_and(|s| s.home() == Some(from)) {
+                    self.deliver_flv(stream, tag, now);
+                }
+            }
+            RelayMsg::Home { key, home } => self.on_home_announced(from, key, home),
             RelayMsg::Ended { stream } => {
                 let Some(s) = self.streams.get_mut(stream).filter(|s| s.home() == Some(from)) else { return };
                 s.set_home(None);
+                self.end_flv_viewers(stream);
                 self.drop_stream_if_unused(stream);
             }
         }

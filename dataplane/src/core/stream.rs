@@ -16,6 +16,7 @@ use crate::pacer::AudioPacer;
 use crate::transcode::{StreamTranscoder, Transcoded};
 use bytes::Bytes;
 use rts_common::ipc::StreamStats;
+use crate::flv_gop::FlvGop;
 use rts_rtmp::flv::{self, AudioTag, AvcConfig, VideoTag};
 use rts_rtp::h264::{self, H264Packetizer};
 use std::sync::Arc;
@@ -100,6 +101,10 @@ pub struct Stream {
     /// jitter buffer late), so it is not cached.
     gop: Vec<Bytes>,
     gop_valid: bool,
+    /// The publisher's own tags from the last keyframe, for FLV viewers.
+    pub flv: FlvGop,
+    /// Connections (the shell's ids) of FLV viewers (`flv_viewers.rs`).
+    pub flv_viewers: Vec<usize>,
     /// Session slab indices of playing viewers. Shared with the deliveries
     /// in progress (`FanOut` walks the list as it was when it started, and
     /// the shell handles input between its slices); a change while one is
@@ -231,6 +236,8 @@ impl Stream {
             audio_seq: rand::random(),
             gop: Vec::new(),
             gop_valid: false,
+            flv: FlvGop::default(),
+            flv_viewers: Vec::new(),
             viewers: Arc::new(Vec::new()),
             red_viewers: 0,
             rotation: 0,
@@ -313,7 +320,7 @@ impl Stream {
 
     /// Nobody publishes or watches it here: it can go.
     pub fn is_unused(&self) -> bool {
-        self.publisher.is_none() && self.viewers.is_empty()
+        self.publisher.is_none() && self.viewers.is_empty() && self.flv_viewers.is_empty()
     }
 
     pub fn viewers(&self) -> &[usize] {
@@ -403,6 +410,11 @@ impl Stream {
         self.video_frames
     }
 
+    /// Bytes sent to this stream's viewers here (all protocols).
+    pub fn bytes_out(&self) -> u64 {
+        self.bytes_out
+    }
+
     pub fn add_bytes_out(&mut self, n: u64) {
         self.bytes_out += n;
     }
@@ -428,6 +440,7 @@ impl Stream {
         self.aac_config = None;
         self.saw_b_frames = false;
         self.clear_source_gop();
+        self.flv.reset();
     }
 
     /// The publisher left: returns the shards that replicated the stream.
@@ -1023,7 +1036,7 @@ impl Stream {
             app: self.app.clone(),
             stream: self.name.clone(),
             publishing: self.publisher.is_some(),
-            viewers: self.viewers.len() as u32,
+            viewers: (self.viewers.len() + self.flv_viewers.len()) as u32,
             video_frames: self.video_frames,
             audio_frames: self.audio_frames,
             b_frames: self.saw_b_frames,

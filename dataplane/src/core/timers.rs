@@ -122,9 +122,9 @@ impl Core {
     fn start_from_cache(&mut self, id: StreamId) {
         let Some(s) = self.streams.get(id) else { return };
         let (viewers, subscribers) = (s.viewers_shared(), s.subscribers().to_vec());
-        let (gop, anchor) = (s.gop_cache().to_vec(), s.anchor());
+        let (gop, anchor, flv) = (s.gop_cache().to_vec(), s.anchor(), s.flv.clone());
         for (shard, replica) in subscribers {
-            self.relay(shard, RelayMsg::Snapshot { stream: replica, gop: gop.clone(), anchor });
+            self.relay(shard, RelayMsg::Snapshot { stream: replica, gop: gop.clone(), anchor, flv: Box::new(flv.clone()) });
         }
         for &v in viewers.iter() {
             let waiting = self.sessions.get(v).and_then(|x| x.media.as_ref()).is_some_and(|m| m.video.awaiting_source() && m.pending.is_empty());
@@ -221,11 +221,12 @@ impl Core {
             udp_port: 0,
             gso: false,
             uring_fixed_files: false,
+            udp_multishot: false,
             busy_permille: (self.load.busy() * 1000.0).round() as u32,
             audio_paired: self.audio_paired(),
             counters: self.counters,
         };
-        self.push_ctl(ShardToControl::Stats(stats));
+        self.push_ctl(ShardToControl::Stats(Box::new(stats)));
         let shard = self.id as u32;
         let all: Vec<_> = self.streams.iter().map(|(_, s)| s.stats(shard)).collect();
         for s in all {

@@ -13,6 +13,7 @@
 # LOADGEN_BIN=target/release/rts-loadgen, SERVER_BIN=target/release/rts (other builds to compare).
 # LOADGEN_ARGS="" (extra loadgen flags, e.g. "--drop-pct 5" for the server's repair cost
 # at 5 % loss, or "--no-nack").
+# DATAPLANE_CONF="" (extra lines of the server's [dataplane] section, e.g. "udp_multishot = false").
 # Needs root (ip netns), ffmpeg, taskset.
 set -eu
 cd "$(dirname "$0")/../../.."
@@ -53,6 +54,7 @@ candidate_ip = "$IP"
 shards = 1
 cores = [$SERVER_CORE]
 shm_path = "$SHM"
+${DATAPLANE_CONF:-}
 EOF
 
 # Background processes run in their own process group (setsid; `ip netns exec` and

@@ -5,6 +5,7 @@
 
 mod alloc;
 mod catchup;
+mod flv;
 mod ice;
 mod ingest;
 mod repair;

@@ -148,7 +148,7 @@ fn stale_relay_messages_are_ignored() {
     assert_eq!(before, 4, "u's snapshot");
     p.video(&mut home, 33, frame(false, 2_500, 9));
     let relay = home.take_relay();
-    assert!(matches!(relay.as_slice(), [(1, RelayMsg::Packets { stream, .. })] if *stream == old), "sent to the stale id");
+    assert!(matches!(relay.as_slice(), [(1, RelayMsg::FlvTag { stream: a, .. }), (1, RelayMsg::Packets { stream: b, .. })] if *a == old && *b == old), "sent to the stale id");
     for (_, msg) in relay {
         r1.core.handle_relay(r1.now, 0, msg);
         r1.drain();
@@ -157,6 +157,7 @@ fn stale_relay_messages_are_ignored() {
     assert_eq!(w.video().len(), before, "s's packets reached nobody");
     // Messages from a shard that is not the stream's home are ignored too.
     let _t = publish(&mut r1, 7, "live", "t", 0);
+    assert!(matches!(r1.take_relay().as_slice(), [(0, RelayMsg::Home { home: Some(1), .. })]), "the publish is announced");
     let t = r1.core.streams.lookup("live/t").unwrap();
     r1.core.handle_relay(r1.now, 0, RelayMsg::Ended { stream: t });
     assert!(r1.core.streams.get(t).unwrap().is_published());

@@ -95,7 +95,7 @@ fn snapshot_reports_live_streams_and_stats() {
     started.sort();
     assert_eq!(started, vec!["live/a", "live/b"]);
     let stats = ctl.iter().find_map(|m| match m {
-        ShardToControl::Stats(s) => Some(s.clone()),
+        ShardToControl::Stats(s) => Some((**s).clone()),
         _ => None,
     });
     let stats = stats.expect("shard stats in the snapshot");

@@ -1,0 +1,339 @@
+//! HTTP-FLV viewers on the media listener (`[http] media_listen`, one
+//! SO_REUSEPORT socket per shard): the request (`media_request.rs`), the
+//! signed-URL check, then the stream's own FLV tags, from the tag GOP cache
+//! (`flv_gop.rs`) on. Each tag is encoded once per stream and the same
+//! `Bytes` goes to every viewer; the response is close-delimited.
+//!
+//! A viewer of a stream published on another shard makes this shard
+//! replicate it (the home is known from the publish announcements every
+//! shard gets, `RelayMsg::Home`), as WebRTC viewers do.
+//!
+//! Slow readers: the core knows how many bytes it handed the shell for a
+//! connection and how many the shell wrote ([`Core::handle_tcp_written`]).
+//! Past [`QUEUE_LIMIT`] unwritten bytes a viewer gets nothing more until a
+//! keyframe finds its queue under half the limit (it resumes there, after
+//! the sequence headers); a viewer over the limit for [`SLOW_CLOSE`] is
+//! disconnected. Both counted. A viewer's memory is its queue: at most the
+//! limit plus one start (a GOP, bounded by `flv_gop::MAX_GOP_BYTES`), as
+//! references to the shared tags.
+
+use super::stream::Stream;
+use super::streams::StreamId;
+use super::{Core, TcpOutput};
+use crate::flv_gop::FlvTag;
+use crate::media_request::{self, MediaRequest, Method, Refusal};
+use crate::relay::RelayMsg;
+use bytes::Bytes;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// Unwritten bytes past which a viewer skips to the next keyframe.
+pub const QUEUE_LIMIT: usize = 1 << 20;
+/// A viewer over [`QUEUE_LIMIT`] this long is disconnected.
+pub const SLOW_CLOSE: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Reading the request head.
+    Request,
+    /// Answered; waiting for the stream's first keyframe.
+    Waiting(StreamId),
+    Live(StreamId),
+    /// Behind: tags are dropped until a keyframe finds the queue short.
+    Skipping(StreamId),
+}
+
+pub(super) struct HttpConn {
+    peer: Option<SocketAddr>,
+    head: Vec<u8>,
+    state: State,
+    /// Bytes handed to the shell and not yet written by it.
+    queued: usize,
+    /// Since when `queued` has been over the limit.
+    behind_since: Option<Instant>,
+    bytes_out: u64,
+}
+
+impl HttpConn {
+    fn stream(&self) -> Option<StreamId> {
+        match self.state {
+            State::Waiting(id) | State::Live(id) | State::Skipping(id) => Some(id),
+            State::Request => None,
+        }
+    }
+}
+
+impl Core {
+    /// The shell accepted connection `conn` on the media listener.
+    pub fn handle_http_open(&mut self, now: Instant, conn: usize, peer: Option<SocketAddr>) {
+        self.advance(now);
+        self.http.insert(conn, HttpConn { peer, head: Vec::new(), state: State::Request, queued: 0, behind_since: None, bytes_out: 0 });
+    }
+
+    /// Bytes read from media connection `conn`. Only the request head is
+    /// read; anything after it is ignored.
+    pub fn handle_http_data(&mut self, now: Instant, conn: usize, data: &[u8]) {
+        let now = self.advance(now);
+        let Some(c) = self.http.get_mut(&conn).filter(|c| c.state == State::Request) else { return };
+        let take = data.len().min(media_request::MAX_HEAD + 1 - c.head.len().min(media_request::MAX_HEAD));
+        c.head.extend_from_slice(&data[..take]);
+        match media_request::parse(&c.head) {
+            Ok(None) => {}
+            Ok(Some(req)) => {
+                c.head = Vec::new();
+                self.counters.http_requests += 1;
+                self.on_media_request(now, conn, req);
+            }
+            Err(r) => {
+                self.counters.http_requests += 1;
+                self.refuse_http(conn, r, "malformed request");
+            }
+        }
+    }
+
+    /// The shell wrote `n` bytes of what the core queued for `conn`.
+    pub fn handle_tcp_written(&mut self, conn: usize, n: usize) {
+        if let Some(c) = self.http.get_mut(&conn) {
+            c.queued = c.queued.saturating_sub(n);
+        }
+    }
+
+    /// The shell closed media connection `conn` (peer closed, error).
+    pub fn handle_http_closed(&mut self, now: Instant, conn: usize, reason: &str) {
+        self.advance(now);
+        self.forget_http(conn, reason);
+    }
+
+    fn on_media_request(&mut self, now: Instant, conn: usize, req: MediaRequest) {
+        if req.method == Method::Options {
+            self.answer_http(conn, media_request::preflight_response().into_bytes());
+            return;
+        }
+        let auth_key = rts_common::auth::query_param(&req.query, "auth_key");
+        if let Err(f) = self.cfg.play_auth().check(&req.app, &req.stream, Some("flv"), auth_key, self.unix_us(now) / 1_000_000) {
+            self.counters.http_refused += 1;
+            let peer = self.http.get(&conn).and_then(|c| c.peer);
+            tracing::info!(shard = self.id, path = %req.path, ?peer, failure = %f, "FLV play refused");
+            self.answer_http(conn, media_request::error_response(403, "Forbidden").into_bytes());
+            return;
+        }
+        let Some(id) = self.flv_stream(&req.app, &req.stream) else {
+            self.refuse_http(conn, Refusal::NotFound, "stream not live");
+            return;
+        };
+        if req.method == Method::Head {
+            self.answer_http(conn, media_request::flv_response_head().into_bytes());
+            return;
+        }
+        if let Some(c) = self.http.get_mut(&conn) {
+            c.state = State::Waiting(id);
+        }
+        // The response head and the FLV header count as the stream's traffic.
+        let mut head = media_request::flv_response_head().into_bytes();
+        head.extend_from_slice(&rts_rtmp::flv::file::file_header(true, true));
+        self.send_http(conn, Bytes::from(head));
+        let Some(s) = self.streams.get_mut(id) else { return };
+        s.flv_viewers.push(conn);
+        self.counters.flv_viewers += 1;
+        let peer = self.http.get(&conn).and_then(|c| c.peer);
+        tracing::info!(shard = self.id, stream = %s.key(), ?peer, host = %req.host, "FLV viewer");
+        self.start_flv_viewer(conn, id);
+    }
+
+    /// The local stream an FLV viewer of app/name attaches to: live here,
+    /// or a new replica of the shard that announced it.
+    fn flv_stream(&mut self, app: &str, name: &str) -> Option<StreamId> {
+        let key = Stream::key_of(app, name);
+        if let Some(id) = self.streams.lookup(&key).filter(|&id| self.streams.get(id).is_some_and(|s| s.is_live())) {
+            return Some(id);
+        }
+        let home = *self.homes.get(&key)?;
+        if home == self.id || home >= self.shards {
+            return None;
+        }
+        let max_packet = self.cfg.webrtc.max_rtp_packet;
+        let id = self.streams.intern(app, name, || Stream::new(app, name, max_packet));
+        self.subscribe(id, home);
+        Some(id)
+    }
+
+    /// Starts the viewers of `id` that wait for a start (a replica's
+    /// snapshot came).
+    pub(super) fn start_waiting_flv_viewers(&mut self, id: StreamId) {
+        let Some(s) = self.streams.get(id) else { return };
+        let mut viewers = std::mem::take(&mut self.flv_scratch);
+        viewers.clear();
+        viewers.extend_from_slice(&s.flv_viewers);
+        for &conn in &viewers {
+            self.start_flv_viewer(conn, id);
+        }
+        self.flv_scratch = viewers;
+    }
+
+    /// Sends a waiting viewer the stream's start once there is one.
+    fn start_flv_viewer(&mut self, conn: usize, id: StreamId) {
+        let Some(s) = self.streams.get(id) else { return };
+        if !s.flv.ready() || self.http.get(&conn).map(|c| c.state) != Some(State::Waiting(id)) {
+            return;
+        }
+        for tag in s.flv.start() {
+            self.send_http(conn, tag.wire);
+        }
+        if let Some(c) = self.http.get_mut(&conn) {
+            c.state = State::Live(id);
+        }
+    }
+
+    /// A tag of stream `id` (from its publisher here, or relayed from its
+    /// home): into the stream's tag cache, to the shards replicating it and
+    /// to its FLV viewers.
+    pub(super) fn deliver_flv(&mut self, id: StreamId, tag: FlvTag, now: Instant) {
+        let Some(s) = self.streams.get_mut(id) else { return };
+        s.flv.on_tag(tag.clone());
+        for &(shard, replica) in s.subscribers() {
+            self.relay_out.push_back((shard, RelayMsg::FlvTag { stream: replica, tag: tag.clone() }));
+        }
+        // A copy of the list (into reused scratch): a viewer closed for
+        // being slow leaves the stream's list while this walks it.
+        let mut viewers = std::mem::take(&mut self.flv_scratch);
+        viewers.clear();
+        viewers.extend_from_slice(&s.flv_viewers);
+        for &conn in &viewers {
+            self.flv_tag_to(conn, id, &tag, now);
+        }
+        self.flv_scratch = viewers;
+    }
+
+    fn flv_tag_to(&mut self, conn: usize, id: StreamId, tag: &FlvTag, now: Instant) {
+        let Some(c) = self.http.get_mut(&conn) else { return };
+        if c.queued > QUEUE_LIMIT {
+            let since = *c.behind_since.get_or_insert(now);
+            if now.saturating_duration_since(since) >= SLOW_CLOSE {
+                self.counters.flv_slow_closed += 1;
+                tracing::info!(shard = self.id, conn, peer = ?c.peer, queued = c.queued, "FLV viewer not reading; closing");
+                self.close_http(conn, "slow reader");
+                return;
+            }
+        } else {
+            c.behind_since = None;
+        }
+        match c.state {
+            State::Waiting(_) => self.start_flv_viewer(conn, id),
+            State::Live(_) if c.queued > QUEUE_LIMIT => {
+                c.state = State::Skipping(id);
+                self.counters.flv_skips += 1;
+            }
+            State::Live(_) => self.send_http(conn, tag.wire.clone()),
+            State::Skipping(_) if tag.is_keyframe() && c.queued <= QUEUE_LIMIT / 2 => {
+                c.state = State::Live(id);
+                let headers = self.streams.get(id).map(|s| s.flv.headers_at(tag.timestamp_ms)).unwrap_or_default();
+                for h in headers {
+                    self.send_http(conn, h.wire);
+                }
+                self.send_http(conn, tag.wire.clone());
+            }
+            State::Skipping(_) | State::Request => {}
+        }
+    }
+
+    /// Stream `id` ended here (its publisher left, or its home said so):
+    /// its FLV viewers are closed (a player reconnects; a new publisher's
+    /// timeline would not continue this one's).
+    pub(super) fn end_flv_viewers(&mut self, id: StreamId) {
+        let Some(s) = self.streams.get_mut(id) else { return };
+        for conn in std::mem::take(&mut s.flv_viewers) {
+            self.close_http(conn, "stream ended");
+        }
+    }
+
+    fn send_http(&mut self, conn: usize, data: Bytes) {
+        let Some(c) = self.http.get_mut(&conn) else { return };
+        if data.is_empty() {
+            return;
+        }
+        c.queued += data.len();
+        c.bytes_out += data.len() as u64;
+        self.counters.flv_bytes_out += data.len() as u64;
+        if let Some(s) = c.stream().and_then(|id| self.streams.get_mut(id)) {
+            s.add_bytes_out(data.len() as u64);
+        }
+        self.tcp_out.push_back(TcpOutput::Send { conn, data });
+    }
+
+    /// A complete answer (refusal, HEAD, preflight), then close.
+    fn answer_http(&mut self, conn: usize, response: Vec<u8>) {
+        self.send_http(conn, Bytes::from(response));
+        self.close_http(conn, "answered");
+    }
+
+    fn refuse_http(&mut self, conn: usize, r: Refusal, why: &str) {
+        self.counters.http_refused += 1;
+        let peer = self.http.get(&conn).and_then(|c| c.peer);
+        tracing::debug!(shard = self.id, conn, ?peer, status = r.status().0, why, "media request refused");
+        self.answer_http(conn, media_request::refusal_response(r).into_bytes());
+    }
+
+    /// Closes from our side, after what is queued.
+    fn close_http(&mut self, conn: usize, reason: &str) {
+        if self.forget_http(conn, reason) {
+            self.tcp_out.push_back(TcpOutput::Close { conn });
+        }
+    }
+
+    /// Forgets connection `conn`; false if it was not known.
+    fn forget_http(&mut self, conn: usize, reason: &str) -> bool {
+        let Some(c) = self.http.remove(&conn) else { return false };
+        if let Some(id) = c.stream() {
+            self.counters.flv_viewers = self.counters.flv_viewers.saturating_sub(1);
+            tracing::debug!(shard = self.id, conn, peer = ?c.peer, bytes_out = c.bytes_out, reason, "FLV viewer left");
+            if let Some(s) = self.streams.get_mut(id) {
+                s.flv_viewers.retain(|&v| v != conn);
+            }
+            self.drop_stream_if_unused(id);
+        }
+        true
+    }
+
+    /// Bytes read from TCP connection `conn`, whichever listener took it.
+    pub fn handle_tcp_data(&mut self, now: Instant, conn: usize, data: &[u8]) {
+        if self.http.contains_key(&conn) {
+            self.handle_http_data(now, conn, data);
+        } else {
+            self.handle_rtmp_data(now, conn, data);
+        }
+    }
+
+    /// The shell closed TCP connection `conn`, whichever listener took it.
+    pub fn handle_tcp_closed(&mut self, now: Instant, conn: usize, reason: &str) {
+        if self.http.contains_key(&conn) {
+            self.handle_http_closed(now, conn, reason);
+        } else {
+            self.handle_rtmp_closed(now, conn, reason);
+        }
+    }
+
+    /// A publish started (`Some(shard)`) or ended (`None`) on shard `from`.
+    pub(super) fn on_home_announced(&mut self, from: usize, key: String, home: Option<usize>) {
+        match home {
+            Some(h) => {
+                self.homes.insert(key, h);
+            }
+            // Only the shard it names may clear an entry: a publisher that
+            // moved announces its new home before or after the old one's end.
+            None => {
+                if self.homes.get(&key) == Some(&from) {
+                    self.homes.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// Tells every other shard where stream `key` is published now.
+    pub(super) fn announce_home(&mut self, key: &str, published: bool) {
+        let home = published.then_some(self.id);
+        let me = self.id;
+        for to in (0..self.shards).filter(|&s| s != me) {
+            self.relay(to, RelayMsg::Home { key: key.to_string(), home });
+        }
+    }
+}
