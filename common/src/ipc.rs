@@ -224,9 +224,13 @@ pub struct ShardCounters {
     pub flv_viewers: u64,
     /// Bytes handed to media-listener connections.
     pub flv_bytes_out: u64,
-    /// FLV viewers that fell behind and skipped to a keyframe.
+    /// RTMP players now (a gauge), their bytes, and plays refused.
+    pub rtmp_players: u64,
+    pub rtmp_play_bytes_out: u64,
+    pub rtmp_play_refused: u64,
+    /// HTTP-FLV viewers and RTMP players that fell behind and skipped to a keyframe.
     pub flv_skips: u64,
-    /// FLV viewers disconnected for not reading.
+    /// HTTP-FLV viewers and RTMP players disconnected for not reading.
     pub flv_slow_closed: u64,
     pub rtmp_connections: u64,
     pub rtmp_errors: u64,

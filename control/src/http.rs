@@ -431,8 +431,10 @@ async fn metrics(State(engine): State<Arc<Engine>>) -> Response {
     shard_counter!(http_requests, "requests on the media listener");
     shard_counter!(http_refused, "requests on the media listener refused (4xx)");
     shard_counter!(flv_bytes_out, "bytes sent to HTTP-FLV viewers");
-    shard_counter!(flv_skips, "HTTP-FLV viewers that fell behind and skipped to a keyframe");
-    shard_counter!(flv_slow_closed, "HTTP-FLV viewers disconnected for not reading");
+    shard_counter!(rtmp_play_bytes_out, "bytes sent to RTMP players");
+    shard_counter!(rtmp_play_refused, "RTMP plays refused (auth, stream not live)");
+    shard_counter!(flv_skips, "HTTP-FLV viewers and RTMP players that fell behind and skipped to a keyframe");
+    shard_counter!(flv_slow_closed, "HTTP-FLV viewers and RTMP players disconnected for not reading");
     let _ = writeln!(out, "# HELP rts_shard_viewers viewers playing\n# TYPE rts_shard_viewers gauge");
     for s in &shards {
         let _ = writeln!(out, "rts_shard_viewers{{shard=\"{}\"}} {}", s.shard, s.counters.viewers);
@@ -440,6 +442,10 @@ async fn metrics(State(engine): State<Arc<Engine>>) -> Response {
     let _ = writeln!(out, "# HELP rts_shard_flv_viewers HTTP-FLV viewers connected\n# TYPE rts_shard_flv_viewers gauge");
     for s in &shards {
         let _ = writeln!(out, "rts_shard_flv_viewers{{shard=\"{}\"}} {}", s.shard, s.counters.flv_viewers);
+    }
+    let _ = writeln!(out, "# HELP rts_shard_rtmp_players RTMP players connected\n# TYPE rts_shard_rtmp_players gauge");
+    for s in &shards {
+        let _ = writeln!(out, "rts_shard_rtmp_players{{shard=\"{}\"}} {}", s.shard, s.counters.rtmp_players);
     }
     let streams = engine.streams();
     let label = |v: &crate::engine::StreamView| format!("app=\"{}\",stream=\"{}\"", v.app, v.stream);

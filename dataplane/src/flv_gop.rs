@@ -1,4 +1,5 @@
-//! The start for a stream's FLV viewers (HTTP-FLV, `core/flv_viewers.rs`):
+//! The start for a stream's FLV-tag viewers (HTTP-FLV and RTMP play,
+//! `core/flv_viewers.rs`):
 //! the publisher's own tags, untouched (AAC
 //! stays AAC, B-frames stay: players of these protocols take them), from
 //! the last video keyframe on, after the sequence headers a decoder needs
@@ -10,6 +11,7 @@
 
 use bytes::{Bytes, BytesMut};
 use rts_rtmp::flv::file::{write_tag, MAX_TAG_BODY, TAG_AUDIO, TAG_OVERHEAD, TAG_VIDEO};
+use rts_rtmp::media::encode_media_message;
 
 /// Tags kept since the keyframe (a 10 s GOP at 60 fps plus its audio).
 pub const MAX_GOP_TAGS: usize = 1_500;
@@ -27,9 +29,17 @@ pub struct FlvTag {
     pub body: Bytes,
     /// Tag header, body and PreviousTagSize (`flv::file::write_tag`).
     pub wire: Bytes,
+    /// The tag as an RTMP message on message stream [`FlvTag::RTMP_STREAM_ID`]
+    /// (`media::encode_media_message`); empty for types RTMP play does not
+    /// carry here.
+    pub rtmp: Bytes,
 }
 
 impl FlvTag {
+    /// The message stream of a player's first `createStream` (ours number
+    /// from 1): the one the shared RTMP encoding is made for.
+    pub const RTMP_STREAM_ID: u32 = 1;
+
     /// A tag and its encoding. A body over the format's 16 MiB limit
     /// (RTMP's own limit is the same) gets an empty encoding: written as
     /// nothing.
@@ -38,7 +48,8 @@ impl FlvTag {
         if write_tag(&mut wire, tag_type, timestamp_ms, &body).is_err() {
             wire.clear();
         }
-        FlvTag { tag_type, timestamp_ms, body, wire: wire.freeze() }
+        let rtmp = encode_media_message(tag_type, timestamp_ms, FlvTag::RTMP_STREAM_ID, &body);
+        FlvTag { tag_type, timestamp_ms, body, wire: wire.freeze(), rtmp }
     }
 
     /// Whether this is a video keyframe (a viewer may start or resume here).

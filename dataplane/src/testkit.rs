@@ -322,6 +322,97 @@ impl Publisher {
     }
 }
 
+/// Handshakes an RTMP client on connection `conn` (opened here).
+fn rtmp_handshake(rig: &mut Rig, conn: usize) {
+    rig.core.handle_rtmp_open(rig.now, conn, Some("10.200.0.3:40000".parse().unwrap()));
+    rig.drain();
+    let mut hs = Handshake::new(PeerType::Client);
+    let c0c1 = hs.generate_outbound_p0_and_p1().expect("c0c1");
+    rig.core.handle_rtmp_data(rig.now, conn, &c0c1);
+    rig.drain();
+    let s0s1s2 = rig.tcp.remove(&conn).unwrap_or_default();
+    let c2 = match hs.process_bytes(&s0s1s2).expect("client handshake") {
+        HandshakeProcessResult::Completed { response_bytes, .. } => response_bytes,
+        HandshakeProcessResult::InProgress { .. } => panic!("handshake incomplete"),
+    };
+    rig.core.handle_rtmp_data(rig.now, conn, &c2);
+    rig.drain();
+}
+
+/// An RTMP player (rml_rtmp's client) on connection `conn` of a rig.
+pub struct Player {
+    pub conn: usize,
+    client: ClientSession,
+    pub events: Vec<ClientSessionEvent>,
+}
+
+impl Player {
+    /// Connects to `app` and asks to play `stream` (which may carry a
+    /// `?auth_key=` query), then reads the answer.
+    pub fn connect(rig: &mut Rig, conn: usize, app: &str, stream: &str) -> Player {
+        rtmp_handshake(rig, conn);
+        let (client, initial) = ClientSession::new(ClientSessionConfig::new()).expect("client session");
+        let mut p = Player { conn, client, events: Vec::new() };
+        p.results(rig, initial);
+        let r = p.client.request_connection(app.to_string()).expect("connect");
+        p.results(rig, vec![r]);
+        let r = p.client.request_playback(stream.to_string()).expect("play");
+        p.results(rig, vec![r]);
+        p
+    }
+
+    fn results(&mut self, rig: &mut Rig, results: Vec<ClientSessionResult>) {
+        let mut out = Vec::new();
+        for r in results {
+            match r {
+                ClientSessionResult::OutboundResponse(p) => out.extend_from_slice(&p.bytes),
+                ClientSessionResult::RaisedEvent(e) => self.events.push(e),
+                ClientSessionResult::UnhandleableMessageReceived(_) => {}
+            }
+        }
+        if !out.is_empty() {
+            rig.core.handle_rtmp_data(rig.now, self.conn, &out);
+            rig.drain();
+        }
+        self.read(rig);
+    }
+
+    /// Hands what the core sent since the last read to the client (and the
+    /// client's answers back).
+    pub fn read(&mut self, rig: &mut Rig) {
+        loop {
+            let answer = rig.tcp.remove(&self.conn).unwrap_or_default();
+            if answer.is_empty() {
+                return;
+            }
+            let mut out = Vec::new();
+            for r in self.client.handle_input(&answer).expect("client input") {
+                match r {
+                    ClientSessionResult::OutboundResponse(p) => out.extend_from_slice(&p.bytes),
+                    ClientSessionResult::RaisedEvent(e) => self.events.push(e),
+                    ClientSessionResult::UnhandleableMessageReceived(_) => {}
+                }
+            }
+            if !out.is_empty() {
+                rig.core.handle_rtmp_data(rig.now, self.conn, &out);
+                rig.drain();
+            }
+        }
+    }
+
+    /// The media received so far: (video, timestamp, tag body).
+    pub fn media(&self) -> Vec<(bool, u32, Bytes)> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                ClientSessionEvent::VideoDataReceived { data, timestamp, .. } => Some((true, timestamp.value, data.clone())),
+                ClientSessionEvent::AudioDataReceived { data, timestamp, .. } => Some((false, timestamp.value, data.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
 /// Publishes `app/stream` on connection `conn` and sends one GOP.
 pub fn publish(rig: &mut Rig, conn: usize, app: &str, stream: &str, p_frames: u32) -> Publisher {
     let mut p = Publisher::connect(rig, conn, app, stream);

@@ -1,8 +1,10 @@
-//! HTTP-FLV viewers on the media listener (`[http] media_listen`, one
-//! SO_REUSEPORT socket per shard): the request (`media_request.rs`), the
-//! signed-URL check, then the stream's own FLV tags, from the tag GOP cache
-//! (`flv_gop.rs`) on. Each tag is encoded once per stream and the same
-//! `Bytes` goes to every viewer; the response is close-delimited.
+//! Viewers of a stream's own FLV tags over TCP: HTTP-FLV on the media
+//! listener (`[http] media_listen`, one SO_REUSEPORT socket per shard: the
+//! request (`media_request.rs`), the signed-URL check, a close-delimited
+//! response) and RTMP play on the RTMP listener (the request comes from
+//! `ingest.rs`). Both get the tags from the tag GOP cache (`flv_gop.rs`)
+//! on; each tag is encoded once per stream for each wire (`FlvTag::wire`,
+//! `FlvTag::rtmp`) and the same `Bytes` goes to every viewer.
 //!
 //! A viewer of a stream published on another shard makes this shard
 //! replicate it (the home is known from the publish announcements every
@@ -32,6 +34,15 @@ pub const QUEUE_LIMIT: usize = 1 << 20;
 /// A viewer over [`QUEUE_LIMIT`] this long is disconnected.
 pub const SLOW_CLOSE: Duration = Duration::from_secs(5);
 
+/// How a viewer's connection carries tags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Wire {
+    /// HTTP-FLV (media listener).
+    Flv,
+    /// RTMP play on message stream `stream_id`.
+    Rtmp { stream_id: u32 },
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     /// Reading the request head.
@@ -43,8 +54,10 @@ enum State {
     Skipping(StreamId),
 }
 
-pub(super) struct HttpConn {
+pub(super) struct TcpViewer {
     peer: Option<SocketAddr>,
+    wire: Wire,
+    /// The HTTP request head read so far.
     head: Vec<u8>,
     state: State,
     /// Bytes handed to the shell and not yet written by it.
@@ -54,7 +67,7 @@ pub(super) struct HttpConn {
     bytes_out: u64,
 }
 
-impl HttpConn {
+impl TcpViewer {
     fn stream(&self) -> Option<StreamId> {
         match self.state {
             State::Waiting(id) | State::Live(id) | State::Skipping(id) => Some(id),
@@ -67,14 +80,14 @@ impl Core {
     /// The shell accepted connection `conn` on the media listener.
     pub fn handle_http_open(&mut self, now: Instant, conn: usize, peer: Option<SocketAddr>) {
         self.advance(now);
-        self.http.insert(conn, HttpConn { peer, head: Vec::new(), state: State::Request, queued: 0, behind_since: None, bytes_out: 0 });
+        self.tcp_viewers.insert(conn, TcpViewer { peer, wire: Wire::Flv, head: Vec::new(), state: State::Request, queued: 0, behind_since: None, bytes_out: 0 });
     }
 
     /// Bytes read from media connection `conn`. Only the request head is
     /// read; anything after it is ignored.
     pub fn handle_http_data(&mut self, now: Instant, conn: usize, data: &[u8]) {
         let now = self.advance(now);
-        let Some(c) = self.http.get_mut(&conn).filter(|c| c.state == State::Request) else { return };
+        let Some(c) = self.tcp_viewers.get_mut(&conn).filter(|c| c.state == State::Request) else { return };
         let take = data.len().min(media_request::MAX_HEAD + 1 - c.head.len().min(media_request::MAX_HEAD));
         c.head.extend_from_slice(&data[..take]);
         match media_request::parse(&c.head) {
@@ -93,7 +106,7 @@ impl Core {
 
     /// The shell wrote `n` bytes of what the core queued for `conn`.
     pub fn handle_tcp_written(&mut self, conn: usize, n: usize) {
-        if let Some(c) = self.http.get_mut(&conn) {
+        if let Some(c) = self.tcp_viewers.get_mut(&conn) {
             c.queued = c.queued.saturating_sub(n);
         }
     }
@@ -101,7 +114,7 @@ impl Core {
     /// The shell closed media connection `conn` (peer closed, error).
     pub fn handle_http_closed(&mut self, now: Instant, conn: usize, reason: &str) {
         self.advance(now);
-        self.forget_http(conn, reason);
+        self.forget_tcp_viewer(conn, reason);
     }
 
     fn on_media_request(&mut self, now: Instant, conn: usize, req: MediaRequest) {
@@ -112,7 +125,7 @@ impl Core {
         let auth_key = rts_common::auth::query_param(&req.query, "auth_key");
         if let Err(f) = self.cfg.play_auth().check(&req.app, &req.stream, Some("flv"), auth_key, self.unix_us(now) / 1_000_000) {
             self.counters.http_refused += 1;
-            let peer = self.http.get(&conn).and_then(|c| c.peer);
+            let peer = self.tcp_viewers.get(&conn).and_then(|c| c.peer);
             tracing::info!(shard = self.id, path = %req.path, ?peer, failure = %f, "FLV play refused");
             self.answer_http(conn, media_request::error_response(403, "Forbidden").into_bytes());
             return;
@@ -125,19 +138,75 @@ impl Core {
             self.answer_http(conn, media_request::flv_response_head().into_bytes());
             return;
         }
-        if let Some(c) = self.http.get_mut(&conn) {
+        if let Some(c) = self.tcp_viewers.get_mut(&conn) {
             c.state = State::Waiting(id);
         }
         // The response head and the FLV header count as the stream's traffic.
         let mut head = media_request::flv_response_head().into_bytes();
         head.extend_from_slice(&rts_rtmp::flv::file::file_header(true, true));
-        self.send_http(conn, Bytes::from(head));
+        self.send_tcp(conn, Bytes::from(head));
+        self.counters.flv_viewers += 1;
+        self.attach_tcp_viewer(conn, id, &req.host, true);
+    }
+
+    /// RTMP connection `conn` asked to play app/name (`ingest.rs` answers
+    /// from the result): the stream it plays, or why not.
+    pub(super) fn rtmp_play_stream(&mut self, app: &str, name: &str, query: &str, now: Instant) -> Result<StreamId, String> {
+        let auth_key = rts_common::auth::query_param(query, "auth_key");
+        if let Err(f) = self.cfg.play_auth().check(app, name, None, auth_key, self.unix_us(now) / 1_000_000) {
+            return Err(format!("auth: {f}"));
+        }
+        self.flv_stream(app, name).ok_or_else(|| "stream not live".to_string())
+    }
+
+    /// RTMP connection `conn` plays stream `id` on message stream
+    /// `stream_id` (its play was accepted). Its start waits for
+    /// [`Core::start_rtmp_player`]: the answer to the play goes first.
+    pub(super) fn add_rtmp_player(&mut self, conn: usize, peer: Option<SocketAddr>, id: StreamId, stream_id: u32) {
+        let v = TcpViewer { peer, wire: Wire::Rtmp { stream_id }, head: Vec::new(), state: State::Waiting(id), queued: 0, behind_since: None, bytes_out: 0 };
+        self.tcp_viewers.insert(conn, v);
+        self.counters.rtmp_players += 1;
+        self.attach_tcp_viewer(conn, id, "", false);
+    }
+
+    /// Starts RTMP player `conn` if it waits (after its connection's output).
+    pub(super) fn start_rtmp_player(&mut self, conn: usize) {
+        if let Some(State::Waiting(id)) = self.tcp_viewers.get(&conn).map(|c| c.state) {
+            self.start_flv_viewer(conn, id);
+        }
+    }
+
+    fn attach_tcp_viewer(&mut self, conn: usize, id: StreamId, host: &str, start: bool) {
         let Some(s) = self.streams.get_mut(id) else { return };
         s.flv_viewers.push(conn);
-        self.counters.flv_viewers += 1;
-        let peer = self.http.get(&conn).and_then(|c| c.peer);
-        tracing::info!(shard = self.id, stream = %s.key(), ?peer, host = %req.host, "FLV viewer");
-        self.start_flv_viewer(conn, id);
+        let v = self.tcp_viewers.get(&conn);
+        let (peer, wire) = (v.and_then(|c| c.peer), v.map(|c| c.wire));
+        tracing::info!(shard = self.id, stream = %s.key(), ?peer, ?wire, host, "FLV-tag viewer");
+        if start {
+            self.start_flv_viewer(conn, id);
+        }
+    }
+
+    /// Counts bytes the RTMP connection of a player sends besides media
+    /// (status, acknowledgements), then queues them.
+    pub(super) fn send_rtmp_bytes(&mut self, conn: usize, data: Bytes) {
+        if self.tcp_viewers.contains_key(&conn) {
+            self.send_tcp(conn, data);
+        } else {
+            self.tcp_out.push_back(TcpOutput::Send { conn, data });
+        }
+    }
+
+    /// A tag as `conn`'s wire carries it.
+    fn tag_bytes(&self, conn: usize, tag: &FlvTag) -> Bytes {
+        match self.tcp_viewers.get(&conn).map(|c| c.wire) {
+            Some(Wire::Flv) => tag.wire.clone(),
+            Some(Wire::Rtmp { stream_id: FlvTag::RTMP_STREAM_ID }) => tag.rtmp.clone(),
+            // A player on another message stream (it created more than
+            // one): its own encoding.
+            Some(Wire::Rtmp { stream_id }) => rts_rtmp::media::encode_media_message(tag.tag_type, tag.timestamp_ms, stream_id, &tag.body),
+            None => Bytes::new(),
+        }
     }
 
     /// The local stream an FLV viewer of app/name attaches to: live here,
@@ -173,13 +242,14 @@ impl Core {
     /// Sends a waiting viewer the stream's start once there is one.
     fn start_flv_viewer(&mut self, conn: usize, id: StreamId) {
         let Some(s) = self.streams.get(id) else { return };
-        if !s.flv.ready() || self.http.get(&conn).map(|c| c.state) != Some(State::Waiting(id)) {
+        if !s.flv.ready() || self.tcp_viewers.get(&conn).map(|c| c.state) != Some(State::Waiting(id)) {
             return;
         }
         for tag in s.flv.start() {
-            self.send_http(conn, tag.wire);
+            let b = self.tag_bytes(conn, &tag);
+            self.send_tcp(conn, b);
         }
-        if let Some(c) = self.http.get_mut(&conn) {
+        if let Some(c) = self.tcp_viewers.get_mut(&conn) {
             c.state = State::Live(id);
         }
     }
@@ -205,13 +275,13 @@ impl Core {
     }
 
     fn flv_tag_to(&mut self, conn: usize, id: StreamId, tag: &FlvTag, now: Instant) {
-        let Some(c) = self.http.get_mut(&conn) else { return };
+        let Some(c) = self.tcp_viewers.get_mut(&conn) else { return };
         if c.queued > QUEUE_LIMIT {
             let since = *c.behind_since.get_or_insert(now);
             if now.saturating_duration_since(since) >= SLOW_CLOSE {
                 self.counters.flv_slow_closed += 1;
-                tracing::info!(shard = self.id, conn, peer = ?c.peer, queued = c.queued, "FLV viewer not reading; closing");
-                self.close_http(conn, "slow reader");
+                tracing::info!(shard = self.id, conn, peer = ?c.peer, queued = c.queued, "FLV-tag viewer not reading; closing");
+                self.close_tcp_viewer(conn, "slow reader");
                 return;
             }
         } else {
@@ -223,14 +293,17 @@ impl Core {
                 c.state = State::Skipping(id);
                 self.counters.flv_skips += 1;
             }
-            State::Live(_) => self.send_http(conn, tag.wire.clone()),
+            State::Live(_) => {
+                let b = self.tag_bytes(conn, tag);
+                self.send_tcp(conn, b);
+            }
             State::Skipping(_) if tag.is_keyframe() && c.queued <= QUEUE_LIMIT / 2 => {
                 c.state = State::Live(id);
                 let headers = self.streams.get(id).map(|s| s.flv.headers_at(tag.timestamp_ms)).unwrap_or_default();
-                for h in headers {
-                    self.send_http(conn, h.wire);
+                for h in headers.iter().chain(std::iter::once(tag)) {
+                    let b = self.tag_bytes(conn, h);
+                    self.send_tcp(conn, b);
                 }
-                self.send_http(conn, tag.wire.clone());
             }
             State::Skipping(_) | State::Request => {}
         }
@@ -242,18 +315,22 @@ impl Core {
     pub(super) fn end_flv_viewers(&mut self, id: StreamId) {
         let Some(s) = self.streams.get_mut(id) else { return };
         for conn in std::mem::take(&mut s.flv_viewers) {
-            self.close_http(conn, "stream ended");
+            self.close_tcp_viewer(conn, "stream ended");
         }
     }
 
-    fn send_http(&mut self, conn: usize, data: Bytes) {
-        let Some(c) = self.http.get_mut(&conn) else { return };
+    /// Queues bytes for a viewer, counting them as queued and as traffic.
+    fn send_tcp(&mut self, conn: usize, data: Bytes) {
+        let Some(c) = self.tcp_viewers.get_mut(&conn) else { return };
         if data.is_empty() {
             return;
         }
         c.queued += data.len();
         c.bytes_out += data.len() as u64;
-        self.counters.flv_bytes_out += data.len() as u64;
+        match c.wire {
+            Wire::Flv => self.counters.flv_bytes_out += data.len() as u64,
+            Wire::Rtmp { .. } => self.counters.rtmp_play_bytes_out += data.len() as u64,
+        }
         if let Some(s) = c.stream().and_then(|id| self.streams.get_mut(id)) {
             s.add_bytes_out(data.len() as u64);
         }
@@ -262,30 +339,43 @@ impl Core {
 
     /// A complete answer (refusal, HEAD, preflight), then close.
     fn answer_http(&mut self, conn: usize, response: Vec<u8>) {
-        self.send_http(conn, Bytes::from(response));
+        self.send_tcp(conn, Bytes::from(response));
         self.close_http(conn, "answered");
     }
 
     fn refuse_http(&mut self, conn: usize, r: Refusal, why: &str) {
         self.counters.http_refused += 1;
-        let peer = self.http.get(&conn).and_then(|c| c.peer);
+        let peer = self.tcp_viewers.get(&conn).and_then(|c| c.peer);
         tracing::debug!(shard = self.id, conn, ?peer, status = r.status().0, why, "media request refused");
         self.answer_http(conn, media_request::refusal_response(r).into_bytes());
     }
 
-    /// Closes from our side, after what is queued.
+    /// Closes a media-listener connection from our side, after what is queued.
     fn close_http(&mut self, conn: usize, reason: &str) {
-        if self.forget_http(conn, reason) {
+        if self.forget_tcp_viewer(conn, reason) {
             self.tcp_out.push_back(TcpOutput::Close { conn });
         }
     }
 
-    /// Forgets connection `conn`; false if it was not known.
-    fn forget_http(&mut self, conn: usize, reason: &str) -> bool {
-        let Some(c) = self.http.remove(&conn) else { return false };
+    /// Closes a viewer's connection from our side, whichever listener it
+    /// came from.
+    fn close_tcp_viewer(&mut self, conn: usize, reason: &str) {
+        match self.tcp_viewers.get(&conn).map(|c| c.wire) {
+            Some(Wire::Flv) => self.close_http(conn, reason),
+            Some(Wire::Rtmp { .. }) => self.close_rtmp(conn, reason),
+            None => {}
+        }
+    }
+
+    /// Forgets viewer `conn` (HTTP or RTMP); false if it was not one.
+    pub(super) fn forget_tcp_viewer(&mut self, conn: usize, reason: &str) -> bool {
+        let Some(c) = self.tcp_viewers.remove(&conn) else { return false };
         if let Some(id) = c.stream() {
-            self.counters.flv_viewers = self.counters.flv_viewers.saturating_sub(1);
-            tracing::debug!(shard = self.id, conn, peer = ?c.peer, bytes_out = c.bytes_out, reason, "FLV viewer left");
+            match c.wire {
+                Wire::Flv => self.counters.flv_viewers = self.counters.flv_viewers.saturating_sub(1),
+                Wire::Rtmp { .. } => self.counters.rtmp_players = self.counters.rtmp_players.saturating_sub(1),
+            }
+            tracing::debug!(shard = self.id, conn, peer = ?c.peer, bytes_out = c.bytes_out, reason, "FLV-tag viewer left");
             if let Some(s) = self.streams.get_mut(id) {
                 s.flv_viewers.retain(|&v| v != conn);
             }
@@ -296,7 +386,7 @@ impl Core {
 
     /// Bytes read from TCP connection `conn`, whichever listener took it.
     pub fn handle_tcp_data(&mut self, now: Instant, conn: usize, data: &[u8]) {
-        if self.http.contains_key(&conn) {
+        if self.is_http(conn) {
             self.handle_http_data(now, conn, data);
         } else {
             self.handle_rtmp_data(now, conn, data);
@@ -305,11 +395,15 @@ impl Core {
 
     /// The shell closed TCP connection `conn`, whichever listener took it.
     pub fn handle_tcp_closed(&mut self, now: Instant, conn: usize, reason: &str) {
-        if self.http.contains_key(&conn) {
+        if self.is_http(conn) {
             self.handle_http_closed(now, conn, reason);
         } else {
             self.handle_rtmp_closed(now, conn, reason);
         }
+    }
+
+    fn is_http(&self, conn: usize) -> bool {
+        self.tcp_viewers.get(&conn).is_some_and(|c| c.wire == Wire::Flv)
     }
 
     /// A publish started (`Some(shard)`) or ended (`None`) on shard `from`.

@@ -47,10 +47,11 @@ impl Core {
             let Some(c) = self.conns.get_mut(&conn) else { return };
             let Some(out) = c.rtmp.poll_output() else { break };
             match out {
-                RtmpOutput::Transmit(data) => self.tcp_out.push_back(TcpOutput::Send { conn, data }),
+                RtmpOutput::Transmit(data) => self.send_rtmp_bytes(conn, data),
                 RtmpOutput::Event(ev) => self.on_rtmp_event(conn, ev, now),
             }
         }
+        self.start_rtmp_player(conn);
     }
 
     /// The shell closed RTMP connection `conn` (peer closed, error, or not
@@ -58,14 +59,16 @@ impl Core {
     pub fn handle_rtmp_closed(&mut self, now: Instant, conn: usize, reason: &str) {
         self.advance(now);
         self.end_publish(conn);
+        self.forget_tcp_viewer(conn, reason);
         if let Some(c) = self.conns.remove(&conn) {
             tracing::debug!(shard = self.id, conn, peer = ?c.peer, reason, "RTMP connection closed");
         }
     }
 
     /// Closes a connection from our side (after what is queued for it).
-    fn close_rtmp(&mut self, conn: usize, reason: &str) {
+    pub(super) fn close_rtmp(&mut self, conn: usize, reason: &str) {
         self.end_publish(conn);
+        self.forget_tcp_viewer(conn, reason);
         if let Some(c) = self.conns.remove(&conn) {
             tracing::debug!(shard = self.id, conn, peer = ?c.peer, reason, "RTMP connection closed");
             self.tcp_out.push_back(TcpOutput::Close { conn });
@@ -92,7 +95,39 @@ impl Core {
                 }
             }
             RtmpEvent::PublishFinished => self.end_publish(conn),
+            RtmpEvent::PlayRequested { request_id, app, stream, query } => self.on_play_request(conn, request_id, &app, &stream, &query, now),
+            RtmpEvent::PlayFinished => self.close_rtmp(conn, "play finished"),
             _ => {}
+        }
+    }
+
+    /// An RTMP client asks to play: the stream's FLV tags from its GOP
+    /// cache on (`flv_viewers.rs`), or a refusal and close.
+    fn on_play_request(&mut self, conn: usize, request_id: u32, app: &str, stream: &str, query: &str, now: Instant) {
+        let verdict = self.rtmp_play_stream(app, stream, query, now);
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        let peer = c.peer;
+        let accepted = match verdict {
+            Ok(id) => c.rtmp.accept_play(request_id).map(|msid| (id, msid)).map_err(|e| e.to_string()),
+            Err(reason) => {
+                self.counters.rtmp_play_refused += 1;
+                tracing::info!(shard = self.id, stream = %Stream::key_of(app, stream), ?peer, %reason, "RTMP play refused");
+                let _ = c.rtmp.reject_play(request_id, &reason);
+                while let Some(RtmpOutput::Transmit(data)) = c.rtmp.poll_output() {
+                    self.tcp_out.push_back(TcpOutput::Send { conn, data });
+                }
+                self.close_rtmp(conn, "play refused");
+                return;
+            }
+        };
+        match accepted {
+            Ok((id, msid)) => {
+                self.add_rtmp_player(conn, peer, id, msid);
+            }
+            Err(e) => {
+                tracing::warn!(shard = self.id, error = %e, "accept_play failed");
+                self.close_rtmp(conn, "protocol error");
+            }
         }
     }
 

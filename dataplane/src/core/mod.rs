@@ -79,8 +79,8 @@ pub struct Core {
     by_addr: HashMap<SocketAddrV4, usize>,
     by_id: HashMap<u64, usize>,
     conns: HashMap<usize, Ingest>,
-    /// Media-listener connections (HTTP-FLV viewers), by the shell's id.
-    http: HashMap<usize, flv_viewers::HttpConn>,
+    /// HTTP-FLV connections and RTMP players, by the shell's id.
+    tcp_viewers: HashMap<usize, flv_viewers::TcpViewer>,
     /// Where each stream published on another shard lives (announced by
     /// that shard; `RelayMsg::Home`).
     homes: HashMap<String, usize>,
@@ -136,7 +136,7 @@ impl Core {
             by_addr: HashMap::new(),
             by_id: HashMap::new(),
             conns: HashMap::new(),
-            http: HashMap::new(),
+            tcp_viewers: HashMap::new(),
             homes: HashMap::new(),
             flv_scratch: Vec::new(),
             out: Outbox::new(),

@@ -1,4 +1,7 @@
-//! The server side of one RTMP TCP connection, publish (ingest) only.
+//! The server side of one RTMP TCP connection: one publish (ingest) or one
+//! play. A player's media is written by the caller with
+//! [`crate::media::encode_media_message`] on the message stream
+//! [`RtmpServerConn::accept_play`] returns.
 //!
 //! Bytes go in with [`RtmpServerConn::handle_input`]; bytes to write back and events come
 //! out of [`RtmpServerConn::poll_output`]. Mutate, then drain, then mutate again.
@@ -70,6 +73,21 @@ pub enum RtmpEvent {
     /// An accepted publish ended (`FCUnpublish`, `deleteStream`, `closeStream`, or
     /// [`RtmpServerConn::handle_eof`]). Emitted at most once per accepted publish.
     PublishFinished,
+    /// The client wants to play. Answer with [`RtmpServerConn::accept_play`] or
+    /// [`RtmpServerConn::reject_play`]; input is held until then, as for a publish.
+    /// `app`, `stream` and `query` as in `PublishRequested`.
+    PlayRequested {
+        /// Pass back to `accept_play` / `reject_play`.
+        request_id: u32,
+        /// RTMP application.
+        app: String,
+        /// Stream name.
+        stream: String,
+        /// Raw query string without `?`, empty if none.
+        query: String,
+    },
+    /// An accepted play ended (`deleteStream` or `closeStream` of its stream).
+    PlayFinished,
     /// `onMetaData` as displayable key/value pairs, sorted by key.
     Metadata(Vec<(String, String)>),
     /// A raw FLV video tag body (parse with [`crate::flv::parse_video_tag`]).
@@ -92,6 +110,7 @@ pub enum RtmpEvent {
 struct Pending {
     request_id: u32,
     stream_id: u32,
+    play: bool,
 }
 
 /// Sans-IO RTMP server connection: handshake, then one publish.
@@ -116,6 +135,8 @@ pub struct RtmpServerConn {
     held: Vec<u8>,
     /// Message stream id of the accepted publish.
     publishing: Option<u32>,
+    /// Message stream id of the accepted play.
+    playing: Option<u32>,
     /// Peer's window ack size; 0 means the peer did not ask for acknowledgements.
     ack_window: u32,
     /// Total bytes received (wrapping, as the RTMP ack sequence number is).
@@ -148,6 +169,7 @@ impl RtmpServerConn {
             pending: None,
             held: Vec::new(),
             publishing: None,
+            playing: None,
             ack_window: 0,
             bytes_received: 0,
             bytes_since_ack: 0,
@@ -198,7 +220,7 @@ impl RtmpServerConn {
     /// Input held while the request was pending is processed now, so this can queue more
     /// events, and an error from it is fatal exactly as from `handle_input`.
     pub fn accept_publish(&mut self, request_id: u32) -> Result<(), RtmpError> {
-        let p = self.take_pending(request_id)?;
+        let p = self.take_pending(request_id, false)?;
         self.publishing = Some(p.stream_id);
         self.send(
             RtmpMessage::UserControl {
@@ -223,9 +245,42 @@ impl RtmpServerConn {
     /// output and closes the connection. Held input is processed as in `accept_publish`
     /// (media in it is dropped).
     pub fn reject_publish(&mut self, request_id: u32, reason: &str) -> Result<(), RtmpError> {
-        let p = self.take_pending(request_id)?;
+        let p = self.take_pending(request_id, false)?;
         self.on_status(p.stream_id, "error", "NetStream.Publish.BadName", reason)?;
         self.resume()
+    }
+
+    /// Answers a [`RtmpEvent::PlayRequested`]: StreamBegin, `NetStream.Play.Reset` and
+    /// `NetStream.Play.Start`. Returns the message stream id the player's media goes on
+    /// (see [`crate::media::encode_media_message`]). Held input is processed as in
+    /// `accept_publish`.
+    pub fn accept_play(&mut self, request_id: u32) -> Result<u32, RtmpError> {
+        let p = self.take_pending(request_id, true)?;
+        self.playing = Some(p.stream_id);
+        self.send(
+            RtmpMessage::UserControl {
+                event_type: UserControlEventType::StreamBegin,
+                stream_id: Some(p.stream_id),
+                buffer_length: None,
+                timestamp: None,
+            },
+            0,
+        )?;
+        self.on_status(p.stream_id, "status", "NetStream.Play.Reset", "Playing and resetting stream.")?;
+        self.on_status(p.stream_id, "status", "NetStream.Play.Start", "Started playing stream.")?;
+        self.resume()?;
+        self.flush_tx();
+        Ok(p.stream_id)
+    }
+
+    /// Refuses a [`RtmpEvent::PlayRequested`] with `NetStream.Play.StreamNotFound`
+    /// (`reason` as description); the caller then flushes and closes.
+    pub fn reject_play(&mut self, request_id: u32, reason: &str) -> Result<(), RtmpError> {
+        let p = self.take_pending(request_id, true)?;
+        self.on_status(p.stream_id, "error", "NetStream.Play.StreamNotFound", reason)?;
+        self.resume()?;
+        self.flush_tx();
+        Ok(())
     }
 
     /// Processes input held while a publish request was pending.
@@ -238,12 +293,12 @@ impl RtmpServerConn {
         r
     }
 
-    fn take_pending(&mut self, request_id: u32) -> Result<Pending, RtmpError> {
+    fn take_pending(&mut self, request_id: u32, play: bool) -> Result<Pending, RtmpError> {
         if self.closed {
             return Err(RtmpError::Closed);
         }
         match self.pending {
-            Some(p) if p.request_id == request_id => {
+            Some(p) if p.request_id == request_id && p.play == play => {
                 self.pending = None;
                 Ok(p)
             }
@@ -441,7 +496,8 @@ impl RtmpServerConn {
                 self.end_stream(p.message_stream_id);
                 Ok(())
             }
-            "play" | "play2" => Err(RtmpError::Unsupported("play")),
+            "play" => self.on_play(p.message_stream_id, cmd),
+            "play2" => Err(RtmpError::Unsupported("play2")),
             _ => Ok(()),
         }
     }
@@ -508,8 +564,8 @@ impl RtmpServerConn {
 
     fn on_publish(&mut self, stream_id: u32, cmd: amf::Command) -> Result<(), RtmpError> {
         let app = self.require_connected()?.to_owned();
-        if self.pending.is_some() || self.publishing.is_some() {
-            return Err(RtmpError::Protocol("publish while publishing"));
+        if self.pending.is_some() || self.publishing.is_some() || self.playing.is_some() {
+            return Err(RtmpError::Protocol("publish while publishing or playing"));
         }
         if !self.streams.contains(&stream_id) {
             return Err(RtmpError::Protocol("publish on a stream not created"));
@@ -523,8 +579,37 @@ impl RtmpServerConn {
         self.pending = Some(Pending {
             request_id,
             stream_id,
+            play: false,
         });
         self.event(RtmpEvent::PublishRequested {
+            request_id,
+            app,
+            stream,
+            query,
+        });
+        Ok(())
+    }
+
+    fn on_play(&mut self, stream_id: u32, cmd: amf::Command) -> Result<(), RtmpError> {
+        let app = self.require_connected()?.to_owned();
+        if self.pending.is_some() || self.publishing.is_some() || self.playing.is_some() {
+            return Err(RtmpError::Protocol("play while publishing or playing"));
+        }
+        if !self.streams.contains(&stream_id) {
+            return Err(RtmpError::Protocol("play on a stream not created"));
+        }
+        let Some(Amf0Value::Utf8String(name)) = cmd.args.first() else {
+            return Err(RtmpError::Message("play without stream name".into()));
+        };
+        let (app, stream, query) = url::publish_target(&app, name, &self.tc_url);
+        let request_id = self.next_request_id;
+        self.next_request_id = self.next_request_id.wrapping_add(1);
+        self.pending = Some(Pending {
+            request_id,
+            stream_id,
+            play: true,
+        });
+        self.event(RtmpEvent::PlayRequested {
             request_id,
             app,
             stream,
@@ -543,6 +628,10 @@ impl RtmpServerConn {
     fn end_stream(&mut self, id: u32) {
         if self.publishing == Some(id) {
             self.finish_publish();
+        }
+        if self.playing == Some(id) {
+            self.playing = None;
+            self.event(RtmpEvent::PlayFinished);
         }
     }
 

@@ -28,6 +28,7 @@ mod amf;
 mod conn;
 mod error;
 pub mod flv;
+pub mod media;
 mod url;
 
 pub use conn::{RtmpEvent, RtmpOutput, RtmpServerConn, CHUNK_SIZE, WINDOW_ACK_SIZE};

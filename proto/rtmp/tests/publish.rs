@@ -376,7 +376,7 @@ fn commands_out_of_order_are_errors() {
     );
     assert!(matches!(
         s.handle_input(&play),
-        Err(RtmpError::Unsupported("play"))
+        Err(RtmpError::Protocol("play on a stream not created"))
     ));
 
     let (mut s, mut ser) = raw_server();

@@ -248,3 +248,57 @@ fn a_viewer_on_another_shard_gets_the_stream_through_replication() {
     request(&mut edge, 101, REQUEST);
     assert!(response(&edge, 101).0.starts_with("HTTP/1.1 404 "));
 }
+
+// ------------------------------------------------------------ RTMP play
+
+/// (video?, timestamp, first two body bytes) of a player's media.
+fn played(p: &Player) -> Vec<(bool, u32, u8, u8)> {
+    p.media().iter().map(|(v, ts, b)| (*v, *ts, b[0], b[1])).collect()
+}
+
+#[test]
+fn an_rtmp_player_gets_the_answer_then_the_start_then_live_tags() {
+    let mut rig = Rig::new("");
+    let mut p = Publisher::connect(&mut rig, 1, "live", "s");
+    p.audio(&mut rig, 0, aac_header());
+    p.gop(&mut rig, 0, 1);
+    let mut player = Player::connect(&mut rig, 50, "live", "s");
+    let accepted = player.events.iter().position(|e| *e == rml_rtmp::sessions::ClientSessionEvent::PlaybackRequestAccepted);
+    let first_media = player.events.iter().position(|e| matches!(e, rml_rtmp::sessions::ClientSessionEvent::VideoDataReceived { .. }));
+    let kinds: Vec<String> = player.events.iter().map(|e| format!("{e:?}").chars().take(40).collect()).collect();
+    assert!(accepted.is_some() && first_media.is_some() && accepted < first_media, "the answer, then media: {kinds:?}");
+    assert_eq!(played(&player), vec![(true, 0, 0x17, 0), (false, 0, 0xaf, 0), (true, 0, 0x17, 1), (true, 33, 0x27, 1)]);
+    p.video(&mut rig, 66, frame(false, 9_000, 4)); // three RTMP chunks
+    p.audio(&mut rig, 50, aac(3));
+    player.read(&mut rig);
+    let media = player.media();
+    assert_eq!(media[4], (true, 66, frame(false, 9_000, 4)), "the publisher's tag, untouched");
+    assert_eq!(played(&player)[5..], [(false, 50, 0xaf, 1)]);
+    assert_eq!(rig.core.counters.rtmp_players, 1);
+    assert!(rig.core.counters.rtmp_play_bytes_out > 9_000);
+    // The publisher leaves: the player is closed.
+    p.drop_connection(&mut rig);
+    assert_eq!(rig.closed, vec![50]);
+    assert_eq!(rig.core.counters.rtmp_players, 0);
+}
+
+#[test]
+fn a_refused_rtmp_play_gets_an_error_status_and_is_closed() {
+    let mut rig = Rig::new("[auth]\nplay_key = \"k1\"\n");
+    let _p = publish(&mut rig, 1, "live", "s", 1);
+    let player = Player::connect(&mut rig, 50, "live", "s");
+    assert!(
+        player.events.iter().any(|e| matches!(e, rml_rtmp::sessions::ClientSessionEvent::UnhandleableOnStatusCode { code } if code == "NetStream.Play.StreamNotFound")),
+        "{:?}",
+        player.events
+    );
+    assert!(player.media().is_empty());
+    assert_eq!(rig.closed, vec![50]);
+    let key = rts_common::auth::sign_path("/live/s", "k1", 1_700_000_000, "r", "0");
+    let player = Player::connect(&mut rig, 51, "live", &format!("s?auth_key={key}"));
+    assert!(!player.media().is_empty(), "signed: plays");
+    let player = Player::connect(&mut rig, 52, "live", &format!("nothing?auth_key={key}"));
+    assert!(player.media().is_empty());
+    assert_eq!(rig.closed, vec![50, 52]);
+    assert_eq!(rig.core.counters.rtmp_play_refused, 2);
+}

@@ -1,5 +1,6 @@
 //! Arbitrary bytes into an `RtmpServerConn`, split where the first byte says, answering
-//! publish requests as a shard would. Run: `cargo +nightly fuzz run rtmp_server_input`.
+//! publish and play requests as a shard would (plays accepted or refused by the request
+//! id's parity). Run: `cargo +nightly fuzz run rtmp_server_input`.
 //! A valid C0+C1+C2 prefix (3073 bytes, e.g. `03` then zeros) in the seed corpus gets the
 //! fuzzer past the handshake quickly.
 #![no_main]
@@ -41,8 +42,17 @@ fuzz_target!(|data: &[u8]| {
             return;
         }
         while let Some(out) = conn.poll_output() {
-            if let RtmpOutput::Event(RtmpEvent::PublishRequested { request_id, .. }) = out {
-                let _ = conn.accept_publish(request_id);
+            match out {
+                RtmpOutput::Event(RtmpEvent::PublishRequested { request_id, .. }) => {
+                    let _ = conn.accept_publish(request_id);
+                }
+                RtmpOutput::Event(RtmpEvent::PlayRequested { request_id, .. }) if request_id % 2 == 0 => {
+                    let _ = conn.accept_play(request_id);
+                }
+                RtmpOutput::Event(RtmpEvent::PlayRequested { request_id, .. }) => {
+                    let _ = conn.reject_play(request_id, "refused");
+                }
+                _ => {}
             }
         }
     }
