@@ -130,14 +130,19 @@ impl Core {
             self.answer_http(conn, media_request::error_response(403, "Forbidden").into_bytes());
             return;
         }
+        if req.method == Method::Head {
+            // Answered from what is known, without replicating the stream.
+            if self.stream_known(&req.app, &req.stream) {
+                self.answer_http(conn, media_request::flv_response_head().into_bytes());
+            } else {
+                self.refuse_http(conn, Refusal::NotFound, "stream not live");
+            }
+            return;
+        }
         let Some(id) = self.flv_stream(&req.app, &req.stream) else {
             self.refuse_http(conn, Refusal::NotFound, "stream not live");
             return;
         };
-        if req.method == Method::Head {
-            self.answer_http(conn, media_request::flv_response_head().into_bytes());
-            return;
-        }
         if let Some(c) = self.tcp_viewers.get_mut(&conn) {
             c.state = State::Waiting(id);
         }
@@ -207,6 +212,12 @@ impl Core {
             Some(Wire::Rtmp { stream_id }) => rts_rtmp::media::encode_media_message(tag.tag_type, tag.timestamp_ms, stream_id, &tag.body),
             None => Bytes::new(),
         }
+    }
+
+    /// Whether app/name is live here or announced by another shard.
+    fn stream_known(&self, app: &str, name: &str) -> bool {
+        let key = Stream::key_of(app, name);
+        self.streams.lookup(&key).and_then(|id| self.streams.get(id)).is_some_and(|s| s.is_live()) || self.homes.get(&key).is_some_and(|&h| h != self.id && h < self.shards)
     }
 
     /// The local stream an FLV viewer of app/name attaches to: live here,

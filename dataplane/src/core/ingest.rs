@@ -105,6 +105,7 @@ impl Core {
     /// cache on (`flv_viewers.rs`), or a refusal and close.
     fn on_play_request(&mut self, conn: usize, request_id: u32, app: &str, stream: &str, query: &str, now: Instant) {
         let verdict = self.rtmp_play_stream(app, stream, query, now);
+        let verdict_id = verdict.clone();
         let Some(c) = self.conns.get_mut(&conn) else { return };
         let peer = c.peer;
         let accepted = match verdict {
@@ -127,6 +128,10 @@ impl Core {
             Err(e) => {
                 tracing::warn!(shard = self.id, error = %e, "accept_play failed");
                 self.close_rtmp(conn, "protocol error");
+                // A replica made for this play goes again.
+                if let Ok(id) = verdict_id {
+                    self.drop_stream_if_unused(id);
+                }
             }
         }
     }

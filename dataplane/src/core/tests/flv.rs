@@ -219,6 +219,10 @@ fn a_viewer_on_another_shard_gets_the_stream_through_replication() {
     let (mut home, mut edge) = (Rig::shard(0, 2, "", t0), Rig::shard(1, 2, "", t0));
     let mut p = publish(&mut home, 1, "live", "s", 1);
     exchange(&mut [&mut home, &mut edge]); // the publish announcement
+    // HEAD answers from the announcement, without replicating.
+    request(&mut edge, 99, "HEAD /live/s.flv HTTP/1.1\r\n\r\n");
+    assert!(response(&edge, 99).0.starts_with("HTTP/1.1 200 "));
+    assert!(edge.core.streams.is_empty() && edge.take_relay().is_empty(), "no replica for a HEAD");
     request(&mut edge, 100, REQUEST);
     assert!(response(&edge, 100).0.starts_with("HTTP/1.1 200 "));
     exchange(&mut [&mut home, &mut edge]); // subscribe, snapshot
@@ -243,7 +247,7 @@ fn a_viewer_on_another_shard_gets_the_stream_through_replication() {
     // there finds nothing.
     p.drop_connection(&mut home);
     exchange(&mut [&mut home, &mut edge]);
-    assert_eq!(edge.closed, vec![100]);
+    assert_eq!(edge.closed, vec![99, 100]);
     assert!(edge.core.streams.is_empty(), "the replica went with its last viewer");
     request(&mut edge, 101, REQUEST);
     assert!(response(&edge, 101).0.starts_with("HTTP/1.1 404 "));
