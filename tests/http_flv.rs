@@ -163,3 +163,36 @@ fn flv_viewers_on_both_shards_play_a_stream_published_on_one() -> Result<()> {
     assert!(served.iter().all(|&b| b > 100_000), "FLV bytes per shard: {served:?}");
     Ok(())
 }
+
+/// The load generator's TCP viewers (issue 13's capacity tool) against
+/// both outputs: all start on a keyframe and play without stalls, and a
+/// slow reader among them (100 kbit/s of a ~300 kbit/s stream) does not
+/// stall the others.
+#[test]
+fn loadgen_flv_and_rtmp_viewers_play_beside_a_slow_reader() -> Result<()> {
+    let rig = Rig::start(Mode::Serve, "")?;
+    let _publisher = publish("live/load")?;
+    rig.wait_live("live", "load", Duration::from_secs(20))?;
+    std::thread::sleep(Duration::from_millis(1500));
+    for (protocol, url) in [(rts_loadgen::Protocol::Flv, format!("http://{MEDIA}/live/load.flv")), (rts_loadgen::Protocol::Rtmp, format!("{RTMP}/live/load"))] {
+        let mut o = rts_loadgen::Options::new(&url);
+        o.protocol = protocol;
+        o.viewers = 21;
+        o.ramp = 20.0;
+        o.duration = 6.0;
+        o.slow_readers = 1;
+        o.slow_read_kbps = 100.0;
+        let r = rts_loadgen::tcp::run(&o)?;
+        println!("{protocol:?}:\n{}", r.summary_table());
+        assert_eq!((r.viewers_connected, r.viewers_failed), (20, 0), "{protocol:?}: {:?}", r.failures);
+        assert!(r.failures.is_empty(), "{protocol:?}: {:?}", r.failures);
+        assert_eq!(r.slow_readers, 1);
+        assert!(r.slow_bytes_received > 0);
+        assert!(r.stall_ratio <= 0.005, "{protocol:?}: stall ratio {} beside a slow reader", r.stall_ratio);
+        let p = r.first_frame_ms.context("first frames")?;
+        assert!(p.p95 < 500.0, "{protocol:?}: first keyframe p95 {} ms", p.p95);
+        // 20 viewers, ~5 s each from their request at 30 fps.
+        assert!(r.frames > 20 * 120, "{protocol:?}: {} frames", r.frames);
+    }
+    Ok(())
+}

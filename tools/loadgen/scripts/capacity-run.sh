@@ -13,6 +13,8 @@
 # LOADGEN_BIN=target/release/rts-loadgen, SERVER_BIN=target/release/rts (other builds to compare).
 # LOADGEN_ARGS="" (extra loadgen flags, e.g. "--drop-pct 5" for the server's repair cost
 # at 5 % loss, or "--no-nack").
+# PROTOCOL=webrtc (flv: HTTP-FLV viewers of :8088/live/cap.flv; rtmp: RTMP players of
+# rtmp://.../live/cap; the loadgen's --protocol).
 # DATAPLANE_CONF="" (extra lines of the server's [dataplane] section, e.g. "udp_multishot = false").
 # Needs root (ip netns), ffmpeg, taskset.
 set -eu
@@ -160,7 +162,13 @@ T0=$(date +%s.%N)
 # Steady state: server CPU from 5 s after the ramp ends to 5 s before the hold ends.
 STEADY_FROM=$(awk -v n="$VIEWERS" -v r="$RAMP" 'BEGIN { printf "%d", n / r + 5 }')
 STEADY_LEN=$(awk -v n="$VIEWERS" -v r="$RAMP" -v d="$DURATION" 'BEGIN { l = d - n / r - 10; if (l < 1) l = 1; printf "%d", l }')
-ip netns exec "$NSC" taskset -c "$LOADGEN_CORE" "$LOADGEN_BIN" --url "http://$IP:8080/whep/live/cap" \
+case "${PROTOCOL:-webrtc}" in
+    webrtc) URL="http://$IP:8080/whep/live/cap" ;;
+    flv) URL="http://$IP:8088/live/cap.flv" ;;
+    rtmp) URL="rtmp://$IP:1935/live/cap" ;;
+    *) echo "capacity-run: PROTOCOL must be webrtc, flv or rtmp" >&2; exit 2 ;;
+esac
+ip netns exec "$NSC" taskset -c "$LOADGEN_CORE" "$LOADGEN_BIN" --url "$URL" --protocol "${PROTOCOL:-webrtc}" \
     --viewers "$VIEWERS" --ramp "$RAMP" --duration "$DURATION" --verify-share "$VERIFY_SHARE" \
     --threads "$THREADS" --quiet --json "$OUT/report.json" ${LOADGEN_ARGS:-} &
 LOADGEN_PID=$!

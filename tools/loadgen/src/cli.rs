@@ -26,6 +26,17 @@ impl Signaling {
     }
 }
 
+/// What the viewers play.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Protocol {
+    /// WebRTC (ICE, DTLS, SRTP) after `--signaling`.
+    Webrtc,
+    /// HTTP-FLV: `--url http://host:8088/app/stream.flv` (see `tcp.rs`).
+    Flv,
+    /// RTMP play: `--url rtmp://host[:1935]/app/stream`.
+    Rtmp,
+}
+
 /// Everything a run needs. Build it with [`Options::from_args`] or
 /// [`Options::new`] and adjust the public fields.
 #[derive(Debug, Clone, Parser)]
@@ -52,6 +63,15 @@ pub struct Options {
     /// Signaling shape.
     #[arg(long, value_enum, default_value_t = Signaling::Whep)]
     pub signaling: Signaling,
+    /// What the viewers play: WebRTC, or the standard outputs over TCP.
+    #[arg(long, value_enum, default_value_t = Protocol::Webrtc)]
+    pub protocol: Protocol,
+    /// flv/rtmp: this many viewers (the first ones) read slowly.
+    #[arg(long, default_value_t = 0)]
+    pub slow_readers: u64,
+    /// flv/rtmp: the slow readers' rate, kbit/s.
+    #[arg(long, default_value_t = 100.0)]
+    pub slow_read_kbps: f64,
     /// Worker threads (default: available cores).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -170,6 +190,10 @@ impl Options {
             positive(s, "rebind-after")?;
         }
         positive(self.switch_timeout, "switch-timeout")?;
+        positive(self.slow_read_kbps, "slow-read-kbps")?;
+        if self.slow_readers > self.viewers {
+            return Err(Error::Usage("--slow-readers cannot exceed --viewers".into()));
+        }
         if let Some(s) = self.switch_every {
             positive(s, "switch-every")?;
             if self.signaling != crate::Signaling::Whep {

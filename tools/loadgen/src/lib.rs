@@ -24,9 +24,10 @@ pub mod signaling;
 pub mod stats;
 pub mod swipe;
 mod sys;
+pub mod tcp;
 pub mod viewer;
 
-pub use cli::{Options, Signaling};
+pub use cli::{Options, Protocol, Signaling};
 pub use error::Error;
 pub use report::{FailureKind, Report, RunFacts, ServerLatency, Tally};
 

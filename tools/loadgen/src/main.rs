@@ -19,6 +19,24 @@ fn main() {
         eprintln!("rts-loadgen: {e}");
         std::process::exit(2);
     }
+    if opts.protocol != rts_loadgen::Protocol::Webrtc {
+        let report = match rts_loadgen::tcp::run(&opts) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("rts-loadgen: {e}");
+                std::process::exit(2);
+            }
+        };
+        print!("{}", report.summary_table());
+        if let Some(path) = &opts.json {
+            let text = serde_json::to_string_pretty(&report).unwrap_or_default();
+            if let Err(e) = std::fs::write(path, text) {
+                eprintln!("rts-loadgen: writing {}: {e}", path.display());
+                std::process::exit(2);
+            }
+        }
+        std::process::exit(report.exit_code(&opts));
+    }
     let report = match run(&opts) {
         Ok(r) => r,
         Err(e) => {
