@@ -128,12 +128,54 @@ impl SendClock {
     }
 }
 
+/// A switch re-bases each track by the two streams' send clocks; the new
+/// stream's sender reports then map both tracks by its clock anchor
+/// (stream time). The receiver's A/V relation moves, at the first new
+/// report, by how much the two streams' send lags differ between video and
+/// audio: (old video lag − new video lag) − (old audio lag − new audio
+/// lag), where a track's lag is its stream time at `now` less its send
+/// clock's media time. `old`/`new` are the (video 90 kHz, audio 48 kHz)
+/// send clocks at `now`, `old_ms`/`new_ms` the stream times at `now`. A
+/// re-encoded stream's video lags hundreds of ms behind its audio; a
+/// passthrough one's does not. Positive: video ahead after the first report.
+/// Logged with each switch (issue 18: an A/V step some 800 ms after a
+/// switch, not explained yet).
+pub fn switch_skew_ms(old: (u32, u32), new: (u32, u32), old_ms: i64, new_ms: i64) -> f64 {
+    let lag = |clock: u32, ms: i64, rate: f64| f64::from((ms.wrapping_mul(rate as i64) as u32).wrapping_sub(clock) as i32) / rate;
+    let video = lag(old.0, old_ms, 90.0) - lag(new.0, new_ms, 90.0);
+    let audio = lag(old.1, old_ms, 48.0) - lag(new.1, new_ms, 48.0);
+    video - audio
+}
+
 /// Milliseconds from `a` to `b`, negative when `b` is earlier.
 fn ms_between(a: Instant, b: Instant) -> f64 {
     if b >= a {
         b.duration_since(a).as_secs_f64() * 1000.0
     } else {
         -(a.duration_since(b).as_secs_f64() * 1000.0)
+    }
+}
+
+#[cfg(test)]
+mod skew_tests {
+    use super::*;
+
+    #[test]
+    fn a_switch_from_a_reencoded_room_skews_by_its_video_lag() {
+        // Old (re-encoded) room at stream time 10 000 ms: video sends media
+        // of 9 750 ms, audio of 9 960. New room at 50 000: video 49 990,
+        // audio 49 960.
+        let skew = switch_skew_ms((9_750 * 90, 9_960 * 48), (49_990 * 90, 49_960 * 48), 10_000, 50_000);
+        assert!((skew - 240.0).abs() < 0.01, "{skew}");
+        // Back again: the other way.
+        let back = switch_skew_ms((49_990 * 90, 49_960 * 48), (9_750 * 90, 9_960 * 48), 50_000, 10_000);
+        assert!((back + 240.0).abs() < 0.01, "{back}");
+        // 14 hours in: stream time × 90 is past 2^32, the RTP clocks wrapped.
+        let (om, nm) = (50_000_000i64, 10_000i64);
+        let v = |ms: i64| (ms as u32).wrapping_mul(90);
+        let a = |ms: i64| (ms as u32).wrapping_mul(48);
+        let wrapped = switch_skew_ms((v(om - 250), a(om - 40)), (v(nm - 10), a(nm - 40)), om, nm);
+        assert!((wrapped - 240.0).abs() < 0.01, "{wrapped}");
     }
 }
 

@@ -202,6 +202,7 @@ impl Core {
         let old = sess.stream.take();
         let send_at = |s: &Stream| Some((s.send_rtp_at(Kind::Video, now)?, s.send_rtp_at(Kind::Audio, now)?));
         let old_clock = old.and_then(|id| self.streams.get(id)).and_then(send_at);
+        let old_ms = old.and_then(|id| self.streams.get(id)).and_then(|s| s.stream_ms_at(now));
         let from = Stream::key_of(&sess.app, &sess.stream_name);
         sess.app = app.to_string();
         sess.stream_name = name.to_string();
@@ -221,12 +222,19 @@ impl Core {
         // Both tracks go on at the wall clock's pace (see
         // `TrackOut::rebase_with`), video's replay squeezed before its live
         // edge (`Squeeze`).
-        let new_clock = self.sessions[idx].stream.and_then(|id| self.streams.get(id)).and_then(send_at);
+        let new_stream = self.sessions[idx].stream.and_then(|id| self.streams.get(id));
+        let (new_clock, new_ms) = (new_stream.and_then(send_at), new_stream.and_then(|s| s.stream_ms_at(now)));
+        let mut skew = None;
         if let (Some((old_v, old_a)), Some((new_v, new_a)), Some(m)) = (old_clock, new_clock, self.sessions[idx].media.as_mut()) {
+            // Logged, for issue 18's open A/V step: how far the receiver's
+            // A/V relation may move at the new stream's first sender report.
+            if let (Some(om), Some(nm)) = (old_ms, new_ms) {
+                skew = Some(crate::send_clock::switch_skew_ms((old_v, old_a), (new_v, new_a), om, nm).round() as i64);
+            }
             m.audio.rebase_with(old_a, new_a);
             m.video.rebase_with(old_v, new_v);
         }
-        tracing::info!(shard = self.id, session = format_args!("{session:016x}"), %from, to = %key, "channel switch");
+        tracing::info!(shard = self.id, session = format_args!("{session:016x}"), %from, to = %key, skew_ms = ?skew, "channel switch");
         Ok(())
     }
 
