@@ -39,7 +39,7 @@ fn play(stream: &str, read_for: Duration) -> Result<Played> {
         let n = match s.read(&mut buf) {
             Ok(0) => bail!("closed during the handshake"),
             Ok(n) => n,
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted) => continue,
             Err(e) => return Err(e.into()),
         };
         match hs.process_bytes(&buf[..n])? {
@@ -89,7 +89,7 @@ fn play(stream: &str, read_for: Duration) -> Result<Played> {
         match s.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => input.extend_from_slice(&buf[..n]),
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted) => {}
             Err(e) => return Err(e.into()),
         }
     }

@@ -215,7 +215,7 @@ impl Viewer {
             }
             let n = match self.sock.recv_from(&mut buf) {
                 Ok((n, _)) => n,
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted) => {
                     let _ = self.dtls.handle_timeout(Instant::now());
                     continue;
                 }

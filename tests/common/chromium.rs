@@ -244,10 +244,14 @@ impl Chromium {
                     return serde_json::from_str(&text).context("CDP message is not JSON")
                 }
                 Ok(_) => continue,
+                // A signal (SIGCHLD from another test's child, say) can cut
+                // the read short: tungstenite keeps what it had, so read on.
                 Err(tungstenite::Error::Io(e))
                     if matches!(
                         e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        std::io::ErrorKind::WouldBlock
+                            | std::io::ErrorKind::TimedOut
+                            | std::io::ErrorKind::Interrupted
                     ) =>
                 {
                     continue
