@@ -244,8 +244,9 @@ impl Chromium {
                     return serde_json::from_str(&text).context("CDP message is not JSON")
                 }
                 Ok(_) => continue,
-                // A signal (SIGCHLD from another test's child, say) can cut
-                // the read short: tungstenite keeps what it had, so read on.
+                // A signal can cut the read short (EINTR, seen once in CI;
+                // which signal is not known): tungstenite keeps what it
+                // had, so read on.
                 Err(tungstenite::Error::Io(e))
                     if matches!(
                         e.kind(),
