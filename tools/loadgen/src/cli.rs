@@ -204,7 +204,14 @@ impl Options {
         if self.threads == Some(0) {
             return Err(Error::Usage("--threads must be at least 1".into()));
         }
-        crate::signaling::Target::parse(&self.url, self.signaling)?;
+        match self.protocol {
+            Protocol::Webrtc => {
+                crate::signaling::Target::parse(&self.url, self.signaling)?;
+            }
+            p => {
+                crate::tcp::Target::parse(&self.url, p)?;
+            }
+        }
         Ok(())
     }
 
@@ -271,6 +278,11 @@ mod tests {
         let t = o.switch_targets().unwrap();
         let names: Vec<String> = t.iter().map(|t| format!("{}/{}", t.app, t.stream)).collect();
         assert_eq!(names, ["live/a", "live/b", "other/c"]);
+        let mut r = Options::new("rtmp://127.0.0.1/live/a");
+        r.protocol = Protocol::Rtmp;
+        assert!(r.validate().is_ok(), "an rtmp:// URL for --protocol rtmp");
+        r.protocol = Protocol::Webrtc;
+        assert!(r.validate().is_err(), "but not for WebRTC signaling");
         let d = Options::new("http://h/whep/live/a");
         assert_eq!((d.switch_every, d.switch_streams.len(), d.switch_timeout), (None, 0, 3.0));
         assert!(d.switch_targets().unwrap().is_empty());
