@@ -12,7 +12,8 @@
 //!
 //! Slow readers: the core knows how many bytes it handed the shell for a
 //! connection and how many the shell wrote ([`Core::handle_tcp_written`]).
-//! Past [`QUEUE_LIMIT`] unwritten bytes a viewer gets nothing more until a
+//! Past [`QUEUE_LIMIT`] unwritten bytes (plus its start, a whole GOP, until
+//! it has caught up with that once) a viewer gets nothing more until a
 //! keyframe finds its queue under half the limit (it resumes there, after
 //! the sequence headers); a viewer over the limit for [`SLOW_CLOSE`] is
 //! disconnected. Both counted. A viewer's memory is its queue: at most the
@@ -62,6 +63,10 @@ pub(super) struct TcpViewer {
     state: State,
     /// Bytes handed to the shell and not yet written by it.
     queued: usize,
+    /// Bytes of the start (the cached GOP) allowed on top of the limit
+    /// until the queue first gets back under half the limit: a long GOP at
+    /// a high rate is not a slow reader.
+    allowance: usize,
     /// Since when `queued` has been over the limit.
     behind_since: Option<Instant>,
     bytes_out: u64,
@@ -80,7 +85,7 @@ impl Core {
     /// The shell accepted connection `conn` on the media listener.
     pub fn handle_http_open(&mut self, now: Instant, conn: usize, peer: Option<SocketAddr>) {
         self.advance(now);
-        self.tcp_viewers.insert(conn, TcpViewer { peer, wire: Wire::Flv, head: Vec::new(), state: State::Request, queued: 0, behind_since: None, bytes_out: 0 });
+        self.tcp_viewers.insert(conn, TcpViewer { peer, wire: Wire::Flv, head: Vec::new(), state: State::Request, queued: 0, allowance: 0, behind_since: None, bytes_out: 0 });
     }
 
     /// Bytes read from media connection `conn`. Only the request head is
@@ -168,7 +173,7 @@ impl Core {
     /// `stream_id` (its play was accepted). Its start waits for
     /// [`Core::start_rtmp_player`]: the answer to the play goes first.
     pub(super) fn add_rtmp_player(&mut self, conn: usize, peer: Option<SocketAddr>, id: StreamId, stream_id: u32) {
-        let v = TcpViewer { peer, wire: Wire::Rtmp { stream_id }, head: Vec::new(), state: State::Waiting(id), queued: 0, behind_since: None, bytes_out: 0 };
+        let v = TcpViewer { peer, wire: Wire::Rtmp { stream_id }, head: Vec::new(), state: State::Waiting(id), queued: 0, allowance: 0, behind_since: None, bytes_out: 0 };
         self.tcp_viewers.insert(conn, v);
         self.counters.rtmp_players += 1;
         self.attach_tcp_viewer(conn, id, "", false);
@@ -256,9 +261,14 @@ impl Core {
         if !s.flv.ready() || self.tcp_viewers.get(&conn).map(|c| c.state) != Some(State::Waiting(id)) {
             return;
         }
+        let mut start = 0;
         for tag in s.flv.start() {
             let b = self.tag_bytes(conn, &tag);
+            start += b.len();
             self.send_tcp(conn, b);
+        }
+        if let Some(c) = self.tcp_viewers.get_mut(&conn) {
+            c.allowance = start;
         }
         if let Some(c) = self.tcp_viewers.get_mut(&conn) {
             c.state = State::Live(id);
@@ -287,7 +297,11 @@ impl Core {
 
     fn flv_tag_to(&mut self, conn: usize, id: StreamId, tag: &FlvTag, now: Instant) {
         let Some(c) = self.tcp_viewers.get_mut(&conn) else { return };
-        if c.queued > QUEUE_LIMIT {
+        if c.queued <= QUEUE_LIMIT / 2 {
+            c.allowance = 0;
+        }
+        let limit = QUEUE_LIMIT + c.allowance;
+        if c.queued > limit {
             let since = *c.behind_since.get_or_insert(now);
             if now.saturating_duration_since(since) >= SLOW_CLOSE {
                 self.counters.flv_slow_closed += 1;
@@ -300,7 +314,7 @@ impl Core {
         }
         match c.state {
             State::Waiting(_) => self.start_flv_viewer(conn, id),
-            State::Live(_) if c.queued > QUEUE_LIMIT => {
+            State::Live(_) if c.queued > limit => {
                 c.state = State::Skipping(id);
                 self.counters.flv_skips += 1;
             }

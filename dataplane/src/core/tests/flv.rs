@@ -202,6 +202,44 @@ fn a_slow_reader_skips_to_a_keyframe_and_one_that_stays_behind_is_closed() {
 }
 
 #[test]
+fn a_long_start_is_not_taken_for_a_slow_reader() {
+    let mut rig = Rig::new("");
+    let mut p = Publisher::connect(&mut rig, 1, "live", "s");
+    p.video(&mut rig, 0, seq_header());
+    p.video(&mut rig, 0, frame(true, 100_000, 1));
+    for i in 1..30u32 {
+        p.video(&mut rig, i * 33, frame(false, 50_000, 2)); // a 1.5 MB GOP cached
+    }
+    rig.stalled.insert(100);
+    request(&mut rig, 100, REQUEST);
+    let start = response(&rig, 100).1.len();
+    assert!(start > 1_500_000, "{start}");
+    // Nothing written yet, 1.5 MB queued: live frames still go out while
+    // the queue is within the limit plus the start.
+    for i in 30..40u32 {
+        p.video(&mut rig, i * 33, frame(false, 50_000, 3));
+    }
+    assert_eq!(rig.core.counters.flv_skips, 0, "the start alone is not falling behind");
+    assert_eq!(response(&rig, 100).1.len(), start + 10 * (50_000 + 9 + 15));
+    // Past the limit on top of the start: a skip.
+    for i in 40..70u32 {
+        p.video(&mut rig, i * 33, frame(false, 50_000, 4));
+    }
+    assert_eq!(rig.core.counters.flv_skips, 1);
+    // Caught up once (everything written): the allowance is gone, so a
+    // reader that stops now skips after 1 MiB, not after 1 MiB + the start.
+    rig.stalled.remove(&100);
+    let all = rig.tcp[&100].len();
+    rig.core.handle_tcp_written(100, all);
+    rig.stalled.insert(100);
+    p.video(&mut rig, 70 * 33, frame(true, 50_000, 5)); // resumes here
+    for i in 71..95u32 {
+        p.video(&mut rig, i * 33, frame(false, 50_000, 6));
+    }
+    assert_eq!(rig.core.counters.flv_skips, 2, "1.2 MB after catching up is over the plain limit");
+}
+
+#[test]
 fn the_end_of_the_publish_closes_its_viewers() {
     let mut rig = Rig::new("");
     let p = publish(&mut rig, 1, "live", "s", 1);
