@@ -7,15 +7,15 @@
 mod common;
 mod rig;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use bytes::Bytes;
+use common::probe::run_tool;
 use common::{PublishOpts, Publisher};
 use rig::{Mode, Rig, RTMP};
 use rts_rtmp::flv::file::{read_file, FileTag, TAG_AUDIO, TAG_VIDEO};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 const MEDIA: &str = "10.200.0.1:8088";
@@ -73,14 +73,6 @@ fn publish(path: &str) -> Result<Publisher> {
     Publisher::start(&format!("{RTMP}/{path}"), &opts)
 }
 
-fn run(program: &str, args: &[&str]) -> Result<std::process::Output> {
-    let out = Command::new("timeout").arg("30").arg(program).args(args).output().with_context(|| format!("{program}: run scripts/install-test-deps.sh"))?;
-    if !out.status.success() {
-        bail!("{program} {args:?}: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(out)
-}
-
 #[test]
 fn ffmpeg_and_ffprobe_read_http_flv_as_published() -> Result<()> {
     let rig = Rig::start(Mode::Serve, "")?;
@@ -107,20 +99,13 @@ fn ffmpeg_and_ffprobe_read_http_flv_as_published() -> Result<()> {
 
     // ffprobe on the URL: the codecs as published.
     let url = format!("http://{MEDIA}/live/f.flv");
-    let probe = run("ffprobe", &["-v", "error", "-read_intervals", "%+2", "-show_entries", "stream=codec_type,codec_name,profile,has_b_frames", "-of", "json", &url])?;
-    let probe: Value = serde_json::from_slice(&probe.stdout)?;
-    let streams = probe["streams"].as_array().context("no streams")?;
-    let video = streams.iter().find(|s| s["codec_type"] == "video").context("no video stream")?;
-    let audio = streams.iter().find(|s| s["codec_type"] == "audio").context("no audio stream")?;
-    assert_eq!((video["codec_name"].as_str(), video["profile"].as_str()), (Some("h264"), Some("High")), "{video}");
-    assert!(video["has_b_frames"].as_u64().unwrap_or(0) > 0, "B-frames stay: {video}");
-    assert_eq!(audio["codec_name"], "aac", "{audio}");
+    common::probe::assert_high_with_b_frames_and_aac(&url)?;
 
     // ffmpeg reads 3 s of it (a copy, then every frame decoded).
     let file = rig.dir.join("copy.flv");
     let file = file.to_str().context("utf-8 path")?;
-    run("ffmpeg", &["-hide_banner", "-v", "error", "-nostdin", "-rw_timeout", "5000000", "-i", &url, "-t", "3", "-c", "copy", "-y", file])?;
-    let packets = run("ffprobe", &["-v", "error", "-show_entries", "packet=stream_index,dts_time,flags:stream=index,codec_type", "-of", "json", file])?;
+    run_tool("ffmpeg", &["-hide_banner", "-v", "error", "-nostdin", "-rw_timeout", "5000000", "-i", &url, "-t", "3", "-c", "copy", "-y", file])?;
+    let packets = run_tool("ffprobe", &["-v", "error", "-show_entries", "packet=stream_index,dts_time,flags:stream=index,codec_type", "-of", "json", file])?;
     let packets: Value = serde_json::from_slice(&packets.stdout)?;
     let vi = packets["streams"].as_array().and_then(|a| a.iter().find(|s| s["codec_type"] == "video")).map(|s| s["index"].clone()).context("no video in the copy")?;
     let video: Vec<&Value> = packets["packets"].as_array().context("no packets")?.iter().filter(|p| p["stream_index"] == vi).collect();
@@ -128,7 +113,7 @@ fn ffmpeg_and_ffprobe_read_http_flv_as_published() -> Result<()> {
     assert!(video[0]["flags"].as_str().unwrap_or("").starts_with('K'), "the copy starts on a keyframe: {}", video[0]);
     let dts: Vec<f64> = video.iter().filter_map(|p| p["dts_time"].as_str()?.parse().ok()).collect();
     assert!(dts.windows(2).all(|w| w[1] >= w[0]), "monotonic: {dts:?}");
-    let decoded = run("ffprobe", &["-v", "error", "-count_frames", "-select_streams", "v", "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0", file])?;
+    let decoded = run_tool("ffprobe", &["-v", "error", "-count_frames", "-select_streams", "v", "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0", file])?;
     assert_eq!(String::from_utf8_lossy(&decoded.stdout).trim(), video.len().to_string(), "every frame decodes");
     assert!(decoded.stderr.is_empty(), "decode errors: {}", String::from_utf8_lossy(&decoded.stderr));
 

@@ -8,14 +8,13 @@ mod common;
 mod rig;
 
 use anyhow::{bail, Context, Result};
+use common::probe::run_tool;
 use common::{PublishOpts, Publisher};
 use rig::{Mode, Rig, RTMP};
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
 use rml_rtmp::sessions::{ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult};
-use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// What rml_rtmp's client saw of a play: its events, and when the first
@@ -96,14 +95,6 @@ fn play(stream: &str, read_for: Duration) -> Result<Played> {
     Ok(Played { events, first_keyframe })
 }
 
-fn run(program: &str, args: &[&str]) -> Result<std::process::Output> {
-    let out = Command::new("timeout").arg("30").arg(program).args(args).output().with_context(|| format!("{program}: run scripts/install-test-deps.sh"))?;
-    if !out.status.success() {
-        bail!("{program} {args:?}: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(out)
-}
-
 #[test]
 fn ffmpeg_and_ffprobe_read_rtmp_play_as_published() -> Result<()> {
     let rig = Rig::start(Mode::Serve, "")?;
@@ -130,23 +121,16 @@ fn ffmpeg_and_ffprobe_read_rtmp_play_as_published() -> Result<()> {
     assert!(waited < Duration::from_millis(500), "first keyframe {waited:?} after the play request, bound 500 ms");
 
     let url = format!("{RTMP}/live/r");
-    let probe = run("ffprobe", &["-v", "error", "-read_intervals", "%+2", "-show_entries", "stream=codec_type,codec_name,profile,has_b_frames", "-of", "json", &url])?;
-    let probe: Value = serde_json::from_slice(&probe.stdout)?;
-    let streams = probe["streams"].as_array().context("no streams")?;
-    let v = streams.iter().find(|s| s["codec_type"] == "video").context("no video stream")?;
-    let a = streams.iter().find(|s| s["codec_type"] == "audio").context("no audio stream")?;
-    assert_eq!((v["codec_name"].as_str(), v["profile"].as_str()), (Some("h264"), Some("High")), "{v}");
-    assert!(v["has_b_frames"].as_u64().unwrap_or(0) > 0, "B-frames stay: {v}");
-    assert_eq!(a["codec_name"], "aac", "{a}");
+    common::probe::assert_high_with_b_frames_and_aac(&url)?;
 
     let file = rig.dir.join("copy.flv");
     let file = file.to_str().context("utf-8 path")?;
-    run("ffmpeg", &["-hide_banner", "-v", "error", "-nostdin", "-rw_timeout", "5000000", "-i", &url, "-t", "3", "-c", "copy", "-y", file])?;
-    let decoded = run("ffprobe", &["-v", "error", "-count_frames", "-select_streams", "v", "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0", file])?;
+    run_tool("ffmpeg", &["-hide_banner", "-v", "error", "-nostdin", "-rw_timeout", "5000000", "-i", &url, "-t", "3", "-c", "copy", "-y", file])?;
+    let decoded = run_tool("ffprobe", &["-v", "error", "-count_frames", "-select_streams", "v", "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0", file])?;
     let frames: u64 = String::from_utf8_lossy(&decoded.stdout).trim().parse().context("frame count")?;
     assert!(frames >= 80, "about 3 s of video decoded: {frames}");
     assert!(decoded.stderr.is_empty(), "decode errors: {}", String::from_utf8_lossy(&decoded.stderr));
-    let first = run("ffprobe", &["-v", "error", "-select_streams", "v", "-show_entries", "packet=flags", "-read_intervals", "%+#1", "-of", "csv=p=0", file])?;
+    let first = run_tool("ffprobe", &["-v", "error", "-select_streams", "v", "-show_entries", "packet=flags", "-read_intervals", "%+#1", "-of", "csv=p=0", file])?;
     assert!(String::from_utf8_lossy(&first.stdout).trim().starts_with('K'), "the copy starts on a keyframe");
 
     // A stream that is not live: an error status, no media.

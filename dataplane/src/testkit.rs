@@ -231,19 +231,7 @@ impl Publisher {
     /// Connects to `app` and asks to publish `stream` (which may carry a
     /// `?auth_key=` query).
     pub fn connect(rig: &mut Rig, conn: usize, app: &str, stream: &str) -> Publisher {
-        rig.core.handle_rtmp_open(rig.now, conn, Some("10.200.0.2:40000".parse().unwrap()));
-        rig.drain();
-        let mut hs = Handshake::new(PeerType::Client);
-        let c0c1 = hs.generate_outbound_p0_and_p1().expect("c0c1");
-        rig.core.handle_rtmp_data(rig.now, conn, &c0c1);
-        rig.drain();
-        let s0s1s2 = rig.tcp.remove(&conn).unwrap_or_default();
-        let c2 = match hs.process_bytes(&s0s1s2).expect("client handshake") {
-            HandshakeProcessResult::Completed { response_bytes, .. } => response_bytes,
-            HandshakeProcessResult::InProgress { .. } => panic!("handshake incomplete"),
-        };
-        rig.core.handle_rtmp_data(rig.now, conn, &c2);
-        rig.drain();
+        rtmp_handshake(rig, conn, "10.200.0.2:40000");
         let (client, initial) = ClientSession::new(ClientSessionConfig::new()).expect("client session");
         let mut p = Publisher { conn, client, events: Vec::new() };
         p.results(rig, initial);
@@ -262,13 +250,7 @@ impl Publisher {
     /// until both are quiet.
     fn results(&mut self, rig: &mut Rig, results: Vec<ClientSessionResult>) {
         let mut out = Vec::new();
-        for r in results {
-            match r {
-                ClientSessionResult::OutboundResponse(p) => out.extend_from_slice(&p.bytes),
-                ClientSessionResult::RaisedEvent(e) => self.events.push(e),
-                ClientSessionResult::UnhandleableMessageReceived(_) => {}
-            }
-        }
+        split_results(results, &mut out, &mut self.events);
         while !out.is_empty() {
             rig.core.handle_rtmp_data(rig.now, self.conn, &out);
             rig.drain();
@@ -277,13 +259,7 @@ impl Publisher {
             if answer.is_empty() {
                 break;
             }
-            for r in self.client.handle_input(&answer).expect("client input") {
-                match r {
-                    ClientSessionResult::OutboundResponse(p) => out.extend_from_slice(&p.bytes),
-                    ClientSessionResult::RaisedEvent(e) => self.events.push(e),
-                    ClientSessionResult::UnhandleableMessageReceived(_) => {}
-                }
-            }
+            split_results(self.client.handle_input(&answer).expect("client input"), &mut out, &mut self.events);
         }
     }
 
@@ -322,9 +298,20 @@ impl Publisher {
     }
 }
 
-/// Handshakes an RTMP client on connection `conn` (opened here).
-fn rtmp_handshake(rig: &mut Rig, conn: usize) {
-    rig.core.handle_rtmp_open(rig.now, conn, Some("10.200.0.3:40000".parse().unwrap()));
+/// An rml_rtmp client's results: bytes for the server to `out`, events kept.
+fn split_results(results: Vec<ClientSessionResult>, out: &mut Vec<u8>, events: &mut Vec<ClientSessionEvent>) {
+    for r in results {
+        match r {
+            ClientSessionResult::OutboundResponse(p) => out.extend_from_slice(&p.bytes),
+            ClientSessionResult::RaisedEvent(e) => events.push(e),
+            ClientSessionResult::UnhandleableMessageReceived(_) => {}
+        }
+    }
+}
+
+/// Handshakes an RTMP client from `peer` on connection `conn` (opened here).
+fn rtmp_handshake(rig: &mut Rig, conn: usize, peer: &str) {
+    rig.core.handle_rtmp_open(rig.now, conn, Some(peer.parse().expect("peer address")));
     rig.drain();
     let mut hs = Handshake::new(PeerType::Client);
     let c0c1 = hs.generate_outbound_p0_and_p1().expect("c0c1");
@@ -350,7 +337,7 @@ impl Player {
     /// Connects to `app` and asks to play `stream` (which may carry a
     /// `?auth_key=` query), then reads the answer.
     pub fn connect(rig: &mut Rig, conn: usize, app: &str, stream: &str) -> Player {
-        rtmp_handshake(rig, conn);
+        rtmp_handshake(rig, conn, "10.200.0.3:40000");
         let (client, initial) = ClientSession::new(ClientSessionConfig::new()).expect("client session");
         let mut p = Player { conn, client, events: Vec::new() };
         p.results(rig, initial);
@@ -363,13 +350,7 @@ impl Player {
 
     fn results(&mut self, rig: &mut Rig, results: Vec<ClientSessionResult>) {
         let mut out = Vec::new();
-        for r in results {
-            match r {
-                ClientSessionResult::OutboundResponse(p) => out.extend_from_slice(&p.bytes),
-                ClientSessionResult::RaisedEvent(e) => self.events.push(e),
-                ClientSessionResult::UnhandleableMessageReceived(_) => {}
-            }
-        }
+        split_results(results, &mut out, &mut self.events);
         if !out.is_empty() {
             rig.core.handle_rtmp_data(rig.now, self.conn, &out);
             rig.drain();
@@ -386,13 +367,7 @@ impl Player {
                 return;
             }
             let mut out = Vec::new();
-            for r in self.client.handle_input(&answer).expect("client input") {
-                match r {
-                    ClientSessionResult::OutboundResponse(p) => out.extend_from_slice(&p.bytes),
-                    ClientSessionResult::RaisedEvent(e) => self.events.push(e),
-                    ClientSessionResult::UnhandleableMessageReceived(_) => {}
-                }
-            }
+            split_results(self.client.handle_input(&answer).expect("client input"), &mut out, &mut self.events);
             if !out.is_empty() {
                 rig.core.handle_rtmp_data(rig.now, self.conn, &out);
                 rig.drain();

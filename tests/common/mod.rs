@@ -19,6 +19,7 @@
 pub mod chromium;
 pub mod http;
 pub mod netns;
+pub mod probe;
 pub mod process;
 pub mod publisher;
 pub mod server;

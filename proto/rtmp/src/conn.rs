@@ -563,57 +563,39 @@ impl RtmpServerConn {
     }
 
     fn on_publish(&mut self, stream_id: u32, cmd: amf::Command) -> Result<(), RtmpError> {
-        let app = self.require_connected()?.to_owned();
-        if self.pending.is_some() || self.publishing.is_some() || self.playing.is_some() {
-            return Err(RtmpError::Protocol("publish while publishing or playing"));
-        }
-        if !self.streams.contains(&stream_id) {
-            return Err(RtmpError::Protocol("publish on a stream not created"));
-        }
-        let Some(Amf0Value::Utf8String(name)) = cmd.args.first() else {
-            return Err(RtmpError::Message("publish without stream name".into()));
-        };
-        let (app, stream, query) = url::publish_target(&app, name, &self.tc_url);
-        let request_id = self.next_request_id;
-        self.next_request_id = self.next_request_id.wrapping_add(1);
-        self.pending = Some(Pending {
-            request_id,
-            stream_id,
-            play: false,
-        });
-        self.event(RtmpEvent::PublishRequested {
-            request_id,
-            app,
-            stream,
-            query,
-        });
-        Ok(())
+        self.on_stream_request(stream_id, cmd, false)
     }
 
     fn on_play(&mut self, stream_id: u32, cmd: amf::Command) -> Result<(), RtmpError> {
+        self.on_stream_request(stream_id, cmd, true)
+    }
+
+    /// `publish` or `play` (one per connection): held until the caller
+    /// answers the event it raises.
+    fn on_stream_request(&mut self, stream_id: u32, cmd: amf::Command, play: bool) -> Result<(), RtmpError> {
         let app = self.require_connected()?.to_owned();
+        let (busy, not_created, no_name) = if play {
+            ("play while publishing or playing", "play on a stream not created", "play without stream name")
+        } else {
+            ("publish while publishing or playing", "publish on a stream not created", "publish without stream name")
+        };
         if self.pending.is_some() || self.publishing.is_some() || self.playing.is_some() {
-            return Err(RtmpError::Protocol("play while publishing or playing"));
+            return Err(RtmpError::Protocol(busy));
         }
         if !self.streams.contains(&stream_id) {
-            return Err(RtmpError::Protocol("play on a stream not created"));
+            return Err(RtmpError::Protocol(not_created));
         }
         let Some(Amf0Value::Utf8String(name)) = cmd.args.first() else {
-            return Err(RtmpError::Message("play without stream name".into()));
+            return Err(RtmpError::Message(no_name.into()));
         };
         let (app, stream, query) = url::publish_target(&app, name, &self.tc_url);
         let request_id = self.next_request_id;
         self.next_request_id = self.next_request_id.wrapping_add(1);
-        self.pending = Some(Pending {
-            request_id,
-            stream_id,
-            play: true,
-        });
-        self.event(RtmpEvent::PlayRequested {
-            request_id,
-            app,
-            stream,
-            query,
+        self.pending = Some(Pending { request_id, stream_id, play });
+        self.event(if play {
+            RtmpEvent::PlayRequested { request_id, app, stream, query }
+        } else {
+            RtmpEvent::PublishRequested { request_id, app, stream, query }
         });
         Ok(())
     }

@@ -221,7 +221,7 @@ fn cpu_seconds() -> Option<f64> {
 }
 
 /// Writes the report as pretty JSON.
-pub fn write_json(report: &Report, path: &std::path::Path) -> std::io::Result<()> {
+pub fn write_json(report: &impl serde::Serialize, path: &std::path::Path) -> std::io::Result<()> {
     let mut f = std::fs::File::create(path)?;
     serde_json::to_writer_pretty(&mut f, report).map_err(std::io::Error::other)?;
     f.write_all(b"\n")

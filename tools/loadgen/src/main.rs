@@ -20,36 +20,30 @@ fn main() {
         std::process::exit(2);
     }
     if opts.protocol != rts_loadgen::Protocol::Webrtc {
-        let report = match rts_loadgen::tcp::run(&opts) {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!("rts-loadgen: {e}");
-                std::process::exit(2);
-            }
-        };
-        print!("{}", report.summary_table());
-        if let Some(path) = &opts.json {
-            let text = serde_json::to_string_pretty(&report).unwrap_or_default();
-            if let Err(e) = std::fs::write(path, text) {
-                eprintln!("rts-loadgen: writing {}: {e}", path.display());
-                std::process::exit(2);
-            }
-        }
+        let report = or_exit(rts_loadgen::tcp::run(&opts));
+        emit(&report, &report.summary_table(), opts.json.as_deref());
         std::process::exit(report.exit_code(&opts));
     }
-    let report = match run(&opts) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("rts-loadgen: {e}");
-            std::process::exit(2);
-        }
-    };
-    print!("{}", report.summary_table());
-    if let Some(path) = &opts.json {
-        if let Err(e) = write_json(&report, path) {
+    let report = or_exit(run(&opts));
+    emit(&report, &report.summary_table(), opts.json.as_deref());
+    std::process::exit(report.exit_code());
+}
+
+/// The run's result, or exit 2 with its error.
+fn or_exit<T>(r: Result<T, rts_loadgen::Error>) -> T {
+    r.unwrap_or_else(|e| {
+        eprintln!("rts-loadgen: {e}");
+        std::process::exit(2);
+    })
+}
+
+/// Prints the summary and writes the JSON report (exit 2 if it cannot).
+fn emit(report: &impl serde::Serialize, summary: &str, json: Option<&std::path::Path>) {
+    print!("{summary}");
+    if let Some(path) = json {
+        if let Err(e) = write_json(report, path) {
             eprintln!("rts-loadgen: writing {}: {e}", path.display());
             std::process::exit(2);
         }
     }
-    std::process::exit(report.exit_code());
 }
