@@ -84,6 +84,7 @@ fn new_session(i: u64) -> NewSession {
         session: ipc::make_session_id(shard, i + 1),
         app: "live".into(),
         stream: "s".into(),
+        domain: "example.com".into(),
         local_ufrag: format!("u{i}"),
         local_pwd: format!("password-for-session-{i:08}"),
         remote_ufrag: "r".into(),

@@ -17,6 +17,44 @@ pub struct Config {
     pub log: LogConfig,
     pub transcode: TranscodeConfig,
     pub control: ControlConfig,
+    /// Traffic records; absent = none are made.
+    pub billing: Option<BillingConfig>,
+    pub admin: AdminConfig,
+}
+
+/// Usage records for billing (`[billing]`): the shards count each session's
+/// bytes and cut a record every `interval_s` and at its end; control
+/// appends them as JSON lines to hourly files under `path`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BillingConfig {
+    /// Directory of the hourly files (`usage-YYYYMMDDTHH.jsonl`, UTC).
+    pub path: PathBuf,
+    /// Seconds between interim records, aligned to the Unix clock.
+    pub interval_s: u32,
+}
+
+impl Default for BillingConfig {
+    fn default() -> Self {
+        Self { path: PathBuf::from("/var/lib/rts/usage"), interval_s: 60 }
+    }
+}
+
+/// The admin listener (control): billing totals and the full metrics,
+/// never on the public port.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+    /// Bearer token every admin request must carry; empty = none (keep the
+    /// listener on a loopback address then).
+    pub token: String,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self { listen: SocketAddr::from(([127, 0, 0, 1], 8081)), token: String::new() }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -274,6 +312,14 @@ impl Config {
         if !(200..=1400).contains(&self.webrtc.max_rtp_packet) {
             return Err(ConfigError::Invalid("webrtc.max_rtp_packet must be in 200..=1400".into()));
         }
+        if let Some(b) = &self.billing {
+            if b.interval_s == 0 || b.interval_s > 3600 {
+                return Err(ConfigError::Invalid("billing.interval_s must be in 1..=3600".into()));
+            }
+            if b.path.as_os_str().is_empty() {
+                return Err(ConfigError::Invalid("billing.path must name a directory".into()));
+            }
+        }
         if !self.webrtc.candidate_ip.is_empty() && self.webrtc.candidate_ip.parse::<IpAddr>().is_err() {
             return Err(ConfigError::Invalid(format!(
                 "webrtc.candidate_ip {:?} is not an IP address",
@@ -371,6 +417,16 @@ mod tests {
         assert!(Config::parse("[auth]\nbogus = 1\n").is_err());
         assert!(Config::parse("[webrtc]\ncandidate_ip = \"nope\"\n").is_err());
         assert!(Config::parse("[dataplane]\nring_slots = 1000\n").is_err());
+    }
+
+    #[test]
+    fn billing_is_off_unless_configured() {
+        assert!(Config::parse("").unwrap().billing.is_none());
+        let c = Config::parse("[billing]\npath = \"/tmp/u\"\n").unwrap();
+        let b = c.billing.unwrap();
+        assert_eq!((b.path, b.interval_s), (PathBuf::from("/tmp/u"), 60));
+        assert!(Config::parse("[billing]\ninterval_s = 0\n").is_err());
+        assert_eq!(Config::parse("").unwrap().admin.listen, SocketAddr::from(([127, 0, 0, 1], 8081)));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 
 /// Bumped on any incompatible change to the enums below.
-pub const IPC_VERSION: u32 = 9;
+pub const IPC_VERSION: u32 = 10;
 
 /// Session ids carry their shard in the top 16 bits, so any control
 /// instance (including one restarted after a crash) can route a DELETE to
@@ -53,6 +53,8 @@ pub enum ControlToShard {
         /// Shard the stream is published on, if it is live (the session's
         /// shard replicates it from there when different).
         home_shard: Option<u32>,
+        /// The domain the viewer asked for (traffic records).
+        domain: String,
     },
     /// DTLS records for the session's selected peer address.
     DtlsToPeer { session: u64, data: Vec<u8> },
@@ -94,6 +96,9 @@ pub enum ControlToShard {
     /// stay until a check nominates another address. Answered with
     /// `IceRestarted`.
     IceRestart { session: u64, local_ufrag: String, local_pwd: String, remote_ufrag: String },
+    /// These usage records of the dataplane run `boot` are on disk: the
+    /// shard forgets them (it resends the others until they are).
+    UsageWritten { boot: u64, seqs: Vec<u64> },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,6 +126,109 @@ pub enum ShardToControl {
     /// Answer to `IceRestart`: `ok` is false when the shard has no such
     /// session or `local_ufrag` belongs to another one.
     IceRestarted { session: u64, local_ufrag: String, ok: bool },
+    /// Usage records to write (billing); resent until `UsageWritten`.
+    Usage(Vec<UsageRecord>),
+    /// The shard's traffic per domain/app/stream/protocol so far (every
+    /// second; chunks of at most [`USAGE_MESSAGE_BYTES`]).
+    UsageTotals(Vec<UsageTotal>),
+}
+
+/// What a session is, in traffic records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Protocol {
+    Webrtc,
+    Rtmp,
+    Flv,
+    Hls,
+    Publish,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Webrtc => "webrtc",
+            Protocol::Rtmp => "rtmp",
+            Protocol::Flv => "flv",
+            Protocol::Hls => "hls",
+            Protocol::Publish => "publish",
+        }
+    }
+}
+
+/// Longest domain, app or stream name a usage record carries (longer ones
+/// are cut), so a record always fits a ring slot.
+pub const USAGE_NAME_MAX: usize = 255;
+/// Encoded bytes a `Usage` or `UsageTotals` message stays under (the
+/// smallest ring slot, less its length prefix and some room).
+pub const USAGE_MESSAGE_BYTES: usize = 1900;
+
+/// What traffic is billed to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct UsageKey {
+    /// The domain the client asked for (HTTP Host, RTMP tcUrl host, RTS
+    /// stream URL); empty when it named none.
+    pub domain: String,
+    pub app: String,
+    pub stream: String,
+    pub protocol: Option<Protocol>,
+}
+
+impl UsageKey {
+    pub fn new(domain: &str, app: &str, stream: &str, protocol: Protocol) -> UsageKey {
+        UsageKey { domain: clamp(domain), app: clamp(app), stream: clamp(stream), protocol: Some(protocol) }
+    }
+
+    /// Upper bound of its encoded size.
+    pub fn encoded_max(&self) -> usize {
+        self.domain.len() + self.app.len() + self.stream.len() + 3 * 2 + 2
+    }
+}
+
+fn clamp(s: &str) -> String {
+    let mut end = s.len().min(USAGE_NAME_MAX);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
+/// One usage record: a session's bytes over one interval. A session's
+/// records add up to its total; `last` marks its final one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageRecord {
+    /// Unique: the dataplane run (its start, Unix µs), shard and number.
+    pub boot: u64,
+    pub shard: u32,
+    pub seq: u64,
+    pub key: UsageKey,
+    pub session: u64,
+    pub client: Option<SocketAddr>,
+    /// Unix µs: when the session started, and this record's interval.
+    pub session_start_us: u64,
+    pub start_us: u64,
+    pub end_us: u64,
+    pub last: bool,
+    /// Payload bytes of the interval: UDP for WebRTC, TCP for the rest.
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+impl UsageRecord {
+    /// Upper bound of its encoded size.
+    pub fn encoded_max(&self) -> usize {
+        self.key.encoded_max() + 10 * 11 + 2 + 20
+    }
+}
+
+/// A shard's bytes for one key so far. `gen` changes when the shard
+/// started the count over (it forgot the key while idle): the count is
+/// then new, not lower.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageTotal {
+    pub key: UsageKey,
+    pub gen: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
 }
 
 /// Sessions per `SessionList` message (at most 11 bytes each encoded).
@@ -169,10 +277,19 @@ pub struct ViewerStats {
 impl ShardToControl {
     /// Whether losing the message on a full ring changes nothing lasting:
     /// stats are resent every second and a DTLS peer retransmits its
-    /// records. Every other message changes control's state and must be
-    /// delivered.
+    /// records, usage records are resent until acknowledged. Every other
+    /// message changes control's state and must be delivered.
     pub fn is_droppable(&self) -> bool {
-        matches!(self, ShardToControl::Stats(_) | ShardToControl::StreamStats(_) | ShardToControl::ViewerStats(_) | ShardToControl::DtlsFromPeer { .. })
+        matches!(
+            self,
+            ShardToControl::Stats(_)
+                | ShardToControl::StreamStats(_)
+                | ShardToControl::ViewerStats(_)
+                | ShardToControl::DtlsFromPeer { .. }
+                // Resent by the shard until control says it wrote them.
+                | ShardToControl::Usage(_)
+                | ShardToControl::UsageTotals(_)
+        )
     }
 }
 
@@ -337,6 +454,7 @@ mod tests {
             app: "live".into(),
             stream: "s".into(),
             home_shard: Some(1),
+            domain: "example.com".into(),
         };
         let b = encode(&m);
         assert_eq!(decode::<ControlToShard>(&b).unwrap(), m);
@@ -396,6 +514,7 @@ mod tests {
             app: "live".into(),
             stream: "s".into(),
             home_shard: Some(1),
+            domain: "example.com".into(),
         };
         let restart = ControlToShard::IceRestart {
             session: make_session_id(0, 7),
@@ -415,6 +534,8 @@ mod tests {
             ("stream_stats", encode(&ShardToControl::StreamStats(StreamStats { app: "live".into(), stream: "s".into(), viewers: 3, ..Default::default() }))),
             ("ack", encode(&ShardToControl::Ack { id: 77 })),
             ("session_list", encode(&ShardToControl::SessionList { snapshot: 3, sessions: vec![SessionEntry { session: 9, media: true }], last: true })),
+            ("usage", encode(&ShardToControl::Usage(vec![UsageRecord { seq: 1, key: UsageKey::new("example.com", "live", "s", Protocol::Flv), bytes_out: 1000, ..Default::default() }]))),
+            ("usage_written", req(5, ControlToShard::UsageWritten { boot: 1, seqs: vec![1, 2] })),
             ("viewer_stats", encode(&ShardToControl::ViewerStats(vec![ViewerStats { session: 9, rtt_ms: Some(40), nacked: 5, resent: 5, ..Default::default() }]))),
         ]
     }
@@ -437,6 +558,32 @@ mod tests {
             n += 1;
         }
         assert!(n >= seed_messages().len());
+    }
+
+    #[test]
+    fn a_full_usage_record_fits_the_smallest_ring_slot() {
+        let long = "é".repeat(400);
+        let key = UsageKey::new(&long, &long, &long, Protocol::Publish);
+        assert!(key.domain.len() <= USAGE_NAME_MAX && key.domain.len() > USAGE_NAME_MAX - 2);
+        let r = UsageRecord {
+            boot: u64::MAX,
+            shard: u32::MAX,
+            seq: u64::MAX,
+            key,
+            session: u64::MAX,
+            client: Some("[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535".parse().unwrap()),
+            session_start_us: u64::MAX,
+            start_us: u64::MAX,
+            end_us: u64::MAX,
+            last: true,
+            bytes_in: u64::MAX,
+            bytes_out: u64::MAX,
+        };
+        let b = encode(&ShardToControl::Usage(vec![r.clone()]));
+        assert!(b.len() <= r.encoded_max() + 2, "{} > {}", b.len(), r.encoded_max());
+        assert!(b.len() <= USAGE_MESSAGE_BYTES);
+        let ack = encode(&Request { id: u64::MAX, msg: ControlToShard::UsageWritten { boot: u64::MAX, seqs: vec![u64::MAX; 128] } });
+        assert!(ack.len() <= 2048 - 4, "{}", ack.len());
     }
 
     #[test]

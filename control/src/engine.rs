@@ -151,6 +151,10 @@ struct Inner {
     /// Sessions control removed, with the id of their `RemoveSession`, until
     /// a later snapshot shows the shard applied it (not re-adopted meanwhile).
     removed: HashMap<u64, u64>,
+    /// Traffic per domain/app/stream/protocol, over the shards.
+    usage: crate::billing::UsageTotals,
+    /// Usage records came without `[billing]` here (logged once).
+    usage_unwritable: bool,
 }
 
 /// One shard's ring from control, and the state-changing messages waiting
@@ -182,12 +186,16 @@ pub struct Engine {
     restart_order: Mutex<()>,
     shards: usize,
     stop: AtomicBool,
+    /// The usage record writer (`[billing]`).
+    billing: std::sync::OnceLock<crate::billing::Billing>,
 }
 
 pub struct NewSession {
     pub session: u64,
     pub app: String,
     pub stream: String,
+    /// The domain the viewer asked for (traffic records).
+    pub domain: String,
     pub local_ufrag: String,
     pub local_pwd: String,
     pub remote_ufrag: String,
@@ -247,7 +255,13 @@ impl Engine {
             restart_order: Mutex::new(()),
             shards,
             stop: AtomicBool::new(false),
+            billing: std::sync::OnceLock::new(),
         });
+        if let Some(b) = &engine.cfg.billing {
+            let billing = crate::billing::Billing::start(&b.path, Arc::downgrade(&engine))
+                .map_err(|e| anyhow::anyhow!("usage records in {}: {e}", b.path.display()))?;
+            let _ = engine.billing.set(billing);
+        }
         let workers = crate::handshake::worker_count(engine.cfg.control.dtls_workers);
         let pool = crate::handshake::Pool::start(workers, Arc::downgrade(&engine))?;
         tracing::info!(workers = pool.workers(), "DTLS handshake workers");
@@ -439,6 +453,7 @@ impl Engine {
             app: s.app,
             stream: s.stream,
             home_shard: s.home_shard.map(|h| h as u32),
+            domain: s.domain,
         };
         if let Err(e) = self.send_as(shard, id, msg) {
             self.forget(s.session);
@@ -607,6 +622,11 @@ impl Engine {
             .collect()
     }
 
+    /// (bytes_in, bytes_out) per domain/app/stream/protocol, over the shards.
+    pub fn usage_totals(&self) -> BTreeMap<rts_common::ipc::UsageKey, (u64, u64)> {
+        self.state().usage.totals().clone()
+    }
+
     pub fn shard_stats(&self) -> Vec<ShardStats> {
         self.state().shard_stats.iter().flatten().cloned().collect()
     }
@@ -755,6 +775,17 @@ impl Engine {
                     *a = 0;
                 }
             }
+            ShardToControl::Usage(records) => match self.billing.get() {
+                Some(b) => b.submit(shard, records),
+                None => {
+                    let mut inner = self.state();
+                    if !inner.usage_unwritable {
+                        inner.usage_unwritable = true;
+                        tracing::error!(shard, "the dataplane sends usage records but control has no [billing] section; they are not written");
+                    }
+                }
+            },
+            ShardToControl::UsageTotals(totals) => self.state().usage.on_report(shard as u32, totals),
             ShardToControl::StreamStats(s) => {
                 let mut inner = self.state();
                 let key = format!("{}/{}", s.app, s.stream);

@@ -67,9 +67,9 @@ fn json_ok(body: serde_json::Value) -> Response {
 
 /// Runs the shared offer -> answer path off the async executor (SDP work and
 /// a DTLS endpoint per session) and turns its errors into HTTP responses.
-async fn play(engine: Arc<Engine>, app: String, stream: String, auth_key: Option<String>, offer: String) -> Result<signaling::PlayAnswer, Response> {
+async fn play(engine: Arc<Engine>, app: String, stream: String, auth_key: Option<String>, offer: String, domain: String) -> Result<signaling::PlayAnswer, Response> {
     let res = tokio::task::spawn_blocking(move || {
-        signaling::play(&engine, PlayRequest { app: &app, stream: &stream, auth_key: auth_key.as_deref(), offer: &offer })
+        signaling::play(&engine, PlayRequest { app: &app, stream: &stream, auth_key: auth_key.as_deref(), offer: &offer, domain: &domain })
     })
     .await;
     match res {
@@ -77,6 +77,11 @@ async fn play(engine: Arc<Engine>, app: String, stream: String, auth_key: Option
         Ok(Err(e)) => Err(play_error(&e)),
         Err(_) => Err(json_error(500, "internal error", None)),
     }
+}
+
+/// The domain a request asked for: its Host header.
+fn host_domain(headers: &HeaderMap) -> String {
+    headers.get(header::HOST).and_then(|v| v.to_str().ok()).map(signaling::host_of).unwrap_or_default()
 }
 
 fn session_hex(id: u64) -> String {
@@ -98,7 +103,8 @@ async fn whep_post(
     let Ok(offer) = std::str::from_utf8(&body) else {
         return json_error(400, "offer is not UTF-8", None);
     };
-    match play(engine, app, stream, q.get("auth_key").cloned(), offer.to_string()).await {
+    let domain = host_domain(&headers);
+    match play(engine, app, stream, q.get("auth_key").cloned(), offer.to_string(), domain).await {
         Ok(a) => {
             let location = format!("/whep/session/{}", session_hex(a.session));
             let mut resp = (StatusCode::CREATED, a.sdp).into_response();
@@ -260,6 +266,7 @@ async fn rts_play(
     State(engine): State<Arc<Engine>>,
     Path((app, stream)): Path<(String, String)>,
     Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let Ok(req) = serde_json::from_slice::<serde_json::Value>(&body) else {
@@ -280,7 +287,14 @@ async fn rts_play(
             .and_then(signaling::parse_stream_url)
             .and_then(|(_, _, query)| rts_common::auth::query_param(&query, "auth_key").map(str::to_string))
     });
-    match play(engine, app, stream, auth_key, offer).await {
+    // artc://domain/... names the domain; else the Host it was posted to.
+    let domain = req
+        .get("streamurl")
+        .and_then(|v| v.as_str())
+        .map(signaling::host_of)
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| host_domain(&headers));
+    match play(engine, app, stream, auth_key, offer, domain).await {
         Ok(a) => json_ok(json!({
                 "code": 200,
                 "msg": "success",
@@ -295,7 +309,7 @@ async fn rts_play(
 
 /// SRS shape: `{api, streamurl: "webrtc://host/app/stream?...", sdp}` →
 /// `{code: 0, sdp, sessionid}`.
-async fn srs_play(State(engine): State<Arc<Engine>>, body: Bytes) -> Response {
+async fn srs_play(State(engine): State<Arc<Engine>>, headers: HeaderMap, body: Bytes) -> Response {
     let Ok(req) = serde_json::from_slice::<serde_json::Value>(&body) else {
         return json_error(400, "body is not JSON", None);
     };
@@ -309,7 +323,8 @@ async fn srs_play(State(engine): State<Arc<Engine>>, body: Bytes) -> Response {
         return json_error(400, "streamurl must look like webrtc://host/app/stream", None);
     };
     let auth_key = rts_common::auth::query_param(&query, "auth_key").map(str::to_string);
-    match play(engine, app, stream, auth_key, offer).await {
+    let domain = Some(signaling::host_of(&url)).filter(|d| !d.is_empty()).unwrap_or_else(|| host_domain(&headers));
+    match play(engine, app, stream, auth_key, offer, domain).await {
         Ok(a) => json_ok(json!({ "code": 0, "server": "rts", "sdp": a.sdp, "sessionid": session_hex(a.session) })),
         Err(resp) => resp,
     }
@@ -380,9 +395,22 @@ async fn api_streams(State(engine): State<Arc<Engine>>) -> Response {
     }))
 }
 
-/// Prometheus text exposition; per-stream byte counters are the billing
-/// source (traffic per domain/app/stream).
+/// Prometheus text exposition (public): shards, streams, auth. Traffic
+/// per domain is on the admin listener only.
 async fn metrics(State(engine): State<Arc<Engine>>) -> Response {
+    text_response(metrics_text(&engine))
+}
+
+fn text_response(out: String) -> Response {
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+/// A Prometheus label value: backslash, double quote and newline escaped.
+fn label_value(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+fn metrics_text(engine: &Engine) -> String {
     let mut out = String::new();
     let shards = engine.shard_stats();
     let counter = |out: &mut String, name: &str, help: &str, rows: &mut dyn Iterator<Item = (String, u64)>| {
@@ -448,7 +476,7 @@ async fn metrics(State(engine): State<Arc<Engine>>) -> Response {
         let _ = writeln!(out, "rts_shard_rtmp_players{{shard=\"{}\"}} {}", s.shard, s.counters.rtmp_players);
     }
     let streams = engine.streams();
-    let label = |v: &crate::engine::StreamView| format!("app=\"{}\",stream=\"{}\"", v.app, v.stream);
+    let label = |v: &crate::engine::StreamView| format!("app=\"{}\",stream=\"{}\"", label_value(&v.app), label_value(&v.stream));
     counter(
         &mut out,
         "rts_stream_bytes_in_total",
@@ -471,5 +499,75 @@ async fn metrics(State(engine): State<Arc<Engine>>) -> Response {
             (format!("kind=\"{kind}\",reason=\"{reason}\""), *v)
         }),
     );
-    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+    out
+}
+
+/// The admin listener (`[admin] listen`, default 127.0.0.1:8081): billing
+/// data, never on the public port. Every request carries `[admin] token`
+/// as a bearer token when one is set.
+pub fn admin_router(engine: Arc<Engine>) -> Router {
+    Router::new()
+        .route("/metrics", get(admin_metrics))
+        .route("/api/v1/usage", get(admin_usage))
+        .layer(axum::middleware::from_fn_with_state(engine.clone(), require_admin_token))
+        .with_state(engine)
+}
+
+async fn require_admin_token(State(engine): State<Arc<Engine>>, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let token = &engine.cfg.admin.token;
+    if !token.is_empty() {
+        let given = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
+        if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
+            return json_error(401, "admin token required", None);
+        }
+    }
+    next.run(req).await
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The public metrics plus traffic per domain/app/stream/protocol (summed
+/// over the shards; they never decrease while control runs).
+async fn admin_metrics(State(engine): State<Arc<Engine>>) -> Response {
+    let mut out = metrics_text(&engine);
+    let usage = engine.usage_totals();
+    for (name, help, pick) in [
+        ("rts_usage_bytes_out_total", "payload bytes sent per domain/app/stream/protocol (traffic records)", 1),
+        ("rts_usage_bytes_in_total", "payload bytes received per domain/app/stream/protocol (traffic records)", 0),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (k, v) in &usage {
+            let value = if pick == 1 { v.1 } else { v.0 };
+            let _ = writeln!(
+                out,
+                "{name}{{domain=\"{}\",app=\"{}\",stream=\"{}\",protocol=\"{}\"}} {value}",
+                label_value(&k.domain),
+                label_value(&k.app),
+                label_value(&k.stream),
+                k.protocol.map_or("", |p| p.as_str())
+            );
+        }
+    }
+    text_response(out)
+}
+
+/// Traffic totals as JSON: `{"usage": [{domain, app, stream, protocol, bytes_in, bytes_out}]}`.
+async fn admin_usage(State(engine): State<Arc<Engine>>) -> Response {
+    let rows: Vec<serde_json::Value> = engine
+        .usage_totals()
+        .iter()
+        .map(|(k, v)| {
+            json!({
+                "domain": k.domain,
+                "app": k.app,
+                "stream": k.stream,
+                "protocol": k.protocol.map_or("", |p| p.as_str()),
+                "bytes_in": v.0,
+                "bytes_out": v.1,
+            })
+        })
+        .collect();
+    json_ok(json!({ "usage": rows }))
 }

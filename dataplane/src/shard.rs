@@ -309,6 +309,7 @@ impl Shard {
                 TcpOutput::Close { conn } => {
                     let _ = self.flush_tcp(conn);
                     self.close_socket(conn);
+                    self.core.handle_tcp_released(self.now, conn);
                 }
             }
         }

@@ -105,7 +105,12 @@ impl Rig {
                         self.core.handle_tcp_written(conn, data.len());
                     }
                 }
-                TcpOutput::Close { conn } => self.closed.push(conn),
+                TcpOutput::Close { conn } => {
+                    // As the shell: what was queued is written, then the
+                    // connection is let go.
+                    self.closed.push(conn);
+                    self.core.handle_tcp_released(self.now, conn);
+                }
             }
         }
         while let Some(m) = self.core.poll_control() {
@@ -490,6 +495,7 @@ impl Viewer {
             app: app.into(),
             stream: stream.into(),
             home_shard: home,
+            domain: "play.example.com".into(),
         }
     }
 

@@ -11,7 +11,7 @@ use super::rtcp::SR_FIRST_AFTER;
 use super::session::{Media, Session, TrackOut};
 use super::stream::{Kind, Stream};
 use super::Core;
-use rts_common::ipc::{self, ControlToShard, Request, SessionEntry, ShardToControl, SESSIONS_PER_MESSAGE};
+use rts_common::ipc::{self, ControlToShard, Protocol, Request, SessionEntry, ShardToControl, UsageKey, SESSIONS_PER_MESSAGE};
 use std::time::Instant;
 
 impl Core {
@@ -44,10 +44,12 @@ impl Core {
     pub fn handle_control(&mut self, now: Instant, msg: ControlToShard) {
         let now = self.advance(now);
         match msg {
-            ControlToShard::AddSession { session, local_ufrag, local_pwd, remote_ufrag, app, stream, home_shard } => {
+            ControlToShard::AddSession { session, local_ufrag, local_pwd, remote_ufrag, app, stream, home_shard, domain } => {
                 if self.by_id.contains_key(&session) || self.by_ufrag.contains_key(&local_ufrag) {
                     return;
                 }
+                let key = UsageKey::new(&domain, &app, &stream, Protocol::Webrtc);
+                self.usage.open(session, Some(key), None, self.unix_us(now));
                 let idx = self.sessions.insert(Session {
                     id: session,
                     local_ufrag: local_ufrag.clone(),
@@ -65,6 +67,8 @@ impl Core {
                     created: now,
                     joined: 0,
                     last_consent: now,
+                    udp_in: 0,
+                    udp_out: 0,
                 });
                 self.by_ufrag.insert(local_ufrag, idx);
                 self.by_id.insert(session, idx);
@@ -73,10 +77,11 @@ impl Core {
                 let Some(&idx) = self.by_id.get(&session) else { return };
                 let s = &self.sessions[idx];
                 if let Some(peer) = s.peer {
-                    self.out.send_with(peer, s.local_ip, data.len(), |out| {
+                    let n = self.out.send_with(peer, s.local_ip, data.len(), |out| {
                         out[..data.len()].copy_from_slice(&data);
                         Some(data.len())
                     });
+                    self.sessions[idx].udp_out += n as u64;
                 }
             }
             ControlToShard::StartMedia {
@@ -145,7 +150,10 @@ impl Core {
                     self.subscribe(id, shard as usize);
                 }
             }
+            ControlToShard::UsageWritten { boot, seqs } => self.usage.written(boot, &seqs),
             ControlToShard::Snapshot => {
+                // A (re)started control: the records it may not have.
+                self.usage.resend_all();
                 let live: Vec<(String, String)> =
                     self.streams.iter().filter(|(_, s)| s.is_published()).map(|(_, s)| (s.app().to_string(), s.name().to_string())).collect();
                 for (app, stream) in live {
@@ -204,6 +212,12 @@ impl Core {
         let old_clock = old.and_then(|id| self.streams.get(id)).and_then(send_at);
         let old_ms = old.and_then(|id| self.streams.get(id)).and_then(|s| s.stream_ms_at(now));
         let from = Stream::key_of(&sess.app, &sess.stream_name);
+        // The bytes so far go to the stream left.
+        let (total_in, total_out) = sess.traffic();
+        let domain = self.usage.domain(session);
+        self.usage.set_totals(session, total_in, total_out);
+        self.usage.set_key(session, UsageKey::new(&domain, app, name, Protocol::Webrtc), self.unix_us(now));
+        let sess = &mut self.sessions[idx];
         sess.app = app.to_string();
         sess.stream_name = name.to_string();
         if let Some(m) = sess.media.as_mut() {
@@ -277,6 +291,9 @@ impl Core {
     pub(super) fn remove_session(&mut self, session: u64, reason: &str) {
         let Some(idx) = self.by_id.remove(&session) else { return };
         let s = self.sessions.remove(idx);
+        let (total_in, total_out) = s.traffic();
+        self.usage.set_totals(session, total_in, total_out);
+        self.usage.close(session, self.unix_us(self.now));
         self.by_ufrag.remove(&s.local_ufrag);
         if let Some(peer) = s.peer {
             self.by_addr.remove(&peer);

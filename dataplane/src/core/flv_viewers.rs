@@ -27,6 +27,7 @@ use crate::flv_gop::FlvTag;
 use crate::media_request::{self, MediaRequest, Method, Refusal};
 use crate::relay::RelayMsg;
 use bytes::Bytes;
+use rts_common::ipc::Protocol;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -86,12 +87,14 @@ impl Core {
     pub fn handle_http_open(&mut self, now: Instant, conn: usize, peer: Option<SocketAddr>) {
         self.advance(now);
         self.tcp_viewers.insert(conn, TcpViewer { peer, wire: Wire::Flv, head: Vec::new(), state: State::Request, queued: 0, allowance: 0, behind_since: None, bytes_out: 0 });
+        self.open_conn_meter(now, conn, peer);
     }
 
     /// Bytes read from media connection `conn`. Only the request head is
     /// read; anything after it is ignored.
     pub fn handle_http_data(&mut self, now: Instant, conn: usize, data: &[u8]) {
         let now = self.advance(now);
+        self.meter_conn(conn, data.len() as u64, 0);
         let Some(c) = self.tcp_viewers.get_mut(&conn).filter(|c| c.state == State::Request) else { return };
         let take = data.len().min(media_request::MAX_HEAD + 1 - c.head.len().min(media_request::MAX_HEAD));
         c.head.extend_from_slice(&data[..take]);
@@ -111,6 +114,7 @@ impl Core {
 
     /// The shell wrote `n` bytes of what the core queued for `conn`.
     pub fn handle_tcp_written(&mut self, conn: usize, n: usize) {
+        self.meter_conn(conn, 0, n as u64);
         if let Some(c) = self.tcp_viewers.get_mut(&conn) {
             c.queued = c.queued.saturating_sub(n);
         }
@@ -120,6 +124,7 @@ impl Core {
     pub fn handle_http_closed(&mut self, now: Instant, conn: usize, reason: &str) {
         self.advance(now);
         self.forget_tcp_viewer(conn, reason);
+        self.handle_tcp_released(now, conn);
     }
 
     fn on_media_request(&mut self, now: Instant, conn: usize, req: MediaRequest) {
@@ -155,6 +160,7 @@ impl Core {
         let mut head = media_request::flv_response_head().into_bytes();
         head.extend_from_slice(&rts_rtmp::flv::file::file_header(true, true));
         self.send_tcp(conn, Bytes::from(head));
+        self.bill_conn(now, conn, &req.host, &req.app, &req.stream, Protocol::Flv);
         self.counters.flv_viewers += 1;
         self.attach_tcp_viewer(conn, id, &req.host, true);
     }

@@ -29,6 +29,7 @@ impl Core {
                     return;
                 };
                 let session = self.sessions[idx].id;
+                self.sessions[idx].udp_in += data.len() as u64;
                 self.counters.dtls_forwarded += 1;
                 self.push_ctl(ShardToControl::DtlsFromPeer { session, peer: SocketAddr::V4(src), data: data.to_vec() });
             }
@@ -59,6 +60,7 @@ impl Core {
         }
         self.counters.stun_ok += 1;
         sess.last_consent = now;
+        sess.udp_in += data.len() as u64;
         // ICE-lite: the browser (controlling) nominates. Take the first
         // address that passes a check, and move to a nominated one.
         let select = sess.peer.is_none() || (msg.use_candidate && sess.peer != Some(src));
@@ -69,9 +71,11 @@ impl Core {
             sess.local_ip = local;
             let id = sess.id;
             self.by_addr.insert(src, idx);
+            self.usage.set_client(id, SocketAddr::V4(src));
             self.push_ctl(ShardToControl::IceConnected { session: id, peer: SocketAddr::V4(src) });
         }
         let pwd = self.sessions[idx].local_pwd.as_bytes();
-        self.out.send_with(src, local, STUN_ROOM, |out| rts_stun::write_binding_success(&tid, SocketAddr::V4(src), pwd, out).ok());
+        let n = self.out.send_with(src, local, STUN_ROOM, |out| rts_stun::write_binding_success(&tid, SocketAddr::V4(src), pwd, out).ok());
+        self.sessions[idx].udp_out += n as u64;
     }
 }

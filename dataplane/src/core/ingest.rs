@@ -11,7 +11,7 @@ use crate::flv_gop::FlvTag;
 use crate::relay::RelayMsg;
 use rts_rtmp::flv::file::{TAG_AUDIO, TAG_VIDEO};
 use bytes::Bytes;
-use rts_common::ipc::ShardToControl;
+use rts_common::ipc::{Protocol, ShardToControl};
 use rts_rtmp::{RtmpEvent, RtmpOutput, RtmpServerConn};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,12 +30,14 @@ impl Core {
         self.advance(now);
         self.counters.rtmp_connections += 1;
         self.conns.insert(conn, Ingest { rtmp: RtmpServerConn::new(), publishing: None, peer });
+        self.open_conn_meter(now, conn, peer);
         tracing::debug!(shard = self.id, conn, ?peer, "RTMP connection");
     }
 
     /// Bytes read from RTMP connection `conn`.
     pub fn handle_rtmp_data(&mut self, now: Instant, conn: usize, data: &[u8]) {
         let now = self.advance(now);
+        self.meter_conn(conn, data.len() as u64, 0);
         let Some(c) = self.conns.get_mut(&conn) else { return };
         if let Err(e) = c.rtmp.handle_input(data) {
             self.counters.rtmp_errors += 1;
@@ -63,6 +65,7 @@ impl Core {
         if let Some(c) = self.conns.remove(&conn) {
             tracing::debug!(shard = self.id, conn, peer = ?c.peer, reason, "RTMP connection closed");
         }
+        self.handle_tcp_released(now, conn);
     }
 
     /// Closes a connection from our side (after what is queued for it).
@@ -123,6 +126,8 @@ impl Core {
         };
         match accepted {
             Ok((id, msid)) => {
+                let domain = self.conns.get(&conn).map(|c| c.rtmp.domain()).unwrap_or_default();
+                self.bill_conn(now, conn, &domain, app, stream, Protocol::Rtmp);
                 self.add_rtmp_player(conn, peer, id, msid);
             }
             Err(e) => {
@@ -165,6 +170,8 @@ impl Core {
             return;
         }
         let peer = c.peer;
+        let domain = c.rtmp.domain();
+        self.bill_conn(now, conn, &domain, &app, &stream, Protocol::Publish);
         let max_packet = self.cfg.webrtc.max_rtp_packet;
         let id = self.streams.intern(&app, &stream, || Stream::new(&app, &stream, max_packet));
         if let Some(c) = self.conns.get_mut(&conn) {

@@ -22,11 +22,13 @@ pub mod repair;
 pub mod session;
 pub mod stream;
 pub mod streams;
+pub mod usage;
 
 mod control;
 mod ice;
 mod ingest;
 mod keyframe_guard;
+mod metering;
 mod replication;
 mod rtcp;
 mod timers;
@@ -117,12 +119,19 @@ pub struct Core {
     load: LoadGovernor,
     parked: Option<Instant>,
     counters: ShardCounters,
+    /// Traffic records (billing).
+    usage: usage::UsageBook,
+    /// The usage session of each TCP connection (RTMP and media listener),
+    /// by the shell's id, until the shell has let the connection go.
+    conn_sessions: HashMap<usize, u64>,
+    next_conn_session: u64,
 }
 
 impl Core {
     /// Shard `id` of `shards`, starting at `now` when the Unix time is
     /// `unix_us`.
     pub fn new(id: usize, shards: usize, cfg: Arc<Config>, now: Instant, unix_us: u64) -> Core {
+        let billing = cfg.billing.as_ref().map(|b| b.interval_s);
         Core {
             id,
             shards,
@@ -158,6 +167,11 @@ impl Core {
             next_log: now + LOG_EVERY,
             parked: None,
             counters: ShardCounters::default(),
+            usage: usage::UsageBook::new(billing, id as u32, unix_us),
+            conn_sessions: HashMap::new(),
+            // Unique across shards (the id carries the shard) and, with
+            // the boot time in every record, across runs.
+            next_conn_session: unix_us & 0xFFFF_FFFF,
         }
     }
 

@@ -26,6 +26,7 @@ impl Core {
             self.counters.unknown_dropped += 1;
             return;
         };
+        self.sessions[idx].udp_in += data.len() as u64;
         let Some(media) = self.sessions[idx].media.as_mut() else {
             self.counters.unknown_dropped += 1;
             return;

@@ -36,6 +36,17 @@ pub struct Session {
     /// Its join number (`Core::joins`) when it last joined a stream's
     /// viewers: deliveries that started before do not include it.
     pub joined: u64,
+    /// UDP payload bytes from and to the viewer besides media (STUN, DTLS,
+    /// RTCP in; STUN and DTLS out): with `Media::bytes_out`, its traffic.
+    pub udp_in: u64,
+    pub udp_out: u64,
+}
+
+impl Session {
+    /// UDP payload bytes received from and sent to the viewer so far.
+    pub fn traffic(&self) -> (u64, u64) {
+        (self.udp_in, self.udp_out + self.media.as_ref().map_or(0, |m| m.bytes_out))
+    }
 }
 
 /// Present once the session plays: per-viewer SRTP state, negotiated PTs
@@ -48,6 +59,7 @@ pub struct Media {
     pub video: TrackOut,
     pub audio: TrackOut,
     pub pending: VecDeque<Bytes>,
+    /// SRTP/SRTCP bytes sent: media, retransmissions, sender reports.
     pub bytes_out: u64,
     pub packets_out: u64,
     pub started_at: Instant,

@@ -167,9 +167,11 @@ impl Core {
         for (_, s) in self.streams.iter_mut() {
             s.stop_idle_transcoder(now);
         }
+        self.usage_tick(now);
         if now >= self.next_stats {
             self.next_stats = now + STATS_EVERY;
             self.report_stats();
+            self.report_usage_totals(now);
             self.update_loss_hints();
         }
         if now >= self.next_log {

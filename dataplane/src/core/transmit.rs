@@ -86,15 +86,26 @@ impl Outbox {
 
     /// Sends one datagram that `write` makes (at most `max` bytes; None:
     /// nothing to send) from `src` to `dst`.
-    pub fn send_with(&mut self, dst: SocketAddrV4, src: Option<Ipv4Addr>, max: usize, write: impl Fn(&mut [u8]) -> Option<usize>) {
-        if self.overflow.is_empty() && self.batch.datagram(dst, src, max, &write) {
-            return;
+    /// Returns the bytes of the datagram (0 when `write` made none).
+    pub fn send_with(&mut self, dst: SocketAddrV4, src: Option<Ipv4Addr>, max: usize, write: impl Fn(&mut [u8]) -> Option<usize>) -> usize {
+        let mut written = 0;
+        let mut counted = |out: &mut [u8]| {
+            let n = write(out);
+            written = n.unwrap_or(0).min(max);
+            n
+        };
+        if self.overflow.is_empty() && self.batch.datagram(dst, src, max, &mut counted) {
+            return written;
         }
         let mut data = vec![0u8; max];
-        if let Some(n) = write(&mut data) {
-            data.truncate(n);
-            self.overflowed += 1;
-            self.overflow.push_back(Datagram { dst, src, data });
+        match write(&mut data) {
+            Some(n) => {
+                data.truncate(n);
+                self.overflowed += 1;
+                self.overflow.push_back(Datagram { dst, src, data });
+                n.min(max)
+            }
+            None => 0,
         }
     }
 
@@ -292,7 +303,13 @@ fn run_sender_reports(p: Parts<'_>, now: Instant, ntp: u64, next: &mut usize) ->
                 continue;
             };
             let tx = &mut media.tx;
-            p.batch.datagram(peer, local, SR_ROOM, |out| tx.protect_rtcp(&sr[..n], out).ok());
+            let mut sent = 0;
+            p.batch.datagram(peer, local, SR_ROOM, |out| {
+                let r = tx.protect_rtcp(&sr[..n], out).ok();
+                sent = r.unwrap_or(0);
+                r
+            });
+            media.bytes_out += sent as u64;
         }
     }
     true

@@ -214,6 +214,12 @@ impl RtmpServerConn {
         self.out.pop_front()
     }
 
+    /// The domain the client connected to: the host of its `tcUrl`
+    /// (lowercase, no port); empty before `connect` or without one.
+    pub fn domain(&self) -> String {
+        url::url_host(&self.tc_url)
+    }
+
     /// Answers a [`RtmpEvent::PublishRequested`]: `NetStream.Publish.Start`, after which
     /// media is delivered as events.
     ///

@@ -4,6 +4,7 @@
 //! their own SRTP contexts.
 
 mod alloc;
+mod billing;
 mod catchup;
 mod flv;
 mod ice;

@@ -31,6 +31,7 @@ fn add_start_close_with_duplicate_and_out_of_order_messages() {
         app: "live".into(),
         stream: "s".into(),
         home_shard: None,
+        domain: String::new(),
     };
     rig.control(other_with_same_ufrag); // a ufrag clash is refused
     v.check(&mut rig);
