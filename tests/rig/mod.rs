@@ -111,6 +111,11 @@ impl Rig {
         Ok(serde_json::from_str(&body)?)
     }
 
+    /// GET `path` on the admin listener (127.0.0.1:8081 in the namespace).
+    pub fn admin(&self, path: &str) -> Result<String> {
+        Ok(ureq::get(&format!("http://127.0.0.1:8081{path}")).timeout(Duration::from_secs(5)).call()?.into_string()?)
+    }
+
     /// Shard counter `key` (`shards[].counters`), summed over the shards
     /// (shards report every second: wait for the last report first).
     pub fn shard_counter(&self, key: &str) -> Result<u64> {

@@ -86,7 +86,8 @@ pub struct Tally {
     pub verified: u64,
     /// SRTP(+SRTCP) datagrams received by connected viewers.
     pub packets: u64,
-    /// Their bytes (UDP payload).
+    /// UDP payload bytes received from the server: SRTP and SRTCP of
+    /// connected viewers, STUN and DTLS of all.
     pub bytes: u64,
     /// Σ seconds each viewer was connected.
     pub viewer_seconds: f64,

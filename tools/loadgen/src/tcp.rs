@@ -36,7 +36,9 @@ pub enum Target {
     /// `http://host:port/app/stream.flv?query`: the request line's target.
     Flv { addr: SocketAddr, host: String, path: String },
     /// `rtmp://host[:port]/app/stream?query`.
-    Rtmp { addr: SocketAddr, app: String, stream: String },
+    /// `tc_url` is what `connect` sends (`rtmp://host[:port]/app`), as
+    /// ffmpeg and OBS do: the server bills the host.
+    Rtmp { addr: SocketAddr, app: String, stream: String, tc_url: String },
 }
 
 impl Target {
@@ -55,7 +57,8 @@ impl Target {
             crate::Protocol::Flv => Ok(Target::Flv { addr, host: authority.to_string(), path: format!("/{path}") }),
             _ => {
                 let (app, stream) = path.split_once('/').ok_or_else(bad)?;
-                Ok(Target::Rtmp { addr, app: app.to_string(), stream: stream.to_string() })
+                let tc_url = format!("rtmp://{authority}/{app}");
+                Ok(Target::Rtmp { addr, app: app.to_string(), stream: stream.to_string(), tc_url })
             }
         }
     }
@@ -153,12 +156,13 @@ struct RtmpPlayer {
     session: Option<ClientSession>,
     stream: String,
     app: String,
+    tc_url: String,
     asked_play: bool,
 }
 
 impl RtmpPlayer {
-    fn new(app: &str, stream: &str) -> RtmpPlayer {
-        RtmpPlayer { handshake: Some(Handshake::new(PeerType::Client)), session: None, stream: stream.into(), app: app.into(), asked_play: false }
+    fn new(app: &str, stream: &str, tc_url: &str) -> RtmpPlayer {
+        RtmpPlayer { handshake: Some(Handshake::new(PeerType::Client)), session: None, stream: stream.into(), app: app.into(), tc_url: tc_url.into(), asked_play: false }
     }
 
     /// C0+C1.
@@ -174,7 +178,9 @@ impl RtmpPlayer {
                 HandshakeProcessResult::Completed { response_bytes, remaining_bytes } => {
                     send.extend_from_slice(&response_bytes);
                     self.handshake = None;
-                    let (mut session, initial) = ClientSession::new(ClientSessionConfig::new()).map_err(|e| e.to_string())?;
+                    let mut config = ClientSessionConfig::new();
+                    config.tc_url = Some(self.tc_url.clone());
+                    let (mut session, initial) = ClientSession::new(config).map_err(|e| e.to_string())?;
                     let connect = session.request_connection(self.app.clone()).map_err(|e| e.to_string())?;
                     self.session = Some(session);
                     self.results(initial, send, out)?;
@@ -390,7 +396,7 @@ fn worker(target: &Target, opts: &Options, count: u64, slow: u64, threads: u64) 
             poll.registry().register(&mut socket, Token(idx), Interest::READABLE | Interest::WRITABLE)?;
             let wire = match target {
                 Target::Flv { .. } => Wire::Flv(FlvReader::default()),
-                Target::Rtmp { app, stream, .. } => Wire::Rtmp(Box::new(RtmpPlayer::new(app, stream))),
+                Target::Rtmp { app, stream, tc_url, .. } => Wire::Rtmp(Box::new(RtmpPlayer::new(app, stream, tc_url))),
             };
             let is_slow = (idx as u64) < slow;
             viewers.push(Viewer {
@@ -568,7 +574,7 @@ mod tests {
         let t = Target::parse("http://127.0.0.1:8088/live/s.flv?auth_key=a", crate::Protocol::Flv).unwrap();
         assert!(matches!(t, Target::Flv { ref path, ref host, .. } if path == "/live/s.flv?auth_key=a" && host == "127.0.0.1:8088"));
         let t = Target::parse("rtmp://127.0.0.1/live/s?auth_key=a", crate::Protocol::Rtmp).unwrap();
-        assert!(matches!(t, Target::Rtmp { addr, ref app, ref stream } if addr.port() == 1935 && app == "live" && stream == "s?auth_key=a"));
+        assert!(matches!(t, Target::Rtmp { addr, ref app, ref stream, ref tc_url } if addr.port() == 1935 && app == "live" && stream == "s?auth_key=a" && tc_url == "rtmp://127.0.0.1/live"));
         assert!(Target::parse("rtmp://127.0.0.1/live/s", crate::Protocol::Flv).is_err());
         assert!(Target::parse("http://127.0.0.1:8088", crate::Protocol::Flv).is_err());
     }

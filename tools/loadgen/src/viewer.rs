@@ -419,15 +419,22 @@ impl Viewer {
                 }
             }
             _ if cut => self.tally.truncated += 1,
-            PacketKind::Stun => self.on_stun(now, d, out),
+            PacketKind::Stun => {
+                // Every UDP payload byte from the server counts (as the
+                // server's traffic records count them).
+                self.tally.bytes += len as u64;
+                self.on_stun(now, d, out)
+            }
             // We serve DTLS and the peer finished its checks before our own
             // check's response arrived: its ClientHello proves the path.
             PacketKind::Dtls if self.phase == Phase::Ice && self.dtls.role() == Role::Server => {
+                self.tally.bytes += len as u64;
                 self.enter_dtls(now, out);
                 let _ = self.dtls.handle_datagram(d, now);
                 self.drain_dtls(now, out);
             }
             PacketKind::Dtls if matches!(self.phase, Phase::Dtls | Phase::Connected) => {
+                self.tally.bytes += len as u64;
                 // Malformed records are the peer's problem; the handshake timer still runs.
                 let _ = self.dtls.handle_datagram(d, now);
                 self.drain_dtls(now, out);
