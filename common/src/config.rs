@@ -20,6 +20,22 @@ pub struct Config {
     /// Traffic records; absent = none are made.
     pub billing: Option<BillingConfig>,
     pub admin: AdminConfig,
+    pub hls: HlsConfig,
+}
+
+/// LL-HLS on the media listener (`[hls]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HlsConfig {
+    /// Mux every published stream (H.264 + AAC) into CMAF parts and
+    /// segments and serve `/{app}/{stream}.m3u8`. False: 404.
+    pub enabled: bool,
+}
+
+impl Default for HlsConfig {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
 }
 
 /// Usage records for billing (`[billing]`): the shards count each session's

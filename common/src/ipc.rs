@@ -345,6 +345,11 @@ pub struct ShardCounters {
     pub rtmp_players: u64,
     pub rtmp_play_bytes_out: u64,
     pub rtmp_play_refused: u64,
+    /// LL-HLS requests answered, those held until their part or playlist
+    /// was ready (blocking reloads, preload hints), and bytes sent.
+    pub hls_requests: u64,
+    pub hls_held: u64,
+    pub hls_bytes_out: u64,
     /// HTTP-FLV viewers and RTMP players that fell behind and skipped to a keyframe.
     pub flv_skips: u64,
     /// HTTP-FLV viewers and RTMP players disconnected for not reading.

@@ -5,6 +5,7 @@
 pub mod batch;
 pub mod core;
 pub mod flv_gop;
+pub mod hls;
 pub mod latency;
 pub mod lipsync;
 pub mod load;

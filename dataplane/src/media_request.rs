@@ -1,5 +1,8 @@
 //! Requests on the shards' media HTTP listener (`[http] media_listen`):
-//! `GET`/`HEAD /{app}/{stream}.flv[?auth_key=…]` and CORS preflights.
+//! `GET`/`HEAD /{app}/{stream}.flv[?auth_key=…]`, the LL-HLS playlist
+//! `/{app}/{stream}.m3u8` and what it names (`/{app}/{stream}/init{v}.mp4`,
+//! `/{app}/{stream}/{msn}.m4s`, `/{app}/{stream}/{msn}.{part}.m4s`), and
+//! CORS preflights.
 //! Sans-IO: bytes in, a parsed request or the status to refuse with out.
 //! The header block is bounded ([`MAX_HEAD`]); a client that sends more
 //! without finishing it gets 431 and is closed. httparse does the HTTP/1.x
@@ -20,6 +23,10 @@ pub enum Method {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Output {
     Flv,
+    Playlist,
+    Init { version: u32 },
+    Segment { msn: u64 },
+    Part { msn: u64, part: usize },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +43,9 @@ pub struct MediaRequest {
     pub host: String,
     /// Bytes of the head, so the caller knows where a body would start.
     pub head_len: usize,
+    /// The connection stays open after the answer (HTTP/1.1 without
+    /// `Connection: close`, or HTTP/1.0 with `keep-alive`).
+    pub keep_alive: bool,
 }
 
 /// Why a request is refused, as its HTTP status.
@@ -89,6 +99,14 @@ pub fn parse(buf: &[u8]) -> Result<Option<MediaRequest>, Refusal> {
         .map(host_without_port)
         .unwrap_or_default();
     let (app, stream, output) = route(path)?;
+    let connection = req
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("connection"))
+        .and_then(|h| std::str::from_utf8(h.value).ok())
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
+    let keep_alive = if req.version == Some(1) { !connection.contains("close") } else { connection.contains("keep-alive") };
     Ok(Some(MediaRequest {
         method,
         output,
@@ -98,22 +116,39 @@ pub fn parse(buf: &[u8]) -> Result<Option<MediaRequest>, Refusal> {
         query: query.to_string(),
         host: host.to_ascii_lowercase(),
         head_len,
+        keep_alive,
     }))
 }
 
-/// `/{app}/{stream}.flv` → (app, stream, output). Names follow the rule
-/// of the signaling API (letters, digits, `-`, `_`, `.`; not empty).
+/// The path → (app, stream, output). Names follow the rule of the
+/// signaling API (letters, digits, `-`, `_`, `.`; not empty).
 fn route(path: &str) -> Result<(&str, &str, Output), Refusal> {
     let rest = path.strip_prefix('/').ok_or(Refusal::BadRequest)?;
-    let (app, file) = rest.split_once('/').ok_or(Refusal::NotFound)?;
-    let (stream, output) = match file.rsplit_once('.') {
-        Some((s, "flv")) => (s, Output::Flv),
+    let mut parts = rest.splitn(3, '/');
+    let (app, file, inner) = (parts.next().unwrap_or(""), parts.next().ok_or(Refusal::NotFound)?, parts.next());
+    let (stream, output) = match (inner, file.rsplit_once('.')) {
+        (None, Some((s, "flv"))) => (s, Output::Flv),
+        (None, Some((s, "m3u8"))) => (s, Output::Playlist),
+        (Some(inner), _) => (file, hls_file(inner).ok_or(Refusal::NotFound)?),
         _ => return Err(Refusal::NotFound),
     };
     if !valid_name(app) || !valid_name(stream) {
         return Err(Refusal::NotFound);
     }
     Ok((app, stream, output))
+}
+
+/// `init{v}.mp4`, `{msn}.m4s`, `{msn}.{part}.m4s`.
+fn hls_file(name: &str) -> Option<Output> {
+    let number = |s: &str| (!s.is_empty() && s.len() <= 19 && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse::<u64>().ok()).flatten();
+    if let Some(v) = name.strip_prefix("init").and_then(|r| r.strip_suffix(".mp4")) {
+        return Some(Output::Init { version: u32::try_from(number(v)?).ok()? });
+    }
+    let stem = name.strip_suffix(".m4s")?;
+    match stem.split_once('.') {
+        None => Some(Output::Segment { msn: number(stem)? }),
+        Some((msn, part)) => Some(Output::Part { msn: number(msn)?, part: usize::try_from(number(part)?).ok()? }),
+    }
 }
 
 fn valid_name(s: &str) -> bool {
@@ -151,6 +186,14 @@ pub const CORS: &str = "Access-Control-Allow-Origin: *\r\nAccess-Control-Allow-M
 /// The answer to a CORS preflight.
 pub fn preflight_response() -> String {
     format!("HTTP/1.1 204 No Content\r\n{CORS}Access-Control-Max-Age: 86400\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+}
+
+/// The head of a complete response of `len` bytes: kept open or closed
+/// after it, cacheable for `max_age_s` (0: never cached).
+pub fn response_head(content_type: &str, len: usize, keep_alive: bool, max_age_s: u32) -> String {
+    let cache = if max_age_s == 0 { "no-cache".to_string() } else { format!("max-age={max_age_s}") };
+    let connection = if keep_alive { "keep-alive" } else { "close" };
+    format!("HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {len}\r\nCache-Control: {cache}\r\n{CORS}Connection: {connection}\r\n\r\n")
 }
 
 /// The head of an FLV stream: close-delimited (no length, no chunking),
@@ -198,6 +241,28 @@ mod tests {
         assert_eq!(p("\u{1}\u{2}\r\n\r\n"), Err(Refusal::BadRequest));
         let many: String = (0..40).map(|i| format!("X-{i}: v\r\n")).collect();
         assert_eq!(p(&format!("GET /live/s.flv HTTP/1.1\r\n{many}\r\n")), Err(Refusal::HeadTooLarge));
+    }
+
+    #[test]
+    fn hls_paths_route_to_their_outputs() {
+        let out = |path: &str| parse(format!("GET {path} HTTP/1.1\r\n\r\n").as_bytes()).map(|r| r.map(|r| (r.app, r.stream, r.output)));
+        let ok = |a: &str, s: &str, o| Ok(Some((a.to_string(), s.to_string(), o)));
+        assert_eq!(out("/live/s.m3u8"), ok("live", "s", Output::Playlist));
+        assert_eq!(out("/live/s/init1.mp4"), ok("live", "s", Output::Init { version: 1 }));
+        assert_eq!(out("/live/s.b/12.m4s"), ok("live", "s.b", Output::Segment { msn: 12 }));
+        assert_eq!(out("/live/s/12.3.m4s"), ok("live", "s", Output::Part { msn: 12, part: 3 }));
+        for bad in ["/live/s/12.m4", "/live/s/x.m4s", "/live/s/1.2.3.m4s", "/live/s/-1.m4s", "/live/s/init.mp4", "/live/s/99999999999999999999.m4s", "/live/s/a/1.m4s", "/live/s/.m4s"] {
+            assert_eq!(out(bad), Err(Refusal::NotFound), "{bad}");
+        }
+    }
+
+    #[test]
+    fn keep_alive_follows_the_version_and_connection_header() {
+        let ka = |raw: &str| parse(raw.as_bytes()).unwrap().unwrap().keep_alive;
+        assert!(ka("GET /a/b.m3u8 HTTP/1.1\r\n\r\n"));
+        assert!(!ka("GET /a/b.m3u8 HTTP/1.1\r\nConnection: Close\r\n\r\n"));
+        assert!(!ka("GET /a/b.m3u8 HTTP/1.0\r\n\r\n"));
+        assert!(ka("GET /a/b.m3u8 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
     }
 
     #[test]

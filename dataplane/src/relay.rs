@@ -11,6 +11,7 @@
 
 use crate::core::stream::Kind;
 use crate::core::streams::StreamId;
+use crate::hls::HlsSnapshot;
 use crate::flv_gop::{FlvGop, FlvTag};
 use bytes::Bytes;
 use crossbeam_queue::ArrayQueue;
@@ -43,6 +44,13 @@ pub enum RelayMsg {
     /// `home` now (Some), or no longer (None). How a shard finds the home
     /// of a stream an HTTP-FLV viewer asks it for.
     Home { key: String, home: Option<usize> },
+    /// Serving shard -> home shard: send me stream `key`'s LL-HLS
+    /// snapshots (or stop).
+    HlsSubscribe { key: String, from: usize },
+    HlsUnsubscribe { key: String, from: usize },
+    /// Home -> serving shards: what to serve of `key` now (shared, not
+    /// copied); `live` false: the stream is not published (any more).
+    HlsUpdate { key: String, snapshot: Option<Arc<HlsSnapshot>>, live: bool },
 }
 
 impl RelayMsg {

@@ -151,6 +151,11 @@ impl Rig {
         self.drain();
     }
 
+    /// Whether media connection `conn` is open in the core.
+    pub fn core_has_http(&self, conn: usize) -> bool {
+        self.core.has_tcp_viewer(conn)
+    }
+
     pub fn take_ctl(&mut self) -> Vec<ShardToControl> {
         std::mem::take(&mut self.ctl)
     }

@@ -24,7 +24,7 @@ use super::stream::Stream;
 use super::streams::StreamId;
 use super::{Core, TcpOutput};
 use crate::flv_gop::FlvTag;
-use crate::media_request::{self, MediaRequest, Method, Refusal};
+use crate::media_request::{self, MediaRequest, Method, Output, Refusal};
 use crate::relay::RelayMsg;
 use bytes::Bytes;
 use rts_common::ipc::Protocol;
@@ -43,12 +43,17 @@ pub(super) enum Wire {
     Flv,
     /// RTMP play on message stream `stream_id`.
     Rtmp { stream_id: u32 },
+    /// LL-HLS requests on the media listener (`hls_viewers.rs`), one after
+    /// another on a kept-alive connection.
+    Hls,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
+pub(super) enum State {
     /// Reading the request head.
     Request,
+    /// An LL-HLS request waits for its part or playlist (`hls_viewers.rs`).
+    Held,
     /// Answered; waiting for the stream's first keyframe.
     Waiting(StreamId),
     Live(StreamId),
@@ -57,11 +62,11 @@ enum State {
 }
 
 pub(super) struct TcpViewer {
-    peer: Option<SocketAddr>,
-    wire: Wire,
+    pub(super) peer: Option<SocketAddr>,
+    pub(super) wire: Wire,
     /// The HTTP request head read so far.
-    head: Vec<u8>,
-    state: State,
+    pub(super) head: Vec<u8>,
+    pub(super) state: State,
     /// Bytes handed to the shell and not yet written by it.
     queued: usize,
     /// Bytes of the start (the cached GOP) allowed on top of the limit
@@ -77,7 +82,7 @@ impl TcpViewer {
     fn stream(&self) -> Option<StreamId> {
         match self.state {
             State::Waiting(id) | State::Live(id) | State::Skipping(id) => Some(id),
-            State::Request => None,
+            State::Request | State::Held => None,
         }
     }
 }
@@ -101,9 +106,16 @@ impl Core {
         match media_request::parse(&c.head) {
             Ok(None) => {}
             Ok(Some(req)) => {
-                c.head = Vec::new();
+                // What follows the head is the next request on a kept-alive
+                // connection (HLS); FLV reads nothing after its request.
+                c.head.drain(..req.head_len.min(c.head.len()));
                 self.counters.http_requests += 1;
-                self.on_media_request(now, conn, req);
+                if matches!(req.output, Output::Flv) {
+                    c.head = Vec::new();
+                    self.on_media_request(now, conn, req);
+                } else {
+                    self.on_hls_request(now, conn, req);
+                }
             }
             Err(r) => {
                 self.counters.http_requests += 1;
@@ -221,7 +233,7 @@ impl Core {
             // A player on another message stream (it created more than
             // one): its own encoding.
             Some(Wire::Rtmp { stream_id }) => rts_rtmp::media::encode_media_message(tag.tag_type, tag.timestamp_ms, stream_id, &tag.body),
-            None => Bytes::new(),
+            Some(Wire::Hls) | None => Bytes::new(),
         }
     }
 
@@ -336,7 +348,7 @@ impl Core {
                     self.send_tcp(conn, b);
                 }
             }
-            State::Skipping(_) | State::Request => {}
+            State::Skipping(_) | State::Request | State::Held => {}
         }
     }
 
@@ -351,7 +363,7 @@ impl Core {
     }
 
     /// Queues bytes for a viewer, counting them as queued and as traffic.
-    fn send_tcp(&mut self, conn: usize, data: Bytes) {
+    pub(super) fn send_tcp(&mut self, conn: usize, data: Bytes) {
         let Some(c) = self.tcp_viewers.get_mut(&conn) else { return };
         if data.is_empty() {
             return;
@@ -361,6 +373,7 @@ impl Core {
         match c.wire {
             Wire::Flv => self.counters.flv_bytes_out += data.len() as u64,
             Wire::Rtmp { .. } => self.counters.rtmp_play_bytes_out += data.len() as u64,
+            Wire::Hls => self.counters.hls_bytes_out += data.len() as u64,
         }
         if let Some(s) = c.stream().and_then(|id| self.streams.get_mut(id)) {
             s.add_bytes_out(data.len() as u64);
@@ -369,12 +382,12 @@ impl Core {
     }
 
     /// A complete answer (refusal, HEAD, preflight), then close.
-    fn answer_http(&mut self, conn: usize, response: Vec<u8>) {
+    pub(super) fn answer_http(&mut self, conn: usize, response: Vec<u8>) {
         self.send_tcp(conn, Bytes::from(response));
         self.close_http(conn, "answered");
     }
 
-    fn refuse_http(&mut self, conn: usize, r: Refusal, why: &str) {
+    pub(super) fn refuse_http(&mut self, conn: usize, r: Refusal, why: &str) {
         self.counters.http_refused += 1;
         let peer = self.tcp_viewers.get(&conn).and_then(|c| c.peer);
         tracing::debug!(shard = self.id, conn, ?peer, status = r.status().0, why, "media request refused");
@@ -382,7 +395,7 @@ impl Core {
     }
 
     /// Closes a media-listener connection from our side, after what is queued.
-    fn close_http(&mut self, conn: usize, reason: &str) {
+    pub(super) fn close_http(&mut self, conn: usize, reason: &str) {
         if self.forget_tcp_viewer(conn, reason) {
             self.tcp_out.push_back(TcpOutput::Close { conn });
         }
@@ -392,7 +405,7 @@ impl Core {
     /// came from.
     fn close_tcp_viewer(&mut self, conn: usize, reason: &str) {
         match self.tcp_viewers.get(&conn).map(|c| c.wire) {
-            Some(Wire::Flv) => self.close_http(conn, reason),
+            Some(Wire::Flv | Wire::Hls) => self.close_http(conn, reason),
             Some(Wire::Rtmp { .. }) => self.close_rtmp(conn, reason),
             None => {}
         }
@@ -401,10 +414,14 @@ impl Core {
     /// Forgets viewer `conn` (HTTP or RTMP); false if it was not one.
     pub(super) fn forget_tcp_viewer(&mut self, conn: usize, reason: &str) -> bool {
         let Some(c) = self.tcp_viewers.remove(&conn) else { return false };
+        if c.wire == Wire::Hls {
+            self.forget_hls_conn(conn);
+        }
         if let Some(id) = c.stream() {
             match c.wire {
                 Wire::Flv => self.counters.flv_viewers = self.counters.flv_viewers.saturating_sub(1),
                 Wire::Rtmp { .. } => self.counters.rtmp_players = self.counters.rtmp_players.saturating_sub(1),
+                Wire::Hls => {}
             }
             tracing::debug!(shard = self.id, conn, peer = ?c.peer, bytes_out = c.bytes_out, reason, "FLV-tag viewer left");
             if let Some(s) = self.streams.get_mut(id) {
@@ -433,8 +450,14 @@ impl Core {
         }
     }
 
+    /// Whether `conn` is a media-listener connection or RTMP player the
+    /// core holds.
+    pub fn has_tcp_viewer(&self, conn: usize) -> bool {
+        self.tcp_viewers.contains_key(&conn)
+    }
+
     fn is_http(&self, conn: usize) -> bool {
-        self.tcp_viewers.get(&conn).is_some_and(|c| c.wire == Wire::Flv)
+        self.tcp_viewers.get(&conn).is_some_and(|c| matches!(c.wire, Wire::Flv | Wire::Hls))
     }
 
     /// A publish started (`Some(shard)`) or ended (`None`) on shard `from`.

@@ -84,12 +84,14 @@ impl Core {
             RtmpEvent::Video { timestamp_ms, data } => {
                 if let Some(id) = self.conns.get(&conn).and_then(|c| c.publishing) {
                     self.deliver_flv(id, FlvTag::new(TAG_VIDEO, timestamp_ms, data.clone()), now);
+                    self.feed_hls(now, id, true, timestamp_ms, &data);
                     self.on_video(id, timestamp_ms, &data, now);
                 }
             }
             RtmpEvent::Audio { timestamp_ms, data } => {
                 let Some(id) = self.conns.get(&conn).and_then(|c| c.publishing) else { return };
                 self.deliver_flv(id, FlvTag::new(TAG_AUDIO, timestamp_ms, data.clone()), now);
+                self.feed_hls(now, id, false, timestamp_ms, &data);
                 let Some(s) = self.streams.get_mut(id) else { return };
                 match s.on_audio(timestamp_ms, &data, now) {
                     AudioOutcome::ConfigChanged => s.update_transcoder(),
@@ -177,6 +179,7 @@ impl Core {
         if let Some(c) = self.conns.get_mut(&conn) {
             c.publishing = Some(id);
         }
+        self.start_hls(id);
         let Some(s) = self.streams.get_mut(id) else { return };
         let old_home = s.home();
         s.on_publish_start(conn);
@@ -195,6 +198,7 @@ impl Core {
     /// The publisher on `conn` stopped (or the connection went away).
     pub(super) fn end_publish(&mut self, conn: usize) {
         let Some(id) = self.conns.get_mut(&conn).and_then(|c| c.publishing.take()) else { return };
+        self.end_hls(self.now, id);
         if let Some(s) = self.streams.get_mut(id) {
             let l = s.latency();
             tracing::info!(shard = self.id, stream = %s.key(), frames = s.video_frames(), viewers = s.viewers().len(),

@@ -42,7 +42,10 @@ impl Core {
     pub fn handle_tcp_released(&mut self, now: Instant, conn: usize) {
         let now = self.advance(now);
         if let Some(session) = self.conn_sessions.remove(&conn) {
-            self.usage.close(session, self.unix_us(now));
+            // An HLS player's session outlives its connections.
+            if !self.hls.is_player_session(session) {
+                self.usage.close(session, self.unix_us(now));
+            }
         }
     }
 

@@ -18,6 +18,7 @@
 pub mod fanout;
 pub mod flv_viewers;
 pub mod history;
+mod hls_viewers;
 pub mod repair;
 pub mod session;
 pub mod stream;
@@ -125,6 +126,8 @@ pub struct Core {
     /// by the shell's id, until the shell has let the connection go.
     conn_sessions: HashMap<usize, u64>,
     next_conn_session: u64,
+    /// LL-HLS: muxers of streams published here, views served here.
+    hls: hls_viewers::HlsState,
 }
 
 impl Core {
@@ -172,6 +175,7 @@ impl Core {
             // Unique across shards (the id carries the shard) and, with
             // the boot time in every record, across runs.
             next_conn_session: unix_us & 0xFFFF_FFFF,
+            hls: Default::default(),
         }
     }
 

@@ -64,6 +64,7 @@ impl Core {
                 }
             }
             RelayMsg::Home { key, home } => self.on_home_announced(from, key, home),
+            m @ (RelayMsg::HlsSubscribe { .. } | RelayMsg::HlsUnsubscribe { .. } | RelayMsg::HlsUpdate { .. }) => self.handle_hls_relay(now, from, m),
             RelayMsg::Ended { stream } => {
                 let Some(s) = self.streams.get_mut(stream).filter(|s| s.home() == Some(from)) else { return };
                 s.set_home(None);

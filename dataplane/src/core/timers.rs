@@ -167,6 +167,7 @@ impl Core {
         for (_, s) in self.streams.iter_mut() {
             s.stop_idle_transcoder(now);
         }
+        self.hls_tick(now);
         self.usage_tick(now);
         if now >= self.next_stats {
             self.next_stats = now + STATS_EVERY;

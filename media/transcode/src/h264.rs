@@ -201,30 +201,22 @@ impl Rbsp {
     }
 }
 
-/// Best-effort: can a stream with this SPS contain B-frames (frames whose output
-/// order differs from decode order)?
-///
-/// `Some(false)` for (constrained) baseline, for `pic_order_cnt_type == 2` (output order
-/// equals decode order) and for a VUI with `max_num_reorder_frames == 0`;
-/// `Some(true)` when the VUI says frames are reordered; `None` when the SPS does not
-/// say (Main/High without bitstream_restriction) or cannot be parsed. The NAL header
-/// byte is optional. The dataplane also watches FLV composition time != 0.
-pub fn has_b_frames(sps: &[u8]) -> Option<bool> {
-    let body = match sps.first() {
-        Some(h) if h & 0x1f == 7 => &sps[1..],
-        _ => sps,
-    };
+/// What an SPS says before its VUI.
+struct SpsHead {
+    poc_type: u32,
+    width: u32,
+    height: u32,
+}
+
+/// Reads an SPS body (after the NAL header byte) up to
+/// `vui_parameters_present_flag`, which the returned reader is at.
+fn sps_head(body: &[u8]) -> Option<(SpsHead, Rbsp)> {
     let profile = *body.first()?;
-    if profile == 66 {
-        return Some(false);
-    }
     let mut r = Rbsp::new(body.get(3..)?);
     let _sps_id = r.ue()?;
-    if matches!(
-        profile,
-        100 | 110 | 122 | 244 | 44 | 83 | 86 | 118 | 128 | 138 | 139 | 134 | 135
-    ) {
-        let chroma = r.ue()?;
+    let mut chroma = 1;
+    if matches!(profile, 100 | 110 | 122 | 244 | 44 | 83 | 86 | 118 | 128 | 138 | 139 | 134 | 135) {
+        chroma = r.ue()?;
         if chroma == 3 {
             r.bit()?;
         }
@@ -240,7 +232,8 @@ pub fn has_b_frames(sps: &[u8]) -> Option<bool> {
         }
     }
     r.ue()?; // log2_max_frame_num_minus4
-    match r.ue()? {
+    let poc_type = r.ue()?;
+    match poc_type {
         0 => {
             r.ue()?;
         }
@@ -252,21 +245,65 @@ pub fn has_b_frames(sps: &[u8]) -> Option<bool> {
                 r.se()?;
             }
         }
-        2 => return Some(false),
+        2 => {}
         _ => return None,
     }
     r.ue()?; // max_num_ref_frames
-    r.bit()?;
-    r.ue()?;
-    r.ue()?;
-    if r.bit()? == 0 {
+    r.bit()?; // gaps_in_frame_num_value_allowed_flag
+    let width_mbs = r.ue()?.checked_add(1)?;
+    let height_units = r.ue()?.checked_add(1)?;
+    let frame_mbs_only = r.bit()?;
+    if frame_mbs_only == 0 {
         r.bit()?; // mb_adaptive_frame_field_flag
     }
-    r.bit()?;
+    r.bit()?; // direct_8x8_inference_flag
+    let (mut crop_x, mut crop_y) = (0, 0);
     if r.bit()? == 1 {
-        for _ in 0..4 {
-            r.ue()?;
-        }
+        let (left, right, top, bottom) = (r.ue()?, r.ue()?, r.ue()?, r.ue()?);
+        // Crop units (H.264 7.4.2.1.1): chroma subsampling and field coding.
+        let (unit_x, unit_y) = match chroma {
+            1 => (2, 2),
+            2 => (2, 1),
+            _ => (1, 1),
+        };
+        let unit_y = unit_y * (2 - frame_mbs_only);
+        crop_x = left.saturating_add(right).saturating_mul(unit_x);
+        crop_y = top.saturating_add(bottom).saturating_mul(unit_y);
+    }
+    let width = width_mbs.checked_mul(16)?.checked_sub(crop_x)?;
+    let height = height_units.checked_mul(16)?.checked_mul(2 - frame_mbs_only)?.checked_sub(crop_y)?;
+    Some((SpsHead { poc_type, width, height }, r))
+}
+
+/// The picture size an SPS declares (cropping applied); the NAL header
+/// byte is optional. None when it cannot be parsed.
+pub fn sps_dimensions(sps: &[u8]) -> Option<(u32, u32)> {
+    let body = match sps.first() {
+        Some(h) if h & 0x1f == 7 => &sps[1..],
+        _ => sps,
+    };
+    sps_head(body).map(|(h, _)| (h.width, h.height))
+}
+
+/// Best-effort: can a stream with this SPS contain B-frames (frames whose output
+/// order differs from decode order)?
+///
+/// `Some(false)` for (constrained) baseline, for `pic_order_cnt_type == 2` (output order
+/// equals decode order) and for a VUI with `max_num_reorder_frames == 0`;
+/// `Some(true)` when the VUI says frames are reordered; `None` when the SPS does not
+/// say (Main/High without bitstream_restriction) or cannot be parsed. The NAL header
+/// byte is optional. The dataplane also watches FLV composition time != 0.
+pub fn has_b_frames(sps: &[u8]) -> Option<bool> {
+    let body = match sps.first() {
+        Some(h) if h & 0x1f == 7 => &sps[1..],
+        _ => sps,
+    };
+    if *body.first()? == 66 {
+        return Some(false);
+    }
+    let (head, mut r) = sps_head(body)?;
+    if head.poc_type == 2 {
+        return Some(false);
     }
     if r.bit()? == 0 {
         return None; // no VUI
@@ -343,6 +380,18 @@ fn skip_hrd(r: &mut Rbsp) -> Option<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sps_dimensions_of_x264_streams() {
+        // SPS of one frame each from `ffmpeg -f lavfi -i testsrc2=size=WxH -c:v libx264 -profile:v P`
+        // (360 and 180 are not multiples of 16: cropped).
+        let sps = |h: &str| hex::decode(h).unwrap();
+        assert_eq!(sps_dimensions(&sps("6742c01ed900a02ff970110000030001000003003c0f162e48")), Some((640, 360)));
+        assert_eq!(sps_dimensions(&sps("6764001facd9405005bb0110000003001000000303c0f1831960")), Some((1280, 720)));
+        assert_eq!(sps_dimensions(&sps("674d400deca0a0cfcf8088000003000800000301e078a14cb0")), Some((320, 180)));
+        assert_eq!(sps_dimensions(&sps("6742c01e")), None);
+        assert_eq!(sps_dimensions(&[]), None);
+    }
 
     /// avcC from x264 320x240 High profile (-bf 3): SPS with VUI bitstream_restriction.
     fn sample_avcc(sps: &[u8], pps: &[u8]) -> Vec<u8> {

@@ -20,6 +20,6 @@ mod worker;
 pub use asc::{parse_audio_specific_config, AudioConfig};
 pub use audio::{AacToOpus, OpusPacket, OPUS_FRAME, OPUS_RATE};
 pub use error::Error;
-pub use h264::{has_b_frames, parse_avc_config, AvcConfig};
+pub use h264::{has_b_frames, parse_avc_config, sps_dimensions, AvcConfig};
 pub use video::{EncodedFrame, H264Reencoder, ReencodeOptions};
 pub use worker::{Job, Output, TranscodeWorker, WorkerOptions};

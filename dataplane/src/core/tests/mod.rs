@@ -7,6 +7,7 @@ mod alloc;
 mod billing;
 mod catchup;
 mod flv;
+mod hls;
 mod ice;
 mod ingest;
 mod repair;
