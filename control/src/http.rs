@@ -16,6 +16,8 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 const PLAYER_HTML: &str = include_str!("../assets/player.html");
+/// hls.js 1.6.15 (Apache-2.0, assets/hls.js.LICENSE) for the player's LL-HLS mode.
+const HLS_JS: &str = include_str!("../assets/hls.min.js");
 /// Offers are a few KB; anything much larger is not an SDP offer.
 const MAX_BODY: usize = 64 * 1024;
 
@@ -32,6 +34,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/api/v1/sessions", get(api_sessions))
         .route("/metrics", get(metrics))
         .route("/play/{app}/{stream}", get(player))
+        .route("/player/hls.min.js", get(hls_js))
         .route("/{app}/{stream}", post(rts_play))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(
@@ -343,8 +346,13 @@ async fn srs_whep(
     whep_post(State(engine), Path((app, stream)), Query(q), headers, body).await
 }
 
-async fn player(Path((_app, _stream)): Path<(String, String)>) -> Html<&'static str> {
-    Html(PLAYER_HTML)
+async fn player(State(engine): State<Arc<Engine>>, Path((_app, _stream)): Path<(String, String)>) -> Html<String> {
+    // The page finds the media listener (HLS) on this host at its port.
+    Html(PLAYER_HTML.replace("__MEDIA_PORT__", &engine.cfg.http.media_listen.port().to_string()))
+}
+
+async fn hls_js() -> Response {
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/javascript"), (header::CACHE_CONTROL, "max-age=86400")], HLS_JS).into_response()
 }
 
 /// Playing sessions with their receiver feedback (RTT, loss) and loss
