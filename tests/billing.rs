@@ -1,6 +1,6 @@
 //! Traffic records end to end (issue 13, "records reconcile"): WebRTC,
-//! RTMP-play and HTTP-FLV viewers from the load generator on two shards
-//! (the stream replicated), control killed with `kill -9` mid-run and
+//! RTMP-play and HTTP-FLV viewers from the load generator and an LL-HLS
+//! player on two shards (the stream replicated), control killed with `kill -9` mid-run and
 //! started again. The records in the files must add up, per protocol, to
 //! what the viewers received (within 1 %), equal the shards' totals on the
 //! admin listener, name no record twice, and the totals must never
@@ -13,6 +13,7 @@ use anyhow::{Context, Result};
 use rig::{Mode, Rig, HTTP, RTMP};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
+use std::io::{Read, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -44,8 +45,34 @@ fn read_records(dir: &Path) -> Result<Vec<Value>> {
     Ok(out)
 }
 
+/// (bytes_in, bytes_out) per protocol.
+type Totals = BTreeMap<String, (u64, u64)>;
+
+/// An LL-HLS player for `secs`: the playlist and its newest part every
+/// 300 ms, each on a new connection; the bytes it read (heads and bodies).
+fn hls_player(secs: u64) -> Result<u64> {
+    let mut read = 0u64;
+    let t0 = Instant::now();
+    let get = |path: &str, read: &mut u64| -> Result<String> {
+        let mut s = std::net::TcpStream::connect(MEDIA)?;
+        write!(s, "GET {path} HTTP/1.1\r\nHost: 10.200.0.1:8088\r\nConnection: close\r\n\r\n")?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf)?;
+        *read += buf.len() as u64;
+        Ok(String::from_utf8_lossy(&buf).into_owned())
+    };
+    while t0.elapsed() < Duration::from_secs(secs) {
+        let text = get("/live/bill.m3u8", &mut read)?;
+        if let Some(uri) = text.lines().rev().find_map(|l| l.strip_prefix("#EXT-X-PART:")).and_then(|l| l.split("URI=\"").nth(1)).and_then(|u| u.split('"').next()) {
+            get(&format!("/live/{uri}"), &mut read)?;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    Ok(read)
+}
+
 /// (bytes_in, bytes_out) per protocol from the admin API, for stream `s`.
-fn admin_totals(rig: &Rig, stream: &str) -> Result<BTreeMap<String, (u64, u64)>> {
+fn admin_totals(rig: &Rig, stream: &str) -> Result<Totals> {
     let v: Value = serde_json::from_str(&rig.admin("/api/v1/usage")?)?;
     let mut out = BTreeMap::new();
     for r in v["usage"].as_array().context("usage")? {
@@ -99,7 +126,8 @@ fn records_add_up_to_what_viewers_received_across_a_control_kill() -> Result<()>
     // Totals sampled while the viewers play; control is killed at 4 s and
     // back at 8 s (an interval boundary or two pass while it is down).
     let t0 = Instant::now();
-    let mut runs_samples: Vec<Vec<(BTreeMap<String, (u64, u64)>, u64)>> = vec![Vec::new()];
+    let hls = std::thread::spawn(|| hls_player(13));
+    let mut runs_samples: Vec<Vec<(Totals, u64)>> = vec![Vec::new()];
     let mut killed = false;
     while t0.elapsed() < Duration::from_secs(14) {
         if !killed && t0.elapsed() > Duration::from_secs(4) {
@@ -126,6 +154,7 @@ fn records_add_up_to_what_viewers_received_across_a_control_kill() -> Result<()>
         assert_eq!((r.0, r.1), (4, 0), "{name}: {}\n{}", r.2, rig.logs());
         received.insert(name.to_string(), r.3);
     }
+    let hls_read = hls.join().expect("hls thread")?;
     // The viewers' final records are cut at their end, written, acknowledged.
     std::thread::sleep(Duration::from_secs(3));
 
@@ -159,6 +188,12 @@ fn records_add_up_to_what_viewers_received_across_a_control_kill() -> Result<()>
         // The shards' counters, summed by the new control from its start.
         assert_eq!(totals.get(p).map(|t| t.1), Some(out), "{p}: admin totals {totals:?}");
     }
+    // The HLS player's session is still open (it ends 30 s after its last
+    // request); its interim records have every byte since the last cut.
+    let (_, hls_out, hls_lines) = by_protocol.get("hls").copied().unwrap_or_default();
+    assert!(hls_lines >= 3, "HLS interim records: {hls_lines}");
+    assert_eq!(hls_out, hls_read, "the HLS player's bytes");
+    assert_eq!(totals.get("hls").map(|t| t.1), Some(hls_out));
     let publish = by_protocol.get("publish").context("publish records")?;
     assert!(publish.0 > 500_000, "the publisher's bytes in: {publish:?}");
     // Within each control run the totals only grow (the stream is

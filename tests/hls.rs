@@ -60,8 +60,7 @@ fn ffmpeg_and_ffprobe_read_ll_hls_as_published() -> Result<()> {
     // The newest independent part: where a low-latency player starts.
     let part = playlist
         .lines()
-        .filter(|l| l.starts_with("#EXT-X-PART:") && l.ends_with("INDEPENDENT=YES"))
-        .next_back()
+        .rfind(|l| l.starts_with("#EXT-X-PART:") && l.ends_with("INDEPENDENT=YES"))
         .and_then(|l| l.split("URI=\"").nth(1))
         .and_then(|u| u.split('"').next())
         .context("no independent part")?

@@ -120,6 +120,7 @@ struct HeldFrame {
     arrived_ms: u64,
 }
 
+#[derive(Default)]
 pub struct HlsMuxer {
     video: Option<VideoConfig>,
     audio: Option<AudioConfig>,
@@ -142,30 +143,6 @@ pub struct HlsMuxer {
     current: Segment,
     discontinuity_seq: u64,
     changed: bool,
-}
-
-impl Default for HlsMuxer {
-    fn default() -> Self {
-        HlsMuxer {
-            video: None,
-            audio: None,
-            inits: Vec::new(),
-            version: 0,
-            held: None,
-            last_dts: None,
-            part_video: Vec::new(),
-            part_video_base: 0,
-            part_video_90k: 0,
-            part_audio: Vec::new(),
-            part_audio_base: 0,
-            audio_next: None,
-            fragment_seq: 0,
-            segments: VecDeque::new(),
-            current: Segment::default(),
-            discontinuity_seq: 0,
-            changed: false,
-        }
-    }
 }
 
 impl HlsMuxer {
@@ -420,7 +397,7 @@ mod tests {
             assert!(audio_in_part.abs_diff(w[0].duration_90k) < 2 * 1920, "audio follows video: {audio_in_part} vs {}", w[0].duration_90k);
         }
         assert_eq!(s.segments[1].pdt_ms, 1_002_000, "the arrival of the segment's first frame");
-        assert!(s.has(4, None) && !s.has(5, None) && s.has(5, Some(0)) == !s.current.parts.is_empty());
+        assert!(s.has(4, None) && !s.has(5, None) && s.has(5, Some(0)) != s.current.parts.is_empty());
         assert_eq!(s.next_part(), (5, s.current.parts.len()));
         assert_eq!(s.inits.len(), 1);
         // Parts concatenated are the segment: moof/mdat pairs, nothing else.
@@ -455,7 +432,7 @@ mod tests {
         assert_eq!(s.inits.iter().map(|(v, _)| *v).collect::<Vec<_>>(), vec![1, 2]);
         let second = s.segments.iter().find(|s| s.init_version == 2).unwrap();
         assert!(second.parts[0].independent, "the new configuration starts on a keyframe");
-        assert_eq!(m.take_changed(), true);
-        assert_eq!(m.take_changed(), false);
+        assert!(m.take_changed());
+        assert!(!m.take_changed());
     }
 }
