@@ -1,5 +1,5 @@
 //! `scripts/fuzz.sh` target `dataplane:media_request`: arbitrary bytes from
-//! media-listener clients (HTTP-FLV requests, garbage, heads split at any
+//! media-listener clients (HTTP-FLV and LL-HLS requests, garbage, heads split at any
 //! point, slow readers) into the sans-IO core while a stream is published.
 //! Nothing may panic; every connection's output must begin with an HTTP/1.1
 //! status line; a connection the core closed gets nothing after the close.

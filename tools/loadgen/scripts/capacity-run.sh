@@ -131,6 +131,10 @@ server_ticks() {
     echo "$t"
 }
 
+# Resident memory of the serve process (the dataplane's shards), kB. Socket
+# buffers are kernel memory and not in it.
+server_rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$SERVER_PID/status" 2>/dev/null || echo 0; }
+
 RUST_LOG=warn setsid ip netns exec "$NS" taskset -c "$SERVER_CORE" "$SERVER_BIN" --config "$CONF" serve >"$OUT/server.log" 2>&1 &
 SERVER_PID=$!
 i=0
@@ -156,6 +160,7 @@ sleep 2 # a couple of GOPs in the cache
 # buffer (the loadgen not keeping up), SndbufErrors = the server's sends refused.
 udp_counters() { nscx awk '/^Udp:/ { if (!h) { split($0, k); h = 1 } else { for (i = 2; i <= NF; i++) printf "%s=%s ", k[i], $i; print "" } }' /proc/net/snmp; }
 udp_counters >"$OUT/udp-before.txt"
+RSS0=$(server_rss_kb)
 HZ=$(getconf CLK_TCK)
 S0=$(server_ticks)
 T0=$(date +%s.%N)
@@ -180,7 +185,8 @@ core_jiffies() { awk -v c="cpu$1" '$1 == c { t = 0; for (i = 2; i <= NF; i++) t 
     sleep "$STEADY_FROM"; a=$(server_ticks); la=$(ticks "$LOADGEN_PID"); da=$(in_datagrams); ta=$(date +%s.%N)
     sa=$(core_jiffies "$SERVER_CORE"); ca=$(core_jiffies "$LOADGEN_CORE")
     sleep "$STEADY_LEN"; b=$(server_ticks); lb=$(ticks "$LOADGEN_PID"); db=$(in_datagrams); tb=$(date +%s.%N)
-    sb=$(core_jiffies "$SERVER_CORE"); cb=$(core_jiffies "$LOADGEN_CORE")
+    sb=$(core_jiffies "$SERVER_CORE"); cb=$(core_jiffies "$LOADGEN_CORE"); rss=$(server_rss_kb)
+    echo "$RSS0 $rss" | awk -v n="$VIEWERS" '{ printf "server RSS %.1f MB before the viewers, %.1f MB in the hold: %.1f kB per viewer\n", $1 / 1024, $2 / 1024, ($2 - $1) / n }' >"$OUT/memory.txt"
     echo "$sa $sb" | awk -v c="$SERVER_CORE" '{ printf "core %s (server) busy %.0f%% (all processes)\n", c, 100 * ($3 - $1) / ($4 - $2) }' >"$OUT/cores.txt"
     echo "$ca $cb" | awk -v c="$LOADGEN_CORE" '{ printf "core %s (loadgen) busy %.0f%% (all processes)\n", c, 100 * ($3 - $1) / ($4 - $2) }' >>"$OUT/cores.txt"
     awk -v a="$a" -v b="$b" -v la="$la" -v lb="$lb" -v da="$da" -v db="$db" -v ta="$ta" -v tb="$tb" -v hz="$HZ" -v n="$VIEWERS" 'BEGIN {
@@ -203,6 +209,6 @@ awk -v s0="$S0" -v s1="$S1" -v t0="$T0" -v t1="$T1" -v hz="$HZ" -v n="$VIEWERS" 
     printf "server cpu: %.1f s over %.1f s wall = %.1f%% of one core (serve + control, incl. ramp/teardown)\n", cpu, wall, 100 * cpu / wall
 }' | tee "$OUT/server-cpu.txt"
 wait "$SAMPLER" 2>/dev/null || true
-cat "$OUT/steady.txt" "$OUT/cores.txt" 2>/dev/null | tee -a "$OUT/server-cpu.txt" || true
+cat "$OUT/steady.txt" "$OUT/cores.txt" "$OUT/memory.txt" 2>/dev/null | tee -a "$OUT/server-cpu.txt" || true
 echo "report: $OUT/report.json (loadgen exit $RC)"
 exit $RC
