@@ -100,6 +100,12 @@ impl Core {
     pub fn handle_http_data(&mut self, now: Instant, conn: usize, data: &[u8]) {
         let now = self.advance(now);
         self.meter_conn(conn, data.len() as u64, 0);
+        if let Some(c) = self.tcp_viewers.get_mut(&conn).filter(|c| c.state == State::Held) {
+            // The next request while an HLS request waits: read after the answer.
+            let room = media_request::MAX_HEAD + 1 - c.head.len().min(media_request::MAX_HEAD);
+            c.head.extend_from_slice(&data[..data.len().min(room)]);
+            return;
+        }
         let Some(c) = self.tcp_viewers.get_mut(&conn).filter(|c| c.state == State::Request) else { return };
         let take = data.len().min(media_request::MAX_HEAD + 1 - c.head.len().min(media_request::MAX_HEAD));
         c.head.extend_from_slice(&data[..take]);

@@ -162,8 +162,13 @@ impl Core {
         if !m.take_changed() {
             return;
         }
-        let Some(snapshot) = m.snapshot().map(Arc::new) else { return };
         let Some(key) = self.streams.get(id).map(|s| s.key()) else { return };
+        // Nobody serves it: the snapshot is made when someone asks.
+        if !self.hls.views.contains_key(&key) && self.hls.subscribers.get(&key).is_none_or(|s| s.is_empty()) {
+            return;
+        }
+        let Some(m) = self.hls.muxers.get(&id) else { return };
+        let Some(snapshot) = m.snapshot().map(Arc::new) else { return };
         for &shard in self.hls.subscribers.get(&key).into_iter().flatten() {
             self.relay_out.push_back((shard, RelayMsg::HlsUpdate { key: key.clone(), snapshot: Some(snapshot.clone()), live: true }));
         }

@@ -116,12 +116,24 @@ fn a_blocking_reload_and_a_preload_hint_wait_for_the_next_part() {
     // Both wait: nothing is written until the part exists.
     assert!(get(&mut rig, 101, &format!("/live/s.m3u8?_HLS_msn={msn}&_HLS_part={part}")).is_empty());
     assert!(get(&mut rig, 102, &format!("/live/{hint}")).is_empty());
+    // A request sent behind the held one on its connection is read after it.
+    rig.core.handle_tcp_data(rig.now, 101, b"GET /live/s/init1.mp4 HTTP/1.1\r\n\r\n");
+    rig.drain();
     rig.advance(ms(100));
     assert!(!rig.tcp.contains_key(&101), "still held");
     play(&mut rig, &mut p, 40, 12);
-    let (status, _, body) = parse(&rig.tcp.remove(&101).expect("the playlist once the part exists"));
+    let both = rig.tcp.remove(&101).expect("the playlist once the part exists");
+    let first_len = {
+        let end = both.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let head = String::from_utf8_lossy(&both[..end]).into_owned();
+        end + head.lines().find_map(|l| l.strip_prefix("Content-Length: ")).unwrap().trim().parse::<usize>().unwrap()
+    };
+    let (status, _, body) = parse(&both[..first_len]);
     assert_eq!(status, "HTTP/1.1 200 OK");
     assert!(String::from_utf8(body).unwrap().contains(&format!("URI=\"{hint}\"")));
+    let (status, _, body) = parse(&both[first_len..]);
+    assert_eq!(status, "HTTP/1.1 200 OK", "the request behind it");
+    assert_eq!(boxes(&body)[0].0, *b"ftyp");
     let (status, _, body) = parse(&rig.tcp.remove(&102).expect("the part once made"));
     assert_eq!(status, "HTTP/1.1 200 OK");
     assert_eq!(boxes(&body)[0].0, *b"moof");
