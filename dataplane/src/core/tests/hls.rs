@@ -205,3 +205,24 @@ fn a_players_requests_are_one_usage_session() {
     assert!(hls.last().unwrap().last, "ended after it went quiet");
     assert_eq!(hls[0].key.domain, "edge.example.com");
 }
+
+#[test]
+fn signed_urls_apply_to_the_playlist_and_everything_it_names() {
+    let mut rig = Rig::new("[auth]\nplay_key = \"k1\"\n");
+    let mut p = publisher(&mut rig);
+    play(&mut rig, &mut p, 0, 40);
+    let unix = 1_700_000_000;
+    let (status, _, _) = parse(&get(&mut rig, 100, "/live/s.m3u8"));
+    assert!(status.starts_with("HTTP/1.1 403"), "unsigned: {status}");
+    let (status, _, _) = parse(&get(&mut rig, 101, "/live/s/init1.mp4?auth_key=1700000000-r-0-00000000000000000000000000000000"));
+    assert!(status.starts_with("HTTP/1.1 403"), "a bad signature on a segment: {status}");
+    // Signed over /{app}/{stream}, or over the playlist's path with its extension.
+    for (conn, path) in [(102, "/live/s"), (103, "/live/s.m3u8")] {
+        let token = rts_common::auth::sign_path(path, "k1", unix, "r", "0");
+        let text = playlist(&mut rig, conn, &format!("/live/s.m3u8?auth_key={token}&_HLS_msn=0"));
+        assert!(text.contains(&format!("s/init1.mp4?auth_key={token}\"")), "the token rides on every URI: {text}");
+        assert!(!text.contains("_HLS_msn"), "directives do not");
+        let (status, _, _) = parse(&get(&mut rig, conn, &format!("/live/s/init1.mp4?auth_key={token}")));
+        assert_eq!(status, "HTTP/1.1 200 OK", "{path}");
+    }
+}
