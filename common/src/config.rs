@@ -21,6 +21,45 @@ pub struct Config {
     pub billing: Option<BillingConfig>,
     pub admin: AdminConfig,
     pub hls: HlsConfig,
+    pub https: HttpsConfig,
+}
+
+/// HTTPS for signaling, the player and the API (`[https]`): on only when a
+/// certificate is configured. `artc://domain/…` means `https://domain/…`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpsConfig {
+    pub listen: SocketAddr,
+    /// The default certificate chain and its key (PEM files): for clients
+    /// that send no SNI name, or one no `certs` entry has.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Certificates chosen by the SNI name (`*.example.com` matches one label).
+    pub certs: Vec<SniCert>,
+    /// Seconds between checks of the files for changes; a changed file is
+    /// served from the next connection on (0: never reloaded).
+    pub reload_check_s: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SniCert {
+    pub names: Vec<String>,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl Default for HttpsConfig {
+    fn default() -> Self {
+        Self { listen: SocketAddr::from(([0, 0, 0, 0], 443)), cert: PathBuf::new(), key: PathBuf::new(), certs: Vec::new(), reload_check_s: 2 }
+    }
+}
+
+impl HttpsConfig {
+    /// Whether any certificate is configured (the listener runs).
+    pub fn enabled(&self) -> bool {
+        !self.cert.as_os_str().is_empty() || !self.certs.is_empty()
+    }
 }
 
 /// LL-HLS on the media listener (`[hls]`).
@@ -119,6 +158,9 @@ pub struct RtmpConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
+    /// Plain HTTP for signaling, API and the player page (the control
+    /// process); false: HTTPS only.
+    pub enabled: bool,
     /// Signaling, API and the player page (the control process).
     pub listen: SocketAddr,
     /// The media listener (HTTP-FLV), served by every dataplane shard on
@@ -229,7 +271,7 @@ impl Default for RtmpConfig {
 }
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { listen: SocketAddr::from(([0, 0, 0, 0], 8080)), media_listen: SocketAddr::from(([0, 0, 0, 0], 8088)) }
+        Self { enabled: true, listen: SocketAddr::from(([0, 0, 0, 0], 8080)), media_listen: SocketAddr::from(([0, 0, 0, 0], 8088)) }
     }
 }
 impl Default for WebrtcConfig {
@@ -327,6 +369,16 @@ impl Config {
         }
         if !(200..=1400).contains(&self.webrtc.max_rtp_packet) {
             return Err(ConfigError::Invalid("webrtc.max_rtp_packet must be in 200..=1400".into()));
+        }
+        let h = &self.https;
+        if h.cert.as_os_str().is_empty() != h.key.as_os_str().is_empty() {
+            return Err(ConfigError::Invalid("https.cert and https.key go together".into()));
+        }
+        if h.certs.iter().any(|c| c.names.is_empty()) {
+            return Err(ConfigError::Invalid("every https.certs entry needs names".into()));
+        }
+        if !self.http.enabled && !h.enabled() {
+            return Err(ConfigError::Invalid("http.enabled = false needs an https certificate".into()));
         }
         if let Some(b) = &self.billing {
             if b.interval_s == 0 || b.interval_s > 3600 {
@@ -443,6 +495,16 @@ mod tests {
         assert_eq!((b.path, b.interval_s), (PathBuf::from("/tmp/u"), 60));
         assert!(Config::parse("[billing]\ninterval_s = 0\n").is_err());
         assert_eq!(Config::parse("").unwrap().admin.listen, SocketAddr::from(([127, 0, 0, 1], 8081)));
+    }
+
+    #[test]
+    fn https_needs_a_certificate_and_its_key() {
+        assert!(!Config::parse("").unwrap().https.enabled());
+        let c = Config::parse("[https]\nlisten = \"0.0.0.0:8443\"\ncert = \"a.pem\"\nkey = \"a.key\"\n[[https.certs]]\nnames = [\"x.example.com\"]\ncert = \"x.pem\"\nkey = \"x.key\"\n").unwrap();
+        assert!(c.https.enabled());
+        assert_eq!(c.https.certs[0].names, vec!["x.example.com".to_string()]);
+        assert!(Config::parse("[https]\ncert = \"a.pem\"\n").is_err());
+        assert!(Config::parse("[http]\nenabled = false\n").is_err(), "no listener at all");
     }
 
     #[test]

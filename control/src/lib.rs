@@ -9,6 +9,7 @@ pub mod http;
 pub mod ice;
 pub mod signaling;
 pub mod stream_totals;
+pub mod tls;
 
 use rts_common::config::Config;
 use std::sync::Arc;
@@ -24,12 +25,23 @@ pub fn run(cfg: Arc<Config>) -> anyhow::Result<()> {
     let admin_engine = engine.clone();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let result = rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind(cfg.http.listen)
-            .await
-            .map_err(|e| anyhow::anyhow!("binding HTTP {}: {e}", cfg.http.listen))?;
-        tracing::info!(http = %cfg.http.listen, candidate_ip = %cfg.candidate_ip(), pid = std::process::id(), "control listening");
         let app = http::router(engine.clone());
-        let server = axum::serve(listener, app);
+        // Plain HTTP (unless off) and HTTPS (when a certificate is
+        // configured) serve the same routes.
+        let plain = if cfg.http.enabled {
+            let l = tokio::net::TcpListener::bind(cfg.http.listen).await.map_err(|e| anyhow::anyhow!("binding HTTP {}: {e}", cfg.http.listen))?;
+            let server = axum::serve(l, app.clone());
+            Some(tokio::spawn(async move { server.await.map_err(|e| anyhow::anyhow!("HTTP server: {e}")) }))
+        } else {
+            None
+        };
+        let https = if cfg.https.enabled() {
+            Some(start_https(&cfg, app.clone())?)
+        } else {
+            None
+        };
+        tracing::info!(http = ?cfg.http.enabled.then_some(cfg.http.listen), https = ?cfg.https.enabled().then_some(cfg.https.listen),
+            candidate_ip = %cfg.candidate_ip(), pid = std::process::id(), "control listening");
         // The admin listener is not needed for media or signaling: a
         // failure to bind it is logged, not fatal.
         match tokio::net::TcpListener::bind(cfg.admin.listen).await {
@@ -57,8 +69,17 @@ pub fn run(cfg: Arc<Config>) -> anyhow::Result<()> {
                 }
             }
         };
+        let serving = async move {
+            let failed = |r: Result<anyhow::Result<()>, tokio::task::JoinError>| r.unwrap_or_else(|e| Err(anyhow::anyhow!("server task: {e}")));
+            match (plain, https) {
+                (Some(p), Some(h)) => tokio::select! { r = p => failed(r), r = h => failed(r) },
+                (Some(p), None) => failed(p.await),
+                (None, Some(h)) => failed(h.await),
+                (None, None) => Err(anyhow::anyhow!("no HTTP or HTTPS listener")),
+            }
+        };
         tokio::select! {
-            r = server => r.map_err(|e| anyhow::anyhow!("HTTP server: {e}")),
+            r = serving => r,
             _ = watchdog => Err(anyhow::anyhow!("dataplane (pid {dataplane_pid}) is gone")),
         }
     });
@@ -66,4 +87,24 @@ pub fn run(cfg: Arc<Config>) -> anyhow::Result<()> {
     let _ = pump.join();
     drop(region);
     result
+}
+
+/// The HTTPS listener: certificates loaded (a bad file fails the start),
+/// their files checked for changes every `reload_check_s`.
+fn start_https(cfg: &Config, app: axum::Router) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
+    let mut store = tls::CertStore::load(&cfg.https).map_err(|e| anyhow::anyhow!("HTTPS certificate: {e}"))?;
+    let server_config = tls::server_config(store.resolver()).map_err(|e| anyhow::anyhow!("HTTPS: {e}"))?;
+    let listener = std::net::TcpListener::bind(cfg.https.listen).map_err(|e| anyhow::anyhow!("binding HTTPS {}: {e}", cfg.https.listen))?;
+    listener.set_nonblocking(true)?;
+    let server = axum_server::from_tcp_rustls(listener, axum_server::tls_rustls::RustlsConfig::from_config(server_config))?;
+    let every = cfg.https.reload_check_s;
+    if every > 0 {
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(every)).await;
+                store.reload_changed();
+            }
+        });
+    }
+    Ok(tokio::spawn(async move { server.serve(app.into_make_service()).await.map_err(|e| anyhow::anyhow!("HTTPS server: {e}")) }))
 }
