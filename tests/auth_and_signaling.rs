@@ -188,3 +188,50 @@ fn whep_http_contract() -> Result<()> {
     }
     Ok(())
 }
+
+/// Streaming domains (issue 19, point 2, keys only): the keys of the
+/// domain a client names (RTMP tcUrl, HTTP Host, the RTS stream URL), an
+/// unknown domain refused, RTS signaling switched off per domain.
+#[test]
+fn domains_pick_their_keys() -> Result<()> {
+    let toml = "[auth]\nvalidity_s = 600\n\
+        [[domain]]\nname = \"a.example.com\"\ningest_key = \"ia\"\nplay_key = \"pa\"\n\
+        [[domain]]\nname = \"b.example.com\"\ningest_key = \"ib\"\nplay_key = \"pb\"\nrts = false\n";
+    let rig = Rig::start(Mode::Serve, toml)?;
+    let now = rts_common::config::unix_now();
+    let opts = |tc: &str| common::PublishOpts { audio: false, extra_args: vec!["-rtmp_tcurl".into(), tc.into()], ..Default::default() };
+    // B's key on a connection to A: refused.
+    let from = rig.servers[0].logs().len();
+    let mut refused = common::Publisher::start(&format!("{RTMP}/live/d?auth_key={}", independent_key("/live/d", "ib", now)?), &opts("rtmp://a.example.com/live"))?;
+    rig.servers[0].wait_for_log_since(from, "RTMP publish refused", Duration::from_secs(20))?;
+    assert!(!refused.wait_exit(Duration::from_secs(20))?.success());
+    // A's key on A: live.
+    let _a = common::Publisher::start(&format!("{RTMP}/live/d?auth_key={}", independent_key("/live/d", "ia", now)?), &opts("rtmp://a.example.com/live"))?;
+    rig.wait_live("live", "d", Duration::from_secs(20))?;
+
+    let whep = |host: &str, key: &str| -> Result<u16> {
+        let url = format!("{HTTP}/whep/live/d?auth_key={}", independent_key("/live/d", key, now)?);
+        Ok(match ureq::post(&url).set("Content-Type", "application/sdp").set("Host", host).timeout(Duration::from_secs(10)).send_string(OFFER) {
+            Ok(r) => {
+                if let Some(loc) = r.header("Location") {
+                    let _ = ureq::delete(&format!("{HTTP}{loc}")).call();
+                }
+                r.status()
+            }
+            Err(ureq::Error::Status(code, _)) => code,
+            Err(e) => return Err(e.into()),
+        })
+    };
+    assert_eq!(whep("a.example.com", "pa")?, 201);
+    assert_eq!(whep("a.example.com:8080", "pb")?, 403, "B's play key on A");
+    assert_eq!(whep("b.example.com", "pb")?, 201);
+    assert_eq!(whep("c.example.com", "pa")?, 404, "unknown domain");
+    // The RTS shape names its domain in streamurl; B has RTS off.
+    for (domain, key, expect) in [("a.example.com", "pa", 200), ("b.example.com", "pb", 404)] {
+        let q = format!("?auth_key={}", independent_key("/live/d", key, now)?);
+        let body = json!({"version": "2", "sdk_version": "test", "streamurl": format!("artc://{domain}/live/d{q}"), "jsep": {"type": "offer", "sdp": OFFER}});
+        let (st, text, _) = post(&format!("{HTTP}/live/d{q}"), "application/json", &body.to_string())?;
+        assert_eq!(st, expect, "RTS on {domain}: {text}");
+    }
+    Ok(())
+}

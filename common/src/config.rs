@@ -22,6 +22,51 @@ pub struct Config {
     pub admin: AdminConfig,
     pub hls: HlsConfig,
     pub https: HttpsConfig,
+    /// Streaming domains (`[[domain]]`), each with its keys; requests are
+    /// matched by the name they ask for (HTTP Host, the RTS/SRS stream
+    /// URL's host, the RTMP tcUrl host).
+    #[serde(rename = "domain")]
+    pub domains: Vec<DomainConfig>,
+}
+
+/// One streaming domain: its names and keys (`[[domain]]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DomainConfig {
+    pub name: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// Publish keys (absent: publishing is open on this domain).
+    #[serde(default)]
+    pub ingest_key: Option<String>,
+    #[serde(default)]
+    pub ingest_key_secondary: Option<String>,
+    /// Play keys (absent: playing is open on this domain).
+    #[serde(default)]
+    pub play_key: Option<String>,
+    #[serde(default)]
+    pub play_key_secondary: Option<String>,
+    /// Token validity; absent: `[auth] validity_s`.
+    #[serde(default)]
+    pub validity_s: Option<u64>,
+    /// Alibaba RTS signaling (`artc://`) on this domain.
+    #[serde(default = "yes")]
+    pub rts: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// What a requested name selects.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum DomainMatch<'a> {
+    /// No name (an IP address, no Host), or no domains configured: the
+    /// top-level `[auth]`.
+    Default,
+    Domain(&'a DomainConfig),
+    /// A name no `[[domain]]` has, while some are configured: refused.
+    Unknown,
 }
 
 /// HTTPS for signaling, the player and the API (`[https]`): on only when a
@@ -380,6 +425,17 @@ impl Config {
         if !self.http.enabled && !h.enabled() {
             return Err(ConfigError::Invalid("http.enabled = false needs an https certificate".into()));
         }
+        let mut names = std::collections::HashSet::new();
+        for d in &self.domains {
+            for n in std::iter::once(&d.name).chain(&d.aliases) {
+                if n.is_empty() || n.parse::<IpAddr>().is_ok() {
+                    return Err(ConfigError::Invalid(format!("domain name {n:?} must be a host name")));
+                }
+                if !names.insert(n.to_ascii_lowercase()) {
+                    return Err(ConfigError::Invalid(format!("domain name {n:?} is listed twice")));
+                }
+            }
+        }
         if let Some(b) = &self.billing {
             if b.interval_s == 0 || b.interval_s > 3600 {
                 return Err(ConfigError::Invalid("billing.interval_s must be in 1..=3600".into()));
@@ -418,6 +474,47 @@ impl Config {
             return ip;
         }
         first_non_loopback_ipv4().map(IpAddr::V4).unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+    }
+
+    /// The domain `host` (a name, or an IP address; a port or IPv6
+    /// brackets are ignored) selects.
+    pub fn domain(&self, host: &str) -> DomainMatch<'_> {
+        let host = host.trim().trim_end_matches('.');
+        let bare = host.trim_start_matches('[').split(']').next().unwrap_or("");
+        if self.domains.is_empty() || host.is_empty() || bare.parse::<IpAddr>().is_ok() {
+            return DomainMatch::Default;
+        }
+        let is = |n: &String| n.eq_ignore_ascii_case(host);
+        match self.domains.iter().find(|d| is(&d.name) || d.aliases.iter().any(is)) {
+            Some(d) => DomainMatch::Domain(d),
+            None => DomainMatch::Unknown,
+        }
+    }
+
+    /// Play auth for a request that asked for `host`; None: unknown domain.
+    pub fn play_auth_for(&self, host: &str) -> Option<crate::auth::AuthConfig> {
+        match self.domain(host) {
+            DomainMatch::Default => Some(self.play_auth()),
+            DomainMatch::Domain(d) => Some(crate::auth::AuthConfig {
+                key: d.play_key.clone(),
+                secondary_key: d.play_key_secondary.clone(),
+                validity_s: d.validity_s.unwrap_or(self.auth.validity_s),
+            }),
+            DomainMatch::Unknown => None,
+        }
+    }
+
+    /// Publish auth for an RTMP connection to `host`; None: unknown domain.
+    pub fn ingest_auth_for(&self, host: &str) -> Option<crate::auth::AuthConfig> {
+        match self.domain(host) {
+            DomainMatch::Default => Some(self.ingest_auth()),
+            DomainMatch::Domain(d) => Some(crate::auth::AuthConfig {
+                key: d.ingest_key.clone(),
+                secondary_key: d.ingest_key_secondary.clone(),
+                validity_s: d.validity_s.unwrap_or(self.auth.validity_s),
+            }),
+            DomainMatch::Unknown => None,
+        }
     }
 
     pub fn ingest_auth(&self) -> crate::auth::AuthConfig {
@@ -505,6 +602,30 @@ mod tests {
         assert_eq!(c.https.certs[0].names, vec!["x.example.com".to_string()]);
         assert!(Config::parse("[https]\ncert = \"a.pem\"\n").is_err());
         assert!(Config::parse("[http]\nenabled = false\n").is_err(), "no listener at all");
+    }
+
+    #[test]
+    fn domains_select_their_keys_and_unknown_names_are_refused() {
+        let c = Config::parse(
+            "[auth]\nplay_key = \"default\"\nvalidity_s = 60\n[[domain]]\nname = \"a.example.com\"\naliases = [\"A2.example.com\"]\nplay_key = \"ka\"\ningest_key = \"ia\"\n[[domain]]\nname = \"b.example.com\"\nplay_key = \"kb\"\nrts = false\nvalidity_s = 5\n",
+        )
+        .unwrap();
+        let key = |h: &str| c.play_auth_for(h).map(|a| (a.key, a.validity_s));
+        assert_eq!(key("a.example.com"), Some((Some("ka".into()), 60)));
+        assert_eq!(key("a2.EXAMPLE.com."), Some((Some("ka".into()), 60)), "aliases, any case, a trailing dot");
+        assert_eq!(key("b.example.com"), Some((Some("kb".into()), 5)));
+        assert_eq!(key("10.0.0.1"), Some((Some("default".into()), 60)), "an address: the default domain");
+        assert_eq!(key("[::1]"), Some((Some("default".into()), 60)));
+        assert_eq!(key(""), Some((Some("default".into()), 60)));
+        assert_eq!(key("c.example.com"), None, "unknown");
+        assert_eq!(c.ingest_auth_for("a.example.com").and_then(|a| a.key), Some("ia".into()));
+        assert_eq!(c.ingest_auth_for("b.example.com").map(|a| a.key), Some(None), "open ingest on b");
+        assert!(matches!(c.domain("b.example.com"), DomainMatch::Domain(d) if !d.rts));
+        assert!(matches!(c.domain("a.example.com"), DomainMatch::Domain(d) if d.rts));
+        // Without domains every name is the default.
+        assert_eq!(Config::parse("").unwrap().domain("x.example.com"), DomainMatch::Default);
+        assert!(Config::parse("[[domain]]\nname = \"a\"\n[[domain]]\nname = \"b\"\naliases = [\"A\"]\n").is_err(), "a name twice");
+        assert!(Config::parse("[[domain]]\nname = \"10.0.0.1\"\n").is_err());
     }
 
     #[test]

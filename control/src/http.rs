@@ -147,6 +147,7 @@ async fn whep_switch(
     State(engine): State<Arc<Engine>>,
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
 ) -> Response {
     let Ok(session) = u64::from_str_radix(&id, 16) else {
         return json_error(404, "no such session", None);
@@ -162,7 +163,10 @@ async fn whep_switch(
     if let Err(e) = crate::signaling::check_names(&app, &stream) {
         return json_error(400, e, None);
     }
-    if let Err(f) = engine.cfg.play_auth().check(&app, &stream, None, q.get("auth_key").map(String::as_str), rts_common::config::unix_now()) {
+    let Some(auth) = engine.cfg.play_auth_for(&host_domain(&headers)) else {
+        return json_error(404, "unknown domain", None);
+    };
+    if let Err(f) = auth.check(&app, &stream, None, q.get("auth_key").map(String::as_str), rts_common::config::unix_now()) {
         engine.count_auth_failure("play", f.as_str());
         return json_error(403, &format!("forbidden: {f}"), Some(f.as_str()));
     }
@@ -297,6 +301,11 @@ async fn rts_play(
         .map(signaling::host_of)
         .filter(|d| !d.is_empty())
         .unwrap_or_else(|| host_domain(&headers));
+    if let rts_common::config::DomainMatch::Domain(d) = engine.cfg.domain(&domain) {
+        if !d.rts {
+            return json_error(404, "RTS signaling is off for this domain", None);
+        }
+    }
     match play(engine, app, stream, auth_key, offer, domain).await {
         Ok(a) => json_ok(json!({
                 "code": 200,

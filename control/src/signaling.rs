@@ -35,6 +35,8 @@ pub enum PlayError {
     NoCommonCodec(String),
     #[error("service unavailable: {0}")]
     Unavailable(String),
+    #[error("unknown domain {0:?}")]
+    UnknownDomain(String),
 }
 
 impl PlayError {
@@ -44,6 +46,7 @@ impl PlayError {
             PlayError::BadRequest(_) => 400,
             PlayError::NoCommonCodec(_) => 406,
             PlayError::Unavailable(_) => 503,
+            PlayError::UnknownDomain(_) => 404,
         }
     }
 }
@@ -64,7 +67,8 @@ pub(crate) fn check_names(app: &str, stream: &str) -> Result<(), &'static str> {
 
 pub fn play(engine: &Engine, req: PlayRequest<'_>) -> Result<PlayAnswer, PlayError> {
     check_names(req.app, req.stream).map_err(|e| PlayError::BadRequest(e.into()))?;
-    if let Err(f) = engine.cfg.play_auth().check(req.app, req.stream, None, req.auth_key, rts_common::config::unix_now()) {
+    let auth = engine.cfg.play_auth_for(req.domain).ok_or_else(|| PlayError::UnknownDomain(req.domain.to_string()))?;
+    if let Err(f) = auth.check(req.app, req.stream, None, req.auth_key, rts_common::config::unix_now()) {
         engine.count_auth_failure("play", f.as_str());
         tracing::info!(app = req.app, stream = req.stream, reason = f.as_str(), "play refused");
         return Err(PlayError::Forbidden(f));

@@ -241,8 +241,15 @@ impl Publisher {
     /// Connects to `app` and asks to publish `stream` (which may carry a
     /// `?auth_key=` query).
     pub fn connect(rig: &mut Rig, conn: usize, app: &str, stream: &str) -> Publisher {
+        Self::connect_to(rig, conn, None, app, stream)
+    }
+
+    /// Like [`Publisher::connect`], with `connect`'s tcUrl (the domain).
+    pub fn connect_to(rig: &mut Rig, conn: usize, tc_url: Option<&str>, app: &str, stream: &str) -> Publisher {
         rtmp_handshake(rig, conn, "10.200.0.2:40000");
-        let (client, initial) = ClientSession::new(ClientSessionConfig::new()).expect("client session");
+        let mut config = ClientSessionConfig::new();
+        config.tc_url = tc_url.map(str::to_string);
+        let (client, initial) = ClientSession::new(config).expect("client session");
         let mut p = Publisher { conn, client, events: Vec::new() };
         p.results(rig, initial);
         let r = p.client.request_connection(app.to_string()).expect("connect");

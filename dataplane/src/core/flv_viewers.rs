@@ -151,7 +151,11 @@ impl Core {
             return;
         }
         let auth_key = rts_common::auth::query_param(&req.query, "auth_key");
-        if let Err(f) = self.cfg.play_auth().check(&req.app, &req.stream, Some("flv"), auth_key, self.unix_us(now) / 1_000_000) {
+        let Some(auth) = self.cfg.play_auth_for(&req.host) else {
+            self.refuse_http(conn, Refusal::NotFound, "unknown domain");
+            return;
+        };
+        if let Err(f) = auth.check(&req.app, &req.stream, Some("flv"), auth_key, self.unix_us(now) / 1_000_000) {
             self.counters.http_refused += 1;
             let peer = self.tcp_viewers.get(&conn).and_then(|c| c.peer);
             tracing::info!(shard = self.id, path = %req.path, ?peer, failure = %f, "FLV play refused");
@@ -185,9 +189,10 @@ impl Core {
 
     /// RTMP connection `conn` asked to play app/name (`ingest.rs` answers
     /// from the result): the stream it plays, or why not.
-    pub(super) fn rtmp_play_stream(&mut self, app: &str, name: &str, query: &str, now: Instant) -> Result<StreamId, String> {
+    pub(super) fn rtmp_play_stream(&mut self, domain: &str, app: &str, name: &str, query: &str, now: Instant) -> Result<StreamId, String> {
         let auth_key = rts_common::auth::query_param(query, "auth_key");
-        if let Err(f) = self.cfg.play_auth().check(app, name, None, auth_key, self.unix_us(now) / 1_000_000) {
+        let Some(auth) = self.cfg.play_auth_for(domain) else { return Err(format!("unknown domain {domain}")) };
+        if let Err(f) = auth.check(app, name, None, auth_key, self.unix_us(now) / 1_000_000) {
             return Err(format!("auth: {f}"));
         }
         self.flv_stream(app, name).ok_or_else(|| "stream not live".to_string())

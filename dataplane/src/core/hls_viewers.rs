@@ -205,7 +205,11 @@ impl Core {
             return;
         }
         let auth_key = rts_common::auth::query_param(&req.query, "auth_key");
-        if let Err(f) = self.cfg.play_auth().check(&req.app, &req.stream, Some("m3u8"), auth_key, self.unix_us(now) / 1_000_000) {
+        let Some(auth) = self.cfg.play_auth_for(&req.host) else {
+            self.refuse_http(conn, Refusal::NotFound, "unknown domain");
+            return;
+        };
+        if let Err(f) = auth.check(&req.app, &req.stream, Some("m3u8"), auth_key, self.unix_us(now) / 1_000_000) {
             self.counters.http_refused += 1;
             tracing::info!(shard = self.id, path = %req.path, failure = %f, "HLS request refused");
             self.answer_http(conn, media_request::error_response(403, "Forbidden").into_bytes());

@@ -109,7 +109,8 @@ impl Core {
     /// An RTMP client asks to play: the stream's FLV tags from its GOP
     /// cache on (`flv_viewers.rs`), or a refusal and close.
     fn on_play_request(&mut self, conn: usize, request_id: u32, app: &str, stream: &str, query: &str, now: Instant) {
-        let verdict = self.rtmp_play_stream(app, stream, query, now);
+        let domain = self.conns.get(&conn).map(|c| c.rtmp.domain()).unwrap_or_default();
+        let verdict = self.rtmp_play_stream(&domain, app, stream, query, now);
         let verdict_id = verdict.clone();
         let Some(c) = self.conns.get_mut(&conn) else { return };
         let peer = c.peer;
@@ -146,7 +147,13 @@ impl Core {
     fn on_publish_request(&mut self, conn: usize, request_id: u32, app: String, stream: String, query: &str, now: Instant) {
         let key = Stream::key_of(&app, &stream);
         let auth_key = rts_common::auth::query_param(query, "auth_key");
-        let verdict = self.cfg.ingest_auth().check(&app, &stream, None, auth_key, self.unix_us(now) / 1_000_000);
+        // The domain of the connection's tcUrl picks the keys (decision 004:
+        // publish keys are checked here).
+        let domain = self.conns.get(&conn).map(|c| c.rtmp.domain()).unwrap_or_default();
+        let verdict = match self.cfg.ingest_auth_for(&domain) {
+            Some(auth) => auth.check(&app, &stream, None, auth_key, self.unix_us(now) / 1_000_000).map_err(|f| f.to_string()),
+            None => Err("unknown_domain".to_string()),
+        };
         let busy = self.streams.lookup(&key).and_then(|id| self.streams.get(id)).is_some_and(|s| s.is_published());
         let refusal = match (verdict, busy) {
             (Err(f), _) => Some(format!("auth: {f}")),

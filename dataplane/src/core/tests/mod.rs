@@ -6,6 +6,7 @@
 mod alloc;
 mod billing;
 mod catchup;
+mod domains;
 mod flv;
 mod hls;
 mod ice;
