@@ -33,16 +33,48 @@ enum Cmd {
     Sign {
         /// e.g. rtmp://host/live/stream or artc://host/live/stream
         url: String,
-        /// The ingest or play key configured on the server.
+        /// The ingest or play key configured on the server. Without it the
+        /// key comes from --config: the URL host's [[domain]] (or [auth]).
         #[arg(long)]
-        key: String,
+        key: Option<String>,
+        /// With the key from --config: sign for publishing or playing
+        /// (default: ingest for rtmp:// URLs, play for the others).
+        #[arg(long = "for", value_enum)]
+        purpose: Option<Purpose>,
         /// Seconds the URL should stay valid from now (default: the server's validity_s).
         #[arg(long)]
         ttl: Option<u64>,
-        /// The server's [auth] validity_s (to compute the timestamp for --ttl).
-        #[arg(long, default_value_t = 1800)]
-        validity: u64,
+        /// The server's validity_s (to compute the timestamp for --ttl);
+        /// default: the domain's from --config, else 1800.
+        #[arg(long)]
+        validity: Option<u64>,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Purpose {
+    Ingest,
+    Play,
+}
+
+/// `rts sign`: the key and validity from the arguments or the config.
+fn sign(cli: &Cli, url: &str, key: Option<&str>, purpose: Option<Purpose>, ttl: Option<u64>, validity: Option<u64>) -> Result<String, String> {
+    let (key, config_validity) = match key {
+        Some(k) => (k.to_string(), 1800),
+        None => {
+            let cfg = Config::load(cli.config.as_deref()).map_err(|e| e.to_string())?;
+            let host = url.split_once("://").map_or("", |(_, r)| r).split(['/', '?', '#']).next().unwrap_or("");
+            let host = host.rsplit('@').next().unwrap_or("");
+            let host = if host.starts_with('[') { host.split(']').next().unwrap_or("").trim_start_matches('[') } else { host.split(':').next().unwrap_or("") };
+            let ingest = purpose.map_or(url.starts_with("rtmp://"), |p| p == Purpose::Ingest);
+            let auth = if ingest { cfg.ingest_auth_for(host) } else { cfg.play_auth_for(host) };
+            let auth = auth.ok_or_else(|| format!("{host} is not a configured domain"))?;
+            let key = auth.key.ok_or_else(|| format!("no {} key for {}: auth is off there", if ingest { "ingest" } else { "play" }, if host.is_empty() { "this URL" } else { host }))?;
+            (key, auth.validity_s)
+        }
+    };
+    let ts = rts_common::auth::timestamp_for_ttl(rts_common::config::unix_now(), ttl, validity.unwrap_or(config_validity));
+    rts_common::auth::sign_url(url, &key, ts, None).map_err(|e| e.to_string())
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -67,9 +99,8 @@ fn init_logging(cfg: &Config) {
 
 fn main() {
     let cli = Cli::parse();
-    if let Cmd::Sign { url, key, ttl, validity } = &cli.cmd {
-        let ts = rts_common::auth::timestamp_for_ttl(rts_common::config::unix_now(), *ttl, *validity);
-        match rts_common::auth::sign_url(url, key, ts, None) {
+    if let Cmd::Sign { url, key, purpose, ttl, validity } = &cli.cmd {
+        match sign(&cli, url, key.as_deref(), *purpose, *ttl, *validity) {
             Ok(u) => println!("{u}"),
             Err(e) => {
                 eprintln!("rts sign: {e}");

@@ -235,3 +235,35 @@ fn domains_pick_their_keys() -> Result<()> {
     }
     Ok(())
 }
+
+/// `rts sign` without `--key` signs with the key of the URL's domain from
+/// the config (issue 19, point 3): ingest for rtmp://, play otherwise or
+/// as `--for` says; an unknown domain is an error.
+#[test]
+fn rts_sign_takes_the_domains_key_from_the_config() -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("rts-sign-{}-{:x}", std::process::id(), rand::random::<u32>()));
+    std::fs::create_dir_all(&dir)?;
+    let cfg = dir.join("rts.toml");
+    std::fs::write(&cfg, "[auth]\nplay_key = \"default-play\"\n[[domain]]\nname = \"a.example.com\"\ningest_key = \"ia\"\nplay_key = \"pa\"\n[[domain]]\nname = \"b.example.com\"\naliases = [\"b2.example.com\"]\nplay_key = \"pb\"\n")?;
+    let run = |args: &[&str]| -> Result<(bool, String, String)> {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_rts")).arg("--config").arg(&cfg).arg("sign").args(args).output()?;
+        Ok((out.status.success(), String::from_utf8(out.stdout)?.trim().to_string(), String::from_utf8_lossy(&out.stderr).into_owned()))
+    };
+    // (arguments, the key, the path the token is over: the URL's own)
+    for (args, key, path) in [
+        (vec!["rtmp://a.example.com/live/s"], "ia", "/live/s"),
+        (vec!["--for", "play", "rtmp://A.example.com:1935/live/s"], "pa", "/live/s"),
+        (vec!["http://b2.example.com:8088/live/s.flv"], "pb", "/live/s.flv"),
+        (vec!["artc://10.0.0.1/live/s"], "default-play", "/live/s"),
+    ] {
+        let (ok, url, err) = run(&args)?;
+        assert!(ok, "{args:?}: {err}");
+        assert_cli_token_matches_recipe(&auth_key_of(&url), path, key)?;
+    }
+    let (ok, _, err) = run(&["rtmp://c.example.com/live/s"])?;
+    assert!(!ok && err.contains("c.example.com is not a configured domain"), "{err}");
+    let (ok, _, err) = run(&["rtmp://b.example.com/live/s"])?;
+    assert!(!ok && err.contains("no ingest key"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}

@@ -491,6 +491,20 @@ impl Config {
         }
     }
 
+    /// The app name a stream of `host`'s domain goes by inside the server:
+    /// `{domain}/{app}` for a configured domain (its canonical name, so
+    /// aliases share streams), `app` for the default domain; None: unknown
+    /// domain. App names have no `/`, so the two never collide, and every
+    /// message that carries an app carries the domain with it
+    /// (decision 021).
+    pub fn stream_app(&self, host: &str, app: &str) -> Option<String> {
+        match self.domain(host) {
+            DomainMatch::Default => Some(app.to_string()),
+            DomainMatch::Domain(d) => Some(format!("{}/{app}", d.name.to_ascii_lowercase())),
+            DomainMatch::Unknown => None,
+        }
+    }
+
     /// Play auth for a request that asked for `host`; None: unknown domain.
     pub fn play_auth_for(&self, host: &str) -> Option<crate::auth::AuthConfig> {
         match self.domain(host) {
@@ -532,6 +546,12 @@ impl Config {
             validity_s: self.auth.validity_s,
         }
     }
+}
+
+/// (domain, app) of an app name from [`Config::stream_app`]; the domain is
+/// empty for the default domain.
+pub fn split_stream_app(app: &str) -> (&str, &str) {
+    app.rsplit_once('/').unwrap_or(("", app))
 }
 
 /// First IPv4 address of an interface that is up and not loopback.
@@ -621,6 +641,11 @@ mod tests {
         assert_eq!(c.ingest_auth_for("a.example.com").and_then(|a| a.key), Some("ia".into()));
         assert_eq!(c.ingest_auth_for("b.example.com").map(|a| a.key), Some(None), "open ingest on b");
         assert!(matches!(c.domain("b.example.com"), DomainMatch::Domain(d) if !d.rts));
+        assert_eq!(c.stream_app("A2.example.com", "live").as_deref(), Some("a.example.com/live"), "aliases share the name's streams");
+        assert_eq!(c.stream_app("10.0.0.1", "live").as_deref(), Some("live"));
+        assert_eq!(c.stream_app("c.example.com", "live"), None);
+        assert_eq!(split_stream_app("a.example.com/live"), ("a.example.com", "live"));
+        assert_eq!(split_stream_app("live"), ("", "live"));
         assert!(matches!(c.domain("a.example.com"), DomainMatch::Domain(d) if d.rts));
         // Without domains every name is the default.
         assert_eq!(Config::parse("").unwrap().domain("x.example.com"), DomainMatch::Default);

@@ -80,6 +80,8 @@ pub struct MediaParams {
 /// that carries it (`per_shard`: each one's latest report).
 #[derive(Default, Clone, serde::Serialize)]
 pub struct StreamView {
+    /// The streaming domain (`[[domain]]` name; empty: the default domain).
+    pub domain: String,
     pub app: String,
     pub stream: String,
     pub shard: u32,
@@ -608,8 +610,13 @@ impl Engine {
         self.state()
             .streams
             .values()
-            .map(|e| StreamView {
-                app: e.app.clone(),
+            .map(|e| {
+                let (domain, app) = rts_common::config::split_stream_app(&e.app);
+                (domain.to_string(), app.to_string(), e)
+            })
+            .map(|(domain, app, e)| StreamView {
+                domain,
+                app,
                 stream: e.stream.clone(),
                 shard: e.shard,
                 publishing: e.publishing,

@@ -163,13 +163,16 @@ async fn whep_switch(
     if let Err(e) = crate::signaling::check_names(&app, &stream) {
         return json_error(400, e, None);
     }
-    let Some(auth) = engine.cfg.play_auth_for(&host_domain(&headers)) else {
+    let domain = host_domain(&headers);
+    let Some(auth) = engine.cfg.play_auth_for(&domain) else {
         return json_error(404, "unknown domain", None);
     };
     if let Err(f) = auth.check(&app, &stream, None, q.get("auth_key").map(String::as_str), rts_common::config::unix_now()) {
         engine.count_auth_failure("play", f.as_str());
         return json_error(403, &format!("forbidden: {f}"), Some(f.as_str()));
     }
+    // The stream of the same name on the viewer's domain (decision 021).
+    let app = engine.cfg.stream_app(&domain, &app).unwrap_or(app);
     let started = std::time::Instant::now();
     let res = tokio::task::spawn_blocking(move || engine.switch_stream(session, &app, &stream)).await;
     match res {
@@ -493,7 +496,7 @@ fn metrics_text(engine: &Engine) -> String {
         let _ = writeln!(out, "rts_shard_rtmp_players{{shard=\"{}\"}} {}", s.shard, s.counters.rtmp_players);
     }
     let streams = engine.streams();
-    let label = |v: &crate::engine::StreamView| format!("app=\"{}\",stream=\"{}\"", label_value(&v.app), label_value(&v.stream));
+    let label = |v: &crate::engine::StreamView| format!("domain=\"{}\",app=\"{}\",stream=\"{}\"", label_value(&v.domain), label_value(&v.app), label_value(&v.stream));
     counter(
         &mut out,
         "rts_stream_bytes_in_total",

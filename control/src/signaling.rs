@@ -87,7 +87,10 @@ pub fn play(engine: &Engine, req: PlayRequest<'_>) -> Result<PlayAnswer, PlayErr
     ice::check_credentials(&remote_ufrag, &remote_pwd).map_err(PlayError::BadRequest)?;
     let remote_fingerprint = ice::choose_fingerprints(offer.fingerprints_for(first_media)).map_err(PlayError::BadRequest)?;
 
-    let (shard, home_shard) = engine.place(req.app, req.stream);
+    // The server's name of the stream: its domain's (decision 021).
+    let app_owned = engine.cfg.stream_app(req.domain, req.app).unwrap_or_else(|| req.app.to_string());
+    let app = app_owned.as_str();
+    let (shard, home_shard) = engine.place(app, req.stream);
     let session = ipc::make_session_id(shard, rand::random());
     let (local_ufrag, local_pwd, etag) = ice::new_ice_session();
     let candidate = SocketAddr::new(engine.cfg.candidate_ip(), engine.cfg.udp_port(shard));
@@ -98,9 +101,9 @@ pub fn play(engine: &Engine, req: PlayRequest<'_>) -> Result<PlayAnswer, PlayErr
             ice_pwd: local_pwd.clone(),
             fingerprint_sha256: engine.fingerprint.clone(),
             candidate,
-            video_ssrc: ipc::stream_ssrc(req.app, req.stream, 0),
-            video_rtx_ssrc: Some(ipc::stream_ssrc(req.app, req.stream, 2)),
-            audio_ssrc: ipc::stream_ssrc(req.app, req.stream, 1),
+            video_ssrc: ipc::stream_ssrc(app, req.stream, 0),
+            video_rtx_ssrc: Some(ipc::stream_ssrc(app, req.stream, 2)),
+            audio_ssrc: ipc::stream_ssrc(app, req.stream, 1),
             cname: "rts".into(),
             stream_id: format!("{}-{}", req.app, req.stream),
             session_id: session,
@@ -124,7 +127,7 @@ pub fn play(engine: &Engine, req: PlayRequest<'_>) -> Result<PlayAnswer, PlayErr
     engine
         .add_session(NewSession {
             session,
-            app: req.app.to_string(),
+            app: app.to_string(),
             stream: req.stream.to_string(),
             domain: req.domain.to_string(),
             local_ufrag,

@@ -11,6 +11,7 @@ use super::rtcp::SR_FIRST_AFTER;
 use super::session::{Media, Session, TrackOut};
 use super::stream::{Kind, Stream};
 use super::Core;
+use rts_common::config::split_stream_app;
 use rts_common::ipc::{self, ControlToShard, Protocol, Request, SessionEntry, ShardToControl, UsageKey, SESSIONS_PER_MESSAGE};
 use std::time::Instant;
 
@@ -48,7 +49,9 @@ impl Core {
                 if self.by_id.contains_key(&session) || self.by_ufrag.contains_key(&local_ufrag) {
                     return;
                 }
-                let key = UsageKey::new(&domain, &app, &stream, Protocol::Webrtc);
+                // Billed under the app the viewer named (the server's app
+                // name carries its domain, decision 021).
+                let key = UsageKey::new(&domain, split_stream_app(&app).1, &stream, Protocol::Webrtc);
                 self.usage.open(session, Some(key), None, self.unix_us(now));
                 let idx = self.sessions.insert(Session {
                     id: session,
@@ -216,7 +219,7 @@ impl Core {
         let (total_in, total_out) = sess.traffic();
         let domain = self.usage.domain(session);
         self.usage.set_totals(session, total_in, total_out);
-        self.usage.set_key(session, UsageKey::new(&domain, app, name, Protocol::Webrtc), self.unix_us(now));
+        self.usage.set_key(session, UsageKey::new(&domain, split_stream_app(app).1, name, Protocol::Webrtc), self.unix_us(now));
         let sess = &mut self.sessions[idx];
         sess.app = app.to_string();
         sess.stream_name = name.to_string();

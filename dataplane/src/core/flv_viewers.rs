@@ -162,16 +162,18 @@ impl Core {
             self.answer_http(conn, media_request::error_response(403, "Forbidden").into_bytes());
             return;
         }
+        // The stream of the domain asked for (decision 021).
+        let app = self.cfg.stream_app(&req.host, &req.app).unwrap_or_default();
         if req.method == Method::Head {
             // Answered from what is known, without replicating the stream.
-            if self.stream_known(&req.app, &req.stream) {
+            if self.stream_known(&app, &req.stream) {
                 self.answer_http(conn, media_request::flv_response_head().into_bytes());
             } else {
                 self.refuse_http(conn, Refusal::NotFound, "stream not live");
             }
             return;
         }
-        let Some(id) = self.flv_stream(&req.app, &req.stream) else {
+        let Some(id) = self.flv_stream(&app, &req.stream) else {
             self.refuse_http(conn, Refusal::NotFound, "stream not live");
             return;
         };
@@ -195,7 +197,8 @@ impl Core {
         if let Err(f) = auth.check(app, name, None, auth_key, self.unix_us(now) / 1_000_000) {
             return Err(format!("auth: {f}"));
         }
-        self.flv_stream(app, name).ok_or_else(|| "stream not live".to_string())
+        let app = self.cfg.stream_app(domain, app).unwrap_or_default();
+        self.flv_stream(&app, name).ok_or_else(|| "stream not live".to_string())
     }
 
     /// RTMP connection `conn` plays stream `id` on message stream

@@ -215,7 +215,8 @@ impl Core {
             self.answer_http(conn, media_request::error_response(403, "Forbidden").into_bytes());
             return;
         }
-        let key = Stream::key_of(&req.app, &req.stream);
+        let app = self.cfg.stream_app(&req.host, &req.app).unwrap_or_default();
+        let key = Stream::key_of(&app, &req.stream);
         if !self.open_hls_view(now, &key) {
             self.refuse_http(conn, Refusal::NotFound, "stream not live");
             return;

@@ -144,16 +144,17 @@ impl Core {
         }
     }
 
-    fn on_publish_request(&mut self, conn: usize, request_id: u32, app: String, stream: String, query: &str, now: Instant) {
-        let key = Stream::key_of(&app, &stream);
+    fn on_publish_request(&mut self, conn: usize, request_id: u32, plain_app: String, stream: String, query: &str, now: Instant) {
         let auth_key = rts_common::auth::query_param(query, "auth_key");
         // The domain of the connection's tcUrl picks the keys (decision 004:
-        // publish keys are checked here).
+        // publish keys are checked here) and the stream (decision 021).
         let domain = self.conns.get(&conn).map(|c| c.rtmp.domain()).unwrap_or_default();
         let verdict = match self.cfg.ingest_auth_for(&domain) {
-            Some(auth) => auth.check(&app, &stream, None, auth_key, self.unix_us(now) / 1_000_000).map_err(|f| f.to_string()),
+            Some(auth) => auth.check(&plain_app, &stream, None, auth_key, self.unix_us(now) / 1_000_000).map_err(|f| f.to_string()),
             None => Err("unknown_domain".to_string()),
         };
+        let app = self.cfg.stream_app(&domain, &plain_app).unwrap_or_else(|| plain_app.clone());
+        let key = Stream::key_of(&app, &stream);
         let busy = self.streams.lookup(&key).and_then(|id| self.streams.get(id)).is_some_and(|s| s.is_published());
         let refusal = match (verdict, busy) {
             (Err(f), _) => Some(format!("auth: {f}")),
@@ -179,8 +180,7 @@ impl Core {
             return;
         }
         let peer = c.peer;
-        let domain = c.rtmp.domain();
-        self.bill_conn(now, conn, &domain, &app, &stream, Protocol::Publish);
+        self.bill_conn(now, conn, &domain, &plain_app, &stream, Protocol::Publish);
         let max_packet = self.cfg.webrtc.max_rtp_packet;
         let id = self.streams.intern(&app, &stream, || Stream::new(&app, &stream, max_packet));
         if let Some(c) = self.conns.get_mut(&conn) {

@@ -48,3 +48,31 @@ fn an_flv_viewer_needs_the_play_key_of_its_host() {
     assert_eq!(status(103, "b.example.com", "t", "pa"), "HTTP/1.1 403 Forbidden", "A's key on B");
     assert_eq!(status(104, "c.example.com", "s", "pa"), "HTTP/1.1 404 Not Found", "unknown domain");
 }
+
+#[test]
+fn the_same_name_on_two_domains_is_two_streams() {
+    let mut rig = Rig::new(DOMAINS);
+    let mut a = Publisher::connect_to(&mut rig, 1, Some("rtmp://a.example.com/live"), "live", &format!("s?auth_key={}", token("ia")));
+    let mut b = Publisher::connect_to(&mut rig, 2, Some("rtmp://b.example.com/live"), "live", &format!("s?auth_key={}", token("ib")));
+    assert!(a.accepted() && b.accepted(), "both publish live/s: {:?} {:?}", a.events, b.events);
+    a.gop(&mut rig, 0, 1);
+    b.gop(&mut rig, 0, 1);
+    let mut body_of = |conn: usize, host: &str, key: &str| {
+        rig.core.handle_http_open(rig.now, conn, None);
+        let req = format!("GET /live/s.flv?auth_key={} HTTP/1.1\r\nHost: {host}\r\n\r\n", token(key));
+        rig.core.handle_tcp_data(rig.now, conn, req.as_bytes());
+        rig.drain();
+        rig.tcp.remove(&conn).unwrap_or_default()
+    };
+    let from_a = body_of(100, "a.example.com", "pa");
+    let from_b = body_of(101, "b.example.com", "pb");
+    // testkit's keyframes carry fill byte 1 and P-frames 2 for both; tell
+    // them apart by a frame each publisher sends now.
+    assert!(from_a.starts_with(b"HTTP/1.1 200") && from_b.starts_with(b"HTTP/1.1 200"));
+    a.video(&mut rig, 33 * 2, frame(false, 600, 0xaa));
+    b.video(&mut rig, 33 * 2, frame(false, 600, 0xbb));
+    let (to_a, to_b) = (rig.tcp.remove(&100).unwrap_or_default(), rig.tcp.remove(&101).unwrap_or_default());
+    let has = |out: &[u8], fill: u8| out.windows(64).any(|w| w.iter().all(|&x| x == fill));
+    assert!(has(&to_a, 0xaa) && !has(&to_a, 0xbb), "A's viewer gets A's stream only");
+    assert!(has(&to_b, 0xbb) && !has(&to_b, 0xaa), "B's viewer gets B's stream only");
+}
