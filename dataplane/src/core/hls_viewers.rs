@@ -21,6 +21,7 @@ use super::flv_viewers::{State, Wire};
 use super::stream::Stream;
 use super::streams::StreamId;
 use super::Core;
+use crate::hls::muxer::Resume;
 use crate::hls::{playlist, HlsMuxer, HlsSnapshot};
 use crate::media_request::{self, MediaRequest, Method, Output, Refusal};
 use crate::relay::RelayMsg;
@@ -39,6 +40,8 @@ pub const HOLD_LIMIT: Duration = Duration::from_secs(3 * crate::hls::muxer::TARG
 pub const VIEW_IDLE: Duration = Duration::from_secs(30);
 /// A player's usage session ends this long after its last request.
 pub const HLS_SESSION_IDLE: Duration = Duration::from_secs(30);
+/// A stream republished within this long continues its numbering.
+pub const RESUME_FOR: Duration = Duration::from_secs(600);
 /// Segments and parts are immutable: cacheable this long.
 const MEDIA_MAX_AGE_S: u32 = 60;
 
@@ -68,6 +71,9 @@ pub(super) struct HlsState {
     pub(super) views: HashMap<String, HlsView>,
     /// Shards subscribed to this shard's streams, by stream key.
     pub(super) subscribers: HashMap<String, Vec<usize>>,
+    /// Where ended streams' numbering stood, for a new publish of them
+    /// (kept [`RESUME_FOR`]).
+    resume: HashMap<String, (Resume, Instant)>,
     pub(super) held: HashMap<usize, Held>,
     /// Usage sessions of HLS players: id and last request.
     sessions: HashMap<HlsSessionKey, (u64, Instant)>,
@@ -144,9 +150,13 @@ fn answer(s: &HlsSnapshot, req: &MediaRequest) -> Answer {
 impl Core {
     /// A publish started on this shard: its muxer.
     pub(super) fn start_hls(&mut self, id: StreamId) {
-        if self.cfg.hls.enabled {
-            self.hls.muxers.insert(id, HlsMuxer::default());
+        if !self.cfg.hls.enabled {
+            return;
         }
+        // A stream published here before goes on with its numbering.
+        let resumed = self.streams.get(id).and_then(|s| self.hls.resume.remove(&s.key()));
+        let m = resumed.map_or_else(HlsMuxer::default, |(r, _)| HlsMuxer::resume(r));
+        self.hls.muxers.insert(id, m);
     }
 
     /// A publisher's FLV tag, into its stream's muxer; a new part or
@@ -181,10 +191,9 @@ impl Core {
     /// The publish of `id` ended here: its muxer goes, subscribed shards
     /// and held requests are told.
     pub(super) fn end_hls(&mut self, now: Instant, id: StreamId) {
-        if self.hls.muxers.remove(&id).is_none() {
-            return;
-        }
+        let Some(m) = self.hls.muxers.remove(&id) else { return };
         let Some(key) = self.streams.get(id).map(|s| s.key()) else { return };
+        self.hls.resume.insert(key.clone(), (m.resume_point(), now));
         for shard in self.hls.subscribers.remove(&key).unwrap_or_default() {
             self.relay(shard, RelayMsg::HlsUpdate { key: key.clone(), snapshot: None, live: false });
         }
@@ -351,6 +360,7 @@ impl Core {
                 self.relay(v.home, RelayMsg::HlsUnsubscribe { key, from: self.id });
             }
         }
+        self.hls.resume.retain(|_, (_, at)| now.saturating_duration_since(*at) < RESUME_FOR);
         let now_us = self.unix_us(now);
         let mut ended = Vec::new();
         self.hls.sessions.retain(|_, (session, last)| {

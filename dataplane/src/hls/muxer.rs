@@ -143,9 +143,38 @@ pub struct HlsMuxer {
     current: Segment,
     discontinuity_seq: u64,
     changed: bool,
+    /// The first init version to make (after a resumed timeline).
+    first_version: u32,
+}
+
+/// Where a stream's numbering stood when its publish ended: a new publish
+/// of it goes on from there after a discontinuity, so players that keep
+/// reloading the playlist continue instead of seeing the numbers restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resume {
+    pub next_msn: u64,
+    pub next_version: u32,
+    pub discontinuity_seq: u64,
+    pub fragment_seq: u32,
 }
 
 impl HlsMuxer {
+    /// A muxer whose timeline continues `r` (a new publish of the stream):
+    /// its first segment is the next number, a discontinuity with a new
+    /// initialization segment.
+    pub fn resume(r: Resume) -> HlsMuxer {
+        let mut m = HlsMuxer { fragment_seq: r.fragment_seq, discontinuity_seq: r.discontinuity_seq + 1, first_version: r.next_version, ..Default::default() };
+        m.current.msn = r.next_msn;
+        m
+    }
+
+    /// Where the numbering stands, for [`HlsMuxer::resume`].
+    pub fn resume_point(&self) -> Resume {
+        let made = self.inits.last().map_or(self.first_version.max(1), |(v, _)| v + 1);
+        let next_msn = if self.current.parts.is_empty() { self.current.msn } else { self.current.msn + 1 };
+        Resume { next_msn, next_version: made, discontinuity_seq: self.discontinuity_seq, fragment_seq: self.fragment_seq }
+    }
+
     /// A video tag body (FLV) with its timestamp, arrived at `now_ms` (Unix).
     pub fn on_video(&mut self, ts_ms: u32, body: &Bytes, now_ms: u64) {
         match parse_video_tag(body) {
@@ -210,7 +239,7 @@ impl HlsMuxer {
     fn on_frame(&mut self, ts_ms: u32, keyframe: bool, cts_ms: i32, data: Bytes, now_ms: u64) {
         if self.version == 0 {
             let Some(v) = self.video.as_ref().filter(|_| keyframe) else { return };
-            let version = self.inits.last().map_or(1, |(n, _)| n + 1);
+            let version = self.inits.last().map_or(self.first_version.max(1), |(n, _)| n + 1);
             self.inits.push((version, fmp4::init_segment(v, self.audio.as_ref())));
             self.version = version;
             self.current.init_version = version;
@@ -417,6 +446,28 @@ mod tests {
         assert!(s.segments.iter().all(|seg| seg.duration_90k() <= u64::from(TARGET_DURATION_S) * 90_000));
         assert!(s.segments.iter().all(|seg| !seg.parts[0].independent), "no keyframe since the first");
         assert!(s.segment(0).is_none(), "old segments leave the window");
+    }
+
+    #[test]
+    fn a_new_publish_goes_on_from_the_last_numbers_after_a_discontinuity() {
+        let mut m = HlsMuxer::default();
+        m.on_video(0, &seq_header(SPS), 0);
+        feed(&mut m, 0, 30 * 5 + 1, 60);
+        let before = m.snapshot().unwrap();
+        let last_msn = before.current.msn;
+        let r = m.resume_point();
+        assert_eq!(r.next_msn, last_msn + 1, "the unfinished segment keeps its number");
+        let mut again = HlsMuxer::resume(r);
+        again.on_video(0, &seq_header(SPS), 0);
+        feed(&mut again, 0, 30 * 3, 60); // the new publisher's clock starts at 0 again
+        let after = again.snapshot().unwrap();
+        assert_eq!(after.segments[0].msn, last_msn + 1);
+        assert_eq!(after.discontinuity_seq, before.discontinuity_seq + 1, "the window starts after a discontinuity");
+        assert_eq!(after.inits[0].0, 2, "a new initialization segment version");
+        let text = super::super::playlist::render(&after, "s", "");
+        assert!(text.contains(&format!("#EXT-X-MEDIA-SEQUENCE:{}", last_msn + 1)), "{text}");
+        assert!(text.contains("#EXT-X-DISCONTINUITY-SEQUENCE:1"), "{text}");
+        assert!(text.contains("s/init2.mp4"), "{text}");
     }
 
     #[test]

@@ -226,3 +226,27 @@ fn signed_urls_apply_to_the_playlist_and_everything_it_names() {
         assert_eq!(status, "HTTP/1.1 200 OK", "{path}");
     }
 }
+
+#[test]
+fn a_republished_stream_continues_its_numbering() {
+    let mut rig = Rig::new("");
+    let mut p = publisher(&mut rig);
+    play(&mut rig, &mut p, 0, 70);
+    let before = playlist(&mut rig, 100, "/live/s.m3u8");
+    let hint = before.lines().rev().find_map(|l| l.strip_prefix("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"s/")).unwrap().to_string();
+    let mut nums = hint.split('.').map(|n| n.parse::<u64>().unwrap_or(0));
+    let (msn, part) = (nums.next().unwrap(), nums.next().unwrap());
+    // The segment in progress keeps its number only if it had no part yet.
+    let expected = if part == 0 { msn } else { msn + 1 };
+    p.drop_connection(&mut rig);
+    // The encoder reconnects (its clock starts over).
+    let mut p = Publisher::connect(&mut rig, 2, "live", "s");
+    p.video(&mut rig, 0, seq_header());
+    p.audio(&mut rig, 0, aac_header());
+    play(&mut rig, &mut p, 0, 70);
+    let after = playlist(&mut rig, 101, "/live/s.m3u8");
+    let first = after.lines().find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:")).unwrap().parse::<u64>().unwrap();
+    assert_eq!(first, expected, "after the old publish's last segment: {after}");
+    assert!(after.contains("#EXT-X-DISCONTINUITY-SEQUENCE:1\n"), "{after}");
+    assert!(after.contains("s/init2.mp4"), "{after}");
+}
