@@ -75,6 +75,9 @@ pub enum DomainMatch<'a> {
 #[serde(default, deny_unknown_fields)]
 pub struct HttpsConfig {
     pub listen: SocketAddr,
+    /// The media listener over TLS (HTTP-FLV and LL-HLS from the shards,
+    /// `https://host:8443/{app}/{stream}.m3u8`), with the same certificates.
+    pub media_listen: SocketAddr,
     /// The default certificate chain and its key (PEM files): for clients
     /// that send no SNI name, or one no `certs` entry has.
     pub cert: PathBuf,
@@ -96,7 +99,7 @@ pub struct SniCert {
 
 impl Default for HttpsConfig {
     fn default() -> Self {
-        Self { listen: SocketAddr::from(([0, 0, 0, 0], 443)), cert: PathBuf::new(), key: PathBuf::new(), certs: Vec::new(), reload_check_s: 2 }
+        Self { listen: SocketAddr::from(([0, 0, 0, 0], 443)), media_listen: SocketAddr::from(([0, 0, 0, 0], 8443)), cert: PathBuf::new(), key: PathBuf::new(), certs: Vec::new(), reload_check_s: 2 }
     }
 }
 

@@ -1,7 +1,8 @@
 //! Pieces shared by the dataplane and control processes: configuration,
 //! signed-URL auth, the control<->dataplane message set and the shared-memory
-//! rings that carry it.
+//! rings that carry it, and the TLS certificates both serve.
 pub mod auth;
 pub mod config;
 pub mod ipc;
 pub mod shm;
+pub mod tls;

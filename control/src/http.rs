@@ -360,7 +360,8 @@ async fn srs_whep(
 
 async fn player(State(engine): State<Arc<Engine>>, Path((_app, _stream)): Path<(String, String)>) -> Html<String> {
     // The page finds the media listener (HLS) on this host at its port.
-    Html(PLAYER_HTML.replace("__MEDIA_PORT__", &engine.cfg.http.media_listen.port().to_string()))
+    let cfg = &engine.cfg;
+    Html(PLAYER_HTML.replace("__MEDIA_PORT__", &cfg.http.media_listen.port().to_string()).replace("__MEDIA_TLS_PORT__", &cfg.https.media_listen.port().to_string()))
 }
 
 async fn hls_js() -> Response {

@@ -9,7 +9,6 @@ pub mod http;
 pub mod ice;
 pub mod signaling;
 pub mod stream_totals;
-pub mod tls;
 
 use rts_common::config::Config;
 use std::sync::Arc;
@@ -92,8 +91,8 @@ pub fn run(cfg: Arc<Config>) -> anyhow::Result<()> {
 /// The HTTPS listener: certificates loaded (a bad file fails the start),
 /// their files checked for changes every `reload_check_s`.
 fn start_https(cfg: &Config, app: axum::Router) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
-    let mut store = tls::CertStore::load(&cfg.https).map_err(|e| anyhow::anyhow!("HTTPS certificate: {e}"))?;
-    let server_config = tls::server_config(store.resolver()).map_err(|e| anyhow::anyhow!("HTTPS: {e}"))?;
+    let mut store = rts_common::tls::CertStore::load(&cfg.https).map_err(|e| anyhow::anyhow!("HTTPS certificate: {e}"))?;
+    let server_config = rts_common::tls::server_config(store.resolver()).map_err(|e| anyhow::anyhow!("HTTPS: {e}"))?;
     let listener = std::net::TcpListener::bind(cfg.https.listen).map_err(|e| anyhow::anyhow!("binding HTTPS {}: {e}", cfg.https.listen))?;
     listener.set_nonblocking(true)?;
     let server = axum_server::from_tcp_rustls(listener, axum_server::tls_rustls::RustlsConfig::from_config(server_config))?;

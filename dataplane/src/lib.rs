@@ -61,6 +61,7 @@ impl Dataplane {
             cfg.dataplane.cores.clone()
         };
         let stop = Arc::new(AtomicBool::new(false));
+        let tls = media_tls(&cfg, stop.clone())?;
         let mesh = relay::RelayMesh::new(shards)?;
         let (ready_tx, ready_rx) = mpsc::channel::<Result<ShardInfo, String>>();
         let mut threads = Vec::with_capacity(shards);
@@ -72,11 +73,12 @@ impl Dataplane {
             let stop = stop.clone();
             let ready = ready_tx.clone();
             let mesh = mesh.clone();
+            let tls = tls.clone();
             let t = std::thread::Builder::new().name(format!("rts-shard-{id}")).spawn(move || {
                 // Build the shard on its own thread after pinning, so its
                 // memory is first touched on its own core.
                 let pinned = core.is_some_and(|c| core_affinity::set_for_current(core_affinity::CoreId { id: c }));
-                let init = shard::ShardInit { id, core, pinned, cfg, to_ctl, from_ctl, stop, mesh };
+                let init = shard::ShardInit { id, core, pinned, cfg, to_ctl, from_ctl, stop, mesh, tls };
                 let shard = match shard::Shard::new(init) {
                     Ok(s) => s,
                     Err(e) => {
@@ -125,4 +127,34 @@ impl Dataplane {
             let _ = t.join();
         }
     }
+}
+
+/// TLS for the shards' media listener when certificates are configured: the
+/// same files as control's HTTPS, polled for changes by a thread of its own
+/// (the shards share the resolver, read once per handshake).
+fn media_tls(cfg: &Config, stop: Arc<AtomicBool>) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
+    if !cfg.https.enabled() {
+        return Ok(None);
+    }
+    let mut store = rts_common::tls::CertStore::load(&cfg.https).map_err(|e| anyhow::anyhow!("media HTTPS certificate: {e}"))?;
+    let server = rts_common::tls::server_config(store.resolver()).map_err(|e| anyhow::anyhow!("media HTTPS: {e}"))?;
+    // HTTP/1.1 only: the media listener speaks nothing else.
+    let mut server = Arc::unwrap_or_clone(server);
+    server.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let every = cfg.https.reload_check_s;
+    if every > 0 {
+        std::thread::Builder::new().name("rts-tls-reload".into()).spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                for _ in 0..every * 10 {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                store.reload_changed();
+            }
+        })?;
+    }
+    tracing::info!(media_https = %cfg.https.media_listen, "media listener over TLS");
+    Ok(Some(Arc::new(server)))
 }

@@ -64,6 +64,9 @@ pub struct ShardInit {
     pub from_ctl: Consumer,
     pub stop: Arc<AtomicBool>,
     pub mesh: Arc<RelayMesh>,
+    /// TLS for the media listener's HTTPS twin (`[https] media_listen`);
+    /// None: no certificate configured.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// An RTMP connection's socket side; its protocol state is in the core.
@@ -80,6 +83,9 @@ struct Conn {
     http: bool,
     /// Bytes in `out` not yet written (from `out_off` on).
     out_bytes: usize,
+    /// TLS (accepted on `[https] media_listen`): the core reads and writes
+    /// plaintext, the socket carries records.
+    tls: Option<Box<rustls::ServerConnection>>,
 }
 
 pub struct Shard {
@@ -90,6 +96,7 @@ pub struct Shard {
     uring: Uring,
     listener: socket2::Socket,
     media_listener: socket2::Socket,
+    media_tls: Option<(socket2::Socket, Arc<rustls::ServerConfig>)>,
     udp: std::net::UdpSocket,
     /// The send-only twin of `udp` (see `udp::UdpPair`); `sender` uses it.
     _udp_send: std::net::UdpSocket,
@@ -130,6 +137,21 @@ pub struct Shard {
     /// The current turn's time (see `run`).
     now: Instant,
     core: Core,
+}
+
+/// Moves what a TLS session has to send (records of queued plaintext,
+/// handshake messages, alerts) to a connection's output queue.
+fn tls_records(tls: &mut rustls::ServerConnection, out: &mut VecDeque<Bytes>, out_bytes: &mut usize) {
+    while tls.wants_write() {
+        let mut records = Vec::new();
+        match tls.write_tls(&mut records) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                *out_bytes += records.len();
+                out.push_back(Bytes::from(records));
+            }
+        }
+    }
 }
 
 /// Drops the first `n` bytes of a queue whose front buffer is written up
@@ -174,6 +196,10 @@ impl Shard {
         // connections (SO_REUSEPORT), so a stream lives where it landed.
         let listener = reuseport_listener(cfg.rtmp.listen, "RTMP")?;
         let media_listener = reuseport_listener(cfg.http.media_listen, "media HTTP")?;
+        let media_tls = match init.tls {
+            Some(tls) => Some((reuseport_listener(cfg.https.media_listen, "media HTTPS")?, tls)),
+            None => None,
+        };
 
         let udp_addr = SocketAddr::new(cfg.webrtc.udp_bind_ip, cfg.udp_port(init.id));
         // Large buffers absorb keyframe bursts to many viewers; the kernel
@@ -191,6 +217,7 @@ impl Shard {
             uring: Uring::new(1024).map_err(|e| io_err("io_uring", e))?,
             listener,
             media_listener,
+            media_tls,
             udp,
             _udp_send: udp_send,
             sender,
@@ -234,6 +261,9 @@ impl Shard {
         }
         self.uring.accept(self.listener.as_raw_fd(), Token::Accept).map_err(|e| io_err("accept", e))?;
         self.uring.accept(self.media_listener.as_raw_fd(), Token::AcceptMedia).map_err(|e| io_err("accept", e))?;
+        if let Some((l, _)) = &self.media_tls {
+            self.uring.accept(l.as_raw_fd(), Token::AcceptMediaTls).map_err(|e| io_err("accept", e))?;
+        }
         if let Some(ring) = &self.recv_ring {
             // SAFETY: the ring is boxed and declared after `uring`, so it
             // stays in place until the io_uring is dropped.
@@ -302,11 +332,25 @@ impl Shard {
                         if c.out.is_empty() {
                             self.tcp_dirty.push(conn);
                         }
-                        c.out_bytes += data.len();
-                        c.out.push_back(data);
+                        match c.tls.as_mut() {
+                            Some(tls) => {
+                                let _ = std::io::Write::write_all(&mut tls.writer(), &data);
+                                tls_records(tls, &mut c.out, &mut c.out_bytes);
+                            }
+                            None => {
+                                c.out_bytes += data.len();
+                                c.out.push_back(data);
+                            }
+                        }
                     }
                 }
                 TcpOutput::Close { conn } => {
+                    if let Some(c) = self.conns.get_mut(conn) {
+                        if let Some(tls) = c.tls.as_mut() {
+                            tls.send_close_notify();
+                            tls_records(tls, &mut c.out, &mut c.out_bytes);
+                        }
+                    }
                     let _ = self.flush_tcp(conn);
                     self.close_socket(conn);
                     self.core.handle_tcp_released(self.now, conn);
@@ -332,14 +376,19 @@ impl Shard {
 
     fn on_completion(&mut self, now: Instant, c: Completion) {
         match c.token {
-            Token::Accept | Token::AcceptMedia => {
-                let http = c.token == Token::AcceptMedia;
+            Token::Accept | Token::AcceptMedia | Token::AcceptMediaTls => {
+                let http = c.token != Token::Accept;
+                let tls = c.token == Token::AcceptMediaTls;
                 if c.result >= 0 {
-                    self.on_accept(now, c.result, http);
+                    self.on_accept(now, c.result, http, tls);
                 } else {
                     tracing::warn!(shard = self.id, err = %std::io::Error::from_raw_os_error(-c.result), "accept failed");
                 }
-                let listener = if http { self.media_listener.as_raw_fd() } else { self.listener.as_raw_fd() };
+                let listener = match (&self.media_tls, tls, http) {
+                    (Some((l, _)), true, _) => l.as_raw_fd(),
+                    (_, _, true) => self.media_listener.as_raw_fd(),
+                    _ => self.listener.as_raw_fd(),
+                };
                 if let Err(e) = self.uring.accept(listener, c.token) {
                     tracing::error!(shard = self.id, error = %e, "cannot re-arm accept");
                 }
@@ -527,13 +576,25 @@ impl Shard {
 
     // ---------------------------------------------------------------- RTMP
 
-    fn on_accept(&mut self, now: Instant, fd: RawFd, http: bool) {
+    fn on_accept(&mut self, now: Instant, fd: RawFd, http: bool, tls: bool) {
         // SAFETY: the kernel just handed us this new descriptor; we own it.
         let sock = unsafe { <socket2::Socket as std::os::fd::FromRawFd>::from_raw_fd(fd) };
         let _ = sock.set_nodelay(true);
         let peer = sock.peer_addr().ok().and_then(|a| a.as_socket());
-        let buf = vec![0u8; if http { HTTP_RECV_BUF } else { TCP_RECV_BUF }].into_boxed_slice();
-        let idx = self.conns.insert(Conn { sock, buf, out: VecDeque::new(), out_off: 0, recv_in_flight: false, closing: false, http, out_bytes: 0 });
+        let tls = match (tls, &self.media_tls) {
+            (true, Some((_, cfg))) => match rustls::ServerConnection::new(cfg.clone()) {
+                Ok(c) => Some(Box::new(c)),
+                Err(e) => {
+                    tracing::warn!(shard = self.id, error = %e, "TLS session refused");
+                    return;
+                }
+            },
+            _ => None,
+        };
+        // TLS records are up to 16 KiB: read them whole.
+        let len = if tls.is_some() { TCP_RECV_BUF } else if http { HTTP_RECV_BUF } else { TCP_RECV_BUF };
+        let buf = vec![0u8; len].into_boxed_slice();
+        let idx = self.conns.insert(Conn { sock, buf, out: VecDeque::new(), out_off: 0, recv_in_flight: false, closing: false, http, out_bytes: 0, tls });
         if http {
             self.core.handle_http_open(now, idx, peer);
         } else {
@@ -574,9 +635,57 @@ impl Shard {
             return;
         }
         let n = (result as usize).min(conn.buf.len());
-        self.core.handle_tcp_data(now, idx, &conn.buf[..n]);
+        if conn.tls.is_some() {
+            match self.tls_input(idx, n) {
+                Ok(plain) => {
+                    // Traffic is TCP payload: the records' framing counts too.
+                    self.core.handle_tls_framing_read(idx, n.saturating_sub(plain.len()));
+                    if !plain.is_empty() {
+                        self.core.handle_tcp_data(now, idx, &plain);
+                    }
+                    self.tcp_dirty.push(idx);
+                }
+                Err(reason) => {
+                    self.close_socket(idx);
+                    self.core.handle_tcp_closed(now, idx, reason);
+                }
+            }
+        } else {
+            self.core.handle_tcp_data(now, idx, &conn.buf[..n]);
+        }
         self.drain();
         self.arm_tcp_recv(now, idx);
+    }
+
+    /// The first `n` bytes of `idx`'s buffer are TLS records: the plaintext
+    /// they carry; what the session has to send (handshake, alerts) is
+    /// queued on the connection. Err: the session failed (closed).
+    fn tls_input(&mut self, idx: usize, n: usize) -> Result<Vec<u8>, &'static str> {
+        let Some(conn) = self.conns.get_mut(idx) else { return Err("gone") };
+        let Some(tls) = conn.tls.as_mut() else { return Err("not TLS") };
+        let mut input = &conn.buf[..n];
+        let mut plain = Vec::new();
+        while !input.is_empty() {
+            if tls.read_tls(&mut input).is_err() {
+                return Err("TLS read");
+            }
+            if let Err(e) = tls.process_new_packets() {
+                tracing::debug!(shard = self.id, error = %e, "TLS session failed");
+                // The alert rustls made, then close.
+                tls_records(tls, &mut conn.out, &mut conn.out_bytes);
+                return Err("TLS error");
+            }
+            let mut chunk = [0u8; 4096];
+            loop {
+                match std::io::Read::read(&mut tls.reader(), &mut chunk) {
+                    Ok(0) => return Err("TLS closed"),
+                    Ok(k) => plain.extend_from_slice(&chunk[..k]),
+                    Err(_) => break, // WouldBlock: no more plaintext now
+                }
+            }
+        }
+        tls_records(tls, &mut conn.out, &mut conn.out_bytes);
+        Ok(plain)
     }
 
     /// Writes what is queued without blocking. Err when this closed the

@@ -19,6 +19,8 @@ pub enum Token {
     Accept,
     /// A connection on the media (HTTP) listener.
     AcceptMedia,
+    /// A connection on the media listener over TLS.
+    AcceptMediaTls,
     TcpRecv(u32),
     UdpRecv(u32),
     /// The shard's relay eventfd became readable.
@@ -36,6 +38,7 @@ impl Token {
             Token::Wake => 4 << 56,
             Token::UdpMulti => 5 << 56,
             Token::AcceptMedia => 6 << 56,
+            Token::AcceptMediaTls => 7 << 56,
         }
     }
     fn decode(v: u64) -> Option<Token> {
@@ -47,6 +50,7 @@ impl Token {
             4 => Some(Token::Wake),
             5 => Some(Token::UdpMulti),
             6 => Some(Token::AcceptMedia),
+            7 => Some(Token::AcceptMediaTls),
             _ => None,
         }
     }

@@ -28,6 +28,12 @@ impl Core {
         }
     }
 
+    /// `n` bytes read on TLS connection `conn` were record framing and
+    /// handshake, not plaintext for the core: still its traffic.
+    pub fn handle_tls_framing_read(&mut self, conn: usize, n: usize) {
+        self.meter_conn(conn, n as u64, 0);
+    }
+
     /// `conn` publishes or plays app/stream for `domain` from now on.
     pub(super) fn bill_conn(&mut self, now: Instant, conn: usize, domain: &str, app: &str, stream: &str, protocol: Protocol) {
         if let Some(&session) = self.conn_sessions.get(&conn) {

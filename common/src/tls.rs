@@ -1,12 +1,12 @@
-//! HTTPS for signaling, the player and the API (`[https]`, rustls): the
-//! certificate is chosen by the client's SNI name (exact, then a
+//! TLS certificates for HTTPS (`[https]`, rustls): control's signaling,
+//! player and API, and the shards' media listener. The certificate is chosen by the client's SNI name (exact, then a
 //! `*.example.com` wildcard one label deep), else the default one. The
 //! files are checked every `reload_check_s`; a changed certificate or key
 //! is served from the next TLS handshake on, without a restart (a file that
 //! does not load keeps the previous certificate, and says why in the log).
 //! ALPN offers HTTP/2 and HTTP/1.1.
 
-use rts_common::config::HttpsConfig;
+use crate::config::HttpsConfig;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
@@ -192,7 +192,7 @@ pub fn server_config(resolver: Arc<SniResolver>) -> Result<Arc<rustls::ServerCon
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rts_common::config::SniCert;
+    use crate::config::SniCert;
 
     /// A self-signed certificate for `names`, written to `dir/{tag}.pem|key`.
     fn write_cert(dir: &Path, tag: &str, names: &[&str]) -> (PathBuf, PathBuf, Vec<u8>) {
