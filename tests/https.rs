@@ -108,7 +108,7 @@ fn chromium_plays_over_https_and_a_new_certificate_is_served_without_a_restart()
     assert!(resp.contains("\"tls\""), "the API over HTTPS: {resp}");
 
     // The media listener over TLS: the playlist, and an FLV stream's header.
-    std::thread::sleep(Duration::from_millis(1500)); // a few HLS parts
+    std::thread::sleep(Duration::from_millis(4500)); // a complete 2 s segment (GOP 60 at 30 fps)
     let (leaf, _, mut s) = handshake(&ca, MEDIA_TLS, &[b"http/1.1"])?;
     assert_eq!(leaf, first, "the same certificate on the media listener");
     s.write_all(b"GET /live/tls.m3u8 HTTP/1.1\r\nHost: 10.200.0.1\r\nConnection: close\r\n\r\n")?;
@@ -116,6 +116,25 @@ fn chromium_plays_over_https_and_a_new_certificate_is_served_without_a_restart()
     let _ = s.read_to_end(&mut resp);
     let resp = String::from_utf8_lossy(&resp);
     assert!(resp.starts_with("HTTP/1.1 200") && resp.contains("#EXT-X-PART:"), "LL-HLS over TLS: {resp}");
+    // A whole segment (larger than one TLS write buffer) over TLS is the
+    // same bytes as over plain HTTP.
+    let segment = resp.lines().find(|l| l.ends_with(".m4s") && !l.starts_with('#')).context("a complete segment")?.to_string();
+    let body = |raw: Vec<u8>| -> Result<Vec<u8>> {
+        let at = raw.windows(4).position(|w| w == b"\r\n\r\n").context("response head")? + 4;
+        Ok(raw[at..].to_vec())
+    };
+    let request = format!("GET /live/{segment} HTTP/1.1\r\nHost: 10.200.0.1\r\nConnection: close\r\n\r\n");
+    let (_, _, mut s) = handshake(&ca, MEDIA_TLS, &[b"http/1.1"])?;
+    s.write_all(request.as_bytes())?;
+    let mut over_tls = Vec::new();
+    let _ = s.read_to_end(&mut over_tls);
+    let mut plain = std::net::TcpStream::connect("10.200.0.1:8088")?;
+    plain.write_all(request.as_bytes())?;
+    let mut over_plain = Vec::new();
+    plain.read_to_end(&mut over_plain)?;
+    let (over_tls, over_plain) = (body(over_tls)?, body(over_plain)?);
+    assert!(over_plain.len() > 64 * 1024, "segment of {} bytes", over_plain.len());
+    assert!(over_tls == over_plain, "{} bytes over TLS, {} over plain HTTP", over_tls.len(), over_plain.len());
     let (_, _, mut s) = handshake(&ca, MEDIA_TLS, &[b"http/1.1"])?;
     s.write_all(b"GET /live/tls.flv HTTP/1.1\r\nHost: 10.200.0.1\r\n\r\n")?;
     let mut flv = vec![0u8; 0];

@@ -583,7 +583,13 @@ impl Shard {
         let peer = sock.peer_addr().ok().and_then(|a| a.as_socket());
         let tls = match (tls, &self.media_tls) {
             (true, Some((_, cfg))) => match rustls::ServerConnection::new(cfg.clone()) {
-                Ok(c) => Some(Box::new(c)),
+                Ok(mut c) => {
+                    // Records are moved to the connection's queue as soon as
+                    // they are made (bounded there); a tag or part larger than
+                    // rustls's default 64 KiB must not be cut.
+                    c.set_buffer_limit(None);
+                    Some(Box::new(c))
+                }
                 Err(e) => {
                     tracing::warn!(shard = self.id, error = %e, "TLS session refused");
                     return;
@@ -666,8 +672,10 @@ impl Shard {
         let mut input = &conn.buf[..n];
         let mut plain = Vec::new();
         while !input.is_empty() {
-            if tls.read_tls(&mut input).is_err() {
-                return Err("TLS read");
+            match tls.read_tls(&mut input) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(_) => return Err("TLS read"),
             }
             if let Err(e) = tls.process_new_packets() {
                 tracing::debug!(shard = self.id, error = %e, "TLS session failed");
