@@ -63,9 +63,8 @@ fn sign(cli: &Cli, url: &str, key: Option<&str>, purpose: Option<Purpose>, ttl: 
         Some(k) => (k.to_string(), 1800),
         None => {
             let cfg = Config::load(cli.config.as_deref()).map_err(|e| e.to_string())?;
-            let host = url.split_once("://").map_or("", |(_, r)| r).split(['/', '?', '#']).next().unwrap_or("");
-            let host = host.rsplit('@').next().unwrap_or("");
-            let host = if host.starts_with('[') { host.split(']').next().unwrap_or("").trim_start_matches('[') } else { host.split(':').next().unwrap_or("") };
+            let host = rts_common::config::host_of(url);
+            let host = host.as_str();
             let ingest = purpose.map_or(url.starts_with("rtmp://"), |p| p == Purpose::Ingest);
             let auth = if ingest { cfg.ingest_auth_for(host) } else { cfg.play_auth_for(host) };
             let auth = auth.ok_or_else(|| format!("{host} is not a configured domain"))?;

@@ -551,6 +551,21 @@ impl Config {
     }
 }
 
+/// The host of a URL (`artc://Example.com:443/live/s`, an RTMP tcUrl) or of
+/// a Host header value (`example.com:8080`): lowercase, without user, port
+/// or IPv6 brackets; empty when there is none. What [`Config::domain`] is
+/// given.
+pub fn host_of(s: &str) -> String {
+    let rest = s.split_once("://").map_or(s, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host_port = authority.rsplit('@').next().unwrap_or("");
+    let host = match host_port.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host_port.split(':').next().unwrap_or(""),
+    };
+    host.to_ascii_lowercase()
+}
+
 /// (domain, app) of an app name from [`Config::stream_app`]; the domain is
 /// empty for the default domain.
 pub fn split_stream_app(app: &str) -> (&str, &str) {
@@ -654,6 +669,19 @@ mod tests {
         assert_eq!(Config::parse("").unwrap().domain("x.example.com"), DomainMatch::Default);
         assert!(Config::parse("[[domain]]\nname = \"a\"\n[[domain]]\nname = \"b\"\naliases = [\"A\"]\n").is_err(), "a name twice");
         assert!(Config::parse("[[domain]]\nname = \"10.0.0.1\"\n").is_err());
+    }
+
+    #[test]
+    fn hosts_of_urls_and_host_headers() {
+        assert_eq!(host_of("artc://Live.Example.com/live/s?auth_key=1"), "live.example.com");
+        assert_eq!(host_of("webrtc://10.0.0.1:1985/live/s"), "10.0.0.1");
+        assert_eq!(host_of("rtmp://Edge.Example.com:1935/live?auth_key=1"), "edge.example.com");
+        assert_eq!(host_of("rtmp://[::1]:1935/live"), "::1");
+        assert_eq!(host_of("rtmp://user@h.example/live"), "h.example");
+        assert_eq!(host_of("rtmp://h.example?x=1"), "h.example");
+        assert_eq!(host_of("Example.com:8080"), "example.com");
+        assert_eq!(host_of("[2001:db8::1]:8080"), "2001:db8::1");
+        assert_eq!(host_of(""), "");
     }
 
     #[test]

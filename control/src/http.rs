@@ -84,7 +84,7 @@ async fn play(engine: Arc<Engine>, app: String, stream: String, auth_key: Option
 
 /// The domain a request asked for: its Host header.
 fn host_domain(headers: &HeaderMap) -> String {
-    headers.get(header::HOST).and_then(|v| v.to_str().ok()).map(signaling::host_of).unwrap_or_default()
+    headers.get(header::HOST).and_then(|v| v.to_str().ok()).map(rts_common::config::host_of).unwrap_or_default()
 }
 
 fn session_hex(id: u64) -> String {
@@ -301,7 +301,7 @@ async fn rts_play(
     let domain = req
         .get("streamurl")
         .and_then(|v| v.as_str())
-        .map(signaling::host_of)
+        .map(rts_common::config::host_of)
         .filter(|d| !d.is_empty())
         .unwrap_or_else(|| host_domain(&headers));
     if let rts_common::config::DomainMatch::Domain(d) = engine.cfg.domain(&domain) {
@@ -338,7 +338,7 @@ async fn srs_play(State(engine): State<Arc<Engine>>, headers: HeaderMap, body: B
         return json_error(400, "streamurl must look like webrtc://host/app/stream", None);
     };
     let auth_key = rts_common::auth::query_param(&query, "auth_key").map(str::to_string);
-    let domain = Some(signaling::host_of(&url)).filter(|d| !d.is_empty()).unwrap_or_else(|| host_domain(&headers));
+    let domain = Some(rts_common::config::host_of(&url)).filter(|d| !d.is_empty()).unwrap_or_else(|| host_domain(&headers));
     match play(engine, app, stream, auth_key, offer, domain).await {
         Ok(a) => json_ok(json!({ "code": 0, "server": "rts", "sdp": a.sdp, "sessionid": session_hex(a.session) })),
         Err(resp) => resp,

@@ -173,32 +173,9 @@ pub fn parse_stream_url(url: &str) -> Option<(String, String, String)> {
     Some((app, stream, query.to_string()))
 }
 
-/// The host of a URL (`artc://Example.com:443/live/s`) or of a Host
-/// header value (`example.com:8080`): lowercase, without port or IPv6
-/// brackets.
-pub fn host_of(s: &str) -> String {
-    let rest = s.split_once("://").map_or(s, |(_, r)| r);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host_port = authority.rsplit('@').next().unwrap_or("");
-    let host = match host_port.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(""),
-        None => host_port.split(':').next().unwrap_or(""),
-    };
-    host.to_ascii_lowercase()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hosts() {
-        assert_eq!(host_of("artc://Live.Example.com/live/s?auth_key=1"), "live.example.com");
-        assert_eq!(host_of("webrtc://10.0.0.1:1985/live/s"), "10.0.0.1");
-        assert_eq!(host_of("Example.com:8080"), "example.com");
-        assert_eq!(host_of("[2001:db8::1]:8080"), "2001:db8::1");
-        assert_eq!(host_of(""), "");
-    }
 
     #[test]
     fn stream_urls() {

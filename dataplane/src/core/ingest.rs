@@ -25,6 +25,17 @@ pub(super) struct Ingest {
 }
 
 impl Core {
+    /// The domain RTMP connection `conn` named: its tcUrl's host (none
+    /// for a tcUrl that is not a URL).
+    fn conn_domain(&self, conn: usize) -> String {
+        let tc_url = self.conns.get(&conn).map_or("", |c| c.rtmp.tc_url());
+        if tc_url.contains("://") {
+            rts_common::config::host_of(tc_url)
+        } else {
+            String::new()
+        }
+    }
+
     /// The shell accepted RTMP connection `conn` (its own id) from `peer`.
     pub fn handle_rtmp_open(&mut self, now: Instant, conn: usize, peer: Option<SocketAddr>) {
         self.advance(now);
@@ -109,7 +120,7 @@ impl Core {
     /// An RTMP client asks to play: the stream's FLV tags from its GOP
     /// cache on (`flv_viewers.rs`), or a refusal and close.
     fn on_play_request(&mut self, conn: usize, request_id: u32, app: &str, stream: &str, query: &str, now: Instant) {
-        let domain = self.conns.get(&conn).map(|c| c.rtmp.domain()).unwrap_or_default();
+        let domain = self.conn_domain(conn);
         let verdict = self.rtmp_play_stream(&domain, app, stream, query, now);
         let verdict_id = verdict.clone();
         let Some(c) = self.conns.get_mut(&conn) else { return };
@@ -129,7 +140,7 @@ impl Core {
         };
         match accepted {
             Ok((id, msid)) => {
-                let domain = self.conns.get(&conn).map(|c| c.rtmp.domain()).unwrap_or_default();
+                let domain = self.conn_domain(conn);
                 self.bill_conn(now, conn, &domain, app, stream, Protocol::Rtmp);
                 self.add_rtmp_player(conn, peer, id, msid);
             }
@@ -148,7 +159,7 @@ impl Core {
         let auth_key = rts_common::auth::query_param(query, "auth_key");
         // The domain of the connection's tcUrl picks the keys (decision 004:
         // publish keys are checked here) and the stream (decision 021).
-        let domain = self.conns.get(&conn).map(|c| c.rtmp.domain()).unwrap_or_default();
+        let domain = self.conn_domain(conn);
         let verdict = match self.cfg.ingest_auth_for(&domain) {
             Some(auth) => auth.check(&plain_app, &stream, None, auth_key, self.unix_us(now) / 1_000_000).map_err(|f| f.to_string()),
             None => Err("unknown_domain".to_string()),

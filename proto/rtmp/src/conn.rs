@@ -214,10 +214,11 @@ impl RtmpServerConn {
         self.out.pop_front()
     }
 
-    /// The domain the client connected to: the host of its `tcUrl`
-    /// (lowercase, no port); empty before `connect` or without one.
-    pub fn domain(&self) -> String {
-        url::url_host(&self.tc_url)
+    /// The `tcUrl` of the client's `connect` (where it says it connected
+    /// to, e.g. `rtmp://edge.example.com/live`); empty before `connect` or
+    /// without one.
+    pub fn tc_url(&self) -> &str {
+        &self.tc_url
     }
 
     /// Answers a [`RtmpEvent::PublishRequested`]: `NetStream.Publish.Start`, after which

@@ -29,34 +29,9 @@ pub(crate) fn publish_target(app: &str, stream: &str, tc_url: &str) -> (String, 
     )
 }
 
-/// The host of a URL such as a `tcUrl` (`rtmp://Host:1935/live?x`):
-/// lowercase, without port or IPv6 brackets; empty when there is none.
-pub fn url_host(url: &str) -> String {
-    let Some((_, rest)) = url.split_once("://") else { return String::new() };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host_port = authority.rsplit('@').next().unwrap_or("");
-    let host = if let Some(v6) = host_port.strip_prefix('[') {
-        v6.split(']').next().unwrap_or("")
-    } else {
-        host_port.split(':').next().unwrap_or("")
-    };
-    host.to_ascii_lowercase()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hosts_of_urls() {
-        assert_eq!(url_host("rtmp://Edge.Example.com:1935/live?auth_key=1"), "edge.example.com");
-        assert_eq!(url_host("rtmp://10.0.0.1/live"), "10.0.0.1");
-        assert_eq!(url_host("rtmp://[::1]:1935/live"), "::1");
-        assert_eq!(url_host("rtmp://user@h.example/live"), "h.example");
-        assert_eq!(url_host("rtmp://h.example?x=1"), "h.example");
-        assert_eq!(url_host("live"), "");
-        assert_eq!(url_host(""), "");
-    }
 
     fn t(app: &str, stream: &str, tc: &str) -> (String, String, String) {
         publish_target(app, stream, tc)
