@@ -585,6 +585,14 @@ pub fn first_non_loopback_ipv4() -> Option<Ipv4Addr> {
     }
 }
 
+/// `2026-12-07T01:00:00.123Z`: RFC 3339 / ISO 8601 UTC of a Unix time in
+/// ms (usage records, EXT-X-PROGRAM-DATE-TIME).
+pub fn utc_iso8601(unix_ms: u64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_ms) * 1_000_000).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let f = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+    t.format(&f).unwrap_or_default()
+}
+
 pub fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -682,6 +690,14 @@ mod tests {
         assert_eq!(host_of("Example.com:8080"), "example.com");
         assert_eq!(host_of("[2001:db8::1]:8080"), "2001:db8::1");
         assert_eq!(host_of(""), "");
+    }
+
+    #[test]
+    fn utc_times() {
+        // `date -u -d @1796605200` = 2026-12-07 01:00:00 UTC; 951782400 = 2000-02-29.
+        assert_eq!(utc_iso8601(1_796_605_200_123), "2026-12-07T01:00:00.123Z");
+        assert_eq!(utc_iso8601(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(utc_iso8601(0), "1970-01-01T00:00:00.000Z");
     }
 
     #[test]

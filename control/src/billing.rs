@@ -34,11 +34,9 @@ pub fn record_id(r: &UsageRecord) -> String {
     format!("{:x}-{}-{}", r.boot, r.shard, r.seq)
 }
 
-/// RFC 3339 UTC time of a Unix time in µs.
+/// RFC 3339 UTC time of a Unix time in µs (to the ms).
 pub fn rfc3339(us: u64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(us as i128 * 1_000).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    let f = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
-    t.format(&f).unwrap_or_default()
+    rts_common::config::utc_iso8601(us / 1000)
 }
 
 /// The file of the hour `unix_s` falls in.

@@ -56,7 +56,7 @@ fn segment_head(out: &mut String, seg: &Segment, version: &mut Option<u32>, name
         let _ = writeln!(out, "#EXT-X-MAP:URI=\"{name}/init{}.mp4{q}\"", seg.init_version);
         *version = Some(seg.init_version);
     }
-    let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", iso8601(seg.pdt_ms));
+    let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", rts_common::config::utc_iso8601(seg.pdt_ms));
 }
 
 fn parts(out: &mut String, seg: &Segment, name: &str, q: &str) {
@@ -64,13 +64,6 @@ fn parts(out: &mut String, seg: &Segment, name: &str, q: &str) {
         let independent = if p.independent { ",INDEPENDENT=YES" } else { "" };
         let _ = writeln!(out, "#EXT-X-PART:DURATION={:.3},URI=\"{name}/{}.{i}.m4s{q}\"{independent}", p.duration_90k as f64 / 90_000.0, seg.msn);
     }
-}
-
-/// `2026-12-07T01:00:00.123Z` of Unix ms.
-pub fn iso8601(unix_ms: u64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_ms) * 1_000_000).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    let f = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
-    t.format(&f).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -83,14 +76,6 @@ mod tests {
     fn seg(msn: u64, parts: usize, version: u32) -> Segment {
         let part = |i: usize| Part { bytes: Bytes::new(), duration_90k: 30_000, independent: i == 0 };
         Segment { msn, parts: (0..parts).map(part).collect(), pdt_ms: 1_796_605_200_000 + msn * 2_000, init_version: version }
-    }
-
-    #[test]
-    fn dates_are_utc() {
-        // `date -u -d @1796605200` = 2026-12-07 01:00:00 UTC; 951782400 = 2000-02-29.
-        assert_eq!(iso8601(1_796_605_200_123), "2026-12-07T01:00:00.123Z");
-        assert_eq!(iso8601(951_782_400_000), "2000-02-29T00:00:00.000Z");
-        assert_eq!(iso8601(0), "1970-01-01T00:00:00.000Z");
     }
 
     #[test]
