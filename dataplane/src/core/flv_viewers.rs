@@ -150,20 +150,7 @@ impl Core {
             self.answer_http(conn, media_request::preflight_response().into_bytes());
             return;
         }
-        let auth_key = rts_common::auth::query_param(&req.query, "auth_key");
-        let Some(auth) = self.cfg.play_auth_for(&req.host) else {
-            self.refuse_http(conn, Refusal::NotFound, "unknown domain");
-            return;
-        };
-        if let Err(f) = auth.check(&req.app, &req.stream, Some("flv"), auth_key, self.unix_us(now) / 1_000_000) {
-            self.counters.http_refused += 1;
-            let peer = self.tcp_viewers.get(&conn).and_then(|c| c.peer);
-            tracing::info!(shard = self.id, path = %req.path, ?peer, failure = %f, "FLV play refused");
-            self.answer_http(conn, media_request::error_response(403, "Forbidden").into_bytes());
-            return;
-        }
-        // The stream of the domain asked for (decision 021).
-        let app = self.cfg.stream_app(&req.host, &req.app).unwrap_or_default();
+        let Some(app) = self.authorize_media(now, conn, &req, "flv") else { return };
         if req.method == Method::Head {
             // Answered from what is known, without replicating the stream.
             if self.stream_known(&app, &req.stream) {
@@ -187,6 +174,26 @@ impl Core {
         self.bill_conn(now, conn, &req.host, &req.app, &req.stream, Protocol::Flv);
         self.counters.flv_viewers += 1;
         self.attach_tcp_viewer(conn, id, &req.host, true);
+    }
+
+    /// The play check of a media-listener request: the keys of the domain
+    /// its Host names, a token over `/{app}/{stream}` or the path with
+    /// `ext`. The server's app name of the stream asked for (decision 021),
+    /// or None once the request is answered (404 unknown domain, 403).
+    pub(super) fn authorize_media(&mut self, now: Instant, conn: usize, req: &MediaRequest, ext: &str) -> Option<String> {
+        let Some(auth) = self.cfg.play_auth_for(&req.host) else {
+            self.refuse_http(conn, Refusal::NotFound, "unknown domain");
+            return None;
+        };
+        let auth_key = rts_common::auth::query_param(&req.query, "auth_key");
+        if let Err(f) = auth.check(&req.app, &req.stream, Some(ext), auth_key, self.unix_us(now) / 1_000_000) {
+            self.counters.http_refused += 1;
+            let peer = self.tcp_viewers.get(&conn).and_then(|c| c.peer);
+            tracing::info!(shard = self.id, path = %req.path, ?peer, failure = %f, "media play refused");
+            self.answer_http(conn, media_request::error_response(403, "Forbidden").into_bytes());
+            return None;
+        }
+        self.cfg.stream_app(&req.host, &req.app)
     }
 
     /// RTMP connection `conn` asked to play app/name (`ingest.rs` answers

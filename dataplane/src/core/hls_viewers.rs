@@ -26,7 +26,7 @@ use crate::hls::{playlist, HlsMuxer, HlsSnapshot};
 use crate::media_request::{self, MediaRequest, Method, Output, Refusal};
 use crate::relay::RelayMsg;
 use bytes::Bytes;
-use rts_common::ipc::{self, Protocol, UsageKey};
+use rts_common::ipc::{Protocol, UsageKey};
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -213,18 +213,7 @@ impl Core {
             self.refuse_http(conn, Refusal::NotFound, "HLS is off");
             return;
         }
-        let auth_key = rts_common::auth::query_param(&req.query, "auth_key");
-        let Some(auth) = self.cfg.play_auth_for(&req.host) else {
-            self.refuse_http(conn, Refusal::NotFound, "unknown domain");
-            return;
-        };
-        if let Err(f) = auth.check(&req.app, &req.stream, Some("m3u8"), auth_key, self.unix_us(now) / 1_000_000) {
-            self.counters.http_refused += 1;
-            tracing::info!(shard = self.id, path = %req.path, failure = %f, "HLS request refused");
-            self.answer_http(conn, media_request::error_response(403, "Forbidden").into_bytes());
-            return;
-        }
-        let app = self.cfg.stream_app(&req.host, &req.app).unwrap_or_default();
+        let Some(app) = self.authorize_media(now, conn, &req, "m3u8") else { return };
         let key = Stream::key_of(&app, &req.stream);
         if !self.open_hls_view(now, &key) {
             self.refuse_http(conn, Refusal::NotFound, "stream not live");
@@ -448,8 +437,7 @@ impl Core {
                 *s
             }
             None => {
-                self.next_conn_session += 1;
-                let s = ipc::make_session_id(self.id, self.next_conn_session);
+                let s = self.new_usage_session();
                 self.usage.open(s, Some(UsageKey::new(&req.host, &req.app, &req.stream, Protocol::Hls)), Some(peer), now_us);
                 self.hls.sessions.insert(sk, (s, now));
                 self.hls.player_sessions.insert(s);

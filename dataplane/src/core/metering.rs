@@ -15,10 +15,16 @@ impl Core {
         if !self.usage.is_on() {
             return;
         }
-        self.next_conn_session += 1;
-        let session = ipc::make_session_id(self.id, self.next_conn_session);
+        let session = self.new_usage_session();
         self.conn_sessions.insert(conn, session);
         self.usage.open(session, None, peer, self.unix_us(now));
+    }
+
+    /// A usage session id for a TCP connection or an HLS player (WebRTC
+    /// sessions have control's ids).
+    pub(super) fn new_usage_session(&mut self) -> u64 {
+        self.next_conn_session += 1;
+        ipc::make_session_id(self.id, self.next_conn_session)
     }
 
     /// Bytes read from (`bytes_in`) or written to (`bytes_out`) `conn`.
