@@ -27,6 +27,59 @@ pub struct Config {
     /// URL's host, the RTMP tcUrl host).
     #[serde(rename = "domain")]
     pub domains: Vec<DomainConfig>,
+    /// Cluster mode (`[cluster]`): a stream directory in Redis, pulls from
+    /// the node that has a stream, steering; absent = a single node.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// `[cluster]`: this node's entry in the Redis directory and how it pulls
+/// and steers (docs/decisions/022).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// `redis://host:port[/db]`.
+    pub redis: String,
+    /// Unique in the cluster; default: the host name.
+    pub node_id: String,
+    /// Base URL of this node's signaling (`http://host:8080`): where other
+    /// nodes redirect viewers; default: `http://{candidate_ip}:{http.listen port}`.
+    pub advertise_url: String,
+    /// `host:port` other nodes pull HTTP-FLV from; default: the candidate
+    /// address and the `[http] media_listen` port.
+    pub advertise_media: String,
+    /// Viewers this node takes before redirecting new ones (0 = no limit).
+    pub capacity_viewers: u64,
+    /// Other nodes may send viewers here (false: an origin or mid-tier
+    /// that only feeds other nodes).
+    pub redirect_target: bool,
+    /// Heartbeat period; the directory entries live `ttl_ms`.
+    pub heartbeat_ms: u64,
+    pub ttl_ms: u64,
+    /// A pull stops this long after its last viewer here left.
+    pub pull_linger_s: u64,
+    /// Longest chain origin -> ... -> this node (1 = pull only from the
+    /// node that ingests).
+    pub max_hops: u32,
+    /// A pull that has not started streaming within this time is given up.
+    pub pull_timeout_ms: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            redis: "redis://127.0.0.1:6379".into(),
+            node_id: String::new(),
+            advertise_url: String::new(),
+            advertise_media: String::new(),
+            capacity_viewers: 0,
+            redirect_target: true,
+            heartbeat_ms: 1000,
+            ttl_ms: 3000,
+            pull_linger_s: 10,
+            max_hops: 3,
+            pull_timeout_ms: 5000,
+        }
+    }
 }
 
 /// One streaming domain: its names and keys (`[[domain]]`).
@@ -447,6 +500,23 @@ impl Config {
                 return Err(ConfigError::Invalid("billing.path must name a directory".into()));
             }
         }
+        if let Some(c) = &self.cluster {
+            if !c.redis.starts_with("redis://") {
+                return Err(ConfigError::Invalid("cluster.redis must be a redis:// URL".into()));
+            }
+            if c.heartbeat_ms == 0 || c.ttl_ms <= c.heartbeat_ms {
+                return Err(ConfigError::Invalid("cluster.ttl_ms must be above cluster.heartbeat_ms > 0".into()));
+            }
+            if c.max_hops == 0 {
+                return Err(ConfigError::Invalid("cluster.max_hops must be at least 1".into()));
+            }
+            if !c.advertise_media.is_empty() && c.advertise_media.parse::<SocketAddr>().is_err() {
+                return Err(ConfigError::Invalid("cluster.advertise_media must be ip:port".into()));
+            }
+            if c.node_id.contains([';', ',', '|']) {
+                return Err(ConfigError::Invalid("cluster.node_id must not contain ; , |".into()));
+            }
+        }
         if !self.webrtc.candidate_ip.is_empty() && self.webrtc.candidate_ip.parse::<IpAddr>().is_err() {
             return Err(ConfigError::Invalid(format!(
                 "webrtc.candidate_ip {:?} is not an IP address",
@@ -469,6 +539,31 @@ impl Config {
 
     pub fn udp_port(&self, shard: usize) -> u16 {
         self.webrtc.udp_port_base.wrapping_add(shard as u16)
+    }
+
+    /// This node's id in the cluster: configured, else the host name.
+    pub fn node_id(&self) -> String {
+        match &self.cluster {
+            Some(c) if !c.node_id.is_empty() => c.node_id.clone(),
+            _ => std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "rts".into()),
+        }
+    }
+
+    /// Where other nodes send viewers: `[cluster] advertise_url`, else
+    /// this node's candidate address and signaling port.
+    pub fn advertise_url(&self) -> String {
+        match &self.cluster {
+            Some(c) if !c.advertise_url.is_empty() => c.advertise_url.trim_end_matches('/').to_string(),
+            _ => format!("http://{}", SocketAddr::new(self.candidate_ip(), self.http.listen.port())),
+        }
+    }
+
+    /// Where other nodes pull HTTP-FLV from.
+    pub fn advertise_media(&self) -> SocketAddr {
+        self.cluster
+            .as_ref()
+            .and_then(|c| c.advertise_media.parse().ok())
+            .unwrap_or_else(|| SocketAddr::new(self.candidate_ip(), self.http.media_listen.port()))
     }
 
     /// The ICE candidate address: configured, else first non-loopback IPv4.

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 
 /// Bumped on any incompatible change to the enums below.
-pub const IPC_VERSION: u32 = 10;
+pub const IPC_VERSION: u32 = 11;
 
 /// Session ids carry their shard in the top 16 bits, so any control
 /// instance (including one restarted after a crash) can route a DELETE to
@@ -99,6 +99,13 @@ pub enum ControlToShard {
     /// These usage records of the dataplane run `boot` are on disk: the
     /// shard forgets them (it resends the others until they are).
     UsageWritten { boot: u64, seqs: Vec<u64> },
+    /// Cluster: ingest `app`/`stream` (the server's names, decision 021)
+    /// from another node's HTTP-FLV at `source` (`GET {path}` with
+    /// `Host: {host}`), as if it were published here. Ends with
+    /// `PullEnded`; nothing happens if the stream is already published here.
+    Pull { app: String, stream: String, domain: String, source: SocketAddr, host: String, path: String },
+    /// Cluster: stop that pull (its last viewer here left).
+    StopPull { app: String, stream: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,6 +138,9 @@ pub enum ShardToControl {
     /// The shard's traffic per domain/app/stream/protocol so far (every
     /// second; chunks of at most [`USAGE_MESSAGE_BYTES`]).
     UsageTotals(Vec<UsageTotal>),
+    /// A pull ended or failed (`reason`); its stream, if it had started,
+    /// ended too (`StreamEnded` came first).
+    PullEnded { app: String, stream: String, reason: String },
 }
 
 /// What a session is, in traffic records.
@@ -141,6 +151,9 @@ pub enum Protocol {
     Flv,
     Hls,
     Publish,
+    /// Between cluster nodes: a pull (in at the node that pulls, out at
+    /// the node pulled from).
+    Relay,
 }
 
 impl Protocol {
@@ -151,6 +164,7 @@ impl Protocol {
             Protocol::Flv => "flv",
             Protocol::Hls => "hls",
             Protocol::Publish => "publish",
+            Protocol::Relay => "relay",
         }
     }
 }
@@ -337,8 +351,15 @@ pub struct ShardCounters {
     /// Requests on the media listener, and those refused (4xx).
     pub http_requests: u64,
     pub http_refused: u64,
-    /// HTTP-FLV viewers now (a gauge).
+    /// HTTP-FLV viewers now (a gauge), other nodes' pulls included.
     pub flv_viewers: u64,
+    /// Pulls by other cluster nodes served so far (HTTP-FLV with `relay=`).
+    pub relays_served: u64,
+    /// Pulls of this shard from other nodes: started, refused by the
+    /// source (non-200), ended (any reason).
+    pub pulls_started: u64,
+    pub pulls_refused: u64,
+    pub pulls_ended: u64,
     /// Bytes handed to media-listener connections.
     pub flv_bytes_out: u64,
     /// RTMP players now (a gauge), their bytes, and plays refused.

@@ -32,6 +32,9 @@ struct CtlSession {
     /// ICE state for WHEP PATCH; `None` for a session adopted from a shard
     /// after a control restart (its credentials died with that control).
     ice: Option<SessionIce>,
+    /// The stream it plays (`app/stream`, the server's names; empty for a
+    /// session adopted from a shard).
+    key: String,
 }
 
 /// A session's current ICE credentials and entity-tag (RFC 9725 §4.3.1:
@@ -190,6 +193,8 @@ pub struct Engine {
     stop: AtomicBool,
     /// The usage record writer (`[billing]`).
     billing: std::sync::OnceLock<crate::billing::Billing>,
+    /// Cluster mode (`[cluster]`).
+    cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
 }
 
 pub struct NewSession {
@@ -258,6 +263,7 @@ impl Engine {
             shards,
             stop: AtomicBool::new(false),
             billing: std::sync::OnceLock::new(),
+            cluster: std::sync::OnceLock::new(),
         });
         if let Some(b) = &engine.cfg.billing {
             let billing = crate::billing::Billing::start(&b.path, Arc::downgrade(&engine))
@@ -395,6 +401,53 @@ impl Engine {
         v
     }
 
+    /// Turns cluster mode on (once, at start).
+    pub fn set_cluster(&self, c: Arc<crate::cluster::Cluster>) {
+        let _ = self.cluster.set(c);
+    }
+
+    pub fn cluster(&self) -> Option<&Arc<crate::cluster::Cluster>> {
+        self.cluster.get()
+    }
+
+    pub fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Viewers on this node: WebRTC sessions (counted as soon as signaling
+    /// creates them) and the shards' HTTP-FLV viewers and RTMP players.
+    pub fn viewer_count(&self) -> u64 {
+        let inner = self.state();
+        let tcp: u64 = inner.shard_stats.iter().flatten().map(|s| s.counters.flv_viewers + s.counters.rtmp_players).sum();
+        inner.sessions.len() as u64 + tcp
+    }
+
+    /// Streams with a source on this node (a publisher or a pull), by the
+    /// server's names.
+    pub fn published_streams(&self) -> Vec<(String, String)> {
+        self.state().streams.values().filter(|s| s.publishing).map(|s| (s.app.clone(), s.stream.clone())).collect()
+    }
+
+    /// Viewers per stream key (`app/stream`, the server's names): WebRTC
+    /// sessions control holds and the shards' latest per-stream counts.
+    pub fn viewers_by_stream(&self) -> HashMap<String, u64> {
+        let now = Instant::now();
+        let inner = self.state();
+        let mut out: HashMap<String, u64> = HashMap::new();
+        for s in inner.sessions.values() {
+            *out.entry(s.key.clone()).or_default() += 1;
+        }
+        for (key, e) in &inner.streams {
+            *out.entry(key.clone()).or_default() += u64::from(e.totals.viewers(now));
+        }
+        out
+    }
+
+    /// The shard a stream's viewers meet on before it is live.
+    pub fn meeting_shard(&self, app: &str, stream: &str) -> usize {
+        crate::cluster::meeting_shard(app, stream, self.shards)
+    }
+
     /// Home shard of a live stream, if one publishes it.
     pub fn stream_shard(&self, app: &str, stream: &str) -> Option<usize> {
         let inner = self.state();
@@ -417,7 +470,7 @@ impl Engine {
             Some(h) if loads.get(h).is_some_and(|&l| l <= least_load + spread) => h,
             Some(_) => least,
             // Not live yet: viewers of one stream meet on one shard.
-            None => (ipc::stream_ssrc(app, stream, 0) as usize) % self.shards.max(1),
+            None => self.meeting_shard(app, stream),
         };
         if let Some(a) = inner.assigned.get_mut(shard) {
             *a += 1;
@@ -438,7 +491,7 @@ impl Engine {
         {
             let mut inner = self.state();
             inner.counters.sessions_created += 1;
-            inner.sessions.insert(s.session, CtlSession { add_req: id, created: Instant::now(), connected: false, peer: None, ice: None });
+            inner.sessions.insert(s.session, CtlSession { add_req: id, created: Instant::now(), connected: false, peer: None, ice: None, key: format!("{}/{}", s.app, s.stream) });
         }
         self.submit(Job::Add {
             session: s.session,
@@ -583,6 +636,14 @@ impl Engine {
         if shard >= self.shards {
             return Err("no such session".into());
         }
+        if let Some(c) = self.cluster() {
+            // A stream another node has: pulled here first (briefly waited for).
+            c.want(self, app, stream).map_err(|e| e.to_string())?;
+            let until = Instant::now() + Duration::from_millis(self.cfg.cluster.as_ref().map_or(0, |c| c.pull_timeout_ms));
+            while self.stream_shard(app, stream).is_none() && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
         let Some(home) = self.stream_shard(app, stream) else {
             return Err("stream is not live".into());
         };
@@ -594,7 +655,13 @@ impl Engine {
             return Err(e.to_string());
         }
         let r = rx.recv_timeout(Duration::from_secs(2)).unwrap_or_else(|_| Err("shard did not answer".into()));
-        self.state().switches.remove(&session);
+        let mut inner = self.state();
+        inner.switches.remove(&session);
+        if r.is_ok() {
+            if let Some(s) = inner.sessions.get_mut(&session) {
+                s.key = format!("{app}/{stream}");
+            }
+        }
         r
     }
 
@@ -745,7 +812,15 @@ impl Engine {
                     let _ = tx.send(ok);
                 }
             }
+            ShardToControl::PullEnded { app, stream, reason } => {
+                if let Some(c) = self.cluster() {
+                    c.on_pull_ended(&app, &stream, &reason);
+                }
+            }
             ShardToControl::StreamStarted { app, stream } => {
+                if let Some(c) = self.cluster() {
+                    c.on_stream_started(&app, &stream);
+                }
                 {
                     let mut inner = self.state();
                     let v = inner.streams.entry(format!("{app}/{stream}")).or_default();
@@ -838,7 +913,7 @@ impl Engine {
                 }
                 if e.media {
                     inner.counters.reconciled_adopted += 1;
-                    inner.sessions.insert(e.session, CtlSession { add_req: 0, created: Instant::now(), connected: true, peer: None, ice: None });
+                    inner.sessions.insert(e.session, CtlSession { add_req: 0, created: Instant::now(), connected: true, peer: None, ice: None, key: String::new() });
                 } else {
                     inner.counters.reconciled_removed += 1;
                     to_remove.push(e.session);

@@ -6,7 +6,7 @@ use crate::ice::{self, IfMatch, Patch};
 use crate::signaling::{self, PlayError, PlayRequest};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -70,16 +70,30 @@ fn json_ok(body: serde_json::Value) -> Response {
 
 /// Runs the shared offer -> answer path off the async executor (SDP work and
 /// a DTLS endpoint per session) and turns its errors into HTTP responses.
-async fn play(engine: Arc<Engine>, app: String, stream: String, auth_key: Option<String>, offer: String, domain: String) -> Result<signaling::PlayAnswer, Response> {
+async fn play(engine: Arc<Engine>, uri: Uri, app: String, stream: String, auth_key: Option<String>, offer: String, domain: String) -> Result<signaling::PlayAnswer, Response> {
     let res = tokio::task::spawn_blocking(move || {
         signaling::play(&engine, PlayRequest { app: &app, stream: &stream, auth_key: auth_key.as_deref(), offer: &offer, domain: &domain })
     })
     .await;
     match res {
         Ok(Ok(a)) => Ok(a),
+        Ok(Err(PlayError::Redirect(base))) => Err(redirect(&base, &uri)),
         Ok(Err(e)) => Err(play_error(&e)),
         Err(_) => Err(json_error(500, "internal error", None)),
     }
+}
+
+/// Cluster steering: 307 (the client repeats the POST with its body) to
+/// the same path and query on another node; JSON clients also get the URL
+/// in the body's `redirect`.
+fn redirect(base: &str, uri: &Uri) -> Response {
+    let target = format!("{base}{}", uri.path_and_query().map_or("/", |p| p.as_str()));
+    let body = json!({ "code": 307, "msg": "redirected", "redirect": target });
+    let mut resp = (StatusCode::TEMPORARY_REDIRECT, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response();
+    if let Ok(v) = HeaderValue::from_str(&target) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
 }
 
 /// The domain a request asked for: its Host header.
@@ -95,6 +109,7 @@ async fn whep_post(
     State(engine): State<Arc<Engine>>,
     Path((app, stream)): Path<(String, String)>,
     Query(q): Query<HashMap<String, String>>,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -107,7 +122,7 @@ async fn whep_post(
         return json_error(400, "offer is not UTF-8", None);
     };
     let domain = host_domain(&headers);
-    match play(engine, app, stream, q.get("auth_key").cloned(), offer.to_string(), domain).await {
+    match play(engine, uri, app, stream, q.get("auth_key").cloned(), offer.to_string(), domain).await {
         Ok(a) => {
             let location = format!("/whep/session/{}", session_hex(a.session));
             let mut resp = (StatusCode::CREATED, a.sdp).into_response();
@@ -276,6 +291,7 @@ async fn rts_play(
     State(engine): State<Arc<Engine>>,
     Path((app, stream)): Path<(String, String)>,
     Query(q): Query<HashMap<String, String>>,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -309,7 +325,7 @@ async fn rts_play(
             return json_error(404, "RTS signaling is off for this domain", None);
         }
     }
-    match play(engine, app, stream, auth_key, offer, domain).await {
+    match play(engine, uri, app, stream, auth_key, offer, domain).await {
         Ok(a) => json_ok(json!({
                 "code": 200,
                 "msg": "success",
@@ -324,7 +340,7 @@ async fn rts_play(
 
 /// SRS shape: `{api, streamurl: "webrtc://host/app/stream?...", sdp}` →
 /// `{code: 0, sdp, sessionid}`.
-async fn srs_play(State(engine): State<Arc<Engine>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn srs_play(State(engine): State<Arc<Engine>>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let Ok(req) = serde_json::from_slice::<serde_json::Value>(&body) else {
         return json_error(400, "body is not JSON", None);
     };
@@ -339,7 +355,7 @@ async fn srs_play(State(engine): State<Arc<Engine>>, headers: HeaderMap, body: B
     };
     let auth_key = rts_common::auth::query_param(&query, "auth_key").map(str::to_string);
     let domain = Some(rts_common::config::host_of(&url)).filter(|d| !d.is_empty()).unwrap_or_else(|| host_domain(&headers));
-    match play(engine, app, stream, auth_key, offer, domain).await {
+    match play(engine, uri, app, stream, auth_key, offer, domain).await {
         Ok(a) => json_ok(json!({ "code": 0, "server": "rts", "sdp": a.sdp, "sessionid": session_hex(a.session) })),
         Err(resp) => resp,
     }
@@ -349,13 +365,14 @@ async fn srs_play(State(engine): State<Arc<Engine>>, headers: HeaderMap, body: B
 async fn srs_whep(
     State(engine): State<Arc<Engine>>,
     Query(q): Query<HashMap<String, String>>,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let (Some(app), Some(stream)) = (q.get("app").cloned(), q.get("stream").cloned()) else {
         return json_error(400, "app and stream query parameters are required", None);
     };
-    whep_post(State(engine), Path((app, stream)), Query(q), headers, body).await
+    whep_post(State(engine), Path((app, stream)), Query(q), uri, headers, body).await
 }
 
 async fn player(State(engine): State<Arc<Engine>>, Path((_app, _stream)): Path<(String, String)>) -> Html<String> {

@@ -3,6 +3,7 @@
 //! rings and can be restarted at any time without cutting media.
 
 pub mod billing;
+pub mod cluster;
 pub mod engine;
 mod handshake;
 pub mod http;
@@ -20,6 +21,12 @@ pub fn run(cfg: Arc<Config>) -> anyhow::Result<()> {
     let dataplane_pid = region.dataplane_pid();
     let pump_engine = engine.clone();
     let pump = std::thread::Builder::new().name("rts-ctl-pump".into()).spawn(move || pump_engine.pump(consumers))?;
+    if let Some(c) = cluster::Cluster::new(&cfg)? {
+        tracing::info!(node = %c.node_id, "cluster mode");
+        engine.set_cluster(c.clone());
+        let e = engine.clone();
+        std::thread::Builder::new().name("rts-cluster".into()).spawn(move || c.run(e))?;
+    }
 
     let admin_engine = engine.clone();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;

@@ -37,6 +37,10 @@ pub enum PlayError {
     Unavailable(String),
     #[error("unknown domain {0:?}")]
     UnknownDomain(String),
+    /// Cluster: this node is full; the viewer goes to this node's
+    /// signaling base URL (same path and query).
+    #[error("redirected to {0}")]
+    Redirect(String),
 }
 
 impl PlayError {
@@ -47,6 +51,7 @@ impl PlayError {
             PlayError::NoCommonCodec(_) => 406,
             PlayError::Unavailable(_) => 503,
             PlayError::UnknownDomain(_) => 404,
+            PlayError::Redirect(_) => 307,
         }
     }
 }
@@ -90,6 +95,14 @@ pub fn play(engine: &Engine, req: PlayRequest<'_>) -> Result<PlayAnswer, PlayErr
     // The server's name of the stream: its domain's (decision 021).
     let app_owned = engine.cfg.stream_app(req.domain, req.app).unwrap_or_else(|| req.app.to_string());
     let app = app_owned.as_str();
+    if let Some(c) = engine.cluster() {
+        match c.steer(engine, app, req.stream) {
+            crate::cluster::Steer::Here => {}
+            crate::cluster::Steer::Redirect(url) => return Err(PlayError::Redirect(url)),
+            crate::cluster::Steer::Full(why) => return Err(PlayError::Unavailable(why)),
+        }
+        c.want(engine, app, req.stream).map_err(|e| PlayError::Unavailable(e.to_string()))?;
+    }
     let (shard, home_shard) = engine.place(app, req.stream);
     let session = ipc::make_session_id(shard, rand::random());
     let (local_ufrag, local_pwd, etag) = ice::new_ice_session();

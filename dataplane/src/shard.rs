@@ -86,6 +86,9 @@ struct Conn {
     /// TLS (accepted on `[https] media_listen`): the core reads and writes
     /// plaintext, the socket carries records.
     tls: Option<Box<rustls::ServerConnection>>,
+    /// The address of an outgoing connect in flight (a cluster pull); the
+    /// kernel reads it until the connect completes.
+    connect_to: Option<Box<socket2::SockAddr>>,
 }
 
 pub struct Shard {
@@ -355,6 +358,10 @@ impl Shard {
                     self.close_socket(conn);
                     self.core.handle_tcp_released(self.now, conn);
                 }
+                TcpOutput::Connect { token, addr } => {
+                    let conn = self.connect(addr);
+                    self.core.handle_pull_conn(self.now, token, conn);
+                }
             }
         }
         let mut dirty = std::mem::take(&mut self.tcp_dirty);
@@ -394,6 +401,7 @@ impl Shard {
                 }
             }
             Token::TcpRecv(idx) => self.on_tcp_recv(now, idx as usize, c.result),
+            Token::Connect(idx) => self.on_connected(now, idx as usize, c.result),
             Token::UdpMulti => self.on_udp_multi(now, c),
             Token::Wake => {
                 let me = self.id;
@@ -600,12 +608,63 @@ impl Shard {
         // TLS records are up to 16 KiB: read them whole.
         let len = if tls.is_some() { TCP_RECV_BUF } else if http { HTTP_RECV_BUF } else { TCP_RECV_BUF };
         let buf = vec![0u8; len].into_boxed_slice();
-        let idx = self.conns.insert(Conn { sock, buf, out: VecDeque::new(), out_off: 0, recv_in_flight: false, closing: false, http, out_bytes: 0, tls });
+        let idx = self.conns.insert(Conn { sock, buf, out: VecDeque::new(), out_off: 0, recv_in_flight: false, closing: false, http, out_bytes: 0, tls, connect_to: None });
         if http {
             self.core.handle_http_open(now, idx, peer);
         } else {
             self.core.handle_rtmp_open(now, idx, peer);
         }
+        self.drain();
+        self.arm_tcp_recv(now, idx);
+    }
+
+    /// Starts an outgoing connection (a cluster pull) to `addr`: its id,
+    /// or None when no socket could be made. Its connect is the one
+    /// operation in flight until [`Shard::on_connected`].
+    fn connect(&mut self, addr: SocketAddr) -> Option<usize> {
+        let domain = if addr.is_ipv4() { socket2::Domain::IPV4 } else { socket2::Domain::IPV6 };
+        let sock = match socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP)) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(shard = self.id, %addr, error = %e, "cannot open a pull socket");
+                return None;
+            }
+        };
+        let _ = sock.set_nodelay(true);
+        let target = Box::new(socket2::SockAddr::from(addr));
+        let buf = vec![0u8; TCP_RECV_BUF].into_boxed_slice();
+        let idx = self.conns.insert(Conn { sock, buf, out: VecDeque::new(), out_off: 0, recv_in_flight: true, closing: false, http: false, out_bytes: 0, tls: None, connect_to: None });
+        let conn = &mut self.conns[idx];
+        let fd = conn.sock.as_raw_fd();
+        // SAFETY: the address is boxed and kept in the connection until the
+        // connect completes (the connection is only freed after that).
+        let armed = unsafe { self.uring.connect(fd, &target, idx as u32) };
+        conn.connect_to = Some(target);
+        if let Err(e) = armed {
+            tracing::warn!(shard = self.id, %addr, error = %e, "cannot submit a connect");
+            self.conns.remove(idx);
+            return None;
+        }
+        Some(idx)
+    }
+
+    /// The connect of pull connection `idx` finished with `result`.
+    fn on_connected(&mut self, now: Instant, idx: usize, result: i32) {
+        let Some(conn) = self.conns.get_mut(idx) else { return };
+        conn.recv_in_flight = false;
+        conn.connect_to = None;
+        if conn.closing {
+            self.conns.remove(idx);
+            return;
+        }
+        if result < 0 {
+            let reason = format!("connect: {}", std::io::Error::from_raw_os_error(-result));
+            self.close_socket(idx);
+            self.core.handle_tcp_closed(now, idx, &reason);
+            self.drain();
+            return;
+        }
+        self.core.handle_pull_connected(now, idx);
         self.drain();
         self.arm_tcp_recv(now, idx);
     }

@@ -45,6 +45,8 @@ pub struct Rig {
     pub batches: Vec<(usize, usize)>,
     pub tcp: HashMap<usize, Vec<u8>>,
     pub closed: Vec<usize>,
+    /// Connections the core asked for (cluster pulls): (token, address).
+    pub connects: Vec<(u64, std::net::SocketAddr)>,
     pub ctl: Vec<ShardToControl>,
     pub relay: Vec<(usize, RelayMsg)>,
     /// Batches `drain` sends per call, as the shell's slices (None: all).
@@ -74,6 +76,7 @@ impl Rig {
             batches: Vec::new(),
             tcp: HashMap::new(),
             closed: Vec::new(),
+            connects: Vec::new(),
             ctl: Vec::new(),
             relay: Vec::new(),
             slice: None,
@@ -111,6 +114,7 @@ impl Rig {
                     self.closed.push(conn);
                     self.core.handle_tcp_released(self.now, conn);
                 }
+                TcpOutput::Connect { token, addr } => self.connects.push((token, addr)),
             }
         }
         while let Some(m) = self.core.poll_control() {

@@ -27,6 +27,8 @@ pub enum Token {
     Wake,
     /// A datagram (or the end) of the multishot UDP receive.
     UdpMulti,
+    /// An outgoing TCP connect (a cluster pull) finished.
+    Connect(u32),
 }
 
 impl Token {
@@ -39,6 +41,7 @@ impl Token {
             Token::UdpMulti => 5 << 56,
             Token::AcceptMedia => 6 << 56,
             Token::AcceptMediaTls => 7 << 56,
+            Token::Connect(i) => (8 << 56) | i as u64,
         }
     }
     fn decode(v: u64) -> Option<Token> {
@@ -51,6 +54,7 @@ impl Token {
             5 => Some(Token::UdpMulti),
             6 => Some(Token::AcceptMedia),
             7 => Some(Token::AcceptMediaTls),
+            8 => Some(Token::Connect(idx)),
             _ => None,
         }
     }
@@ -159,6 +163,18 @@ impl Uring {
         let sqe = opcode::Recv::new(types::Fd(fd), buf.as_mut_ptr(), buf.len() as u32)
             .build()
             .user_data(Token::TcpRecv(conn).encode());
+        // SAFETY: forwarded to the caller.
+        unsafe { self.push(sqe) }
+    }
+
+    /// Connects TCP socket `fd` to `addr`; the completion carries `conn`.
+    ///
+    /// # Safety
+    /// `addr` must stay valid until the Connect completion is reaped.
+    pub unsafe fn connect(&mut self, fd: RawFd, addr: &socket2::SockAddr, conn: u32) -> io::Result<()> {
+        let sqe = opcode::Connect::new(types::Fd(fd), addr.as_ptr() as *const libc::sockaddr, addr.len())
+            .build()
+            .user_data(Token::Connect(conn).encode());
         // SAFETY: forwarded to the caller.
         unsafe { self.push(sqe) }
     }

@@ -76,6 +76,8 @@ impl Core {
                 self.by_ufrag.insert(local_ufrag, idx);
                 self.by_id.insert(session, idx);
             }
+            ControlToShard::Pull { app, stream, domain, source, host, path } => self.start_pull(now, app, stream, domain, source, host, path),
+            ControlToShard::StopPull { app, stream } => self.stop_pull(&app, &stream),
             ControlToShard::DtlsToPeer { session, data } => {
                 let Some(&idx) = self.by_id.get(&session) else { return };
                 let s = &self.sessions[idx];

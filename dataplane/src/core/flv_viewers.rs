@@ -171,8 +171,11 @@ impl Core {
         let mut head = media_request::flv_response_head().into_bytes();
         head.extend_from_slice(&rts_rtmp::flv::file::file_header(true, true));
         self.send_tcp(conn, Bytes::from(head));
-        self.bill_conn(now, conn, &req.host, &req.app, &req.stream, Protocol::Flv);
+        // Another node pulling (decision 022) is billed apart from viewers.
+        let relay = rts_common::auth::query_param(&req.query, "relay").is_some();
+        self.bill_conn(now, conn, &req.host, &req.app, &req.stream, if relay { Protocol::Relay } else { Protocol::Flv });
         self.counters.flv_viewers += 1;
+        self.counters.relays_served += u64::from(relay);
         self.attach_tcp_viewer(conn, id, &req.host, true);
     }
 
@@ -455,7 +458,9 @@ impl Core {
 
     /// Bytes read from TCP connection `conn`, whichever listener took it.
     pub fn handle_tcp_data(&mut self, now: Instant, conn: usize, data: &[u8]) {
-        if self.is_http(conn) {
+        if self.is_pull(conn) {
+            self.handle_pull_data(now, conn, data);
+        } else if self.is_http(conn) {
             self.handle_http_data(now, conn, data);
         } else {
             self.handle_rtmp_data(now, conn, data);
@@ -464,7 +469,9 @@ impl Core {
 
     /// The shell closed TCP connection `conn`, whichever listener took it.
     pub fn handle_tcp_closed(&mut self, now: Instant, conn: usize, reason: &str) {
-        if self.is_http(conn) {
+        if self.is_pull(conn) {
+            self.handle_pull_closed(now, conn, reason);
+        } else if self.is_http(conn) {
             self.handle_http_closed(now, conn, reason);
         } else {
             self.handle_rtmp_closed(now, conn, reason);

@@ -94,20 +94,12 @@ impl Core {
             RtmpEvent::PublishRequested { request_id, app, stream, query } => self.on_publish_request(conn, request_id, app, stream, &query, now),
             RtmpEvent::Video { timestamp_ms, data } => {
                 if let Some(id) = self.conns.get(&conn).and_then(|c| c.publishing) {
-                    self.deliver_flv(id, FlvTag::new(TAG_VIDEO, timestamp_ms, data.clone()), now);
-                    self.feed_hls(now, id, true, timestamp_ms, &data);
-                    self.on_video(id, timestamp_ms, &data, now);
+                    self.ingest_tag(id, true, timestamp_ms, data, now);
                 }
             }
             RtmpEvent::Audio { timestamp_ms, data } => {
-                let Some(id) = self.conns.get(&conn).and_then(|c| c.publishing) else { return };
-                self.deliver_flv(id, FlvTag::new(TAG_AUDIO, timestamp_ms, data.clone()), now);
-                self.feed_hls(now, id, false, timestamp_ms, &data);
-                let Some(s) = self.streams.get_mut(id) else { return };
-                match s.on_audio(timestamp_ms, &data, now) {
-                    AudioOutcome::ConfigChanged => s.update_transcoder(),
-                    AudioOutcome::Packet(p) => self.deliver_audio(id, p, now),
-                    AudioOutcome::Nothing => {}
+                if let Some(id) = self.conns.get(&conn).and_then(|c| c.publishing) {
+                    self.ingest_tag(id, false, timestamp_ms, data, now);
                 }
             }
             RtmpEvent::PublishFinished => self.end_publish(conn),
@@ -192,13 +184,28 @@ impl Core {
         }
         let peer = c.peer;
         self.bill_conn(now, conn, &domain, &plain_app, &stream, Protocol::Publish);
-        let max_packet = self.cfg.webrtc.max_rtp_packet;
-        let id = self.streams.intern(&app, &stream, || Stream::new(&app, &stream, max_packet));
+        let id = self.begin_publish(conn, &app, &stream);
         if let Some(c) = self.conns.get_mut(&conn) {
             c.publishing = Some(id);
         }
+        tracing::info!(shard = self.id, stream = %key, ?peer, "RTMP publish started");
+    }
+
+    /// Whether app/stream has a publisher (or a pull) on this shard.
+    pub(super) fn published_here(&self, app: &str, stream: &str) -> bool {
+        self.streams.lookup(&Stream::key_of(app, stream)).and_then(|id| self.streams.get(id)).is_some_and(|s| s.is_published())
+    }
+
+    /// Connection `conn` is the source of app/stream from now on (an RTMP
+    /// publisher, or a pull from another node): the stream is made or
+    /// taken over from the shard it was replicated from, announced to the
+    /// other shards and to control.
+    pub(super) fn begin_publish(&mut self, conn: usize, app: &str, stream: &str) -> StreamId {
+        let key = Stream::key_of(app, stream);
+        let max_packet = self.cfg.webrtc.max_rtp_packet;
+        let id = self.streams.intern(app, stream, || Stream::new(app, stream, max_packet));
         self.start_hls(id);
-        let Some(s) = self.streams.get_mut(id) else { return };
+        let Some(s) = self.streams.get_mut(id) else { return id };
         let old_home = s.home();
         s.on_publish_start(conn);
         s.set_transcoder_policy(self.cfg.transcode.keep_warm, Duration::from_secs(self.cfg.transcode.linger_s.into()));
@@ -209,18 +216,43 @@ impl Core {
             self.relay(old_home, RelayMsg::Unsubscribe { key: key.clone(), from: self.id });
         }
         self.announce_home(&key, true);
-        tracing::info!(shard = self.id, stream = %key, ?peer, "RTMP publish started");
-        self.push_ctl(ShardToControl::StreamStarted { app, stream });
+        self.push_ctl(ShardToControl::StreamStarted { app: app.to_string(), stream: stream.to_string() });
+        id
+    }
+
+    /// One audio or video tag from a stream's source: to FLV and RTMP
+    /// viewers as it came, to the LL-HLS muxer, and packetized once for
+    /// WebRTC (Opus from the transcoder for AAC).
+    pub(super) fn ingest_tag(&mut self, id: StreamId, video: bool, timestamp_ms: u32, data: Bytes, now: Instant) {
+        let tag_type = if video { TAG_VIDEO } else { TAG_AUDIO };
+        self.deliver_flv(id, FlvTag::new(tag_type, timestamp_ms, data.clone()), now);
+        self.feed_hls(now, id, video, timestamp_ms, &data);
+        if video {
+            self.on_video(id, timestamp_ms, &data, now);
+            return;
+        }
+        let Some(s) = self.streams.get_mut(id) else { return };
+        match s.on_audio(timestamp_ms, &data, now) {
+            AudioOutcome::ConfigChanged => s.update_transcoder(),
+            AudioOutcome::Packet(p) => self.deliver_audio(id, p, now),
+            AudioOutcome::Nothing => {}
+        }
     }
 
     /// The publisher on `conn` stopped (or the connection went away).
     pub(super) fn end_publish(&mut self, conn: usize) {
         let Some(id) = self.conns.get_mut(&conn).and_then(|c| c.publishing.take()) else { return };
+        self.end_source(id, "RTMP publish ended");
+    }
+
+    /// Stream `id` lost its source (publisher gone, pull ended): replicas,
+    /// FLV/RTMP viewers and control are told; WebRTC viewers stay and wait.
+    pub(super) fn end_source(&mut self, id: StreamId, what: &'static str) {
         self.end_hls(self.now, id);
         if let Some(s) = self.streams.get_mut(id) {
             let l = s.latency();
             tracing::info!(shard = self.id, stream = %s.key(), frames = s.video_frames(), viewers = s.viewers().len(),
-                latency_p50_us = l.p50_us, latency_p99_us = l.p99_us, latency_max_us = l.max_us, "RTMP publish ended");
+                latency_p50_us = l.p50_us, latency_p99_us = l.p99_us, latency_max_us = l.max_us, "{what}");
             let (app, stream) = (s.app().to_string(), s.name().to_string());
             let key = s.key();
             for (shard, replica) in s.on_publish_end() {

@@ -30,6 +30,7 @@ mod ice;
 mod ingest;
 mod keyframe_guard;
 mod metering;
+mod pull;
 mod replication;
 mod rtcp;
 mod timers;
@@ -64,6 +65,11 @@ pub enum TcpOutput {
     /// Write what is queued (best effort), then close. The core has
     /// forgotten the connection already.
     Close { conn: usize },
+    /// Open a TCP connection to `addr` for pull `token` and say which
+    /// connection it is ([`Core::handle_pull_conn`]), then when it is
+    /// connected ([`Core::handle_pull_connected`]) or failed
+    /// (`handle_tcp_closed`).
+    Connect { token: u64, addr: std::net::SocketAddr },
 }
 
 pub struct Core {
@@ -128,6 +134,10 @@ pub struct Core {
     next_conn_session: u64,
     /// LL-HLS: muxers of streams published here, views served here.
     hls: hls_viewers::HlsState,
+    /// Cluster pulls by their token, and the connection each one uses.
+    pulls: HashMap<u64, pull::Pull>,
+    pull_conns: HashMap<usize, u64>,
+    next_pull: u64,
 }
 
 impl Core {
@@ -176,6 +186,9 @@ impl Core {
             // the boot time in every record, across runs.
             next_conn_session: unix_us & 0xFFFF_FFFF,
             hls: Default::default(),
+            pulls: HashMap::new(),
+            pull_conns: HashMap::new(),
+            next_pull: 0,
         }
     }
 

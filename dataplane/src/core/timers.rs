@@ -136,6 +136,9 @@ impl Core {
 
     fn housekeeping(&mut self, now: Instant) {
         self.next_housekeeping = now + HOUSEKEEPING;
+        if !self.pulls.is_empty() {
+            self.check_pulls(now);
+        }
         let was = self.load.pair_audio();
         self.load.tick(now);
         if self.load.pair_audio() != was {

@@ -99,21 +99,43 @@ pub fn agent(timeout: Duration) -> ureq::Agent {
     ureq::AgentBuilder::new().timeout_connect(timeout).timeout(timeout).redirects(0).build()
 }
 
+/// `http://host:port` of an absolute URL.
+fn origin_of(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
+    format!("{scheme}://{}", rest.split('/').next().unwrap_or(""))
+}
+
 /// POSTs `offer` and returns the parsed answer, or the failure category.
 pub fn signal(agent: &ureq::Agent, t: &Target, offer: &str) -> Result<Remote, FailureKind> {
-    let resp = match t.signaling {
-        Signaling::Whep => agent.post(&t.endpoint).set("Content-Type", "application/sdp").send_string(offer),
-        Signaling::Rts => agent.post(&t.endpoint).set("Content-Type", "application/json").send_string(
-            &json!({"version": "2", "sdk_version": "rts-loadgen", "streamurl": t.stream_url(),
-                    "jsep": {"type": "offer", "sdp": offer}})
-            .to_string(),
-        ),
-        Signaling::Srs => agent.post(&t.endpoint).set("Content-Type", "application/json").send_string(
-            &json!({"api": t.endpoint, "streamurl": t.stream_url(), "clientip": null, "sdp": offer}).to_string(),
-        ),
-    }
-    .map_err(|e| classify_http_error(&e))?;
-    let location = resp.header("Location").map(|l| absolute(&t.base, l));
+    let mut endpoint = t.endpoint.clone();
+    let mut base = t.base.clone();
+    // A cluster node over capacity answers 307 with the same endpoint on
+    // another node: the offer goes there (a few hops at most).
+    let mut redirects = 0;
+    let resp = loop {
+        let resp = match t.signaling {
+            Signaling::Whep => agent.post(&endpoint).set("Content-Type", "application/sdp").send_string(offer),
+            Signaling::Rts => agent.post(&endpoint).set("Content-Type", "application/json").send_string(
+                &json!({"version": "2", "sdk_version": "rts-loadgen", "streamurl": t.stream_url(),
+                        "jsep": {"type": "offer", "sdp": offer}})
+                .to_string(),
+            ),
+            Signaling::Srs => agent.post(&endpoint).set("Content-Type", "application/json").send_string(
+                &json!({"api": endpoint, "streamurl": t.stream_url(), "clientip": null, "sdp": offer}).to_string(),
+            ),
+        }
+        .map_err(|e| classify_http_error(&e))?;
+        if !matches!(resp.status(), 307 | 308) {
+            break resp;
+        }
+        redirects += 1;
+        let Some(to) = resp.header("Location").map(|l| absolute(&base, l)).filter(|_| redirects <= 3) else {
+            return Err(FailureKind::Http4xx);
+        };
+        base = origin_of(&to);
+        endpoint = to;
+    };
+    let location = resp.header("Location").map(|l| absolute(&base, l));
     let body = resp.into_string().map_err(|e| classify_io(&e))?;
     let sdp = match t.signaling {
         Signaling::Whep => body,

@@ -15,6 +15,7 @@ mod repair;
 mod replication;
 mod reports;
 mod sessions;
+mod pull;
 mod switching;
 mod transmit;
 

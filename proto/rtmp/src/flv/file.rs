@@ -86,6 +86,77 @@ pub fn read_file(data: &Bytes) -> (Vec<FileTag>, Option<FlvError>) {
     (tags, None)
 }
 
+/// Reads an FLV byte stream as it arrives (HTTP-FLV from another server):
+/// the file header once, then tags. Bytes are pushed in whatever pieces the
+/// network gives; [`FlvReader::next_tag`] hands out each complete tag, its
+/// body sliced from one buffer (no copy per tag beyond the receive).
+/// A tag larger than `max_body` is an error, so a peer cannot make it
+/// buffer without bound.
+#[derive(Debug)]
+pub struct FlvReader {
+    buf: bytes::BytesMut,
+    header_done: bool,
+    max_body: usize,
+}
+
+impl FlvReader {
+    /// A reader that refuses tags with bodies over `max_body` bytes.
+    pub fn new(max_body: usize) -> FlvReader {
+        FlvReader { buf: bytes::BytesMut::new(), header_done: false, max_body: max_body.min(MAX_TAG_BODY) }
+    }
+
+    /// Appends received bytes.
+    pub fn push(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    /// Bytes received and not yet handed out as tags.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The next complete tag; None until more bytes arrive. After an error
+    /// the stream is unusable.
+    pub fn next_tag(&mut self) -> Result<Option<FileTag>, FlvError> {
+        if !self.header_done {
+            if self.buf.len() >= 3 && &self.buf[..3] != b"FLV" {
+                return Err(FlvError::NotFlv);
+            }
+            if self.buf.len() < 9 {
+                return Ok(None);
+            }
+            let header = u32::from_be_bytes([self.buf[5], self.buf[6], self.buf[7], self.buf[8]]) as usize;
+            if !(9..=64).contains(&header) {
+                return Err(FlvError::NotFlv);
+            }
+            if self.buf.len() < header + 4 {
+                return Ok(None);
+            }
+            let _ = self.buf.split_to(header + 4);
+            self.header_done = true;
+        }
+        if self.buf.len() < 11 {
+            return Ok(None);
+        }
+        let h = &self.buf[..11];
+        let size = (usize::from(h[1]) << 16) | (usize::from(h[2]) << 8) | usize::from(h[3]);
+        if size > self.max_body {
+            return Err(FlvError::TagTooLarge(size));
+        }
+        if self.buf.len() < 11 + size + 4 {
+            // Room for the whole tag at once, not one reallocation per piece.
+            self.buf.reserve(11 + size + 4 - self.buf.len());
+            return Ok(None);
+        }
+        let timestamp_ms = (u32::from(h[7]) << 24) | (u32::from(h[4]) << 16) | (u32::from(h[5]) << 8) | u32::from(h[6]);
+        let tag_type = h[0] & 0x1f;
+        let mut tag = self.buf.split_to(11 + size + 4);
+        let _ = tag.split_to(11);
+        tag.truncate(size);
+        Ok(Some(FileTag { tag_type, timestamp_ms, body: tag.freeze() }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,6 +172,43 @@ mod tests {
         assert_eq!(out, [9, 0, 0, 3, 0x23, 0x45, 0x67, 0x01, 0, 0, 0, 0xaa, 0xbb, 0xcc, 0, 0, 0, 14]);
         let big = vec![0u8; MAX_TAG_BODY + 1];
         assert!(matches!(write_tag(&mut Vec::new(), TAG_AUDIO, 0, &big), Err(FlvError::TagTooLarge(_))));
+    }
+
+    #[test]
+    fn the_stream_reader_gives_the_same_tags_whatever_the_pieces() {
+        let mut file = file_header(true, true).to_vec();
+        write_tag(&mut file, TAG_SCRIPT, 0, b"meta").unwrap();
+        write_tag(&mut file, TAG_VIDEO, 40, &[0x17, 1, 0, 0, 0]).unwrap();
+        write_tag(&mut file, TAG_AUDIO, 0x0100_0000, &[0xaf, 1, 7]).unwrap();
+        let want = vec![(18u8, 0u32, b"meta".to_vec()), (9, 40, vec![0x17, 1, 0, 0, 0]), (8, 0x0100_0000, vec![0xaf, 1, 7])];
+        for piece in [1, 2, 5, 13, 100] {
+            let mut r = FlvReader::new(1 << 20);
+            let mut got = Vec::new();
+            for chunk in file.chunks(piece) {
+                r.push(chunk);
+                while let Some(t) = r.next_tag().unwrap() {
+                    got.push((t.tag_type, t.timestamp_ms, t.body.to_vec()));
+                }
+            }
+            assert_eq!(got, want, "pieces of {piece}");
+            assert_eq!(r.buffered(), 0);
+        }
+    }
+
+    #[test]
+    fn the_stream_reader_refuses_what_is_not_flv_or_too_large() {
+        let mut r = FlvReader::new(1024);
+        r.push(b"HTTP/1.1 200");
+        assert_eq!(r.next_tag(), Err(FlvError::NotFlv));
+        let mut r = FlvReader::new(4);
+        let mut file = file_header(true, true).to_vec();
+        write_tag(&mut file, TAG_VIDEO, 0, &[0; 5]).unwrap();
+        r.push(&file[..13 + 11]);
+        assert_eq!(r.next_tag(), Err(FlvError::TagTooLarge(5)));
+        // A header length below 9 is not FLV.
+        let mut r = FlvReader::new(1024);
+        r.push(&[b'F', b'L', b'V', 1, 5, 0, 0, 0, 3, 0, 0, 0, 0]);
+        assert_eq!(r.next_tag(), Err(FlvError::NotFlv));
     }
 
     #[test]
