@@ -130,9 +130,11 @@ impl Cluster {
                  [admin]\nlisten = \"{ip}:8081\"\n\
                  [webrtc]\ncandidate_ip = \"{ip}\"\nudp_bind_ip = \"{ip}\"\n\
                  [dataplane]\nshm_path = \"{}\"\nshards = {}\n\
+                 [billing]\npath = \"{}\"\ninterval_s = 1\n\
                  [cluster]\nredis = \"redis://{REDIS}\"\nnode_id = \"{name}\"\nheartbeat_ms = 300\nttl_ms = 1200\npull_linger_s = 3\n{}\n",
                 shm.display(),
                 if name == "b" { 2 } else { 1 },
+                c.dir.join(format!("usage-{name}")).display(),
                 extra(name)
             );
             std::fs::write(&config, text)?;
@@ -252,7 +254,13 @@ fn three_nodes_one_publisher_viewers_on_two_edges() -> Result<()> {
     a.wait_live("live", "s", Duration::from_secs(20))?;
     c.wait_holders("live/s", &["a;0;"], Duration::from_secs(3))?;
 
-    // Chromium at C through the web player: C pulls from A.
+    // An HTTP-FLV viewer at C first: C has no stream, the viewer waits
+    // while C pulls it from A, then gets the GOP and live tags.
+    let flv = flv_read(&format!("{}:8088", cn.ip), "/live/s.flv", 150_000, Duration::from_secs(8))?;
+    let (tags, _) = rts_rtmp::flv::file::read_file(&bytes::Bytes::from(flv));
+    assert!(tags.iter().any(|t| t.tag_type == 9 && t.body.first() == Some(&0x17) && t.body.get(1) == Some(&1)), "a keyframe through C's pull: {} tags\n{}", tags.len(), c.logs());
+
+    // Chromium at C through the web player: the same pull.
     let mut chrome = Chromium::launch()?;
     chrome.navigate(&format!("{}/play/live/s", cn.http()))?;
     chrome
@@ -280,6 +288,33 @@ fn three_nodes_one_publisher_viewers_on_two_edges() -> Result<()> {
     assert_eq!(b.counter("pulls_started")?, 1);
     let frames = chrome.eval("(async () => (await window.rts.stats()).framesDecoded)()")?.as_u64().unwrap_or(0);
     assert!(frames > 300, "Chromium at C kept playing: {frames} frames");
+    assert_eq!(c.node("c").counter("pulls_started")?, 1, "the FLV viewer and Chromium at C share one pull");
+
+    // The viewers leave (the player DELETEs its session); the edges stop
+    // pulling after the linger (3 s).
+    chrome.eval("(async () => await window.rts.stop())()")?;
+    drop(chrome);
+    let end = Instant::now() + Duration::from_secs(12);
+    while b.counter("pulls_ended")? < 1 || cn.counter("pulls_ended")? < 1 {
+        ensure!(Instant::now() < end, "pulls still running 12 s after the last viewer left\n{}", c.logs());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_millis(1500)); // the shards' next totals
+    // Pull traffic is billed as relay on both ends: what A wrote to the
+    // edges' pulls is what they read (bytes in flight at the stop aside),
+    // their requests are what A read.
+    let relay = |n: &Node| -> Result<(u64, u64)> {
+        let body = ureq::get(&format!("http://{}:8081/api/v1/usage", n.ip)).call()?.into_string()?;
+        let v: Value = serde_json::from_str(&body)?;
+        let rows = v["usage"].as_array().context("usage rows")?;
+        Ok(rows.iter().filter(|r| r["protocol"] == "relay").fold((0, 0), |(i, o), r| (i + r["bytes_in"].as_u64().unwrap_or(0), o + r["bytes_out"].as_u64().unwrap_or(0))))
+    };
+    let (ra, rb, rc) = (relay(a)?, relay(b)?, relay(cn)?);
+    println!("relay bytes (in, out): A {ra:?} B {rb:?} C {rc:?}");
+    assert!(ra.1 > 500_000, "A sent the edges {} bytes", ra.1);
+    assert_eq!(ra.0, rb.1 + rc.1, "the pulls' requests");
+    let read = (rb.0 + rc.0) as f64;
+    assert!((ra.1 as f64 - read).abs() <= ra.1 as f64 * 0.02, "A wrote {} to the pulls, they read {read}", ra.1);
     drop(publisher);
     Ok(())
 }
@@ -296,15 +331,24 @@ fn a_node_at_capacity_redirects_to_one_with_room() -> Result<()> {
     let (a, b, cn) = (c.node("a"), c.node("b"), c.node("c"));
     let _publisher = publish(&a.rtmp("live/s"), 40.0);
     a.wait_live("live", "s", Duration::from_secs(20))?;
-    let h = viewers(&format!("{}/whep/live/s", b.http()), 250, 12.0, 0.05);
+    let h = viewers(&format!("{}/whep/live/s", b.http()), 250, 20.0, 0.05);
     // Counted while they play.
     std::thread::sleep(Duration::from_secs(8));
     let (on_b, on_c, on_a) = (b.sessions()?, cn.sessions()?, a.sessions()?);
+    assert_eq!((on_b, on_c, on_a), (100, 150, 0), "sessions on B, C and A (A takes no redirects)\n{}", c.logs());
+    // The web player follows the redirect too (fetch repeats the POST on
+    // C; the session resource is C's).
+    let mut chrome = Chromium::launch()?;
+    chrome.navigate(&format!("{}/play/live/s", b.http()))?;
+    chrome
+        .wait_for("window.rts && (await window.rts.stats()).framesDecoded >= 30", Duration::from_secs(30))
+        .with_context(|| format!("the player redirected from B decoded no frames: {:?}\n{}", chrome.console(), c.logs()))?;
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!((b.sessions()?, cn.sessions()?), (100, 151), "the browser plays from C");
     let r = report(h)?;
     let j = serde_json::to_value(&r)?;
     assert_eq!(r.viewers_connected, 250, "{j:#}\n{}", c.logs());
     assert_eq!(r.viewers_failed, 0, "{j:#}");
-    assert_eq!((on_b, on_c, on_a), (100, 150, 0), "sessions on B, C and A (A takes no redirects)");
     Ok(())
 }
 
@@ -405,6 +449,29 @@ fn origin_or_edge_killed() -> Result<()> {
     assert_eq!(rc.viewers_connected, 10, "{j:#}");
     assert!(rc.loss_ratio < 0.001 && rc.stall_count == 0, "C's viewers noticed B's death: {j:#}");
     Ok(())
+}
+
+/// GETs `path` from `addr` and reads up to `want` bytes of body (or what
+/// came in `timeout`).
+fn flv_read(addr: &str, path: &str, want: usize, timeout: Duration) -> Result<Vec<u8>> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr)?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n")?;
+    s.set_read_timeout(Some(Duration::from_millis(200)))?;
+    let end = Instant::now() + timeout;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 65536];
+    while buf.len() < want && Instant::now() < end {
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n").context("no response head")? + 4;
+    ensure!(buf.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf[..head_end]));
+    Ok(buf[head_end..].to_vec())
 }
 
 /// An offer the server accepts (H.264 packetization-mode 1), for raw

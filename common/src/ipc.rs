@@ -141,6 +141,10 @@ pub enum ShardToControl {
     /// A pull ended or failed (`reason`); its stream, if it had started,
     /// ended too (`StreamEnded` came first).
     PullEnded { app: String, stream: String, reason: String },
+    /// Cluster: a viewer on the media listener (HTTP-FLV, RTMP play,
+    /// LL-HLS) asked for a stream no shard here has; control looks it up
+    /// and pulls it.
+    StreamWanted { app: String, stream: String },
 }
 
 /// What a session is, in traffic records.
@@ -360,6 +364,8 @@ pub struct ShardCounters {
     pub pulls_started: u64,
     pub pulls_refused: u64,
     pub pulls_ended: u64,
+    /// Media-listener viewers that waited for a stream to be pulled.
+    pub cluster_waits: u64,
     /// Bytes handed to media-listener connections.
     pub flv_bytes_out: u64,
     /// RTMP players now (a gauge), their bytes, and plays refused.

@@ -812,6 +812,11 @@ impl Engine {
                     let _ = tx.send(ok);
                 }
             }
+            ShardToControl::StreamWanted { app, stream } => {
+                if let Some(c) = self.cluster() {
+                    c.wanted(app, stream);
+                }
+            }
             ShardToControl::PullEnded { app, stream, reason } => {
                 if let Some(c) = self.cluster() {
                     c.on_pull_ended(&app, &stream, &reason);

@@ -60,6 +60,10 @@ pub struct Cluster {
     media: SocketAddr,
     dir: Directory,
     state: Mutex<State>,
+    /// Streams the shards' media viewers asked for (`StreamWanted`), for
+    /// the directory thread (the ring pump must not wait for Redis).
+    wanted: Mutex<Vec<(String, String)>>,
+    wake: std::sync::Condvar,
 }
 
 /// Why a viewer is not served here.
@@ -102,7 +106,7 @@ impl Cluster {
     pub fn new(cfg: &Config) -> anyhow::Result<Option<Arc<Cluster>>> {
         let Some(c) = cfg.cluster.clone() else { return Ok(None) };
         let dir = Directory::new(&c.redis, c.ttl_ms, REDIS_TIMEOUT).map_err(|e| anyhow::anyhow!("[cluster] redis: {e}"))?;
-        Ok(Some(Arc::new(Cluster { node_id: cfg.node_id(), url: cfg.advertise_url(), media: cfg.advertise_media(), cfg: c, dir, state: Mutex::new(State::default()) })))
+        Ok(Some(Arc::new(Cluster { node_id: cfg.node_id(), url: cfg.advertise_url(), media: cfg.advertise_media(), cfg: c, dir, state: Mutex::new(State::default()), wanted: Mutex::new(Vec::new()), wake: std::sync::Condvar::new() })))
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -236,13 +240,36 @@ impl Cluster {
         }
     }
 
-    /// The directory thread: heartbeat, pulls to retry or stop.
+    /// A media-listener viewer on a shard wants app/stream: looked up
+    /// and pulled by the directory thread at once.
+    pub fn wanted(&self, app: String, stream: String) {
+        self.wanted.lock().unwrap_or_else(|e| e.into_inner()).push((app, stream));
+        self.wake.notify_one();
+    }
+
+    /// The directory thread: heartbeats, pulls to retry or stop, and the
+    /// streams media viewers want (as they come).
     pub fn run(self: Arc<Self>, engine: Arc<Engine>) {
         let period = Duration::from_millis(self.cfg.heartbeat_ms);
+        let mut next_tick = Instant::now();
         while !engine.stopped() {
-            let started = Instant::now();
-            self.tick(&engine, started);
-            std::thread::sleep(period.saturating_sub(started.elapsed()));
+            if Instant::now() >= next_tick {
+                self.tick(&engine, Instant::now());
+                next_tick = Instant::now() + period;
+            }
+            let wants = {
+                let mut w = self.wanted.lock().unwrap_or_else(|e| e.into_inner());
+                if w.is_empty() {
+                    let wait = next_tick.saturating_duration_since(Instant::now()).min(Duration::from_millis(100));
+                    w = self.wake.wait_timeout(w, wait).map(|(g, _)| g).unwrap_or_else(|e| e.into_inner().0);
+                }
+                std::mem::take(&mut *w)
+            };
+            for (app, stream) in wants {
+                if let Err(e) = self.want(&engine, &app, &stream) {
+                    tracing::info!(stream = %format!("{app}/{stream}"), error = %e, "wanted stream not looked up");
+                }
+            }
         }
     }
 

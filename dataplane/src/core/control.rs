@@ -150,7 +150,7 @@ impl Core {
             ControlToShard::RemoveSession { session, reason } => self.remove_session(session, &reason),
             ControlToShard::StreamHome { app, stream, shard } => {
                 let Some(id) = self.streams.lookup(&Stream::key_of(&app, &stream)) else { return };
-                let waiting = self.streams.get(id).is_some_and(|s| !s.is_published() && !s.viewers().is_empty());
+                let waiting = self.streams.get(id).is_some_and(|s| !s.is_published() && !(s.viewers().is_empty() && s.flv_viewers.is_empty()));
                 if waiting && shard as usize != self.id {
                     self.subscribe(id, shard as usize);
                 }

@@ -61,6 +61,16 @@ pub(super) enum State {
     Skipping(StreamId),
 }
 
+impl TcpViewer {
+    /// The stream it waits to start on, if it waits.
+    pub(super) fn waiting_on(&self) -> Option<StreamId> {
+        match self.state {
+            State::Waiting(id) => Some(id),
+            _ => None,
+        }
+    }
+}
+
 pub(super) struct TcpViewer {
     pub(super) peer: Option<SocketAddr>,
     pub(super) wire: Wire,
@@ -160,7 +170,8 @@ impl Core {
             }
             return;
         }
-        let Some(id) = self.flv_stream(&app, &req.stream) else {
+        let found = self.flv_stream(&app, &req.stream);
+        let Some(id) = found.or_else(|| self.wait_for_cluster(now, conn, &app, &req.stream)) else {
             self.refuse_http(conn, Refusal::NotFound, "stream not live");
             return;
         };
@@ -201,14 +212,17 @@ impl Core {
 
     /// RTMP connection `conn` asked to play app/name (`ingest.rs` answers
     /// from the result): the stream it plays, or why not.
-    pub(super) fn rtmp_play_stream(&mut self, domain: &str, app: &str, name: &str, query: &str, now: Instant) -> Result<StreamId, String> {
+    pub(super) fn rtmp_play_stream(&mut self, conn: usize, domain: &str, app: &str, name: &str, query: &str, now: Instant) -> Result<StreamId, String> {
         let auth_key = rts_common::auth::query_param(query, "auth_key");
         let Some(auth) = self.cfg.play_auth_for(domain) else { return Err(format!("unknown domain {domain}")) };
         if let Err(f) = auth.check(app, name, None, auth_key, self.unix_us(now) / 1_000_000) {
             return Err(format!("auth: {f}"));
         }
         let app = self.cfg.stream_app(domain, app).unwrap_or_default();
-        self.flv_stream(&app, name).ok_or_else(|| "stream not live".to_string())
+        // The caller (ingest.rs) accepts the play at once; the wait for a
+        // pulled stream happens on the same terms as HTTP-FLV's.
+        let found = self.flv_stream(&app, name);
+        found.or_else(|| self.wait_for_cluster(now, conn, &app, name)).ok_or_else(|| "stream not live".to_string())
     }
 
     /// RTMP connection `conn` plays stream `id` on message stream
@@ -427,7 +441,7 @@ impl Core {
 
     /// Closes a viewer's connection from our side, whichever listener it
     /// came from.
-    fn close_tcp_viewer(&mut self, conn: usize, reason: &str) {
+    pub(super) fn close_tcp_viewer(&mut self, conn: usize, reason: &str) {
         match self.tcp_viewers.get(&conn).map(|c| c.wire) {
             Some(Wire::Flv | Wire::Hls) => self.close_http(conn, reason),
             Some(Wire::Rtmp { .. }) => self.close_rtmp(conn, reason),

@@ -26,7 +26,7 @@ use crate::hls::{playlist, HlsMuxer, HlsSnapshot};
 use crate::media_request::{self, MediaRequest, Method, Output, Refusal};
 use crate::relay::RelayMsg;
 use bytes::Bytes;
-use rts_common::ipc::{Protocol, UsageKey};
+use rts_common::ipc::{Protocol, ShardToControl, UsageKey};
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -216,6 +216,11 @@ impl Core {
         let Some(app) = self.authorize_media(now, conn, &req, "m3u8") else { return };
         let key = Stream::key_of(&app, &req.stream);
         if !self.open_hls_view(now, &key) {
+            if self.cfg.cluster.is_some() {
+                // Pulled from the node that has it, if one does; the
+                // player's next request finds it (404 until then).
+                self.push_ctl(ShardToControl::StreamWanted { app: app.clone(), stream: req.stream.clone() });
+            }
             self.refuse_http(conn, Refusal::NotFound, "stream not live");
             return;
         }

@@ -113,7 +113,7 @@ impl Core {
     /// cache on (`flv_viewers.rs`), or a refusal and close.
     fn on_play_request(&mut self, conn: usize, request_id: u32, app: &str, stream: &str, query: &str, now: Instant) {
         let domain = self.conn_domain(conn);
-        let verdict = self.rtmp_play_stream(&domain, app, stream, query, now);
+        let verdict = self.rtmp_play_stream(conn, &domain, app, stream, query, now);
         let verdict_id = verdict.clone();
         let Some(c) = self.conns.get_mut(&conn) else { return };
         let peer = c.peer;

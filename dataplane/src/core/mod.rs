@@ -138,6 +138,9 @@ pub struct Core {
     pulls: HashMap<u64, pull::Pull>,
     pull_conns: HashMap<usize, u64>,
     next_pull: u64,
+    /// Media-listener viewers waiting for a stream the cluster may have
+    /// (its pull asked for): (connection, give up at).
+    cluster_waits: Vec<(usize, Instant)>,
 }
 
 impl Core {
@@ -189,6 +192,7 @@ impl Core {
             pulls: HashMap::new(),
             pull_conns: HashMap::new(),
             next_pull: 0,
+            cluster_waits: Vec::new(),
         }
     }
 

@@ -199,6 +199,39 @@ impl Core {
         self.push_ctl(ShardToControl::PullEnded { app: p.app, stream: p.stream, reason: reason.to_string() });
     }
 
+    /// Cluster mode: a media-listener viewer (`conn`) asks for app/name,
+    /// which no shard here has. Control is asked to pull it and the viewer
+    /// waits on an empty stream (started by the pull's tags, here or
+    /// replicated) until the pull's timeout and a second more. None outside
+    /// cluster mode.
+    pub(super) fn wait_for_cluster(&mut self, now: Instant, conn: usize, app: &str, name: &str) -> Option<StreamId> {
+        self.cfg.cluster.as_ref()?;
+        let max_packet = self.cfg.webrtc.max_rtp_packet;
+        let id = self.streams.intern(app, name, || Stream::new(app, name, max_packet));
+        self.push_ctl(ShardToControl::StreamWanted { app: app.to_string(), stream: name.to_string() });
+        self.cluster_waits.push((conn, now + self.pull_timeout() + Duration::from_secs(1)));
+        self.counters.cluster_waits += 1;
+        Some(id)
+    }
+
+    /// Viewers that waited for a stream in vain are closed.
+    pub(super) fn check_cluster_waits(&mut self, now: Instant) {
+        let mut waits = std::mem::take(&mut self.cluster_waits);
+        waits.retain(|&(conn, until)| {
+            let waiting = self.tcp_viewers.get(&conn).and_then(|c| c.waiting_on());
+            match waiting {
+                Some(id) if now >= until && !self.streams.get(id).is_some_and(|s| s.is_live()) => {
+                    self.close_tcp_viewer(conn, "stream not found in the cluster");
+                    self.drop_stream_if_unused(id);
+                    false
+                }
+                Some(_) => true,
+                None => false,
+            }
+        });
+        self.cluster_waits.append(&mut waits);
+    }
+
     /// Pulls without bytes past their deadline are given up.
     pub(super) fn check_pulls(&mut self, now: Instant) {
         let late: Vec<u64> = self.pulls.iter().filter(|(_, p)| now >= p.deadline).map(|(&t, _)| t).collect();

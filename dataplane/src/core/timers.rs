@@ -139,6 +139,9 @@ impl Core {
         if !self.pulls.is_empty() {
             self.check_pulls(now);
         }
+        if !self.cluster_waits.is_empty() {
+            self.check_cluster_waits(now);
+        }
         let was = self.load.pair_audio();
         self.load.tick(now);
         if self.load.pair_audio() != was {

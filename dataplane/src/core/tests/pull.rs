@@ -187,3 +187,57 @@ fn a_stop_or_a_local_publisher_ends_the_pull() {
     assert!(edge.connects.is_empty());
     assert_eq!(pull_ended(&mut edge).as_deref(), Some("published here"));
 }
+
+#[test]
+fn in_cluster_mode_a_media_viewer_of_an_unknown_stream_waits_for_its_pull() {
+    let t0 = Instant::now();
+    let toml = "[cluster]\npull_timeout_ms = 2000\n";
+    let mut origin = Rig::shard(0, 1, "", t0);
+    let mut edge = Rig::shard(0, 1, toml, t0);
+    let mut p = publish(&mut origin, 1, "live", "s", 2);
+
+    // The viewer asks first: control hears the want, the viewer waits.
+    edge.core.handle_http_open(edge.now, 600, None);
+    edge.core.handle_tcp_data(edge.now, 600, b"GET /live/s.flv HTTP/1.1\r\nHost: x\r\n\r\n");
+    edge.drain();
+    let ctl = edge.take_ctl();
+    assert!(ctl.iter().any(|m| matches!(m, ShardToControl::StreamWanted { app, stream } if app == "live" && stream == "s")), "{ctl:?}");
+    assert!(!edge.closed.contains(&600));
+
+    // Control's pull arrives; the viewer gets the origin's tags.
+    let request = connect_pull(&mut edge);
+    origin.core.handle_http_open(origin.now, 100, None);
+    origin.core.handle_tcp_data(origin.now, 100, request.as_bytes());
+    origin.drain();
+    let answer = origin.tcp.remove(&100).unwrap();
+    let origin_tags = body_tags(answer.clone());
+    feed(&mut edge, &answer, 500);
+    assert_eq!(summary(&body_tags(edge.tcp.remove(&600).unwrap())), summary(&origin_tags));
+    // Live past the wait's deadline (3 s): not closed.
+    for (i, step) in [1500u64, 1600].into_iter().enumerate() {
+        edge.advance(ms(step));
+        origin.advance(ms(step));
+        p.video(&mut origin, 1000 + 1600 * i as u32, frame(false, 300, 0x33));
+        let live = origin.tcp.remove(&100).unwrap();
+        feed(&mut edge, &live, 4096);
+    }
+    assert!(!edge.closed.contains(&600), "a live viewer stays");
+
+    // A viewer of a stream nobody pulls gives up after the pull timeout and a second.
+    edge.core.handle_http_open(edge.now, 601, None);
+    edge.core.handle_tcp_data(edge.now, 601, b"GET /live/nowhere.flv HTTP/1.1\r\nHost: x\r\n\r\n");
+    edge.drain();
+    edge.advance(ms(2900));
+    assert!(!edge.closed.contains(&601), "still waiting");
+    edge.advance(ms(200));
+    assert!(edge.closed.contains(&601), "given up after 3 s");
+    assert_eq!(edge.core.counters().cluster_waits, 2);
+
+    // Outside cluster mode the same request is a 404.
+    let mut single = Rig::new("");
+    single.core.handle_http_open(single.now, 700, None);
+    single.core.handle_tcp_data(single.now, 700, b"GET /live/s.flv HTTP/1.1\r\nHost: x\r\n\r\n");
+    single.drain();
+    assert!(single.tcp.remove(&700).unwrap().starts_with(b"HTTP/1.1 404"));
+    assert!(single.take_ctl().iter().all(|m| !matches!(m, ShardToControl::StreamWanted { .. })));
+}
