@@ -796,6 +796,43 @@ mod tests {
     }
 
     #[test]
+    fn the_cluster_examples_parse_and_two_nodes_share_no_listener() {
+        let a = Config::parse(include_str!("../../examples/cluster/a.toml")).unwrap();
+        let b = Config::parse(include_str!("../../examples/cluster/b.toml")).unwrap();
+        let ports = |c: &Config| {
+            vec![
+                c.rtmp.listen.port(),
+                c.http.listen.port(),
+                c.http.media_listen.port(),
+                c.https.media_listen.port(),
+                c.admin.listen.port(),
+                c.udp_port(0),
+                c.udp_port(15),
+            ]
+        };
+        let (pa, pb) = (ports(&a), ports(&b));
+        assert!(pa.iter().all(|p| !pb.contains(p)), "{pa:?} vs {pb:?}");
+        assert!(a.udp_port(15) < b.udp_port(0), "16 shards of A fit below B's UDP ports");
+        assert_ne!(a.dataplane.shm_path, b.dataplane.shm_path);
+        assert_eq!((a.node_id(), b.node_id()), ("a".to_string(), "b".to_string()));
+        assert_eq!(b.cluster.as_ref().map(|c| c.capacity_viewers), Some(1000));
+        assert_eq!(b.advertise_media().port(), 8098);
+        assert!(b.advertise_url().ends_with(":8090"), "{}", b.advertise_url());
+    }
+
+    #[test]
+    fn cluster_settings_are_checked() {
+        assert!(Config::parse("[cluster]\nredis = \"http://x\"\n").is_err());
+        assert!(Config::parse("[cluster]\nheartbeat_ms = 1000\nttl_ms = 1000\n").is_err());
+        assert!(Config::parse("[cluster]\nmax_hops = 0\n").is_err());
+        assert!(Config::parse("[cluster]\nnode_id = \"a;b\"\n").is_err());
+        assert!(Config::parse("[cluster]\nadvertise_media = \"host\"\n").is_err());
+        let c = Config::parse("[cluster]\n").unwrap();
+        assert_eq!(c.cluster.map(|c| (c.heartbeat_ms, c.ttl_ms, c.max_hops)), Some((1000, 3000, 3)));
+        assert!(Config::parse("").unwrap().cluster.is_none(), "no section: a single node");
+    }
+
+    #[test]
     fn cores_imply_shard_count() {
         let c = Config::parse("[dataplane]\ncores = [0, 1]\n").unwrap();
         assert_eq!(c.shard_count(), 2);

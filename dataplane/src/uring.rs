@@ -172,7 +172,7 @@ impl Uring {
     /// # Safety
     /// `addr` must stay valid until the Connect completion is reaped.
     pub unsafe fn connect(&mut self, fd: RawFd, addr: &socket2::SockAddr, conn: u32) -> io::Result<()> {
-        let sqe = opcode::Connect::new(types::Fd(fd), addr.as_ptr() as *const libc::sockaddr, addr.len())
+        let sqe = opcode::Connect::new(types::Fd(fd), addr.as_ptr(), addr.len())
             .build()
             .user_data(Token::Connect(conn).encode());
         // SAFETY: forwarded to the caller.

@@ -355,7 +355,8 @@ impl Cluster {
             let _ = engine.send(engine.meeting_shard(&app, &stream), ControlToShard::StopPull { app, stream });
         }
         for (key, app, stream) in retry {
-            if engine.stream_shard(&app, &stream).is_some() && !self.state().pulls.get(&key).is_some_and(|p| p.source.is_some()) {
+            let pulling = self.state().pulls.get(&key).is_some_and(|p| p.source.is_some());
+            if engine.stream_shard(&app, &stream).is_some() && !pulling {
                 // Published here meanwhile.
                 self.state().pulls.remove(&key);
                 continue;

@@ -76,7 +76,9 @@ impl Core {
                 self.by_ufrag.insert(local_ufrag, idx);
                 self.by_id.insert(session, idx);
             }
-            ControlToShard::Pull { app, stream, domain, source, host, path } => self.start_pull(now, app, stream, domain, source, host, path),
+            ControlToShard::Pull { app, stream, domain, source, host, path } => {
+                self.start_pull(now, super::pull::PullRequest { app, stream, domain, source, host, path })
+            }
             ControlToShard::StopPull { app, stream } => self.stop_pull(&app, &stream),
             ControlToShard::DtlsToPeer { session, data } => {
                 let Some(&idx) = self.by_id.get(&session) else { return };
@@ -150,7 +152,8 @@ impl Core {
             ControlToShard::RemoveSession { session, reason } => self.remove_session(session, &reason),
             ControlToShard::StreamHome { app, stream, shard } => {
                 let Some(id) = self.streams.lookup(&Stream::key_of(&app, &stream)) else { return };
-                let waiting = self.streams.get(id).is_some_and(|s| !s.is_published() && !(s.viewers().is_empty() && s.flv_viewers.is_empty()));
+                let watched = |s: &Stream| !s.viewers().is_empty() || !s.flv_viewers.is_empty();
+                let waiting = self.streams.get(id).is_some_and(|s| !s.is_published() && watched(s));
                 if waiting && shard as usize != self.id {
                     self.subscribe(id, shard as usize);
                 }

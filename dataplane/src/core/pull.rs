@@ -34,6 +34,16 @@ enum Phase {
     Flv { reader: FlvReader, id: StreamId },
 }
 
+/// What control's `Pull` asks for (see `ControlToShard::Pull`).
+pub(super) struct PullRequest {
+    pub app: String,
+    pub stream: String,
+    pub domain: String,
+    pub source: SocketAddr,
+    pub host: String,
+    pub path: String,
+}
+
 pub(super) struct Pull {
     app: String,
     stream: String,
@@ -53,7 +63,8 @@ impl Core {
     }
 
     /// Control asks to pull app/stream from `source`.
-    pub(super) fn start_pull(&mut self, now: Instant, app: String, stream: String, domain: String, source: SocketAddr, host: String, path: String) {
+    pub(super) fn start_pull(&mut self, now: Instant, r: PullRequest) {
+        let PullRequest { app, stream, domain, source, host, path } = r;
         let key = Stream::key_of(&app, &stream);
         if self.pulls.values().any(|p| p.app == app && p.stream == stream) {
             return; // a repeated request: the pull in progress answers it

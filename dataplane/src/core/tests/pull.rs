@@ -28,7 +28,7 @@ fn connect_pull(edge: &mut Rig) -> String {
     assert_eq!(addr, SOURCE.parse().unwrap());
     edge.core.handle_pull_conn(edge.now, token, Some(PULL));
     edge.drain();
-    assert!(edge.tcp.get(&PULL).is_none(), "nothing is written before the connect completes");
+    assert!(!edge.tcp.contains_key(&PULL), "nothing is written before the connect completes");
     edge.core.handle_pull_connected(edge.now, PULL);
     edge.drain();
     String::from_utf8(edge.tcp.remove(&PULL).unwrap_or_default()).unwrap()
