@@ -484,3 +484,34 @@ fn sample_offer() -> String {
      a=setup:actpass\r\na=rtpmap:102 H264/90000\r\na=fmtp:102 packetization-mode=1;profile-level-id=42e01f\r\n"
         .to_string()
 }
+
+/// A channel switch at an edge to a stream it does not hold pulls it, and
+/// the switch starts from the pulled GOP like a local one.
+#[test]
+fn a_switch_at_an_edge_pulls_the_new_stream() -> Result<()> {
+    let c = Cluster::start(&["a", "b"], |_| String::new())?;
+    let a = c.node("a");
+    let _s = publish(&a.rtmp("live/s"), 40.0);
+    let _t = publish(&a.rtmp("live/t"), 40.0);
+    a.wait_live("live", "s", Duration::from_secs(20))?;
+    a.wait_live("live", "t", Duration::from_secs(20))?;
+    let mut o = rts_loadgen::Options::new(&format!("{}/whep/live/s", c.node("b").http()));
+    o.viewers = 2;
+    o.ramp = 20.0;
+    o.duration = 9.0;
+    o.verify_share = 1.0;
+    o.quiet = true;
+    o.switch_every = Some(2.5);
+    o.switch_streams = ["s", "t"].map(String::from).to_vec();
+    let r = rts_loadgen::run(&o).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let j = serde_json::to_value(&r)?;
+    assert_eq!((r.viewers_connected, r.viewers_failed), (2, 0), "{j:#}\n{}", c.logs());
+    assert!(r.switches_ok >= 4, "{j:#}\n{}", c.logs());
+    assert_eq!((r.switches_refused, r.switches_failed, r.switches_no_frame), (0, 0, 0), "{j:#}\n{}", c.logs());
+    // The first switch to live/t waited for its pull (connect, answer, GOP).
+    let sw = r.switch_ms.as_ref().context("switch times")?;
+    println!("switch ms: p50 {:.1} p99 {:.1}", sw.p50, sw.p99);
+    assert!(sw.p99 < 1000.0, "a switch that pulled took {:.0} ms", sw.p99);
+    c.wait_holders("live/t", &["a;0;", "b;1;a"], Duration::from_secs(3))?;
+    Ok(())
+}

@@ -638,8 +638,9 @@ impl Engine {
         }
         if let Some(c) = self.cluster() {
             // A stream another node has: pulled here first (briefly waited for).
-            c.want(self, app, stream).map_err(|e| e.to_string())?;
-            let until = Instant::now() + Duration::from_millis(self.cfg.cluster.as_ref().map_or(0, |c| c.pull_timeout_ms));
+            let pulling = c.want(self, app, stream).map_err(|e| e.to_string())?;
+            let wait = if pulling { self.cfg.cluster.as_ref().map_or(0, |c| c.pull_timeout_ms) } else { 0 };
+            let until = Instant::now() + Duration::from_millis(wait);
             while self.stream_shard(app, stream).is_none() && Instant::now() < until {
                 std::thread::sleep(Duration::from_millis(5));
             }

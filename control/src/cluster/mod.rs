@@ -166,25 +166,30 @@ impl Cluster {
     /// domain it asked for): if no publisher or pull here has it, find a
     /// node that does and pull it. Not found anywhere: the viewer waits,
     /// and the stream is looked for again until it appears or the viewers
-    /// leave. Err: the directory cannot be asked (503).
-    pub fn want(&self, engine: &Engine, app: &str, stream: &str) -> Result<(), DirError> {
+    /// leave. Ok(true): the stream is here or a pull of it runs or was
+    /// asked for; Err: the directory cannot be asked (503).
+    pub fn want(&self, engine: &Engine, app: &str, stream: &str) -> Result<bool, DirError> {
         let key = format!("{app}/{stream}");
-        if self.state().pulls.contains_key(&key) || engine.stream_shard(app, stream).is_some() {
-            return Ok(());
+        if engine.stream_shard(app, stream).is_some() || self.state().pulls.get(&key).is_some_and(|p| p.source.is_some()) {
+            return Ok(true);
+        }
+        if self.state().pulls.contains_key(&key) {
+            return Ok(false); // looked for again by the directory thread
         }
         let holders = self.dir.holders(&key, unix_ms())?;
         let ids: Vec<String> = holders.iter().map(|h| h.node.clone()).collect();
         let nodes = self.dir.nodes(&ids)?;
         let mut st = self.state();
-        if st.pulls.contains_key(&key) {
-            return Ok(()); // another viewer got there first
+        if let Some(p) = st.pulls.get(&key) {
+            return Ok(p.source.is_some()); // another viewer got there first
         }
         let mut pull = Pull { app: app.into(), stream: stream.into(), source: None, live: false, retry_at: Instant::now() + RETRY, idle_since: None };
         if let Some((h, n)) = choose_source(&self.node_id, &holders, &nodes, self.cfg.max_hops) {
             pull.source = self.start_pull(engine, app, stream, h, n).then(|| h.clone());
         }
+        let pulling = pull.source.is_some();
         st.pulls.insert(key, pull);
-        Ok(())
+        Ok(pulling)
     }
 
     /// Asks the stream's meeting shard to pull it from `node`.
