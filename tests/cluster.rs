@@ -515,3 +515,33 @@ fn a_switch_at_an_edge_pulls_the_new_stream() -> Result<()> {
     c.wait_holders("live/t", &["a;0;", "b;1;a"], Duration::from_secs(3))?;
     Ok(())
 }
+
+/// The origin serves one pull at most (capacity 1): the first edge pulls
+/// from it, the second from the first edge (origin -> mid-tier -> edge),
+/// and the mid-tier keeps pulling for the edge with no viewer of its own.
+#[test]
+fn pulls_chain_through_a_mid_tier_when_the_origin_is_full() -> Result<()> {
+    let c = Cluster::start(&["a", "b", "c"], |n| if n == "a" { "capacity_viewers = 1\nredirect_target = false".into() } else { String::new() })?;
+    let a = c.node("a");
+    let _p = publish(&a.rtmp("live/s"), 40.0);
+    a.wait_live("live", "s", Duration::from_secs(20))?;
+    // One viewer at B for a few seconds: B pulls from A, which is then full.
+    let at_b = viewers(&format!("{}/whep/live/s", c.node("b").http()), 1, 4.0, 1.0);
+    c.wait_holders("live/s", &["a;0;", "b;1;a"], Duration::from_secs(5))?;
+    std::thread::sleep(Duration::from_millis(700)); // A's heartbeat carries its viewer count
+    let at_c = viewers(&format!("{}/whep/live/s", c.node("c").http()), 5, 10.0, 1.0);
+    c.wait_holders("live/s", &["a;0;", "b;1;a", "c;2;a,b"], Duration::from_secs(5))?;
+    let rb = report(at_b)?;
+    assert_eq!(rb.viewers_connected, 1);
+    // B's own viewer left (its pull lingers 3 s): B goes on pulling for C.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(c.holders("live/s")?, ["a;0;", "b;1;a", "c;2;a,b"], "B still relays\n{}", c.logs());
+    let rc = report(at_c)?;
+    let j = serde_json::to_value(&rc)?;
+    assert_eq!((rc.viewers_connected, rc.viewers_failed), (5, 0), "{j:#}\n{}", c.logs());
+    assert!(rc.loss_ratio < 0.001 && rc.stall_count == 0, "{j:#}");
+    println!("two hops: SEI end-to-end p50 {:.2} ms", p50(&rc)?);
+    assert!(p50(&rc)? < 40.0, "two hops add {:.1} ms", p50(&rc)?);
+    assert_eq!(a.counter("relays_served")?, 1, "the origin fed one pull");
+    Ok(())
+}
