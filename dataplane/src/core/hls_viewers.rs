@@ -26,7 +26,7 @@ use crate::hls::{playlist, HlsMuxer, HlsSnapshot};
 use crate::media_request::{self, MediaRequest, Method, Output, Refusal};
 use crate::relay::RelayMsg;
 use bytes::Bytes;
-use rts_common::ipc::{Protocol, ShardToControl, UsageKey};
+use rts_common::ipc::{Protocol, UsageKey};
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -219,7 +219,7 @@ impl Core {
             if self.cfg.cluster.is_some() {
                 // Pulled from the node that has it, if one does; the
                 // player's next request finds it (404 until then).
-                self.push_ctl(ShardToControl::StreamWanted { app: app.clone(), stream: req.stream.clone() });
+                self.want_from_cluster(now, &app, &req.stream);
             }
             self.refuse_http(conn, Refusal::NotFound, "stream not live");
             return;

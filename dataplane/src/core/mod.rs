@@ -141,6 +141,8 @@ pub struct Core {
     /// Media-listener viewers waiting for a stream the cluster may have
     /// (its pull asked for): (connection, give up at).
     cluster_waits: Vec<(usize, Instant)>,
+    /// When control was last told a media viewer wants each stream.
+    wanted: HashMap<String, Instant>,
 }
 
 impl Core {
@@ -193,6 +195,7 @@ impl Core {
             pull_conns: HashMap::new(),
             next_pull: 0,
             cluster_waits: Vec::new(),
+            wanted: HashMap::new(),
         }
     }
 

@@ -219,10 +219,25 @@ impl Core {
         self.cfg.cluster.as_ref()?;
         let max_packet = self.cfg.webrtc.max_rtp_packet;
         let id = self.streams.intern(app, name, || Stream::new(app, name, max_packet));
-        self.push_ctl(ShardToControl::StreamWanted { app: app.to_string(), stream: name.to_string() });
+        self.want_from_cluster(now, app, name);
         self.cluster_waits.push((conn, now + self.pull_timeout() + Duration::from_secs(1)));
         self.counters.cluster_waits += 1;
         Some(id)
+    }
+
+    /// Tells control a media viewer wants app/name: at most once a second
+    /// per stream, however many requests ask (a player retrying a 404, a
+    /// crowd arriving at once).
+    pub(super) fn want_from_cluster(&mut self, now: Instant, app: &str, name: &str) {
+        let key = Stream::key_of(app, name);
+        if self.wanted.get(&key).is_some_and(|&at| now < at + Duration::from_secs(1)) {
+            return;
+        }
+        if self.wanted.len() >= 10_000 {
+            self.wanted.retain(|_, &mut at| now < at + Duration::from_secs(1));
+        }
+        self.wanted.insert(key, now);
+        self.push_ctl(ShardToControl::StreamWanted { app: app.to_string(), stream: name.to_string() });
     }
 
     /// Viewers that waited for a stream in vain are closed.

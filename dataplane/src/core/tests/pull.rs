@@ -203,6 +203,11 @@ fn in_cluster_mode_a_media_viewer_of_an_unknown_stream_waits_for_its_pull() {
     let ctl = edge.take_ctl();
     assert!(ctl.iter().any(|m| matches!(m, ShardToControl::StreamWanted { app, stream } if app == "live" && stream == "s")), "{ctl:?}");
     assert!(!edge.closed.contains(&600));
+    // A second viewer within the second: no second message.
+    edge.core.handle_http_open(edge.now, 602, None);
+    edge.core.handle_tcp_data(edge.now, 602, b"GET /live/s.flv HTTP/1.1\r\nHost: x\r\n\r\n");
+    edge.drain();
+    assert!(edge.take_ctl().iter().all(|m| !matches!(m, ShardToControl::StreamWanted { .. })));
 
     // Control's pull arrives; the viewer gets the origin's tags.
     let request = connect_pull(&mut edge);
@@ -231,7 +236,7 @@ fn in_cluster_mode_a_media_viewer_of_an_unknown_stream_waits_for_its_pull() {
     assert!(!edge.closed.contains(&601), "still waiting");
     edge.advance(ms(200));
     assert!(edge.closed.contains(&601), "given up after 3 s");
-    assert_eq!(edge.core.counters().cluster_waits, 2);
+    assert_eq!(edge.core.counters().cluster_waits, 3);
 
     // Outside cluster mode the same request is a 404.
     let mut single = Rig::new("");
