@@ -286,6 +286,10 @@ fn three_nodes_one_publisher_viewers_on_two_edges() -> Result<()> {
     c.wait_holders("live/s", &["a;0;", "b;1;a", "c;1;a"], Duration::from_secs(3))?;
     assert_eq!(a.counter("relays_served")?, 2, "A served one pull to B and one to C");
     assert_eq!(b.counter("pulls_started")?, 1);
+    let cl = &b.api()?["cluster"];
+    assert_eq!((cl["node"].as_str(), cl["directory_up"].as_bool()), (Some("b"), Some(true)), "{cl}");
+    assert_eq!(cl["pulls"], serde_json::json!([{ "stream": "live/s", "from": "a", "live": true }]));
+    assert!(metrics(b)?.contains("rts_cluster_pulls{state=\"live\"} 1\n"));
     let frames = chrome.eval("(async () => (await window.rts.stats()).framesDecoded)()")?.as_u64().unwrap_or(0);
     assert!(frames > 300, "Chromium at C kept playing: {frames} frames");
     assert_eq!(c.node("c").counter("pulls_started")?, 1, "the FLV viewer and Chromium at C share one pull");
@@ -366,10 +370,12 @@ fn redis_down_keeps_what_is_served_and_refuses_new_lookups() -> Result<()> {
     let watching = viewers(&format!("{}/whep/live/s", c.node("b").http()), 10, 14.0, 1.0);
     c.node("b").wait_live("live", "s", Duration::from_secs(10))?;
 
+    assert!(metrics(c.node("b"))?.contains("rts_cluster_directory_up 1\n"));
     if let Some(mut r) = c.redis.take() {
         r.kill();
     }
     std::thread::sleep(Duration::from_secs(1));
+    assert!(metrics(c.node("b"))?.contains("rts_cluster_directory_up 0\n"), "a failed heartbeat shows");
     // live/t is only on A: B cannot find it.
     let probe = rts_loadgen::Options { viewers: 1, duration: 2.0, quiet: true, ..rts_loadgen::Options::new(&format!("{}/whep/live/t", c.node("b").http())) };
     let r = rts_loadgen::run(&probe).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -386,6 +392,7 @@ fn redis_down_keeps_what_is_served_and_refuses_new_lookups() -> Result<()> {
 
     c.start_redis()?;
     c.wait_holders("live/t", &["a;0;"], Duration::from_secs(5))?;
+    assert!(metrics(c.node("b"))?.contains("rts_cluster_directory_up 1\n"));
     let later = viewers(&format!("{}/whep/live/t", c.node("b").http()), 3, 4.0, 1.0);
     let rl = report(later)?;
     assert_eq!(rl.viewers_connected, 3, "{}", c.logs());
@@ -449,6 +456,10 @@ fn origin_or_edge_killed() -> Result<()> {
     assert_eq!(rc.viewers_connected, 10, "{j:#}");
     assert!(rc.loss_ratio < 0.001 && rc.stall_count == 0, "C's viewers noticed B's death: {j:#}");
     Ok(())
+}
+
+fn metrics(n: &Node) -> Result<String> {
+    Ok(ureq::get(&format!("{}/metrics", n.http())).timeout(Duration::from_secs(5)).call()?.into_string()?)
 }
 
 /// GETs `path` from `addr` and reads up to `want` bytes of body (or what

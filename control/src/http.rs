@@ -430,6 +430,11 @@ async fn api_streams(State(engine): State<Arc<Engine>>) -> Response {
             "counters": counters,
             "auth_failures": auth_failures,
         },
+        "cluster": engine.cluster().map(|c| json!({
+            "node": c.node_id,
+            "directory_up": c.directory_up(),
+            "pulls": c.pulls().into_iter().map(|(stream, from, live)| json!({ "stream": stream, "from": from, "live": live })).collect::<Vec<_>>(),
+        })),
     }))
 }
 
@@ -450,6 +455,13 @@ fn label_value(s: &str) -> String {
 
 fn metrics_text(engine: &Engine) -> String {
     let mut out = String::new();
+    if let Some(c) = engine.cluster() {
+        let pulls = c.pulls();
+        let live = pulls.iter().filter(|p| p.2).count();
+        let _ = writeln!(out, "# HELP rts_cluster_directory_up the Redis directory answered the last heartbeat\n# TYPE rts_cluster_directory_up gauge\nrts_cluster_directory_up {}", u8::from(c.directory_up()));
+        let _ = writeln!(out, "# HELP rts_cluster_pulls streams this node pulls from other nodes (live: delivering; waiting: looked for)\n# TYPE rts_cluster_pulls gauge");
+        let _ = writeln!(out, "rts_cluster_pulls{{state=\"live\"}} {live}\nrts_cluster_pulls{{state=\"waiting\"}} {}", pulls.len() - live);
+    }
     let shards = engine.shard_stats();
     let counter = |out: &mut String, name: &str, help: &str, rows: &mut dyn Iterator<Item = (String, u64)>| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
