@@ -77,23 +77,59 @@ fn sign(cli: &Cli, url: &str, key: Option<&str>, purpose: Option<Purpose>, ttl: 
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
+static HUP: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(_: i32) {
     STOP.store(true, Ordering::SeqCst);
 }
 
+extern "C" fn on_hup(_: i32) {
+    HUP.store(true, Ordering::SeqCst);
+}
+
 fn install_signal_handlers() {
-    // SAFETY: the handler only stores to an atomic (async-signal-safe).
+    // SAFETY: the handlers only store to atomics (async-signal-safe).
     unsafe {
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGHUP, on_hup as *const () as libc::sighandler_t);
     }
 }
 
+type LogHandle = tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
+/// The log filter, replaceable on a reload.
+static LOG: std::sync::OnceLock<LogHandle> = std::sync::OnceLock::new();
+
 fn init_logging(cfg: &Config) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log.level));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).try_init();
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let _ = LOG.set(handle);
+    let _ = tracing_subscriber::registry().with(filter).with(tracing_subscriber::fmt::layer().with_target(false)).try_init();
+}
+
+/// `[log] level` after a reload (RUST_LOG, when set, keeps precedence).
+fn set_log_level(level: &str) -> Result<(), String> {
+    if std::env::var_os("RUST_LOG").is_some() {
+        return Err("RUST_LOG is set and takes precedence".into());
+    }
+    let filter = tracing_subscriber::EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+    LOG.get().ok_or("no log filter")?.reload(filter).map_err(|e| e.to_string())
+}
+
+/// SIGHUP in the dataplane process: its own log level from the file (the
+/// shards' keys come from control, which gets the signal too).
+fn reload_dataplane_log(config: Option<&std::path::Path>) {
+    match Config::load(config) {
+        Ok(c) => {
+            if let Err(e) = set_log_level(&c.log.level) {
+                tracing::info!(error = %e, "log level kept");
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "reload: the configuration does not load; unchanged"),
+    }
 }
 
 fn main() {
@@ -118,8 +154,8 @@ fn main() {
     init_logging(&cfg);
     let code = match cli.cmd {
         Cmd::Serve => serve(cfg, cli.config.as_deref()),
-        Cmd::Dataplane => dataplane_only(cfg),
-        Cmd::Control => match rts_control::run(cfg) {
+        Cmd::Dataplane => dataplane_only(cfg, cli.config.as_deref()),
+        Cmd::Control => match rts_control::run(cfg, cli.config.clone(), Box::new(set_log_level)) {
             Ok(()) => 0,
             Err(e) => {
                 tracing::error!(error = %e, "control exited");
@@ -142,10 +178,13 @@ fn start_dataplane(cfg: Arc<Config>) -> Option<rts_dataplane::Dataplane> {
     }
 }
 
-fn dataplane_only(cfg: Arc<Config>) -> i32 {
+fn dataplane_only(cfg: Arc<Config>, config: Option<&std::path::Path>) -> i32 {
     let Some(dp) = start_dataplane(cfg) else { return 1 };
     while !STOP.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(100));
+        if HUP.swap(false, Ordering::SeqCst) {
+            reload_dataplane_log(config);
+        }
     }
     dp.stop();
     dp.join();
@@ -200,7 +239,17 @@ fn serve(cfg: Arc<Config>, config: Option<&std::path::Path>) -> i32 {
                 child = None;
                 next_start = Instant::now() + backoff;
             }
-            Some(Ok(None)) => {}
+            Some(Ok(None)) => {
+                if HUP.swap(false, Ordering::SeqCst) {
+                    // Control reloads (and tells the shards); this process
+                    // only has its log level to change.
+                    if let Some(c) = &child {
+                        // SAFETY: sending SIGHUP to our own child.
+                        unsafe { libc::kill(c.id() as i32, libc::SIGHUP) };
+                    }
+                    reload_dataplane_log(config);
+                }
+            }
             Some(Err(e)) => {
                 tracing::error!(error = %e, "waiting for control");
                 child = None;

@@ -83,7 +83,7 @@ impl Default for ClusterConfig {
 }
 
 /// One streaming domain: its names and keys (`[[domain]]`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DomainConfig {
     pub name: String,
@@ -346,7 +346,7 @@ pub struct DataplaneConfig {
     pub spread_after: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthSection {
     /// RTMP publish key (Alibaba type A); absent = publishing is open.
@@ -460,7 +460,8 @@ impl Config {
         Ok(cfg)
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
+    /// Checks what a parse cannot (also for a configuration assembled by a reload).
+    pub fn validate(&self) -> Result<(), ConfigError> {
         let d = &self.dataplane;
         if !d.ring_slots.is_power_of_two() {
             return Err(ConfigError::Invalid("dataplane.ring_slots must be a power of two".into()));

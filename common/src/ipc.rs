@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 
 /// Bumped on any incompatible change to the enums below.
-pub const IPC_VERSION: u32 = 11;
+pub const IPC_VERSION: u32 = 12;
 
 /// Session ids carry their shard in the top 16 bits, so any control
 /// instance (including one restarted after a crash) can route a DELETE to
@@ -106,6 +106,12 @@ pub enum ControlToShard {
     Pull { app: String, stream: String, domain: String, source: SocketAddr, host: String, path: String },
     /// Cluster: stop that pull (its last viewer here left).
     StopPull { app: String, stream: String },
+    /// A configuration reload's settings the shards apply live: the keys
+    /// (`[auth]`, `[[domain]]`: publish and media play checks, decision
+    /// 004) and the billing interval. Split in `parts` messages so any
+    /// number of domains fits the ring slots; a shard applies a generation
+    /// once it has all its parts.
+    Reload { generation: u64, part: u32, parts: u32, auth: crate::config::AuthSection, domains: Vec<crate::config::DomainConfig>, billing_interval_s: Option<u32> },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -366,6 +372,8 @@ pub struct ShardCounters {
     pub pulls_ended: u64,
     /// Media-listener viewers that waited for a stream to be pulled.
     pub cluster_waits: u64,
+    /// Configuration reloads applied.
+    pub reloads: u64,
     /// Bytes handed to media-listener connections.
     pub flv_bytes_out: u64,
     /// RTMP players now (a gauge), their bytes, and plays refused.

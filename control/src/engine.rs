@@ -174,11 +174,20 @@ struct ShardLink {
 /// again). Small on purpose: what waits here dies with a crashed control,
 /// and a shard drains its ring at 256 messages per millisecond.
 const MAX_BACKLOG: usize = 1_024;
+/// Encoded domains per `Reload` part: a part stays well under the smallest
+/// ring slot (2 KiB) with its keys and header.
+const RELOAD_PART_BYTES: usize = 1200;
+
+fn postcard_len(d: &rts_common::config::DomainConfig) -> usize {
+    ipc::encode(&ControlToShard::Reload { generation: 0, part: 0, parts: 0, auth: Default::default(), domains: vec![d.clone()], billing_interval_s: None }).len()
+}
+
 /// How often control asks every shard for its sessions to reconcile.
 const RECONCILE_EVERY: Duration = Duration::from_secs(10);
 
 pub struct Engine {
-    pub cfg: Arc<Config>,
+    /// The configuration; `reload` replaces it (what can change live).
+    cfg: std::sync::RwLock<Arc<Config>>,
     pub fingerprint: String,
     dtls_ctx: DtlsContext,
     handshakes: crate::handshake::PoolSlot,
@@ -195,6 +204,11 @@ pub struct Engine {
     billing: std::sync::OnceLock<crate::billing::Billing>,
     /// Cluster mode (`[cluster]`).
     cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
+    /// Where the configuration is read from on a reload (None: the
+    /// embedded defaults, nothing to reload), and how the log level changes.
+    reload_from: std::sync::OnceLock<(Option<std::path::PathBuf>, crate::LogLevelSetter)>,
+    /// Reloads done (each one's generation), serialized.
+    reloads: Mutex<u64>,
 }
 
 pub struct NewSession {
@@ -252,7 +266,7 @@ impl Engine {
         tracing::info!(shards, dataplane_pid = region.dataplane_pid(), generation = region.generation(), %fingerprint,
             "attached to dataplane");
         let engine = Arc::new(Engine {
-            cfg,
+            cfg: std::sync::RwLock::new(cfg.clone()),
             fingerprint,
             dtls_ctx,
             handshakes: Default::default(),
@@ -264,13 +278,15 @@ impl Engine {
             stop: AtomicBool::new(false),
             billing: std::sync::OnceLock::new(),
             cluster: std::sync::OnceLock::new(),
+            reload_from: std::sync::OnceLock::new(),
+            reloads: Mutex::new(0),
         });
-        if let Some(b) = &engine.cfg.billing {
+        if let Some(b) = &engine.cfg().billing {
             let billing = crate::billing::Billing::start(&b.path, Arc::downgrade(&engine))
                 .map_err(|e| anyhow::anyhow!("usage records in {}: {e}", b.path.display()))?;
             let _ = engine.billing.set(billing);
         }
-        let workers = crate::handshake::worker_count(engine.cfg.control.dtls_workers);
+        let workers = crate::handshake::worker_count(engine.cfg().control.dtls_workers);
         let pool = crate::handshake::Pool::start(workers, Arc::downgrade(&engine))?;
         tracing::info!(workers = pool.workers(), "DTLS handshake workers");
         let _ = engine.handshakes.set(pool);
@@ -401,6 +417,65 @@ impl Engine {
         v
     }
 
+    /// The configuration now (a reload may replace it).
+    pub fn cfg(&self) -> Arc<Config> {
+        self.cfg.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(crate) fn set_cfg(&self, cfg: Arc<Config>) {
+        *self.cfg.write().unwrap_or_else(|e| e.into_inner()) = cfg;
+    }
+
+    /// Where reloads read the configuration, and the log level setter.
+    pub fn set_reload_source(&self, path: Option<std::path::PathBuf>, log_level: crate::LogLevelSetter) {
+        let _ = self.reload_from.set((path, log_level));
+    }
+
+    /// Reads the configuration file again and applies what can change
+    /// live (`reload.rs`): control's copy, the shards' keys and billing
+    /// interval (over the control channel), the log level. A file that does
+    /// not parse or validate changes nothing.
+    pub fn reload(&self) -> Result<crate::reload::ReloadReport, String> {
+        let mut generation = self.reloads.lock().unwrap_or_else(|e| e.into_inner());
+        let Some((path, set_level)) = self.reload_from.get() else { return Err("reload is not set up".into()) };
+        let new = Config::load(path.as_deref()).map_err(|e| e.to_string())?;
+        let old = self.cfg();
+        let (run, applied, restart_needed) = crate::reload::plan(&old, &new).map_err(|e| e.to_string())?;
+        *generation += 1;
+        let generation = *generation;
+        let run = Arc::new(run);
+        self.set_cfg(run.clone());
+        if applied.iter().any(|a| a == "log.level") {
+            if let Err(e) = set_level(&run.log.level) {
+                tracing::warn!(error = %e, "log level not changed");
+            }
+        }
+        // The keys in parts that fit a ring slot (any number of domains).
+        let billing_interval_s = run.billing.as_ref().map(|b| b.interval_s);
+        let mut parts: Vec<Vec<rts_common::config::DomainConfig>> = vec![Vec::new()];
+        let mut size = 0;
+        for d in &run.domains {
+            let n = postcard_len(d);
+            if size + n > RELOAD_PART_BYTES && !parts.last().is_some_and(|p| p.is_empty()) {
+                parts.push(Vec::new());
+                size = 0;
+            }
+            size += n;
+            parts.last_mut().map(|p| p.push(d.clone()));
+        }
+        let count = parts.len() as u32;
+        for shard in 0..self.shards {
+            for (i, domains) in parts.iter().enumerate() {
+                let msg = ControlToShard::Reload { generation, part: i as u32, parts: count, auth: run.auth.clone(), domains: domains.clone(), billing_interval_s };
+                if let Err(e) = self.send(shard, msg) {
+                    tracing::warn!(shard, error = %e, "reload not sent to a shard");
+                }
+            }
+        }
+        tracing::info!(generation, ?applied, ?restart_needed, "configuration reloaded");
+        Ok(crate::reload::ReloadReport { generation, applied, restart_needed })
+    }
+
     /// Turns cluster mode on (once, at start).
     pub fn set_cluster(&self, c: Arc<crate::cluster::Cluster>) {
         let _ = self.cluster.set(c);
@@ -465,7 +540,7 @@ impl Engine {
             .map(|i| inner.shard_stats[i].as_ref().map_or(0, |s| s.counters.sessions) + inner.assigned[i])
             .collect();
         let (least, least_load) = loads.iter().copied().enumerate().min_by_key(|&(i, l)| (l, i)).unwrap_or((0, 0));
-        let spread = self.cfg.dataplane.spread_after;
+        let spread = self.cfg().dataplane.spread_after;
         let shard = match home {
             Some(h) if loads.get(h).is_some_and(|&l| l <= least_load + spread) => h,
             Some(_) => least,
@@ -639,7 +714,7 @@ impl Engine {
         if let Some(c) = self.cluster() {
             // A stream another node has: pulled here first (briefly waited for).
             let pulling = c.want(self, app, stream).map_err(|e| e.to_string())?;
-            let wait = if pulling { self.cfg.cluster.as_ref().map_or(0, |c| c.pull_timeout_ms) } else { 0 };
+            let wait = if pulling { self.cfg().cluster.as_ref().map_or(0, |c| c.pull_timeout_ms) } else { 0 };
             let until = Instant::now() + Duration::from_millis(wait);
             while self.stream_shard(app, stream).is_none() && Instant::now() < until {
                 std::thread::sleep(Duration::from_millis(5));

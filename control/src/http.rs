@@ -179,7 +179,7 @@ async fn whep_switch(
         return json_error(400, e, None);
     }
     let domain = host_domain(&headers);
-    let Some(auth) = engine.cfg.play_auth_for(&domain) else {
+    let Some(auth) = engine.cfg().play_auth_for(&domain) else {
         return json_error(404, "unknown domain", None);
     };
     if let Err(f) = auth.check(&app, &stream, None, q.get("auth_key").map(String::as_str), rts_common::config::unix_now()) {
@@ -187,7 +187,7 @@ async fn whep_switch(
         return json_error(403, &format!("forbidden: {f}"), Some(f.as_str()));
     }
     // The stream of the same name on the viewer's domain (decision 021).
-    let app = engine.cfg.stream_app(&domain, &app).unwrap_or(app);
+    let app = engine.cfg().stream_app(&domain, &app).unwrap_or(app);
     let started = std::time::Instant::now();
     let res = tokio::task::spawn_blocking(move || engine.switch_stream(session, &app, &stream)).await;
     match res {
@@ -320,7 +320,7 @@ async fn rts_play(
         .map(rts_common::config::host_of)
         .filter(|d| !d.is_empty())
         .unwrap_or_else(|| host_domain(&headers));
-    if let rts_common::config::DomainMatch::Domain(d) = engine.cfg.domain(&domain) {
+    if let rts_common::config::DomainMatch::Domain(d) = engine.cfg().domain(&domain) {
         if !d.rts {
             return json_error(404, "RTS signaling is off for this domain", None);
         }
@@ -377,7 +377,7 @@ async fn srs_whep(
 
 async fn player(State(engine): State<Arc<Engine>>, Path((_app, _stream)): Path<(String, String)>) -> Html<String> {
     // The page finds the media listener (HLS) on this host at its port.
-    let cfg = &engine.cfg;
+    let cfg = engine.cfg();
     Html(PLAYER_HTML.replace("__MEDIA_PORT__", &cfg.http.media_listen.port().to_string()).replace("__MEDIA_TLS_PORT__", &cfg.https.media_listen.port().to_string()))
 }
 
@@ -559,12 +559,24 @@ pub fn admin_router(engine: Arc<Engine>) -> Router {
     Router::new()
         .route("/metrics", get(admin_metrics))
         .route("/api/v1/usage", get(admin_usage))
+        .route("/api/v1/reload", post(admin_reload))
         .layer(axum::middleware::from_fn_with_state(engine.clone(), require_admin_token))
         .with_state(engine)
 }
 
+/// `POST /api/v1/reload`: as SIGHUP; answers what was applied and what
+/// needs a restart, or 400 with why the file was refused (nothing changed).
+async fn admin_reload(State(engine): State<Arc<Engine>>) -> Response {
+    match tokio::task::spawn_blocking(move || engine.reload()).await {
+        Ok(Ok(report)) => json_ok(json!({ "code": 200, "reload": report })),
+        Ok(Err(e)) => json_error(400, &format!("configuration refused: {e}"), None),
+        Err(_) => json_error(500, "internal error", None),
+    }
+}
+
 async fn require_admin_token(State(engine): State<Arc<Engine>>, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    let token = &engine.cfg.admin.token;
+    let cfg = engine.cfg();
+    let token = &cfg.admin.token;
     if !token.is_empty() {
         let given = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
         if !constant_time_eq(given.as_bytes(), token.as_bytes()) {

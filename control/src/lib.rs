@@ -4,6 +4,7 @@
 
 pub mod billing;
 pub mod cluster;
+pub mod reload;
 pub mod engine;
 mod handshake;
 pub mod http;
@@ -15,9 +16,34 @@ use rts_common::config::Config;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Changes the process's log level (`[log] level` syntax) on a reload.
+pub type LogLevelSetter = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
+/// Set by the SIGHUP handler; the reload thread does the work.
+static HUP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_hup(_: i32) {
+    HUP.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
 /// Runs control until the HTTP server fails or the dataplane goes away.
-pub fn run(cfg: Arc<Config>) -> anyhow::Result<()> {
+/// `config` is the file reloads read again (SIGHUP, `POST /api/v1/reload`).
+pub fn run(cfg: Arc<Config>, config: Option<std::path::PathBuf>, log_level: LogLevelSetter) -> anyhow::Result<()> {
     let (engine, consumers, region) = engine::Engine::attach(cfg.clone(), Duration::from_secs(30))?;
+    engine.set_reload_source(config, log_level);
+    // SAFETY: the handler only stores to an atomic (async-signal-safe).
+    unsafe { libc::signal(libc::SIGHUP, on_hup as *const () as libc::sighandler_t) };
+    let hup_engine = engine.clone();
+    std::thread::Builder::new().name("rts-ctl-reload".into()).spawn(move || {
+        while !hup_engine.stopped() {
+            std::thread::sleep(Duration::from_millis(100));
+            if HUP.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                if let Err(e) = hup_engine.reload() {
+                    tracing::error!(error = %e, "reload failed; the configuration is unchanged");
+                }
+            }
+        }
+    })?;
     let dataplane_pid = region.dataplane_pid();
     let pump_engine = engine.clone();
     let pump = std::thread::Builder::new().name("rts-ctl-pump".into()).spawn(move || pump_engine.pump(consumers))?;

@@ -72,7 +72,7 @@ pub(crate) fn check_names(app: &str, stream: &str) -> Result<(), &'static str> {
 
 pub fn play(engine: &Engine, req: PlayRequest<'_>) -> Result<PlayAnswer, PlayError> {
     check_names(req.app, req.stream).map_err(|e| PlayError::BadRequest(e.into()))?;
-    let auth = engine.cfg.play_auth_for(req.domain).ok_or_else(|| PlayError::UnknownDomain(req.domain.to_string()))?;
+    let auth = engine.cfg().play_auth_for(req.domain).ok_or_else(|| PlayError::UnknownDomain(req.domain.to_string()))?;
     if let Err(f) = auth.check(req.app, req.stream, None, req.auth_key, rts_common::config::unix_now()) {
         engine.count_auth_failure("play", f.as_str());
         tracing::info!(app = req.app, stream = req.stream, reason = f.as_str(), "play refused");
@@ -93,7 +93,7 @@ pub fn play(engine: &Engine, req: PlayRequest<'_>) -> Result<PlayAnswer, PlayErr
     let remote_fingerprint = ice::choose_fingerprints(offer.fingerprints_for(first_media)).map_err(PlayError::BadRequest)?;
 
     // The server's name of the stream: its domain's (decision 021).
-    let app_owned = engine.cfg.stream_app(req.domain, req.app).unwrap_or_else(|| req.app.to_string());
+    let app_owned = engine.cfg().stream_app(req.domain, req.app).unwrap_or_else(|| req.app.to_string());
     let app = app_owned.as_str();
     if let Some(c) = engine.cluster() {
         match c.steer(engine, app, req.stream) {
@@ -106,7 +106,7 @@ pub fn play(engine: &Engine, req: PlayRequest<'_>) -> Result<PlayAnswer, PlayErr
     let (shard, home_shard) = engine.place(app, req.stream);
     let session = ipc::make_session_id(shard, rand::random());
     let (local_ufrag, local_pwd, etag) = ice::new_ice_session();
-    let candidate = SocketAddr::new(engine.cfg.candidate_ip(), engine.cfg.udp_port(shard));
+    let candidate = SocketAddr::new(engine.cfg().candidate_ip(), engine.cfg().udp_port(shard));
     let answer = build_answer(
         &offer,
         &AnswerOptions {
@@ -121,8 +121,8 @@ pub fn play(engine: &Engine, req: PlayRequest<'_>) -> Result<PlayAnswer, PlayErr
             stream_id: format!("{}-{}", req.app, req.stream),
             session_id: session,
             offer_audio: false,
-            playout_delay: engine.cfg.webrtc.playout_delay_hint,
-            red: engine.cfg.webrtc.red,
+            playout_delay: engine.cfg().webrtc.playout_delay_hint,
+            red: engine.cfg().webrtc.red,
         },
     )
     .map_err(|e| match e {

@@ -113,16 +113,22 @@ impl Cluster {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The `[cluster]` settings now (a reload may have changed the limits).
+    fn live(&self, engine: &Engine) -> ClusterConfig {
+        engine.cfg().cluster.clone().unwrap_or_else(|| self.cfg.clone())
+    }
+
     /// This node's entry as the directory should have it now.
     fn entry(&self, engine: &Engine) -> NodeEntry {
         let stats = engine.shard_stats();
+        let live = self.live(engine);
         NodeEntry {
             id: self.node_id.clone(),
             url: self.url.clone(),
             media: self.media.to_string(),
             viewers: engine.viewer_count(),
-            capacity: self.cfg.capacity_viewers,
-            redirect_target: self.cfg.redirect_target,
+            capacity: live.capacity_viewers,
+            redirect_target: live.redirect_target,
             draining: false,
             busy: stats.iter().map(|s| f64::from(s.busy_permille) / 1000.0).collect(),
             streams: self.state().registered.len() as u64,
@@ -131,7 +137,8 @@ impl Cluster {
 
     /// Whether this node takes no more viewers.
     fn full(&self, engine: &Engine) -> bool {
-        self.cfg.capacity_viewers > 0 && engine.viewer_count() >= self.cfg.capacity_viewers
+        let cap = self.live(engine).capacity_viewers;
+        cap > 0 && engine.viewer_count() >= cap
     }
 
     /// Signaling asks where a new viewer of app/stream (the server's
@@ -184,7 +191,7 @@ impl Cluster {
             return Ok(p.source.is_some()); // another viewer got there first
         }
         let mut pull = Pull { app: app.into(), stream: stream.into(), source: None, live: false, retry_at: Instant::now() + RETRY, idle_since: None };
-        if let Some((h, n)) = choose_source(&self.node_id, &holders, &nodes, self.cfg.max_hops) {
+        if let Some((h, n)) = choose_source(&self.node_id, &holders, &nodes, self.live(engine).max_hops) {
             pull.source = self.start_pull(engine, app, stream, h, n).then(|| h.clone());
         }
         let pulling = pull.source.is_some();
@@ -201,7 +208,7 @@ impl Cluster {
         let (domain, plain_app) = rts_common::config::split_stream_app(app);
         let mut path = format!("/{plain_app}/{stream}.flv?relay={}", self.node_id);
         // Nodes share the domains' keys: the pull signs itself like a viewer.
-        if let Some(key) = engine.cfg.play_auth_for(domain).and_then(|a| a.key) {
+        if let Some(key) = engine.cfg().play_auth_for(domain).and_then(|a| a.key) {
             let token = rts_common::auth::sign_path(&format!("/{plain_app}/{stream}"), &key, rts_common::config::unix_now(), &format!("{:016x}", rand::random::<u64>()), "0");
             path.push_str("&auth_key=");
             path.push_str(&token);
@@ -333,7 +340,8 @@ impl Cluster {
     /// Pulls without viewers for `pull_linger_s` stop; pulls that ended or
     /// never found a source are looked up again.
     fn tend_pulls(&self, engine: &Engine, now: Instant) {
-        let linger = Duration::from_secs(self.cfg.pull_linger_s);
+        let live = self.live(engine);
+        let linger = Duration::from_secs(live.pull_linger_s);
         let viewers = engine.viewers_by_stream();
         let mut stop = Vec::new();
         let mut retry = Vec::new();
@@ -369,7 +377,7 @@ impl Cluster {
             let Ok(holders) = self.dir.holders(&key, unix_ms()) else { continue };
             let ids: Vec<String> = holders.iter().map(|h| h.node.clone()).collect();
             let Ok(nodes) = self.dir.nodes(&ids) else { continue };
-            if let Some((h, n)) = choose_source(&self.node_id, &holders, &nodes, self.cfg.max_hops) {
+            if let Some((h, n)) = choose_source(&self.node_id, &holders, &nodes, live.max_hops) {
                 if self.start_pull(engine, &app, &stream, h, n) {
                     if let Some(p) = self.state().pulls.get_mut(&key) {
                         p.source = Some(h.clone());

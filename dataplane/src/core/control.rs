@@ -80,6 +80,9 @@ impl Core {
                 self.start_pull(now, super::pull::PullRequest { app, stream, domain, source, host, path })
             }
             ControlToShard::StopPull { app, stream } => self.stop_pull(&app, &stream),
+            ControlToShard::Reload { generation, part, parts, auth, domains, billing_interval_s } => {
+                self.handle_reload_part(now, super::reload::ReloadPart { generation, part, parts, auth, domains, billing_interval_s })
+            }
             ControlToShard::DtlsToPeer { session, data } => {
                 let Some(&idx) = self.by_id.get(&session) else { return };
                 let s = &self.sessions[idx];

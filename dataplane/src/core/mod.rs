@@ -31,6 +31,7 @@ mod ingest;
 mod keyframe_guard;
 mod metering;
 mod pull;
+mod reload;
 mod replication;
 mod rtcp;
 mod timers;
@@ -143,6 +144,9 @@ pub struct Core {
     cluster_waits: Vec<(usize, Instant)>,
     /// When control was last told a media viewer wants each stream.
     wanted: HashMap<String, Instant>,
+    /// A configuration reload being received, and the last one applied.
+    reload: reload::PendingReload,
+    reloaded: u64,
 }
 
 impl Core {
@@ -196,6 +200,8 @@ impl Core {
             next_pull: 0,
             cluster_waits: Vec::new(),
             wanted: HashMap::new(),
+            reload: Default::default(),
+            reloaded: 0,
         }
     }
 

@@ -99,6 +99,16 @@ impl UsageBook {
         self.on
     }
 
+    /// A reload changed `interval_s`: the next cut is the new interval's
+    /// next boundary after `now_us` (billing stays on or off as it started).
+    pub fn set_interval(&mut self, interval_s: u32, now_us: u64) {
+        if !self.on {
+            return;
+        }
+        self.interval_us = u64::from(interval_s.max(1)) * 1_000_000;
+        self.next_cut_us = next_boundary(now_us, self.interval_us);
+    }
+
     pub fn boot(&self) -> u64 {
         self.boot
     }

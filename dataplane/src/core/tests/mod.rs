@@ -16,6 +16,7 @@ mod replication;
 mod reports;
 mod sessions;
 mod pull;
+mod reload;
 mod switching;
 mod transmit;
 

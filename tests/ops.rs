@@ -1,0 +1,94 @@
+//! Operating a running server (issue 15): configuration reload without
+//! cutting anyone.
+
+mod common;
+mod rig;
+
+use anyhow::{Context, Result};
+use rig::{Mode, Rig, HTTP};
+use std::io::{Read, Write};
+use std::time::Duration;
+
+fn signed(path: &str, key: &str) -> String {
+    rts_common::auth::sign_path(path, key, rts_common::config::unix_now(), "r", "0")
+}
+
+fn viewers(url: &str, n: u64, secs: f64) -> std::thread::JoinHandle<Result<rts_loadgen::Report, rts_loadgen::Error>> {
+    let mut o = rts_loadgen::Options::new(url);
+    o.viewers = n;
+    o.ramp = 20.0;
+    o.duration = secs;
+    o.verify_share = 1.0;
+    o.quiet = true;
+    std::thread::spawn(move || rts_loadgen::run(&o))
+}
+
+fn report(h: std::thread::JoinHandle<Result<rts_loadgen::Report, rts_loadgen::Error>>) -> Result<rts_loadgen::Report> {
+    h.join().map_err(|_| anyhow::anyhow!("loadgen panicked"))?.map_err(|e| anyhow::anyhow!("loadgen: {e}"))
+}
+
+/// The status line of an HTTP-FLV request on the media listener.
+fn flv_status(path: &str) -> Result<String> {
+    let mut s = std::net::TcpStream::connect("10.200.0.1:8088")?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 10.200.0.1\r\n\r\n")?;
+    s.set_read_timeout(Some(Duration::from_secs(3)))?;
+    let mut buf = [0u8; 256];
+    let n = s.read(&mut buf)?;
+    Ok(String::from_utf8_lossy(&buf[..n]).lines().next().unwrap_or("").to_string())
+}
+
+/// SIGHUP with a new play key (and a listener change): the viewer playing
+/// goes on, a new viewer needs the new key (signaling in control, HTTP-FLV
+/// in the shards), the listener change is reported as needing a restart.
+/// Then the same through `POST /api/v1/reload`, rotating the ingest key.
+#[test]
+fn reload_changes_keys_without_cutting_anyone() -> Result<()> {
+    let mut rig = Rig::start(Mode::Serve, "[auth]\nplay_key = \"k1\"\ningest_key = \"i1\"\n")?;
+    let _p = common::Publisher::start(&format!("{}/live/s?auth_key={}", rig::RTMP, signed("/live/s", "i1")), &common::PublishOpts { audio: false, ..Default::default() })?;
+    rig.wait_live("live", "s", Duration::from_secs(20))?;
+    let playing = viewers(&format!("{HTTP}/whep/live/s?auth_key={}", signed("/live/s", "k1")), 1, 12.0);
+    std::thread::sleep(Duration::from_secs(3));
+
+    let text = std::fs::read_to_string(&rig.config)?;
+    std::fs::write(&rig.config, text.replace("\"k1\"", "\"k2\"").replacen("[auth]", "[rtmp]\nlisten = \"0.0.0.0:1936\"\n[auth]", 1))?;
+    let from = rig.server().logs().len();
+    // SAFETY: signalling the server process this test started.
+    unsafe { libc::kill(rig.server().pid() as i32, libc::SIGHUP) };
+    let line = rig.server().wait_for_log_since(from, "configuration reloaded", Duration::from_secs(5))?;
+    assert!(line.contains("rtmp.listen") && line.contains("auth"), "{line}");
+    std::thread::sleep(Duration::from_millis(300)); // the shards apply it from their rings
+
+    let old = rts_loadgen::run(&rts_loadgen::Options { viewers: 1, duration: 2.0, quiet: true, ..rts_loadgen::Options::new(&format!("{HTTP}/whep/live/s?auth_key={}", signed("/live/s", "k1"))) })
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    assert_eq!((old.viewers_connected, old.failures.get("http_4xx").copied()), (0, Some(1)), "the old key is refused");
+    let new = report(viewers(&format!("{HTTP}/whep/live/s?auth_key={}", signed("/live/s", "k2")), 1, 3.0))?;
+    assert_eq!(new.viewers_connected, 1, "the new key plays");
+    assert!(new.frames_decoded > 0);
+    assert_eq!(flv_status(&format!("/live/s.flv?auth_key={}", signed("/live/s", "k1")))?, "HTTP/1.1 403 Forbidden", "the shards have the new key");
+    assert_eq!(flv_status(&format!("/live/s.flv?auth_key={}", signed("/live/s", "k2")))?, "HTTP/1.1 200 OK");
+
+    let r = report(playing)?;
+    let j = serde_json::to_value(&r)?;
+    assert_eq!((r.viewers_connected, r.viewers_failed), (1, 0), "{j:#}");
+    assert!(r.loss_ratio < 0.001 && r.stall_count == 0, "the viewer admitted before the reload played on: {j:#}");
+
+    // The admin route: rotate the ingest key, keeping the old one as
+    // secondary; a bad file is refused and changes nothing.
+    let text = std::fs::read_to_string(&rig.config)?;
+    std::fs::write(&rig.config, text.replace("ingest_key = \"i1\"", "ingest_key = \"i2\"\ningest_key_secondary = \"i1\""))?;
+    let body = ureq::post("http://127.0.0.1:8081/api/v1/reload").call()?.into_string()?;
+    let v: serde_json::Value = serde_json::from_str(&body)?;
+    assert_eq!(v["reload"]["applied"], serde_json::json!(["auth"]), "{v}");
+    assert_eq!(v["reload"]["restart_needed"], serde_json::json!(["rtmp.listen"]), "still different from the running listener: {v}");
+    std::fs::write(&rig.config, "[auth\nbroken")?;
+    match ureq::post("http://127.0.0.1:8081/api/v1/reload").call() {
+        Err(ureq::Error::Status(400, resp)) => assert!(resp.into_string()?.contains("configuration refused")),
+        other => anyhow::bail!("a broken file must be refused: {other:?}"),
+    }
+    std::fs::write(&rig.config, text.replace("ingest_key = \"i1\"", "ingest_key = \"i2\"\ningest_key_secondary = \"i1\""))?;
+    for (key, stream) in [("i1", "t"), ("i2", "u")] {
+        let _pub = common::Publisher::start(&format!("{}/live/{stream}?auth_key={}", rig::RTMP, signed(&format!("/live/{stream}"), key)), &common::PublishOpts { audio: false, ..Default::default() })?;
+        rig.wait_live("live", stream, Duration::from_secs(20)).with_context(|| format!("publish with {key} after the rotation"))?;
+    }
+    Ok(())
+}
