@@ -179,6 +179,7 @@ fn start_dataplane(cfg: Arc<Config>) -> Option<rts_dataplane::Dataplane> {
 }
 
 fn dataplane_only(cfg: Arc<Config>, config: Option<&std::path::Path>) -> i32 {
+    let cfg_drain_s = cfg.ops.drain_s;
     let Some(dp) = start_dataplane(cfg) else { return 1 };
     while !STOP.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(100));
@@ -186,9 +187,34 @@ fn dataplane_only(cfg: Arc<Config>, config: Option<&std::path::Path>) -> i32 {
             reload_dataplane_log(config);
         }
     }
+    let drain_s = Config::load(config).map(|c| c.ops.drain_s).unwrap_or(cfg_drain_s);
+    drain(&dp, None, drain_s);
     dp.stop();
     dp.join();
     0
+}
+
+/// Graceful drain: the shards take no new clients, control (`control_pid`,
+/// SIGUSR1) no new viewers; waits until the clients left or `drain_s`
+/// passed, or a second SIGTERM/SIGINT.
+fn drain(dp: &rts_dataplane::Dataplane, control_pid: Option<u32>, drain_s: u64) {
+    dp.drain();
+    if let Some(pid) = control_pid {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(pid as i32, libc::SIGUSR1) };
+    }
+    STOP.store(false, Ordering::SeqCst);
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(drain_s);
+    tracing::info!(drain_s, clients = dp.clients(), "draining: no new publishers or viewers");
+    while Instant::now() < deadline && !STOP.load(Ordering::SeqCst) {
+        // The shards' counts are a turn old: give them one.
+        std::thread::sleep(Duration::from_millis(100));
+        if dp.clients() == 0 {
+            break;
+        }
+    }
+    tracing::info!(after_ms = started.elapsed().as_millis() as u64, clients = dp.clients(), "drain over; stopping");
 }
 
 fn spawn_control(config: Option<&std::path::Path>) -> std::io::Result<Child> {
@@ -204,6 +230,7 @@ fn spawn_control(config: Option<&std::path::Path>) -> std::io::Result<Child> {
 /// Dataplane in-process, control as a child restarted whenever it exits
 /// (with backoff), so a control crash never touches media.
 fn serve(cfg: Arc<Config>, config: Option<&std::path::Path>) -> i32 {
+    let cfg_drain_s = cfg.ops.drain_s;
     let Some(dp) = start_dataplane(cfg) else { return 1 };
     tracing::info!(shards = dp.shards.len(), "dataplane running; starting control");
     let mut backoff = Duration::from_millis(200);
@@ -257,6 +284,9 @@ fn serve(cfg: Arc<Config>, config: Option<&std::path::Path>) -> i32 {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    // SIGTERM/SIGINT: a graceful drain first (a second signal cuts it short).
+    let drain_s = Config::load(config).map(|c| c.ops.drain_s).unwrap_or(cfg_drain_s);
+    drain(&dp, child.as_ref().map(|c| c.id()), drain_s);
     if let Some(mut c) = child {
         // SAFETY: sending SIGTERM to our own child.
         unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };

@@ -9,6 +9,13 @@ use rig::{Mode, Rig, HTTP};
 use std::io::{Read, Write};
 use std::time::Duration;
 
+/// An offer the server accepts (H.264 packetization-mode 1).
+const OFFER: &str = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\n\
+m=video 9 UDP/TLS/RTP/SAVPF 102\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=recvonly\r\na=rtcp-mux\r\n\
+a=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\n\
+a=fingerprint:sha-256 AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99\r\n\
+a=setup:actpass\r\na=rtpmap:102 H264/90000\r\na=fmtp:102 packetization-mode=1;profile-level-id=42e01f\r\n";
+
 fn signed(path: &str, key: &str) -> String {
     rts_common::auth::sign_path(path, key, rts_common::config::unix_now(), "r", "0")
 }
@@ -90,5 +97,57 @@ fn reload_changes_keys_without_cutting_anyone() -> Result<()> {
         let _pub = common::Publisher::start(&format!("{}/live/{stream}?auth_key={}", rig::RTMP, signed(&format!("/live/{stream}"), key)), &common::PublishOpts { audio: false, ..Default::default() })?;
         rig.wait_live("live", stream, Duration::from_secs(20)).with_context(|| format!("publish with {key} after the rotation"))?;
     }
+    Ok(())
+}
+
+/// SIGTERM under load: 500 viewers keep playing through the drain; new
+/// viewers (WebRTC, HTTP-FLV) and publishers are refused; the server exits
+/// 0 once `drain_s` is over.
+#[test]
+fn drain_keeps_the_viewers_and_refuses_new_ones() -> Result<()> {
+    let mut rig = Rig::start(Mode::Serve, "[ops]\ndrain_s = 9\n")?;
+    let _p = rig.publish("live/s")?;
+    rig.wait_live("live", "s", Duration::from_secs(20))?;
+    let mut o = rts_loadgen::Options::new(&format!("{HTTP}/whep/live/s"));
+    o.viewers = 500;
+    o.ramp = 250.0;
+    o.duration = 10.0;
+    o.verify_share = 0.02;
+    o.quiet = true;
+    let load = std::thread::spawn(move || rts_loadgen::run(&o));
+    std::thread::sleep(Duration::from_secs(4));
+
+    // SAFETY: signalling the server process this test started.
+    unsafe { libc::kill(rig.server().pid() as i32, libc::SIGTERM) };
+    let sent = std::time::Instant::now();
+    rig.server().wait_for_log("draining: new viewers are refused", Duration::from_secs(3))?;
+    let late = rts_loadgen::run(&rts_loadgen::Options { viewers: 1, duration: 1.5, quiet: true, ..rts_loadgen::Options::new(&format!("{HTTP}/whep/live/s")) })
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    assert_eq!((late.viewers_connected, late.failures.get("http_5xx").copied()), (0, Some(1)), "a new viewer is refused with 503");
+    match ureq::post(&format!("{HTTP}/whep/live/s")).set("Content-Type", "application/sdp").send_string(OFFER) {
+        Err(ureq::Error::Status(503, resp)) => {
+            assert_eq!(resp.header("Retry-After"), Some("5"));
+            assert!(resp.into_string()?.contains("server draining"));
+        }
+        other => anyhow::bail!("expected 503, got {other:?}"),
+    }
+    let mut s = std::net::TcpStream::connect("10.200.0.1:8088")?;
+    write!(s, "GET /live/s.flv HTTP/1.1\r\nHost: 10.200.0.1\r\n\r\n")?;
+    let mut head = String::new();
+    s.read_to_string(&mut head)?;
+    assert!(head.starts_with("HTTP/1.1 503") && head.contains("Retry-After: 5\r\n"), "{head}");
+    let mut refused = rig.publish("live/new")?;
+    let status = refused.wait_exit(Duration::from_secs(10))?;
+    assert!(!status.success(), "a new publisher is refused");
+
+    let r = load.join().map_err(|_| anyhow::anyhow!("loadgen panicked"))?.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let j = serde_json::to_value(&r)?;
+    assert_eq!((r.viewers_connected, r.viewers_failed, r.sessions_closed_by_server), (500, 0, 0), "{j:#}");
+    assert!(r.loss_ratio < 0.001 && r.stall_count == 0, "the viewers played through the drain: {j:#}");
+    // The publisher is still connected: the server waits out drain_s.
+    let status = rig.server().wait_exit(Duration::from_secs(20))?;
+    let took = sent.elapsed();
+    assert!(status.success(), "exit status {status}");
+    assert!(took >= Duration::from_millis(8500) && took < Duration::from_secs(14), "exited {took:?} after SIGTERM (drain_s 9)");
     Ok(())
 }

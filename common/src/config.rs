@@ -30,6 +30,22 @@ pub struct Config {
     /// Cluster mode (`[cluster]`): a stream directory in Redis, pulls from
     /// the node that has a stream, steering; absent = a single node.
     pub cluster: Option<ClusterConfig>,
+    pub ops: OpsConfig,
+}
+
+/// `[ops]`: running the server.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OpsConfig {
+    /// Graceful drain (SIGTERM, `POST /api/v1/drain`): how long publishers
+    /// and viewers already here may stay before the server exits.
+    pub drain_s: u64,
+}
+
+impl Default for OpsConfig {
+    fn default() -> Self {
+        Self { drain_s: 30 }
+    }
 }
 
 /// `[cluster]`: this node's entry in the Redis directory and how it pulls

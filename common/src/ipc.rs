@@ -412,6 +412,10 @@ pub struct ShardStats {
     pub busy_permille: u32,
     /// Audio is being paired (forced by config or by load).
     pub audio_paired: bool,
+    /// The dataplane drains (no new publishers or viewers).
+    pub draining: bool,
+    /// Clients held: WebRTC sessions, TCP connections, pulls.
+    pub clients: u64,
     pub counters: ShardCounters,
 }
 

@@ -209,6 +209,12 @@ pub struct Engine {
     reload_from: std::sync::OnceLock<(Option<std::path::PathBuf>, crate::LogLevelSetter)>,
     /// Reloads done (each one's generation), serialized.
     reloads: Mutex<u64>,
+    /// Graceful drain: signaling takes no new viewers (redirects them in a
+    /// cluster).
+    draining: AtomicBool,
+    /// The dataplane process (`rts serve`'s supervisor or `rts dataplane`),
+    /// which a drain asked on the admin listener is sent to (SIGTERM).
+    dataplane_pid: std::sync::atomic::AtomicU32,
 }
 
 pub struct NewSession {
@@ -280,6 +286,8 @@ impl Engine {
             cluster: std::sync::OnceLock::new(),
             reload_from: std::sync::OnceLock::new(),
             reloads: Mutex::new(0),
+            draining: AtomicBool::new(false),
+            dataplane_pid: std::sync::atomic::AtomicU32::new(0),
         });
         if let Some(b) = &engine.cfg().billing {
             let billing = crate::billing::Billing::start(&b.path, Arc::downgrade(&engine))
@@ -426,6 +434,37 @@ impl Engine {
         *self.cfg.write().unwrap_or_else(|e| e.into_inner()) = cfg;
     }
 
+    /// Starts a graceful drain here (SIGUSR1 from the supervisor, a shard
+    /// that reports one, or the admin route).
+    pub fn set_draining(&self) {
+        if !self.draining.swap(true, Ordering::SeqCst) {
+            tracing::info!("draining: new viewers are refused or redirected");
+        }
+    }
+
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    pub fn set_dataplane_pid(&self, pid: u32) {
+        self.dataplane_pid.store(pid, Ordering::Relaxed);
+    }
+
+    /// `POST /api/v1/drain`: drains here and asks the dataplane process to
+    /// drain and exit (as SIGTERM would).
+    pub fn drain_server(&self) -> Result<(), String> {
+        self.set_draining();
+        let pid = self.dataplane_pid.load(Ordering::Relaxed);
+        if pid == 0 {
+            return Err("the dataplane's pid is unknown".into());
+        }
+        // SAFETY: plain syscall; the pid is the dataplane's, from its shm region.
+        if unsafe { libc::kill(pid as i32, libc::SIGTERM) } != 0 {
+            return Err(format!("SIGTERM to the dataplane (pid {pid}): {}", std::io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+
     /// Where reloads read the configuration, and the log level setter.
     pub fn set_reload_source(&self, path: Option<std::path::PathBuf>, log_level: crate::LogLevelSetter) {
         let _ = self.reload_from.set((path, log_level));
@@ -461,7 +500,9 @@ impl Engine {
                 size = 0;
             }
             size += n;
-            parts.last_mut().map(|p| p.push(d.clone()));
+            if let Some(p) = parts.last_mut() {
+                p.push(d.clone());
+            }
         }
         let count = parts.len() as u32;
         for shard in 0..self.shards {
@@ -930,6 +971,10 @@ impl Engine {
                 *inner.auth_failures.entry(format!("publish:{r}")).or_default() += 1;
             }
             ShardToControl::Stats(s) => {
+                if s.draining {
+                    // A control started during a drain learns it here.
+                    self.set_draining();
+                }
                 let mut inner = self.state();
                 if let Some(slot) = inner.shard_stats.get_mut(shard) {
                     *slot = Some(*s);

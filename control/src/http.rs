@@ -61,7 +61,12 @@ fn play_error(e: &PlayError) -> Response {
         PlayError::Forbidden(f) => Some(f.as_str()),
         _ => None,
     };
-    json_error(e.http_status(), &e.to_string(), reason)
+    let mut resp = json_error(e.http_status(), &e.to_string(), reason);
+    if matches!(e, PlayError::Unavailable(_)) {
+        // Draining, full, a directory outage: worth trying again shortly.
+        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    }
+    resp
 }
 
 fn json_ok(body: serde_json::Value) -> Response {
@@ -560,6 +565,7 @@ pub fn admin_router(engine: Arc<Engine>) -> Router {
         .route("/metrics", get(admin_metrics))
         .route("/api/v1/usage", get(admin_usage))
         .route("/api/v1/reload", post(admin_reload))
+        .route("/api/v1/drain", post(admin_drain))
         .layer(axum::middleware::from_fn_with_state(engine.clone(), require_admin_token))
         .with_state(engine)
 }
@@ -571,6 +577,16 @@ async fn admin_reload(State(engine): State<Arc<Engine>>) -> Response {
         Ok(Ok(report)) => json_ok(json!({ "code": 200, "reload": report })),
         Ok(Err(e)) => json_error(400, &format!("configuration refused: {e}"), None),
         Err(_) => json_error(500, "internal error", None),
+    }
+}
+
+/// `POST /api/v1/drain`: as SIGTERM to the server: no new publishers or
+/// viewers (signaling answers 503 with Retry-After, or redirects in a
+/// cluster), those here stay up to `[ops] drain_s`, then it exits.
+async fn admin_drain(State(engine): State<Arc<Engine>>) -> Response {
+    match engine.drain_server() {
+        Ok(()) => json_ok(json!({ "code": 200, "draining": true, "drain_s": engine.cfg().ops.drain_s })),
+        Err(e) => json_error(500, &e, None),
     }
 }
 

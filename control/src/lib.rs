@@ -26,17 +26,31 @@ extern "C" fn on_hup(_: i32) {
     HUP.store(true, std::sync::atomic::Ordering::SeqCst);
 }
 
+/// Set by SIGUSR1: `rts serve` drains (see `Engine::set_draining`).
+static DRAIN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_usr1(_: i32) {
+    DRAIN.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
 /// Runs control until the HTTP server fails or the dataplane goes away.
 /// `config` is the file reloads read again (SIGHUP, `POST /api/v1/reload`).
 pub fn run(cfg: Arc<Config>, config: Option<std::path::PathBuf>, log_level: LogLevelSetter) -> anyhow::Result<()> {
     let (engine, consumers, region) = engine::Engine::attach(cfg.clone(), Duration::from_secs(30))?;
     engine.set_reload_source(config, log_level);
-    // SAFETY: the handler only stores to an atomic (async-signal-safe).
-    unsafe { libc::signal(libc::SIGHUP, on_hup as *const () as libc::sighandler_t) };
+    engine.set_dataplane_pid(region.dataplane_pid());
+    // SAFETY: the handlers only store to atomics (async-signal-safe).
+    unsafe {
+        libc::signal(libc::SIGHUP, on_hup as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGUSR1, on_usr1 as *const () as libc::sighandler_t);
+    }
     let hup_engine = engine.clone();
     std::thread::Builder::new().name("rts-ctl-reload".into()).spawn(move || {
         while !hup_engine.stopped() {
             std::thread::sleep(Duration::from_millis(100));
+            if DRAIN.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                hup_engine.set_draining();
+            }
             if HUP.swap(false, std::sync::atomic::Ordering::SeqCst) {
                 if let Err(e) = hup_engine.reload() {
                     tracing::error!(error = %e, "reload failed; the configuration is unchanged");

@@ -27,6 +27,8 @@ const LIVE: &[&str] = &[
     "webrtc.red",
     "webrtc.playout_delay_hint",
     "dataplane.spread_after",
+    // Read from the file when a drain starts.
+    "ops.drain_s",
 ];
 
 /// What a reload did.

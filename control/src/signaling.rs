@@ -95,6 +95,9 @@ pub fn play(engine: &Engine, req: PlayRequest<'_>) -> Result<PlayAnswer, PlayErr
     // The server's name of the stream: its domain's (decision 021).
     let app_owned = engine.cfg().stream_app(req.domain, req.app).unwrap_or_else(|| req.app.to_string());
     let app = app_owned.as_str();
+    if engine.draining() && engine.cluster().is_none() {
+        return Err(PlayError::Unavailable("server draining".into()));
+    }
     if let Some(c) = engine.cluster() {
         match c.steer(engine, app, req.stream) {
             crate::cluster::Steer::Here => {}

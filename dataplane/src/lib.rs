@@ -41,6 +41,11 @@ pub struct Dataplane {
     pub shards: Vec<ShardInfo>,
     threads: Vec<JoinHandle<()>>,
     stop: Arc<AtomicBool>,
+    /// Set by [`Dataplane::drain`]: the shards take no new clients.
+    draining: Arc<AtomicBool>,
+    /// Clients each shard holds (viewers of every kind, publishers, pulls),
+    /// as of its last turn.
+    clients: Arc<Vec<std::sync::atomic::AtomicU64>>,
     // Keeps the mapping alive for the shards' ring endpoints.
     _region: ShmRegion,
 }
@@ -61,6 +66,8 @@ impl Dataplane {
             cfg.dataplane.cores.clone()
         };
         let stop = Arc::new(AtomicBool::new(false));
+        let draining = Arc::new(AtomicBool::new(false));
+        let clients: Arc<Vec<std::sync::atomic::AtomicU64>> = Arc::new((0..shards).map(|_| Default::default()).collect());
         let tls = media_tls(&cfg, stop.clone())?;
         let mesh = relay::RelayMesh::new(shards)?;
         let (ready_tx, ready_rx) = mpsc::channel::<Result<ShardInfo, String>>();
@@ -74,11 +81,12 @@ impl Dataplane {
             let ready = ready_tx.clone();
             let mesh = mesh.clone();
             let tls = tls.clone();
+            let (draining, clients) = (draining.clone(), clients.clone());
             let t = std::thread::Builder::new().name(format!("rts-shard-{id}")).spawn(move || {
                 // Build the shard on its own thread after pinning, so its
                 // memory is first touched on its own core.
                 let pinned = core.is_some_and(|c| core_affinity::set_for_current(core_affinity::CoreId { id: c }));
-                let init = shard::ShardInit { id, core, pinned, cfg, to_ctl, from_ctl, stop, mesh, tls };
+                let init = shard::ShardInit { id, core, pinned, cfg, to_ctl, from_ctl, stop, mesh, tls, draining, clients };
                 let shard = match shard::Shard::new(init) {
                     Ok(s) => s,
                     Err(e) => {
@@ -114,7 +122,19 @@ impl Dataplane {
             }
         }
         infos.sort_by_key(|i| i.id);
-        Ok(Dataplane { shards: infos, threads, stop, _region: region })
+        Ok(Dataplane { shards: infos, threads, stop, draining, clients, _region: region })
+    }
+
+    /// Graceful drain: from now on the shards refuse new publishers and
+    /// media viewers (control refuses or redirects new WebRTC viewers);
+    /// those already here carry on.
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Clients the shards hold now (viewers, publishers, pulls).
+    pub fn clients(&self) -> u64 {
+        self.clients.iter().map(|c| c.load(Ordering::Relaxed)).sum()
     }
 
     pub fn stop(&self) {

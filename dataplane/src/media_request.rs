@@ -55,6 +55,8 @@ pub enum Refusal {
     NotFound,
     MethodNotAllowed,
     HeadTooLarge,
+    /// The server drains (shutting down): try again elsewhere or later.
+    Unavailable,
 }
 
 impl Refusal {
@@ -64,6 +66,7 @@ impl Refusal {
             Refusal::NotFound => (404, "Not Found"),
             Refusal::MethodNotAllowed => (405, "Method Not Allowed"),
             Refusal::HeadTooLarge => (431, "Request Header Fields Too Large"),
+            Refusal::Unavailable => (503, "Service Unavailable"),
         }
     }
 }
@@ -173,8 +176,10 @@ pub fn refusal_response(r: Refusal) -> String {
 /// A short text response with CORS, then close.
 pub fn error_response(code: u16, reason: &str) -> String {
     let body = format!("{code} {reason}\n");
+    // A 503 is a drain: the client may come back (to another node).
+    let retry = if code == 503 { "Retry-After: 5\r\n" } else { "" };
     format!(
-        "HTTP/1.1 {code} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{CORS}Connection: close\r\n\r\n{body}",
+        "HTTP/1.1 {code} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{retry}{CORS}Connection: close\r\n\r\n{body}",
         body.len()
     )
 }

@@ -67,6 +67,10 @@ pub struct ShardInit {
     /// TLS for the media listener's HTTPS twin (`[https] media_listen`);
     /// None: no certificate configured.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The dataplane drains (see `Dataplane::drain`).
+    pub draining: Arc<AtomicBool>,
+    /// Where this shard publishes how many clients it holds (index = id).
+    pub clients: Arc<Vec<std::sync::atomic::AtomicU64>>,
 }
 
 /// An RTMP connection's socket side; its protocol state is in the core.
@@ -140,6 +144,8 @@ pub struct Shard {
     /// The current turn's time (see `run`).
     now: Instant,
     core: Core,
+    draining: Arc<AtomicBool>,
+    clients: Arc<Vec<std::sync::atomic::AtomicU64>>,
 }
 
 /// Moves what a TLS session has to send (records of queued plaintext,
@@ -244,6 +250,8 @@ impl Shard {
             register: cfg.dataplane.uring_register,
             now: Instant::now(),
             core: Core::new(init.id, shards, cfg, Instant::now(), unix_us()),
+            draining: init.draining,
+            clients: init.clients,
         })
     }
 
@@ -302,6 +310,12 @@ impl Shard {
             if now >= next_wallclock {
                 next_wallclock = now + WALLCLOCK_EVERY;
                 self.core.set_wallclock(now, unix_us());
+            }
+            if self.draining.load(Ordering::Relaxed) && !self.core.draining() {
+                self.core.handle_drain(now);
+            }
+            if let Some(c) = self.clients.get(self.id) {
+                c.store(self.core.clients() as u64, Ordering::Relaxed);
             }
             self.retry_output();
             // Transmit work left from the slices above goes on here.

@@ -90,6 +90,11 @@ impl ServerProcess {
         result
     }
 
+    /// Waits up to `timeout` for the server to exit by itself.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus> {
+        self.child.wait_exit(timeout)
+    }
+
     /// SIGKILL the server and its process group now.
     pub fn kill(&mut self) {
         self.child.kill();

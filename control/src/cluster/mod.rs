@@ -129,7 +129,7 @@ impl Cluster {
             viewers: engine.viewer_count(),
             capacity: live.capacity_viewers,
             redirect_target: live.redirect_target,
-            draining: false,
+            draining: engine.draining(),
             busy: stats.iter().map(|s| f64::from(s.busy_permille) / 1000.0).collect(),
             streams: self.state().registered.len() as u64,
         }
@@ -144,9 +144,11 @@ impl Cluster {
     /// Signaling asks where a new viewer of app/stream (the server's
     /// names) goes.
     pub fn steer(&self, engine: &Engine, app: &str, stream: &str) -> Steer {
-        if !self.full(engine) {
+        let draining = engine.draining();
+        if !draining && !self.full(engine) {
             return Steer::Here;
         }
+        let why = if draining { "server draining" } else { "over capacity" };
         let key = format!("{app}/{stream}");
         let now_ms = unix_ms();
         let nodes = {
@@ -158,14 +160,14 @@ impl Cluster {
                         self.state().nodes = Some((Instant::now(), n.clone()));
                         n
                     }
-                    Err(e) => return Steer::Full(format!("over capacity; {e}")),
+                    Err(e) => return Steer::Full(format!("{why}; {e}")),
                 },
             }
         };
         let holders = self.dir.holders(&key, now_ms).unwrap_or_default();
         match choose_redirect(&self.node_id, &holders, &nodes) {
             Some(n) => Steer::Redirect(n.url.clone()),
-            None => Steer::Full("over capacity and no other node has room".into()),
+            None => Steer::Full(format!("{why} and no other node has room")),
         }
     }
 

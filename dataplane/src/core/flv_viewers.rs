@@ -160,6 +160,10 @@ impl Core {
             self.answer_http(conn, media_request::preflight_response().into_bytes());
             return;
         }
+        if self.draining {
+            self.refuse_http(conn, Refusal::Unavailable, "server draining");
+            return;
+        }
         let Some(app) = self.authorize_media(now, conn, &req, "flv") else { return };
         if req.method == Method::Head {
             // Answered from what is known, without replicating the stream.
@@ -213,6 +217,9 @@ impl Core {
     /// RTMP connection `conn` asked to play app/name (`ingest.rs` answers
     /// from the result): the stream it plays, or why not.
     pub(super) fn rtmp_play_stream(&mut self, conn: usize, domain: &str, app: &str, name: &str, query: &str, now: Instant) -> Result<StreamId, String> {
+        if self.draining {
+            return Err("server draining".into());
+        }
         let auth_key = rts_common::auth::query_param(query, "auth_key");
         let Some(auth) = self.cfg.play_auth_for(domain) else { return Err(format!("unknown domain {domain}")) };
         if let Err(f) = auth.check(app, name, None, auth_key, self.unix_us(now) / 1_000_000) {

@@ -215,6 +215,12 @@ impl Core {
         }
         let Some(app) = self.authorize_media(now, conn, &req, "m3u8") else { return };
         let key = Stream::key_of(&app, &req.stream);
+        // Draining: players already reloading this stream's playlist here
+        // go on (every reload is a request); no new stream is opened.
+        if self.draining && !self.hls.views.contains_key(&key) {
+            self.refuse_http(conn, Refusal::Unavailable, "server draining");
+            return;
+        }
         if !self.open_hls_view(now, &key) {
             if self.cfg.cluster.is_some() {
                 // Pulled from the node that has it, if one does; the

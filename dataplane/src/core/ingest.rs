@@ -160,6 +160,7 @@ impl Core {
         let key = Stream::key_of(&app, &stream);
         let busy = self.streams.lookup(&key).and_then(|id| self.streams.get(id)).is_some_and(|s| s.is_published());
         let refusal = match (verdict, busy) {
+            _ if self.draining => Some("server draining".to_string()),
             (Err(f), _) => Some(format!("auth: {f}")),
             (Ok(()), true) => Some("stream already publishing".to_string()),
             (Ok(()), false) => None,

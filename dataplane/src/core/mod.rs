@@ -147,6 +147,8 @@ pub struct Core {
     /// A configuration reload being received, and the last one applied.
     reload: reload::PendingReload,
     reloaded: u64,
+    /// Graceful drain: no new publishers or media viewers.
+    draining: bool,
 }
 
 impl Core {
@@ -202,6 +204,7 @@ impl Core {
             wanted: HashMap::new(),
             reload: Default::default(),
             reloaded: 0,
+            draining: false,
         }
     }
 
@@ -277,6 +280,28 @@ impl Core {
 
     pub fn busy_share(&self) -> f64 {
         self.load.busy()
+    }
+
+    /// The server drains: from now on new publishers, RTMP players and
+    /// media-listener requests are refused (503 with Retry-After on HTTP);
+    /// everyone already here carries on. WebRTC viewers are control's to
+    /// refuse (it is told separately).
+    pub fn handle_drain(&mut self, now: Instant) {
+        self.advance(now);
+        if !self.draining {
+            self.draining = true;
+            tracing::info!(shard = self.id, clients = self.clients(), "draining: no new publishers or viewers");
+        }
+    }
+
+    pub fn draining(&self) -> bool {
+        self.draining
+    }
+
+    /// Clients here: WebRTC sessions, TCP connections (publishers, RTMP
+    /// players, media-listener viewers) and pulls.
+    pub fn clients(&self) -> usize {
+        self.sessions.len() + self.conns.len() + self.tcp_viewers.len() + self.pulls.len()
     }
 
     /// Playing sessions (ICE selected a pair and media started).

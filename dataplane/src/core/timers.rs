@@ -233,6 +233,8 @@ impl Core {
             udp_multishot: false,
             busy_permille: (self.load.busy() * 1000.0).round() as u32,
             audio_paired: self.audio_paired(),
+            draining: self.draining,
+            clients: self.clients() as u64,
             counters: self.counters,
         };
         self.push_ctl(ShardToControl::Stats(Box::new(stats)));
