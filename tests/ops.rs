@@ -151,3 +151,153 @@ fn drain_keeps_the_viewers_and_refuses_new_ones() -> Result<()> {
     assert!(took >= Duration::from_millis(8500) && took < Duration::from_secs(14), "exited {took:?} after SIGTERM (drain_s 9)");
     Ok(())
 }
+
+fn admin_sessions() -> Result<Vec<serde_json::Value>> {
+    let v: serde_json::Value = serde_json::from_str(&ureq::get("http://127.0.0.1:8081/api/v1/sessions").call()?.into_string()?)?;
+    Ok(v["sessions"].as_array().context("sessions")?.clone())
+}
+
+/// The admin listing shows every client with its address and bytes; a cut
+/// closes a WebRTC viewer (its WHEP resource is gone), an HTTP-FLV viewer
+/// and the publisher.
+#[test]
+fn admin_lists_and_cuts_viewers_and_the_publisher() -> Result<()> {
+    let mut rig = Rig::start(Mode::Serve, "")?;
+    let mut publisher = rig.publish("live/s")?;
+    rig.wait_live("live", "s", Duration::from_secs(20))?;
+    let watching = viewers(&format!("{HTTP}/whep/live/s"), 1, 12.0);
+    let mut flv = std::net::TcpStream::connect("10.200.0.1:8088")?;
+    write!(flv, "GET /live/s.flv HTTP/1.1\r\nHost: 10.200.0.1\r\n\r\n")?;
+    let mut buf = vec![0u8; 1 << 16];
+    flv.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let _ = flv.read(&mut buf)?;
+    std::thread::sleep(Duration::from_secs(3));
+
+    let rows = admin_sessions()?;
+    let of = |p: &str| rows.iter().filter(|r| r["protocol"] == p).cloned().collect::<Vec<_>>();
+    let (webrtc, flvs, publishers) = (of("webrtc"), of("flv"), of("publish"));
+    assert_eq!((webrtc.len(), flvs.len(), publishers.len()), (1, 1, 1), "{rows:#?}");
+    assert!(webrtc[0]["client"].as_str().is_some_and(|c| c.starts_with("10.200.0.")), "{rows:#?}");
+    assert!(webrtc[0]["bytes_out"].as_u64().unwrap_or(0) > 10_000 && webrtc[0]["rtt_ms"].is_number(), "{rows:#?}");
+    assert!(flvs[0]["bytes_out"].as_u64().unwrap_or(0) > 10_000 && flvs[0]["client"].is_string(), "{rows:#?}");
+    assert!(publishers[0]["bytes_in"].as_u64().unwrap_or(0) > 10_000, "{rows:#?}");
+    assert!(ureq::get(&format!("{HTTP}/api/v1/sessions")).call()?.into_string()?.contains("\"sessions\""), "the public listing stays");
+
+    // Cut the WebRTC viewer: gone from the listing, its resource 404.
+    let id = webrtc[0]["session"].as_str().context("id")?.to_string();
+    let cut = ureq::post(&format!("http://127.0.0.1:8081/api/v1/sessions/{id}/cut")).call()?;
+    assert_eq!(cut.status(), 200);
+    match ureq::delete(&format!("{HTTP}/whep/session/{id}")).call() {
+        Err(ureq::Error::Status(404, _)) => {}
+        other => anyhow::bail!("the cut session's WHEP resource must be gone: {other:?}"),
+    }
+    assert!(admin_sessions()?.iter().all(|r| r["session"] != id.as_str()));
+    let r = report(watching)?;
+    assert!(r.frames_decoded > 0 && r.frames_decoded < 30 * 11, "the viewer stopped getting frames at the cut: {}", r.frames_decoded);
+
+    // Cut the FLV viewer: its connection ends.
+    let id = flvs[0]["session"].as_str().context("id")?;
+    assert_eq!(ureq::post(&format!("http://127.0.0.1:8081/api/v1/sessions/{id}/cut")).call()?.status(), 200);
+    let end = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match flv.read(&mut buf) {
+            Ok(0) => break,
+            Ok(_) if std::time::Instant::now() < end => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            other => anyhow::bail!("the FLV connection did not end: {other:?}"),
+        }
+    }
+    match ureq::post("http://127.0.0.1:8081/api/v1/sessions/0000deadbeef0000/cut").call() {
+        Err(ureq::Error::Status(404, _)) => {}
+        other => anyhow::bail!("an unknown session is a 404: {other:?}"),
+    }
+
+    // Cut the publisher: its connection closes, the stream ends.
+    assert_eq!(ureq::post("http://127.0.0.1:8081/api/v1/streams/live/s/cut").call()?.status(), 200);
+    let status = publisher.wait_exit(Duration::from_secs(10))?;
+    assert!(!status.success(), "ffmpeg lost its connection");
+    assert!(rig.stream("live", "s")?.is_none_or(|s| s["publishing"] == false));
+    let _ = rig.server();
+    Ok(())
+}
+
+/// Hooks set by a reload: `on_publish` / `on_play` allow and refuse
+/// (RTMP publish, WebRTC and HTTP-FLV play) with the body SRS operators
+/// expect; notices on unpublish and stop; a hung hook server refuses new
+/// clients after its timeout (fail closed) while a viewer already playing
+/// does not notice, and lets them in with `fail_open`.
+#[test]
+fn hooks_allow_refuse_and_survive_a_hung_hook_server() -> Result<()> {
+    let mut rig = Rig::start(Mode::Serve, "")?;
+    let hook = common::TestHttpServer::start("10.200.0.1:0".parse()?, |req| {
+        let body: serde_json::Value = serde_json::from_str(&req.body_text()).unwrap_or_default();
+        if body["stream"] == "no" {
+            common::HttpResponse::new(403, "application/json", "{\"code\":403}")
+        } else {
+            common::HttpResponse::new(200, "application/json", "{\"code\":0}")
+        }
+    })?;
+    // A server that takes connections and never answers.
+    let hung = std::net::TcpListener::bind("10.200.0.1:0")?;
+    let hung_addr = hung.local_addr()?;
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in hung.incoming().flatten() {
+            held.push(c);
+        }
+    });
+    let set_hooks = |rig: &Rig, url: &str, fail_open: bool| -> Result<serde_json::Value> {
+        let base = std::fs::read_to_string(&rig.config)?;
+        let base = base.split("\n[hooks]").next().unwrap_or(&base).to_string();
+        let hooks = format!("\n[hooks]\non_publish = \"{url}/publish\"\non_unpublish = \"{url}/unpublish\"\non_play = \"{url}/play\"\non_stop = \"{url}/stop\"\ntimeout_ms = 500\nfail_open = {fail_open}\n");
+        std::fs::write(&rig.config, base + &hooks)?;
+        Ok(serde_json::from_str(&ureq::post("http://127.0.0.1:8081/api/v1/reload").call()?.into_string()?)?)
+    };
+    let v = set_hooks(&rig, &hook.url(""), false)?;
+    assert_eq!(v["reload"]["applied"], serde_json::json!(["hooks"]), "{v}");
+    std::thread::sleep(Duration::from_millis(300));
+
+    let _ok = rig.publish("live/ok")?;
+    rig.wait_live("live", "ok", Duration::from_secs(20))?;
+    let mut refused = rig.publish("live/no")?;
+    assert!(!refused.wait_exit(Duration::from_secs(10))?.success(), "on_publish refused live/no");
+    let publishes: Vec<serde_json::Value> = hook.requests().iter().filter(|r| r.path() == "/publish").map(|r| serde_json::from_str(&r.body_text()).unwrap_or_default()).collect();
+    let ok = publishes.iter().find(|b| b["stream"] == "ok").context("on_publish for live/ok")?;
+    assert_eq!((ok["action"].as_str(), ok["app"].as_str(), ok["vhost"].as_str(), ok["protocol"].as_str()), (Some("on_publish"), Some("live"), Some("__defaultVhost__"), Some("publish")), "{ok}");
+    assert!(ok["ip"].as_str().is_some_and(|ip| ip.starts_with("10.200.0.")), "{ok}");
+
+    // Play: WebRTC and HTTP-FLV, allowed and refused.
+    let watching = viewers(&format!("{HTTP}/whep/live/ok"), 1, 10.0);
+    match ureq::post(&format!("{HTTP}/whep/live/no")).set("Content-Type", "application/sdp").send_string(OFFER) {
+        Err(ureq::Error::Status(403, resp)) => assert!(resp.into_string()?.contains("hook answered 403")),
+        other => anyhow::bail!("on_play must refuse live/no: {other:?}"),
+    }
+    assert_eq!(flv_status("/live/ok.flv")?, "HTTP/1.1 200 OK");
+    assert_eq!(flv_status("/live/no.flv")?, "HTTP/1.1 403 Forbidden");
+    let plays: Vec<serde_json::Value> = hook.requests().iter().filter(|r| r.path() == "/play").map(|r| serde_json::from_str(&r.body_text()).unwrap_or_default()).collect();
+    assert!(plays.iter().any(|b| b["protocol"] == "webrtc" && b["stream"] == "ok" && b["ip"].as_str().is_some_and(|ip| !ip.is_empty())), "{plays:?}");
+    assert!(plays.iter().any(|b| b["protocol"] == "flv" && b["stream"] == "no"), "{plays:?}");
+    std::thread::sleep(Duration::from_secs(1));
+    let stops: Vec<serde_json::Value> = hook.requests().iter().filter(|r| r.path() == "/stop").map(|r| serde_json::from_str(&r.body_text()).unwrap_or_default()).collect();
+    assert!(stops.iter().any(|b| b["protocol"] == "flv" && b["stream"] == "ok"), "on_stop for the FLV viewer that left: {stops:?}");
+
+    // The hook server hangs: new clients wait out the timeout and are
+    // refused (fail closed); the viewer playing is not held up.
+    set_hooks(&rig, &format!("http://{hung_addr}"), false)?;
+    std::thread::sleep(Duration::from_millis(300));
+    let t0 = std::time::Instant::now();
+    assert_eq!(flv_status("/live/ok.flv")?, "HTTP/1.1 403 Forbidden");
+    let waited = t0.elapsed();
+    assert!(waited >= Duration::from_millis(500) && waited < Duration::from_secs(3), "refused after the hook's timeout: {waited:?}");
+    let mut late = rig.publish("live/late")?;
+    assert!(!late.wait_exit(Duration::from_secs(10))?.success(), "fail closed: the publish is refused");
+    set_hooks(&rig, &format!("http://{hung_addr}"), true)?;
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(flv_status("/live/ok.flv")?, "HTTP/1.1 200 OK", "fail open");
+    let r = report(watching)?;
+    let j = serde_json::to_value(&r)?;
+    assert_eq!(r.viewers_connected, 1, "{j:#}");
+    assert!(r.loss_ratio < 0.001 && r.stall_count == 0, "a hung hook server held up nobody playing: {j:#}");
+    let _ = rig.server();
+    Ok(())
+}

@@ -31,6 +31,31 @@ pub struct Config {
     /// the node that has a stream, steering; absent = a single node.
     pub cluster: Option<ClusterConfig>,
     pub ops: OpsConfig,
+    pub hooks: HooksConfig,
+}
+
+/// `[hooks]`: HTTP callbacks like SRS's (`http_hooks`): JSON POSTed to
+/// the operator's URLs. A non-2xx answer to `on_publish` / `on_play`
+/// refuses the client; a hook that does not answer in `timeout_ms` (or a
+/// control that does not) gets `fail_open`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HooksConfig {
+    /// URLs; empty = no hook.
+    pub on_publish: String,
+    pub on_unpublish: String,
+    pub on_play: String,
+    pub on_stop: String,
+    pub timeout_ms: u64,
+    /// A hook that fails (timeout, no connection) allows (true) or refuses
+    /// (false) the client.
+    pub fail_open: bool,
+}
+
+impl Default for HooksConfig {
+    fn default() -> Self {
+        Self { on_publish: String::new(), on_unpublish: String::new(), on_play: String::new(), on_stop: String::new(), timeout_ms: 2000, fail_open: false }
+    }
 }
 
 /// `[ops]`: running the server.
@@ -515,6 +540,12 @@ impl Config {
             }
             if b.path.as_os_str().is_empty() {
                 return Err(ConfigError::Invalid("billing.path must name a directory".into()));
+            }
+        }
+        let h = &self.hooks;
+        for url in [&h.on_publish, &h.on_unpublish, &h.on_play, &h.on_stop] {
+            if !url.is_empty() && (!(url.starts_with("http://") || url.starts_with("https://")) || url.len() > 256) {
+                return Err(ConfigError::Invalid(format!("hook URL {url:?} must be http(s):// and at most 256 characters")));
             }
         }
         if let Some(c) = &self.cluster {

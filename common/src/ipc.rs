@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 
 /// Bumped on any incompatible change to the enums below.
-pub const IPC_VERSION: u32 = 12;
+pub const IPC_VERSION: u32 = 14;
 
 /// Session ids carry their shard in the top 16 bits, so any control
 /// instance (including one restarted after a crash) can route a DELETE to
@@ -108,10 +108,21 @@ pub enum ControlToShard {
     StopPull { app: String, stream: String },
     /// A configuration reload's settings the shards apply live: the keys
     /// (`[auth]`, `[[domain]]`: publish and media play checks, decision
-    /// 004) and the billing interval. Split in `parts` messages so any
+    /// 004), the billing interval and the hooks. Split in `parts` messages so any
     /// number of domains fits the ring slots; a shard applies a generation
     /// once it has all its parts.
-    Reload { generation: u64, part: u32, parts: u32, auth: crate::config::AuthSection, domains: Vec<crate::config::DomainConfig>, billing_interval_s: Option<u32> },
+    Reload { generation: u64, part: u32, parts: u32, auth: crate::config::AuthSection, domains: Vec<crate::config::DomainConfig>, billing_interval_s: Option<u32>, hooks: crate::config::HooksConfig },
+    /// Admin: list the shard's TCP clients (publishers, RTMP players,
+    /// HTTP-FLV and LL-HLS viewers, pulls); answered with `Clients`.
+    ListClients { req: u64 },
+    /// Admin: close the TCP client with this session id (as listed); answered
+    /// with `CutDone`.
+    Cut { session: u64 },
+    /// The verdict on hook request `req` (`ShardToControl::Hook`).
+    HookVerdict { req: u64, allow: bool, reason: String },
+    /// Admin: close the publisher (or pull) of app/stream on this shard;
+    /// answered with `CutDone` (session 0).
+    CutPublisher { app: String, stream: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,10 +158,52 @@ pub enum ShardToControl {
     /// A pull ended or failed (`reason`); its stream, if it had started,
     /// ended too (`StreamEnded` came first).
     PullEnded { app: String, stream: String, reason: String },
+    /// An HTTP callback (`[hooks]`) for control to make: `on_publish` and
+    /// `on_play` wait for `HookVerdict` `req` (the client is held);
+    /// `on_unpublish` / `on_stop` (req 0) are notices.
+    Hook { req: u64, call: HookCall },
+    /// The answer to `ListClients` `req`, in chunks; `last` marks the final one.
+    Clients { req: u64, clients: Vec<ClientEntry>, last: bool },
+    /// The answer to `Cut` / `CutPublisher`: whether there was such a client.
+    CutDone { session: u64, app: String, stream: String, found: bool },
     /// Cluster: a viewer on the media listener (HTTP-FLV, RTMP play,
     /// LL-HLS) asked for a stream no shard here has; control looks it up
     /// and pulls it.
     StreamWanted { app: String, stream: String },
+}
+
+/// One TCP client of a shard, for the admin listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientEntry {
+    /// The client's session id (what `Cut` takes; also its usage records').
+    pub session: u64,
+    /// Publish, Rtmp (play), Flv, Hls, or Relay (a pull of this node).
+    pub protocol: Protocol,
+    /// The server's names (a domain's app is `{domain}/{app}`); empty while
+    /// it has not asked for a stream yet.
+    pub app: String,
+    pub stream: String,
+    pub peer: Option<SocketAddr>,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+/// What a hook is told about a client (SRS's `http_hooks` fields).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HookCall {
+    /// `on_publish`, `on_unpublish`, `on_play`, `on_stop`.
+    pub action: String,
+    /// The client's session id.
+    pub session: u64,
+    pub protocol: Protocol,
+    pub client: Option<SocketAddr>,
+    /// The domain it named (empty: none).
+    pub domain: String,
+    /// As the client named them.
+    pub app: String,
+    pub stream: String,
+    /// The query string it sent (with `auth_key`), without `?`.
+    pub param: String,
 }
 
 /// What a session is, in traffic records.
@@ -374,6 +427,13 @@ pub struct ShardCounters {
     pub cluster_waits: u64,
     /// Configuration reloads applied.
     pub reloads: u64,
+    /// Clients and publishers cut by the admin API.
+    pub admin_cuts: u64,
+    /// Hook verdicts asked for, refused (by the hook or the policy), and
+    /// late (the policy applied).
+    pub hooks_asked: u64,
+    pub hooks_refused: u64,
+    pub hooks_timed_out: u64,
     /// Bytes handed to media-listener connections.
     pub flv_bytes_out: u64,
     /// RTMP players now (a gauge), their bytes, and plays refused.

@@ -158,6 +158,9 @@ struct Inner {
     removed: HashMap<u64, u64>,
     /// Traffic per domain/app/stream/protocol, over the shards.
     usage: crate::billing::UsageTotals,
+    /// WebRTC sessions cut by the admin API (their WHEP resources answer
+    /// 404), the latest `CUT_REMEMBERED`.
+    cut: std::collections::VecDeque<u64>,
     /// Usage records came without `[billing]` here (logged once).
     usage_unwritable: bool,
 }
@@ -174,12 +177,35 @@ struct ShardLink {
 /// again). Small on purpose: what waits here dies with a crashed control,
 /// and a shard drains its ring at 256 messages per millisecond.
 const MAX_BACKLOG: usize = 1_024;
-/// Encoded domains per `Reload` part: a part stays well under the smallest
-/// ring slot (2 KiB) with its keys and header.
-const RELOAD_PART_BYTES: usize = 1200;
+/// Encoded domains per `Reload` part: a part stays under the smallest ring
+/// slot (2 KiB) with its keys, hook URLs (up to 256 bytes each) and header.
+const RELOAD_PART_BYTES: usize = 800;
 
 fn postcard_len(d: &rts_common::config::DomainConfig) -> usize {
-    ipc::encode(&ControlToShard::Reload { generation: 0, part: 0, parts: 0, auth: Default::default(), domains: vec![d.clone()], billing_interval_s: None }).len()
+    ipc::encode(&ControlToShard::Reload { generation: 0, part: 0, parts: 0, auth: Default::default(), domains: vec![d.clone()], billing_interval_s: None, hooks: Default::default() }).len()
+}
+
+/// WebRTC sessions cut by the admin API that control remembers as cut.
+const CUT_REMEMBERED: usize = 10_000;
+/// How long an admin operation waits for the shards' answers.
+const ADMIN_WAIT: Duration = Duration::from_secs(2);
+
+/// One client in the admin listing.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ClientRow {
+    pub session: String,
+    pub protocol: &'static str,
+    pub domain: String,
+    pub app: String,
+    pub stream: String,
+    pub client: Option<SocketAddr>,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// WebRTC only (receiver reports).
+    pub rtt_ms: Option<u32>,
+    pub fraction_lost: Option<f64>,
+    pub cumulative_lost: Option<i32>,
+    pub shard: usize,
 }
 
 /// How often control asks every shard for its sessions to reconcile.
@@ -212,6 +238,14 @@ pub struct Engine {
     /// Graceful drain: signaling takes no new viewers (redirects them in a
     /// cluster).
     draining: AtomicBool,
+    /// Where the shards' answers to the admin operation in progress go
+    /// (`Clients`, `CutDone`); one operation at a time (`admin_op`).
+    admin_answers: Mutex<Option<std::sync::mpsc::Sender<ShardToControl>>>,
+    admin_op: Mutex<()>,
+    /// HTTP callbacks (`[hooks]`).
+    pub hooks: crate::hooks::Hooks,
+    /// Itself, for the threads that make hook calls.
+    me: std::sync::OnceLock<std::sync::Weak<Engine>>,
     /// The dataplane process (`rts serve`'s supervisor or `rts dataplane`),
     /// which a drain asked on the admin listener is sent to (SIGTERM).
     dataplane_pid: std::sync::atomic::AtomicU32,
@@ -287,8 +321,13 @@ impl Engine {
             reload_from: std::sync::OnceLock::new(),
             reloads: Mutex::new(0),
             draining: AtomicBool::new(false),
+            admin_answers: Mutex::new(None),
+            admin_op: Mutex::new(()),
+            hooks: Default::default(),
+            me: std::sync::OnceLock::new(),
             dataplane_pid: std::sync::atomic::AtomicU32::new(0),
         });
+        let _ = engine.me.set(Arc::downgrade(&engine));
         if let Some(b) = &engine.cfg().billing {
             let billing = crate::billing::Billing::start(&b.path, Arc::downgrade(&engine))
                 .map_err(|e| anyhow::anyhow!("usage records in {}: {e}", b.path.display()))?;
@@ -465,6 +504,147 @@ impl Engine {
         Ok(())
     }
 
+    /// Sends `msgs` (shard, message) and collects the shards' answers until
+    /// `done` says so or `ADMIN_WAIT` passed. One admin operation at a time.
+    fn admin_round(&self, msgs: Vec<(usize, ControlToShard)>, mut done: impl FnMut(&ShardToControl) -> bool) -> Result<Vec<ShardToControl>, String> {
+        let _one = self.admin_op.lock().unwrap_or_else(|e| e.into_inner());
+        let (tx, rx) = std::sync::mpsc::channel();
+        *self.admin_answers.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
+        let mut sent = 0;
+        for (shard, msg) in msgs {
+            match self.send(shard, msg) {
+                Ok(_) => sent += 1,
+                Err(e) => tracing::warn!(shard, error = %e, "admin request not sent"),
+            }
+        }
+        let deadline = Instant::now() + ADMIN_WAIT;
+        let mut got = Vec::new();
+        let result = loop {
+            if sent == 0 {
+                break Err("no shard could be asked".to_string());
+            }
+            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(m) => {
+                    let finished = done(&m);
+                    got.push(m);
+                    if finished {
+                        break Ok(());
+                    }
+                }
+                Err(_) => break Err("the shards did not answer in time".to_string()),
+            }
+        };
+        *self.admin_answers.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        result.map(|()| got)
+    }
+
+    /// Every client of the server: WebRTC sessions (control's, with their
+    /// receiver feedback) and the shards' TCP clients.
+    pub fn clients(&self) -> Result<Vec<ClientRow>, String> {
+        let req = self.next_id();
+        let msgs = (0..self.shards).map(|s| (s, ControlToShard::ListClients { req })).collect();
+        let mut lasts = 0;
+        let shards = self.shards;
+        let answers = self.admin_round(msgs, |m| {
+            if let ShardToControl::Clients { req: r, last: true, .. } = m {
+                if *r == req {
+                    lasts += 1;
+                }
+            }
+            lasts == shards
+        })?;
+        let mut rows = Vec::new();
+        {
+            let inner = self.state();
+            for (&id, s) in &inner.sessions {
+                let (app, stream) = s.key.rsplit_once('/').unwrap_or(("", ""));
+                let (domain, plain) = rts_common::config::split_stream_app(app);
+                let v = inner.viewer_stats.get(&id);
+                rows.push(ClientRow {
+                    session: format!("{id:016x}"),
+                    protocol: "webrtc",
+                    domain: domain.into(),
+                    app: plain.into(),
+                    stream: stream.into(),
+                    client: s.peer,
+                    bytes_in: 0,
+                    bytes_out: v.map_or(0, |v| v.bytes_out),
+                    rtt_ms: v.and_then(|v| v.rtt_ms),
+                    fraction_lost: v.map(|v| f64::from(v.fraction_lost) / 256.0),
+                    cumulative_lost: v.map(|v| v.cumulative_lost),
+                    shard: ipc::session_shard(id),
+                });
+            }
+        }
+        for m in answers {
+            let ShardToControl::Clients { req: r, clients, .. } = m else { continue };
+            if r != req {
+                continue;
+            }
+            for c in clients {
+                let (domain, plain) = rts_common::config::split_stream_app(&c.app);
+                rows.push(ClientRow {
+                    session: format!("{:016x}", c.session),
+                    protocol: c.protocol.as_str(),
+                    domain: domain.into(),
+                    app: plain.into(),
+                    stream: c.stream.clone(),
+                    client: c.peer,
+                    bytes_in: c.bytes_in,
+                    bytes_out: c.bytes_out,
+                    rtt_ms: None,
+                    fraction_lost: None,
+                    cumulative_lost: None,
+                    shard: ipc::session_shard(c.session),
+                });
+            }
+        }
+        rows.sort_by(|a, b| a.session.cmp(&b.session));
+        Ok(rows)
+    }
+
+    /// Cuts a client by session id: a WebRTC session (removed from its
+    /// shard, its WHEP resource gone) or a shard's TCP client. Ok(false):
+    /// no such client.
+    pub fn cut(&self, session: u64) -> Result<bool, String> {
+        let shard = ipc::session_shard(session);
+        if shard >= self.shards {
+            return Ok(false);
+        }
+        if self.state().sessions.contains_key(&session) {
+            self.remove_session(session, "cut by admin").map_err(|e| e.to_string())?;
+            let mut inner = self.state();
+            inner.cut.push_back(session);
+            if inner.cut.len() > CUT_REMEMBERED {
+                inner.cut.pop_front();
+            }
+            tracing::info!(session = format_args!("{session:016x}"), "WebRTC session cut by admin");
+            return Ok(true);
+        }
+        let answers = self.admin_round(vec![(shard, ControlToShard::Cut { session })], |m| matches!(m, ShardToControl::CutDone { session: s, .. } if *s == session))?;
+        Ok(answers.iter().any(|m| matches!(m, ShardToControl::CutDone { found: true, .. })))
+    }
+
+    /// Whether the admin API cut this WebRTC session.
+    pub fn was_cut(&self, session: u64) -> bool {
+        self.state().cut.contains(&session)
+    }
+
+    /// Cuts the source of app/stream (the server's names) on whatever shard
+    /// has it. Ok(false): nobody publishes it here.
+    pub fn cut_publisher(&self, app: &str, stream: &str) -> Result<bool, String> {
+        let msgs = (0..self.shards).map(|s| (s, ControlToShard::CutPublisher { app: app.into(), stream: stream.into() })).collect();
+        let shards = self.shards;
+        let mut answered = 0;
+        let answers = self.admin_round(msgs, |m| {
+            if matches!(m, ShardToControl::CutDone { session: 0, .. }) {
+                answered += 1;
+            }
+            answered == shards
+        })?;
+        Ok(answers.iter().any(|m| matches!(m, ShardToControl::CutDone { found: true, .. })))
+    }
+
     /// Where reloads read the configuration, and the log level setter.
     pub fn set_reload_source(&self, path: Option<std::path::PathBuf>, log_level: crate::LogLevelSetter) {
         let _ = self.reload_from.set((path, log_level));
@@ -507,7 +687,7 @@ impl Engine {
         let count = parts.len() as u32;
         for shard in 0..self.shards {
             for (i, domains) in parts.iter().enumerate() {
-                let msg = ControlToShard::Reload { generation, part: i as u32, parts: count, auth: run.auth.clone(), domains: domains.clone(), billing_interval_s };
+                let msg = ControlToShard::Reload { generation, part: i as u32, parts: count, auth: run.auth.clone(), domains: domains.clone(), billing_interval_s, hooks: run.hooks.clone() };
                 if let Err(e) = self.send(shard, msg) {
                     tracing::warn!(shard, error = %e, "reload not sent to a shard");
                 }
@@ -643,8 +823,47 @@ impl Engine {
     }
 
     fn forget(&self, session: u64) {
-        self.state().sessions.remove(&session);
+        let gone = self.state().sessions.remove(&session);
+        if let Some(s) = gone.filter(|s| s.connected && !s.key.is_empty()) {
+            let (app, stream) = s.key.rsplit_once('/').unwrap_or(("", ""));
+            let (domain, app) = rts_common::config::split_stream_app(app);
+            let call = rts_common::ipc::HookCall {
+                action: "on_stop".into(),
+                session,
+                protocol: rts_common::ipc::Protocol::Webrtc,
+                client: s.peer,
+                domain: domain.into(),
+                app: app.into(),
+                stream: stream.into(),
+                param: String::new(),
+            };
+            self.call_hook(None, 0, call);
+        }
         self.submit(Job::Remove { session });
+    }
+
+    /// Makes the hook call on a thread of its own; a decision (`req` != 0)
+    /// goes back to `shard` as `HookVerdict`.
+    fn call_hook(&self, shard: Option<usize>, req: u64, call: rts_common::ipc::HookCall) {
+        let cfg = self.cfg();
+        if crate::hooks::Hooks::url(&cfg.hooks, &call.action).is_empty() && req == 0 {
+            return;
+        }
+        let Some(me) = self.me.get().and_then(|w| w.upgrade()) else { return };
+        let spawned = std::thread::Builder::new().name("rts-hook".into()).spawn(move || {
+            let verdict = me.hooks.decide(&cfg.hooks, &call, &cfg.node_id());
+            if let (Some(shard), true) = (shard, req != 0) {
+                let (allow, reason) = match verdict {
+                    crate::hooks::Verdict::Allow => (true, String::new()),
+                    crate::hooks::Verdict::Refuse(r) | crate::hooks::Verdict::Failed(r) => (false, r),
+                };
+                let _ = me.send(shard, ControlToShard::HookVerdict { req, allow, reason });
+            }
+        });
+        if let Err(e) = spawned {
+            // The shard's own timeout applies the policy.
+            tracing::warn!(error = %e, "cannot start a hook call");
+        }
     }
 
     fn submit(&self, job: Job) {
@@ -927,6 +1146,12 @@ impl Engine {
                 let inner = self.state();
                 if let Some(tx) = inner.restarts.get(&(session, local_ufrag)) {
                     let _ = tx.send(ok);
+                }
+            }
+            ShardToControl::Hook { req, call } => self.call_hook(Some(shard), req, call),
+            ShardToControl::Clients { .. } | ShardToControl::CutDone { .. } => {
+                if let Some(tx) = self.admin_answers.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                    let _ = tx.send(msg);
                 }
             }
             ShardToControl::StreamWanted { app, stream } => {

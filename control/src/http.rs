@@ -75,9 +75,14 @@ fn json_ok(body: serde_json::Value) -> Response {
 
 /// Runs the shared offer -> answer path off the async executor (SDP work and
 /// a DTLS endpoint per session) and turns its errors into HTTP responses.
-async fn play(engine: Arc<Engine>, uri: Uri, app: String, stream: String, auth_key: Option<String>, offer: String, domain: String) -> Result<signaling::PlayAnswer, Response> {
+/// The peer of a signaling request, when the server records it (it does:
+/// `lib.rs` serves with connect info).
+type Peer = Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>;
+
+async fn play(engine: Arc<Engine>, uri: Uri, peer: Peer, (app, stream): (String, String), auth_key: Option<String>, offer: String, domain: String) -> Result<signaling::PlayAnswer, Response> {
+    let client = peer.map(|p| p.0 .0);
     let res = tokio::task::spawn_blocking(move || {
-        signaling::play(&engine, PlayRequest { app: &app, stream: &stream, auth_key: auth_key.as_deref(), offer: &offer, domain: &domain })
+        signaling::play(&engine, PlayRequest { app: &app, stream: &stream, auth_key: auth_key.as_deref(), offer: &offer, domain: &domain, client })
     })
     .await;
     match res {
@@ -115,6 +120,7 @@ async fn whep_post(
     Path((app, stream)): Path<(String, String)>,
     Query(q): Query<HashMap<String, String>>,
     uri: Uri,
+    peer: Peer,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -127,7 +133,7 @@ async fn whep_post(
         return json_error(400, "offer is not UTF-8", None);
     };
     let domain = host_domain(&headers);
-    match play(engine, uri, app, stream, q.get("auth_key").cloned(), offer.to_string(), domain).await {
+    match play(engine, uri, peer, (app, stream), q.get("auth_key").cloned(), offer.to_string(), domain).await {
         Ok(a) => {
             let location = format!("/whep/session/{}", session_hex(a.session));
             let mut resp = (StatusCode::CREATED, a.sdp).into_response();
@@ -150,6 +156,9 @@ async fn whep_delete(State(engine): State<Arc<Engine>>, Path(id): Path<String>) 
     let Ok(session) = u64::from_str_radix(&id, 16) else {
         return json_error(404, "no such session", None);
     };
+    if engine.was_cut(session) {
+        return json_error(404, "no such session (cut by the operator)", None);
+    }
     if rts_common::ipc::session_shard(session) >= engine.shard_count() {
         return json_error(404, "no such session", None);
     }
@@ -172,6 +181,9 @@ async fn whep_switch(
     let Ok(session) = u64::from_str_radix(&id, 16) else {
         return json_error(404, "no such session", None);
     };
+    if engine.was_cut(session) {
+        return json_error(404, "no such session (cut by the operator)", None);
+    }
     let (app, stream) = match (q.get("app"), q.get("stream")) {
         (Some(a), Some(s)) => (a.clone(), s.clone()),
         (None, Some(s)) => match s.split_once('/') {
@@ -297,6 +309,7 @@ async fn rts_play(
     Path((app, stream)): Path<(String, String)>,
     Query(q): Query<HashMap<String, String>>,
     uri: Uri,
+    peer: Peer,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -330,7 +343,7 @@ async fn rts_play(
             return json_error(404, "RTS signaling is off for this domain", None);
         }
     }
-    match play(engine, uri, app, stream, auth_key, offer, domain).await {
+    match play(engine, uri, peer, (app, stream), auth_key, offer, domain).await {
         Ok(a) => json_ok(json!({
                 "code": 200,
                 "msg": "success",
@@ -345,7 +358,7 @@ async fn rts_play(
 
 /// SRS shape: `{api, streamurl: "webrtc://host/app/stream?...", sdp}` →
 /// `{code: 0, sdp, sessionid}`.
-async fn srs_play(State(engine): State<Arc<Engine>>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn srs_play(State(engine): State<Arc<Engine>>, uri: Uri, peer: Peer, headers: HeaderMap, body: Bytes) -> Response {
     let Ok(req) = serde_json::from_slice::<serde_json::Value>(&body) else {
         return json_error(400, "body is not JSON", None);
     };
@@ -360,7 +373,7 @@ async fn srs_play(State(engine): State<Arc<Engine>>, uri: Uri, headers: HeaderMa
     };
     let auth_key = rts_common::auth::query_param(&query, "auth_key").map(str::to_string);
     let domain = Some(rts_common::config::host_of(&url)).filter(|d| !d.is_empty()).unwrap_or_else(|| host_domain(&headers));
-    match play(engine, uri, app, stream, auth_key, offer, domain).await {
+    match play(engine, uri, peer, (app, stream), auth_key, offer, domain).await {
         Ok(a) => json_ok(json!({ "code": 0, "server": "rts", "sdp": a.sdp, "sessionid": session_hex(a.session) })),
         Err(resp) => resp,
     }
@@ -371,13 +384,14 @@ async fn srs_whep(
     State(engine): State<Arc<Engine>>,
     Query(q): Query<HashMap<String, String>>,
     uri: Uri,
+    peer: Peer,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let (Some(app), Some(stream)) = (q.get("app").cloned(), q.get("stream").cloned()) else {
         return json_error(400, "app and stream query parameters are required", None);
     };
-    whep_post(State(engine), Path((app, stream)), Query(q), uri, headers, body).await
+    whep_post(State(engine), Path((app, stream)), Query(q), uri, peer, headers, body).await
 }
 
 async fn player(State(engine): State<Arc<Engine>>, Path((_app, _stream)): Path<(String, String)>) -> Html<String> {
@@ -566,6 +580,9 @@ pub fn admin_router(engine: Arc<Engine>) -> Router {
         .route("/api/v1/usage", get(admin_usage))
         .route("/api/v1/reload", post(admin_reload))
         .route("/api/v1/drain", post(admin_drain))
+        .route("/api/v1/sessions", get(admin_sessions))
+        .route("/api/v1/sessions/{id}/cut", post(admin_cut))
+        .route("/api/v1/streams/{app}/{stream}/cut", post(admin_cut_publisher))
         .layer(axum::middleware::from_fn_with_state(engine.clone(), require_admin_token))
         .with_state(engine)
 }
@@ -587,6 +604,45 @@ async fn admin_drain(State(engine): State<Arc<Engine>>) -> Response {
     match engine.drain_server() {
         Ok(()) => json_ok(json!({ "code": 200, "draining": true, "drain_s": engine.cfg().ops.drain_s })),
         Err(e) => json_error(500, &e, None),
+    }
+}
+
+/// `GET /api/v1/sessions` (admin): every client, WebRTC and TCP, with its
+/// address, bytes and (WebRTC) RTT and loss.
+async fn admin_sessions(State(engine): State<Arc<Engine>>) -> Response {
+    match tokio::task::spawn_blocking(move || engine.clients()).await {
+        Ok(Ok(rows)) => json_ok(json!({ "sessions": rows })),
+        Ok(Err(e)) => json_error(503, &e, None),
+        Err(_) => json_error(500, "internal error", None),
+    }
+}
+
+/// `POST /api/v1/sessions/{id}/cut` (admin): closes that client.
+async fn admin_cut(State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> Response {
+    let Ok(session) = u64::from_str_radix(&id, 16) else {
+        return json_error(404, "no such session", None);
+    };
+    match tokio::task::spawn_blocking(move || engine.cut(session)).await {
+        Ok(Ok(true)) => json_ok(json!({ "code": 200, "cut": id })),
+        Ok(Ok(false)) => json_error(404, "no such session", None),
+        Ok(Err(e)) => json_error(503, &e, None),
+        Err(_) => json_error(500, "internal error", None),
+    }
+}
+
+/// `POST /api/v1/streams/{app}/{stream}/cut[?domain=D]` (admin): closes
+/// the stream's publisher (or this node's pull of it).
+async fn admin_cut_publisher(State(engine): State<Arc<Engine>>, Path((app, stream)): Path<(String, String)>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let domain = q.get("domain").cloned().unwrap_or_default();
+    let Some(server_app) = engine.cfg().stream_app(&domain, &app) else {
+        return json_error(404, "unknown domain", None);
+    };
+    let name = format!("{domain}/{app}/{stream}").trim_start_matches('/').to_string();
+    match tokio::task::spawn_blocking(move || engine.cut_publisher(&server_app, &stream)).await {
+        Ok(Ok(true)) => json_ok(json!({ "code": 200, "cut": name })),
+        Ok(Ok(false)) => json_error(404, "nobody publishes that stream here", None),
+        Ok(Err(e)) => json_error(503, &e, None),
+        Err(_) => json_error(500, "internal error", None),
     }
 }
 

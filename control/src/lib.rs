@@ -4,6 +4,7 @@
 
 pub mod billing;
 pub mod cluster;
+pub mod hooks;
 pub mod reload;
 pub mod engine;
 mod handshake;
@@ -76,7 +77,7 @@ pub fn run(cfg: Arc<Config>, config: Option<std::path::PathBuf>, log_level: LogL
         // configured) serve the same routes.
         let plain = if cfg.http.enabled {
             let l = tokio::net::TcpListener::bind(cfg.http.listen).await.map_err(|e| anyhow::anyhow!("binding HTTP {}: {e}", cfg.http.listen))?;
-            let server = axum::serve(l, app.clone());
+            let server = axum::serve(l, app.clone().into_make_service_with_connect_info::<std::net::SocketAddr>());
             Some(tokio::spawn(async move { server.await.map_err(|e| anyhow::anyhow!("HTTP server: {e}")) }))
         } else {
             None
@@ -152,5 +153,5 @@ fn start_https(cfg: &Config, app: axum::Router) -> anyhow::Result<tokio::task::J
             }
         });
     }
-    Ok(tokio::spawn(async move { server.serve(app.into_make_service()).await.map_err(|e| anyhow::anyhow!("HTTPS server: {e}")) }))
+    Ok(tokio::spawn(async move { server.serve(app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await.map_err(|e| anyhow::anyhow!("HTTPS server: {e}")) }))
 }

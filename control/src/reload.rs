@@ -8,7 +8,8 @@
 //! 004), `[log] level`, `[admin] token`, `[billing] interval_s`, the
 //! cluster's limits (`capacity_viewers`, `redirect_target`,
 //! `pull_linger_s`, `max_hops`), the answer options
-//! `[webrtc] red` / `playout_delay_hint`, and `[dataplane] spread_after`.
+//! `[webrtc] red` / `playout_delay_hint`, `[dataplane] spread_after`,
+//! `[ops] drain_s` and `[hooks]`.
 
 use rts_common::config::{Config, ConfigError};
 use serde_json::Value;
@@ -29,6 +30,7 @@ const LIVE: &[&str] = &[
     "dataplane.spread_after",
     // Read from the file when a drain starts.
     "ops.drain_s",
+    "hooks",
 ];
 
 /// What a reload did.

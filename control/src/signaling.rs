@@ -16,6 +16,8 @@ pub struct PlayRequest<'a> {
     pub offer: &'a str,
     /// The domain the viewer asked for (traffic records).
     pub domain: &'a str,
+    /// The signaling request's peer (hooks).
+    pub client: Option<SocketAddr>,
 }
 
 pub struct PlayAnswer {
@@ -37,6 +39,9 @@ pub enum PlayError {
     Unavailable(String),
     #[error("unknown domain {0:?}")]
     UnknownDomain(String),
+    /// The `on_play` hook said no.
+    #[error("refused: {0}")]
+    Refused(String),
     /// Cluster: this node is full; the viewer goes to this node's
     /// signaling base URL (same path and query).
     #[error("redirected to {0}")]
@@ -52,6 +57,7 @@ impl PlayError {
             PlayError::Unavailable(_) => 503,
             PlayError::UnknownDomain(_) => 404,
             PlayError::Redirect(_) => 307,
+            PlayError::Refused(_) => 403,
         }
     }
 }
@@ -108,6 +114,22 @@ pub fn play(engine: &Engine, req: PlayRequest<'_>) -> Result<PlayAnswer, PlayErr
     }
     let (shard, home_shard) = engine.place(app, req.stream);
     let session = ipc::make_session_id(shard, rand::random());
+    let cfg = engine.cfg();
+    if !cfg.hooks.on_play.is_empty() {
+        let call = ipc::HookCall {
+            action: "on_play".into(),
+            session,
+            protocol: ipc::Protocol::Webrtc,
+            client: req.client,
+            domain: req.domain.into(),
+            app: req.app.into(),
+            stream: req.stream.into(),
+            param: req.auth_key.map(|k| format!("auth_key={k}")).unwrap_or_default(),
+        };
+        if let crate::hooks::Verdict::Refuse(r) | crate::hooks::Verdict::Failed(r) = engine.hooks.decide(&cfg.hooks, &call, &cfg.node_id()) {
+            return Err(PlayError::Refused(r));
+        }
+    }
     let (local_ufrag, local_pwd, etag) = ice::new_ice_session();
     let candidate = SocketAddr::new(engine.cfg().candidate_ip(), engine.cfg().udp_port(shard));
     let answer = build_answer(

@@ -267,6 +267,16 @@ impl Publisher {
         self.events.contains(&ClientSessionEvent::PublishRequestAccepted)
     }
 
+    /// Reads what the core sent since (e.g. the answer to a publish it
+    /// held), answering as the client would.
+    pub fn read(&mut self, rig: &mut Rig) {
+        let answer = rig.tcp.remove(&self.conn).unwrap_or_default();
+        if !answer.is_empty() {
+            let results = self.client.handle_input(&answer).expect("client input");
+            self.results(rig, results);
+        }
+    }
+
     /// Feeds the client's output to the core and the core's answers back,
     /// until both are quiet.
     fn results(&mut self, rig: &mut Rig, results: Vec<ClientSessionResult>) {

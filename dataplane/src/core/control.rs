@@ -80,8 +80,12 @@ impl Core {
                 self.start_pull(now, super::pull::PullRequest { app, stream, domain, source, host, path })
             }
             ControlToShard::StopPull { app, stream } => self.stop_pull(&app, &stream),
-            ControlToShard::Reload { generation, part, parts, auth, domains, billing_interval_s } => {
-                self.handle_reload_part(now, super::reload::ReloadPart { generation, part, parts, auth, domains, billing_interval_s })
+            ControlToShard::ListClients { req } => self.list_clients(req),
+            ControlToShard::HookVerdict { req, allow, reason } => self.handle_hook_verdict(now, req, allow, reason),
+            ControlToShard::Cut { session } => self.cut_client(session),
+            ControlToShard::CutPublisher { app, stream } => self.cut_publisher(app, stream),
+            ControlToShard::Reload { generation, part, parts, auth, domains, billing_interval_s, hooks } => {
+                self.handle_reload_part(now, super::reload::ReloadPart { generation, part, parts, auth, domains, billing_interval_s, hooks })
             }
             ControlToShard::DtlsToPeer { session, data } => {
                 let Some(&idx) = self.by_id.get(&session) else { return };

@@ -20,6 +20,7 @@
 //! limit plus one start (a GOP, bounded by `flv_gop::MAX_GOP_BYTES`), as
 //! references to the shared tags.
 
+use super::hooks::{Held, HookState};
 use super::stream::Stream;
 use super::streams::StreamId;
 use super::{Core, TcpOutput};
@@ -89,7 +90,11 @@ pub(super) struct TcpViewer {
 }
 
 impl TcpViewer {
-    fn stream(&self) -> Option<StreamId> {
+    pub(super) fn bytes_out(&self) -> u64 {
+        self.bytes_out
+    }
+
+    pub(super) fn stream(&self) -> Option<StreamId> {
         match self.state {
             State::Waiting(id) | State::Live(id) | State::Skipping(id) => Some(id),
             State::Request | State::Held => None,
@@ -128,7 +133,7 @@ impl Core {
                 self.counters.http_requests += 1;
                 if matches!(req.output, Output::Flv) {
                     c.head = Vec::new();
-                    self.on_media_request(now, conn, req);
+                    self.on_media_request(now, conn, req, HookState::Ask);
                 } else {
                     self.on_hls_request(now, conn, req);
                 }
@@ -155,7 +160,7 @@ impl Core {
         self.handle_tcp_released(now, conn);
     }
 
-    fn on_media_request(&mut self, now: Instant, conn: usize, req: MediaRequest) {
+    pub(super) fn on_media_request(&mut self, now: Instant, conn: usize, req: MediaRequest, hook: HookState) {
         if req.method == Method::Options {
             self.answer_http(conn, media_request::preflight_response().into_bytes());
             return;
@@ -165,6 +170,29 @@ impl Core {
             return;
         }
         let Some(app) = self.authorize_media(now, conn, &req, "flv") else { return };
+        if req.method != Method::Head {
+            match hook {
+                HookState::Refused(r) => {
+                    tracing::info!(shard = self.id, path = %req.path, reason = %r, "HTTP-FLV play refused by the hook");
+                    self.answer_http(conn, media_request::error_response(403, "Forbidden").into_bytes());
+                    return;
+                }
+                HookState::Ask => {
+                    let peer = self.tcp_viewers.get(&conn).and_then(|c| c.peer);
+                    let call = self.hook_call("on_play", conn, Protocol::Flv, peer, (&app, &req.stream), &req.query);
+                    if let Some(c) = self.tcp_viewers.get_mut(&conn) {
+                        c.state = State::Held;
+                    }
+                    if self.hold_for_hook(now, Held::Flv { conn, req: req.clone() }, call) {
+                        return;
+                    }
+                    if let Some(c) = self.tcp_viewers.get_mut(&conn) {
+                        c.state = State::Request;
+                    }
+                }
+                HookState::Allowed => {}
+            }
+        }
         if req.method == Method::Head {
             // Answered from what is known, without replicating the stream.
             if self.stream_known(&app, &req.stream) {
@@ -469,6 +497,13 @@ impl Core {
                 Wire::Hls => {}
             }
             tracing::debug!(shard = self.id, conn, peer = ?c.peer, bytes_out = c.bytes_out, reason, "FLV-tag viewer left");
+            if c.wire != Wire::Hls {
+                if let Some((app, name)) = self.streams.get(id).map(|s| (s.app().to_string(), s.name().to_string())) {
+                    let protocol = if c.wire == Wire::Flv { Protocol::Flv } else { Protocol::Rtmp };
+                    let call = self.hook_call("on_stop", conn, protocol, c.peer, (&app, &name), "");
+                    self.notify_hook(call);
+                }
+            }
             if let Some(s) = self.streams.get_mut(id) {
                 s.flv_viewers.retain(|&v| v != conn);
             }

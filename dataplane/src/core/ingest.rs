@@ -3,6 +3,7 @@
 //! publisher sends, packetized once and handed to delivery.
 
 use super::fanout::FanOut;
+use super::hooks::{Held, HookState, RtmpRequest};
 use super::stream::{AudioOutcome, Kind, Stream, VideoOutcome};
 use super::streams::StreamId;
 use super::transmit::Work;
@@ -22,6 +23,22 @@ pub(super) struct Ingest {
     /// The stream while this connection publishes.
     publishing: Option<StreamId>,
     peer: Option<SocketAddr>,
+    /// Bytes read (the admin listing).
+    bytes_in: u64,
+}
+
+impl Ingest {
+    pub(super) fn publishing(&self) -> Option<StreamId> {
+        self.publishing
+    }
+
+    pub(super) fn peer(&self) -> Option<SocketAddr> {
+        self.peer
+    }
+
+    pub(super) fn bytes_in(&self) -> u64 {
+        self.bytes_in
+    }
 }
 
 impl Core {
@@ -40,7 +57,7 @@ impl Core {
     pub fn handle_rtmp_open(&mut self, now: Instant, conn: usize, peer: Option<SocketAddr>) {
         self.advance(now);
         self.counters.rtmp_connections += 1;
-        self.conns.insert(conn, Ingest { rtmp: RtmpServerConn::new(), publishing: None, peer });
+        self.conns.insert(conn, Ingest { rtmp: RtmpServerConn::new(), publishing: None, peer, bytes_in: 0 });
         self.open_conn_meter(now, conn, peer);
         tracing::debug!(shard = self.id, conn, ?peer, "RTMP connection");
     }
@@ -50,12 +67,20 @@ impl Core {
         let now = self.advance(now);
         self.meter_conn(conn, data.len() as u64, 0);
         let Some(c) = self.conns.get_mut(&conn) else { return };
+        c.bytes_in += data.len() as u64;
         if let Err(e) = c.rtmp.handle_input(data) {
             self.counters.rtmp_errors += 1;
             tracing::info!(shard = self.id, conn, peer = ?c.peer, error = %e, "RTMP protocol error; closing");
             self.close_rtmp(conn, "protocol error");
             return;
         }
+        self.pump_rtmp(conn, now);
+    }
+
+    /// Hands out what connection `conn`'s RTMP state machine has: bytes to
+    /// send, events to act on (also after an answer decided outside the
+    /// connection's input, e.g. a hook's verdict).
+    pub(super) fn pump_rtmp(&mut self, conn: usize, now: Instant) {
         loop {
             let Some(c) = self.conns.get_mut(&conn) else { return };
             let Some(out) = c.rtmp.poll_output() else { break };
@@ -91,7 +116,9 @@ impl Core {
 
     fn on_rtmp_event(&mut self, conn: usize, ev: RtmpEvent, now: Instant) {
         match ev {
-            RtmpEvent::PublishRequested { request_id, app, stream, query } => self.on_publish_request(conn, request_id, app, stream, &query, now),
+            RtmpEvent::PublishRequested { request_id, app, stream, query } => {
+                self.on_publish_request(conn, RtmpRequest { request_id, app, stream, query }, now, HookState::Ask)
+            }
             RtmpEvent::Video { timestamp_ms, data } => {
                 if let Some(id) = self.conns.get(&conn).and_then(|c| c.publishing) {
                     self.ingest_tag(id, true, timestamp_ms, data, now);
@@ -103,7 +130,9 @@ impl Core {
                 }
             }
             RtmpEvent::PublishFinished => self.end_publish(conn),
-            RtmpEvent::PlayRequested { request_id, app, stream, query } => self.on_play_request(conn, request_id, &app, &stream, &query, now),
+            RtmpEvent::PlayRequested { request_id, app, stream, query } => {
+                self.on_play_request(conn, RtmpRequest { request_id, app, stream, query }, now, HookState::Ask)
+            }
             RtmpEvent::PlayFinished => self.close_rtmp(conn, "play finished"),
             _ => {}
         }
@@ -111,9 +140,26 @@ impl Core {
 
     /// An RTMP client asks to play: the stream's FLV tags from its GOP
     /// cache on (`flv_viewers.rs`), or a refusal and close.
-    fn on_play_request(&mut self, conn: usize, request_id: u32, app: &str, stream: &str, query: &str, now: Instant) {
+    pub(super) fn on_play_request(&mut self, conn: usize, req: RtmpRequest, now: Instant, hook: HookState) {
+        let (request_id, app, stream, query) = (req.request_id, req.app.as_str(), req.stream.as_str(), req.query.as_str());
         let domain = self.conn_domain(conn);
-        let verdict = self.rtmp_play_stream(conn, &domain, app, stream, query, now);
+        let verdict = match (self.rtmp_play_stream(conn, &domain, app, stream, query, now), hook) {
+            (Ok(id), HookState::Refused(r)) => {
+                self.drop_stream_if_unused(id);
+                Err(format!("hook: {r}"))
+            }
+            (Ok(id), HookState::Ask) => {
+                let peer = self.conns.get(&conn).and_then(|c| c.peer);
+                let server_app = self.cfg.stream_app(&domain, app).unwrap_or_else(|| app.to_string());
+                let call = self.hook_call("on_play", conn, Protocol::Rtmp, peer, (&server_app, stream), query);
+                let held = Held::RtmpPlay { conn, req: req.clone() };
+                if self.hold_for_hook(now, held, call) {
+                    return;
+                }
+                Ok(id)
+            }
+            (v, _) => v,
+        };
         let verdict_id = verdict.clone();
         let Some(c) = self.conns.get_mut(&conn) else { return };
         let peer = c.peer;
@@ -147,7 +193,10 @@ impl Core {
         }
     }
 
-    fn on_publish_request(&mut self, conn: usize, request_id: u32, plain_app: String, stream: String, query: &str, now: Instant) {
+    pub(super) fn on_publish_request(&mut self, conn: usize, req: RtmpRequest, now: Instant, hook: HookState) {
+        let held_req = req.clone();
+        let RtmpRequest { request_id, app: plain_app, stream, query } = req;
+        let query = query.as_str();
         let auth_key = rts_common::auth::query_param(query, "auth_key");
         // The domain of the connection's tcUrl picks the keys (decision 004:
         // publish keys are checked here) and the stream (decision 021).
@@ -159,12 +208,26 @@ impl Core {
         let app = self.cfg.stream_app(&domain, &plain_app).unwrap_or_else(|| plain_app.clone());
         let key = Stream::key_of(&app, &stream);
         let busy = self.streams.lookup(&key).and_then(|id| self.streams.get(id)).is_some_and(|s| s.is_published());
-        let refusal = match (verdict, busy) {
+        let mut refusal = match (verdict, busy) {
             _ if self.draining => Some("server draining".to_string()),
             (Err(f), _) => Some(format!("auth: {f}")),
             (Ok(()), true) => Some("stream already publishing".to_string()),
             (Ok(()), false) => None,
         };
+        if refusal.is_none() {
+            match hook {
+                HookState::Refused(r) => refusal = Some(format!("hook: {r}")),
+                HookState::Ask => {
+                    let peer = self.conns.get(&conn).and_then(|c| c.peer);
+                    let call = self.hook_call("on_publish", conn, Protocol::Publish, peer, (&app, &stream), query);
+                    let held = Held::Publish { conn, req: held_req };
+                    if self.hold_for_hook(now, held, call) {
+                        return;
+                    }
+                }
+                HookState::Allowed => {}
+            }
+        }
         let Some(c) = self.conns.get_mut(&conn) else { return };
         if let Some(reason) = refusal {
             self.counters.rtmp_publish_refused += 1;
@@ -243,6 +306,11 @@ impl Core {
     /// The publisher on `conn` stopped (or the connection went away).
     pub(super) fn end_publish(&mut self, conn: usize) {
         let Some(id) = self.conns.get_mut(&conn).and_then(|c| c.publishing.take()) else { return };
+        if let Some(s) = self.streams.get(id) {
+            let peer = self.conns.get(&conn).and_then(|c| c.peer);
+            let call = self.hook_call("on_unpublish", conn, Protocol::Publish, peer, (s.app(), s.name()), "");
+            self.notify_hook(call);
+        }
         self.end_source(id, "RTMP publish ended");
     }
 

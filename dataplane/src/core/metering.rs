@@ -10,11 +10,10 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 impl Core {
-    /// A TCP connection opened: its meter, billed to nobody yet.
+    /// A TCP connection opened: its session id and meter, billed to nobody yet.
+    /// Every connection gets a session id, billing or not: the admin
+    /// listing names clients by it and cuts them by it.
     pub(super) fn open_conn_meter(&mut self, now: Instant, conn: usize, peer: Option<SocketAddr>) {
-        if !self.usage.is_on() {
-            return;
-        }
         let session = self.new_usage_session();
         self.conn_sessions.insert(conn, session);
         self.usage.open(session, None, peer, self.unix_us(now));

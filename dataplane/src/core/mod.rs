@@ -25,7 +25,9 @@ pub mod stream;
 pub mod streams;
 pub mod usage;
 
+mod admin;
 mod control;
+mod hooks;
 mod ice;
 mod ingest;
 mod keyframe_guard;
@@ -149,6 +151,9 @@ pub struct Core {
     reloaded: u64,
     /// Graceful drain: no new publishers or media viewers.
     draining: bool,
+    /// Clients held for a hook's verdict, by request.
+    hook_waits: HashMap<u64, hooks::HookWait>,
+    next_hook: u64,
 }
 
 impl Core {
@@ -205,6 +210,8 @@ impl Core {
             reload: Default::default(),
             reloaded: 0,
             draining: false,
+            hook_waits: HashMap::new(),
+            next_hook: 0,
         }
     }
 

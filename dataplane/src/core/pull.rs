@@ -55,6 +55,8 @@ pub(super) struct Pull {
     phase: Phase,
     /// Bytes must arrive before this (connect, head, then between reads).
     deadline: Instant,
+    /// Bytes read (the admin listing).
+    bytes_in: u64,
 }
 
 impl Core {
@@ -79,7 +81,7 @@ impl Core {
         tracing::info!(shard = self.id, stream = %key, %source, "pull requested");
         self.counters.pulls_started += 1;
         let deadline = now + self.pull_timeout();
-        self.pulls.insert(token, Pull { app, stream, domain, source, host, path, conn: None, phase: Phase::Connecting, deadline });
+        self.pulls.insert(token, Pull { app, stream, domain, source, host, path, conn: None, phase: Phase::Connecting, deadline, bytes_in: 0 });
         self.tcp_out.push_back(TcpOutput::Connect { token, addr: source });
     }
 
@@ -127,6 +129,7 @@ impl Core {
         let timeout = self.pull_timeout();
         let Some(p) = self.pulls.get_mut(&token) else { return };
         p.deadline = now + timeout;
+        p.bytes_in += data.len() as u64;
         let mut rest = data;
         if let Phase::Head(head) = &mut p.phase {
             let before = head.len();
@@ -184,6 +187,19 @@ impl Core {
             self.end_pull(token, &format!("source connection: {reason}"));
         }
         self.handle_tcp_released(now, conn);
+    }
+
+    /// The admin listing's view of the pulls: (session of its connection,
+    /// app, stream, source, bytes read).
+    pub(super) fn pull_clients(&self) -> Vec<(usize, String, String, SocketAddr, u64)> {
+        self.pulls.values().filter_map(|p| p.conn.map(|c| (c, p.app.clone(), p.stream.clone(), p.source, p.bytes_in))).collect()
+    }
+
+    /// Ends the pull on connection `conn` (an admin cut).
+    pub(super) fn cut_pull(&mut self, conn: usize) -> bool {
+        let Some(&token) = self.pull_conns.get(&conn) else { return false };
+        self.end_pull(token, "cut by admin");
+        true
     }
 
     /// Control asks to stop pulling app/stream.

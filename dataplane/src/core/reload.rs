@@ -5,7 +5,7 @@
 //! so to the operator).
 
 use super::Core;
-use rts_common::config::{AuthSection, Config, DomainConfig};
+use rts_common::config::{AuthSection, Config, DomainConfig, HooksConfig};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,6 +18,7 @@ pub(super) struct PendingReload {
     auth: Option<AuthSection>,
     domains: Vec<DomainConfig>,
     billing_interval_s: Option<u32>,
+    hooks: Option<HooksConfig>,
 }
 
 /// One `Reload` message.
@@ -28,6 +29,7 @@ pub(super) struct ReloadPart {
     pub auth: AuthSection,
     pub domains: Vec<DomainConfig>,
     pub billing_interval_s: Option<u32>,
+    pub hooks: HooksConfig,
 }
 
 impl Core {
@@ -35,7 +37,7 @@ impl Core {
     /// generation drops the parts of an older one (control sent another
     /// reload meanwhile); an older one is ignored.
     pub(super) fn handle_reload_part(&mut self, now: Instant, msg: ReloadPart) {
-        let ReloadPart { generation, part, parts, auth, domains, billing_interval_s } = msg;
+        let ReloadPart { generation, part, parts, auth, domains, billing_interval_s, hooks } = msg;
         let p = &mut self.reload;
         if generation < p.generation || generation <= self.reloaded || part >= parts {
             return;
@@ -47,6 +49,7 @@ impl Core {
         p.auth = Some(auth);
         p.domains.extend(domains);
         p.billing_interval_s = billing_interval_s;
+        p.hooks = Some(hooks);
         if p.received < p.parts {
             return;
         }
@@ -57,6 +60,9 @@ impl Core {
             cfg.auth = a;
         }
         cfg.domains = done.domains;
+        if let Some(h) = done.hooks {
+            cfg.hooks = h;
+        }
         if let (Some(b), Some(i)) = (cfg.billing.as_mut(), done.billing_interval_s) {
             if b.interval_s != i {
                 b.interval_s = i;

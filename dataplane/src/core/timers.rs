@@ -142,6 +142,9 @@ impl Core {
         if !self.cluster_waits.is_empty() {
             self.check_cluster_waits(now);
         }
+        if self.has_hook_waits() {
+            self.check_hook_waits(now);
+        }
         let was = self.load.pair_audio();
         self.load.tick(now);
         if self.load.pair_audio() != was {

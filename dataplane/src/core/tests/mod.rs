@@ -3,12 +3,14 @@
 //! RTMP (rml_rtmp's client) and viewers decrypt what the core sends with
 //! their own SRTP contexts.
 
+mod admin;
 mod alloc;
 mod billing;
 mod catchup;
 mod domains;
 mod flv;
 mod hls;
+mod hooks;
 mod ice;
 mod ingest;
 mod repair;

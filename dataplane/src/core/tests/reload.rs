@@ -28,7 +28,7 @@ fn domain(name: &str, play: &str) -> DomainConfig {
 }
 
 fn reload(generation: u64, part: u32, parts: u32, auth: AuthSection, domains: Vec<DomainConfig>) -> ControlToShard {
-    ControlToShard::Reload { generation, part, parts, auth, domains, billing_interval_s: None }
+    ControlToShard::Reload { generation, part, parts, auth, domains, billing_interval_s: None, hooks: Default::default() }
 }
 
 fn flv_status(rig: &mut Rig, conn: usize, host: &str, key: &str) -> String {
