@@ -91,6 +91,7 @@ fn new_session(i: u64) -> NewSession {
         remote_fingerprint: None,
         media: MediaParams { video_pt: Some(102), audio_pt: Some(111), ..Default::default() },
         home_shard: None,
+        client_ip: None,
     }
 }
 

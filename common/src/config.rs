@@ -32,6 +32,32 @@ pub struct Config {
     pub cluster: Option<ClusterConfig>,
     pub ops: OpsConfig,
     pub hooks: HooksConfig,
+    pub limits: LimitsConfig,
+}
+
+/// `[limits]`: what one client address may cost (floods, slow clients).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Signaling requests per second from one address (a burst of twice
+    /// that is allowed); over it: 429. 0 = no limit.
+    pub signaling_per_ip_per_s: u32,
+    /// WebRTC sessions one address may hold; 0 = no limit.
+    pub sessions_per_ip: u32,
+    /// TCP connections (RTMP and media listeners) one address may hold on
+    /// a shard; 0 = no limit.
+    pub conns_per_ip: u32,
+    /// An RTMP connection that has not published or played by then is closed.
+    pub rtmp_handshake_s: u32,
+    /// A media-listener connection without a complete request for this
+    /// long (a slow head, an idle keep-alive) is closed.
+    pub http_idle_s: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self { signaling_per_ip_per_s: 500, sessions_per_ip: 0, conns_per_ip: 0, rtmp_handshake_s: 10, http_idle_s: 15 }
+    }
 }
 
 /// `[hooks]`: HTTP callbacks like SRS's (`http_hooks`): JSON POSTed to
@@ -541,6 +567,9 @@ impl Config {
             if b.path.as_os_str().is_empty() {
                 return Err(ConfigError::Invalid("billing.path must name a directory".into()));
             }
+        }
+        if self.limits.rtmp_handshake_s == 0 || self.limits.http_idle_s == 0 {
+            return Err(ConfigError::Invalid("limits.rtmp_handshake_s and limits.http_idle_s must be at least 1".into()));
         }
         let h = &self.hooks;
         for url in [&h.on_publish, &h.on_unpublish, &h.on_play, &h.on_stop] {

@@ -434,6 +434,11 @@ pub struct ShardCounters {
     pub hooks_asked: u64,
     pub hooks_refused: u64,
     pub hooks_timed_out: u64,
+    /// TCP connections refused for `[limits] conns_per_ip`, and clients
+    /// closed for not saying what they want in time (RTMP handshake,
+    /// HTTP request head or idle keep-alive).
+    pub conns_refused_per_ip: u64,
+    pub slow_clients_closed: u64,
     /// Bytes handed to media-listener connections.
     pub flv_bytes_out: u64,
     /// RTMP players now (a gauge), their bytes, and plays refused.

@@ -35,6 +35,8 @@ struct CtlSession {
     /// The stream it plays (`app/stream`, the server's names; empty for a
     /// session adopted from a shard).
     key: String,
+    /// The address its signaling came from (`[limits] sessions_per_ip`).
+    client_ip: Option<std::net::IpAddr>,
 }
 
 /// A session's current ICE credentials and entity-tag (RFC 9725 §4.3.1:
@@ -131,6 +133,8 @@ pub struct ControlCounters {
     pub undecodable: u64,
     pub unknown_session: u64,
     pub publish_refused: u64,
+    /// Signaling requests refused for `[limits] signaling_per_ip_per_s`.
+    pub rate_limited: u64,
 }
 
 #[derive(Default)]
@@ -244,6 +248,8 @@ pub struct Engine {
     admin_op: Mutex<()>,
     /// HTTP callbacks (`[hooks]`).
     pub hooks: crate::hooks::Hooks,
+    /// Signaling requests per client address (`[limits]`).
+    pub signaling_limit: crate::limits::RateLimiter,
     /// Itself, for the threads that make hook calls.
     me: std::sync::OnceLock<std::sync::Weak<Engine>>,
     /// The dataplane process (`rts serve`'s supervisor or `rts dataplane`),
@@ -264,6 +270,8 @@ pub struct NewSession {
     pub remote_fingerprint: Option<crate::ice::RemoteFingerprints>,
     pub media: MediaParams,
     pub home_shard: Option<usize>,
+    /// The address its signaling came from.
+    pub client_ip: Option<std::net::IpAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -324,6 +332,7 @@ impl Engine {
             admin_answers: Mutex::new(None),
             admin_op: Mutex::new(()),
             hooks: Default::default(),
+            signaling_limit: Default::default(),
             me: std::sync::OnceLock::new(),
             dataplane_pid: std::sync::atomic::AtomicU32::new(0),
         });
@@ -710,6 +719,11 @@ impl Engine {
         self.stop.load(Ordering::Relaxed)
     }
 
+    /// WebRTC sessions whose signaling came from `ip`.
+    pub fn sessions_from(&self, ip: std::net::IpAddr) -> usize {
+        self.state().sessions.values().filter(|s| s.client_ip == Some(ip)).count()
+    }
+
     /// Viewers on this node: WebRTC sessions (counted as soon as signaling
     /// creates them) and the shards' HTTP-FLV viewers and RTMP players.
     pub fn viewer_count(&self) -> u64 {
@@ -774,6 +788,10 @@ impl Engine {
         (shard, home)
     }
 
+    pub fn count_rate_limited(&self) {
+        self.state().counters.rate_limited += 1;
+    }
+
     pub fn count_auth_failure(&self, kind: &str, reason: &str) {
         let mut inner = self.state();
         *inner.auth_failures.entry(format!("{kind}:{reason}")).or_default() += 1;
@@ -787,7 +805,7 @@ impl Engine {
         {
             let mut inner = self.state();
             inner.counters.sessions_created += 1;
-            inner.sessions.insert(s.session, CtlSession { add_req: id, created: Instant::now(), connected: false, peer: None, ice: None, key: format!("{}/{}", s.app, s.stream) });
+            inner.sessions.insert(s.session, CtlSession { add_req: id, created: Instant::now(), connected: false, peer: None, ice: None, key: format!("{}/{}", s.app, s.stream), client_ip: s.client_ip });
         }
         self.submit(Job::Add {
             session: s.session,
@@ -1264,7 +1282,7 @@ impl Engine {
                 }
                 if e.media {
                     inner.counters.reconciled_adopted += 1;
-                    inner.sessions.insert(e.session, CtlSession { add_req: 0, created: Instant::now(), connected: true, peer: None, ice: None, key: String::new() });
+                    inner.sessions.insert(e.session, CtlSession { add_req: 0, created: Instant::now(), connected: true, peer: None, ice: None, key: String::new(), client_ip: None });
                 } else {
                     inner.counters.reconciled_removed += 1;
                     to_remove.push(e.session);

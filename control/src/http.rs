@@ -7,7 +7,7 @@ use crate::signaling::{self, PlayError, PlayRequest};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use serde_json::json;
@@ -15,9 +15,6 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-const PLAYER_HTML: &str = include_str!("../assets/player.html");
-/// hls.js 1.6.15 (Apache-2.0, assets/hls.js.LICENSE) for the player's LL-HLS mode.
-const HLS_JS: &str = include_str!("../assets/hls.min.js");
 /// Offers are a few KB; anything much larger is not an SDP offer.
 const MAX_BODY: usize = 64 * 1024;
 
@@ -33,10 +30,13 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/api/v1/streams", get(api_streams))
         .route("/api/v1/sessions", get(api_sessions))
         .route("/metrics", get(metrics))
-        .route("/play/{app}/{stream}", get(player))
-        .route("/player/hls.min.js", get(hls_js))
+        .route("/play/{app}/{stream}", get(crate::player::page))
+        .route("/feed", get(crate::player::feed))
+        .route("/player.js", get(crate::player::player_js))
+        .route("/player/hls.min.js", get(crate::player::hls_js))
         .route("/{app}/{stream}", post(rts_play))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(engine.clone(), limit_signaling))
         .layer(
             tower_http::cors::CorsLayer::new()
                 .allow_origin(tower_http::cors::Any)
@@ -91,6 +91,21 @@ async fn play(engine: Arc<Engine>, uri: Uri, peer: Peer, (app, stream): (String,
         Ok(Err(e)) => Err(play_error(&e)),
         Err(_) => Err(json_error(500, "internal error", None)),
     }
+}
+
+/// `[limits] signaling_per_ip_per_s`: a client address over its rate gets
+/// 429 with Retry-After before anything else is done for it.
+async fn limit_signaling(State(engine): State<Arc<Engine>>, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let ip = req.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
+    if let Some(ip) = ip {
+        if !engine.signaling_limit.allow(ip, engine.cfg().limits.signaling_per_ip_per_s, std::time::Instant::now()) {
+            engine.count_rate_limited();
+            let mut resp = json_error(429, "too many requests from this address", None);
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return resp;
+        }
+    }
+    next.run(req).await
 }
 
 /// Cluster steering: 307 (the client repeats the POST with its body) to
@@ -392,16 +407,6 @@ async fn srs_whep(
         return json_error(400, "app and stream query parameters are required", None);
     };
     whep_post(State(engine), Path((app, stream)), Query(q), uri, peer, headers, body).await
-}
-
-async fn player(State(engine): State<Arc<Engine>>, Path((_app, _stream)): Path<(String, String)>) -> Html<String> {
-    // The page finds the media listener (HLS) on this host at its port.
-    let cfg = engine.cfg();
-    Html(PLAYER_HTML.replace("__MEDIA_PORT__", &cfg.http.media_listen.port().to_string()).replace("__MEDIA_TLS_PORT__", &cfg.https.media_listen.port().to_string()))
-}
-
-async fn hls_js() -> Response {
-    (StatusCode::OK, [(header::CONTENT_TYPE, "text/javascript"), (header::CACHE_CONTROL, "max-age=86400")], HLS_JS).into_response()
 }
 
 /// Playing sessions with their receiver feedback (RTT, loss) and loss

@@ -5,10 +5,12 @@
 pub mod billing;
 pub mod cluster;
 pub mod hooks;
+pub mod limits;
 pub mod reload;
 pub mod engine;
 mod handshake;
 pub mod http;
+pub mod player;
 pub mod ice;
 pub mod signaling;
 pub mod stream_totals;

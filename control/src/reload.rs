@@ -9,7 +9,8 @@
 //! cluster's limits (`capacity_viewers`, `redirect_target`,
 //! `pull_linger_s`, `max_hops`), the answer options
 //! `[webrtc] red` / `playout_delay_hint`, `[dataplane] spread_after`,
-//! `[ops] drain_s` and `[hooks]`.
+//! `[ops] drain_s`, `[hooks]` and the signaling limits
+//! (`[limits] signaling_per_ip_per_s`, `sessions_per_ip`).
 
 use rts_common::config::{Config, ConfigError};
 use serde_json::Value;
@@ -31,6 +32,8 @@ const LIVE: &[&str] = &[
     // Read from the file when a drain starts.
     "ops.drain_s",
     "hooks",
+    "limits.signaling_per_ip_per_s",
+    "limits.sessions_per_ip",
 ];
 
 /// What a reload did.

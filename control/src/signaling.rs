@@ -39,6 +39,9 @@ pub enum PlayError {
     Unavailable(String),
     #[error("unknown domain {0:?}")]
     UnknownDomain(String),
+    /// `[limits]`: this address has too many sessions or requests.
+    #[error("too many requests: {0}")]
+    TooMany(String),
     /// The `on_play` hook said no.
     #[error("refused: {0}")]
     Refused(String),
@@ -58,6 +61,7 @@ impl PlayError {
             PlayError::UnknownDomain(_) => 404,
             PlayError::Redirect(_) => 307,
             PlayError::Refused(_) => 403,
+            PlayError::TooMany(_) => 429,
         }
     }
 }
@@ -101,6 +105,12 @@ pub fn play(engine: &Engine, req: PlayRequest<'_>) -> Result<PlayAnswer, PlayErr
     // The server's name of the stream: its domain's (decision 021).
     let app_owned = engine.cfg().stream_app(req.domain, req.app).unwrap_or_else(|| req.app.to_string());
     let app = app_owned.as_str();
+    if let Some(ip) = req.client.map(|c| c.ip()) {
+        let limit = engine.cfg().limits.sessions_per_ip;
+        if limit > 0 && engine.sessions_from(ip) >= limit as usize {
+            return Err(PlayError::TooMany(format!("{limit} sessions from {ip} already")));
+        }
+    }
     if engine.draining() && engine.cluster().is_none() {
         return Err(PlayError::Unavailable("server draining".into()));
     }
@@ -185,6 +195,7 @@ pub fn play(engine: &Engine, req: PlayRequest<'_>) -> Result<PlayAnswer, PlayErr
                 audio_red_pt: answer.audio.as_ref().and_then(|c| c.red_payload_type),
             },
             home_shard,
+            client_ip: req.client.map(|c| c.ip()),
         })
         .map_err(|e| match e {
             EngineError::RingFull(_) | EngineError::NoShard(_) | EngineError::TooLarge(..) => PlayError::Unavailable(e.to_string()),

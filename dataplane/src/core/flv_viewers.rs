@@ -87,6 +87,10 @@ pub(super) struct TcpViewer {
     /// Since when `queued` has been over the limit.
     behind_since: Option<Instant>,
     bytes_out: u64,
+    /// Since when it has been waiting for a (next) request: a head that
+    /// takes longer than `[limits] http_idle_s`, or an idle keep-alive,
+    /// is closed.
+    pub(super) idle_since: Instant,
 }
 
 impl TcpViewer {
@@ -105,8 +109,11 @@ impl TcpViewer {
 impl Core {
     /// The shell accepted connection `conn` on the media listener.
     pub fn handle_http_open(&mut self, now: Instant, conn: usize, peer: Option<SocketAddr>) {
-        self.advance(now);
-        self.tcp_viewers.insert(conn, TcpViewer { peer, wire: Wire::Flv, head: Vec::new(), state: State::Request, queued: 0, allowance: 0, behind_since: None, bytes_out: 0 });
+        let now = self.advance(now);
+        if !self.admit_conn(conn, peer) {
+            return;
+        }
+        self.tcp_viewers.insert(conn, TcpViewer { peer, wire: Wire::Flv, head: Vec::new(), state: State::Request, queued: 0, allowance: 0, behind_since: None, bytes_out: 0, idle_since: now });
         self.open_conn_meter(now, conn, peer);
     }
 
@@ -264,7 +271,7 @@ impl Core {
     /// `stream_id` (its play was accepted). Its start waits for
     /// [`Core::start_rtmp_player`]: the answer to the play goes first.
     pub(super) fn add_rtmp_player(&mut self, conn: usize, peer: Option<SocketAddr>, id: StreamId, stream_id: u32) {
-        let v = TcpViewer { peer, wire: Wire::Rtmp { stream_id }, head: Vec::new(), state: State::Waiting(id), queued: 0, allowance: 0, behind_since: None, bytes_out: 0 };
+        let v = TcpViewer { peer, wire: Wire::Rtmp { stream_id }, head: Vec::new(), state: State::Waiting(id), queued: 0, allowance: 0, behind_since: None, bytes_out: 0, idle_since: self.now };
         self.tcp_viewers.insert(conn, v);
         self.counters.rtmp_players += 1;
         self.attach_tcp_viewer(conn, id, "", false);

@@ -312,9 +312,11 @@ impl Core {
             self.close_http(conn, "answered");
             return;
         }
+        let now = self.now;
         let leftover = match self.tcp_viewers.get_mut(&conn) {
             Some(c) => {
                 c.state = State::Request;
+                c.idle_since = now;
                 !c.head.is_empty()
             }
             None => false,

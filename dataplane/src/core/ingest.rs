@@ -25,6 +25,9 @@ pub(super) struct Ingest {
     peer: Option<SocketAddr>,
     /// Bytes read (the admin listing).
     bytes_in: u64,
+    /// When it connected: one that has not published or played within
+    /// `[limits] rtmp_handshake_s` is closed.
+    opened: Instant,
 }
 
 impl Ingest {
@@ -38,6 +41,10 @@ impl Ingest {
 
     pub(super) fn bytes_in(&self) -> u64 {
         self.bytes_in
+    }
+
+    pub(super) fn opened(&self) -> Instant {
+        self.opened
     }
 }
 
@@ -55,9 +62,12 @@ impl Core {
 
     /// The shell accepted RTMP connection `conn` (its own id) from `peer`.
     pub fn handle_rtmp_open(&mut self, now: Instant, conn: usize, peer: Option<SocketAddr>) {
-        self.advance(now);
+        let now = self.advance(now);
         self.counters.rtmp_connections += 1;
-        self.conns.insert(conn, Ingest { rtmp: RtmpServerConn::new(), publishing: None, peer, bytes_in: 0 });
+        if !self.admit_conn(conn, peer) {
+            return;
+        }
+        self.conns.insert(conn, Ingest { rtmp: RtmpServerConn::new(), publishing: None, peer, bytes_in: 0, opened: now });
         self.open_conn_meter(now, conn, peer);
         tracing::debug!(shard = self.id, conn, ?peer, "RTMP connection");
     }

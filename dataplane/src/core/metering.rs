@@ -52,6 +52,7 @@ impl Core {
     /// Its final usage record (the id may be reused from now on).
     pub fn handle_tcp_released(&mut self, now: Instant, conn: usize) {
         let now = self.advance(now);
+        self.release_conn_ip(conn);
         if let Some(session) = self.conn_sessions.remove(&conn) {
             // An HLS player's session outlives its connections.
             if !self.hls.is_player_session(session) {

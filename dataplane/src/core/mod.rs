@@ -31,6 +31,7 @@ mod hooks;
 mod ice;
 mod ingest;
 mod keyframe_guard;
+mod limits;
 mod metering;
 mod pull;
 mod reload;
@@ -154,6 +155,10 @@ pub struct Core {
     /// Clients held for a hook's verdict, by request.
     hook_waits: HashMap<u64, hooks::HookWait>,
     next_hook: u64,
+    /// TCP connections per client address, and each connection's address.
+    conn_ips: limits::ConnIps,
+    conn_ip: HashMap<usize, std::net::IpAddr>,
+    next_slow_check: Instant,
 }
 
 impl Core {
@@ -212,6 +217,9 @@ impl Core {
             draining: false,
             hook_waits: HashMap::new(),
             next_hook: 0,
+            conn_ips: Default::default(),
+            conn_ip: HashMap::new(),
+            next_slow_check: now,
         }
     }
 

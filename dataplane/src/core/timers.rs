@@ -145,6 +145,10 @@ impl Core {
         if self.has_hook_waits() {
             self.check_hook_waits(now);
         }
+        if now >= self.next_slow_check {
+            self.next_slow_check = now + Duration::from_secs(1);
+            self.close_slow_clients(now);
+        }
         let was = self.load.pair_audio();
         self.load.tick(now);
         if self.load.pair_audio() != was {

@@ -13,6 +13,7 @@ mod hls;
 mod hooks;
 mod ice;
 mod ingest;
+mod limits;
 mod repair;
 mod replication;
 mod reports;
