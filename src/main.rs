@@ -107,7 +107,13 @@ fn init_logging(cfg: &Config) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log.level));
     let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
     let _ = LOG.set(handle);
-    let _ = tracing_subscriber::registry().with(filter).with(tracing_subscriber::fmt::layer().with_target(false)).try_init();
+    let registry = tracing_subscriber::registry().with(filter);
+    let _ = if cfg.log.format == "json" {
+        // One object per line: time, level, target, message and fields.
+        registry.with(tracing_subscriber::fmt::layer().json().flatten_event(true)).try_init()
+    } else {
+        registry.with(tracing_subscriber::fmt::layer().with_target(false)).try_init()
+    };
 }
 
 /// `[log] level` after a reload (RUST_LOG, when set, keeps precedence).

@@ -414,3 +414,27 @@ fn floods_from_one_address_do_not_hurt_a_viewer() -> Result<()> {
     assert!(r.stall_count == 0, "{j:#}");
     Ok(())
 }
+
+/// `[log] format = "json"`: every line the server writes is one JSON
+/// object; the access log has the signaling request with the key hidden.
+#[test]
+fn json_logs_and_the_access_log() -> Result<()> {
+    let mut rig = Rig::start(Mode::Serve, "[log]\nformat = \"json\"\n")?;
+    let _p = rig.publish("live/s")?;
+    rig.wait_live("live", "s", Duration::from_secs(20))?;
+    let r = ureq::post(&format!("{HTTP}/whep/live/s?auth_key=secret-key-value")).set("Content-Type", "application/sdp").send_string(OFFER)?;
+    assert_eq!(r.status(), 201);
+    let line = rig.server().wait_for_log("\"path\":\"/whep/live/s", Duration::from_secs(5))?;
+    let v: serde_json::Value = serde_json::from_str(&line).with_context(|| format!("not JSON: {line}"))?;
+    assert_eq!((v["method"].as_str(), v["status"].as_u64()), (Some("POST"), Some(201)), "{v}");
+    assert_eq!(v["path"], "/whep/live/s?auth_key=***", "{v}");
+    assert!(v["client"].as_str().is_some_and(|c| c.contains("10.200.0.")), "{v}");
+    let lines = rig.server().logs().lines();
+    assert!(lines.len() > 5);
+    for l in &lines {
+        let v: serde_json::Value = serde_json::from_str(l).with_context(|| format!("a log line that is not JSON: {l}"))?;
+        assert!(v["timestamp"].is_string() && v["level"].is_string(), "{l}");
+    }
+    assert!(lines.iter().all(|l| !l.contains("secret-key-value")), "the key never reaches the log");
+    Ok(())
+}

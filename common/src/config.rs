@@ -430,6 +430,11 @@ pub struct AuthSection {
 pub struct LogConfig {
     /// tracing EnvFilter directive; RUST_LOG overrides it.
     pub level: String,
+    /// `text` (human) or `json` (one object per line, for log shippers).
+    pub format: String,
+    /// One line per signaling request (target `access`): client, method,
+    /// path (the `auth_key` value hidden), status, duration.
+    pub access: bool,
 }
 
 impl Default for RtmpConfig {
@@ -488,7 +493,7 @@ impl Default for AuthSection {
 }
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { level: "info".into() }
+        Self { level: "info".into(), format: "text".into(), access: true }
     }
 }
 #[derive(Debug, thiserror::Error)]
@@ -567,6 +572,9 @@ impl Config {
             if b.path.as_os_str().is_empty() {
                 return Err(ConfigError::Invalid("billing.path must name a directory".into()));
             }
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return Err(ConfigError::Invalid("log.format must be \"text\" or \"json\"".into()));
         }
         if self.limits.rtmp_handshake_s == 0 || self.limits.http_idle_s == 0 {
             return Err(ConfigError::Invalid("limits.rtmp_handshake_s and limits.http_idle_s must be at least 1".into()));

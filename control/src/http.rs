@@ -37,6 +37,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/{app}/{stream}", post(rts_play))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(engine.clone(), limit_signaling))
+        .layer(axum::middleware::from_fn_with_state(engine.clone(), access_log))
         .layer(
             tower_http::cors::CorsLayer::new()
                 .allow_origin(tower_http::cors::Any)
@@ -91,6 +92,37 @@ async fn play(engine: Arc<Engine>, uri: Uri, peer: Peer, (app, stream): (String,
         Ok(Err(e)) => Err(play_error(&e)),
         Err(_) => Err(json_error(500, "internal error", None)),
     }
+}
+
+/// The access log (`[log] access`): one line per request on the public
+/// listener, target `access`: who asked for what, the answer, how long.
+/// An `auth_key` value never reaches the log.
+async fn access_log(State(engine): State<Arc<Engine>>, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if !engine.cfg().log.access {
+        return next.run(req).await;
+    }
+    let started = std::time::Instant::now();
+    let client = req.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map_or_else(String::new, |c| c.0.to_string());
+    let method = req.method().clone();
+    let host = host_domain(req.headers());
+    let path = redact_query(req.uri().path_and_query().map_or("/", |p| p.as_str()));
+    let resp = next.run(req).await;
+    tracing::info!(target: "access", client, %method, host, path, status = resp.status().as_u16(),
+        ms = format_args!("{:.1}", started.elapsed().as_secs_f64() * 1000.0), "request");
+    resp
+}
+
+/// `path?query` with the value of every `auth_key` replaced by `***`.
+fn redact_query(pq: &str) -> String {
+    let Some((path, query)) = pq.split_once('?') else { return pq.to_string() };
+    let parts: Vec<String> = query
+        .split('&')
+        .map(|p| match p.split_once('=') {
+            Some((k, _)) if k == "auth_key" => format!("{k}=***"),
+            _ => p.to_string(),
+        })
+        .collect();
+    format!("{path}?{}", parts.join("&"))
 }
 
 /// `[limits] signaling_per_ip_per_s`: a client address over its rate gets
@@ -709,4 +741,14 @@ async fn admin_usage(State(engine): State<Arc<Engine>>) -> Response {
         })
         .collect();
     json_ok(json!({ "usage": rows }))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn auth_keys_are_hidden_in_the_access_log() {
+        assert_eq!(super::redact_query("/whep/live/s?auth_key=1-2-3-abc&x=1"), "/whep/live/s?auth_key=***&x=1");
+        assert_eq!(super::redact_query("/play/live/s"), "/play/live/s");
+        assert_eq!(super::redact_query("/a?auth_keyx=1&auth_key=k"), "/a?auth_keyx=1&auth_key=***");
+    }
 }
