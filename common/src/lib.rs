@@ -5,4 +5,5 @@ pub mod auth;
 pub mod config;
 pub mod ipc;
 pub mod shm;
+pub mod signaling_body;
 pub mod tls;

@@ -360,31 +360,15 @@ async fn rts_play(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Ok(req) = serde_json::from_slice::<serde_json::Value>(&body) else {
-        return json_error(400, "body is not JSON", None);
+    let o = match rts_common::signaling_body::rts_offer(&body) {
+        Ok(o) => o,
+        Err(e) => return json_error(400, e, None),
     };
-    let Some(offer) = req.pointer("/jsep/sdp").and_then(|v| v.as_str()).map(str::to_string) else {
-        return json_error(400, "missing jsep.sdp", None);
-    };
-    if let Some(t) = req.pointer("/jsep/type").and_then(|v| v.as_str()) {
-        if t != "offer" {
-            return json_error(400, "jsep.type must be \"offer\"", None);
-        }
-    }
-    // auth_key from the request URL, else from streamurl's query.
-    let auth_key = q.get("auth_key").cloned().or_else(|| {
-        req.get("streamurl")
-            .and_then(|v| v.as_str())
-            .and_then(signaling::parse_stream_url)
-            .and_then(|(_, _, query)| rts_common::auth::query_param(&query, "auth_key").map(str::to_string))
-    });
-    // artc://domain/... names the domain; else the Host it was posted to.
-    let domain = req
-        .get("streamurl")
-        .and_then(|v| v.as_str())
-        .map(rts_common::config::host_of)
-        .filter(|d| !d.is_empty())
-        .unwrap_or_else(|| host_domain(&headers));
+    // auth_key from the request URL, else from streamurl's query;
+    // artc://domain/... names the domain, else the Host it was posted to.
+    let auth_key = q.get("auth_key").cloned().or(o.auth_key);
+    let domain = Some(o.domain).filter(|d| !d.is_empty()).unwrap_or_else(|| host_domain(&headers));
+    let offer = o.sdp;
     if let rts_common::config::DomainMatch::Domain(d) = engine.cfg().domain(&domain) {
         if !d.rts {
             return json_error(404, "RTS signaling is off for this domain", None);
@@ -406,20 +390,12 @@ async fn rts_play(
 /// SRS shape: `{api, streamurl: "webrtc://host/app/stream?...", sdp}` →
 /// `{code: 0, sdp, sessionid}`.
 async fn srs_play(State(engine): State<Arc<Engine>>, uri: Uri, peer: Peer, headers: HeaderMap, body: Bytes) -> Response {
-    let Ok(req) = serde_json::from_slice::<serde_json::Value>(&body) else {
-        return json_error(400, "body is not JSON", None);
+    let o = match rts_common::signaling_body::srs_offer(&body) {
+        Ok(o) => o,
+        Err(e) => return json_error(400, e, None),
     };
-    let (Some(url), Some(offer)) = (
-        req.get("streamurl").and_then(|v| v.as_str()).map(str::to_string),
-        req.get("sdp").and_then(|v| v.as_str()).map(str::to_string),
-    ) else {
-        return json_error(400, "missing streamurl or sdp", None);
-    };
-    let Some((app, stream, query)) = signaling::parse_stream_url(&url) else {
-        return json_error(400, "streamurl must look like webrtc://host/app/stream", None);
-    };
-    let auth_key = rts_common::auth::query_param(&query, "auth_key").map(str::to_string);
-    let domain = Some(rts_common::config::host_of(&url)).filter(|d| !d.is_empty()).unwrap_or_else(|| host_domain(&headers));
+    let domain = Some(o.domain).filter(|d| !d.is_empty()).unwrap_or_else(|| host_domain(&headers));
+    let (app, stream, auth_key, offer) = (o.app, o.stream, o.auth_key, o.sdp);
     match play(engine, uri, peer, (app, stream), auth_key, offer, domain).await {
         Ok(a) => json_ok(json!({ "code": 0, "server": "rts", "sdp": a.sdp, "sessionid": session_hex(a.session) })),
         Err(resp) => resp,

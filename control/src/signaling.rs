@@ -208,35 +208,11 @@ pub fn play(engine: &Engine, req: PlayRequest<'_>) -> Result<PlayAnswer, PlayErr
     Ok(PlayAnswer { session, sdp: answer.sdp, etag })
 }
 
-/// Splits `scheme://host[:port]/app/stream[.ext][?query]` into (app, stream, query).
-pub fn parse_stream_url(url: &str) -> Option<(String, String, String)> {
-    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
-    let (hostpath, query) = rest.split_once('?').unwrap_or((rest, ""));
-    let path = hostpath.split_once('/').map(|(_, p)| p)?;
-    let mut parts = path.trim_matches('/').split('/');
-    let app = parts.next()?.to_string();
-    let stream = parts.next()?.to_string();
-    if parts.next().is_some() || app.is_empty() || stream.is_empty() {
-        return None;
-    }
-    Some((app, stream, query.to_string()))
-}
+pub use rts_common::signaling_body::parse_stream_url;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stream_urls() {
-        assert_eq!(
-            parse_stream_url("artc://example.com/live/s?auth_key=1-2-3-abc"),
-            Some(("live".into(), "s".into(), "auth_key=1-2-3-abc".into()))
-        );
-        assert_eq!(parse_stream_url("webrtc://10.0.0.1:8080/app/st"), Some(("app".into(), "st".into(), "".into())));
-        assert_eq!(parse_stream_url("webrtc://host/onlyapp"), None);
-        assert_eq!(parse_stream_url("webrtc://host/a/b/c"), None);
-        assert_eq!(parse_stream_url("garbage"), None);
-    }
 
     #[test]
     fn names() {

@@ -33,3 +33,12 @@ mod url;
 
 pub use conn::{RtmpEvent, RtmpOutput, RtmpServerConn, CHUNK_SIZE, WINDOW_ACK_SIZE};
 pub use error::{FlvError, RtmpError};
+
+/// Decodes an AMF0 command message body as the server reads every command
+/// (bounded size and nesting, then name, transaction id, object, arguments):
+/// the command's name and argument count, or why not. For the fuzzer
+/// (`fuzz/amf_command`) and diagnostics.
+pub fn decode_amf_command(body: &[u8]) -> Result<(String, usize), RtmpError> {
+    let c = amf::command(amf::decode(body)?)?;
+    Ok((c.name, c.args.len()))
+}
