@@ -1,7 +1,8 @@
-//! `rts`: one binary, four subcommands.
+//! `rts`: one binary, five subcommands.
 //! - `serve`: the dataplane in this process plus a supervised control child.
 //! - `dataplane` / `control`: each process on its own (e.g. systemd units).
 //! - `sign`: print a signed (Alibaba type A) URL.
+//! - `defaults`: print the embedded defaults as a commented rts.toml.
 
 use clap::{Parser, Subcommand};
 use rts_common::config::Config;
@@ -29,6 +30,8 @@ enum Cmd {
     Dataplane,
     /// Run only control (HTTP signaling, DTLS); attaches to a running dataplane.
     Control,
+    /// Print the embedded defaults as a commented rts.toml.
+    Defaults,
     /// Print a signed URL (Alibaba type A auth_key).
     Sign {
         /// e.g. rtmp://host/live/stream or artc://host/live/stream
@@ -140,6 +143,10 @@ fn reload_dataplane_log(config: Option<&std::path::Path>) {
 
 fn main() {
     let cli = Cli::parse();
+    if let Cmd::Defaults = &cli.cmd {
+        print!("{}", rts_common::config::defaults_toml());
+        return;
+    }
     if let Cmd::Sign { url, key, purpose, ttl, validity } = &cli.cmd {
         match sign(&cli, url, key.as_deref(), *purpose, *ttl, *validity) {
             Ok(u) => println!("{u}"),
@@ -168,7 +175,7 @@ fn main() {
                 1
             }
         },
-        Cmd::Sign { .. } => 0,
+        Cmd::Sign { .. } | Cmd::Defaults => 0,
     };
     std::process::exit(code);
 }

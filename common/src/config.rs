@@ -731,6 +731,30 @@ impl Config {
     }
 }
 
+/// The embedded defaults as an `rts.toml` whose every line is commented
+/// out (`rts defaults`; the Debian package's `/etc/rts/rts.toml`): a file
+/// that changes nothing until a line is uncommented.
+pub fn defaults_toml() -> String {
+    let body = toml::to_string(&Config::default()).unwrap_or_default();
+    let mut out = String::from(
+        "# rts configuration. Every key below is shown with its embedded default and\n\
+         # commented out: this file changes nothing until a line is uncommented.\n\
+         # Optional sections ([billing], [cluster], [[domain]], [[https.certs]]) and\n\
+         # every key are described in the README (/usr/share/doc/rts/README.md).\n\
+         # Reload: systemctl reload rts (SIGHUP); what needs a restart is logged.\n\n",
+    );
+    for line in body.lines() {
+        if line.is_empty() {
+            out.push('\n');
+        } else {
+            out.push_str("# ");
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
 /// The host of a URL (`artc://Example.com:443/live/s`, an RTMP tcUrl) or of
 /// a Host header value (`example.com:8080`): lowercase, without user, port
 /// or IPv6 brackets; empty when there is none. What [`Config::domain`] is
@@ -903,6 +927,18 @@ mod tests {
         assert_eq!(b.cluster.as_ref().map(|c| c.capacity_viewers), Some(1000));
         assert_eq!(b.advertise_media().port(), 8098);
         assert!(b.advertise_url().ends_with(":8090"), "{}", b.advertise_url());
+    }
+
+    #[test]
+    fn the_commented_defaults_change_nothing_and_uncommented_are_the_defaults() {
+        let text = defaults_toml();
+        assert!(text.lines().all(|l| l.is_empty() || l.starts_with('#')), "every line commented");
+        let as_json = |c: &Config| serde_json::to_value(c).unwrap();
+        assert_eq!(as_json(&Config::parse(&text).unwrap()), as_json(&Config::default()));
+        let uncommented: String = text.lines().skip_while(|l| l.starts_with("# rts") || l.starts_with("# ") && !l.starts_with("# [")).map(|l| l.strip_prefix("# ").unwrap_or(l)).collect::<Vec<_>>().join("\n");
+        let cfg = Config::parse(&uncommented).unwrap_or_else(|e| panic!("{e}\n{uncommented}"));
+        assert_eq!(as_json(&cfg), as_json(&Config::default()));
+        assert!(uncommented.contains("[limits]") && uncommented.contains("[hooks]") && uncommented.contains("drain_s = 30"));
     }
 
     #[test]
