@@ -76,14 +76,17 @@ cat > "$STAGE/DEBIAN/postinst" <<'POST'
 #!/bin/sh
 set -e
 if [ "$1" = configure ]; then
+    mkdir -p /var/lib/rts
     if ! getent passwd rts >/dev/null; then
         adduser --system --group --home /var/lib/rts --no-create-home rts >/dev/null
     fi
-    mkdir -p /var/lib/rts
     chown rts:rts /var/lib/rts
+    # Enabled in any case (symlinks only), started where systemd runs.
+    if command -v systemctl >/dev/null; then
+        systemctl enable rts.service >/dev/null 2>&1 || true
+    fi
     if [ -d /run/systemd/system ]; then
         systemctl daemon-reload >/dev/null || true
-        systemctl enable rts.service >/dev/null || true
         systemctl restart rts.service >/dev/null || true
     fi
 fi
