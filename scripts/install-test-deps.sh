@@ -10,7 +10,7 @@ set -eu
 # rts-transcode: libopus-dev (Opus encoder), libav*-dev (h264 decoder, libx264 encoder;
 # Debian's libavcodec links libx264), clang + libclang-dev (bindgen in ffmpeg-sys-next).
 TRANSCODE_PACKAGES="libopus-dev libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev clang libclang-dev"
-PACKAGES="ffmpeg chromium iproute2 redis-server systemd binutils libssl-dev pkg-config ca-certificates $TRANSCODE_PACKAGES"
+PACKAGES="ffmpeg chromium iproute2 nftables redis-server systemd binutils libssl-dev pkg-config ca-certificates $TRANSCODE_PACKAGES"
 # --build-only: just what compiling rts needs (OpenSSL headers for DTLS, transcoding libraries).
 BUILD_ONLY=0
 if [ "${1:-}" = "--build-only" ]; then

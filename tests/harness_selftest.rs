@@ -319,7 +319,7 @@ fn chromium_runs_webrtc_inside_the_namespace() -> Result<()> {
 
 /// Serves the real player page at `/play/live/cam1`; every signaling POST is refused.
 fn player_fixture_server() -> Result<TestHttpServer> {
-    let page = std::fs::read(PLAYER_HTML)?;
+    let page = common::player_page()?;
     TestHttpServer::start(server_addr(0), move |req| {
         match (req.method.as_str(), req.path()) {
             ("GET", "/play/live/cam1") => HttpResponse::html(page.clone()),
@@ -424,7 +424,7 @@ window.answer = async (offer) => {
 #[test]
 fn player_page_plays_video_and_audio_over_whep() -> Result<()> {
     let _ns = enter_fresh_netns()?;
-    let page = std::fs::read(PLAYER_HTML)?;
+    let page = common::player_page()?;
     let (offer_tx, offer_rx) = mpsc::channel::<String>();
     let (answer_tx, answer_rx) = mpsc::channel::<String>();
     let answer_rx = std::sync::Mutex::new(answer_rx);

@@ -367,7 +367,7 @@ fn floods_from_one_address_do_not_hurt_a_viewer() -> Result<()> {
                     sent += 1;
                 }
             }
-            if i % 64 == 0 {
+            if i.is_multiple_of(64) {
                 std::thread::sleep(Duration::from_millis(2)); // ~60k datagrams/s: the flooder shares the box
             }
         }

@@ -20,13 +20,16 @@
  */
 (function () {
   'use strict';
-  if (globalThis.rts && globalThis.rts.play) return; // loaded twice
+  if (globalThis.rtsPlayer) return; // loaded twice
 
   const NTP_UNIX_MS = 2208988800000; // 1900 -> 1970
   const BACKOFF_MS = [0, 500, 1000, 2000, 4000, 8000];
   const DISCONNECTED_GRACE_MS = 2000; // ICE "disconnected" may heal by itself
   const FALLBACK_AFTER_TIMEOUTS = 3; // consecutive ICE timeouts after having played
   const LATENCY_WINDOW_MS = 1000;
+  // Nothing at all (media, RTCP, STUN consent responses: Chrome checks consent every
+  // ~2.5 s on a stable pair) for this long: the path is dead (UDP blocked, server gone).
+  const DEAD_AFTER_MS = 3500;
   // The server's media listener ports, substituted when rts serves this file.
   const MEDIA_PORT = '__MEDIA_PORT__';
   const MEDIA_TLS_PORT = '__MEDIA_TLS_PORT__';
@@ -36,8 +39,7 @@
     expired: 'the key has expired',
     missing: 'the URL needs an auth_key',
     malformed: 'the auth_key is malformed',
-    mismatch: 'the auth_key does not match this stream',
-    bad_signature: 'the auth_key signature is wrong',
+    bad_signature: 'the auth_key is not signed for this stream',
   };
 
   /** Splits a stream URL into the signaling origin, app, stream and auth_key.
@@ -207,6 +209,9 @@
       const gen = ++this._gen;
       this._dtlsAt = null;
       this._frameAt = null;
+      this._aliveAt = null;
+      this._alive = null;
+      this._prev = null; // a new PeerConnection's counters start at zero
       this.firstFrameMs = null;
       try {
         await this._connectOnce(gen);
@@ -418,11 +423,20 @@
       const onFrame = (now, meta) => {
         if (this._closed) return;
         this._markFrame();
-        // End-to-end latency of the frame on screen: the sender's capture time
-        // (RTP timestamp mapped through the server's sender reports to the viewer's
-        // clock) to its display time.
-        if (this.protocol === 'webrtc' && meta.captureTime) {
-          this._latencySample(meta.expectedDisplayTime - meta.captureTime, 'sender report');
+        // Latency of the frame on screen, from when the server took it in to its
+        // display time. Where Chrome maps the frame's RTP timestamp through the
+        // server's sender reports (NTP = the wall clock at ingest) to its own clock,
+        // that is captureTime. Chrome does that only once it knows the RTT, which a
+        // receive-only peer mostly never learns; then: display time − arrival of the
+        // frame's last packet (jitter buffer, decode, render) + half the ICE RTT (the
+        // way here); rts adds under a millisecond between ingest and send.
+        if (this.protocol === 'webrtc') {
+          if (meta.captureTime) {
+            this._latencySample(meta.expectedDisplayTime - meta.captureTime, 'sender report');
+          } else if (meta.receiveTime) {
+            const oneWay = this._rttMs != null ? this._rttMs / 2 : 0;
+            this._latencySample(meta.expectedDisplayTime - meta.receiveTime + oneWay, 'arrival + RTT/2');
+          }
         }
         for (const w of this._frameWaiters || []) w(now, meta);
         v.requestVideoFrameCallback(onFrame);
@@ -459,9 +473,13 @@
      * POST {resource}/switch. Resolves at the new stream's first frame on screen with
      * {stream, httpMs, firstFrameMs, width, height}, times from the call. The first new
      * frame is the first with `expectWidth` pixels when given, else the first received
-     * after the server's answer (the shard has switched when it answers). */
-    async switchTo(target, expectWidth) {
+     * after the server's answer (the shard has switched when it answers). `expect` may
+     * also be {width, authKey}: the target's own auth_key (signed URLs sign each stream's
+     * path); without one, the player's current key is sent. */
+    async switchTo(target, expect) {
       if (!this.resource) throw new Error('switch needs a WHEP session resource');
+      const expectWidth = typeof expect === 'object' && expect ? expect.width : expect;
+      const authKey = (typeof expect === 'object' && expect && expect.authKey) || this.authKey;
       const t0 = performance.now();
       let answeredAt = Infinity;
       const firstFrame = new Promise((resolve) => {
@@ -476,7 +494,7 @@
         waiters.push(w);
       });
       const q = new URLSearchParams({ stream: target });
-      if (this.authKey) q.set('auth_key', this.authKey);
+      if (authKey) q.set('auth_key', authKey);
       const res = await fetch(this.resource + '/switch?' + q.toString(), { method: 'POST' });
       answeredAt = performance.now();
       const httpMs = answeredAt - t0;
@@ -488,6 +506,7 @@
       const [app, stream] = target.split('/');
       this.app = app;
       this.stream = stream;
+      this.authKey = authKey; // a reconnect plays the new stream with its key
       this.latency.samples = [];
       const f = await firstFrame;
       const r = { stream: target, httpMs, firstFrameMs: f.ms, width: f.width, height: f.height };
@@ -513,10 +532,11 @@
       };
       if (!this.pc) return out;
       const report = await this.pc.getStats();
-      let jbDelay = 0, jbCount = 0, video = null;
+      let jbDelay = 0, jbCount = 0, video = null, alive = 0;
       report.forEach((s) => {
-        if (s.type === 'candidate-pair' && s.nominated && s.currentRoundTripTime !== undefined) {
-          out.rttMs = s.currentRoundTripTime * 1000;
+        if (s.type === 'candidate-pair' && s.nominated) {
+          if (s.currentRoundTripTime !== undefined) out.rttMs = s.currentRoundTripTime * 1000;
+          alive += (s.bytesReceived || 0) + (s.responsesReceived || 0) + (s.requestsReceived || 0);
         }
         if (s.type !== 'inbound-rtp') return;
         out.packetsLost += s.packetsLost || 0;
@@ -560,8 +580,10 @@
         if (!p) this._prev = cur;
         Object.assign(out, this._rates || {});
       }
-      // Latency: the frames on screen (rVFC captureTime, sender-report based); else
-      // Chrome's playout estimate of the video track in the sender's NTP clock.
+      // Latency: the frames on screen (rVFC, see _watchFrames); else Chrome's playout
+      // estimate of the video track in the sender's NTP clock.
+      if (out.rttMs !== null) this._rttMs = out.rttMs;
+      if (alive !== this._alive) { this._alive = alive; this._aliveAt = now; }
       if (this.latency.ms !== null && this.latency.samples.length) {
         out.latencyMs = this.latency.ms;
         out.latencySource = this.latency.source;
@@ -582,6 +604,12 @@
       if (this._closed) return;
       try {
         const s = await this.stats();
+        // A dead path: reconnect without waiting for ICE to call it (Chrome takes ~6 s).
+        if (this.protocol === 'webrtc' && this._dtlsAt !== null && this._aliveAt && this.pc
+            && performance.now() - this._aliveAt > DEAD_AFTER_MS) {
+          this._aliveAt = null;
+          return this._lost(this.pc, this._gen, 'nothing received for ' + (DEAD_AFTER_MS / 1000) + ' s');
+        }
         // Connected but no picture: the stream is not live (yet), or it stopped.
         const quiet = this._lastFrames === s.framesDecoded;
         this._lastFrames = s.framesDecoded;
@@ -638,6 +666,10 @@
       hls.on(Hls.Events.ERROR, (_e, d) => {
         if (d.fatal) this._fail(new Error('hls.js: ' + d.type + ' ' + d.details));
       });
+      hls.on(Hls.Events.FRAG_LOADED, (_e, d) => {
+        const st = (d.part || d.frag || {}).stats;
+        this._hlsBytes = (this._hlsBytes || 0) + (st ? st.loaded || st.total || 0 : 0);
+      });
       hls.on(Hls.Events.FRAG_BUFFERED, () => {
         if (this.state === 'loading' || this.state === 'fallback') this._setState('playing', this.fallbackReason ? 'LL-HLS (fallback: ' + this.fallbackReason + ')' : '');
       });
@@ -646,6 +678,18 @@
       hls.loadSource(this.mediaBase + this.path + '.m3u8' + this.authQuery);
       hls.attachMedia(this.video);
       this.video.play().catch(() => {});
+      // Sound comes with the video element here: muted until the viewer unmutes.
+      this._emit('audio', { muted: this.video.muted, blocked: this.video.muted });
+    }
+
+    // Media bytes loaded (segments and parts) per second since the previous read.
+    _hlsRate() {
+      const now = performance.now(), p = this._hlsPrev;
+      if (!p) { this._hlsPrev = { t: now, bytes: this._hlsBytes || 0 }; return null; }
+      if (now - p.t < 250) return this._hlsKbps || null;
+      this._hlsKbps = ((this._hlsBytes || 0) - p.bytes) * 8 / (now - p.t);
+      this._hlsPrev = { t: now, bytes: this._hlsBytes || 0 };
+      return this._hlsKbps;
     }
 
     async _hlsStats() {
@@ -669,7 +713,7 @@
         latencySource: 'program date time',
         liveEdgeLatencyS: hls ? hls.latency : null,
         targetLatencyS: hls ? hls.targetLatency : null,
-        bitrateKbps: hls && hls.bandwidthEstimate ? hls.bandwidthEstimate / 1000 : null,
+        bitrateKbps: this._hlsRate(),
         reconnects: this.reconnects,
         message: this.message,
       };
@@ -679,5 +723,7 @@
   /** Plays `url` (http(s)://host/app/stream, artc://..., webrtc://...) in `video`. */
   function play(video, url, opts) { return new Player(video, url, opts); }
 
-  globalThis.rts = { play, Player, parseUrl, describe, version: '1' };
+  // `rts` for pages; `rtsPlayer` too, for pages (the player page, the feed) that use
+  // window.rts for their Player.
+  globalThis.rts = globalThis.rtsPlayer = { play, Player, parseUrl, describe, version: '1' };
 })();

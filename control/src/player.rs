@@ -15,9 +15,9 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 
-/// The player page. It carries a verbatim copy of [`PLAYER_JS`] (between
-/// `<script id="rts-player-js">` and `</script>`) so the file also works
-/// served on its own; `page_embeds_player_js` keeps the two equal.
+/// The player page. Its `<script id="rts-player-js">` holds the placeholder
+/// `__PLAYER_JS__`, replaced by [`PLAYER_JS`] when served ([`player_page`]),
+/// so the page works without a second request and the code lives once.
 const PLAYER_HTML: &str = include_str!("../assets/player.html");
 /// The player engine (`rts.play(video, url, opts)`), also embedded in the page.
 const PLAYER_JS: &str = include_str!("../assets/player.js");
@@ -35,7 +35,12 @@ const ONE_DAY: &str = "public, max-age=86400";
 
 /// `GET /play/{app}/{stream}`: the player; it reads app and stream from its URL.
 pub async fn page(State(engine): State<Arc<Engine>>, headers: HeaderMap) -> Response {
-    asset(&with_ports(&engine, PLAYER_HTML), HTML, REVALIDATE, &headers)
+    asset(&with_ports(&engine, &player_page()), HTML, REVALIDATE, &headers)
+}
+
+/// The page with the player inlined (its placeholder replaced).
+pub fn player_page() -> String {
+    PLAYER_HTML.replacen("__PLAYER_JS__", PLAYER_JS, 1)
 }
 
 /// `GET /feed?streams=app/a,app/b,...`: the swipe feed.
@@ -98,14 +103,11 @@ mod tests {
 
     #[test]
     fn page_embeds_player_js() {
+        assert_eq!(PLAYER_HTML.matches("__PLAYER_JS__").count(), 1, "one placeholder in player.html");
+        let page = player_page();
         let open = "<script id=\"rts-player-js\">\n";
-        let start = PLAYER_HTML.find(open).expect("player.html has the player.js block") + open.len();
-        let end = start + PLAYER_HTML[start..].find("</script>").expect("the block ends");
-        assert!(
-            PLAYER_HTML[start..end] == *PLAYER_JS,
-            "control/assets/player.html must embed control/assets/player.js verbatim; after editing player.js, \
-             replace the block between <script id=\"rts-player-js\"> and </script> with it"
-        );
+        let start = page.find(open).expect("the player.js block") + open.len();
+        assert!(page[start..].starts_with(PLAYER_JS), "the served page inlines player.js");
         // An inline script ends at the first `</script`: player.js must not contain one.
         assert!(!PLAYER_JS.contains("</script"));
     }
@@ -114,7 +116,7 @@ mod tests {
     fn ports_are_substituted() {
         let js = substitute(PLAYER_JS, 8088, 8443);
         assert!(js.contains("const MEDIA_PORT = '8088';") && js.contains("const MEDIA_TLS_PORT = '8443';"));
-        let page = substitute(PLAYER_HTML, 8088, 8443);
+        let page = substitute(&player_page(), 8088, 8443);
         assert!(!page.contains("__MEDIA_PORT__") && !page.contains("__MEDIA_TLS_PORT__"));
     }
 

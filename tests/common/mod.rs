@@ -36,3 +36,12 @@ pub type Result<T> = anyhow::Result<T>;
 
 /// Path of the web player page, relative to the workspace root (served by control).
 pub const PLAYER_HTML: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/control/assets/player.html");
+/// The player engine the page inlines where it says `__PLAYER_JS__`.
+pub const PLAYER_JS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/control/assets/player.js");
+
+/// The player page as control serves it (player.js inlined), for fixtures.
+pub fn player_page() -> std::io::Result<Vec<u8>> {
+    let page = std::fs::read_to_string(PLAYER_HTML)?;
+    let js = std::fs::read_to_string(PLAYER_JS)?;
+    Ok(page.replacen("__PLAYER_JS__", &js, 1).into_bytes())
+}
