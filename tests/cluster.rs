@@ -539,7 +539,13 @@ fn pulls_chain_through_a_mid_tier_when_the_origin_is_full() -> Result<()> {
     // One viewer at B for a few seconds: B pulls from A, which is then full.
     let at_b = viewers(&format!("{}/whep/live/s", c.node("b").http()), 1, 4.0, 1.0);
     c.wait_holders("live/s", &["a;0;", "b;1;a"], Duration::from_secs(5))?;
-    std::thread::sleep(Duration::from_millis(700)); // A's heartbeat carries its viewer count
+    // A is full once its entry counts B's pull (the shards report every
+    // second, the heartbeat carries it): only then may C look.
+    let end = Instant::now() + Duration::from_secs(5);
+    while c.redis(&["HGET", "rts:node:a", "viewers"])?.first().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) < 1 {
+        ensure!(Instant::now() < end, "A's entry never counted B's pull\n{}", c.logs());
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let at_c = viewers(&format!("{}/whep/live/s", c.node("c").http()), 5, 10.0, 1.0);
     c.wait_holders("live/s", &["a;0;", "b;1;a", "c;2;a,b"], Duration::from_secs(5))?;
     let rb = report(at_b)?;
