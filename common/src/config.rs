@@ -78,6 +78,20 @@ pub struct HooksConfig {
     pub fail_open: bool,
 }
 
+impl HooksConfig {
+    /// The URL configured for hook `action` (`on_publish`, `on_unpublish`,
+    /// `on_play`, `on_stop`); empty: none.
+    pub fn url(&self, action: &str) -> &str {
+        match action {
+            "on_publish" => &self.on_publish,
+            "on_unpublish" => &self.on_unpublish,
+            "on_play" => &self.on_play,
+            "on_stop" => &self.on_stop,
+            _ => "",
+        }
+    }
+}
+
 impl Default for HooksConfig {
     fn default() -> Self {
         Self { on_publish: String::new(), on_unpublish: String::new(), on_play: String::new(), on_stop: String::new(), timeout_ms: 2000, fail_open: false }

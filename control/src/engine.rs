@@ -189,6 +189,14 @@ fn postcard_len(d: &rts_common::config::DomainConfig) -> usize {
     ipc::encode(&ControlToShard::Reload { generation: 0, part: 0, parts: 0, auth: Default::default(), domains: vec![d.clone()], billing_interval_s: None, hooks: Default::default() }).len()
 }
 
+/// (domain, app, stream) of a session's stream key (`app/stream`, the
+/// server's names: a domain's app is `{domain}/{app}`, decision 021).
+fn key_names(key: &str) -> (&str, &str, &str) {
+    let (app, stream) = key.rsplit_once('/').unwrap_or(("", ""));
+    let (domain, app) = rts_common::config::split_stream_app(app);
+    (domain, app, stream)
+}
+
 /// WebRTC sessions cut by the admin API that control remembers as cut.
 const CUT_REMEMBERED: usize = 10_000;
 /// How long an admin operation waits for the shards' answers.
@@ -566,8 +574,7 @@ impl Engine {
         {
             let inner = self.state();
             for (&id, s) in &inner.sessions {
-                let (app, stream) = s.key.rsplit_once('/').unwrap_or(("", ""));
-                let (domain, plain) = rts_common::config::split_stream_app(app);
+                let (domain, plain, stream) = key_names(&s.key);
                 let v = inner.viewer_stats.get(&id);
                 rows.push(ClientRow {
                     session: format!("{id:016x}"),
@@ -843,8 +850,7 @@ impl Engine {
     fn forget(&self, session: u64) {
         let gone = self.state().sessions.remove(&session);
         if let Some(s) = gone.filter(|s| s.connected && !s.key.is_empty()) {
-            let (app, stream) = s.key.rsplit_once('/').unwrap_or(("", ""));
-            let (domain, app) = rts_common::config::split_stream_app(app);
+            let (domain, app, stream) = key_names(&s.key);
             let call = rts_common::ipc::HookCall {
                 action: "on_stop".into(),
                 session,
@@ -864,7 +870,7 @@ impl Engine {
     /// goes back to `shard` as `HookVerdict`.
     fn call_hook(&self, shard: Option<usize>, req: u64, call: rts_common::ipc::HookCall) {
         let cfg = self.cfg();
-        if crate::hooks::Hooks::url(&cfg.hooks, &call.action).is_empty() && req == 0 {
+        if cfg.hooks.url(&call.action).is_empty() && req == 0 {
             return;
         }
         let Some(me) = self.me.get().and_then(|w| w.upgrade()) else { return };

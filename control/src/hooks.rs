@@ -81,21 +81,10 @@ pub fn post(url: &str, body: &serde_json::Value, timeout: Duration) -> Verdict {
 }
 
 impl Hooks {
-    /// The URL configured for `action`.
-    pub fn url<'a>(cfg: &'a HooksConfig, action: &str) -> &'a str {
-        match action {
-            "on_publish" => &cfg.on_publish,
-            "on_unpublish" => &cfg.on_unpublish,
-            "on_play" => &cfg.on_play,
-            "on_stop" => &cfg.on_stop,
-            _ => "",
-        }
-    }
-
     /// Calls the hook for `call` now (blocking): Allow when none is
     /// configured; a failure becomes the policy's answer.
     pub fn decide(&self, cfg: &HooksConfig, call: &HookCall, server_id: &str) -> Verdict {
-        let url = Self::url(cfg, &call.action);
+        let url = cfg.url(&call.action);
         if url.is_empty() {
             return Verdict::Allow;
         }

@@ -60,18 +60,6 @@ impl Held {
 const MARGIN: Duration = Duration::from_millis(500);
 
 impl Core {
-    /// The hook URL for `action`, if configured.
-    fn hook_url(&self, action: &str) -> &str {
-        let h = &self.cfg.hooks;
-        match action {
-            "on_publish" => &h.on_publish,
-            "on_play" => &h.on_play,
-            "on_unpublish" => &h.on_unpublish,
-            "on_stop" => &h.on_stop,
-            _ => "",
-        }
-    }
-
     /// The call describing `conn`'s client, for `action` on the server's
     /// app (with its domain) and stream.
     pub(super) fn hook_call(&self, action: &str, conn: usize, protocol: Protocol, peer: Option<SocketAddr>, (server_app, stream): (&str, &str), param: &str) -> HookCall {
@@ -91,7 +79,7 @@ impl Core {
     /// Holds `held` while control asks the hook of `call.action`: true when
     /// it is held (a hook is configured), false to go on at once.
     pub(super) fn hold_for_hook(&mut self, now: Instant, held: Held, call: HookCall) -> bool {
-        if self.hook_url(&call.action).is_empty() {
+        if self.cfg.hooks.url(&call.action).is_empty() {
             return false;
         }
         self.next_hook += 1;
@@ -106,7 +94,7 @@ impl Core {
 
     /// Tells control's hook of a client that left (`on_unpublish`, `on_stop`).
     pub(super) fn notify_hook(&mut self, call: HookCall) {
-        if !self.hook_url(&call.action).is_empty() {
+        if !self.cfg.hooks.url(&call.action).is_empty() {
             self.push_ctl(ShardToControl::Hook { req: 0, call });
         }
     }

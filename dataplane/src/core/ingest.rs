@@ -217,7 +217,7 @@ impl Core {
         };
         let app = self.cfg.stream_app(&domain, &plain_app).unwrap_or_else(|| plain_app.clone());
         let key = Stream::key_of(&app, &stream);
-        let busy = self.streams.lookup(&key).and_then(|id| self.streams.get(id)).is_some_and(|s| s.is_published());
+        let busy = self.published_here(&app, &stream);
         let mut refusal = match (verdict, busy) {
             _ if self.draining => Some("server draining".to_string()),
             (Err(f), _) => Some(format!("auth: {f}")),
