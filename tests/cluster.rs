@@ -24,6 +24,8 @@ use std::time::{Duration, Instant};
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 const REDIS: &str = "10.200.0.1:6379";
+/// A Chrome offer (H.264, Opus, a data channel), recvonly, for raw signaling requests.
+const OFFER: &str = include_str!("../proto/sdp/tests/fixtures/chrome_av_datachannel_recvonly.sdp");
 
 struct Node {
     name: &'static str,
@@ -381,7 +383,7 @@ fn redis_down_keeps_what_is_served_and_refuses_new_lookups() -> Result<()> {
     let r = rts_loadgen::run(&probe).map_err(|e| anyhow::anyhow!("{e}"))?;
     assert_eq!(r.viewers_connected, 0, "no lookup without Redis");
     assert_eq!(r.failures.get("http_5xx").copied(), Some(1), "a 503: {:?}", r.failures);
-    let status = ureq::post(&format!("{}/whep/live/t", c.node("b").http())).set("Content-Type", "application/sdp").send_string(&sample_offer());
+    let status = ureq::post(&format!("{}/whep/live/t", c.node("b").http())).set("Content-Type", "application/sdp").send_string(OFFER);
     match status {
         Err(ureq::Error::Status(503, resp)) => {
             let body = resp.into_string()?;
@@ -483,17 +485,6 @@ fn flv_read(addr: &str, path: &str, want: usize, timeout: Duration) -> Result<Ve
     let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n").context("no response head")? + 4;
     ensure!(buf.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf[..head_end]));
     Ok(buf[head_end..].to_vec())
-}
-
-/// An offer the server accepts (H.264 packetization-mode 1), for raw
-/// signaling requests.
-fn sample_offer() -> String {
-    "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\n\
-     m=video 9 UDP/TLS/RTP/SAVPF 102\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=recvonly\r\na=rtcp-mux\r\n\
-     a=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\n\
-     a=fingerprint:sha-256 AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99\r\n\
-     a=setup:actpass\r\na=rtpmap:102 H264/90000\r\na=fmtp:102 packetization-mode=1;profile-level-id=42e01f\r\n"
-        .to_string()
 }
 
 /// A channel switch at an edge to a stream it does not hold pulls it, and

@@ -9,12 +9,8 @@ use rig::{Mode, Rig, HTTP};
 use std::io::{Read, Write};
 use std::time::Duration;
 
-/// An offer the server accepts (H.264 packetization-mode 1).
-const OFFER: &str = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\n\
-m=video 9 UDP/TLS/RTP/SAVPF 102\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=recvonly\r\na=rtcp-mux\r\n\
-a=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\n\
-a=fingerprint:sha-256 AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99\r\n\
-a=setup:actpass\r\na=rtpmap:102 H264/90000\r\na=fmtp:102 packetization-mode=1;profile-level-id=42e01f\r\n";
+/// A Chrome offer (H.264, Opus, a data channel), recvonly: the server answers it.
+const OFFER: &str = include_str!("../proto/sdp/tests/fixtures/chrome_av_datachannel_recvonly.sdp");
 
 fn signed(path: &str, key: &str) -> String {
     rts_common::auth::sign_path(path, key, rts_common::config::unix_now(), "r", "0")
