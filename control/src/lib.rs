@@ -89,8 +89,6 @@ pub fn run(cfg: Arc<Config>, config: Option<std::path::PathBuf>, log_level: LogL
         } else {
             None
         };
-        tracing::info!(http = ?cfg.http.enabled.then_some(cfg.http.listen), https = ?cfg.https.enabled().then_some(cfg.https.listen),
-            candidate_ip = %cfg.candidate_ip(), pid = std::process::id(), "control listening");
         // The admin listener is not needed for media or signaling: a
         // failure to bind it is logged, not fatal.
         match tokio::net::TcpListener::bind(cfg.admin.listen).await {
@@ -107,6 +105,10 @@ pub fn run(cfg: Arc<Config>, config: Option<std::path::PathBuf>, log_level: LogL
             }
             Err(e) => tracing::error!(admin = %cfg.admin.listen, error = %e, "cannot bind the admin listener; running without it"),
         }
+        // Logged once every listener (the admin one too) is bound: tests and
+        // supervisors take this line as "ready".
+        tracing::info!(http = ?cfg.http.enabled.then_some(cfg.http.listen), https = ?cfg.https.enabled().then_some(cfg.https.listen),
+            candidate_ip = %cfg.candidate_ip(), pid = std::process::id(), "control listening");
         // If the dataplane process dies, its rings are dead: exit so the
         // supervisor (rts serve or systemd) starts a fresh pair.
         let watchdog = async move {

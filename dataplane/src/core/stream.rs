@@ -492,7 +492,8 @@ impl Stream {
         match flv::parse_video_tag(data).map_err(|e| StreamError::Flv(e.to_string()))? {
             VideoTag::AvcSequenceHeader(cfg) => {
                 let changed = self.avc.as_ref().is_some_and(|old| old.sps != cfg.sps || old.pps != cfg.pps);
-                tracing::info!(stream = %self.key(), profile = cfg.profile, level = cfg.level,
+                // Not `level`: the JSON log format has its own `level` key.
+                tracing::info!(stream = %self.key(), avc_profile = cfg.profile, avc_level = cfg.level,
                     sps = cfg.sps.len(), pps = cfg.pps.len(), changed, "AVC sequence header");
                 if changed {
                     // New SPS/PPS (e.g. resolution change): cached frames no
