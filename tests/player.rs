@@ -23,10 +23,8 @@ mod common;
 mod rig;
 
 use anyhow::{bail, Context, Result};
-use common::{Chromium, PublishOpts, Publisher, ServerProcess};
+use common::{nft, Chromium, PublishOpts, Publisher, ServerProcess};
 use rig::{Mode, Rig, HTTP, RTMP};
-use std::io::Write as _;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The page's latency figure vs the SEI measure (the bound).
@@ -56,17 +54,6 @@ fn page_state(c: &mut Chromium) -> String {
     c.eval("JSON.stringify({state: window.rts && window.rts.state, error: window.rts && window.rts.error, message: window.rts && window.rts.message})")
         .map(|v| v.to_string())
         .unwrap_or_else(|e| format!("{e:#}"))
-}
-
-/// Runs `nft -f -` with `script` (in this thread's network namespace).
-fn nft(script: &str) -> Result<()> {
-    let mut child = Command::new("nft").args(["-f", "-"]).stdin(Stdio::piped()).stderr(Stdio::piped()).spawn().context("spawn nft (apt install nftables; scripts/install-test-deps.sh)")?;
-    child.stdin.take().context("nft stdin")?.write_all(script.as_bytes())?;
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        bail!("nft: {} {}", out.status, String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(())
 }
 
 /// Drops all UDP to and from the WebRTC media ports (8000 + shard): the

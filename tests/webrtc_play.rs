@@ -4,7 +4,7 @@
 mod common;
 mod rig;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use rig::{frames_decoded, Mode, Rig, HTTP};
 use std::time::Duration;
 
@@ -180,5 +180,63 @@ fn plays_with_gso_forced_off() -> Result<()> {
     let (sends, messages, datagrams) = (sum(&api, "udp_sends"), sum(&api, "udp_messages"), sum(&api, "udp_datagrams_out"));
     assert_eq!(messages, datagrams, "without GSO every datagram is its own message");
     assert!(sends < messages, "a frame's datagrams still share sendmmsg calls: {sends} calls, {messages} messages");
+    Ok(())
+}
+
+/// IPv6 (issue 15): one dual-stack server on the defaults (`[::]`
+/// listeners, one UDP socket per shard for both families) with a host
+/// candidate per family. An RTMP publisher over IPv6; loadgen viewers over
+/// IPv4 (they take the IPv4 candidate); then, with IPv4 UDP to the media
+/// ports dropped (nftables), Chromium loads the page over IPv6 and plays
+/// through the IPv6 candidate; an HTTP-FLV viewer over IPv6. The admin
+/// listing shows the IPv6 clients by their IPv6 addresses and the IPv4
+/// ones as plain IPv4 (not v4-mapped).
+#[test]
+fn plays_over_ipv6_with_a_candidate_per_family() -> Result<()> {
+    use std::io::{Read, Write};
+    let rig = Rig::start(Mode::Serve, "candidate_ip6 = \"fd00:200::1\"\n")?;
+    let _publisher = common::Publisher::start("rtmp://[fd00:200::1]:1935/live/v6", &common::PublishOpts { audio: false, ..Default::default() })?;
+    rig.wait_live("live", "v6", Duration::from_secs(20))?;
+    let offer = include_str!("../proto/sdp/tests/fixtures/chrome_av_datachannel_recvonly.sdp");
+    let answer = ureq::post(&format!("{HTTP}/whep/live/v6")).set("Content-Type", "application/sdp").send_string(offer)?.into_string()?;
+    // The port is the shard's (8000 + shard), the same for both families.
+    let cands: Vec<&str> = answer.lines().filter(|l| l.starts_with("a=candidate:")).collect();
+    assert!(cands.len() >= 2, "{answer}");
+    let port = cands[0].split(' ').nth(5).context("candidate port")?;
+    assert_eq!(cands[..2], [format!("a=candidate:1 1 udp 2130706431 10.200.0.1 {port} typ host"), format!("a=candidate:2 1 udp 2130706175 fd00:200::1 {port} typ host")], "{answer}");
+
+    let mut o = rts_loadgen::Options::new(&format!("{HTTP}/whep/live/v6"));
+    o.viewers = 2;
+    o.duration = 5.0;
+    o.verify_share = 1.0;
+    o.quiet = true;
+    let r = rts_loadgen::run(&o).map_err(|e| anyhow::anyhow!("loadgen: {e}"))?;
+    assert!(r.viewers_connected == 2 && r.frames_decoded >= 2 * 75 && r.loss_ratio < 0.01, "IPv4 viewers: {}", serde_json::to_string(&r)?);
+
+    common::nft("table inet rts_ipv6_test {\n chain out {\n  type filter hook output priority 0; policy accept;\n  ip daddr 10.200.0.1 udp dport 8000-8015 drop\n }\n}\n")?;
+    let mut chrome = common::Chromium::launch()?;
+    chrome.navigate("http://[fd00:200::1]:8080/play/live/v6?signaling=whep")?;
+    let pred = "window.rts && (await window.rts.stats()).framesDecoded >= 60";
+    if let Err(e) = chrome.wait_for(pred, Duration::from_secs(30)) {
+        bail!("no 60 frames over IPv6: {e:#}; console: {:?}\nserver logs:\n{}", chrome.console(), rig.logs());
+    }
+    let mut flv = std::net::TcpStream::connect("[fd00:200::1]:8088")?;
+    write!(flv, "GET /live/v6.flv HTTP/1.1\r\nHost: [fd00:200::1]:8088\r\n\r\n")?;
+    flv.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut head = vec![0u8; 4096];
+    let n = flv.read(&mut head)?;
+    let text = String::from_utf8_lossy(&head[..n]).to_string();
+    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+    std::thread::sleep(Duration::from_secs(2));
+
+    let sessions: serde_json::Value = serde_json::from_str(&rig.admin("/api/v1/sessions")?)?;
+    let rows = sessions["sessions"].as_array().cloned().unwrap_or_default();
+    let client = |protocol: &str, prefix: &str| rows.iter().any(|r| r["protocol"] == protocol && r["client"].as_str().is_some_and(|c| c.starts_with(prefix)));
+    assert!(client("webrtc", "[fd00:200::"), "Chromium's session over IPv6: {rows:#?}");
+    assert!(client("flv", "[fd00:200::"), "the HTTP-FLV viewer over IPv6: {rows:#?}");
+    assert!(client("publish", "[fd00:200::"), "the publisher over IPv6: {rows:#?}");
+    assert!(rows.iter().all(|r| !r["client"].as_str().unwrap_or("").contains("::ffff:")), "IPv4 clients are never v4-mapped: {rows:#?}");
+    assert!(frames_decoded(&mut chrome)? >= 60);
+    common::nft("delete table inet rts_ipv6_test\n")?;
     Ok(())
 }

@@ -20,7 +20,7 @@ use rts_dataplane::core::stream::Kind;
 use rts_dataplane::lipsync::PlayoutHint;
 use rts_dataplane::udp::UdpSender;
 use rts_srtp::{Profile, SrtpContext};
-use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -73,7 +73,7 @@ fn thread_cpu() -> Duration {
 
 struct Viewer {
     media: Media,
-    dst: SocketAddrV4,
+    dst: SocketAddr,
 }
 
 fn make_viewers(n: usize, dst_ip: Ipv4Addr, base_port: u16) -> Vec<Viewer> {
@@ -97,7 +97,7 @@ fn make_viewers(n: usize, dst_ip: Ipv4Addr, base_port: u16) -> Vec<Viewer> {
                     next_sr: std::time::Instant::now(),
                     repair: rts_dataplane::core::repair::Repair::new(true, None),
                 },
-                dst: SocketAddrV4::new(dst_ip, base_port.wrapping_add((i % 1000) as u16)),
+                dst: SocketAddr::V4(SocketAddrV4::new(dst_ip, base_port.wrapping_add((i % 1000) as u16))),
             }
         })
         .collect()
@@ -150,9 +150,12 @@ struct Shipped {
     messages: usize,
     /// DF on the socket (IP_PMTUDISC_PROBE, what the shard sets).
     dont_fragment: bool,
+    /// A dual-stack IPv6 socket (`udp_bind_ip = "::"`, the shard's
+    /// default: IPv4 viewers are sent to v4-mapped); false: an IPv4 socket.
+    dual_stack: bool,
 }
 
-const SHIPPED: Shipped = Shipped { gso: true, pair_audio: false, messages: SHARD_BATCH_MESSAGES, dont_fragment: true };
+const SHIPPED: Shipped = Shipped { gso: true, pair_audio: false, messages: SHARD_BATCH_MESSAGES, dont_fragment: true, dual_stack: true };
 
 /// One delivery to every viewer as the core's `FanOut` runs it: per viewer
 /// `send_items` (a GSO message) into the batch; a full batch leaves with
@@ -176,7 +179,14 @@ fn deliver(viewers: &mut [Viewer], kind: Kind, packets: &[Bytes], hint: PlayoutH
 /// The shipped path: per frame per viewer one `send_items` (a GSO message),
 /// the viewers' messages sent with `sendmmsg`, as the core's fan-out does.
 fn run_shipped(viewers: &mut [Viewer], seconds: usize, opt: Shipped) -> Run {
-    let sock = UdpSocket::bind("0.0.0.0:0").expect("bind");
+    let sock: UdpSocket = if opt.dual_stack {
+        let s = socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::DGRAM, None).expect("socket");
+        s.set_only_v6(false).expect("IPV6_V6ONLY");
+        s.bind(&std::net::SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)).into()).expect("bind");
+        s.into()
+    } else {
+        UdpSocket::bind("0.0.0.0:0").expect("bind")
+    };
     let _ = socket2::SockRef::from(&sock).set_send_buffer_size(8 << 20);
     let mut sender = UdpSender::new(sock.as_raw_fd(), opt.gso);
     if !opt.dont_fragment {
@@ -296,10 +306,12 @@ fn run_uring(viewers: &mut [Viewer], seconds: usize, zero_copy: bool) -> Run {
                     len += k;
                 }
             }
+            // The bench's viewers are IPv4 (make_viewers).
+            let SocketAddr::V4(dst) = v.dst else { continue };
             slot.addr = libc::sockaddr_in {
                 sin_family: libc::AF_INET as u16,
-                sin_port: v.dst.port().to_be(),
-                sin_addr: libc::in_addr { s_addr: u32::from(*v.dst.ip()).to_be() },
+                sin_port: dst.port().to_be(),
+                sin_addr: libc::in_addr { s_addr: u32::from(*dst.ip()).to_be() },
                 sin_zero: [0; 8],
             };
             slot.iov = libc::iovec { iov_base: slot.buf.as_mut_ptr().cast(), iov_len: len };
@@ -461,6 +473,7 @@ fn main() {
             samples.add("shipped, one sendmsg per viewer (no mmsg)", &run_shipped(&mut v, seconds, Shipped { messages: 1, ..SHIPPED }));
             samples.add("shipped, 64 viewers per sendmmsg", &run_shipped(&mut v, seconds, Shipped { messages: 64, ..SHIPPED }));
             samples.add("shipped, DF off", &run_shipped(&mut v, seconds, Shipped { dont_fragment: false, ..SHIPPED }));
+            samples.add("shipped, IPv4-only socket (not dual-stack)", &run_shipped(&mut v, seconds, Shipped { dual_stack: false, ..SHIPPED }));
             samples.add("shipped, GSO forced off", &run_shipped(&mut v, seconds, Shipped { gso: false, ..SHIPPED }));
             samples.add("io_uring SENDMSG, fixed file, one enter/frame", &run_uring(&mut v, seconds, false));
             samples.add("io_uring SENDMSG_ZC (zero copy), fixed file", &run_uring(&mut v, seconds, true));

@@ -3,7 +3,7 @@
 //! read-only shared configuration (DESIGN.md §2).
 
 use serde::{Deserialize, Serialize};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -233,7 +233,7 @@ pub struct SniCert {
 
 impl Default for HttpsConfig {
     fn default() -> Self {
-        Self { listen: SocketAddr::from(([0, 0, 0, 0], 443)), media_listen: SocketAddr::from(([0, 0, 0, 0], 8443)), cert: PathBuf::new(), key: PathBuf::new(), certs: Vec::new(), reload_check_s: 2 }
+        Self { listen: any_port(443), media_listen: any_port(8443), cert: PathBuf::new(), key: PathBuf::new(), certs: Vec::new(), reload_check_s: 2 }
     }
 }
 
@@ -356,10 +356,16 @@ pub struct WebrtcConfig {
     /// Address put in the ICE host candidate. Empty = the host's first
     /// non-loopback IPv4 address, else 127.0.0.1.
     pub candidate_ip: String,
+    /// A second host candidate, IPv6, offered after `candidate_ip` (a
+    /// dual-stack `udp_bind_ip` takes both families on the one port). Empty
+    /// = none, except when `candidate_ip` is empty too: then the host's
+    /// IPv6 address with a route to the Internet, if it has one.
+    pub candidate_ip6: String,
     /// Shard `i` listens on `udp_port_base + i`.
     pub udp_port_base: u16,
-    /// Address the media sockets bind to (0.0.0.0 = all; replies leave from
-    /// the address each request arrived at, via IP_PKTINFO).
+    /// Address the media sockets bind to (`::` = all, IPv6 and IPv4, one
+    /// socket; `0.0.0.0` = all IPv4 only). Replies leave from the address
+    /// each request arrived at (IP_PKTINFO / IPV6_PKTINFO).
     pub udp_bind_ip: IpAddr,
     /// Largest RTP packet we build (header + payload, before SRTP).
     pub max_rtp_packet: usize,
@@ -451,22 +457,29 @@ pub struct LogConfig {
     pub access: bool,
 }
 
+/// `[::]:port`: every address of both families (`rts_common::net` binds it
+/// dual-stack, or IPv4 only on a host without IPv6).
+fn any_port(port: u16) -> SocketAddr {
+    SocketAddr::from((Ipv6Addr::UNSPECIFIED, port))
+}
+
 impl Default for RtmpConfig {
     fn default() -> Self {
-        Self { listen: SocketAddr::from(([0, 0, 0, 0], 1935)) }
+        Self { listen: any_port(1935) }
     }
 }
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { enabled: true, listen: SocketAddr::from(([0, 0, 0, 0], 8080)), media_listen: SocketAddr::from(([0, 0, 0, 0], 8088)) }
+        Self { enabled: true, listen: any_port(8080), media_listen: any_port(8088) }
     }
 }
 impl Default for WebrtcConfig {
     fn default() -> Self {
         Self {
             candidate_ip: String::new(),
+            candidate_ip6: String::new(),
             udp_port_base: 8000,
-            udp_bind_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            udp_bind_ip: IpAddr::V6(Ipv6Addr::UNSPECIFIED),
             max_rtp_packet: 1200,
             consent_timeout_s: 30,
             gop_cache: true,
@@ -616,6 +629,9 @@ impl Config {
                 return Err(ConfigError::Invalid("cluster.node_id must not contain ; , |".into()));
             }
         }
+        if !self.webrtc.candidate_ip6.is_empty() && self.webrtc.candidate_ip6.parse::<Ipv6Addr>().is_err() {
+            return Err(ConfigError::Invalid(format!("webrtc.candidate_ip6 {:?} is not an IPv6 address", self.webrtc.candidate_ip6)));
+        }
         if !self.webrtc.candidate_ip.is_empty() && self.webrtc.candidate_ip.parse::<IpAddr>().is_err() {
             return Err(ConfigError::Invalid(format!(
                 "webrtc.candidate_ip {:?} is not an IP address",
@@ -663,6 +679,37 @@ impl Config {
             .as_ref()
             .and_then(|c| c.advertise_media.parse().ok())
             .unwrap_or_else(|| SocketAddr::new(self.candidate_ip(), self.http.media_listen.port()))
+    }
+
+    /// Every host candidate address, in order of preference:
+    /// [`Config::candidate_ip`], then the IPv6 one (`candidate_ip6`, or
+    /// found when both are empty), each only where the UDP bind address
+    /// can reach its family.
+    pub fn candidate_ips(&self) -> Vec<IpAddr> {
+        let bind = self.webrtc.udp_bind_ip;
+        let reachable = |ip: &IpAddr| match (bind, ip) {
+            (IpAddr::V6(b), IpAddr::V4(_)) => b.is_unspecified(),
+            (IpAddr::V4(_), IpAddr::V6(_)) => false,
+            _ => true,
+        };
+        let configured6 = self.webrtc.candidate_ip6.parse::<Ipv6Addr>().ok().map(IpAddr::V6);
+        let mut ips = Vec::new();
+        if self.webrtc.candidate_ip.is_empty() {
+            ips.extend(first_non_loopback_ipv4().map(IpAddr::V4));
+            ips.extend(configured6.or_else(|| first_global_ipv6().map(IpAddr::V6)));
+            if ips.is_empty() {
+                ips.push(IpAddr::V4(Ipv4Addr::LOCALHOST));
+            }
+        } else {
+            ips.push(self.candidate_ip());
+            ips.extend(configured6.filter(|ip| *ip != ips[0]));
+        }
+        let usable: Vec<IpAddr> = ips.iter().copied().filter(reachable).collect();
+        if usable.is_empty() {
+            ips
+        } else {
+            usable
+        }
     }
 
     /// The ICE candidate address: configured, else first non-loopback IPv4.
@@ -803,6 +850,18 @@ pub fn first_non_loopback_ipv4() -> Option<Ipv4Addr> {
     }
 }
 
+/// The IPv6 address the host would reach the Internet from (global or
+/// unique-local, not link-local), if it has a route there.
+pub fn first_global_ipv6() -> Option<Ipv6Addr> {
+    // As above: connecting picks the source address, nothing is sent.
+    let sock = std::net::UdpSocket::bind("[::]:0").ok()?;
+    sock.connect("[2001:db8::1]:9").ok()?; // documentation prefix, never contacted
+    match sock.local_addr().ok()?.ip() {
+        IpAddr::V6(ip) if !ip.is_loopback() && !ip.is_unspecified() && !ip.is_unicast_link_local() && ip.to_ipv4_mapped().is_none() => Some(ip),
+        _ => None,
+    }
+}
+
 /// `2026-12-07T01:00:00.123Z`: RFC 3339 / ISO 8601 UTC of a Unix time in
 /// ms (usage records, EXT-X-PROGRAM-DATE-TIME).
 pub fn utc_iso8601(unix_ms: u64) -> String {
@@ -831,6 +890,25 @@ mod tests {
         assert_eq!(c.webrtc.udp_port_base, 8000);
         assert_eq!(c.auth.validity_s, 1800);
         assert!(c.auth.ingest_key.is_none());
+        // Every listener takes both families by default.
+        for a in [c.rtmp.listen, c.http.listen, c.http.media_listen, c.https.listen, c.https.media_listen] {
+            assert_eq!(a.ip(), "::".parse::<IpAddr>().unwrap());
+        }
+        assert_eq!(c.webrtc.udp_bind_ip, "::".parse::<IpAddr>().unwrap());
+    }
+
+    /// Host candidates per family: configured ones in order, only the
+    /// families the UDP bind address serves; a non-IPv6 `candidate_ip6`
+    /// is refused.
+    #[test]
+    fn candidate_addresses_per_family() {
+        let ips = |toml: &str| -> Vec<String> { Config::parse(toml).unwrap().candidate_ips().iter().map(|i| i.to_string()).collect() };
+        assert_eq!(ips("[webrtc]\ncandidate_ip = \"10.200.0.1\"\n"), ["10.200.0.1"]);
+        assert_eq!(ips("[webrtc]\ncandidate_ip = \"10.200.0.1\"\ncandidate_ip6 = \"fd00:200::1\"\n"), ["10.200.0.1", "fd00:200::1"]);
+        assert_eq!(ips("[webrtc]\ncandidate_ip = \"fd00:200::1\"\n"), ["fd00:200::1"]);
+        assert_eq!(ips("[webrtc]\ncandidate_ip = \"10.200.0.1\"\ncandidate_ip6 = \"fd00:200::1\"\nudp_bind_ip = \"0.0.0.0\"\n"), ["10.200.0.1"]);
+        assert_eq!(ips("[webrtc]\ncandidate_ip = \"10.200.0.1\"\ncandidate_ip6 = \"fd00:200::1\"\nudp_bind_ip = \"fd00:200::1\"\n"), ["fd00:200::1"]);
+        assert!(Config::parse("[webrtc]\ncandidate_ip6 = \"10.200.0.1\"\n").is_err());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod config;
 pub mod ipc;
+pub mod net;
 pub mod shm;
 pub mod signaling_body;
 pub mod tls;

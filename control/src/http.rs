@@ -45,7 +45,18 @@ pub fn router(engine: Arc<Engine>) -> Router {
                 .allow_headers(tower_http::cors::Any)
                 .expose_headers([header::LOCATION, header::ETAG]),
         )
+        .layer(axum::middleware::from_fn(canonical_peer))
         .with_state(engine)
+}
+
+/// The listeners are dual-stack: an IPv4 client arrives as a v4-mapped
+/// IPv6 address. The outermost layer turns it back into IPv4 for
+/// everything after it (limits per address, hooks, logs, sessions).
+async fn canonical_peer(mut req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if let Some(c) = req.extensions_mut().get_mut::<axum::extract::ConnectInfo<std::net::SocketAddr>>() {
+        c.0 = rts_common::net::canonical(c.0);
+    }
+    next.run(req).await
 }
 
 fn json_error(status: u16, msg: &str, reason: Option<&str>) -> Response {

@@ -78,7 +78,9 @@ pub fn run(cfg: Arc<Config>, config: Option<std::path::PathBuf>, log_level: LogL
         // Plain HTTP (unless off) and HTTPS (when a certificate is
         // configured) serve the same routes.
         let plain = if cfg.http.enabled {
-            let l = tokio::net::TcpListener::bind(cfg.http.listen).await.map_err(|e| anyhow::anyhow!("binding HTTP {}: {e}", cfg.http.listen))?;
+            let l = rts_common::net::tcp_listener(cfg.http.listen, "HTTP")
+                .and_then(tokio::net::TcpListener::from_std)
+                .map_err(|e| anyhow::anyhow!("binding HTTP {}: {e}", cfg.http.listen))?;
             let server = axum::serve(l, app.clone().into_make_service_with_connect_info::<std::net::SocketAddr>());
             Some(tokio::spawn(async move { server.await.map_err(|e| anyhow::anyhow!("HTTP server: {e}")) }))
         } else {
@@ -91,7 +93,7 @@ pub fn run(cfg: Arc<Config>, config: Option<std::path::PathBuf>, log_level: LogL
         };
         // The admin listener is not needed for media or signaling: a
         // failure to bind it is logged, not fatal.
-        match tokio::net::TcpListener::bind(cfg.admin.listen).await {
+        match rts_common::net::tcp_listener(cfg.admin.listen, "admin").and_then(tokio::net::TcpListener::from_std) {
             Ok(l) => {
                 if cfg.admin.token.is_empty() && !cfg.admin.listen.ip().is_loopback() {
                     tracing::warn!(admin = %cfg.admin.listen, "admin listener on a non-loopback address without [admin] token");
@@ -145,8 +147,7 @@ pub fn run(cfg: Arc<Config>, config: Option<std::path::PathBuf>, log_level: LogL
 fn start_https(cfg: &Config, app: axum::Router) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
     let mut store = rts_common::tls::CertStore::load(&cfg.https).map_err(|e| anyhow::anyhow!("HTTPS certificate: {e}"))?;
     let server_config = rts_common::tls::server_config(store.resolver()).map_err(|e| anyhow::anyhow!("HTTPS: {e}"))?;
-    let listener = std::net::TcpListener::bind(cfg.https.listen).map_err(|e| anyhow::anyhow!("binding HTTPS {}: {e}", cfg.https.listen))?;
-    listener.set_nonblocking(true)?;
+    let listener = rts_common::net::tcp_listener(cfg.https.listen, "HTTPS").map_err(|e| anyhow::anyhow!("binding HTTPS {}: {e}", cfg.https.listen))?;
     let server = axum_server::from_tcp_rustls(listener, axum_server::tls_rustls::RustlsConfig::from_config(server_config))?;
     let every = cfg.https.reload_check_s;
     if every > 0 {

@@ -141,14 +141,15 @@ pub fn play(engine: &Engine, req: PlayRequest<'_>) -> Result<PlayAnswer, PlayErr
         }
     }
     let (local_ufrag, local_pwd, etag) = ice::new_ice_session();
-    let candidate = SocketAddr::new(engine.cfg().candidate_ip(), engine.cfg().udp_port(shard));
+    let port = engine.cfg().udp_port(shard);
+    let candidates: Vec<SocketAddr> = engine.cfg().candidate_ips().into_iter().map(|ip| SocketAddr::new(ip, port)).collect();
     let answer = build_answer(
         &offer,
         &AnswerOptions {
             ice_ufrag: local_ufrag.clone(),
             ice_pwd: local_pwd.clone(),
             fingerprint_sha256: engine.fingerprint.clone(),
-            candidate,
+            candidates: candidates.clone(),
             video_ssrc: ipc::stream_ssrc(app, req.stream, 0),
             video_rtx_ssrc: Some(ipc::stream_ssrc(app, req.stream, 2)),
             audio_ssrc: ipc::stream_ssrc(app, req.stream, 1),
@@ -204,7 +205,7 @@ pub fn play(engine: &Engine, req: PlayRequest<'_>) -> Result<PlayAnswer, PlayErr
     if let Some(state) = ice_state {
         engine.set_ice(session, state);
     }
-    tracing::info!(session = format_args!("{session:016x}"), app = req.app, stream = req.stream, shard, %candidate, "play session created");
+    tracing::info!(session = format_args!("{session:016x}"), app = req.app, stream = req.stream, shard, candidates = ?candidates, "play session created");
     Ok(PlayAnswer { session, sdp: answer.sdp, etag })
 }
 

@@ -5,7 +5,7 @@
 //! fills a [`GsoBatch`], the shell hands its [`Transmit`]s to
 //! `udp::UdpSender::send_many` (one `sendmmsg`) and clears it.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 
 /// Kernel limit on segments per GSO send (UDP_MAX_SEGMENTS).
 pub const MAX_GSO_SEGMENTS: usize = 64;
@@ -27,8 +27,8 @@ pub const MESSAGE_ROOM: usize = MAX_GSO_BYTES + 2048;
 /// datagrams (the last may be shorter) from `src` (IP_PKTINFO) to `dst`.
 #[derive(Debug, Clone, Copy)]
 pub struct Transmit<'a> {
-    pub dst: SocketAddrV4,
-    pub src: Option<Ipv4Addr>,
+    pub dst: SocketAddr,
+    pub src: Option<IpAddr>,
     pub contents: &'a [u8],
     pub segment: usize,
 }
@@ -57,8 +57,8 @@ struct BatchMsg {
     start: usize,
     end: usize,
     segment: usize,
-    dst: SocketAddrV4,
-    src: Option<Ipv4Addr>,
+    dst: SocketAddr,
+    src: Option<IpAddr>,
 }
 
 impl GsoBatch {
@@ -120,7 +120,7 @@ impl GsoBatch {
     /// (`write` fills at most `max_len` bytes and returns the length, or
     /// None to send nothing). Returns false, writing nothing, when the
     /// batch has no room: send it first.
-    pub fn datagram(&mut self, dst: SocketAddrV4, src: Option<Ipv4Addr>, max_len: usize, write: impl FnOnce(&mut [u8]) -> Option<usize>) -> bool {
+    pub fn datagram(&mut self, dst: SocketAddr, src: Option<IpAddr>, max_len: usize, write: impl FnOnce(&mut [u8]) -> Option<usize>) -> bool {
         self.end_message(dst, src);
         if !self.fits(max_len) {
             return false;
@@ -153,7 +153,7 @@ impl GsoBatch {
     }
 
     /// Closes the open message: its packets go to `dst` from `src`.
-    pub fn end_message(&mut self, dst: SocketAddrV4, src: Option<Ipv4Addr>) {
+    pub fn end_message(&mut self, dst: SocketAddr, src: Option<IpAddr>) {
         if self.count > 0 {
             self.closed_msgs.push(BatchMsg { start: self.start, end: self.len, segment: self.segment, dst, src });
         }
@@ -207,7 +207,7 @@ mod tests {
     /// the caller sends it instead of overrunning.
     #[test]
     fn batch_limits() {
-        let dst = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9);
+        let dst = SocketAddr::from(([127, 0, 0, 1], 9));
         let mut b = GsoBatch::new(0, 2);
         push(&mut b, 1200, 0);
         b.end_message(dst, None);
@@ -234,14 +234,14 @@ mod tests {
 
     #[test]
     fn datagrams_are_messages_of_their_own() {
-        let a = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 1);
-        let c = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 2);
+        let a = SocketAddr::from(([127, 0, 0, 1], 1));
+        let c = SocketAddr::from(([127, 0, 0, 1], 2));
         let mut b = GsoBatch::new(0, 8);
         assert!(b.datagram(a, None, 100, |buf| {
             buf[..3].copy_from_slice(b"abc");
             Some(3)
         }));
-        assert!(b.datagram(c, Some(Ipv4Addr::LOCALHOST), 100, |_| None), "nothing written is not an error");
+        assert!(b.datagram(c, Some(IpAddr::from([127, 0, 0, 1])), 100, |_| None), "nothing written is not an error");
         assert!(b.datagram(c, None, 100, |buf| {
             buf[..2].copy_from_slice(b"de");
             Some(2)

@@ -15,6 +15,7 @@ pub mod recv_ring;
 pub mod relay;
 pub mod send_clock;
 pub mod shard;
+pub mod sockaddr;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 pub mod transcode;

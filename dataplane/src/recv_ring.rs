@@ -13,7 +13,7 @@
 //! back at once, so the ring's size bounds the datagrams one wait returns.
 
 use std::alloc::{self, Layout};
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU16, Ordering};
 
 /// Buffers in the ring (a power of two, as the kernel requires).
@@ -21,7 +21,8 @@ pub const RING_ENTRIES: u16 = 256;
 /// Fixed room for the source address (a `sockaddr_in6` fits; 8-aligned so
 /// the control data after it is aligned too).
 const NAME_LEN: usize = 32;
-/// Room for the control messages asked for (IP_PKTINFO: 32 bytes).
+/// Room for the control messages asked for (IP_PKTINFO: 32 bytes,
+/// IPV6_PKTINFO: 40).
 const CONTROL_LEN: usize = 64;
 const HEADER_LEN: usize = 16;
 const PAYLOAD_OFFSET: usize = HEADER_LEN + NAME_LEN + CONTROL_LEN;
@@ -60,8 +61,9 @@ fn bufs_layout() -> Layout {
 
 /// One received datagram, parsed from a completed buffer.
 pub struct Datagram<'a> {
-    pub source: Option<SocketAddrV4>,
-    pub local_ip: Option<Ipv4Addr>,
+    /// Canonical: an IPv4 peer of a dual-stack socket is IPv4 here.
+    pub source: Option<SocketAddr>,
+    pub local_ip: Option<IpAddr>,
     /// The datagram was longer than [`PAYLOAD_LEN`] (payload cut short).
     pub truncated: bool,
     pub payload: &'a mut [u8],
@@ -173,43 +175,12 @@ fn parse(buf: &mut [u8]) -> Option<Datagram<'_>> {
     let payloadlen = u32_at(buf, 8) as usize;
     let flags = u32_at(buf, 12) as i32;
     let name = &buf[HEADER_LEN..HEADER_LEN + NAME_LEN.min(namelen)];
-    let source = sockaddr_v4(name);
-    let local_ip = pktinfo(&buf[HEADER_LEN + NAME_LEN..HEADER_LEN + NAME_LEN + controllen]);
+    let source = crate::sockaddr::parse_sockaddr(name);
+    let local_ip = crate::sockaddr::parse_pktinfo(&buf[HEADER_LEN + NAME_LEN..HEADER_LEN + NAME_LEN + controllen]);
     let room = buf.len() - PAYLOAD_OFFSET;
     let truncated = flags & libc::MSG_TRUNC != 0 || payloadlen > room;
     let payload = &mut buf[PAYLOAD_OFFSET..PAYLOAD_OFFSET + payloadlen.min(room)];
     Some(Datagram { source, local_ip, truncated, payload })
-}
-
-/// An IPv4 `sockaddr_in` (family, port and address in network order).
-fn sockaddr_v4(name: &[u8]) -> Option<SocketAddrV4> {
-    if name.len() < 8 || u16::from_ne_bytes([name[0], name[1]]) != libc::AF_INET as u16 {
-        return None;
-    }
-    let port = u16::from_be_bytes([name[2], name[3]]);
-    Some(SocketAddrV4::new(Ipv4Addr::new(name[4], name[5], name[6], name[7]), port))
-}
-
-/// The local address of an IP_PKTINFO control message, walking the
-/// `cmsghdr { len: usize, level: i32, type: i32 }` records (8-aligned).
-fn pktinfo(control: &[u8]) -> Option<Ipv4Addr> {
-    const CMSG_HDR: usize = 16;
-    let mut at = 0;
-    while at + CMSG_HDR <= control.len() {
-        let len = u64::from_ne_bytes(control[at..at + 8].try_into().ok()?) as usize;
-        let level = u32_at(control, at + 8) as i32;
-        let kind = u32_at(control, at + 12) as i32;
-        if len < CMSG_HDR || at + len > control.len() {
-            return None;
-        }
-        // struct in_pktinfo { ipi_ifindex: i32, ipi_spec_dst, ipi_addr }
-        if level == libc::IPPROTO_IP && kind == libc::IP_PKTINFO && len >= CMSG_HDR + 12 {
-            let a = &control[at + CMSG_HDR + 8..at + CMSG_HDR + 12];
-            return Some(Ipv4Addr::new(a[0], a[1], a[2], a[3]));
-        }
-        at += (len + 7) & !7;
-    }
-    None
 }
 
 #[cfg(test)]
@@ -243,7 +214,7 @@ mod tests {
         let mut b = filled(b"rtcp", 0, true);
         let d = parse(&mut b).unwrap();
         assert_eq!(d.source, Some("10.200.0.2:40000".parse().unwrap()));
-        assert_eq!(d.local_ip, Some(Ipv4Addr::new(10, 200, 0, 1)));
+        assert_eq!(d.local_ip, Some(IpAddr::from([10, 200, 0, 1])));
         assert!(!d.truncated);
         assert_eq!(d.payload, b"rtcp");
     }

@@ -179,15 +179,18 @@ fn consume(out: &mut VecDeque<Bytes>, off: &mut usize, mut n: usize) {
 }
 
 /// A listening TCP socket that every shard binds on the same address
-/// (SO_REUSEPORT): the kernel spreads connections over the shards.
+/// (SO_REUSEPORT): the kernel spreads connections over the shards. `[::]`
+/// takes both families (falls back to IPv4 on a host without IPv6).
 fn reuseport_listener(addr: SocketAddr, what: &str) -> anyhow::Result<socket2::Socket> {
-    let domain = if addr.is_ipv4() { socket2::Domain::IPV4 } else { socket2::Domain::IPV6 };
-    let listener = socket2::Socket::new(domain, socket2::Type::STREAM, None).map_err(|e| io_err(&format!("{what} socket"), e))?;
-    listener.set_reuse_address(true).map_err(|e| io_err("SO_REUSEADDR", e))?;
-    listener.set_reuse_port(true).map_err(|e| io_err("SO_REUSEPORT", e))?;
-    listener.bind(&addr.into()).map_err(|e| io_err(&format!("bind {what} {addr}"), e))?;
-    listener.listen(1024).map_err(|e| io_err("listen", e))?;
-    Ok(listener)
+    rts_common::net::bind_any_family(addr, what, |a| {
+        let listener = rts_common::net::socket_for(a, socket2::Type::STREAM)?;
+        listener.set_reuse_address(true)?;
+        listener.set_reuse_port(true)?;
+        listener.bind(&a.into())?;
+        listener.listen(1024)?;
+        Ok(listener)
+    })
+    .map_err(|e| io_err(&format!("bind {what} {addr}"), e))
 }
 
 fn io_err(ctx: &str, e: std::io::Error) -> anyhow::Error {
@@ -213,9 +216,10 @@ impl Shard {
         let udp_addr = SocketAddr::new(cfg.webrtc.udp_bind_ip, cfg.udp_port(init.id));
         // Large buffers absorb keyframe bursts to many viewers; the kernel
         // caps them at net.core.[rw]mem_max (see kernel-tuning/).
-        let pair = udp::UdpPair::bind(udp_addr, 8 << 20, 4 << 20).map_err(|e| io_err(&format!("bind UDP {udp_addr}"), e))?;
+        let pair = rts_common::net::bind_any_family(udp_addr, "WebRTC UDP", |a| udp::UdpPair::bind(a, 8 << 20, 4 << 20))
+            .map_err(|e| io_err(&format!("bind UDP {udp_addr}"), e))?;
         let (udp, udp_send) = (pair.recv, pair.send);
-        udp::enable_pktinfo(udp.as_raw_fd()).map_err(|e| io_err("IP_PKTINFO", e))?;
+        udp::enable_pktinfo(udp.as_raw_fd()).map_err(|e| io_err("IP_PKTINFO/IPV6_RECVPKTINFO", e))?;
         let sender = UdpSender::new(udp_send.as_raw_fd(), !cfg.dataplane.disable_gso);
         let shards = init.mesh.shards();
         Ok(Shard {
@@ -602,7 +606,8 @@ impl Shard {
         // SAFETY: the kernel just handed us this new descriptor; we own it.
         let sock = unsafe { <socket2::Socket as std::os::fd::FromRawFd>::from_raw_fd(fd) };
         let _ = sock.set_nodelay(true);
-        let peer = sock.peer_addr().ok().and_then(|a| a.as_socket());
+        // IPv4 clients of a dual-stack listener are v4-mapped: recorded as IPv4.
+        let peer = sock.peer_addr().ok().and_then(|a| a.as_socket()).map(rts_common::net::canonical);
         let tls = match (tls, &self.media_tls) {
             (true, Some((_, cfg))) => match rustls::ServerConnection::new(cfg.clone()) {
                 Ok(mut c) => {

@@ -16,7 +16,7 @@ use rts_rtp::rtcp::RtcpPacket;
 use rts_srtp::{Profile, SrtpContext};
 use rts_stun::PacketKind;
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,8 +30,8 @@ pub fn ms(n: u64) -> Duration {
 /// A datagram the core sent (GSO messages are split into their datagrams).
 pub struct Sent {
     pub at: Instant,
-    pub dst: SocketAddrV4,
-    pub src: Option<Ipv4Addr>,
+    pub dst: SocketAddr,
+    pub src: Option<IpAddr>,
     pub data: Vec<u8>,
 }
 
@@ -149,9 +149,9 @@ impl Rig {
         self.drain();
     }
 
-    pub fn datagram(&mut self, src: SocketAddrV4, data: &[u8]) {
+    pub fn datagram(&mut self, src: SocketAddr, data: &[u8]) {
         let mut buf = data.to_vec();
-        self.core.handle_datagram(self.now, src, Some(SERVER_IP), &mut buf);
+        self.core.handle_datagram(self.now, src, Some(IpAddr::V4(SERVER_IP)), &mut buf);
         self.drain();
     }
 
@@ -450,7 +450,7 @@ pub type LossFn = Box<dyn FnMut(u32, u16) -> bool>;
 /// address; it decrypts what the core sends it.
 pub struct Viewer {
     pub session: u64,
-    pub addr: SocketAddrV4,
+    pub addr: SocketAddr,
     pub ufrag: String,
     pub pwd: String,
     pub keys: [Vec<u8>; 4],
@@ -495,7 +495,7 @@ impl Viewer {
         let p = Profile::AeadAes128Gcm;
         Viewer {
             session: 0x1000 + u64::from(n),
-            addr: SocketAddrV4::new(Ipv4Addr::new(10, 200, (n >> 8) as u8, n as u8), 50_000),
+            addr: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(10, 200, (n >> 8) as u8, n as u8), 50_000)),
             ufrag: format!("uf{n}"),
             pwd: format!("pwd-of-viewer-{n:04}-xxxxxxxxx"),
             rx: SrtpContext::new(p, &keys[0], &keys[1]).unwrap(),
@@ -585,7 +585,7 @@ impl Viewer {
             if s.dst != self.addr {
                 continue;
             }
-            assert_eq!(s.src, Some(SERVER_IP), "replies leave from the address the checks arrived at");
+            assert_eq!(s.src, Some(IpAddr::V4(SERVER_IP)), "replies leave from the address the checks arrived at");
             let mut d = s.data.clone();
             match rts_stun::classify(&d) {
                 PacketKind::Rtp => {

@@ -10,13 +10,21 @@
 
 use std::io;
 use std::mem::MaybeUninit;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::RawFd;
 
 use crate::batch::{GsoBatch, Transmit, MAX_MESSAGES};
+use crate::sockaddr::{self, SockAddr};
 
+/// Asks for the local address of each received datagram: IPV6_RECVPKTINFO
+/// on an IPv6 socket (IPv4 datagrams on a dual-stack socket carry it
+/// v4-mapped), IP_PKTINFO on an IPv4 one.
 pub fn enable_pktinfo(fd: RawFd) -> io::Result<()> {
-    setsockopt_int(fd, libc::IPPROTO_IP, libc::IP_PKTINFO, 1)
+    if sockaddr::is_ipv6_socket(fd) {
+        setsockopt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1)
+    } else {
+        setsockopt_int(fd, libc::IPPROTO_IP, libc::IP_PKTINFO, 1)
+    }
 }
 
 /// Sets DF on every datagram and ignores the path-MTU cache
@@ -24,8 +32,13 @@ pub fn enable_pktinfo(fd: RawFd) -> io::Result<()> {
 /// (`[webrtc] max_rtp_packet`), WebRTC stacks send with DF too, and a DF
 /// datagram on an unconnected socket gets IP ID 0 instead of the kernel's
 /// hashed ID generator (`__ip_select_ident`): one hash and one shared atomic
-/// less per send.
+/// less per send. On an IPv6 socket both options are set: IPv4 destinations
+/// of a dual-stack socket leave through the IPv4 path, which reads the
+/// IPv4 one.
 pub fn set_dont_fragment(fd: RawFd) -> io::Result<()> {
+    if sockaddr::is_ipv6_socket(fd) {
+        setsockopt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER, libc::IPV6_PMTUDISC_PROBE)?;
+    }
     setsockopt_int(fd, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_PROBE)
 }
 
@@ -63,38 +76,33 @@ pub struct SendStats {
 /// The kernel-facing parts of one `mmsghdr` entry, kept together so the
 /// pointers inside the header stay valid while the entry is in use.
 struct Entry {
-    addr: libc::sockaddr_in,
+    addr: SockAddr,
     iov: libc::iovec,
     cmsg: [u64; 8],
 }
 
 impl Entry {
-    /// `buf` to `dst`; the control buffer is filled by [`fill_msghdr`].
-    fn new(dst: SocketAddrV4, buf: &[u8]) -> Entry {
-        Entry {
-            addr: libc::sockaddr_in {
-                sin_family: libc::AF_INET as u16,
-                sin_port: dst.port().to_be(),
-                sin_addr: libc::in_addr { s_addr: u32::from(*dst.ip()).to_be() },
-                sin_zero: [0; 8],
-            },
-            iov: libc::iovec { iov_base: buf.as_ptr() as *mut _, iov_len: buf.len() },
-            cmsg: [0; 8],
-        }
+    /// `buf` to `addr`; the control buffer is filled by [`fill_msghdr`].
+    fn new(addr: SockAddr, buf: &[u8]) -> Entry {
+        Entry { addr, iov: libc::iovec { iov_base: buf.as_ptr() as *mut _, iov_len: buf.len() }, cmsg: [0; 8] }
     }
 }
 
 /// Points `hdr` at `e` (address, data) and writes the control messages for
-/// `src` (IP_PKTINFO) and `segment` (UDP_SEGMENT) into `e`.
-fn fill_msghdr(hdr: &mut libc::msghdr, e: &mut Entry, src: Option<Ipv4Addr>, segment: Option<u16>) {
+/// `src` (IP_PKTINFO, or IPV6_PKTINFO on an IPv6 socket) and `segment`
+/// (UDP_SEGMENT) into `e`.
+fn fill_msghdr(hdr: &mut libc::msghdr, e: &mut Entry, src: Option<IpAddr>, ipv6_socket: bool, segment: Option<u16>) {
     // SAFETY: msghdr is plain C data; zero is its valid empty state.
     *hdr = unsafe { std::mem::zeroed() };
-    hdr.msg_name = (&mut e.addr as *mut libc::sockaddr_in).cast();
-    hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
+    hdr.msg_name = e.addr.as_mut_ptr();
+    hdr.msg_namelen = e.addr.byte_len();
     hdr.msg_iov = &mut e.iov;
     hdr.msg_iovlen = 1;
+    // An IPv4 socket cannot be told an IPv6 source: the kernel picks.
+    let src = src.filter(|ip| ipv6_socket || ip.is_ipv4());
+    let info_len = if ipv6_socket { std::mem::size_of::<libc::in6_pktinfo>() } else { std::mem::size_of::<libc::in_pktinfo>() };
     // SAFETY: CMSG_SPACE is a pure size computation.
-    let pktinfo_space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<libc::in_pktinfo>() as u32) } as usize;
+    let pktinfo_space = unsafe { libc::CMSG_SPACE(info_len as u32) } as usize;
     // SAFETY: as above.
     let seg_space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<u16>() as u32) } as usize;
     let space = if src.is_some() { pktinfo_space } else { 0 } + if segment.is_some() { seg_space } else { 0 };
@@ -104,20 +112,35 @@ fn fill_msghdr(hdr: &mut libc::msghdr, e: &mut Entry, src: Option<Ipv4Addr>, seg
     hdr.msg_control = e.cmsg.as_mut_ptr().cast();
     hdr.msg_controllen = space;
     // SAFETY: the control buffer (64 bytes, u64-aligned) holds both headers
-    // (32 + 24 bytes); CMSG_* walk within msg_controllen.
+    // (at most 40 + 24 bytes); CMSG_* walk within msg_controllen.
     unsafe {
         let mut c = libc::CMSG_FIRSTHDR(hdr);
-        if let Some(ip) = src {
-            (*c).cmsg_level = libc::IPPROTO_IP;
-            (*c).cmsg_type = libc::IP_PKTINFO;
-            (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<libc::in_pktinfo>() as u32) as usize;
-            let info = libc::in_pktinfo {
-                ipi_ifindex: 0,
-                ipi_spec_dst: libc::in_addr { s_addr: u32::from(ip).to_be() },
-                ipi_addr: libc::in_addr { s_addr: 0 },
-            };
-            std::ptr::write_unaligned(libc::CMSG_DATA(c) as *mut libc::in_pktinfo, info);
-            c = libc::CMSG_NXTHDR(hdr, c);
+        match src {
+            Some(ip) if ipv6_socket => {
+                (*c).cmsg_level = libc::IPPROTO_IPV6;
+                (*c).cmsg_type = libc::IPV6_PKTINFO;
+                (*c).cmsg_len = libc::CMSG_LEN(info_len as u32) as usize;
+                let addr = match ip {
+                    IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+                    IpAddr::V6(v6) => v6,
+                };
+                let info = libc::in6_pktinfo { ipi6_addr: libc::in6_addr { s6_addr: addr.octets() }, ipi6_ifindex: 0 };
+                std::ptr::write_unaligned(libc::CMSG_DATA(c) as *mut libc::in6_pktinfo, info);
+                c = libc::CMSG_NXTHDR(hdr, c);
+            }
+            Some(IpAddr::V4(ip)) => {
+                (*c).cmsg_level = libc::IPPROTO_IP;
+                (*c).cmsg_type = libc::IP_PKTINFO;
+                (*c).cmsg_len = libc::CMSG_LEN(info_len as u32) as usize;
+                let info = libc::in_pktinfo {
+                    ipi_ifindex: 0,
+                    ipi_spec_dst: libc::in_addr { s_addr: u32::from(ip).to_be() },
+                    ipi_addr: libc::in_addr { s_addr: 0 },
+                };
+                std::ptr::write_unaligned(libc::CMSG_DATA(c) as *mut libc::in_pktinfo, info);
+                c = libc::CMSG_NXTHDR(hdr, c);
+            }
+            _ => {}
         }
         if let Some(seg) = segment {
             (*c).cmsg_level = libc::SOL_UDP;
@@ -143,10 +166,12 @@ pub struct UdpPair {
 }
 
 impl UdpPair {
-    /// Binds both sockets to `addr` with the given buffer sizes.
+    /// Binds both sockets to `addr` with the given buffer sizes; `[::]`
+    /// takes IPv4 too (IPV6_V6ONLY off: one port, one receive ring and one
+    /// GSO send path for both families).
     pub fn bind(addr: std::net::SocketAddr, sndbuf: usize, rcvbuf: usize) -> io::Result<UdpPair> {
         let open = || -> io::Result<socket2::Socket> {
-            let s = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::DGRAM, None)?;
+            let s = rts_common::net::socket_for(addr, socket2::Type::DGRAM)?;
             s.set_reuse_port(true)?;
             s.set_nonblocking(true)?;
             Ok(s)
@@ -155,7 +180,7 @@ impl UdpPair {
         // too and silently get nothing: probe with a plain socket first so a
         // taken port fails as it always did (EADDRINUSE).
         if addr.port() != 0 {
-            let probe = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::DGRAM, None)?;
+            let probe = rts_common::net::socket_for(addr, socket2::Type::DGRAM)?;
             probe.bind(&addr.into())?;
         }
         let recv = open()?;
@@ -210,6 +235,8 @@ fn attach_first_socket_program(fd: RawFd) -> io::Result<()> {
 pub struct UdpSender {
     fd: RawFd,
     gso: bool,
+    /// An AF_INET6 socket (dual-stack unless bound to one IPv6 address).
+    ipv6: bool,
     pub stats: SendStats,
 }
 
@@ -219,7 +246,7 @@ impl UdpSender {
         if let Err(e) = set_dont_fragment(fd) {
             tracing::debug!(error = %e, "IP_MTU_DISCOVER not set");
         }
-        UdpSender { fd, gso: allow_gso && probe_gso(fd), stats: SendStats::default() }
+        UdpSender { fd, gso: allow_gso && probe_gso(fd), ipv6: sockaddr::is_ipv6_socket(fd), stats: SendStats::default() }
     }
 
     pub fn gso_enabled(&self) -> bool {
@@ -230,7 +257,7 @@ impl UdpSender {
     /// be shorter). `src` picks the source address (IP_PKTINFO). Errors are
     /// counted, not returned: a viewer's full socket buffer must not stop the
     /// fan-out to the others.
-    pub fn send(&mut self, dst: SocketAddrV4, src: Option<Ipv4Addr>, buf: &[u8], segment: usize) {
+    pub fn send(&mut self, dst: SocketAddr, src: Option<IpAddr>, buf: &[u8], segment: usize) {
         self.send_many([Transmit { dst, src, contents: buf, segment }].into_iter());
     }
 
@@ -260,6 +287,13 @@ impl UdpSender {
             let mut n = 0;
             while n < MAX_MESSAGES {
                 let Some(t) = transmits.peek().copied() else { break };
+                // An IPv6 viewer on an IPv4-only socket: unreachable, counted.
+                let Some(addr) = SockAddr::new(t.dst, self.ipv6) else {
+                    self.stats.errors += 1;
+                    transmits.next();
+                    offset = 0;
+                    continue;
+                };
                 let seg = t.segment.max(1);
                 let count = t.contents.len().div_ceil(seg);
                 let (chunk, gso_seg) = if count > 1 && self.gso {
@@ -268,10 +302,10 @@ impl UdpSender {
                     let end = (offset + seg).min(t.contents.len());
                     (&t.contents[offset..end], None)
                 };
-                let e = entries[n].write(Entry::new(t.dst, chunk));
+                let e = entries[n].write(Entry::new(addr, chunk));
                 // SAFETY: mmsghdr is plain C data; zero is a valid state.
                 let h = hdrs[n].write(unsafe { std::mem::zeroed() });
-                fill_msghdr(&mut h.msg_hdr, e, t.src, gso_seg);
+                fill_msghdr(&mut h.msg_hdr, e, t.src, self.ipv6, gso_seg);
                 meta[n].write((t, if gso_seg.is_some() { count } else { 1 }, gso_seg.is_some()));
                 n += 1;
                 if gso_seg.is_some() || offset + chunk.len() >= t.contents.len() {
@@ -344,15 +378,12 @@ mod tests {
         let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
         let mut sender = UdpSender::new(tx.as_raw_fd(), allow_gso);
         assert_eq!(sender.gso_enabled(), allow_gso && probe_gso(tx.as_raw_fd()));
-        let dst = match rx.local_addr().unwrap() {
-            std::net::SocketAddr::V4(a) => a,
-            _ => unreachable!(),
-        };
+        let dst = rx.local_addr().unwrap();
         let mut b = GsoBatch::new(65536, 1);
         for (i, len) in [1200usize, 1200, 1200, 700].iter().enumerate() {
             push(&mut b, *len, i as u8);
         }
-        b.end_message(dst, Some(Ipv4Addr::LOCALHOST));
+        b.end_message(dst, Some(IpAddr::from([127, 0, 0, 1])));
         sender.send_batch(&mut b);
         let mut got = Vec::new();
         let mut buf = [0u8; 2000];
@@ -376,10 +407,7 @@ mod tests {
         let mut sender = UdpSender::new(tx.as_raw_fd(), true);
         let mut b = GsoBatch::new(256 << 10, MAX_MESSAGES);
         for (i, r) in rx.iter().enumerate() {
-            let dst = match r.local_addr().unwrap() {
-                std::net::SocketAddr::V4(a) => a,
-                _ => unreachable!(),
-            };
+            let dst = r.local_addr().unwrap();
             // Viewer i gets i+1 packets of 1000 + i bytes.
             for k in 0..=i {
                 push(&mut b, 1000 + i, (i * 10 + k) as u8);
@@ -429,6 +457,72 @@ mod tests {
         assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
     }
 
+
+    /// A dual-stack pair (bound to `::`) receives from IPv4 and IPv6 peers
+    /// on one socket and sends GSO batches to both, from the address each
+    /// asked (IPV6_PKTINFO, v4-mapped for IPv4), through one `sendmmsg`.
+    #[test]
+    fn dual_stack_pair_serves_both_families() {
+        let pair = UdpPair::bind("[::]:0".parse().unwrap(), 1 << 20, 1 << 20).unwrap();
+        let port = pair.recv.local_addr().unwrap().port();
+        enable_pktinfo(pair.recv.as_raw_fd()).unwrap();
+        let v4 = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let v6 = UdpSocket::bind("[::1]:0").unwrap();
+        v4.send_to(b"four", ("127.0.0.1", port)).unwrap();
+        v6.send_to(b"six", ("::1", port)).unwrap();
+        pair.recv.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 16];
+        for _ in 0..2 {
+            let (n, from) = pair.recv.recv_from(&mut buf).unwrap();
+            got.push((crate::sockaddr::canonical(from), buf[..n].to_vec()));
+        }
+        got.sort();
+        assert_eq!(got, vec![(v4.local_addr().unwrap(), b"four".to_vec()), (v6.local_addr().unwrap(), b"six".to_vec())]);
+
+        let mut sender = UdpSender::new(pair.send.as_raw_fd(), true);
+        let mut b = GsoBatch::new(65536, 4);
+        for (peer, src, fill) in [(v4.local_addr().unwrap(), IpAddr::from([127, 0, 0, 1]), 4u8), (v6.local_addr().unwrap(), "::1".parse().unwrap(), 6)] {
+            push(&mut b, 1200, fill);
+            push(&mut b, 1200, fill);
+            push(&mut b, 500, fill);
+            b.end_message(peer, Some(src));
+        }
+        sender.send_batch(&mut b);
+        assert_eq!((sender.stats.syscalls, sender.stats.datagrams, sender.stats.errors), (1, 6, 0));
+        for (rx, fill, from) in [(&v4, 4u8, SocketAddr::from(([127, 0, 0, 1], port))), (&v6, 6, SocketAddr::new("::1".parse().unwrap(), port))] {
+            rx.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+            let mut lens = Vec::new();
+            let mut big = [0u8; 2000];
+            for _ in 0..3 {
+                let (n, src) = rx.recv_from(&mut big).unwrap();
+                assert_eq!(big[0], fill);
+                assert_eq!(src, from);
+                lens.push(n);
+            }
+            assert_eq!(lens, vec![1200, 1200, 500]);
+        }
+    }
+
+    /// An IPv4 socket asked to reach an IPv6 viewer counts an error and
+    /// still sends the rest of the batch.
+    #[test]
+    fn ipv4_socket_skips_ipv6_destinations() {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut sender = UdpSender::new(tx.as_raw_fd(), true);
+        let mut b = GsoBatch::new(65536, 4);
+        push(&mut b, 100, 1);
+        b.end_message("[::1]:9".parse().unwrap(), None);
+        push(&mut b, 100, 2);
+        b.end_message(rx.local_addr().unwrap(), Some("::1".parse().unwrap()));
+        sender.send_batch(&mut b);
+        assert_eq!((sender.stats.errors, sender.stats.datagrams), (1, 1));
+        rx.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 200];
+        let (n, _) = rx.recv_from(&mut buf).unwrap();
+        assert_eq!((n, buf[0]), (100, 2));
+    }
 
     #[test]
     fn gso_send_splits_into_datagrams() {

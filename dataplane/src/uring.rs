@@ -252,7 +252,8 @@ impl Uring {
     }
 }
 
-/// Room for the control messages we ask for (IP_PKTINFO) with slack.
+/// Room for the control messages we ask for (IP_PKTINFO or IPV6_PKTINFO)
+/// with slack.
 const CMSG_SPACE: usize = 128;
 pub const UDP_RECV_BUF: usize = 2048;
 
@@ -285,34 +286,22 @@ impl RecvSlot {
         self.msg.msg_controllen = CMSG_SPACE;
     }
 
-    /// Source address of the completed datagram (IPv4 only for now).
-    pub fn source(&self) -> Option<std::net::SocketAddrV4> {
-        if self.addr.ss_family as i32 != libc::AF_INET {
-            return None;
-        }
-        // SAFETY: family checked; sockaddr_storage is large and aligned enough.
-        let sin = unsafe { &*(&self.addr as *const libc::sockaddr_storage as *const libc::sockaddr_in) };
-        Some(std::net::SocketAddrV4::new(
-            std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)),
-            u16::from_be(sin.sin_port),
-        ))
+    /// Source address of the completed datagram (canonical: IPv4 peers of a
+    /// dual-stack socket are IPv4).
+    pub fn source(&self) -> Option<std::net::SocketAddr> {
+        let len = (self.msg.msg_namelen as usize).min(std::mem::size_of::<libc::sockaddr_storage>());
+        // SAFETY: reading the first `len` bytes of our own sockaddr_storage.
+        let name = unsafe { std::slice::from_raw_parts((&self.addr as *const libc::sockaddr_storage).cast::<u8>(), len) };
+        crate::sockaddr::parse_sockaddr(name)
     }
 
-    /// Local destination address from IP_PKTINFO, if the kernel supplied it.
-    pub fn local_ip(&self) -> Option<std::net::Ipv4Addr> {
-        // SAFETY: walking the control buffer the kernel filled, with the
-        // libc CMSG helpers bounded by msg_controllen.
-        unsafe {
-            let mut c = libc::CMSG_FIRSTHDR(&self.msg);
-            while !c.is_null() {
-                if (*c).cmsg_level == libc::IPPROTO_IP && (*c).cmsg_type == libc::IP_PKTINFO {
-                    let info = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::in_pktinfo);
-                    return Some(std::net::Ipv4Addr::from(u32::from_be(info.ipi_addr.s_addr)));
-                }
-                c = libc::CMSG_NXTHDR(&self.msg, c);
-            }
-        }
-        None
+    /// Local destination address from IP_PKTINFO / IPV6_PKTINFO, if the
+    /// kernel supplied it.
+    pub fn local_ip(&self) -> Option<std::net::IpAddr> {
+        let len = self.msg.msg_controllen.min(CMSG_SPACE);
+        // SAFETY: reading the first `len` bytes of our own control buffer.
+        let control = unsafe { std::slice::from_raw_parts(self.cmsg.as_ptr().cast::<u8>(), len) };
+        crate::sockaddr::parse_pktinfo(control)
     }
 }
 
@@ -373,8 +362,8 @@ mod tests {
             let d = bufs.datagram(bid, c.result as usize).unwrap();
             assert_eq!(d.payload, *msg, "datagram {i}");
             assert!(!d.truncated);
-            assert_eq!(std::net::SocketAddr::V4(d.source.unwrap()), tx.local_addr().unwrap());
-            assert_eq!(d.local_ip, Some(std::net::Ipv4Addr::LOCALHOST));
+            assert_eq!(d.source.unwrap(), tx.local_addr().unwrap());
+            assert_eq!(d.local_ip, Some(std::net::IpAddr::from([127, 0, 0, 1])));
             seen.push(bid);
             if i == 0 {
                 bufs.recycle(bid);
@@ -448,7 +437,7 @@ mod tests {
         assert_eq!(out[0].token, Token::UdpRecv(5));
         assert_eq!(out[0].result, 5);
         assert_eq!(&slot.buf[..5], b"hello");
-        assert_eq!(std::net::SocketAddr::V4(slot.source().unwrap()), tx.local_addr().unwrap());
-        assert_eq!(slot.local_ip(), Some(std::net::Ipv4Addr::LOCALHOST));
+        assert_eq!(slot.source().unwrap(), tx.local_addr().unwrap());
+        assert_eq!(slot.local_ip(), Some(std::net::IpAddr::from([127, 0, 0, 1])));
     }
 }

@@ -26,7 +26,7 @@ pub mod server;
 
 pub use chromium::Chromium;
 pub use http::{HttpRequest, HttpResponse, TestHttpServer};
-pub use netns::{enter_fresh_netns, NetNs, PEER_IP, SERVER_IP};
+pub use netns::{enter_fresh_netns, nft, NetNs, PEER_IP, PEER_IP6, SERVER_IP, SERVER_IP6};
 pub use process::{wait_for_tcp, ChildGuard, LogBuffer};
 pub use publisher::{PublishOpts, Publisher};
 pub use server::ServerProcess;

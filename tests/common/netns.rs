@@ -8,7 +8,7 @@
 
 use std::fs::File;
 use std::marker::PhantomData;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 use std::process::Command;
 
@@ -20,6 +20,11 @@ use super::Result;
 pub const SERVER_IP: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 1);
 /// The other veth end (`rtsv1`); also the default gateway inside the namespace.
 pub const PEER_IP: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 2);
+
+/// The IPv6 addresses of the same veth ends (unique-local, added without
+/// duplicate address detection so they work at once).
+pub const SERVER_IP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x200, 0, 0, 0, 0, 0, 1);
+pub const PEER_IP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x200, 0, 0, 0, 0, 0, 2);
 
 /// Guard for a thread that has entered a fresh network namespace.
 ///
@@ -41,7 +46,9 @@ impl std::fmt::Debug for NetNs {
 }
 
 /// Moves the current thread into a new network namespace with `lo` up and the veth pair
-/// `rtsv0` (10.200.0.1/24) / `rtsv1` (10.200.0.2/24), default route via 10.200.0.2.
+/// `rtsv0` (10.200.0.1/24, fd00:200::1/64) / `rtsv1` (10.200.0.2/24, fd00:200::2/64),
+/// default routes via 10.200.0.2 and out of `rtsv0` (IPv6 refuses a gateway that is a
+/// local address).
 ///
 /// Needs root (CAP_SYS_ADMIN + CAP_NET_ADMIN). Use only blocking I/O on this thread.
 pub fn enter_fresh_netns() -> Result<NetNs> {
@@ -55,7 +62,9 @@ pub fn enter_fresh_netns() -> Result<NetNs> {
     let server = format!("{SERVER_IP}/24");
     let peer = format!("{PEER_IP}/24");
     let gateway = PEER_IP.to_string();
-    let steps: [&[&str]; 7] = [
+    let server6 = format!("{SERVER_IP6}/64");
+    let peer6 = format!("{PEER_IP6}/64");
+    let steps: [&[&str]; 10] = [
         &["link", "set", "lo", "up"],
         &[
             "link", "add", "rtsv0", "type", "veth", "peer", "name", "rtsv1",
@@ -65,6 +74,9 @@ pub fn enter_fresh_netns() -> Result<NetNs> {
         &["link", "set", "rtsv0", "up"],
         &["link", "set", "rtsv1", "up"],
         &["route", "add", "default", "via", &gateway],
+        &["-6", "addr", "add", &server6, "dev", "rtsv0", "nodad"],
+        &["-6", "addr", "add", &peer6, "dev", "rtsv1", "nodad"],
+        &["-6", "route", "add", "default", "dev", "rtsv0"],
     ];
     for args in steps {
         run_ip(args)?;
@@ -111,4 +123,21 @@ pub fn run_ip(args: &[&str]) -> Result<String> {
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Runs `nft -f -` with `script` (in this thread's network namespace).
+pub fn nft(script: &str) -> Result<()> {
+    use std::io::Write as _;
+    let mut child = Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("spawn nft (apt install nftables; scripts/install-test-deps.sh)")?;
+    child.stdin.take().context("nft stdin")?.write_all(script.as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!("nft: {} {}", out.status, String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
 }

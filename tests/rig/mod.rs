@@ -57,7 +57,12 @@ impl Rig {
         } else {
             format!("{extra_toml}\n[dataplane]\n{shm}")
         };
-        let text = format!("[webrtc]\ncandidate_ip = \"{SERVER_IP}\"\n{body}");
+        // The caller's own candidate_ip (its keys land in [webrtc]) wins.
+        let text = if body.starts_with("candidate_ip = ") || body.contains("\ncandidate_ip = ") {
+            format!("[webrtc]\n{body}")
+        } else {
+            format!("[webrtc]\ncandidate_ip = \"{SERVER_IP}\"\n{body}")
+        };
         std::fs::write(&config, text)?;
         let cfg = config.to_str().context("utf-8 path")?.to_string();
         let mut rig = Rig { dir, shm: shm_path, config, servers: Vec::new(), _ns: ns, _serial: serial };

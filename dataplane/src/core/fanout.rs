@@ -16,7 +16,7 @@ use crate::batch::GsoBatch;
 use crate::lipsync::PlayoutHint;
 use bytes::Bytes;
 use slab::Slab;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -48,8 +48,8 @@ pub struct Sent {
 #[allow(clippy::too_many_arguments)]
 pub fn send_items(
     media: &mut Media,
-    peer: SocketAddrV4,
-    local: Option<Ipv4Addr>,
+    peer: SocketAddr,
+    local: Option<IpAddr>,
     kind: Kind,
     packets: &[Bytes],
     red: Option<&[Bytes]>,

@@ -7,7 +7,7 @@
 use super::Core;
 use rts_common::ipc::ShardToControl;
 use rts_stun::{Class, PacketKind, StunMessage};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 const STUN_BINDING: u16 = 0x0001;
@@ -17,7 +17,7 @@ const STUN_ROOM: usize = 256;
 
 impl Core {
     /// A datagram from `src` that arrived at our address `local`.
-    pub fn handle_datagram(&mut self, now: Instant, src: SocketAddrV4, local: Option<Ipv4Addr>, data: &mut [u8]) {
+    pub fn handle_datagram(&mut self, now: Instant, src: SocketAddr, local: Option<IpAddr>, data: &mut [u8]) {
         let now = self.advance(now);
         self.counters.udp_datagrams_in += 1;
         self.counters.udp_bytes_in += data.len() as u64;
@@ -31,14 +31,14 @@ impl Core {
                 let session = self.sessions[idx].id;
                 self.sessions[idx].udp_in += data.len() as u64;
                 self.counters.dtls_forwarded += 1;
-                self.push_ctl(ShardToControl::DtlsFromPeer { session, peer: SocketAddr::V4(src), data: data.to_vec() });
+                self.push_ctl(ShardToControl::DtlsFromPeer { session, peer: src, data: data.to_vec() });
             }
             PacketKind::Rtcp => self.on_rtcp(now, src, data),
             PacketKind::Rtp | PacketKind::Unknown => self.counters.unknown_dropped += 1,
         }
     }
 
-    fn on_stun(&mut self, now: Instant, src: SocketAddrV4, local: Option<Ipv4Addr>, data: &[u8]) {
+    fn on_stun(&mut self, now: Instant, src: SocketAddr, local: Option<IpAddr>, data: &[u8]) {
         let Ok(msg) = StunMessage::parse(data) else {
             self.counters.stun_rejected += 1;
             return;
@@ -71,11 +71,11 @@ impl Core {
             sess.local_ip = local;
             let id = sess.id;
             self.by_addr.insert(src, idx);
-            self.usage.set_client(id, SocketAddr::V4(src));
-            self.push_ctl(ShardToControl::IceConnected { session: id, peer: SocketAddr::V4(src) });
+            self.usage.set_client(id, src);
+            self.push_ctl(ShardToControl::IceConnected { session: id, peer: src });
         }
         let pwd = self.sessions[idx].local_pwd.as_bytes();
-        let n = self.out.send_with(src, local, STUN_ROOM, |out| rts_stun::write_binding_success(&tid, SocketAddr::V4(src), pwd, out).ok());
+        let n = self.out.send_with(src, local, STUN_ROOM, |out| rts_stun::write_binding_success(&tid, src, pwd, out).ok());
         self.sessions[idx].udp_out += n as u64;
     }
 }

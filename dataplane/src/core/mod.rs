@@ -52,7 +52,7 @@ use rts_common::ipc::{ShardCounters, ShardToControl};
 use session::Session;
 use slab::Slab;
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use streams::{StreamId, StreamTable};
@@ -89,7 +89,7 @@ pub struct Core {
     streams: StreamTable,
     sessions: Slab<Session>,
     by_ufrag: HashMap<String, usize>,
-    by_addr: HashMap<SocketAddrV4, usize>,
+    by_addr: HashMap<SocketAddr, usize>,
     by_id: HashMap<u64, usize>,
     conns: HashMap<usize, Ingest>,
     /// HTTP-FLV connections and RTMP players, by the shell's id.

@@ -8,7 +8,7 @@ use super::stream::Kind;
 use super::transmit::{queue_resends, Work};
 use super::Core;
 use rts_rtp::rtcp::{ReportBlock, RtcpPacket};
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// Sender reports right after a viewer joins come this often, so its lip
@@ -21,7 +21,7 @@ const SR_INTERVAL: Duration = Duration::from_secs(1);
 pub(super) const SR_FIRST_AFTER: Duration = Duration::from_millis(100);
 
 impl Core {
-    pub(super) fn on_rtcp(&mut self, now: Instant, src: SocketAddrV4, data: &mut [u8]) {
+    pub(super) fn on_rtcp(&mut self, now: Instant, src: SocketAddr, data: &mut [u8]) {
         let Some(&idx) = self.by_addr.get(&src) else {
             self.counters.unknown_dropped += 1;
             return;

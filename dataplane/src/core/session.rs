@@ -7,7 +7,7 @@ use super::streams::StreamId;
 use bytes::Bytes;
 use rts_srtp::{Profile, SrtpContext};
 use std::collections::VecDeque;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 pub struct Session {
@@ -26,8 +26,8 @@ pub struct Session {
     pub audio_ssrc: u32,
     /// Selected candidate pair: the viewer's address and our local address
     /// the checks arrived at (replies leave from it).
-    pub peer: Option<SocketAddrV4>,
-    pub local_ip: Option<Ipv4Addr>,
+    pub peer: Option<SocketAddr>,
+    pub local_ip: Option<IpAddr>,
     pub media: Option<Media>,
     /// Where control said the stream is published (replicate from there).
     pub home_hint: Option<usize>,

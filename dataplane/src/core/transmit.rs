@@ -14,7 +14,7 @@ use crate::batch::{GsoBatch, Transmit};
 use rts_common::ipc::ShardCounters;
 use slab::Slab;
 use std::collections::VecDeque;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 /// Paced replay rate of a GOP cache to one new viewer: a 2 s GOP at
@@ -65,8 +65,8 @@ fn step(done: bool) -> Step {
 /// A datagram that did not fit the batch when it was made (rare: only when
 /// the shell handles input without draining transmits first).
 struct Datagram {
-    dst: SocketAddrV4,
-    src: Option<Ipv4Addr>,
+    dst: SocketAddr,
+    src: Option<IpAddr>,
     data: Vec<u8>,
 }
 
@@ -87,7 +87,7 @@ impl Outbox {
     /// Sends one datagram that `write` makes (at most `max` bytes; None:
     /// nothing to send) from `src` to `dst`.
     /// Returns the bytes of the datagram (0 when `write` made none).
-    pub fn send_with(&mut self, dst: SocketAddrV4, src: Option<Ipv4Addr>, max: usize, write: impl Fn(&mut [u8]) -> Option<usize>) -> usize {
+    pub fn send_with(&mut self, dst: SocketAddr, src: Option<IpAddr>, max: usize, write: impl Fn(&mut [u8]) -> Option<usize>) -> usize {
         let mut written = 0;
         let mut counted = |out: &mut [u8]| {
             let n = write(out);
@@ -374,7 +374,7 @@ const MAX_RESEND_PAYLOAD: usize = 1_500;
 /// Protects one retransmission into the batch: as RTX (own SSRC and
 /// sequence number, OSN first in the payload) when the viewer has RTX,
 /// else the original packet again, byte for byte.
-fn resend(media: &mut Media, r: &Resend, playout_min: u16, peer: SocketAddrV4, local: Option<Ipv4Addr>, batch: &mut GsoBatch) -> Resent {
+fn resend(media: &mut Media, r: &Resend, playout_min: u16, peer: SocketAddr, local: Option<IpAddr>, batch: &mut GsoBatch) -> Resent {
     let p = &r.packet;
     if p.len() < 12 || p.len() - 12 > MAX_RESEND_PAYLOAD {
         return Resent::Skipped;

@@ -20,8 +20,10 @@ pub struct AnswerOptions {
     pub ice_pwd: String,
     /// SHA-256 fingerprint of our DTLS certificate, `AB:CD:...`.
     pub fingerprint_sha256: String,
-    /// The single host candidate (the shard's UDP socket as seen by viewers).
-    pub candidate: SocketAddr,
+    /// Our host candidates (the shard's UDP socket as seen by viewers), in order of
+    /// preference: one per address family the server is reachable on. The first also
+    /// gives the m-lines' port and `c=` address.
+    pub candidates: Vec<SocketAddr>,
     /// SSRC of the video stream we send.
     pub video_ssrc: u32,
     /// SSRC of the RTX (retransmission) stream; announced with `a=ssrc-group:FID` when the
@@ -64,8 +66,8 @@ pub struct Answer {
 /// The server's `application/trickle-ice-sdpfrag` (RFC 8840 §9) for an answered session,
 /// as a WHEP/WHIP ICE restart returns it (RFC 9725 §4.3.5): `a=ice-lite`, the BUNDLE
 /// group, the BUNDLE-tag m-line (the first accepted section; with max-bundle the only one
-/// that carries ICE information) with its mid, new credentials, and the same single host
-/// candidate as the answer.
+/// that carries ICE information) with its mid, new credentials, and the same host
+/// candidates as the answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IceFragment {
     bundle_mids: Vec<String>,
@@ -74,7 +76,7 @@ pub struct IceFragment {
     protocol: String,
     formats: Vec<String>,
     mid: String,
-    candidate: SocketAddr,
+    candidates: Vec<SocketAddr>,
 }
 
 impl IceFragment {
@@ -94,7 +96,7 @@ impl IceFragment {
         sdp_line!(&mut sdp, "a=mid:{}", self.mid);
         sdp_line!(&mut sdp, "a=ice-ufrag:{ice_ufrag}");
         sdp_line!(&mut sdp, "a=ice-pwd:{ice_pwd}");
-        write_candidate(&mut sdp, self.candidate);
+        write_candidates(&mut sdp, &self.candidates);
         sdp_line!(&mut sdp, "a=end-of-candidates");
         sdp
     }
@@ -148,7 +150,9 @@ enum Plan<'a> {
 pub fn build_answer(offer: &SessionDescription, opts: &AnswerOptions) -> Result<Answer, Error> {
     validate(opts)?;
     let plans = plan(offer, opts.red)?;
-    let ip = opts.candidate.ip().to_canonical();
+    // validate() guaranteed at least one candidate.
+    let primary = opts.candidates[0];
+    let ip = primary.ip().to_canonical();
     let ip_ver = if ip.is_ipv4() { "IP4" } else { "IP6" };
 
     let mut bundle_mids = Vec::new();
@@ -190,14 +194,14 @@ pub fn build_answer(offer: &SessionDescription, opts: &AnswerOptions) -> Result<
                 protocol: m.protocol.clone(),
                 formats: pts.clone(),
                 mid: mid.clone(),
-                candidate: opts.candidate,
+                candidates: opts.candidates.clone(),
             });
         }
         sdp_line!(
             &mut sdp,
             "m={} {} {} {}",
             m.kind.as_str(),
-            opts.candidate.port(),
+            primary.port(),
             m.protocol,
             pts.join(" ")
         );
@@ -259,7 +263,7 @@ pub fn build_answer(offer: &SessionDescription, opts: &AnswerOptions) -> Result<
             }
             Plan::Reject => {}
         }
-        write_candidate(&mut sdp, opts.candidate);
+        write_candidates(&mut sdp, &opts.candidates);
         sdp_line!(&mut sdp, "a=end-of-candidates");
     }
     Ok(Answer {
@@ -271,14 +275,20 @@ pub fn build_answer(offer: &SessionDescription, opts: &AnswerOptions) -> Result<
     })
 }
 
-/// Our one host candidate.
-fn write_candidate(sdp: &mut String, candidate: SocketAddr) {
-    let ip = candidate.ip().to_canonical();
-    sdp_line!(
-        sdp,
-        "a=candidate:1 1 udp 2130706431 {ip} {} typ host",
-        candidate.port()
-    );
+/// Our host candidates: foundation `i + 1` (they differ in address), priority of a host
+/// candidate (type preference 126) with local preference 65535 for the first, one less for
+/// each next (RFC 8445 §5.1.2.1).
+fn write_candidates(sdp: &mut String, candidates: &[SocketAddr]) {
+    for (i, c) in candidates.iter().enumerate() {
+        let ip = c.ip().to_canonical();
+        let priority = (126u32 << 24) | ((65535 - i as u32) << 8) | 255;
+        sdp_line!(
+            sdp,
+            "a=candidate:{} 1 udp {priority} {ip} {} typ host",
+            i + 1,
+            c.port()
+        );
+    }
 }
 
 /// Decides, per offered section, what we answer; errors when nothing is usable.
@@ -478,8 +488,8 @@ fn validate(opts: &AnswerOptions) -> Result<(), Error> {
             return Err(Error::InvalidOption(name));
         }
     }
-    if opts.candidate.port() == 0 || opts.candidate.ip().is_unspecified() {
-        return Err(Error::InvalidOption("candidate"));
+    if opts.candidates.is_empty() || opts.candidates.iter().any(|c| c.port() == 0 || c.ip().is_unspecified()) {
+        return Err(Error::InvalidOption("candidates"));
     }
     Ok(())
 }

@@ -219,6 +219,27 @@ fn ipv6_candidate_formats() {
     assert!(a.sdp.contains("c=IN IP4 192.0.2.9\r\n"));
 }
 
+/// A dual-stack server announces one host candidate per family, the first
+/// preferred (RFC 8445 priority: type 126, local preference 65535 then 65534),
+/// in the answer and in the ICE-restart fragment; the m-line and `c=` use the first.
+#[test]
+fn dual_stack_candidates() {
+    let offer = SessionDescription::parse(CHROME).unwrap();
+    let mut o = opts("192.0.2.1:8000");
+    o.candidates.push("[2001:db8::1]:8000".parse().unwrap());
+    let a = build_answer(&offer, &o).unwrap();
+    let v = section(&a.sdp, 1);
+    assert!(v.contains(&"c=IN IP4 192.0.2.1"), "{v:#?}");
+    let cands: Vec<&&str> = v.iter().filter(|l| l.starts_with("a=candidate")).collect();
+    // 2130706175 = 126 << 24 | 65534 << 8 | 255
+    assert_eq!(cands, [&"a=candidate:1 1 udp 2130706431 192.0.2.1 8000 typ host", &"a=candidate:2 1 udp 2130706175 2001:db8::1 8000 typ host"]);
+    let p = SessionDescription::parse(&a.sdp).unwrap();
+    let addrs: Vec<String> = p.media[1].candidates.iter().map(|c| c.address.to_string()).collect();
+    assert_eq!(addrs, ["192.0.2.1", "2001:db8::1"]);
+    let frag = a.ice_fragment.unwrap().write("uf", "pw");
+    assert!(frag.contains("a=candidate:1 1 udp 2130706431 192.0.2.1 8000 typ host\r\na=candidate:2 1 udp 2130706175 2001:db8::1 8000 typ host\r\na=end-of-candidates\r\n"), "{frag}");
+}
+
 #[test]
 fn refuses_offers_we_cannot_serve_securely() {
     let base = "v=0\r\na=ice-ufrag:u\r\na=ice-pwd:p\r\na=fingerprint:sha-256 AA\r\n\
@@ -251,10 +272,15 @@ fn refuses_offers_we_cannot_serve_securely() {
         Err(Error::InvalidOption("stream_id"))
     );
     let mut bad = op.clone();
-    bad.candidate = "0.0.0.0:8000".parse().unwrap();
+    bad.candidates = vec!["0.0.0.0:8000".parse().unwrap()];
     assert_eq!(
         build_answer(&o(base), &bad),
-        Err(Error::InvalidOption("candidate"))
+        Err(Error::InvalidOption("candidates"))
+    );
+    bad.candidates = vec![];
+    assert_eq!(
+        build_answer(&o(base), &bad),
+        Err(Error::InvalidOption("candidates"))
     );
 }
 

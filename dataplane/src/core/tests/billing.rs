@@ -64,7 +64,7 @@ fn a_webrtc_viewers_records_add_up_to_every_byte_sent_to_it() {
     assert!(mine.last().unwrap().last, "the final record is the last");
     for r in &mine {
         assert_eq!((r.key.domain.as_str(), r.key.app.as_str(), r.key.stream.as_str(), r.key.protocol), ("play.example.com", "live", "s", Some(Protocol::Webrtc)));
-        assert_eq!(r.client, Some(std::net::SocketAddr::V4(v.addr)));
+        assert_eq!(r.client, Some(v.addr));
     }
     for w in mine.windows(2) {
         assert_eq!(w[0].end_us, w[1].start_us, "intervals follow each other");

@@ -33,6 +33,6 @@ use rts_common::ipc::{ControlToShard, ShardToControl};
 use rts_srtp::{Profile, SrtpContext};
 use rts_stun::PacketKind;
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -98,7 +98,7 @@ fn no_viewer_is_always_served_last() {
     for i in 1..=90u32 {
         let from = rig.sent.len();
         p.video(&mut rig, 33 * i, frame(false, 1_000, 1));
-        let mut order: Vec<SocketAddrV4> = Vec::new();
+        let mut order: Vec<SocketAddr> = Vec::new();
         for s in &rig.sent[from..] {
             if !order.contains(&s.dst) {
                 order.push(s.dst);
@@ -119,7 +119,7 @@ fn no_viewer_is_always_served_last() {
 }
 
 /// Packets sent to `addrs` among `sent`.
-fn sent_to(sent: &[Sent], addrs: &[SocketAddrV4]) -> usize {
+fn sent_to(sent: &[Sent], addrs: &[SocketAddr]) -> usize {
     sent.iter().filter(|s| addrs.contains(&s.dst)).count()
 }
 
@@ -140,8 +140,8 @@ fn another_streams_frame_does_not_wait_for_a_whole_keyframe() {
     rig.slice = None;
     rig.drain();
     let sent = &rig.sent[from..];
-    let a_addrs: Vec<SocketAddrV4> = on_a.iter().map(|v| v.addr).collect();
-    let b_addrs: Vec<SocketAddrV4> = on_b.iter().map(|v| v.addr).collect();
+    let a_addrs: Vec<SocketAddr> = on_a.iter().map(|v| v.addr).collect();
+    let b_addrs: Vec<SocketAddr> = on_b.iter().map(|v| v.addr).collect();
     let a_total = 100 * (1 + fu_packets(40_000));
     assert_eq!(sent_to(sent, &a_addrs), a_total);
     assert_eq!(sent_to(sent, &b_addrs), 100);

@@ -18,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
         ice_ufrag: "fuzz".into(),
         ice_pwd: "fuzzfuzzfuzzfuzzfuzzfuzz".into(),
         fingerprint_sha256: "AA:BB".into(),
-        candidate: "192.0.2.1:8000".parse().expect("literal"),
+        candidates: vec!["192.0.2.1:8000".parse().expect("literal"), "[2001:db8::1]:8000".parse().expect("literal")],
         video_ssrc: 1,
         video_rtx_ssrc: Some(2),
         audio_ssrc: 3,

@@ -16,7 +16,7 @@ pub fn opts(candidate: &str) -> AnswerOptions {
         ice_ufrag: "srvU".into(),
         ice_pwd: "serverpasswordserverpassword".into(),
         fingerprint_sha256: FP.into(),
-        candidate: candidate.parse::<SocketAddr>().unwrap(),
+        candidates: vec![candidate.parse::<SocketAddr>().unwrap()],
         video_ssrc: 1111,
         video_rtx_ssrc: Some(2222),
         audio_ssrc: 3333,
