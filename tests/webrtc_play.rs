@@ -188,7 +188,8 @@ fn plays_with_gso_forced_off() -> Result<()> {
 /// candidate per family. An RTMP publisher over IPv6; loadgen viewers over
 /// IPv4 (they take the IPv4 candidate); then, with IPv4 UDP to the media
 /// ports dropped (nftables), Chromium loads the page over IPv6 and plays
-/// through the IPv6 candidate; an HTTP-FLV viewer over IPv6. The admin
+/// through the IPv6 candidate, loadgen viewers with `--ipv6` play, and an
+/// HTTP-FLV viewer over IPv6. The admin
 /// listing shows the IPv6 clients by their IPv6 addresses and the IPv4
 /// ones as plain IPv4 (not v4-mapped).
 #[test]
@@ -237,6 +238,12 @@ fn plays_over_ipv6_with_a_candidate_per_family() -> Result<()> {
     assert!(client("publish", "[fd00:200::"), "the publisher over IPv6: {rows:#?}");
     assert!(rows.iter().all(|r| !r["client"].as_str().unwrap_or("").contains("::ffff:")), "IPv4 clients are never v4-mapped: {rows:#?}");
     assert!(frames_decoded(&mut chrome)? >= 60);
+    // Loadgen viewers over IPv6 too (`--ipv6`): the fan-out's GSO sends to
+    // IPv6 destinations from the same socket.
+    o.ipv6 = true;
+    o.duration = 4.0;
+    let r = rts_loadgen::run(&o).map_err(|e| anyhow::anyhow!("loadgen --ipv6: {e}"))?;
+    assert!(r.viewers_connected == 2 && r.frames_decoded >= 2 * 60 && r.loss_ratio < 0.01, "IPv6 viewers: {}", serde_json::to_string(&r)?);
     common::nft("delete table inet rts_ipv6_test\n")?;
     Ok(())
 }

@@ -101,6 +101,11 @@ pub struct Options {
     /// upstream socket per viewer, so the server still sees distinct 5-tuples).
     #[arg(long, value_name = "ADDR")]
     pub relay: Option<std::net::SocketAddr>,
+    /// Send to the answer's IPv6 candidate (a dual-stack server offers one
+    /// per family; without this flag the IPv4 one is taken). A viewer whose
+    /// answer has none fails as `bad_sdp`.
+    #[arg(long)]
+    pub ipv6: bool,
     /// Workers wake at most this often (µs) and then drain every ready socket
     /// with recvmmsg; arrival times are read once per wake-up, so this is also
     /// the timing resolution of jitter, stall and latency figures (0: wake per event).
@@ -254,10 +259,10 @@ mod tests {
             "--duration", "60", "--verify-share", "0.01", "--json", "r.json", "--signaling", "srs", "--threads", "2",
             "--max-stall-ratio", "0.05", "--max-failed", "3", "--max-loss", "0.02", "--connect-timeout", "5",
             "--relay", "127.0.0.1:9000", "--wake-interval-us", "500", "--no-nack", "--drop-pct", "5",
-            "--seed", "7", "--rebind-after", "3",
+            "--seed", "7", "--rebind-after", "3", "--ipv6",
         ])
         .unwrap();
-        assert!(o.no_nack);
+        assert!(o.no_nack && o.ipv6);
         assert_eq!((o.drop_pct, o.seed, o.rebind_after), (5.0, 7, Some(3.0)));
         assert_eq!((o.viewers, o.ramp, o.duration, o.signaling), (1000, 100.0, 60.0, Signaling::Srs));
         assert_eq!((o.threads, o.max_failed, o.max_stall_ratio), (Some(2), Some(3), Some(0.05)));
@@ -294,6 +299,7 @@ mod tests {
         assert_eq!((o.viewers, o.signaling, o.verify_share), (1, Signaling::Whep, 0.01));
         assert_eq!((o.relay, o.wake_interval_us), (None, 1000));
         assert_eq!((o.no_nack, o.drop_pct, o.seed, o.rebind_after), (false, 0.0, 1, None));
+        assert!(!o.ipv6, "IPv4 unless asked");
         assert_eq!(o.verified_count(), 1);
         let mut o = o;
         o.viewers = 0;

@@ -164,7 +164,12 @@ pub fn signaling_thread(job: SignalingJob) {
         if let Some(l) = &remote.location {
             job.shared.locations.lock().unwrap_or_else(|e| e.into_inner()).push(l.clone());
         }
-        let dest = o.relay.unwrap_or(remote.addr);
+        let candidate = if o.ipv6 { remote.addr6 } else { Some(remote.addr) };
+        let Some(dest) = o.relay.or(candidate) else {
+            // --ipv6 and the answer has no IPv6 candidate.
+            job.shared.fail(FailureKind::BadSdp);
+            continue;
+        };
         let socket = match open_socket(dest, !job.opts.no_gro) {
             Ok(s) => s,
             Err(_) => {

@@ -62,6 +62,8 @@ impl Target {
 pub struct Remote {
     /// The server's ICE candidate (highest-priority UDP RTP candidate, IPv4 preferred).
     pub addr: SocketAddr,
+    /// Its highest-priority IPv6 one, if it offered one (`--ipv6`).
+    pub addr6: Option<SocketAddr>,
     /// Server ICE ufrag.
     pub ufrag: String,
     /// Server ICE password (STUN integrity key).
@@ -196,6 +198,7 @@ pub fn parse_answer(sdp: &str) -> Result<Remote, FailureKind> {
     // All candidates are in the answer (we take no trickled ones): the best IPv4 one, else the best.
     let best = |v4: bool| d.candidates.iter().filter(udp).filter(|c| !v4 || c.address.is_ipv4()).max_by_key(|c| c.priority);
     let cand = best(true).or_else(|| best(false)).ok_or(FailureKind::BadSdp)?;
+    let cand6 = d.candidates.iter().filter(udp).filter(|c| c.address.is_ipv6()).max_by_key(|c| c.priority);
     // The DTLS export gives the peer's sha-256 fingerprint: take that line
     // among those the answer lists (aiortc adds sha-384 and sha-512).
     let fingerprint = d
@@ -220,6 +223,7 @@ pub fn parse_answer(sdp: &str) -> Result<Remote, FailureKind> {
     let video_ssrc = fid.map(|(v, _)| v).or_else(|| live(rts_sdp::MediaKind::Video).find_map(|m| m.ssrcs.first().copied()));
     Ok(Remote {
         addr: SocketAddr::new(cand.address, cand.port),
+        addr6: cand6.map(|c| SocketAddr::new(c.address, c.port)),
         ufrag: d.ice_ufrag_for(0).ok_or(FailureKind::BadSdp)?.to_string(),
         pwd: d.ice_pwd_for(0).ok_or(FailureKind::BadSdp)?.to_string(),
         fingerprint: fingerprint.to_ascii_uppercase(),
@@ -359,6 +363,7 @@ a=ice-ufrag:peer\r\na=ice-pwd:peerpassword0123456789ab\r\n\
 a=fingerprint:sha-256 aa:bb\r\na=fingerprint:sha-384 cc:dd\r\na=fingerprint:sha-512 ee:ff\r\na=setup:active\r\n";
         let r = parse_answer(sdp).unwrap();
         assert_eq!(r.addr, "10.200.0.1:40001".parse().unwrap(), "best IPv4 candidate");
+        assert_eq!(r.addr6, Some("[fe80::1]:40003".parse().unwrap()), "best IPv6 candidate");
         assert_eq!(r.fingerprint, "AA:BB");
         assert!(r.dtls_server && !r.ice_lite);
         assert_eq!(r.h264_pt, Some(102));

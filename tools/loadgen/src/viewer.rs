@@ -1045,6 +1045,7 @@ mod tests {
         let cfg = ViewerConfig {
             remote: Remote {
                 addr: "127.0.0.1:9".parse().unwrap(),
+                addr6: None,
                 ufrag: "srv".into(),
                 pwd: PWD.into(),
                 fingerprint: fingerprint.unwrap_or_else(|| server_cert.fingerprint_sha256()),
