@@ -431,4 +431,37 @@ mod tests {
         let text = s.encode();
         assert!(text.contains(&format!("rts_server_latency_seconds_bucket{{shard=\"0\",domain=\"\",app=\"\",stream=\"\",le=\"+Inf\"}} {}\n", u64::MAX)), "{text}");
     }
+
+    /// What a scrape costs with many streams (decision 024), by hand:
+    /// `cargo test -p rts-control --lib encode_cost -- --ignored --nocapture`
+    /// (add `--config 'profile.dev.package.rts-control.opt-level=3'` and the
+    /// same for prometheus-client for optimised numbers). Prints; asserts
+    /// nothing about time.
+    #[test]
+    #[ignore]
+    fn encode_cost() {
+        for n in [10usize, 1_000] {
+            let mut s = snapshot();
+            let one = s.streams[0].per_shard[0].clone();
+            s.streams = (0..n)
+                .map(|i| {
+                    let mut st = one.clone();
+                    st.stream = format!("stream-{i}");
+                    st.audio_transcode_hist = one.latency_hist;
+                    let mut other = st.clone();
+                    other.shard = 0;
+                    StreamView { app: "live".into(), stream: st.stream.clone(), per_shard: vec![st, other], ..Default::default() }
+                })
+                .collect();
+            let rounds = 20;
+            let t = std::time::Instant::now();
+            let mut bytes = 0;
+            for _ in 0..rounds {
+                let copy = Snapshot { streams: s.streams.clone(), shards: s.shards.clone(), auth_failures: s.auth_failures.clone(), ..Default::default() };
+                bytes = copy.encode().len();
+            }
+            let per = t.elapsed() / rounds;
+            println!("{n} streams x 2 shards: {per:?} per scrape (snapshot copy + encode), {bytes} bytes");
+        }
+    }
 }
