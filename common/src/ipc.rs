@@ -139,7 +139,7 @@ pub enum ShardToControl {
     Stats(Box<ShardStats>),
     /// Per-stream figures (one message per stream, so a shard with many
     /// streams never overflows a ring slot).
-    StreamStats(StreamStats),
+    StreamStats(Box<StreamStats>),
     /// Receiver feedback and repair figures of up to [`VIEWER_STATS_PER_MESSAGE`]
     /// playing sessions.
     ViewerStats(Vec<ViewerStats>),
@@ -658,7 +658,7 @@ mod tests {
             ("ice_restarted", encode(&ShardToControl::IceRestarted { session: 9, local_ufrag: "efgh".into(), ok: true })),
             ("dtls_to_peer", req(0, ControlToShard::DtlsToPeer { session: 9, data: vec![22, 254, 253, 0] })),
             ("dtls_from_peer", encode(&ShardToControl::DtlsFromPeer { session: 9, peer: "10.0.0.1:5000".parse().unwrap(), data: vec![22, 254, 253] })),
-            ("stream_stats", encode(&ShardToControl::StreamStats(StreamStats { app: "live".into(), stream: "s".into(), viewers: 3, ..Default::default() }))),
+            ("stream_stats", encode(&ShardToControl::StreamStats(Box::new(StreamStats { app: "live".into(), stream: "s".into(), viewers: 3, ..Default::default() })))),
             ("ack", encode(&ShardToControl::Ack { id: 77 })),
             ("session_list", encode(&ShardToControl::SessionList { snapshot: 3, sessions: vec![SessionEntry { session: 9, media: true }], last: true })),
             ("usage", encode(&ShardToControl::Usage(vec![UsageRecord { seq: 1, key: UsageKey::new("example.com", "live", "s", Protocol::Flv), bytes_out: 1000, ..Default::default() }]))),
@@ -746,7 +746,7 @@ mod tests {
             video_transcode_hist: full,
             first_frame_hist: [full; FIRST_FRAME_PROTOCOLS.len()],
         };
-        let m = ShardToControl::StreamStats(worst);
+        let m = ShardToControl::StreamStats(Box::new(worst));
         let b = encode(&m);
         assert!(b.len() <= 2048 - 4, "{} bytes", b.len());
         assert_eq!(decode::<ShardToControl>(&b).unwrap(), m);

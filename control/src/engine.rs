@@ -1270,7 +1270,7 @@ impl Engine {
                     v.shard = s.shard;
                 }
                 v.publishing = s.publishing || (v.publishing && v.shard != s.shard);
-                v.totals.on_report(s, Instant::now());
+                v.totals.on_report(*s, Instant::now());
             }
         }
     }

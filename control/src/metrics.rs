@@ -315,13 +315,10 @@ mod tests {
     }
 
     fn snapshot() -> Snapshot {
-        let mut latency = Histogram::default();
         // Hand-placed: 2 at <= 100 µs, 1 at <= 1 ms, 1 above 250 ms.
-        latency.counts = [2, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1];
-        latency.sum_us = 300_000;
-        let mut flv = Histogram::default();
-        flv.counts[5] = 4; // four first frames within (100, 150] ms
-        flv.sum_us = 480_000;
+        let latency = Histogram { counts: [2, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1], sum_us: 300_000 };
+        // Four first frames within (100, 150] ms.
+        let flv = Histogram { counts: [0, 0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0], sum_us: 480_000 };
         let nasty = "we\"ird\\na\nme";
         let stats = StreamStats { shard: 1, app: "live".into(), stream: nasty.into(), latency_hist: latency, first_frame_hist: [Histogram::default(), flv, Histogram::default()], ..Default::default() };
         let view = StreamView { domain: String::new(), app: "live".into(), stream: nasty.into(), shard: 1, bytes_in: 10, bytes_out: 20, per_shard: vec![stats], ..Default::default() };
@@ -339,9 +336,8 @@ mod tests {
             clients: 0,
             counters: ShardCounters { udp_datagrams_in: 7 + u64::from(i), viewers: 3, ..Default::default() },
         };
-        let mut dtls_ok = Histogram::default();
-        dtls_ok.counts[2] = 1; // one handshake of (10, 25] ms
-        dtls_ok.sum_us = 20_000;
+        // One handshake of (10, 25] ms.
+        let dtls_ok = Histogram { counts: [0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0], sum_us: 20_000 };
         let mut usage = BTreeMap::new();
         usage.insert(UsageKey::new("d", "live", "s", Protocol::Flv), (5, 6));
         Snapshot {

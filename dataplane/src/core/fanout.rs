@@ -179,10 +179,6 @@ pub struct FanOut {
     /// Packets sent in the current turn.
     turn: usize,
     pub bytes: u64,
-    /// First-frame times of the viewers whose first video this delivery
-    /// carried (WebRTC), added to the stream's histogram when it is done:
-    /// a fixed array, nothing allocated per viewer.
-    pub first_frames: Histogram,
 }
 
 impl FanOut {
@@ -201,15 +197,17 @@ impl FanOut {
         joined_before: u64,
         start: usize,
     ) -> FanOut {
-        FanOut { stream, kind, packets, keyframe: false, red, hint, received, viewers, joined_before, start, viewer: 0, packet: 0, turn: 0, bytes: 0, first_frames: Histogram::default() }
+        FanOut { stream, kind, packets, keyframe: false, red, hint, received, viewers, joined_before, start, viewer: 0, packet: 0, turn: 0, bytes: 0 }
     }
 
     /// Continues the delivery until every viewer has it, the batch is
     /// full, or its turn is over. A viewer still replaying its GOP cache
     /// gets new video queued behind the cache, in order; audio is never
     /// replayed and goes out live at once, so the receiver's audio jitter
-    /// buffer does not start with a backlog. `now` times first frames.
-    pub fn run(&mut self, sessions: &mut Slab<Session>, batch: &mut GsoBatch, now: Instant) -> Step {
+    /// buffer does not start with a backlog. A viewer's first video is
+    /// timed at `now` into `first_frames` (the stream's WebRTC histogram:
+    /// a fixed array, nothing allocated).
+    pub fn run(&mut self, sessions: &mut Slab<Session>, batch: &mut GsoBatch, now: Instant, mut first_frames: Option<&mut Histogram>) -> Step {
         let n = self.viewers.len();
         while self.viewer < n {
             if self.turn >= TURN_PACKETS {
@@ -241,8 +239,8 @@ impl FanOut {
             let red = self.red.as_deref().map(|r| &r[self.packet..]);
             let sent = send_items(media, peer, local, self.kind, &self.packets[self.packet..], red, self.hint, batch);
             self.bytes += sent.bytes;
-            if sent.first_video {
-                self.first_frames.record(&FIRST_FRAME_BOUNDS_US, micros_since(media.started_at, now));
+            if let (true, Some(h)) = (sent.first_video, first_frames.as_deref_mut()) {
+                h.record(&FIRST_FRAME_BOUNDS_US, micros_since(media.started_at, now));
             }
             self.packet += sent.packets;
             self.turn += sent.packets;

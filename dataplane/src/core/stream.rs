@@ -420,14 +420,13 @@ impl Stream {
 
     /// A viewer of `protocol` got its first video `us` after its media
     /// could flow (`rts_first_frame_seconds`).
-    pub fn add_first_frames(&mut self, protocol: Protocol, h: &Histogram) {
-        if let Some(mine) = first_frame_slot(protocol).and_then(|i| self.hists.first_frame.get_mut(i)) {
-            mine.merge(h);
-        }
+    /// The first-frame histogram of `protocol` viewers (to count into).
+    pub fn first_frame_hist(&mut self, protocol: Protocol) -> Option<&mut Histogram> {
+        first_frame_slot(protocol).and_then(|i| self.hists.first_frame.get_mut(i))
     }
 
     pub fn record_first_frame(&mut self, protocol: Protocol, us: u32) {
-        if let Some(h) = first_frame_slot(protocol).and_then(|i| self.hists.first_frame.get_mut(i)) {
+        if let Some(h) = self.first_frame_hist(protocol) {
             h.record(&FIRST_FRAME_BOUNDS_US, us);
         }
     }

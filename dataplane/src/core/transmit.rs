@@ -175,7 +175,10 @@ impl Core {
         let now = self.now;
         while let Some(work) = self.work.front_mut() {
             let step = match work {
-                Work::FanOut(f) => f.run(&mut self.sessions, &mut self.out.batch, now),
+                Work::FanOut(f) => {
+                    let first_frames = self.streams.get_mut(f.stream).and_then(|s| s.first_frame_hist(Protocol::Webrtc));
+                    f.run(&mut self.sessions, &mut self.out.batch, now, first_frames)
+                }
                 Work::Catchup { budget, next, sent_to_next, now } => {
                     let parts = Parts { list: &self.catchup, sessions: &mut self.sessions, streams: &mut self.streams, batch: &mut self.out.batch };
                     step(run_catchup(parts, *budget, next, sent_to_next, *now))
@@ -207,7 +210,6 @@ impl Core {
                 Some(Work::FanOut(f)) => {
                     if let Some(s) = self.streams.get_mut(f.stream) {
                         s.add_bytes_out(f.bytes);
-                        s.add_first_frames(Protocol::Webrtc, &f.first_frames);
                     }
                     if let Some(at) = f.received {
                         if self.delivered.len() < MAX_DELIVERED {

@@ -8,11 +8,11 @@ use rts_common::ipc::StreamStats;
 fn stream_stats(rig: &mut Rig, stream: &str) -> StreamStats {
     rig.take_ctl();
     rig.advance(ms(1_100));
-    let stats = rig.take_ctl().into_iter().filter_map(|m| match m {
-        ShardToControl::StreamStats(s) if s.stream == stream => Some(s),
+    let mut stats = rig.take_ctl().into_iter().filter_map(|m| match m {
+        ShardToControl::StreamStats(s) if s.stream == stream => Some(*s),
         _ => None,
     });
-    stats.last().expect("the periodic stream stats")
+    stats.next_back().expect("the periodic stream stats")
 }
 
 #[test]
