@@ -61,7 +61,21 @@ fn baseline_with_aac_48k_plays_audio_and_video() -> Result<()> {
     println!("AAC->Opus added delay: p50 {} us, p99 {} us", st["audio_transcode_us_p50"], st["audio_transcode_us_p99"]);
     assert_eq!(st["b_frames"], false);
     assert_delay(&st, "audio_transcode_us_p50", AAC_TO_OPUS_P50_MAX_US);
+    // The same delays as a histogram on /metrics (issue 15 point 8).
+    let count = transcode_count(&ureq::get(&format!("{}/metrics", rig::HTTP)).call()?.into_string()?, "aac48", "audio");
+    assert!(count > 0.0, "rts_transcode_delay_seconds_count of live/aac48 audio: {count}");
     Ok(())
+}
+
+/// `rts_transcode_delay_seconds_count` of live/`stream` for `kind`, summed
+/// over the shards.
+fn transcode_count(metrics: &str, stream: &str, kind: &str) -> f64 {
+    let labels = ["app=\"live\"".to_string(), format!("stream=\"{stream}\""), format!("kind=\"{kind}\"")];
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("rts_transcode_delay_seconds_count{") && labels.iter().all(|kv| l.contains(kv.as_str())))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 #[test]
@@ -80,6 +94,8 @@ fn high_profile_b_frames_with_aac_44k_is_reencoded() -> Result<()> {
     assert!(rig.logs().contains("transcoder started"), "{}", rig.logs());
     assert_delay(&st, "audio_transcode_us_p50", AAC_TO_OPUS_P50_MAX_US);
     assert_delay(&st, "video_transcode_us_p50", REENCODE_P50_MAX_US);
+    let metrics = ureq::get(&format!("{}/metrics", rig::HTTP)).call()?.into_string()?;
+    assert!(transcode_count(&metrics, "bf", "video") > 0.0 && transcode_count(&metrics, "bf", "audio") > 0.0, "{metrics}");
     Ok(())
 }
 

@@ -178,6 +178,7 @@ fn admin_lists_and_cuts_viewers_and_the_publisher() -> Result<()> {
     assert!(flvs[0]["bytes_out"].as_u64().unwrap_or(0) > 10_000 && flvs[0]["client"].is_string(), "{rows:#?}");
     assert!(publishers[0]["bytes_in"].as_u64().unwrap_or(0) > 10_000, "{rows:#?}");
     assert!(ureq::get(&format!("{HTTP}/api/v1/sessions")).call()?.into_string()?.contains("\"sessions\""), "the public listing stays");
+    metrics_after_playing(&rig)?;
 
     // Cut the WebRTC viewer: gone from the listing, its resource 404.
     let id = webrtc[0]["session"].as_str().context("id")?.to_string();
@@ -214,6 +215,66 @@ fn admin_lists_and_cuts_viewers_and_the_publisher() -> Result<()> {
     assert!(!status.success(), "ffmpeg lost its connection");
     assert!(rig.stream("live", "s")?.is_none_or(|s| s["publishing"] == false));
     let _ = rig.server();
+    Ok(())
+}
+
+/// A sample's value in Prometheus text: the first line of `name` whose
+/// labels include all of `labels` (`k="v"` as written).
+fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines().filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' '])).find(|l| labels.iter().all(|kv| l.contains(kv)))?.rsplit(' ').next()?.parse().ok()
+}
+
+/// `/metrics` after a WebRTC viewer and an HTTP-FLV viewer of live/s
+/// played (issue 15 point 8): first frames per protocol, server-added
+/// latency, DTLS handshakes, and the shard counters as before. The shards
+/// report once a second: polled for a few seconds.
+fn metrics_after_playing(rig: &Rig) -> Result<()> {
+    let stream = ["app=\"live\"", "stream=\"s\""];
+    let end = std::time::Instant::now() + Duration::from_secs(6);
+    let text = loop {
+        let text = rig.admin("/metrics")?;
+        let ok = sample(&text, "rts_first_frame_seconds_count", &[&stream[..], &["protocol=\"webrtc\""]].concat()).is_some_and(|v| v >= 1.0)
+            && sample(&text, "rts_first_frame_seconds_count", &[&stream[..], &["protocol=\"flv\""]].concat()).is_some_and(|v| v >= 1.0)
+            && sample(&text, "rts_server_latency_seconds_count", &stream).is_some_and(|v| v > 100.0)
+            && sample(&text, "rts_dtls_handshake_seconds_count", &["result=\"ok\""]).is_some_and(|v| v >= 1.0);
+        if ok || std::time::Instant::now() > end {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let public = ureq::get(&format!("{HTTP}/metrics")).call()?;
+    assert!(public.content_type().starts_with("text/plain"), "{}", public.content_type());
+    let public = public.into_string()?;
+    for (name, labels) in [
+        ("rts_first_frame_seconds_count", &[&stream[..], &["protocol=\"webrtc\""]].concat()),
+        ("rts_first_frame_seconds_count", &[&stream[..], &["protocol=\"flv\""]].concat()),
+        ("rts_dtls_handshake_seconds_count", &vec!["result=\"ok\""]),
+    ] {
+        assert!(sample(&text, name, labels).is_some_and(|v| v >= 1.0), "{name}{labels:?} >= 1 in:\n{text}");
+    }
+    let latency = sample(&text, "rts_server_latency_seconds_count", &stream).unwrap_or(0.0);
+    assert!(latency > 100.0, "server-added latency samples of live/s: {latency}\n{text}");
+    assert_eq!(sample(&text, "rts_server_latency_seconds_bucket", &[&stream[..], &["le=\"+Inf\""]].concat()), Some(latency), "+Inf bucket == count");
+    for family in ["rts_server_latency_seconds", "rts_first_frame_seconds", "rts_dtls_handshake_seconds"] {
+        assert!(text.contains(&format!("# TYPE {family} histogram\n")), "{family}");
+        assert!(public.contains(&format!("# TYPE {family} histogram\n")), "{family} on the public listener too");
+    }
+    // Every shard counter of before is still there, for shard 0.
+    for counter in [
+        "udp_datagrams_in", "udp_datagrams_out", "udp_bytes_out", "udp_sends", "udp_messages", "udp_send_errors", "gso_fallbacks",
+        "udp_recv_rearmed", "udp_recv_truncated", "stun_ok", "stun_rejected", "unknown_dropped", "ring_full_dropped", "ctl_backlogged",
+        "relay_dropped", "relay_retried", "rtmp_errors", "nacks_in", "nacked", "resent", "resent_bytes", "keyframe_guard", "resend_refused",
+        "plis_in", "gop_restarts", "red_packets", "rtmp_publish_refused", "http_requests", "http_refused", "flv_bytes_out",
+        "rtmp_play_bytes_out", "rtmp_play_refused", "flv_skips", "flv_slow_closed",
+    ] {
+        let name = format!("rts_shard_{counter}_total");
+        assert!(text.contains(&format!("# TYPE {name} counter\n")) && sample(&text, &name, &["shard=\"0\""]).is_some(), "{name} in:\n{text}");
+    }
+    // Summed over the shards (the viewers may be on any).
+    let total = |name: &str| text.lines().filter(|l| l.starts_with(&format!("{name}{{"))).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum::<f64>();
+    assert!(total("rts_shard_udp_datagrams_out_total") > 0.0 && total("rts_shard_flv_viewers") >= 1.0, "{text}");
+    assert!(sample(&text, "rts_stream_bytes_out_total", &stream).is_some_and(|v| v > 0.0));
+    assert!(text.contains("# TYPE rts_usage_bytes_out_total counter\n") && !public.contains("rts_usage_"), "traffic families on the admin listener only");
     Ok(())
 }
 

@@ -94,6 +94,7 @@ fn make_viewers(n: usize, dst_ip: Ipv4Addr, base_port: u16) -> Vec<Viewer> {
                     bytes_out: 0,
                     packets_out: 0,
                     started_at: std::time::Instant::now(),
+                    awaiting_first_video: false,
                     next_sr: std::time::Instant::now(),
                     repair: rts_dataplane::core::repair::Repair::new(true, None),
                 },

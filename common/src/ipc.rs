@@ -4,11 +4,12 @@
 //! Changing a variant's shape is a protocol change: bump [`IPC_VERSION`]
 //! (a mismatched control refuses to attach instead of misreading bytes).
 
+pub use crate::histogram::Histogram;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 
 /// Bumped on any incompatible change to the enums below.
-pub const IPC_VERSION: u32 = 14;
+pub const IPC_VERSION: u32 = 15;
 
 /// Session ids carry their shard in the top 16 bits, so any control
 /// instance (including one restarted after a crash) can route a DELETE to
@@ -138,7 +139,7 @@ pub enum ShardToControl {
     Stats(Box<ShardStats>),
     /// Per-stream figures (one message per stream, so a shard with many
     /// streams never overflows a ring slot).
-    StreamStats(StreamStats),
+    StreamStats(Box<StreamStats>),
     /// Receiver feedback and repair figures of up to [`VIEWER_STATS_PER_MESSAGE`]
     /// playing sessions.
     ViewerStats(Vec<ViewerStats>),
@@ -512,6 +513,23 @@ pub struct StreamStats {
     /// video tells settled viewers from it (ms).
     pub av_lag_ms: Option<i32>,
     pub playout_delay_min_ms: u32,
+    /// Histograms since the stream started on this shard (counts only
+    /// grow; bounds in `histogram.rs`): server-added latency (the samples
+    /// behind `latency_us_*`), transcoder delay per kind, and first video
+    /// frame per viewer protocol (indexed as [`FIRST_FRAME_PROTOCOLS`]).
+    pub latency_hist: Histogram,
+    pub audio_transcode_hist: Histogram,
+    pub video_transcode_hist: Histogram,
+    pub first_frame_hist: [Histogram; FIRST_FRAME_PROTOCOLS.len()],
+}
+
+/// The viewer protocols whose first frame is measured, in the order of
+/// `StreamStats::first_frame_hist`.
+pub const FIRST_FRAME_PROTOCOLS: [Protocol; 3] = [Protocol::Webrtc, Protocol::Flv, Protocol::Rtmp];
+
+/// Where `protocol` is in [`FIRST_FRAME_PROTOCOLS`].
+pub fn first_frame_slot(protocol: Protocol) -> Option<usize> {
+    FIRST_FRAME_PROTOCOLS.iter().position(|&p| p == protocol)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -640,7 +658,7 @@ mod tests {
             ("ice_restarted", encode(&ShardToControl::IceRestarted { session: 9, local_ufrag: "efgh".into(), ok: true })),
             ("dtls_to_peer", req(0, ControlToShard::DtlsToPeer { session: 9, data: vec![22, 254, 253, 0] })),
             ("dtls_from_peer", encode(&ShardToControl::DtlsFromPeer { session: 9, peer: "10.0.0.1:5000".parse().unwrap(), data: vec![22, 254, 253] })),
-            ("stream_stats", encode(&ShardToControl::StreamStats(StreamStats { app: "live".into(), stream: "s".into(), viewers: 3, ..Default::default() }))),
+            ("stream_stats", encode(&ShardToControl::StreamStats(Box::new(StreamStats { app: "live".into(), stream: "s".into(), viewers: 3, ..Default::default() })))),
             ("ack", encode(&ShardToControl::Ack { id: 77 })),
             ("session_list", encode(&ShardToControl::SessionList { snapshot: 3, sessions: vec![SessionEntry { session: 9, media: true }], last: true })),
             ("usage", encode(&ShardToControl::Usage(vec![UsageRecord { seq: 1, key: UsageKey::new("example.com", "live", "s", Protocol::Flv), bytes_out: 1000, ..Default::default() }]))),
@@ -693,6 +711,47 @@ mod tests {
         assert!(b.len() <= USAGE_MESSAGE_BYTES);
         let ack = encode(&Request { id: u64::MAX, msg: ControlToShard::UsageWritten { boot: u64::MAX, seqs: vec![u64::MAX; 128] } });
         assert!(ack.len() <= 2048 - 4, "{}", ack.len());
+    }
+
+    /// Stream names are as long as a usage record keeps, every figure at
+    /// its largest: the stats of one stream, histograms included, still fit
+    /// the smallest ring slot.
+    #[test]
+    fn a_full_stream_stats_message_fits_the_smallest_ring_slot() {
+        let full = Histogram { counts: [u64::MAX; crate::histogram::BOUNDS + 1], sum_us: u64::MAX };
+        let worst = StreamStats {
+            shard: u32::MAX,
+            app: "a".repeat(USAGE_NAME_MAX),
+            stream: "s".repeat(USAGE_NAME_MAX),
+            publishing: true,
+            viewers: u32::MAX,
+            video_frames: u64::MAX,
+            audio_frames: u64::MAX,
+            b_frames: true,
+            bytes_in: u64::MAX,
+            bytes_out: u64::MAX,
+            latency_us_p50: u32::MAX,
+            latency_us_p99: u32::MAX,
+            latency_us_max: u32::MAX,
+            latency_samples: u64::MAX,
+            audio_transcode_us_p50: u32::MAX,
+            audio_transcode_us_p99: u32::MAX,
+            video_transcode_us_p50: u32::MAX,
+            video_transcode_us_p99: u32::MAX,
+            transcoder_dropped: u64::MAX,
+            av_lag_ms: Some(i32::MIN),
+            playout_delay_min_ms: u32::MAX,
+            latency_hist: full,
+            audio_transcode_hist: full,
+            video_transcode_hist: full,
+            first_frame_hist: [full; FIRST_FRAME_PROTOCOLS.len()],
+        };
+        let m = ShardToControl::StreamStats(Box::new(worst));
+        let b = encode(&m);
+        assert!(b.len() <= 2048 - 4, "{} bytes", b.len());
+        assert_eq!(decode::<ShardToControl>(&b).unwrap(), m);
+        assert_eq!(first_frame_slot(Protocol::Flv), Some(1));
+        assert_eq!(first_frame_slot(Protocol::Hls), None);
     }
 
     #[test]

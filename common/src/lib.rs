@@ -3,6 +3,7 @@
 //! rings that carry it, and the TLS certificates both serve.
 pub mod auth;
 pub mod config;
+pub mod histogram;
 pub mod ipc;
 pub mod net;
 pub mod shm;

@@ -7,6 +7,7 @@
 //! is on the media path: a dead control stops only signaling.
 
 use rts_common::config::Config;
+use rts_common::histogram::{Histogram, DTLS_HANDSHAKE_BOUNDS_US};
 use rts_common::ipc::{self, ControlToShard, Request, SessionEntry, ShardStats, ShardToControl, StreamStats, ViewerStats};
 use rts_common::shm::{Consumer, Producer, ShmRegion};
 use std::collections::{HashSet, VecDeque};
@@ -167,6 +168,8 @@ struct Inner {
     cut: std::collections::VecDeque<u64>,
     /// Usage records came without `[billing]` here (logged once).
     usage_unwritable: bool,
+    /// DTLS handshake times (`rts_dtls_handshake_seconds`): completed, failed.
+    dtls_handshakes: [Histogram; 2],
 }
 
 /// One shard's ring from control, and the state-changing messages waiting
@@ -902,17 +905,26 @@ impl Engine {
     }
 
     /// A handshake worker finished `session`'s handshake.
-    pub(crate) fn on_handshake_done(&self, session: u64) {
+    /// `took_us`: from the peer's first record (None: no record came).
+    pub(crate) fn on_handshake_done(&self, session: u64, took_us: Option<u32>) {
         let mut inner = self.state();
         inner.counters.dtls_connected += 1;
+        if let Some(us) = took_us {
+            inner.dtls_handshakes[0].record(&DTLS_HANDSHAKE_BOUNDS_US, us);
+        }
         if let Some(s) = inner.sessions.get_mut(&session) {
             s.connected = true;
         }
     }
 
     /// A handshake ended the session for `reason`.
-    pub(crate) fn count_dtls_failure(&self, reason: &str) {
+    /// `took_us`: how long the handshake ran before it failed (None: it
+    /// had completed, or no record came).
+    pub(crate) fn count_dtls_failure(&self, reason: &str, took_us: Option<u32>) {
         let mut inner = self.state();
+        if let Some(us) = took_us {
+            inner.dtls_handshakes[1].record(&DTLS_HANDSHAKE_BOUNDS_US, us);
+        }
         if reason.contains("fingerprint") {
             inner.counters.fingerprint_mismatch += 1;
         } else if reason.starts_with("DTLS failed") {
@@ -1063,6 +1075,11 @@ impl Engine {
 
     pub fn shard_stats(&self) -> Vec<ShardStats> {
         self.state().shard_stats.iter().flatten().cloned().collect()
+    }
+
+    /// DTLS handshake times since control started: [completed, failed].
+    pub fn dtls_handshakes(&self) -> [Histogram; 2] {
+        self.state().dtls_handshakes
     }
 
     pub fn counters(&self) -> (ControlCounters, BTreeMap<String, u64>, usize) {
@@ -1253,7 +1270,7 @@ impl Engine {
                     v.shard = s.shard;
                 }
                 v.publishing = s.publishing || (v.publishing && v.shard != s.shard);
-                v.totals.on_report(s, Instant::now());
+                v.totals.on_report(*s, Instant::now());
             }
         }
     }

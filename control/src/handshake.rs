@@ -36,6 +36,9 @@ struct Handshake {
     media: MediaParams,
     key: String,
     connected: bool,
+    /// When the peer's first DTLS record came (the handshake's start for
+    /// `rts_dtls_handshake_seconds`).
+    first_record: Option<Instant>,
 }
 
 /// The workers; jobs go to the session's worker.
@@ -110,7 +113,7 @@ fn run(rx: Receiver<Job>, engine: Weak<Engine>) {
 fn on_job(engine: &Engine, sessions: &mut HashMap<u64, Handshake>, job: Job) {
     match job {
         Job::Add { session, dtls, fingerprint, media, key } => {
-            sessions.insert(session, Handshake { dtls, fingerprint, media, key, connected: false });
+            sessions.insert(session, Handshake { dtls, fingerprint, media, key, connected: false, first_record: None });
         }
         Job::Remove { session } => {
             sessions.remove(&session);
@@ -122,10 +125,11 @@ fn on_job(engine: &Engine, sessions: &mut HashMap<u64, Handshake>, job: Job) {
                 return;
             };
             let now = Instant::now();
+            h.first_record.get_or_insert(now);
             if let Err(e) = h.dtls.handle_datagram(&data, now) {
                 tracing::debug!(session = format_args!("{session:016x}"), error = %e, "DTLS record rejected");
             }
-            let ended = drain(engine, session, h, Some(peer));
+            let ended = drain(engine, session, h, Some(peer), now);
             if ended {
                 sessions.remove(&session);
             }
@@ -135,7 +139,8 @@ fn on_job(engine: &Engine, sessions: &mut HashMap<u64, Handshake>, job: Job) {
 
 /// Sends what the endpoint produced and acts on its events; true when the
 /// session ended.
-fn drain(engine: &Engine, session: u64, h: &mut Handshake, peer: Option<SocketAddr>) -> bool {
+fn drain(engine: &Engine, session: u64, h: &mut Handshake, peer: Option<SocketAddr>, now: Instant) -> bool {
+    let took_us = |h: &Handshake| h.first_record.map(|t| now.saturating_duration_since(t).as_micros().min(u32::MAX as u128) as u32);
     let shard = ipc::session_shard(session);
     while let Some(data) = h.dtls.poll_datagram() {
         let _ = engine.send(shard, ControlToShard::DtlsToPeer { session, data });
@@ -154,7 +159,7 @@ fn drain(engine: &Engine, session: u64, h: &mut Handshake, peer: Option<SocketAd
                     continue;
                 }
                 h.connected = true;
-                engine.on_handshake_done(session);
+                engine.on_handshake_done(session, took_us(h));
                 let Some(profile) = rts_srtp::Profile::from_dtls_id(export.profile_id) else {
                     fail = Some("unsupported SRTP profile".into());
                     continue;
@@ -193,7 +198,9 @@ fn drain(engine: &Engine, session: u64, h: &mut Handshake, peer: Option<SocketAd
     }
     match fail {
         Some(reason) => {
-            engine.count_dtls_failure(&reason);
+            // A handshake that never completed is timed as failed; the end
+            // of one that did (close_notify, teardown) is not a handshake.
+            engine.count_dtls_failure(&reason, if h.connected { None } else { took_us(h) });
             tracing::info!(session = format_args!("{session:016x}"), %reason, "session ends");
             let _ = engine.remove_session(session, &reason);
             true
@@ -207,7 +214,7 @@ fn on_timers(engine: &Engine, sessions: &mut HashMap<u64, Handshake>, now: Insta
     for (&session, h) in sessions.iter_mut() {
         if h.dtls.poll_timeout().is_some_and(|t| t <= now) {
             let _ = h.dtls.handle_timeout(now);
-            if drain(engine, session, h, None) {
+            if drain(engine, session, h, None, now) {
                 ended.push(session);
             }
         }

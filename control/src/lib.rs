@@ -12,6 +12,7 @@ mod handshake;
 pub mod http;
 pub mod player;
 pub mod ice;
+pub mod metrics;
 pub mod signaling;
 pub mod stream_totals;
 

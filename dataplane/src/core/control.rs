@@ -141,6 +141,7 @@ impl Core {
                     bytes_out: 0,
                     packets_out: 0,
                     started_at: now,
+                    awaiting_first_video: true,
                     next_sr: now + SR_FIRST_AFTER,
                     repair: Repair::new(repair_on, rtx),
                 });

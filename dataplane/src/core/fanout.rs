@@ -15,6 +15,7 @@ use super::streams::StreamId;
 use crate::batch::GsoBatch;
 use crate::lipsync::PlayoutHint;
 use bytes::Bytes;
+use rts_common::histogram::{Histogram, FIRST_FRAME_BOUNDS_US};
 use slab::Slab;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -35,6 +36,9 @@ pub struct Sent {
     /// The batch filled up before the input was consumed: send it, then
     /// call again with the rest.
     pub full: bool,
+    /// This call sent the viewer's first video: the caller records its
+    /// first-frame time (`Media::started_at` to now).
+    pub first_video: bool,
 }
 
 /// Protects `packets` of `kind` for one viewer into `batch` as GSO messages.
@@ -61,7 +65,7 @@ pub fn send_items(
     let red = red.filter(|r| r.len() == packets.len() && kind == Kind::Audio && media.audio.red_pt.is_some());
     // A viewer numbering Opus differently gets the RED block headers patched.
     let red_block_pt = media.audio.pt.filter(|&pt| red.is_some() && pt != SHARED_AUDIO_PT);
-    let mut sent = Sent { packets: 0, bytes: 0, full: false };
+    let mut sent = Sent { packets: 0, bytes: 0, full: false, first_video: false };
     for (i, p) in packets.iter().enumerate() {
         let p = red.map_or(p, |r| &r[i]);
         if p.len() < 12 {
@@ -108,9 +112,19 @@ pub fn send_items(
         sent.packets += 1;
     }
     batch.end_message(peer, local);
+    // One test per call (a frame), not per packet.
+    if kind == Kind::Video && sent.bytes > 0 && media.awaiting_first_video {
+        media.awaiting_first_video = false;
+        sent.first_video = true;
+    }
     media.bytes_out += sent.bytes;
     media.repair.credit(sent.bytes);
     sent
+}
+
+/// Microseconds from `from` to `now` (0 if `now` is earlier), capped.
+pub fn micros_since(from: Instant, now: Instant) -> u32 {
+    now.saturating_duration_since(from).as_micros().min(u32::MAX as u128) as u32
 }
 
 /// Packets one delivery sends before a delivery of another stream queued
@@ -190,8 +204,10 @@ impl FanOut {
     /// full, or its turn is over. A viewer still replaying its GOP cache
     /// gets new video queued behind the cache, in order; audio is never
     /// replayed and goes out live at once, so the receiver's audio jitter
-    /// buffer does not start with a backlog.
-    pub fn run(&mut self, sessions: &mut Slab<Session>, batch: &mut GsoBatch) -> Step {
+    /// buffer does not start with a backlog. A viewer's first video is
+    /// timed at `now` into `first_frames` (the stream's WebRTC histogram:
+    /// a fixed array, nothing allocated).
+    pub fn run(&mut self, sessions: &mut Slab<Session>, batch: &mut GsoBatch, now: Instant, mut first_frames: Option<&mut Histogram>) -> Step {
         let n = self.viewers.len();
         while self.viewer < n {
             if self.turn >= TURN_PACKETS {
@@ -223,6 +239,9 @@ impl FanOut {
             let red = self.red.as_deref().map(|r| &r[self.packet..]);
             let sent = send_items(media, peer, local, self.kind, &self.packets[self.packet..], red, self.hint, batch);
             self.bytes += sent.bytes;
+            if let (true, Some(h)) = (sent.first_video, first_frames.as_deref_mut()) {
+                h.record(&FIRST_FRAME_BOUNDS_US, micros_since(media.started_at, now));
+            }
             self.packet += sent.packets;
             self.turn += sent.packets;
             if sent.full {

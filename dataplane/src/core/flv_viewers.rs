@@ -91,6 +91,9 @@ pub(super) struct TcpViewer {
     /// takes longer than `[limits] http_idle_s`, or an idle keep-alive,
     /// is closed.
     pub(super) idle_since: Instant,
+    /// When its request was accepted and as what, until its first video
+    /// tag goes out (`rts_first_frame_seconds`; not for other nodes' pulls).
+    first_frame_from: Option<(Instant, Protocol)>,
 }
 
 impl TcpViewer {
@@ -113,7 +116,7 @@ impl Core {
         if !self.admit_conn(conn, peer) {
             return;
         }
-        self.tcp_viewers.insert(conn, TcpViewer { peer, wire: Wire::Flv, head: Vec::new(), state: State::Request, queued: 0, allowance: 0, behind_since: None, bytes_out: 0, idle_since: now });
+        self.tcp_viewers.insert(conn, TcpViewer { peer, wire: Wire::Flv, head: Vec::new(), state: State::Request, queued: 0, allowance: 0, behind_since: None, bytes_out: 0, idle_since: now, first_frame_from: None });
         self.open_conn_meter(now, conn, peer);
     }
 
@@ -214,15 +217,16 @@ impl Core {
             self.refuse_http(conn, Refusal::NotFound, "stream not live");
             return;
         };
+        let relay = rts_common::auth::query_param(&req.query, "relay").is_some();
         if let Some(c) = self.tcp_viewers.get_mut(&conn) {
             c.state = State::Waiting(id);
+            c.first_frame_from = (!relay).then_some((now, Protocol::Flv));
         }
         // The response head and the FLV header count as the stream's traffic.
         let mut head = media_request::flv_response_head().into_bytes();
         head.extend_from_slice(&rts_rtmp::flv::file::file_header(true, true));
         self.send_tcp(conn, Bytes::from(head));
         // Another node pulling (decision 022) is billed apart from viewers.
-        let relay = rts_common::auth::query_param(&req.query, "relay").is_some();
         self.bill_conn(now, conn, &req.host, &req.app, &req.stream, if relay { Protocol::Relay } else { Protocol::Flv });
         self.counters.flv_viewers += 1;
         self.counters.relays_served += u64::from(relay);
@@ -271,7 +275,18 @@ impl Core {
     /// `stream_id` (its play was accepted). Its start waits for
     /// [`Core::start_rtmp_player`]: the answer to the play goes first.
     pub(super) fn add_rtmp_player(&mut self, conn: usize, peer: Option<SocketAddr>, id: StreamId, stream_id: u32) {
-        let v = TcpViewer { peer, wire: Wire::Rtmp { stream_id }, head: Vec::new(), state: State::Waiting(id), queued: 0, allowance: 0, behind_since: None, bytes_out: 0, idle_since: self.now };
+        let v = TcpViewer {
+            peer,
+            wire: Wire::Rtmp { stream_id },
+            head: Vec::new(),
+            state: State::Waiting(id),
+            queued: 0,
+            allowance: 0,
+            behind_since: None,
+            bytes_out: 0,
+            idle_since: self.now,
+            first_frame_from: Some((self.now, Protocol::Rtmp)),
+        };
         self.tcp_viewers.insert(conn, v);
         self.counters.rtmp_players += 1;
         self.attach_tcp_viewer(conn, id, "", false);
@@ -365,11 +380,16 @@ impl Core {
             start += b.len();
             self.send_tcp(conn, b);
         }
+        let mut first = None;
         if let Some(c) = self.tcp_viewers.get_mut(&conn) {
             c.allowance = start;
-        }
-        if let Some(c) = self.tcp_viewers.get_mut(&conn) {
             c.state = State::Live(id);
+            first = c.first_frame_from.take();
+        }
+        // The start holds the cached GOP from its keyframe (`flv.ready()`):
+        // the viewer's first video tag went out with it.
+        if let (Some((from, protocol)), Some(s)) = (first, self.streams.get_mut(id)) {
+            s.record_first_frame(protocol, super::fanout::micros_since(from, self.now));
         }
     }
 

@@ -63,6 +63,9 @@ pub struct Media {
     pub bytes_out: u64,
     pub packets_out: u64,
     pub started_at: Instant,
+    /// No video has gone to this viewer yet: the first that does gives its
+    /// first-frame time (from `started_at`, `rts_first_frame_seconds`).
+    pub awaiting_first_video: bool,
     /// When this viewer's next RTCP sender reports are due.
     pub next_sr: Instant,
     /// Loss repair: RTX, RTT, budget, resend queue, counters.

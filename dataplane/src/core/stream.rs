@@ -15,7 +15,8 @@ use crate::send_clock::{Follow, SendClock};
 use crate::pacer::AudioPacer;
 use crate::transcode::{StreamTranscoder, Transcoded};
 use bytes::Bytes;
-use rts_common::ipc::StreamStats;
+use rts_common::histogram::{Histogram, FIRST_FRAME_BOUNDS_US, SERVER_LATENCY_BOUNDS_US, TRANSCODE_BOUNDS_US};
+use rts_common::ipc::{first_frame_slot, Protocol, StreamStats, FIRST_FRAME_PROTOCOLS};
 use crate::flv_gop::FlvGop;
 use rts_rtmp::flv::{self, AudioTag, AvcConfig, VideoTag};
 use rts_rtp::h264::{self, H264Packetizer};
@@ -86,6 +87,17 @@ pub enum Kind {
 /// and the pacer take 20-45 ms here (docs/decisions/010).
 const UNMEASURED_AUDIO_LATE_MS: f64 = 45.0;
 
+/// A stream's histograms (`/metrics`): fixed arrays, so counting a sample
+/// is an increment, never an allocation. They live as long as the stream
+/// on this shard (a transcoder that stops does not take its counts along).
+#[derive(Debug, Default, Clone, Copy)]
+struct StreamHistograms {
+    latency: Histogram,
+    audio_transcode: Histogram,
+    video_transcode: Histogram,
+    first_frame: [Histogram; FIRST_FRAME_PROTOCOLS.len()],
+}
+
 pub struct Stream {
     app: String,
     name: String,
@@ -123,6 +135,8 @@ pub struct Stream {
     /// shared by both tracks so receivers can lip-sync).
     anchor: Option<(Instant, i64)>,
     latency: LatencyWindow,
+    /// Bucket counts for `/metrics`, since the stream started here.
+    hists: StreamHistograms,
     video_frames: u64,
     audio_frames: u64,
     bytes_in: u64,
@@ -247,6 +261,7 @@ impl Stream {
             rebase_pending: false,
             anchor: None,
             latency: LatencyWindow::default(),
+            hists: StreamHistograms::default(),
             video_frames: 0,
             audio_frames: 0,
             bytes_in: 0,
@@ -400,6 +415,20 @@ impl Stream {
 
     pub fn record_latency(&mut self, us: u32) {
         self.latency.record(us);
+        self.hists.latency.record(&SERVER_LATENCY_BOUNDS_US, us);
+    }
+
+    /// A viewer of `protocol` got its first video `us` after its media
+    /// could flow (`rts_first_frame_seconds`).
+    /// The first-frame histogram of `protocol` viewers (to count into).
+    pub fn first_frame_hist(&mut self, protocol: Protocol) -> Option<&mut Histogram> {
+        first_frame_slot(protocol).and_then(|i| self.hists.first_frame.get_mut(i))
+    }
+
+    pub fn record_first_frame(&mut self, protocol: Protocol, us: u32) {
+        if let Some(h) = self.first_frame_hist(protocol) {
+            h.record(&FIRST_FRAME_BOUNDS_US, us);
+        }
     }
 
     pub fn latency(&self) -> LatencySummary {
@@ -974,7 +1003,15 @@ impl Stream {
 
     /// Next transcoder output (Opus audio, re-encoded video), if any.
     pub fn poll_transcoder(&mut self, now: Instant) -> Option<Transcoded> {
-        self.transcoder.as_mut()?.poll(now)
+        let out = self.transcoder.as_mut()?.poll(now);
+        // Counted here, not in the transcoder: it stops and starts with
+        // WebRTC demand, and the stream's histogram must not go back.
+        match &out {
+            Some(Transcoded::Opus { added_us: Some(us), .. }) => self.hists.audio_transcode.record(&TRANSCODE_BOUNDS_US, *us),
+            Some(Transcoded::Video { added_us: Some(us), .. }) => self.hists.video_transcode.record(&TRANSCODE_BOUNDS_US, *us),
+            _ => {}
+        }
+        out
     }
 
     /// A viewer lost video: only a re-encoded stream can make a keyframe on
@@ -1054,6 +1091,10 @@ impl Stream {
             transcoder_dropped: t.map_or(0, |t| t.dropped_jobs),
             av_lag_ms: self.av_lag.lag_ms().map(|l| l.round() as i32),
             playout_delay_min_ms: u32::from(self.av_lag.settled_min()) * 10,
+            latency_hist: self.hists.latency,
+            audio_transcode_hist: self.hists.audio_transcode,
+            video_transcode_hist: self.hists.video_transcode,
+            first_frame_hist: self.hists.first_frame,
         }
     }
 

@@ -248,7 +248,7 @@ impl Core {
         let shard = self.id as u32;
         let all: Vec<_> = self.streams.iter().map(|(_, s)| s.stats(shard)).collect();
         for s in all {
-            self.push_ctl(ShardToControl::StreamStats(s));
+            self.push_ctl(ShardToControl::StreamStats(Box::new(s)));
         }
         let mut batch = Vec::with_capacity(VIEWER_STATS_PER_MESSAGE);
         for (_, sess) in self.sessions.iter() {

@@ -4,14 +4,14 @@
 //! sends the batch and polls again, and the work resumes where it stopped.
 //! Small one-off datagrams (STUN, DTLS) go into the batch at once.
 
-use super::fanout::{send_items, FanOut, Step};
+use super::fanout::{micros_since, send_items, FanOut, Step};
 use super::repair::Resend;
 use super::session::{Media, Session, RTP_HEADER_MAX};
 use super::stream::Kind;
 use super::streams::StreamTable;
 use super::Core;
 use crate::batch::{GsoBatch, Transmit};
-use rts_common::ipc::ShardCounters;
+use rts_common::ipc::{Protocol, ShardCounters};
 use slab::Slab;
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
@@ -172,9 +172,13 @@ impl Core {
         if !self.out.flush_overflow() {
             return;
         }
+        let now = self.now;
         while let Some(work) = self.work.front_mut() {
             let step = match work {
-                Work::FanOut(f) => f.run(&mut self.sessions, &mut self.out.batch),
+                Work::FanOut(f) => {
+                    let first_frames = self.streams.get_mut(f.stream).and_then(|s| s.first_frame_hist(Protocol::Webrtc));
+                    f.run(&mut self.sessions, &mut self.out.batch, now, first_frames)
+                }
                 Work::Catchup { budget, next, sent_to_next, now } => {
                     let parts = Parts { list: &self.catchup, sessions: &mut self.sessions, streams: &mut self.streams, batch: &mut self.out.batch };
                     step(run_catchup(parts, *budget, next, sent_to_next, *now))
@@ -447,6 +451,9 @@ fn run_catchup(p: Parts<'_>, budget: usize, next: &mut usize, sent_to_next: &mut
         media.pending = pending;
         if let Some(s) = stream {
             s.add_bytes_out(sent.bytes);
+            if sent.first_video {
+                s.record_first_frame(Protocol::Webrtc, micros_since(media.started_at, now));
+            }
         }
         *sent_to_next += sent.packets;
         if sent.full {

@@ -14,6 +14,7 @@ mod hooks;
 mod ice;
 mod ingest;
 mod limits;
+mod metrics;
 mod repair;
 mod replication;
 mod reports;

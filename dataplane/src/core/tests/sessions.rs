@@ -102,7 +102,7 @@ fn snapshot_reports_live_streams_and_stats() {
     let stats = stats.expect("shard stats in the snapshot");
     assert_eq!((stats.counters.viewers, stats.counters.streams, stats.counters.rtmp_connections), (1, 2, 2));
     let a = ctl.iter().find_map(|m| match m {
-        ShardToControl::StreamStats(s) if s.stream == "a" => Some(s.clone()),
+        ShardToControl::StreamStats(s) if s.stream == "a" => Some((**s).clone()),
         _ => None,
     });
     let a = a.expect("stream stats for live/a");
