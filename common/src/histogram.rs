@@ -1,4 +1,4 @@
-//! Fixed-bucket histograms for `/metrics` (decision 024): a shard counts
+//! Fixed-bucket histograms for `/metrics` (decision 025): a shard counts
 //! samples into one of these per stream and reports it in its
 //! `StreamStats`; control counts DTLS handshakes into its own; control
 //! exports them as Prometheus histograms (`_bucket{le}`, `_sum`, `_count`).

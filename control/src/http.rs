@@ -487,7 +487,7 @@ async fn metrics(State(engine): State<Arc<Engine>>) -> Response {
 }
 
 /// Encoding takes ~1 ms per 1,000 streams and tens of ms with their
-/// histograms (decision 024): off the async workers.
+/// histograms (decision 025): off the async workers.
 async fn metrics_response(engine: Arc<Engine>, admin: bool) -> Response {
     match tokio::task::spawn_blocking(move || crate::metrics::Snapshot::of(&engine, admin).encode()).await {
         Ok(out) => (StatusCode::OK, [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], out).into_response(),

@@ -1,4 +1,4 @@
-//! `/metrics` through the prometheus-client crate (decision 024).
+//! `/metrics` through the prometheus-client crate (decision 025).
 //!
 //! Every figure here is a snapshot someone else keeps: the shards report
 //! their counters and per-stream histograms about once a second over the
@@ -428,7 +428,7 @@ mod tests {
         assert!(text.contains(&format!("rts_server_latency_seconds_bucket{{shard=\"0\",domain=\"\",app=\"\",stream=\"\",le=\"+Inf\"}} {}\n", u64::MAX)), "{text}");
     }
 
-    /// What a scrape costs with many streams (decision 024), by hand:
+    /// What a scrape costs with many streams (decision 025), by hand:
     /// `cargo test -p rts-control --lib encode_cost -- --ignored --nocapture`
     /// (add `--config 'profile.dev.package.rts-control.opt-level=3'` and the
     /// same for prometheus-client for optimised numbers). Prints; asserts
