@@ -51,7 +51,12 @@ impl Target {
             (crate::Protocol::Rtmp, "rtmp") => 1935,
             _ => return Err(bad()),
         };
-        let with_port = if authority.contains(':') { authority.to_string() } else { format!("{authority}:{default_port}") };
+        // `[v6]:port`, `[v6]`, `host:port`, `host`.
+        let has_port = match authority.rfind(']') {
+            Some(i) => authority[i + 1..].starts_with(':'),
+            None => authority.contains(':'),
+        };
+        let with_port = if has_port { authority.to_string() } else { format!("{authority}:{default_port}") };
         let addr = with_port.to_socket_addrs().map_err(|_| bad())?.next().ok_or_else(bad)?;
         match protocol {
             crate::Protocol::Flv => Ok(Target::Flv { addr, host: authority.to_string(), path: format!("/{path}") }),
@@ -576,6 +581,11 @@ mod tests {
         let t = Target::parse("rtmp://127.0.0.1/live/s?auth_key=a", crate::Protocol::Rtmp).unwrap();
         assert!(matches!(t, Target::Rtmp { addr, ref app, ref stream, ref tc_url } if addr.port() == 1935 && app == "live" && stream == "s?auth_key=a" && tc_url == "rtmp://127.0.0.1/live"));
         assert!(Target::parse("rtmp://127.0.0.1/live/s", crate::Protocol::Flv).is_err());
+        // IPv6 literals, with and without a port.
+        let t = Target::parse("http://[::1]:8088/live/s.flv", crate::Protocol::Flv).unwrap();
+        assert_eq!(t.addr(), "[::1]:8088".parse().unwrap());
+        let t = Target::parse("rtmp://[::1]/live/s", crate::Protocol::Rtmp).unwrap();
+        assert_eq!(t.addr(), "[::1]:1935".parse().unwrap());
         assert!(Target::parse("http://127.0.0.1:8088", crate::Protocol::Flv).is_err());
     }
 }
