@@ -6,6 +6,8 @@
 #   FUZZ_TARGETS="stun:parse common:ipc_decode" scripts/fuzz.sh 60
 #   FUZZ_SANITIZER=address scripts/fuzz.sh 300  (ASan; default none)
 #   FUZZ_TARGET_DIR=/abs/dir scripts/fuzz.sh     (one build dir for all fuzz crates)
+#   FUZZ_DEV=1 scripts/fuzz.sh 5                  (unoptimised, no debuginfo: builds in a
+#                                                  fraction of the time, runs slower; CI's smoke pass)
 #
 # Works on the stable toolchain: cargo-fuzz's nightly-only flags are unlocked with
 # RUSTC_BOOTSTRAP=1. Each fuzz crate is its own workspace with its own Cargo.lock and
@@ -22,6 +24,10 @@ SANITIZER=${FUZZ_SANITIZER:-none}
 # Default: each crate's own fuzz/target. A shared dir builds libfuzzer and aws-lc once.
 TDIR=""
 [ -n "${FUZZ_TARGET_DIR:-}" ] && TDIR="--target-dir=$FUZZ_TARGET_DIR"
+if [ -n "${FUZZ_DEV:-}" ]; then
+    TDIR="$TDIR --dev"
+    export CARGO_PROFILE_DEV_DEBUG=0
+fi
 CARGO_FUZZ_VERSION=0.13.1
 # Fuzz crates, as directories holding fuzz/Cargo.toml; a target is named
 # <last path component>:<target>, e.g. stun:parse.
