@@ -466,6 +466,9 @@ pub struct Viewer {
     pub dtls: usize,
     /// Packets SRTP refused as replays (spurious resends of the same packet).
     pub replays: usize,
+    /// (SSRC, sequence) of packets SRTP refused as older than its replay
+    /// window (see `recv`).
+    pub too_old: Vec<(u32, u16)>,
     /// The path's loss, and what it took: (ssrc, seq).
     pub loss: Option<LossFn>,
     pub lost: Vec<(u32, u16)>,
@@ -507,6 +510,7 @@ impl Viewer {
             stun: Vec::new(),
             dtls: 0,
             replays: 0,
+            too_old: Vec::new(),
             loss: None,
             lost: Vec::new(),
         }
@@ -600,6 +604,15 @@ impl Viewer {
                         // that was not lost) is a replay to SRTP.
                         Err(rts_srtp::Error::Replay) => {
                             self.replays += 1;
+                            continue;
+                        }
+                        // A resend on the media SSRC of a packet sent more
+                        // than 128 packets ago (a viewer without RTX NACKing
+                        // an old one): this receiver's window is smaller
+                        // than Chrome's and drops it. Recorded, so a caller
+                        // can check it was a packet it had been sent.
+                        Err(rts_srtp::Error::TooOld) => {
+                            self.too_old.push((clear.ssrc, clear.sequence));
                             continue;
                         }
                         Err(e) => panic!("SRTP does not decrypt: {e}"),

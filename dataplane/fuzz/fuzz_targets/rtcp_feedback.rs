@@ -106,6 +106,12 @@ fn check(st: &mut State) {
             sent.insert(seq);
         }
         v.lost.clear();
+        // Refused by the receiver's replay window: only a resend of a packet
+        // sent long ago may be that old.
+        for &(_, seq) in &v.too_old {
+            assert!(sent.contains(&seq), "a packet older than the replay window that was never sent: {seq}");
+        }
+        v.too_old.clear();
         for p in &v.rtp[before..] {
             match p.rtx {
                 None => {
