@@ -74,6 +74,12 @@ impl Histogram {
     }
 }
 
+/// Microseconds from `from` to `now` (0 if `now` is earlier), capped at
+/// `u32::MAX`: the unit every latency sample and histogram here takes.
+pub fn micros_since(from: std::time::Instant, now: std::time::Instant) -> u32 {
+    now.saturating_duration_since(from).as_micros().min(u32::MAX as u128) as u32
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -140,7 +140,7 @@ fn on_job(engine: &Engine, sessions: &mut HashMap<u64, Handshake>, job: Job) {
 /// Sends what the endpoint produced and acts on its events; true when the
 /// session ended.
 fn drain(engine: &Engine, session: u64, h: &mut Handshake, peer: Option<SocketAddr>, now: Instant) -> bool {
-    let took_us = |h: &Handshake| h.first_record.map(|t| now.saturating_duration_since(t).as_micros().min(u32::MAX as u128) as u32);
+    let took_us = |h: &Handshake| h.first_record.map(|t| rts_common::histogram::micros_since(t, now));
     let shard = ipc::session_shard(session);
     while let Some(data) = h.dtls.poll_datagram() {
         let _ = engine.send(shard, ControlToShard::DtlsToPeer { session, data });

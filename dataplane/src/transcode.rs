@@ -163,7 +163,7 @@ fn added(q: &mut VecDeque<(i64, Instant)>, ms: i64, now: Instant) -> Option<u32>
         found = Some(at);
         q.pop_front();
     }
-    found.map(|at| now.saturating_duration_since(at).as_micros().min(u32::MAX as u128) as u32)
+    found.map(|at| rts_common::histogram::micros_since(at, now))
 }
 
 /// Video: inputs arrive in decode order, outputs in presentation order, so
@@ -171,7 +171,7 @@ fn added(q: &mut VecDeque<(i64, Instant)>, ms: i64, now: Instant) -> Option<u32>
 fn added_exact(q: &mut VecDeque<(i64, Instant)>, pts: i64, now: Instant) -> Option<u32> {
     let i = q.iter().position(|&(t, _)| t == pts)?;
     let (_, at) = q.remove(i)?;
-    Some(now.saturating_duration_since(at).as_micros().min(u32::MAX as u128) as u32)
+    Some(rts_common::histogram::micros_since(at, now))
 }
 
 #[cfg(test)]

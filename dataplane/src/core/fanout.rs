@@ -15,7 +15,7 @@ use super::streams::StreamId;
 use crate::batch::GsoBatch;
 use crate::lipsync::PlayoutHint;
 use bytes::Bytes;
-use rts_common::histogram::{Histogram, FIRST_FRAME_BOUNDS_US};
+use rts_common::histogram::{micros_since, Histogram, FIRST_FRAME_BOUNDS_US};
 use slab::Slab;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -120,11 +120,6 @@ pub fn send_items(
     media.bytes_out += sent.bytes;
     media.repair.credit(sent.bytes);
     sent
-}
-
-/// Microseconds from `from` to `now` (0 if `now` is earlier), capped.
-pub fn micros_since(from: Instant, now: Instant) -> u32 {
-    now.saturating_duration_since(from).as_micros().min(u32::MAX as u128) as u32
 }
 
 /// Packets one delivery sends before a delivery of another stream queued

@@ -389,7 +389,7 @@ impl Core {
         // The start holds the cached GOP from its keyframe (`flv.ready()`):
         // the viewer's first video tag went out with it.
         if let (Some((from, protocol)), Some(s)) = (first, self.streams.get_mut(id)) {
-            s.record_first_frame(protocol, super::fanout::micros_since(from, self.now));
+            s.record_first_frame(protocol, rts_common::histogram::micros_since(from, self.now));
         }
     }
 

@@ -262,7 +262,7 @@ impl Core {
         let now = self.advance(now);
         for (id, received) in self.delivered.drain(..) {
             if let Some(s) = self.streams.get_mut(id) {
-                s.record_latency(now.saturating_duration_since(received).as_micros().min(u32::MAX as u128) as u32);
+                s.record_latency(rts_common::histogram::micros_since(received, now));
             }
         }
         self.parked = Some(now);

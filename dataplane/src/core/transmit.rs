@@ -4,7 +4,8 @@
 //! sends the batch and polls again, and the work resumes where it stopped.
 //! Small one-off datagrams (STUN, DTLS) go into the batch at once.
 
-use super::fanout::{micros_since, send_items, FanOut, Step};
+use super::fanout::{send_items, FanOut, Step};
+use rts_common::histogram::micros_since;
 use super::repair::Resend;
 use super::session::{Media, Session, RTP_HEADER_MAX};
 use super::stream::Kind;
