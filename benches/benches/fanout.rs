@@ -163,10 +163,12 @@ const SHIPPED: Shipped = Shipped { gso: true, pair_audio: false, messages: SHARD
 /// one `sendmmsg` (as the shell sends what `poll_transmit` returns) and the
 /// viewer resumes where it stopped.
 fn deliver(viewers: &mut [Viewer], kind: Kind, packets: &[Bytes], hint: PlayoutHint, sender: &mut UdpSender, batch: &mut GsoBatch) {
+    // One clock read per delivery, as the core's.
+    let now = Instant::now();
     for v in viewers.iter_mut() {
         let mut rest = packets;
         loop {
-            let sent = send_items(&mut v.media, v.dst, None, kind, rest, None, hint, batch);
+            let sent = send_items(&mut v.media, v.dst, None, kind, rest, None, hint, batch, now);
             rest = &rest[sent.packets..];
             if !sent.full {
                 break;
@@ -299,7 +301,7 @@ fn run_uring(viewers: &mut [Viewer], seconds: usize, zero_copy: bool) -> Run {
             for p in items {
                 let mut header = [0u8; rts_dataplane::core::session::RTP_HEADER_MAX];
                 let kind = if p.len() > 500 { Kind::Video } else { Kind::Audio };
-                let Some(hlen) = v.media.track(kind).rewrite(&p[..12], &mut header, 1, false) else {
+                let Some(hlen) = v.media.track(kind).rewrite(&p[..12], &mut header, 1, false, t0) else {
                     continue;
                 };
                 if let Ok(k) = v.media.tx.protect_rtp(&header[..hlen], &p[12..], &mut slot.buf[len..]) {

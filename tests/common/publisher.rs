@@ -21,6 +21,13 @@ pub struct PublishOpts {
     pub size: String,
     /// Inserted just before `-f flv <url>` (output options such as `-t 5` or `-b:v 2M`).
     pub extra_args: Vec<String>,
+    /// Encode this many seconds to a file first, then publish that file in
+    /// a loop at its native rate without re-encoding (`-stream_loop -1 -re
+    /// -c copy`), as a broadcaster's encoder on another machine would: no
+    /// x264 on the box beside Chromium and the server. Pick a multiple of
+    /// the GOP so the loop keeps the keyframe spacing. The clip is cached by
+    /// its encode arguments under the tests' temporary directory.
+    pub prerender_s: Option<u32>,
 }
 
 impl Default for PublishOpts {
@@ -32,6 +39,7 @@ impl Default for PublishOpts {
             gop: 60,
             size: "640x360".into(),
             extra_args: Vec::new(),
+            prerender_s: None,
         }
     }
 }
@@ -39,16 +47,24 @@ impl Default for PublishOpts {
 impl PublishOpts {
     /// The full ffmpeg argument list for publishing to `url`.
     pub fn ffmpeg_args(&self, url: &str) -> Vec<String> {
+        self.encode_args(true, url)
+    }
+
+    /// The encode: read live (`-re`) to `url`, or as fast as x264 goes to a
+    /// file.
+    fn encode_args(&self, live: bool, url: &str) -> Vec<String> {
         let mut args: Vec<String> = ["-hide_banner", "-loglevel", "error", "-nostdin"]
             .map(String::from)
             .to_vec();
         // `-re` is an input option: each live source is read at its native rate.
-        args.extend(["-re", "-f", "lavfi", "-i"].map(String::from));
+        let re = if live { &["-re"][..] } else { &[][..] };
+        args.extend(re.iter().map(|s| s.to_string()));
+        args.extend(["-f", "lavfi", "-i"].map(String::from));
         args.push(format!("testsrc2=size={}:rate=30", self.size));
         if self.audio {
+            args.extend(re.iter().map(|s| s.to_string()));
             args.extend(
                 [
-                    "-re",
                     "-f",
                     "lavfi",
                     "-i",
@@ -84,6 +100,46 @@ impl PublishOpts {
         args.extend(["-f".to_string(), "flv".into(), url.to_string()]);
         args
     }
+
+    /// The pre-rendered clip for [`PublishOpts::prerender_s`], encoded once
+    /// per set of encode arguments (written under a temporary name and
+    /// renamed, so tests running side by side never read half a file).
+    fn prerendered_clip(&self, seconds: u32) -> Result<std::path::PathBuf> {
+        use std::hash::{Hash, Hasher};
+        let mut key = self.encode_args(false, "-");
+        key.push(seconds.to_string());
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        key.hash(&mut h);
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("publisher-clips");
+        std::fs::create_dir_all(&dir)?;
+        let clip = dir.join(format!("{:016x}.flv", h.finish()));
+        if clip.exists() {
+            return Ok(clip);
+        }
+        let part = dir.join(format!("{:016x}.{}.part", h.finish(), std::process::id()));
+        let mut args = self.encode_args(false, &part.to_string_lossy());
+        let at = args.len() - 3;
+        args.splice(at..at, ["-t".to_string(), seconds.to_string()]);
+        args.insert(4, "-y".into());
+        let out = Command::new("ffmpeg").args(&args).output()?;
+        if !out.status.success() {
+            anyhow::bail!("encoding the publisher's clip failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        std::fs::rename(&part, &clip)?;
+        Ok(clip)
+    }
+
+    /// Publishing the pre-rendered clip in a loop, as read at its native
+    /// rate, without re-encoding.
+    fn looped_args(clip: &std::path::Path, url: &str) -> Vec<String> {
+        let mut args: Vec<String> = ["-hide_banner", "-loglevel", "error", "-nostdin", "-stream_loop", "-1", "-re", "-i"]
+            .map(String::from)
+            .to_vec();
+        args.push(clip.to_string_lossy().into_owned());
+        args.extend(["-c", "copy", "-f", "flv"].map(String::from));
+        args.push(url.to_string());
+        args
+    }
 }
 
 /// A running ffmpeg publisher, killed on drop. A refused publish shows up as ffmpeg
@@ -96,7 +152,10 @@ pub struct Publisher {
 impl Publisher {
     pub fn start(rtmp_url: &str, opts: &PublishOpts) -> Result<Publisher> {
         let mut cmd = Command::new("ffmpeg");
-        cmd.args(opts.ffmpeg_args(rtmp_url));
+        match opts.prerender_s {
+            Some(seconds) => cmd.args(PublishOpts::looped_args(&opts.prerendered_clip(seconds)?, rtmp_url)),
+            None => cmd.args(opts.ffmpeg_args(rtmp_url)),
+        };
         Ok(Publisher {
             child: ChildGuard::spawn(&mut cmd)?,
         })

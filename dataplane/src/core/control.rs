@@ -224,8 +224,8 @@ impl Core {
         }
         let sess = &mut self.sessions[idx];
         let old = sess.stream.take();
-        let send_at = |s: &Stream| Some((s.send_rtp_at(Kind::Video, now)?, s.send_rtp_at(Kind::Audio, now)?));
-        let old_clock = old.and_then(|id| self.streams.get(id)).and_then(send_at);
+        let send_at = |s: &Stream| (s.send_rtp_at(Kind::Video, now), s.send_rtp_at(Kind::Audio, now));
+        let old_clock = old.and_then(|id| self.streams.get(id)).map_or((None, None), send_at);
         let old_ms = old.and_then(|id| self.streams.get(id)).and_then(|s| s.stream_ms_at(now));
         let from = Stream::key_of(&sess.app, &sess.stream_name);
         // The bytes so far go to the stream left.
@@ -253,16 +253,16 @@ impl Core {
         // `TrackOut::rebase_with`), video's replay squeezed before its live
         // edge (`Squeeze`).
         let new_stream = self.sessions[idx].stream.and_then(|id| self.streams.get(id));
-        let (new_clock, new_ms) = (new_stream.and_then(send_at), new_stream.and_then(|s| s.stream_ms_at(now)));
+        let (new_clock, new_ms) = (new_stream.map_or((None, None), send_at), new_stream.and_then(|s| s.stream_ms_at(now)));
         let mut skew = None;
-        if let (Some((old_v, old_a)), Some((new_v, new_a)), Some(m)) = (old_clock, new_clock, self.sessions[idx].media.as_mut()) {
+        if let Some(m) = self.sessions[idx].media.as_mut() {
             // Logged, for issue 18's open A/V step: how far the receiver's
             // A/V relation may move at the new stream's first sender report.
-            if let (Some(om), Some(nm)) = (old_ms, new_ms) {
-                skew = Some(crate::send_clock::switch_skew_ms((old_v, old_a), (new_v, new_a), om, nm).round() as i64);
+            if let ((Some(ov), Some(oa)), (Some(nv), Some(na)), Some(om), Some(nm)) = (old_clock, new_clock, old_ms, new_ms) {
+                skew = Some(crate::send_clock::switch_skew_ms((ov, oa), (nv, na), om, nm).round() as i64);
             }
-            m.audio.rebase_with(old_a, new_a);
-            m.video.rebase_with(old_v, new_v);
+            m.audio.rebase_with(now, old_clock.1, new_clock.1);
+            m.video.rebase_with(now, old_clock.0, new_clock.0);
         }
         tracing::info!(shard = self.id, session = format_args!("{session:016x}"), %from, to = %key, skew_ms = ?skew, "channel switch");
         Ok(())

@@ -59,6 +59,7 @@ pub fn send_items(
     red: Option<&[Bytes]>,
     hint: PlayoutHint,
     batch: &mut GsoBatch,
+    now: Instant,
 ) -> Sent {
     let overhead = media.profile.rtp_overhead();
     let playout_min = hint.min_units(media.started_at) + media.repair.allowance_units();
@@ -73,7 +74,7 @@ pub fn send_items(
             continue;
         }
         let mut header = [0u8; RTP_HEADER_MAX];
-        let Some(hlen) = media.track(kind).rewrite(&p[..12], &mut header, playout_min, red.is_some()) else {
+        let Some(hlen) = media.track(kind).rewrite(&p[..12], &mut header, playout_min, red.is_some(), now) else {
             sent.packets = packets.len(); // track not negotiated: nothing of it goes out
             break;
         };
@@ -232,7 +233,7 @@ impl FanOut {
                 continue;
             }
             let red = self.red.as_deref().map(|r| &r[self.packet..]);
-            let sent = send_items(media, peer, local, self.kind, &self.packets[self.packet..], red, self.hint, batch);
+            let sent = send_items(media, peer, local, self.kind, &self.packets[self.packet..], red, self.hint, batch, now);
             self.bytes += sent.bytes;
             if let (true, Some(h)) = (sent.first_video, first_frames.as_deref_mut()) {
                 h.record(&FIRST_FRAME_BOUNDS_US, micros_since(media.started_at, now));

@@ -335,11 +335,33 @@ impl Core {
     }
 
     /// Removes a stream nobody publishes or watches here; a replica also
-    /// tells its home shard.
+    /// tells its home shard. A replica (a stream published on another shard) lingers for
+    /// `[transcode] linger_s` after its last viewer here left, fed as
+    /// before: a viewer swiping back finds its GOP cache and send clocks
+    /// warm (a switch re-bases by them, `TrackOut::rebase_with`) instead of
+    /// waiting for a new subscription's snapshot. Housekeeping drops it
+    /// then (`drop_lingered_replicas`).
     fn drop_stream_if_unused(&mut self, id: StreamId) {
-        if !self.streams.get(id).is_some_and(|s| s.is_unused()) {
+        let lingers = self.cfg.transcode.linger_s > 0;
+        if !self.streams.get(id).is_some_and(|s| s.is_unused() && !(lingers && s.home().is_some())) {
             return;
         }
+        self.remove_stream(id);
+    }
+
+    /// Drops the replicas that lingered without viewers for `[transcode]
+    /// linger_s` (housekeeping).
+    fn drop_lingered_replicas(&mut self, now: Instant) {
+        let linger = Duration::from_secs(self.cfg.transcode.linger_s.into());
+        let expired: Vec<StreamId> = self.streams.iter_mut().filter_map(|(id, s)| s.replica_lingered(linger, now).then_some(id)).collect();
+        for id in expired {
+            tracing::info!(shard = self.id, stream = %self.streams.get(id).map(|s| s.key()).unwrap_or_default(), "replica dropped after lingering without viewers");
+            self.remove_stream(id);
+        }
+    }
+
+    /// Removes stream `id`; a replica unsubscribes from its home shard.
+    fn remove_stream(&mut self, id: StreamId) {
         if let Some(s) = self.streams.remove(id) {
             if let Some(home) = s.home() {
                 self.relay(home, RelayMsg::Unsubscribe { key: s.key(), from: self.id });

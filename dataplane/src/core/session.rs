@@ -125,6 +125,15 @@ pub struct TrackOut {
     /// offset that keeps the timeline going at the wall clock's pace across
     /// a switch (`TrackOut::rebase_with`).
     rebase_offset: Option<u32>,
+    /// RTP units per millisecond (90 video, 48 audio).
+    rate: u32,
+    /// This viewer's RTP time of a packet sent on time at an instant: its
+    /// timeline against the shard's clock, which every switch keeps (see
+    /// `rebase_with`). None until the first switch.
+    anchor: Option<(Instant, u32)>,
+    /// The pending re-base's new stream had no send clock yet (a replica
+    /// not fed yet): its first packet is taken as on time (`rewrite`).
+    unclocked: bool,
     squeeze: Option<Squeeze>,
     /// The playout-delay `min` this viewer's packets carried, as (first
     /// sequence number, value) changes, newest at `playout_logged - 1`
@@ -164,6 +173,17 @@ struct Squeeze {
 /// (a publisher that stalled), not time that passed.
 const EDGE_MAX_AHEAD: u32 = 18_000; // 200 ms at 90 kHz
 
+/// How fast a viewer's timeline anchor follows the stream it watches when
+/// their clocks part (ms per second since the anchor was set): a
+/// publisher's clock against the shard's, 1,000 ppm, ten times what
+/// encoders' crystals are specified to. Ten switches 2 s apart move the
+/// anchor by at most 20 ms, whatever each clock reading was off by.
+pub const ANCHOR_DRIFT_MS_PER_S: f64 = 1.0;
+/// Beyond this (ms) the stream's clock is taken over at once: its timeline
+/// moved (a stalled publisher whose timestamps went on where they were),
+/// and the receiver re-fits its mapping to it after a few seconds anyway.
+pub const ANCHOR_RESYNC_MS: f64 = 150.0;
+
 /// A squeeze is forgotten this far (RTP units, 10 s of video) past its end,
 /// long after any retransmission of the replay, before timestamps wrap back
 /// into its window.
@@ -179,9 +199,9 @@ const PLAYOUT_LOG_REFRESH: u16 = 16_384;
 
 impl TrackOut {
     pub fn new(pt: Option<u8>, ssrc: u32, kind: Kind) -> TrackOut {
-        let step = match kind {
-            Kind::Video => 3000, // 33 ms at 90 kHz
-            Kind::Audio => 960,  // 20 ms at 48 kHz
+        let (step, rate) = match kind {
+            Kind::Video => (3000, 90), // 33 ms at 90 kHz
+            Kind::Audio => (960, 48),  // 20 ms at 48 kHz
         };
         TrackOut {
             pt,
@@ -198,6 +218,9 @@ impl TrackOut {
             rebase: false,
             live_edge: None,
             rebase_offset: None,
+            rate,
+            anchor: None,
+            unclocked: false,
             squeeze: None,
             playout_log: [(0, 0); PLAYOUT_LOG],
             playout_logged: 0,
@@ -226,22 +249,66 @@ impl TrackOut {
         self.rebase = true;
         self.live_edge = None;
         self.rebase_offset = None;
+        self.unclocked = false;
     }
 
-    /// For a pending re-base (a switch): the new stream's source time
-    /// `rtp_new_now` is this viewer's time of the old stream's `rtp_old_now`
-    /// (both what each stream sends now: `Stream::send_rtp_at`). A re-base
-    /// without a replay then goes on with the time that passed, not one
-    /// frame: audio of the new stream that arrives after a gap (its
+    /// For a pending re-base (a switch) at `now`: `old_now`/`new_now` are
+    /// the source times the old and the new stream send now if on time
+    /// (`Stream::send_rtp_at`; None: that stream has no clock). The new
+    /// stream's on-time packets go where this viewer's timeline has them
+    /// now, so the receiver's RTP-to-arrival mapping stays where it was. A
+    /// re-base without a replay then goes on with the time that passed, not
+    /// one frame: audio of the new stream that arrives after a gap (its
     /// transcoder starting, say) is on time for the receiver's jitter
     /// buffer instead of late by the gap, which would grow that buffer with
-    /// every switch. Where the mapping would not move time forward, one
-    /// frame after the last. A replay's live edge goes where the mapping
-    /// puts it (see `rewrite`).
-    pub fn rebase_with(&mut self, rtp_old_now: u32, rtp_new_now: u32) {
-        if self.rebase && self.started {
-            self.rebase_offset = Some(self.map_ts(rtp_old_now).wrapping_sub(rtp_new_now));
+    /// every switch. Where that would not move time forward, one frame
+    /// after the last. A replay's live edge goes where it puts it (see
+    /// `rewrite`).
+    ///
+    /// The viewer's timeline is its anchor (fixed at its first switch from
+    /// the stream it joined), not the old stream's clock read again at each
+    /// switch: libwebrtc fits its RTP-to-arrival mapping over the whole
+    /// session and barely moves it later, while each clock reading is off
+    /// by the old stream's recent lateness, and re-reading it at every
+    /// switch summed those errors: Chrome's video wait grew from 30 to
+    /// 280 ms over ten switches between a passthrough and a relayed,
+    /// re-encoded room (issue 18). The anchor follows the old stream's
+    /// clock only at a publisher clock's drift rate
+    /// ([`ANCHOR_DRIFT_MS_PER_S`]), or all the way when the two part by
+    /// more than [`ANCHOR_RESYNC_MS`] (the stream stalled and its timeline
+    /// fell behind: the receiver re-fits its mapping to that).
+    pub fn rebase_with(&mut self, now: Instant, old_now: Option<u32>, new_now: Option<u32>) {
+        if !(self.rebase && self.started) {
+            return;
         }
+        let rate = f64::from(self.rate);
+        let observed = old_now.map(|t| self.map_ts(t));
+        let predicted = self.anchor.map(|(at, ts)| (ts.wrapping_add(self.units_since(at, now)), at));
+        let viewer_now = match (predicted, observed) {
+            (Some((p, at)), Some(o)) => {
+                let apart_ms = f64::from(o.wrapping_sub(p) as i32) / rate;
+                let allowed_ms = now.saturating_duration_since(at).as_secs_f64() * ANCHOR_DRIFT_MS_PER_S;
+                if apart_ms.abs() > ANCHOR_RESYNC_MS {
+                    o
+                } else {
+                    p.wrapping_add((apart_ms.clamp(-allowed_ms, allowed_ms) * rate).round() as i32 as u32)
+                }
+            }
+            (Some((p, _)), None) => p,
+            (None, Some(o)) => o,
+            (None, None) => return,
+        };
+        self.anchor = Some((now, viewer_now));
+        match new_now {
+            Some(new) => self.rebase_offset = Some(viewer_now.wrapping_sub(new)),
+            None => self.unclocked = true,
+        }
+    }
+
+    /// RTP units of this track from `at` to `now` (wrapping).
+    fn units_since(&self, at: Instant, now: Instant) -> u32 {
+        let us = now.saturating_duration_since(at).as_micros() as u64;
+        (us * u64::from(self.rate) / 1000) as u32
     }
 
     /// A GOP replay whose newest packet has source timestamp `live_edge` is
@@ -296,7 +363,7 @@ impl TrackOut {
     /// and returns its length: 12 bytes, or 20 with the playout-delay
     /// extension (`playout_min`, 10 ms units). `red`: the payload is RED.
     /// Returns None when the viewer did not negotiate this track (or RED).
-    pub fn rewrite(&mut self, src: &[u8], out: &mut [u8; RTP_HEADER_MAX], playout_min: u16, red: bool) -> Option<usize> {
+    pub fn rewrite(&mut self, src: &[u8], out: &mut [u8; RTP_HEADER_MAX], playout_min: u16, red: bool, now: Instant) -> Option<usize> {
         let pt = if red { self.red_pt? } else { self.pt? };
         if src.len() < 12 {
             return None;
@@ -320,7 +387,15 @@ impl TrackOut {
             } else {
                 replay_to.map_or(ts, |to| to.wrapping_sub(self.step))
             };
-            let clock = self.rebase_offset.take().filter(|_| self.started);
+            // A new stream without a clock at the switch: its first packet
+            // (a replay's newest frame) is taken as sent on time now.
+            let unclocked = std::mem::take(&mut self.unclocked).then_some(()).and(self.anchor);
+            let on_time = replay_to.unwrap_or(ts);
+            let clock = self
+                .rebase_offset
+                .take()
+                .or_else(|| unclocked.map(|(at, v)| v.wrapping_add(self.units_since(at, now)).wrapping_sub(on_time)))
+                .filter(|_| self.started);
             // A switch's live edge goes where the clocks put it (the time
             // that passed since the last frame sent), so the receiver's
             // RTP-to-arrival mapping stays where it was: one frame on
@@ -468,6 +543,7 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn hdr(marker: bool, seq: u16, ts: u32, ssrc: u32) -> [u8; 12] {
         let mut h = [0u8; 12];
@@ -478,12 +554,16 @@ mod tests {
     /// Sends source frames (one packet each, numbered from `seq`) and
     /// returns the timestamps the viewer got.
     fn send_frames(t: &mut TrackOut, seq: u16, times: &[u32]) -> Vec<u32> {
+        send_frames_at(t, seq, times, Instant::now())
+    }
+
+    fn send_frames_at(t: &mut TrackOut, seq: u16, times: &[u32], now: Instant) -> Vec<u32> {
         let mut out = [0u8; RTP_HEADER_MAX];
         times
             .iter()
             .enumerate()
             .map(|(i, &ts)| {
-                t.rewrite(&hdr(true, seq.wrapping_add(i as u16), ts, 1), &mut out, 0, false);
+                t.rewrite(&hdr(true, seq.wrapping_add(i as u16), ts, 1), &mut out, 0, false, now);
                 rts_rtp::RtpHeader::parse(&out[..12]).unwrap().timestamp
             })
             .collect()
@@ -538,16 +618,63 @@ mod tests {
         let mut a = TrackOut::new(Some(111), 8, Kind::Audio);
         send_frames(&mut a, 1, &[48_000, 48_960]);
         a.rebase_next();
-        a.rebase_with(49_920, 7_000_000);
+        a.rebase_with(Instant::now(), Some(49_920), Some(7_000_000));
         assert_eq!(send_frames(&mut a, 3, &[7_004_800, 7_005_760]), vec![54_720, 55_680]);
         // Where the clocks would not move time on by a frame, one frame after
         // the last.
         a.rebase_next();
-        a.rebase_with(55_680, 9_000_000);
+        a.rebase_with(Instant::now(), Some(55_680), Some(9_000_000));
         assert_eq!(send_frames(&mut a, 5, &[8_999_000]), vec![56_640]);
         // A new rebase forgets an offset it did not use.
         a.rebase_next();
         assert_eq!(send_frames(&mut a, 6, &[100]), vec![57_600]);
+    }
+
+    #[test]
+    fn switches_keep_the_viewers_timeline_whatever_each_clock_reading_is_off_by() {
+        // Audio at 48 kHz. The viewer joined one stream and got 48_000 and
+        // 48_960 (a new viewer keeps the source's times).
+        let t0 = Instant::now();
+        let secs = |s: u64| t0 + Duration::from_secs(s);
+        let mut a = TrackOut::new(Some(111), 8, Kind::Audio);
+        send_frames_at(&mut a, 1, &[48_000, 48_960], t0);
+        // Switch 1 at t0: by the clocks the old stream's 49_920 and the new
+        // stream's 7_000_000 are on time now. This fixes the viewer's
+        // timeline: 49_920 at t0, 48 units per ms.
+        a.rebase_next();
+        a.rebase_with(t0, Some(49_920), Some(7_000_000));
+        assert_eq!(send_frames_at(&mut a, 3, &[7_000_000], t0), vec![49_920]);
+        // Switch 2, 2 s later: the timeline has 49_920 + 96_000 = 145_920
+        // on time now. The old stream's clock reads 40 ms (1_920 units)
+        // later than that (its lateness estimate moved): the new stream's
+        // on-time packet goes at 145_920 plus the 2 ms (96 units) a
+        // publisher's clock may drift in 2 s, not 40 ms later.
+        a.rebase_next();
+        a.rebase_with(secs(2), Some(7_000_000 + 96_000 + 1_920), Some(9_000_000));
+        assert_eq!(send_frames_at(&mut a, 5, &[9_000_000], secs(2)), vec![146_016]);
+        // Switch 3, another 40 ms reading error the same way: still 2 ms
+        // at most (re-reading the old clock at each switch summed the
+        // errors: 80 ms by now, 245_760).
+        a.rebase_next();
+        a.rebase_with(secs(4), Some(9_000_000 + 96_000 + 1_920), Some(11_000_000));
+        assert_eq!(send_frames_at(&mut a, 7, &[11_000_000], secs(4)), vec![242_112]);
+        // A reading 300 ms off is the old stream's timeline having moved
+        // (a stalled publisher): the viewer follows it.
+        a.rebase_next();
+        a.rebase_with(secs(6), Some(11_000_000 + 96_000 + 14_400), Some(13_000_000));
+        assert_eq!(send_frames_at(&mut a, 9, &[13_000_000], secs(6)), vec![352_512]);
+        // A new stream without a clock yet (a replica not fed yet): its
+        // first packet, 100 ms after the switch, is taken as on time then.
+        a.rebase_next();
+        a.rebase_with(secs(8), None, None);
+        let first = send_frames_at(&mut a, 11, &[5_000, 5_960], secs(8) + Duration::from_millis(100));
+        assert_eq!(first, vec![352_512 + 96_000 + 4_800, 352_512 + 96_000 + 4_800 + 960]);
+        // Without an anchor (no switch yet) and no clocks: one packet on.
+        let mut b = TrackOut::new(Some(111), 8, Kind::Audio);
+        send_frames_at(&mut b, 1, &[48_000], t0);
+        b.rebase_next();
+        b.rebase_with(t0, None, None);
+        assert_eq!(send_frames_at(&mut b, 2, &[7_000], secs(1)), vec![48_960]);
     }
 
     #[test]
@@ -563,7 +690,7 @@ mod tests {
             t.rebase_next();
             let gop: Vec<u32> = (0..31).map(|i| 9_000_000 + 3600 * i).collect();
             t.replay_from(*gop.last().unwrap());
-            t.rebase_with(old_now, new_now);
+            t.rebase_with(Instant::now(), Some(old_now), Some(new_now));
             let mut got = send_frames(&mut t, 3, &gop);
             got.extend(send_frames(&mut t, 34, &[9_111_600]));
             got
@@ -606,25 +733,25 @@ mod tests {
     fn rewrite_patches_pt_ssrc_and_keeps_marker() {
         let mut t = TrackOut::new(Some(102), 0xAABB, Kind::Video);
         let mut out = [0u8; RTP_HEADER_MAX];
-        assert_eq!(t.rewrite(&hdr(true, 10, 9000, 1), &mut out, 5, false), Some(12));
+        assert_eq!(t.rewrite(&hdr(true, 10, 9000, 1), &mut out, 5, false, Instant::now()), Some(12));
         let h = rts_rtp::RtpHeader::parse(&out[..12]).unwrap();
         assert_eq!((h.marker, h.payload_type, h.sequence, h.timestamp, h.ssrc), (true, 102, 10, 9000, 0xAABB));
         let mut none = TrackOut::new(None, 1, Kind::Audio);
-        assert_eq!(none.rewrite(&hdr(false, 1, 1, 1), &mut out, 5, false), None);
+        assert_eq!(none.rewrite(&hdr(false, 1, 1, 1), &mut out, 5, false, Instant::now()), None);
     }
 
     #[test]
     fn switch_keeps_sequence_and_time_continuous() {
         let mut t = TrackOut::new(Some(96), 7, Kind::Video);
         let mut out = [0u8; RTP_HEADER_MAX];
-        t.rewrite(&hdr(false, 65534, 100, 1), &mut out, 1, false);
-        t.rewrite(&hdr(true, 65535, 100, 1), &mut out, 1, false);
+        t.rewrite(&hdr(false, 65534, 100, 1), &mut out, 1, false, Instant::now());
+        t.rewrite(&hdr(true, 65535, 100, 1), &mut out, 1, false, Instant::now());
         t.rebase_next();
         // The new stream is somewhere else entirely in its own spaces.
-        t.rewrite(&hdr(false, 1234, 5_000_000, 2), &mut out, 1, false);
+        t.rewrite(&hdr(false, 1234, 5_000_000, 2), &mut out, 1, false, Instant::now());
         let h = rts_rtp::RtpHeader::parse(&out[..12]).unwrap();
         assert_eq!((h.sequence, h.timestamp, h.ssrc), (0, 3100, 7));
-        t.rewrite(&hdr(true, 1235, 5_003_000, 2), &mut out, 1, false);
+        t.rewrite(&hdr(true, 1235, 5_003_000, 2), &mut out, 1, false, Instant::now());
         let h = rts_rtp::RtpHeader::parse(&out[..12]).unwrap();
         assert_eq!((h.sequence, h.timestamp), (1, 6100));
     }
@@ -633,7 +760,7 @@ mod tests {
     fn playout_delay_extension_block() {
         let mut t = TrackOut::new(Some(106), 0xAABB, Kind::Video).with_playout_delay(Some(5));
         let mut out = [0u8; RTP_HEADER_MAX];
-        assert_eq!(t.rewrite(&hdr(true, 10, 9000, 1), &mut out, 0x123, false), Some(20));
+        assert_eq!(t.rewrite(&hdr(true, 10, 9000, 1), &mut out, 0x123, false, Instant::now()), Some(20));
         let h = rts_rtp::RtpHeader::parse(&out).unwrap();
         assert_eq!((h.header_len, h.marker, h.payload_type, h.sequence, h.ssrc), (20, true, 106, 10, 0xAABB));
         // One-byte form, one element: id 5, 3 bytes of 12-bit min 0x123 and max 1000 (0x3e8).
@@ -642,7 +769,7 @@ mod tests {
         let read = rts_rtp::hdrext::one_byte_extension(&out, &h, 5).and_then(rts_rtp::hdrext::PlayoutDelay::parse);
         assert_eq!(read, Some(rts_rtp::hdrext::PlayoutDelay { min: 0x123, max: 1000 }));
         // An out-of-range min is clamped to max (min > max is invalid).
-        t.rewrite(&hdr(false, 11, 9000, 1), &mut out, 0xffff, false);
+        t.rewrite(&hdr(false, 11, 9000, 1), &mut out, 0xffff, false, Instant::now());
         assert_eq!(out[16..], [0x52, 0x3e, 0x83, 0xe8]);
     }
 
@@ -652,7 +779,7 @@ mod tests {
         let mut out = [0u8; RTP_HEADER_MAX];
         assert_eq!(t.source_seq(0), None, "nothing sent yet");
         for s in 100..110u16 {
-            t.rewrite(&hdr(false, s, 0, 1), &mut out, 1, false);
+            t.rewrite(&hdr(false, s, 0, 1), &mut out, 1, false, Instant::now());
         }
         assert_eq!(t.source_seq(105), Some(105));
         assert_eq!(t.source_seq(99), None, "before the first packet");
@@ -661,7 +788,7 @@ mod tests {
         assert_eq!(t.source_seq(105), None, "a switch is pending: the old numbers mean nothing now");
         // The new source starts at 7000: viewer seq 110 carries it.
         for s in 7000..7005u16 {
-            t.rewrite(&hdr(false, s, 90_000, 2), &mut out, 1, false);
+            t.rewrite(&hdr(false, s, 90_000, 2), &mut out, 1, false, Instant::now());
         }
         assert_eq!(t.source_seq(110), Some(7000));
         assert_eq!(t.source_seq(114), Some(7004));
@@ -670,7 +797,7 @@ mod tests {
         // Across the 16-bit wrap.
         let mut w = TrackOut::new(Some(96), 7, Kind::Video);
         for s in [65534u16, 65535, 0, 1] {
-            w.rewrite(&hdr(false, s, 0, 1), &mut out, 1, false);
+            w.rewrite(&hdr(false, s, 0, 1), &mut out, 1, false, Instant::now());
         }
         assert_eq!((w.source_seq(65535), w.source_seq(1), w.source_seq(2)), (Some(65535), Some(1), None));
     }
@@ -679,9 +806,9 @@ mod tests {
     fn resend_header_repeats_the_sent_header_without_changing_state() {
         let mut t = TrackOut::new(Some(96), 7, Kind::Video).with_playout_delay(Some(3));
         let mut sent = [0u8; RTP_HEADER_MAX];
-        t.rewrite(&hdr(false, 50, 1000, 1), &mut sent, 4, false);
+        t.rewrite(&hdr(false, 50, 1000, 1), &mut sent, 4, false, Instant::now());
         t.rebase_next();
-        t.rewrite(&hdr(true, 900, 777_000, 2), &mut sent, 4, false);
+        t.rewrite(&hdr(true, 900, 777_000, 2), &mut sent, 4, false, Instant::now());
         let mut again = [0u8; RTP_HEADER_MAX];
         assert_eq!(t.resend_header(51, &hdr(true, 900, 777_000, 2), None, &mut again, 9), Some(20));
         assert_eq!(again, sent, "a retransmission on the media SSRC is byte-identical");
@@ -706,7 +833,7 @@ mod tests {
         let mut sent = Vec::new();
         for (src, min) in (100u16..110).map(|s| (s, 4)).chain((110..120).map(|s| (s, 20))).chain((120..130).map(|s| (s, 8))) {
             let mut out = [0u8; RTP_HEADER_MAX];
-            t.rewrite(&hdr(false, src, 9000, 1), &mut out, min, false);
+            t.rewrite(&hdr(false, src, 9000, 1), &mut out, min, false, Instant::now());
             sent.push(out);
         }
         let mut again = [0u8; RTP_HEADER_MAX];
@@ -725,7 +852,7 @@ mod tests {
         let mut out = [0u8; RTP_HEADER_MAX];
         // 20 changes, one every 10 packets: the log keeps the last 16.
         for s in 0u16..200 {
-            t.rewrite(&hdr(false, s, 0, 1), &mut out, 1 + s / 10, false);
+            t.rewrite(&hdr(false, s, 0, 1), &mut out, 1 + s / 10, false, Instant::now());
         }
         assert!(!t.can_repeat(39), "the 4th change's packets are forgotten");
         assert!(t.can_repeat(40) && t.can_repeat(199));
@@ -733,7 +860,7 @@ mod tests {
         assert_eq!(playout_min(&out), 5);
         // 70,000 packets without a change (the sequence number wraps).
         for s in 200u32..70_200 {
-            t.rewrite(&hdr(false, s as u16, 0, 1), &mut out, 77, false);
+            t.rewrite(&hdr(false, s as u16, 0, 1), &mut out, 77, false, Instant::now());
         }
         let recent = 70_199u32 as u16;
         assert!(t.can_repeat(recent) && t.can_repeat(recent.wrapping_sub(8_000)));
@@ -748,9 +875,9 @@ mod tests {
     fn red_uses_its_own_payload_type_when_negotiated() {
         let mut t = TrackOut::new(Some(111), 5, Kind::Audio).with_red(Some(63));
         let mut out = [0u8; RTP_HEADER_MAX];
-        assert_eq!(t.rewrite(&hdr(true, 1, 960, 1), &mut out, 1, true), Some(12));
+        assert_eq!(t.rewrite(&hdr(true, 1, 960, 1), &mut out, 1, true, Instant::now()), Some(12));
         assert_eq!(rts_rtp::RtpHeader::parse(&out[..12]).unwrap().payload_type, 63);
         let mut plain = TrackOut::new(Some(111), 5, Kind::Audio);
-        assert_eq!(plain.rewrite(&hdr(true, 1, 960, 1), &mut out, 1, true), None, "no RED without negotiation");
+        assert_eq!(plain.rewrite(&hdr(true, 1, 960, 1), &mut out, 1, true, Instant::now()), None, "no RED without negotiation");
     }
 }

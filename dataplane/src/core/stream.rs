@@ -181,6 +181,9 @@ pub struct Stream {
     audio_clock: SendClock,
     /// Replica: the home shard this stream's packets come from.
     home: Option<usize>,
+    /// A replica without viewers since then: it lingers (`[transcode]
+    /// linger_s`), see `Core::drop_stream_if_unused`.
+    unused_since: Option<Instant>,
     /// Packets recently delivered, for retransmission (and RED's earlier
     /// frames), by stream sequence number.
     video_history: History,
@@ -286,6 +289,7 @@ impl Stream {
             video_clock: SendClock::new(90, Follow::Average),
             audio_clock: SendClock::new(48, Follow::Earliest),
             home: None,
+            unused_since: None,
             subscribers: Vec::new(),
             video_history: History::video(),
             audio_history: History::audio(),
@@ -378,6 +382,18 @@ impl Stream {
     }
 
     /// Replica: the home shard.
+    /// Whether this replica, without viewers, has lingered for `linger` at
+    /// `now` (housekeeping: its first call starts the count, a viewer back
+    /// stops it). False for a stream published here or one in use.
+    pub fn replica_lingered(&mut self, linger: Duration, now: Instant) -> bool {
+        if self.home.is_none() || !self.is_unused() {
+            self.unused_since = None;
+            return false;
+        }
+        let since = *self.unused_since.get_or_insert(now);
+        now.saturating_duration_since(since) >= linger
+    }
+
     pub fn home(&self) -> Option<usize> {
         self.home
     }

@@ -180,6 +180,7 @@ impl Core {
         for (_, s) in self.streams.iter_mut() {
             s.stop_idle_transcoder(now);
         }
+        self.drop_lingered_replicas(now);
         self.hls_tick(now);
         self.usage_tick(now);
         if now >= self.next_stats {

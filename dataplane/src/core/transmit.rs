@@ -447,7 +447,7 @@ fn run_catchup(p: Parts<'_>, budget: usize, next: &mut usize, sent_to_next: &mut
         // Take the queue out so the viewer's state can be borrowed with it.
         let mut pending = std::mem::take(&mut media.pending);
         let slice = &pending.make_contiguous()[..n];
-        let sent = send_items(media, peer, local, Kind::Video, slice, None, hint, p.batch);
+        let sent = send_items(media, peer, local, Kind::Video, slice, None, hint, p.batch, now);
         pending.drain(..sent.packets);
         media.pending = pending;
         if let Some(s) = stream {

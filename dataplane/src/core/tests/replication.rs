@@ -54,16 +54,27 @@ fn subscribe_snapshot_shared_packets_unsubscribe_and_end() {
     assert_consecutive(&v1.video(), "replica viewer");
     assert_eq!(v1.video()[0].ssrc, v2.video()[0].ssrc);
 
-    // v1 leaves: shard 1 drops its replica and unsubscribes.
+    // v1 leaves: shard 1's replica lingers ([transcode] linger_s, 15 s),
+    // still fed, for a viewer swiping back; then shard 1 drops it and
+    // unsubscribes.
     r1.control(ControlToShard::RemoveSession { session: v1.session, reason: "bye".into() });
-    assert!(r1.core.streams.is_empty());
+    assert!(r1.core.streams.lookup("live/s").is_some(), "the replica lingers");
     exchange(&mut [&mut home, &mut r1, &mut r2]);
     p.video(&mut home, 132, frame(false, 2_500, 5));
+    let pk = packets_to(&home.relay);
+    assert_eq!(pk.iter().map(|(to, _)| *to).collect::<Vec<_>>(), vec![1, 2], "the lingering replica is fed");
+    exchange(&mut [&mut home, &mut r1, &mut r2]);
+    r1.advance(Duration::from_secs(14));
+    assert!(r1.core.streams.lookup("live/s").is_some(), "14 s: still lingering");
+    r1.advance(Duration::from_millis(1_200));
+    assert!(r1.core.streams.is_empty(), "15 s without viewers: dropped");
+    exchange(&mut [&mut home, &mut r1, &mut r2]);
+    p.video(&mut home, 165, frame(false, 2_500, 5));
     let pk = packets_to(&home.relay);
     assert_eq!(pk.iter().map(|(to, _)| *to).collect::<Vec<_>>(), vec![2], "only shard 2 still subscribes");
     exchange(&mut [&mut home, &mut r1, &mut r2]);
     v2.recv(&r2);
-    assert_eq!(v2.video().len(), 16);
+    assert_eq!(v2.video().len(), 19);
 
     // The publisher leaves: the replica is no longer live but keeps its viewer.
     p.drop_connection(&mut home);
