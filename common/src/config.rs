@@ -321,7 +321,10 @@ pub struct TranscodeConfig {
     /// Seconds a stream's transcoder keeps running after its last WebRTC
     /// viewer (local or replica) left: a viewer swiping back to a room
     /// finds its audio and re-encoded video running (no encoder start, no
-    /// re-encoded GOP to wait for). 0: it stops with the last viewer.
+    /// re-encoded GOP to wait for). A shard keeps its replica of a stream
+    /// published on another shard as long after its last viewer there left
+    /// (fed, GOP cache and send clocks warm). 0: both stop with the last
+    /// viewer.
     pub linger_s: u32,
 }
 

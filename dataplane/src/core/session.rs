@@ -300,7 +300,10 @@ impl TrackOut {
         };
         self.anchor = Some((now, viewer_now));
         match new_now {
-            Some(new) => self.rebase_offset = Some(viewer_now.wrapping_sub(new)),
+            Some(new) => {
+                self.rebase_offset = Some(viewer_now.wrapping_sub(new));
+                self.unclocked = false;
+            }
             None => self.unclocked = true,
         }
     }
