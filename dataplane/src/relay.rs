@@ -12,6 +12,7 @@
 use crate::core::stream::Kind;
 use crate::core::streams::StreamId;
 use crate::hls::HlsSnapshot;
+use crate::send_clock::SendClock;
 use crate::flv_gop::{FlvGop, FlvTag};
 use bytes::Bytes;
 use crossbeam_queue::ArrayQueue;
@@ -30,8 +31,10 @@ pub enum RelayMsg {
     /// Viewer shard -> home shard: I have no viewers of it any more.
     Unsubscribe { key: String, from: usize },
     /// Home -> subscriber, first answer to Subscribe: the GOP cache so the
-    /// replica can start its viewers at once.
-    Snapshot { stream: StreamId, gop: Vec<Bytes>, anchor: Option<(Instant, i64)>, flv: Box<FlvGop> },
+    /// replica can start its viewers at once, and the home's send clocks
+    /// (video, audio) so a viewer that switched to the replica before it
+    /// was fed is re-based by them (`TrackOut::rebase_with`).
+    Snapshot { stream: StreamId, gop: Vec<Bytes>, anchor: Option<(Instant, i64)>, flv: Box<FlvGop>, clocks: Box<(SendClock, SendClock)> },
     /// Home -> subscriber: new packets of one track (one frame, usually),
     /// shared with the home's own fan-out and every other subscriber.
     Packets { stream: StreamId, kind: Kind, packets: Arc<[Bytes]>, keyframe: bool, anchor: Option<(Instant, i64)> },

@@ -109,6 +109,11 @@ impl SendClock {
         Some(ts0.wrapping_add((media_ms * self.rate).round() as i64 as u32))
     }
 
+    /// Whether it has a sample yet.
+    pub fn is_set(&self) -> bool {
+        self.reference.is_some()
+    }
+
     fn estimate(&self) -> f64 {
         match self.follow {
             Follow::Average => self.cur,

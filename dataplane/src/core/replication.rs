@@ -4,6 +4,7 @@
 //! shared packets its own viewers get). Messages name the receiver's stream
 //! id, so no string is handled per frame.
 
+use super::stream::Kind;
 use super::streams::StreamId;
 use super::Core;
 use crate::relay::RelayMsg;
@@ -25,9 +26,9 @@ impl Core {
                 };
                 let Some(s) = self.streams.get_mut(id) else { return };
                 s.add_subscriber(sub, replica);
-                let (gop, anchor, flv) = (s.gop_cache().to_vec(), s.anchor(), Box::new(s.flv.clone()));
+                let (gop, anchor, flv, clocks) = (s.gop_cache().to_vec(), s.anchor(), Box::new(s.flv.clone()), Box::new(s.send_clocks()));
                 tracing::info!(shard = self.id, stream = %key, to = sub, "replicating stream to shard");
-                self.relay(sub, RelayMsg::Snapshot { stream: replica, gop, anchor, flv });
+                self.relay(sub, RelayMsg::Snapshot { stream: replica, gop, anchor, flv, clocks });
             }
             RelayMsg::Unsubscribe { key, from: sub } => {
                 let Some(id) = self.streams.lookup(&key) else { return };
@@ -36,19 +37,24 @@ impl Core {
                 }
                 self.drop_stream_if_unused(id);
             }
-            RelayMsg::Snapshot { stream, gop, anchor, flv } => {
+            RelayMsg::Snapshot { stream, gop, anchor, flv, clocks } => {
                 let Some(s) = self.streams.get_mut(stream).filter(|s| s.home() == Some(from)) else { return };
-                s.on_snapshot(gop, anchor);
+                s.on_snapshot(gop, anchor, *clocks);
                 s.flv = *flv;
                 self.start_waiting_flv_viewers(stream);
                 let Some(s) = self.streams.get(stream) else { return };
                 // Viewers that joined, or switched here, before the snapshot
-                // start from it (not from the next keyframe).
+                // start from it (not from the next keyframe); one that
+                // switched goes on by the clocks it brought, as a switch to
+                // a fed stream does (not its first packet taken as on time).
+                let clock = (s.send_rtp_at(Kind::Video, now), s.send_rtp_at(Kind::Audio, now));
                 let viewers = s.viewers().len();
                 for i in 0..viewers {
                     let Some(&v) = self.streams.get(stream).and_then(|s| s.viewers().get(i)) else { break };
-                    let waiting = self.sessions.get(v).and_then(|x| x.media.as_ref()).is_some_and(|m| m.video.awaiting_source());
-                    if waiting {
+                    let Some(m) = self.sessions.get_mut(v).and_then(|x| x.media.as_mut()) else { continue };
+                    if m.video.awaiting_source() {
+                        m.video.rebase_with(now, None, clock.0);
+                        m.audio.rebase_with(now, None, clock.1);
                         self.queue_gop(v);
                     }
                 }

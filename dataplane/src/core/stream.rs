@@ -857,12 +857,26 @@ impl Stream {
     }
 
     /// Replica side: the home shard's GOP cache, to start viewers at once.
-    pub fn on_snapshot(&mut self, gop: Vec<Bytes>, anchor: Option<(Instant, i64)>) {
+    pub fn on_snapshot(&mut self, gop: Vec<Bytes>, anchor: Option<(Instant, i64)>, clocks: (SendClock, SendClock)) {
         self.gop_valid = !gop.is_empty();
         self.gop = gop;
         if anchor.is_some() {
             self.anchor = anchor;
         }
+        // A replica not fed yet starts from its home's send clocks (the
+        // same stream, a ring hop earlier); its own deliveries refine them.
+        let (video, audio) = clocks;
+        if !self.video_clock.is_set() {
+            self.video_clock = video;
+        }
+        if !self.audio_clock.is_set() {
+            self.audio_clock = audio;
+        }
+    }
+
+    /// Its send clocks (video, audio), for a replica's snapshot.
+    pub fn send_clocks(&self) -> (SendClock, SendClock) {
+        (self.video_clock.clone(), self.audio_clock.clone())
     }
 
     fn cache(&mut self, packets: &[Bytes]) {

@@ -122,9 +122,9 @@ impl Core {
     fn start_from_cache(&mut self, id: StreamId) {
         let Some(s) = self.streams.get(id) else { return };
         let (viewers, subscribers) = (s.viewers_shared(), s.subscribers().to_vec());
-        let (gop, anchor, flv) = (s.gop_cache().to_vec(), s.anchor(), s.flv.clone());
+        let (gop, anchor, flv, clocks) = (s.gop_cache().to_vec(), s.anchor(), s.flv.clone(), s.send_clocks());
         for (shard, replica) in subscribers {
-            self.relay(shard, RelayMsg::Snapshot { stream: replica, gop: gop.clone(), anchor, flv: Box::new(flv.clone()) });
+            self.relay(shard, RelayMsg::Snapshot { stream: replica, gop: gop.clone(), anchor, flv: Box::new(flv.clone()), clocks: Box::new(clocks.clone()) });
         }
         for &v in viewers.iter() {
             let waiting = self.sessions.get(v).and_then(|x| x.media.as_ref()).is_some_and(|m| m.video.awaiting_source() && m.pending.is_empty());

@@ -135,6 +135,43 @@ fn a_viewer_switching_to_a_stream_homed_elsewhere_starts_from_the_snapshot() {
 }
 
 #[test]
+fn a_switch_to_a_replica_not_fed_yet_goes_on_by_the_homes_clocks() {
+    // v plays a on shard 1; b is published on shard 0, not replicated on
+    // shard 1. a's and b's last audio leave at the same instant, on time.
+    let t0 = Instant::now();
+    let (mut home, mut r1) = (Rig::shard(0, 2, "", t0), Rig::shard(1, 2, "", t0));
+    let mut a = publish(&mut r1, 1, "live", "a", 2);
+    let mut b = publish(&mut home, 1, "live", "b", 2);
+    let mut v = Viewer::join(&mut r1, 1, "live", "a");
+    for r in [&mut home, &mut r1] {
+        r.advance(ms(100));
+    }
+    a.audio(&mut r1, 100, opus(1));
+    b.audio(&mut home, 7_000, opus(2));
+    v.recv(&r1);
+    let last_a = v.audio().last().map(|p| p.ts).unwrap();
+    // 40 ms later v switches to b: shard 1 subscribes; the snapshot brings
+    // b's GOP and the home's send clocks.
+    for r in [&mut home, &mut r1] {
+        r.advance(ms(40));
+    }
+    r1.control(ControlToShard::SwitchStream { session: v.session, app: "live".into(), stream: "b".into(), home_shard: Some(0) });
+    exchange(&mut [&mut home, &mut r1]);
+    // b's next audio (20 ms of media on) comes 200 ms later: 180 ms late by
+    // b's clock. It goes where b's clock puts it on v's timeline, 20 ms
+    // after a's last packet (both left on time at the same instant), not
+    // where it arrives (taken as on time, it would be 240 ms on).
+    for r in [&mut home, &mut r1] {
+        r.advance(ms(200));
+    }
+    b.audio(&mut home, 7_020, opus(3));
+    exchange(&mut [&mut home, &mut r1]);
+    v.recv(&r1);
+    let first_b = v.audio().last().map(|p| p.ts).unwrap();
+    assert_eq!(first_b.wrapping_sub(last_a), 20 * 48, "b's first audio on v's timeline");
+}
+
+#[test]
 fn stale_relay_messages_are_ignored() {
     let t0 = Instant::now();
     let (mut home, mut r1) = (Rig::shard(0, 2, "", t0), Rig::shard(1, 2, "", t0));
