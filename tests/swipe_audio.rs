@@ -247,11 +247,10 @@ fn swipe(rig: &Rig, chrome: &mut Chromium, (a, wa): (&str, u32), (b, wb): (&str,
 /// re-encoder runs while the replica subscribes.
 ///
 /// Not in CI: the first switch to room C subscribes its replica across
-/// shards (a snapshot, then a clock from its first packets), and in one
-/// run of six since decision 026 that switch took 308 ms on this 2-core
+/// shards (its snapshot brings the home's send clocks), and in one run of
+/// nine since decision 026 that switch took 308 ms on this 2-core
 /// machine (the same run's join took 25 s to settle), over the 300 ms
-/// bound; its A/V offset 1 s on was +73 to +116 ms where every later,
-/// warm switch stayed within ±80 (issue 18). The same-shard case below is
+/// bound (issue 18). The same-shard case below is
 /// CI's swipe-with-sound check. Run it with
 /// `cargo test --test swipe_audio -- --ignored --nocapture`; it prints the
 /// shard's A/V skew estimate for each switch (send_clock.rs).
