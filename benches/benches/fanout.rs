@@ -96,6 +96,7 @@ fn make_viewers(n: usize, dst_ip: Ipv4Addr, base_port: u16) -> Vec<Viewer> {
                     started_at: std::time::Instant::now(),
                     awaiting_first_video: false,
                     next_sr: std::time::Instant::now(),
+                    sr_young_until: std::time::Instant::now(),
                     repair: rts_dataplane::core::repair::Repair::new(true, None),
                 },
                 dst: SocketAddr::V4(SocketAddrV4::new(dst_ip, base_port.wrapping_add((i % 1000) as u16))),

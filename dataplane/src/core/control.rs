@@ -7,7 +7,7 @@
 //! messages are harmless.
 
 use super::repair::{Repair, Rtx};
-use super::rtcp::SR_FIRST_AFTER;
+use super::rtcp::{SR_FIRST_AFTER, SR_YOUNG_FOR};
 use super::session::{Media, Session, TrackOut};
 use super::stream::{Kind, Stream};
 use super::Core;
@@ -143,6 +143,7 @@ impl Core {
                     started_at: now,
                     awaiting_first_video: true,
                     next_sr: now + SR_FIRST_AFTER,
+                    sr_young_until: now + SR_YOUNG_FOR,
                     repair: Repair::new(repair_on, rtx),
                 });
                 let (app, name, hint) = (sess.app.clone(), sess.stream_name.clone(), sess.home_hint);
@@ -263,6 +264,10 @@ impl Core {
             }
             m.audio.rebase_with(now, old_clock.1, new_clock.1);
             m.video.rebase_with(now, old_clock.0, new_clock.0);
+            // The new stream's mapping in sender reports at once and then
+            // at the young interval, as after a start.
+            m.next_sr = now + SR_FIRST_AFTER;
+            m.sr_young_until = now + SR_YOUNG_FOR;
         }
         tracing::info!(shard = self.id, session = format_args!("{session:016x}"), %from, to = %key, skew_ms = ?skew, "channel switch");
         Ok(())

@@ -11,11 +11,12 @@ use rts_rtp::rtcp::{ReportBlock, RtcpPacket};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-/// Sender reports right after a viewer joins come this often, so its lip
-/// sync starts within the first second...
+/// Sender reports right after a viewer joins or switches come this often,
+/// so its lip sync starts within the first second (after a switch: learns
+/// the new stream's mapping; the receiver fits the last 20 reports)...
 const SR_YOUNG_INTERVAL: Duration = Duration::from_millis(200);
 /// ...for this long; then the usual interval.
-const SR_YOUNG_FOR: Duration = Duration::from_secs(2);
+pub(super) const SR_YOUNG_FOR: Duration = Duration::from_secs(2);
 const SR_INTERVAL: Duration = Duration::from_secs(1);
 /// The first report after media starts.
 pub(super) const SR_FIRST_AFTER: Duration = Duration::from_millis(100);
@@ -198,7 +199,7 @@ impl Core {
             if media.next_sr > now || clock.is_none() {
                 continue;
             }
-            let young = now.saturating_duration_since(media.started_at) < SR_YOUNG_FOR;
+            let young = now < media.sr_young_until;
             media.next_sr = now + if young { SR_YOUNG_INTERVAL } else { SR_INTERVAL };
             self.sr_due.push(idx);
         }

@@ -68,6 +68,9 @@ pub struct Media {
     pub awaiting_first_video: bool,
     /// When this viewer's next RTCP sender reports are due.
     pub next_sr: Instant,
+    /// Until then sender reports go out at the young interval (a start or
+    /// a switch: the receiver's lip sync learns the new mapping).
+    pub sr_young_until: Instant,
     /// Loss repair: RTX, RTT, budget, resend queue, counters.
     pub repair: super::repair::Repair,
 }

@@ -32,6 +32,32 @@ fn sender_reports_come_fast_for_two_seconds_then_every_second_on_one_clock() {
 }
 
 #[test]
+fn a_switch_brings_a_report_at_once_then_fast_ones_for_two_seconds() {
+    // The receiver's lip sync maps each track by the reports; after a
+    // switch they carry the new stream's mapping, soon and often (its
+    // estimator fits the last 20 reports, so one a second would leave the
+    // old stream's mapping weighing for many seconds).
+    let mut rig = Rig::new("");
+    let mut a = publish(&mut rig, 1, "live", "a", 0);
+    let _b = publish(&mut rig, 2, "live", "b", 0);
+    a.audio(&mut rig, 0, opus(1));
+    let mut v = Viewer::join(&mut rig, 1, "live", "a");
+    let t0 = rig.t0;
+    rig.at(t0 + Duration::from_millis(5_050));
+    rig.control(ControlToShard::SwitchStream { session: v.session, app: "live".into(), stream: "b".into(), home_shard: None });
+    rig.at(t0 + Duration::from_millis(8_500));
+    v.recv(&rig);
+    let video_ssrc = v.video()[0].ssrc;
+    let times: Vec<u64> = v.srs.iter().filter(|s| s.1 == video_ssrc).map(|s| s.0.duration_since(t0).as_millis() as u64).filter(|&ms| ms > 4_200).collect();
+    // Before the switch one a second (4_100; 5_100 next); the switch at
+    // 5_050 makes the next due at 5_150, sent at the 5_200 housekeeping
+    // tick, then every 200 ms while young (until 7_050: the one at 7_000
+    // is still young), then every second.
+    let expected: Vec<u64> = (0..10).map(|i| 5_200 + 200 * i).chain([7_200, 8_200]).collect();
+    assert_eq!(times, expected, "a report 100 ms after the switch, every 200 ms for 2 s, then every second");
+}
+
+#[test]
 fn no_reports_before_media_or_for_tracks_that_did_not_start() {
     let mut rig = Rig::new("");
     let _p = publish(&mut rig, 1, "live", "s", 0); // video only
