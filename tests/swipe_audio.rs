@@ -27,9 +27,11 @@
 //! (decision 015). Re-reading the old room's clock at every switch summed
 //! its readings' errors (Chrome's video wait grew from 30 to 280 ms over
 //! ten switches across shards): each viewer's timeline is now anchored at
-//! its first switch, and replicas linger like transcoders (decision 026).
-//! With that, 30 of 30 switches on one shard (three runs) and 58 of 60
-//! across shards (six runs) took < 200 ms (docs/performance.md); the bounds below leave room for a loaded 2-core
+//! its first switch, replicas linger like transcoders and bring their
+//! home's send clocks, and sender reports follow a switch as they follow a
+//! start (decision 026). With that, 29 of 30 switches on one shard (three
+//! runs) and 79 of 80 across shards (eight runs) took < 200 ms
+//! (docs/performance.md); the bounds below leave room for a loaded 2-core
 //! machine. Each switch also prints Chrome's per-frame jitter-buffer wait
 //! and target, decode time, dropped frames and NetEq's target over its
 //! first 700 ms (`probe`), which is how the growth above was found.
@@ -57,14 +59,12 @@ const PRESET: &str = "veryfast";
 fn prerender() -> Option<u32> {
     (std::env::var("RTS_SWIPE_LIVE_ENCODE").as_deref() != Ok("1")).then_some(24)
 }
-/// Anchored timelines and lingering replicas (decision 026), pre-rendered
-/// rooms: same shard (three runs) median 114-121 ms, max 152-191 ms;
-/// across shards (six runs) median 95-134 ms, max 147-308 ms (two
-/// switches over 200 ms: the first, cold one of a run and the one after). The commit
-/// before: across shards median 116-172, max 170-327 ms (two of four runs
-/// failed). Decision 015 (live-encoded rooms): median 61-140 ms, max
-/// 119-251 ms. Without the squeeze (decision 014): median 446 ms, max
-/// 1,375 ms.
+/// Decision 026 (shipped), pre-rendered rooms: same shard (three runs)
+/// median 108-112 ms, max 133-207 ms; across shards (eight runs) median
+/// 94-113 ms, max 137-210 ms. Before it: across shards median 116-172, max
+/// 170-327 ms (two of four runs failed). Decision 015 (live-encoded rooms):
+/// median 61-140 ms, max 119-251 ms. Without the squeeze (decision 014):
+/// median 446 ms, max 1,375 ms.
 const MAX_SWITCH_MEDIAN_MS: f64 = 200.0;
 const MAX_SWITCH_MS: f64 = 300.0;
 /// 100 ms of audio at 48 kHz (Opus: Chrome counts samples at 48 kHz).
@@ -250,8 +250,8 @@ fn swipe(rig: &Rig, chrome: &mut Chromium, (a, wa): (&str, u32), (b, wb): (&str,
 /// snapshot brings the home's send clocks, so even that switch is re-based
 /// like a warm one (decision 026). It was out of CI while its A/V offset
 /// stepped and its switches slowed over a session (one run in five or
-/// more); eight runs since: every one passed, max 144-237 ms. It prints
-/// the shard's A/V skew estimate for each switch (send_clock.rs).
+/// more); the 16 runs recorded since the snapshot's clocks all passed. It prints the
+/// shard's A/V skew estimate for each switch (send_clock.rs).
 #[test]
 fn switches_across_shards_to_a_reencoded_room() -> Result<()> {
     let rig = Rig::start(Mode::Serve, "[dataplane]\nshards = 2\n")?;
