@@ -250,8 +250,8 @@ fn swipe(rig: &Rig, chrome: &mut Chromium, (a, wa): (&str, u32), (b, wb): (&str,
 /// snapshot brings the home's send clocks, so even that switch is re-based
 /// like a warm one (decision 026). It was out of CI while its A/V offset
 /// stepped and its switches slowed over a session (one run in five or
-/// more); the 16 runs recorded since the snapshot's clocks all passed. It prints the
-/// shard's A/V skew estimate for each switch (send_clock.rs).
+/// more); the 16 runs recorded since the snapshot's clocks all passed. It
+/// prints the shard's A/V skew estimate for each switch (send_clock.rs).
 #[test]
 fn switches_across_shards_to_a_reencoded_room() -> Result<()> {
     let rig = Rig::start(Mode::Serve, "[dataplane]\nshards = 2\n")?;
