@@ -381,7 +381,6 @@ impl Stream {
         self.red_viewers > 0
     }
 
-    /// Replica: the home shard.
     /// Whether this replica, without viewers, has lingered for `linger` at
     /// `now` (housekeeping: its first call starts the count, a viewer back
     /// stops it). False for a stream published here or one in use.
@@ -394,6 +393,7 @@ impl Stream {
         now.saturating_duration_since(since) >= linger
     }
 
+    /// Replica: the home shard.
     pub fn home(&self) -> Option<usize> {
         self.home
     }
