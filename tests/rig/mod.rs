@@ -166,7 +166,11 @@ impl Rig {
         let pred = format!("window.rts && (await window.rts.stats()).framesDecoded >= {frames}");
         if let Err(e) = c.wait_for(&pred, Duration::from_secs(30)) {
             let state = c.eval("JSON.stringify({state: window.rts && window.rts.state, error: window.rts && String(window.rts.error)})");
-            bail!("no {frames} frames decoded: {e:#}; page: {state:?}; console: {:?}\nserver logs:\n{}", c.console(), self.logs());
+            // What the receiver got: the video track's inbound-rtp record.
+            let video = c.eval(
+                "(async () => { let v = null; if (window.rts && window.rts.pc) (await window.rts.pc.getStats()).forEach((x) => { if (x.type === 'inbound-rtp' && x.kind === 'video') v = x; }); return JSON.stringify(v); })()",
+            );
+            bail!("no {frames} frames decoded: {e:#}; page: {state:?}; video inbound-rtp: {video:?}; console: {:?}\nserver logs:\n{}", c.console(), self.logs());
         }
         Ok(())
     }
