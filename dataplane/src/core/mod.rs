@@ -335,12 +335,13 @@ impl Core {
     }
 
     /// Removes a stream nobody publishes or watches here; a replica also
-    /// tells its home shard. A replica (a stream published on another shard) lingers for
-    /// `[transcode] linger_s` after its last viewer here left, fed as
-    /// before: a viewer swiping back finds its GOP cache and send clocks
-    /// warm (a switch re-bases by them, `TrackOut::rebase_with`) instead of
-    /// waiting for a new subscription's snapshot. Housekeeping drops it
-    /// then (`drop_lingered_replicas`).
+    /// tells its home shard. A replica (a stream published on another
+    /// shard) lingers for `[transcode] linger_s` after its last viewer here
+    /// left, fed as before: a viewer swiping back finds its GOP cache and
+    /// send clocks warm (a switch re-bases by them,
+    /// `TrackOut::rebase_with`) instead of waiting for a new
+    /// subscription's snapshot. Housekeeping drops it then
+    /// (`drop_lingered_replicas`).
     fn drop_stream_if_unused(&mut self, id: StreamId) {
         let lingers = self.cfg.transcode.linger_s > 0;
         if !self.streams.get(id).is_some_and(|s| s.is_unused() && !(lingers && s.home().is_some())) {

@@ -26,9 +26,9 @@ impl Core {
                 };
                 let Some(s) = self.streams.get_mut(id) else { return };
                 s.add_subscriber(sub, replica);
-                let (gop, anchor, flv, clocks) = (s.gop_cache().to_vec(), s.anchor(), Box::new(s.flv.clone()), Box::new(s.send_clocks()));
+                let snapshot = s.snapshot(replica);
                 tracing::info!(shard = self.id, stream = %key, to = sub, "replicating stream to shard");
-                self.relay(sub, RelayMsg::Snapshot { stream: replica, gop, anchor, flv, clocks });
+                self.relay(sub, snapshot);
             }
             RelayMsg::Unsubscribe { key, from: sub } => {
                 let Some(id) = self.streams.lookup(&key) else { return };

@@ -286,7 +286,7 @@ impl TrackOut {
         }
         let rate = f64::from(self.rate);
         let observed = old_now.map(|t| self.map_ts(t));
-        let predicted = self.anchor.map(|(at, ts)| (ts.wrapping_add(self.units_since(at, now)), at));
+        let predicted = self.timeline_at(now).zip(self.anchor.map(|(at, _)| at));
         let viewer_now = match (predicted, observed) {
             (Some((p, at)), Some(o)) => {
                 let apart_ms = f64::from(o.wrapping_sub(p) as i32) / rate;
@@ -311,10 +311,12 @@ impl TrackOut {
         }
     }
 
-    /// RTP units of this track from `at` to `now` (wrapping).
-    fn units_since(&self, at: Instant, now: Instant) -> u32 {
+    /// This viewer's RTP time of a packet sent on time at `now`, by its
+    /// anchor (None before its first switch).
+    fn timeline_at(&self, now: Instant) -> Option<u32> {
+        let (at, ts) = self.anchor?;
         let us = now.saturating_duration_since(at).as_micros() as u64;
-        (us * u64::from(self.rate) / 1000) as u32
+        Some(ts.wrapping_add((us * u64::from(self.rate) / 1000) as u32))
     }
 
     /// A GOP replay whose newest packet has source timestamp `live_edge` is
@@ -395,12 +397,12 @@ impl TrackOut {
             };
             // A new stream without a clock at the switch: its first packet
             // (a replay's newest frame) is taken as sent on time now.
-            let unclocked = std::mem::take(&mut self.unclocked).then_some(()).and(self.anchor);
+            let unclocked = std::mem::take(&mut self.unclocked);
             let on_time = replay_to.unwrap_or(ts);
             let clock = self
                 .rebase_offset
                 .take()
-                .or_else(|| unclocked.map(|(at, v)| v.wrapping_add(self.units_since(at, now)).wrapping_sub(on_time)))
+                .or_else(|| self.timeline_at(now).filter(|_| unclocked).map(|v| v.wrapping_sub(on_time)))
                 .filter(|_| self.started);
             // A switch's live edge goes where the clocks put it (the time
             // that passed since the last frame sent), so the receiver's

@@ -874,9 +874,16 @@ impl Stream {
         }
     }
 
-    /// Its send clocks (video, audio), for a replica's snapshot.
-    pub fn send_clocks(&self) -> (SendClock, SendClock) {
-        (self.video_clock.clone(), self.audio_clock.clone())
+    /// What a replicating shard starts replica `replica` from: the GOP
+    /// cache, the clock anchor, the FLV start and the send clocks.
+    pub fn snapshot(&self, replica: StreamId) -> crate::relay::RelayMsg {
+        crate::relay::RelayMsg::Snapshot {
+            stream: replica,
+            gop: self.gop_cache().to_vec(),
+            anchor: self.anchor(),
+            flv: Box::new(self.flv.clone()),
+            clocks: Box::new((self.video_clock.clone(), self.audio_clock.clone())),
+        }
     }
 
     fn cache(&mut self, packets: &[Bytes]) {

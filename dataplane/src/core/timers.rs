@@ -4,7 +4,6 @@
 
 use super::stream::Kind;
 use super::streams::StreamId;
-use crate::relay::RelayMsg;
 use super::transmit::{Work, CATCHUP_STEP};
 use super::{Core, HOUSEKEEPING, LOG_EVERY, STATS_EVERY};
 use crate::transcode::Transcoded;
@@ -122,9 +121,9 @@ impl Core {
     fn start_from_cache(&mut self, id: StreamId) {
         let Some(s) = self.streams.get(id) else { return };
         let (viewers, subscribers) = (s.viewers_shared(), s.subscribers().to_vec());
-        let (gop, anchor, flv, clocks) = (s.gop_cache().to_vec(), s.anchor(), s.flv.clone(), s.send_clocks());
-        for (shard, replica) in subscribers {
-            self.relay(shard, RelayMsg::Snapshot { stream: replica, gop: gop.clone(), anchor, flv: Box::new(flv.clone()), clocks: Box::new(clocks.clone()) });
+        let snapshots: Vec<_> = subscribers.into_iter().map(|(shard, replica)| (shard, s.snapshot(replica))).collect();
+        for (shard, snapshot) in snapshots {
+            self.relay(shard, snapshot);
         }
         for &v in viewers.iter() {
             let waiting = self.sessions.get(v).and_then(|x| x.media.as_ref()).is_some_and(|m| m.video.awaiting_source() && m.pending.is_empty());

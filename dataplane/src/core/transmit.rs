@@ -5,13 +5,13 @@
 //! Small one-off datagrams (STUN, DTLS) go into the batch at once.
 
 use super::fanout::{send_items, FanOut, Step};
-use rts_common::histogram::micros_since;
 use super::repair::Resend;
 use super::session::{Media, Session, RTP_HEADER_MAX};
 use super::stream::Kind;
 use super::streams::StreamTable;
 use super::Core;
 use crate::batch::{GsoBatch, Transmit};
+use rts_common::histogram::micros_since;
 use rts_common::ipc::{Protocol, ShardCounters};
 use slab::Slab;
 use std::collections::VecDeque;
