@@ -47,12 +47,13 @@ impl Default for PublishOpts {
 impl PublishOpts {
     /// The full ffmpeg argument list for publishing to `url`.
     pub fn ffmpeg_args(&self, url: &str) -> Vec<String> {
-        self.encode_args(true, url)
+        self.encode_args(None, url)
     }
 
-    /// The encode: read live (`-re`) to `url`, or as fast as x264 goes to a
-    /// file.
-    fn encode_args(&self, live: bool, url: &str) -> Vec<String> {
+    /// The encode: read live (`-re`) to `url`, or, given a length in
+    /// seconds, as fast as x264 goes to a file.
+    fn encode_args(&self, file_seconds: Option<u32>, url: &str) -> Vec<String> {
+        let live = file_seconds.is_none();
         let mut args: Vec<String> = ["-hide_banner", "-loglevel", "error", "-nostdin"]
             .map(String::from)
             .to_vec();
@@ -97,6 +98,9 @@ impl PublishOpts {
             args.extend(["-c:a", "aac"].map(String::from));
         }
         args.extend(self.extra_args.iter().cloned());
+        if let Some(seconds) = file_seconds {
+            args.extend(["-t".to_string(), seconds.to_string()]);
+        }
         args.extend(["-f".to_string(), "flv".into(), url.to_string()]);
         args
     }
@@ -106,8 +110,7 @@ impl PublishOpts {
     /// renamed, so tests running side by side never read half a file).
     fn prerendered_clip(&self, seconds: u32) -> Result<std::path::PathBuf> {
         use std::hash::{Hash, Hasher};
-        let mut key = self.encode_args(false, "-");
-        key.push(seconds.to_string());
+        let key = self.encode_args(Some(seconds), "-");
         let mut h = std::collections::hash_map::DefaultHasher::new();
         key.hash(&mut h);
         let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("publisher-clips");
@@ -117,11 +120,10 @@ impl PublishOpts {
             return Ok(clip);
         }
         let part = dir.join(format!("{:016x}.{}.part", h.finish(), std::process::id()));
-        let mut args = self.encode_args(false, &part.to_string_lossy());
-        let at = args.len() - 3;
-        args.splice(at..at, ["-t".to_string(), seconds.to_string()]);
-        args.insert(4, "-y".into());
-        let out = Command::new("ffmpeg").args(&args).output()?;
+        // A leftover of an earlier run under this pid (ffmpeg with -nostdin
+        // refuses to overwrite).
+        let _ = std::fs::remove_file(&part);
+        let out = Command::new("ffmpeg").args(self.encode_args(Some(seconds), &part.to_string_lossy())).output()?;
         if !out.status.success() {
             anyhow::bail!("encoding the publisher's clip failed: {}", String::from_utf8_lossy(&out.stderr));
         }
