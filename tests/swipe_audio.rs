@@ -84,6 +84,10 @@ const MAX_SETTLE_S: u32 = 40;
 /// with decision 015 (111-149 ms the commit before), 539 ms without the
 /// squeeze.
 const MAX_JITTER_BUFFER_MS: f64 = 250.0;
+/// Per switch, a frame's jitter-buffer wait beyond Chrome's target
+/// 300-700 ms after the call: −40 … +86 ms over 70 switches with decision
+/// 026; before it, up to ~180 ms by a session's tenth switch.
+const MAX_EXCESS_WAIT_MS: f64 = 120.0;
 
 /// One switch: the call's result plus what the page sampled every ~25 ms
 /// for 1.6 s: [ms since the call, video width, concealedSamples,
@@ -201,6 +205,23 @@ fn check_switch(r: &Value, target: &str) -> Result<f64> {
         })
         .collect();
     println!("  probe {target}: {}", probe.join(" "));
+    // Where the switch put the new room on the viewer's timeline: how much
+    // longer than Chrome's own target its frames waited, 300-700 ms after
+    // the call (past the replay). Frames placed early by the receiver's
+    // RTP-to-arrival mapping wait that much more, for as long as the viewer
+    // stays; re-reading the old room's clock at every switch summed those
+    // errors (up to ~180 ms by the tenth switch; decision 026).
+    let excess: Vec<f64> = log
+        .windows(2)
+        .filter(|w| sample(&w[1], 0).is_some_and(|t| (300.0..=700.0).contains(&t)))
+        .filter_map(|w| {
+            let d = |i: usize| w[1][4][i].as_f64().unwrap_or(0.0) - w[0][4][i].as_f64().unwrap_or(0.0);
+            (d(2) > 0.0).then(|| 1000.0 * (d(0) - d(1)) / d(2))
+        })
+        .collect();
+    anyhow::ensure!(!excess.is_empty(), "switch to {target}: no video frame left Chrome's jitter buffer 300-700 ms after the switch: {log:?}");
+    let excess = excess.iter().sum::<f64>() / excess.len() as f64;
+    assert!(excess < MAX_EXCESS_WAIT_MS, "switch to {target}: frames waited {excess:.0} ms beyond Chrome's target (bound {MAX_EXCESS_WAIT_MS} ms): placed early on the viewer's timeline; {log:?}");
     println!(
         "switch to {target}: first frame {ms:.0} ms (HTTP {:.0} ms), longest concealment run {:.0} ms, A/V playout offset at 1 s {}",
         r["httpMs"].as_f64().unwrap_or(f64::NAN),
