@@ -224,6 +224,80 @@ fn run_shipped(viewers: &mut [Viewer], seconds: usize, opt: Shipped) -> Run {
     Run { packets, send_errors: sender.stats.errors, wall: t0.elapsed(), cpu: thread_cpu() - c0 }
 }
 
+/// Loss repair's send cost (issue 12, decision 027): every viewer NACKs
+/// one video packet in 20 (5 %, each viewer its own), the NACK arriving
+/// after the frame went out; answered as RTX at once (`held` false: a
+/// resend round per 16 NACKs, as the shard drains after every 16 UDP
+/// datagrams; `resend_hold_ms = 0`) or held and sent at the head of the
+/// viewer's next delivery (the default). `packets` counts the deliveries'
+/// packets only, so the runs' costs per packet compare their CPU time for
+/// the same media.
+fn run_repair(viewers: &mut [Viewer], seconds: usize, held: bool) -> Run {
+    use rts_dataplane::core::repair::{Resend, Rtx};
+    use rts_dataplane::core::resend::{send_queue, ResentTally};
+    let sock = socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::DGRAM, None).expect("socket");
+    sock.set_only_v6(false).expect("IPV6_V6ONLY");
+    sock.bind(&std::net::SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)).into()).expect("bind");
+    let sock: UdpSocket = sock.into();
+    let _ = socket2::SockRef::from(&sock).set_send_buffer_size(8 << 20);
+    let mut sender = UdpSender::new(sock.as_raw_fd(), true);
+    let mut batch = GsoBatch::new(SHARD_BATCH_BYTES, SHARD_BATCH_MESSAGES);
+    for (i, v) in viewers.iter_mut().enumerate() {
+        v.media.repair.rtx = Some(Rtx { pt: 103, ssrc: 0x3333_0000 + i as u32, seq: 0 });
+    }
+    let (frames, audio) = media_second();
+    let lag = rts_dataplane::lipsync::AvLag::default();
+    let (t0, c0) = (Instant::now(), thread_cpu());
+    let mut packets = 0u64;
+    let mut tally = ResentTally::default();
+    let mut video_sent = 0usize;
+    for _ in 0..seconds {
+        for (f, frame) in frames.iter().enumerate() {
+            deliver(viewers, Kind::Video, frame, lag.hint(Instant::now()), &mut sender, &mut batch);
+            packets += (frame.len() * viewers.len()) as u64;
+            // The NACKs for this frame come in.
+            let now = Instant::now();
+            let mut answered = 0usize;
+            for (i, v) in viewers.iter_mut().enumerate() {
+                for (k, p) in frame.iter().enumerate() {
+                    if !(video_sent + k + i).is_multiple_of(20) {
+                        continue;
+                    }
+                    let Some(seq) = v.media.video.viewer_seq(u16::from_be_bytes([p[2], p[3]])) else { continue };
+                    v.media.repair.queue.push_back(Resend { kind: Kind::Video, seq, packet: p.clone(), guard: false });
+                    if held {
+                        continue;
+                    }
+                    let min = lag.hint(now).min_units(v.media.started_at);
+                    while !send_queue(&mut v.media, v.dst, None, min, &mut batch, &mut tally) {
+                        sender.send_batch(&mut batch);
+                    }
+                    answered += 1;
+                    if answered.is_multiple_of(16) {
+                        sender.send_batch(&mut batch);
+                    }
+                }
+            }
+            sender.send_batch(&mut batch);
+            video_sent += frame.len();
+            let start = (f * AUDIO_PER_S) / FPS;
+            let end = ((f + 1) * AUDIO_PER_S) / FPS;
+            for a in &audio[start..end] {
+                deliver(viewers, Kind::Audio, std::slice::from_ref(a), lag.hint(Instant::now()), &mut sender, &mut batch);
+                packets += viewers.len() as u64;
+            }
+        }
+    }
+    let cpu = thread_cpu() - c0;
+    let resent: u64 = viewers.iter().map(|v| v.media.repair.stats.resent).sum();
+    assert!(resent as f64 >= 0.045 * (video_sent * viewers.len()) as f64, "{resent} retransmissions sent for {video_sent} video packets per viewer");
+    for v in viewers.iter_mut() {
+        v.media.repair.rtx = None;
+        v.media.repair.stats = Default::default();
+    }
+    Run { packets, send_errors: sender.stats.errors, wall: t0.elapsed(), cpu }
+}
+
 /// The naive path: for every packet a fresh buffer, SRTP, one `sendto`.
 fn run_naive(viewers: &mut [Viewer], seconds: usize) -> Run {
     let sock = UdpSocket::bind("0.0.0.0:0").expect("bind");
@@ -440,6 +514,22 @@ fn main() {
     let have_ifb = enter_bench_netns();
     // RTS_BENCH_PROFILE=1: only the shipped path on the ifb sink, for
     // `perf record -e cpu-clock` (docs/performance.md).
+    // RTS_BENCH_REPAIR=1: what answering 5 % of the video as RTX costs the
+    // send path, at once or held for the next delivery (decision 027).
+    if have_ifb && std::env::var_os("RTS_BENCH_REPAIR").is_some() {
+        let mut v = make_viewers(n, Ipv4Addr::new(10, 201, 0, 2), 9000);
+        let mut samples = Samples::default();
+        let (none, at_once, held) = ("no loss", "5 % answered at once", "5 % held for the next delivery");
+        for _ in 0..rounds {
+            samples.add(none, &run_shipped(&mut v, seconds, SHIPPED));
+            samples.add(at_once, &run_repair(&mut v, seconds, false));
+            samples.add(held, &run_repair(&mut v, seconds, true));
+        }
+        samples.print("ifb");
+        let base = samples.median(none);
+        println!("ifb       RESULT repair at 5 %: answered at once x{:.3}, held x{:.3} of the cost without loss (medians of {rounds} rounds)", samples.median(at_once) / base, samples.median(held) / base);
+        return;
+    }
     if have_ifb && std::env::var_os("RTS_BENCH_PROFILE").is_some() {
         let mut v = make_viewers(n, Ipv4Addr::new(10, 201, 0, 2), 9000);
         let mut samples = Samples::default();

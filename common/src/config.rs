@@ -403,6 +403,10 @@ pub struct WebrtcConfig {
     /// PLI/FIR from the GOP cache. False: NACKs are only counted (to
     /// measure the difference).
     pub nack: bool,
+    /// Answers to a viewer's NACKs wait for its next packet (audio or
+    /// video), at most this many ms, and leave in the same GSO message:
+    /// one send instead of two. 0: they leave at once, on their own.
+    pub resend_hold_ms: u64,
     /// Send audio as RED (RFC 2198, two earlier Opus frames per packet) to
     /// viewers that offer `red/48000/2`.
     pub red: bool,
@@ -491,6 +495,7 @@ impl Default for WebrtcConfig {
             pace_audio: true,
             playout_delay_hint: true,
             nack: true,
+            resend_hold_ms: 40,
             red: true,
         }
     }

@@ -33,6 +33,8 @@ pub struct Sent {
     pub dst: SocketAddr,
     pub src: Option<IpAddr>,
     pub data: Vec<u8>,
+    /// The GSO message it left in (numbered from 0 over the rig's life).
+    pub msg: usize,
 }
 
 /// One core and everything it produced.
@@ -43,6 +45,8 @@ pub struct Rig {
     pub sent: Vec<Sent>,
     /// Sends per `poll_transmit` batch (datagrams, messages).
     pub batches: Vec<(usize, usize)>,
+    /// Messages sent so far.
+    pub messages: usize,
     pub tcp: HashMap<usize, Vec<u8>>,
     pub closed: Vec<usize>,
     /// Connections the core asked for (cluster pulls): (token, address).
@@ -74,6 +78,7 @@ impl Rig {
             now: t0,
             sent: Vec::new(),
             batches: Vec::new(),
+            messages: 0,
             tcp: HashMap::new(),
             closed: Vec::new(),
             connects: Vec::new(),
@@ -95,8 +100,9 @@ impl Rig {
             for m in t.iter() {
                 for d in m.contents.chunks(m.segment.max(1)) {
                     datagrams += 1;
-                    self.sent.push(Sent { at: self.now, dst: m.dst, src: m.src, data: d.to_vec() });
+                    self.sent.push(Sent { at: self.now, dst: m.dst, src: m.src, data: d.to_vec(), msg: self.messages });
                 }
+                self.messages += 1;
             }
             self.batches.push((datagrams, t.messages()));
         }
@@ -434,6 +440,10 @@ pub fn publish(rig: &mut Rig, conn: usize, app: &str, stream: &str, p_frames: u3
 #[derive(Debug, Clone)]
 pub struct Rtp {
     pub at: Instant,
+    /// The GSO message it came in (`Sent::msg`).
+    pub msg: usize,
+    /// RTP padding it carried (removed from `payload`).
+    pub padding: u8,
     pub ssrc: u32,
     pub pt: u8,
     pub seq: u16,
@@ -593,9 +603,12 @@ impl Viewer {
             let mut d = s.data.clone();
             match rts_stun::classify(&d) {
                 PacketKind::Rtp => {
-                    let clear = rts_rtp::RtpHeader::parse(&d).unwrap();
-                    if self.loss.as_mut().is_some_and(|f| f(clear.ssrc, clear.sequence)) {
-                        self.lost.push((clear.ssrc, clear.sequence));
+                    // The header's fixed part is in clear (its padding
+                    // count is not: parse only after decrypting).
+                    let ssrc = u32::from_be_bytes([d[8], d[9], d[10], d[11]]);
+                    let sequence = u16::from_be_bytes([d[2], d[3]]);
+                    if self.loss.as_mut().is_some_and(|f| f(ssrc, sequence)) {
+                        self.lost.push((ssrc, sequence));
                         continue;
                     }
                     let n = match self.rx.unprotect_rtp(&mut d) {
@@ -612,7 +625,7 @@ impl Viewer {
                         // than Chrome's and drops it. Recorded, so a caller
                         // can check it was a packet it had been sent.
                         Err(rts_srtp::Error::TooOld) => {
-                            self.too_old.push((clear.ssrc, clear.sequence));
+                            self.too_old.push((ssrc, sequence));
                             continue;
                         }
                         Err(e) => panic!("SRTP does not decrypt: {e}"),
@@ -625,7 +638,7 @@ impl Viewer {
                     } else {
                         (h.sequence, payload, None)
                     };
-                    self.rtp.push(Rtp { at: s.at, ssrc: h.ssrc, pt: h.payload_type, seq, ts: h.timestamp, payload: payload.to_vec(), rtx });
+                    self.rtp.push(Rtp { at: s.at, msg: s.msg, padding: h.padding_len, ssrc: h.ssrc, pt: h.payload_type, seq, ts: h.timestamp, payload: payload.to_vec(), rtx });
                 }
                 PacketKind::Rtcp => {
                     let n = self.rx.unprotect_rtcp(&mut d).expect("SRTCP decrypts");

@@ -322,9 +322,10 @@ impl Core {
         // Blanked, not removed: a catch-up step or resend round may be
         // half-way through these lists (the shell handles input between
         // batches), and removing would shift the viewers after it.
-        for v in self.catchup.iter_mut().chain(self.resend.iter_mut()).filter(|v| **v == idx) {
+        for v in self.catchup.iter_mut().filter(|v| **v == idx) {
             *v = usize::MAX;
         }
+        self.resend.forget(idx);
         if let Some(id) = s.stream {
             let red = s.media.as_ref().is_some_and(|m| m.audio.red_pt.is_some());
             if let Some(stream) = self.streams.get_mut(id) {

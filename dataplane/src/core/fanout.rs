@@ -9,6 +9,7 @@
 //! resumes where it stopped (viewer and packet) once the shell has sent the
 //! batch or the other streams' deliveries have had their turn.
 
+use super::resend::{may_pad_fresh, resends_ahead, BatchFull, ResentTally, MAX_PAD};
 use super::session::{Media, Session, RTP_HEADER_MAX};
 use super::stream::{Kind, SHARED_AUDIO_PT};
 use super::streams::StreamId;
@@ -31,7 +32,7 @@ pub struct Sent {
     /// Packets taken from the front of the input (sent, or skipped because
     /// the viewer did not negotiate the track or the packet was malformed).
     pub packets: usize,
-    /// Bytes protected into the batch.
+    /// Bytes of the input protected into the batch.
     pub bytes: u64,
     /// The batch filled up before the input was consumed: send it, then
     /// call again with the rest.
@@ -39,6 +40,9 @@ pub struct Sent {
     /// This call sent the viewer's first video: the caller records its
     /// first-frame time (`Media::started_at` to now).
     pub first_video: bool,
+    /// The viewer's queued retransmissions that went out ahead of the
+    /// input, in its first message (resend.rs).
+    pub resent: ResentTally,
 }
 
 /// Protects `packets` of `kind` for one viewer into `batch` as GSO messages.
@@ -46,9 +50,10 @@ pub struct Sent {
 /// per viewer) with this viewer's header rewritten; `hint` is the stream's
 /// playout-delay hint, for viewers whose video carries the extension.
 /// `red`, for audio, holds the same packets as RED (one per packet), sent
-/// instead to a viewer that negotiated it. Stops early (`full`) when the
-/// batch has no room; the messages it finished are closed, so the caller
-/// can send the batch and resume.
+/// instead to a viewer that negotiated it. The viewer's queued
+/// retransmissions go first, in the same message (resend.rs). Stops early
+/// (`full`) when the batch has no room; the messages it finished are
+/// closed, so the caller can send the batch and resume.
 #[allow(clippy::too_many_arguments)]
 pub fn send_items(
     media: &mut Media,
@@ -66,7 +71,22 @@ pub fn send_items(
     let red = red.filter(|r| r.len() == packets.len() && kind == Kind::Audio && media.audio.red_pt.is_some());
     // A viewer numbering Opus differently gets the RED block headers patched.
     let red_block_pt = media.audio.pt.filter(|&pt| red.is_some() && pt != SHARED_AUDIO_PT);
-    let mut sent = Sent { packets: 0, bytes: 0, full: false, first_video: false };
+    let mut sent = Sent { packets: 0, bytes: 0, full: false, first_video: false, resent: ResentTally::default() };
+    // The segment size of the message the retransmissions opened: packets
+    // shorter than it are padded up to it while that message is open.
+    let mut pad_to = 0;
+    if !media.repair.queue.is_empty() && media.track(kind).negotiated(red.is_some()) {
+        let first = red.map_or(packets.first(), |r| r.first()).map_or(0, |p| p.len());
+        let first_len = if first >= 12 { media.track(kind).header_len() + first - 12 + overhead } else { 0 };
+        match resends_ahead(media, peer, local, first_len, playout_min, batch, &mut sent.resent) {
+            Ok(segment) => pad_to = segment.unwrap_or(0),
+            Err(BatchFull) => {
+                sent.full = true;
+                return sent;
+            }
+        }
+    }
+    let may_pad = may_pad_fresh(media, kind);
     for (i, p) in packets.iter().enumerate() {
         let p = red.map_or(p, |r| &r[i]);
         if p.len() < 12 {
@@ -78,10 +98,18 @@ pub fn send_items(
             sent.packets = packets.len(); // track not negotiated: nothing of it goes out
             break;
         };
-        let len = hlen + p.len() - 12 + overhead;
-        if !batch.fits(len) {
+        let unpadded = hlen + p.len() - 12 + overhead;
+        // Padded only inside the retransmissions' message, and never the
+        // delivery's last packet (a message may end with a shorter one).
+        let mut pad = match pad_to.checked_sub(unpadded) {
+            Some(short) if may_pad && i + 1 < packets.len() && short <= MAX_PAD => short,
+            _ => 0,
+        };
+        if !batch.fits(unpadded + pad) {
             batch.end_message(peer, local);
-            if !batch.fits(len) {
+            pad_to = 0;
+            pad = 0;
+            if !batch.fits(unpadded) {
                 // The header rewrite advanced the track's state for a packet
                 // that is not sent yet: it is rewritten again on resume with
                 // the same result (same source header), so nothing is lost.
@@ -89,6 +117,10 @@ pub fn send_items(
                 break;
             }
         }
+        if pad > 0 {
+            header[0] |= 0x20;
+        }
+        let len = unpadded + pad;
         let out = batch.spare(len);
         let protected = match red_block_pt {
             Some(pt) => {
@@ -103,12 +135,16 @@ pub fn send_items(
                     None => Err(rts_srtp::Error::Truncated),
                 }
             }
-            None => media.tx.protect_rtp(&header[..hlen], &p[12..], out),
+            None if pad == 0 => media.tx.protect_rtp(&header[..hlen], &p[12..], out),
+            None => media.tx.protect_rtp_padded(&header[..hlen], &[], &p[12..], pad as u8, out),
         };
         if let Ok(n) = protected {
             batch.commit(n);
             sent.bytes += n as u64;
             media.packets_out += 1;
+        }
+        if len != pad_to {
+            pad_to = 0; // a shorter packet ended the message
         }
         sent.packets += 1;
     }
@@ -175,6 +211,8 @@ pub struct FanOut {
     /// Packets sent in the current turn.
     turn: usize,
     pub bytes: u64,
+    /// Retransmissions that went out ahead of this delivery's packets.
+    pub resent: ResentTally,
 }
 
 impl FanOut {
@@ -193,7 +231,7 @@ impl FanOut {
         joined_before: u64,
         start: usize,
     ) -> FanOut {
-        FanOut { stream, kind, packets, keyframe: false, red, hint, received, viewers, joined_before, start, viewer: 0, packet: 0, turn: 0, bytes: 0 }
+        FanOut { stream, kind, packets, keyframe: false, red, hint, received, viewers, joined_before, start, viewer: 0, packet: 0, turn: 0, bytes: 0, resent: ResentTally::default() }
     }
 
     /// Continues the delivery until every viewer has it, the batch is
@@ -235,6 +273,7 @@ impl FanOut {
             let red = self.red.as_deref().map(|r| &r[self.packet..]);
             let sent = send_items(media, peer, local, self.kind, &self.packets[self.packet..], red, self.hint, batch, now);
             self.bytes += sent.bytes;
+            self.resent.add(sent.resent);
             if let (true, Some(h)) = (sent.first_video, first_frames.as_deref_mut()) {
                 h.record(&FIRST_FRAME_BOUNDS_US, micros_since(media.started_at, now));
             }

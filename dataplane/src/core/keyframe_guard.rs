@@ -22,7 +22,6 @@
 use super::repair::{Resend, RETRY_ALLOWANCE};
 use super::stream::Kind;
 use super::streams::StreamId;
-use super::transmit::queue_resends;
 use super::Core;
 use std::time::{Duration, Instant};
 
@@ -87,7 +86,7 @@ impl Core {
                 }
             }
             if queued {
-                queue_resends(&mut self.resend, &mut self.work, idx, now);
+                self.resend.queue(&mut self.work, m, idx, now);
             }
         }
     }

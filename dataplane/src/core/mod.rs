@@ -36,6 +36,7 @@ mod metering;
 mod pull;
 mod reload;
 mod replication;
+pub mod resend;
 mod rtcp;
 mod timers;
 mod transmit;
@@ -109,8 +110,8 @@ pub struct Core {
     sr_due: Vec<usize>,
     /// Joins of viewers to streams so far (see `Session::joined`).
     joins: u64,
-    /// Viewers with retransmissions queued.
-    resend: Vec<usize>,
+    /// Viewers with retransmissions queued (resend.rs).
+    resend: resend::ResendLists,
     // Other outputs.
     tcp_out: VecDeque<TcpOutput>,
     ctl_out: VecDeque<ShardToControl>,
@@ -166,6 +167,7 @@ impl Core {
     /// `unix_us`.
     pub fn new(id: usize, shards: usize, cfg: Arc<Config>, now: Instant, unix_us: u64) -> Core {
         let billing = cfg.billing.as_ref().map(|b| b.interval_s);
+        let resend_hold = Duration::from_millis(cfg.webrtc.resend_hold_ms);
         Core {
             id,
             shards,
@@ -188,7 +190,7 @@ impl Core {
             last_catchup: now,
             sr_due: Vec::new(),
             joins: 0,
-            resend: Vec::new(),
+            resend: resend::ResendLists { hold: resend_hold, ..Default::default() },
             tcp_out: VecDeque::new(),
             ctl_out: VecDeque::new(),
             relay_out: VecDeque::new(),

@@ -131,6 +131,8 @@ pub struct Repair {
     /// Extra playout delay for loss, in 10 ms units (see module docs).
     allowance_units: u16,
     pub queue: VecDeque<Resend>,
+    /// When the hold on `queue` ends (resend.rs); None: not held.
+    pub held_until: Option<Instant>,
     pub stats: RepairStats,
 }
 
@@ -156,6 +158,7 @@ impl Repair {
             last_loss: None,
             allowance_units: 0,
             queue: VecDeque::new(),
+            held_until: None,
             stats: RepairStats::default(),
         }
     }

@@ -5,7 +5,7 @@
 
 use super::repair::{Refusal, Resend};
 use super::stream::Kind;
-use super::transmit::{queue_resends, Work};
+use super::transmit::Work;
 use super::Core;
 use rts_rtp::rtcp::{ReportBlock, RtcpPacket};
 use std::net::SocketAddr;
@@ -116,7 +116,7 @@ impl Core {
             }
         }
         if queued {
-            queue_resends(&mut self.resend, &mut self.work, idx, now);
+            self.resend.queue(&mut self.work, m, idx, now);
         }
         if exhausted {
             // Resends did not get through: a fresh keyframe now beats

@@ -367,6 +367,26 @@ impl TrackOut {
         self.last_seq
     }
 
+    /// Whether this viewer takes this track (as RED when `red`): what
+    /// [`TrackOut::rewrite`] needs to write a header at all.
+    pub fn negotiated(&self, red: bool) -> bool {
+        if red {
+            self.red_pt.is_some()
+        } else {
+            self.pt.is_some()
+        }
+    }
+
+    /// Length of the headers [`TrackOut::rewrite`] and
+    /// [`TrackOut::resend_header`] write for this viewer.
+    pub fn header_len(&self) -> usize {
+        if self.playout_delay_id.is_some() {
+            RTP_HEADER_MAX
+        } else {
+            12
+        }
+    }
+
     /// Writes this viewer's header for shared packet header `src` into `out`
     /// and returns its length: 12 bytes, or 20 with the playout-delay
     /// extension (`playout_min`, 10 ms units). `red`: the payload is RED.

@@ -40,6 +40,9 @@ impl Core {
         if !self.relay_retry.is_empty() {
             t = t.min(self.now + RELAY_RETRY);
         }
+        if let Some(at) = self.resend.next_release() {
+            t = t.min(at);
+        }
         for (_, s) in self.streams.iter() {
             if s.has_transcoder() {
                 t = t.min(self.now + TRANSCODER_POLL);
@@ -63,6 +66,7 @@ impl Core {
             self.queue_catchup(now);
         }
         self.poll_transcoders(now);
+        self.release_held_resends(now);
         if now >= self.next_housekeeping {
             self.housekeeping(now);
         }

@@ -5,8 +5,8 @@
 //! Small one-off datagrams (STUN, DTLS) go into the batch at once.
 
 use super::fanout::{send_items, FanOut, Step};
-use super::repair::Resend;
-use super::session::{Media, Session, RTP_HEADER_MAX};
+use super::resend::{send_queue, ResentTally};
+use super::session::Session;
 use super::stream::Kind;
 use super::streams::StreamTable;
 use super::Core;
@@ -36,22 +36,8 @@ pub(super) enum Work {
     Catchup { budget: usize, next: usize, sent_to_next: usize, now: Instant },
     /// RTCP sender reports to the viewers in `Core::sr_due[next..]`.
     SenderReports { now: Instant, ntp: u64, next: usize },
-    /// Retransmissions queued for the viewers in `Core::resend[next..]`.
+    /// Retransmissions queued for the viewers in `Core::resend.list[next..]`.
     Resends { now: Instant, next: usize },
-}
-
-/// Puts viewer `idx`, whose repair queue was just filled, on the resend
-/// list `resend`, queueing a round of resends when none is under way (a
-/// round walks the list to its end, so a viewer added later is served).
-/// A function of the two fields, not a `Core` method, so callers can hold
-/// a stream and a session while they queue.
-pub(super) fn queue_resends(resend: &mut Vec<usize>, work: &mut VecDeque<Work>, idx: usize, now: Instant) {
-    if resend.is_empty() {
-        work.push_back(Work::Resends { now, next: 0 });
-    }
-    if !resend.contains(&idx) {
-        resend.push(idx);
-    }
 }
 
 /// A list walker's result (true: done) as a delivery's step.
@@ -182,14 +168,14 @@ impl Core {
                 }
                 Work::Catchup { budget, next, sent_to_next, now } => {
                     let parts = Parts { list: &self.catchup, sessions: &mut self.sessions, streams: &mut self.streams, batch: &mut self.out.batch };
-                    step(run_catchup(parts, *budget, next, sent_to_next, *now))
+                    step(run_catchup(parts, *budget, next, sent_to_next, *now, &mut self.counters))
                 }
                 Work::SenderReports { now, ntp, next } => {
                     let parts = Parts { list: &self.sr_due, sessions: &mut self.sessions, streams: &mut self.streams, batch: &mut self.out.batch };
                     step(run_sender_reports(parts, *now, *ntp, next))
                 }
                 Work::Resends { now, next } => {
-                    let parts = Parts { list: &self.resend, sessions: &mut self.sessions, streams: &mut self.streams, batch: &mut self.out.batch };
+                    let parts = Parts { list: &self.resend.list, sessions: &mut self.sessions, streams: &mut self.streams, batch: &mut self.out.batch };
                     step(run_resends(parts, *now, next, &mut self.counters))
                 }
             };
@@ -212,6 +198,7 @@ impl Core {
                     if let Some(s) = self.streams.get_mut(f.stream) {
                         s.add_bytes_out(f.bytes);
                     }
+                    f.resent.credit_to(&mut self.counters);
                     if let Some(at) = f.received {
                         if self.delivered.len() < MAX_DELIVERED {
                             self.delivered.push((f.stream, at));
@@ -219,7 +206,7 @@ impl Core {
                     }
                 }
                 Some(Work::Catchup { .. }) => self.catchup_done(),
-                Some(Work::Resends { .. }) => self.resend.clear(),
+                Some(Work::Resends { .. }) => self.resend.list.clear(),
                 _ => {}
             }
         }
@@ -339,92 +326,20 @@ fn run_resends(p: Parts<'_>, now: Instant, next: &mut usize, counters: &mut Shar
         };
         let hint = stream.map_or_else(|| crate::lipsync::AvLag::default().hint(now), |s| s.av_hint(now));
         let playout_min = hint.min_units(media.started_at) + media.repair.allowance_units();
-        while let Some(r) = media.repair.queue.pop_front() {
-            match resend(media, &r, playout_min, peer, local, p.batch) {
-                Resent::Sent(n) => {
-                    media.repair.stats.resent += 1;
-                    if r.guard {
-                        media.repair.stats.keyframe_guard += 1;
-                        counters.keyframe_guard += 1;
-                    }
-                    media.repair.stats.resent_bytes += n as u64;
-                    media.bytes_out += n as u64;
-                    counters.resent += 1;
-                    counters.resent_bytes += n as u64;
-                }
-                Resent::Skipped => {}
-                Resent::Full => {
-                    media.repair.queue.push_front(r);
-                    p.batch.end_message(peer, local);
-                    return false;
-                }
-            }
+        let mut tally = ResentTally::default();
+        let sent_all = send_queue(media, peer, local, playout_min, p.batch, &mut tally);
+        tally.credit_to(counters);
+        if !sent_all {
+            return false;
         }
-        p.batch.end_message(peer, local);
         *next += 1;
     }
     true
 }
 
-enum Resent {
-    Sent(usize),
-    Skipped,
-    Full,
-}
-
-/// Largest original payload a retransmission carries (its RTX form adds
-/// the 2-byte original sequence number in a stack buffer).
-const MAX_RESEND_PAYLOAD: usize = 1_500;
-
-/// Protects one retransmission into the batch: as RTX (own SSRC and
-/// sequence number, OSN first in the payload) when the viewer has RTX,
-/// else the original packet again, byte for byte.
-fn resend(media: &mut Media, r: &Resend, playout_min: u16, peer: SocketAddr, local: Option<IpAddr>, batch: &mut GsoBatch) -> Resent {
-    let p = &r.packet;
-    if p.len() < 12 || p.len() - 12 > MAX_RESEND_PAYLOAD {
-        return Resent::Skipped;
-    }
-    let (src, payload) = (&p[..12], &p[12..]);
-    let overhead = media.profile.rtp_overhead();
-    let mut header = [0u8; RTP_HEADER_MAX];
-    let mut body = [0u8; MAX_RESEND_PAYLOAD + 2];
-    let rtx = media.repair.rtx.filter(|_| r.kind == Kind::Video);
-    let Some(hlen) = media.track(r.kind).resend_header(r.seq, src, rtx.map(|x| (x.pt, x.ssrc)), &mut header, playout_min) else {
-        media.repair.stats.stale += 1;
-        return Resent::Skipped;
-    };
-    let body = match rtx {
-        Some(rtx) => {
-            let osn = [header[2], header[3]];
-            header[2..4].copy_from_slice(&rtx.seq.to_be_bytes());
-            body[..2].copy_from_slice(&osn);
-            body[2..2 + payload.len()].copy_from_slice(payload);
-            &body[..2 + payload.len()]
-        }
-        None => payload,
-    };
-    let len = hlen + body.len() + overhead;
-    if !batch.fits(len) {
-        batch.end_message(peer, local);
-        if !batch.fits(len) {
-            return Resent::Full;
-        }
-    }
-    match media.tx.protect_rtp(&header[..hlen], body, batch.spare(len)) {
-        Ok(n) => {
-            batch.commit(n);
-            if let Some(x) = media.repair.rtx.as_mut().filter(|_| rtx.is_some()) {
-                x.seq = x.seq.wrapping_add(1);
-            }
-            Resent::Sent(n)
-        }
-        Err(_) => Resent::Skipped,
-    }
-}
-
 /// One catch-up step from viewer `next` on; false when the batch filled
 /// (`next` and `sent_to_next` say where to resume).
-fn run_catchup(p: Parts<'_>, budget: usize, next: &mut usize, sent_to_next: &mut usize, now: Instant) -> bool {
+fn run_catchup(p: Parts<'_>, budget: usize, next: &mut usize, sent_to_next: &mut usize, now: Instant, counters: &mut ShardCounters) -> bool {
     while let Some(&idx) = p.list.get(*next) {
         let Some(sess) = p.sessions.get_mut(idx) else {
             *next += 1;
@@ -450,6 +365,7 @@ fn run_catchup(p: Parts<'_>, budget: usize, next: &mut usize, sent_to_next: &mut
         let sent = send_items(media, peer, local, Kind::Video, slice, None, hint, p.batch, now);
         pending.drain(..sent.packets);
         media.pending = pending;
+        sent.resent.credit_to(counters);
         if let Some(s) = stream {
             s.add_bytes_out(sent.bytes);
             if sent.first_video {

@@ -147,6 +147,28 @@ impl SrtpContext {
         payload: &[u8],
         out: &mut [u8],
     ) -> Result<usize, Error> {
+        self.protect_rtp_padded(header, &[], payload, 0, out)
+    }
+
+    /// [`SrtpContext::protect_rtp`] for a payload in two parts (`lead`,
+    /// e.g. RTX's original sequence number, then `body`, so the caller
+    /// need not join them) followed by `pad` bytes of RTP padding (RFC
+    /// 3550 §5.1: zeros, the last byte the count), which the header's P
+    /// bit must announce when `pad > 0`.
+    ///
+    /// Padding changes the plaintext: a packet sent padded must never be
+    /// protected again under the same SSRC and sequence number with other
+    /// padding (see above); RTX packets, numbered afresh each time, can
+    /// always be padded.
+    #[inline(always)]
+    pub fn protect_rtp_padded(
+        &mut self,
+        header: &[u8],
+        lead: &[u8],
+        body: &[u8],
+        pad: u8,
+        out: &mut [u8],
+    ) -> Result<usize, Error> {
         let hdr_len = rtp_header_len(header)?;
         if hdr_len != header.len() {
             return Err(Error::HeaderMismatch {
@@ -154,7 +176,11 @@ impl SrtpContext {
                 parsed: hdr_len,
             });
         }
-        let plain_len = hdr_len + payload.len();
+        if pad > 0 && header[0] & 0x20 == 0 {
+            return Err(Error::PaddingFlag);
+        }
+        let payload_end = hdr_len + lead.len() + body.len();
+        let plain_len = payload_end + usize::from(pad);
         let needed = plain_len + self.profile.rtp_overhead();
         if out.len() < needed {
             return Err(Error::OutputTooSmall {
@@ -170,7 +196,12 @@ impl SrtpContext {
             None => u64::from(seq),
         };
         out[..hdr_len].copy_from_slice(header);
-        out[hdr_len..plain_len].copy_from_slice(payload);
+        out[hdr_len..hdr_len + lead.len()].copy_from_slice(lead);
+        out[hdr_len + lead.len()..payload_end].copy_from_slice(body);
+        if pad > 0 {
+            out[payload_end..plain_len - 1].fill(0);
+            out[plain_len - 1] = pad;
+        }
         let n = self
             .transform
             .seal_rtp(&mut out[..needed], hdr_len, plain_len, ssrc, index)?;

@@ -31,6 +31,10 @@ pub enum Error {
         /// Length its CC/X fields describe.
         parsed: usize,
     },
+    /// `protect_rtp_padded`: padding asked for, but the header's P bit is
+    /// clear.
+    #[error("RTP padding without the header's P bit")]
+    PaddingFlag,
     /// The caller's output buffer cannot hold the protected packet.
     #[error("output buffer too small: need {needed} bytes, have {got}")]
     OutputTooSmall {

@@ -369,6 +369,35 @@ fn header_with_csrc_and_extension_round_trips() {
     }
 }
 
+/// A payload in parts with padding protects to exactly what the joined
+/// plaintext (written out by hand: lead, body, zeros, count) protects to,
+/// and decrypts to it; padding without the P bit is refused.
+#[test]
+fn padded_parts_protect_like_the_joined_plaintext() {
+    for profile in [GCM, CM] {
+        let (mut a, mut rx) = pair(profile);
+        let (mut b, _) = pair(profile);
+        let mut hdr = rtp_header(7, 0xabcd);
+        hdr[0] |= 0x20;
+        let joined = [0x12, 0x34, b'b', b'o', b'd', b'y', 0, 0, 0, 4];
+        let mut want = [0u8; 64];
+        let n = a.protect_rtp(&hdr, &joined, &mut want).unwrap();
+        let mut got = [0u8; 64];
+        let m = b
+            .protect_rtp_padded(&hdr, &[0x12, 0x34], b"body", 4, &mut got)
+            .unwrap();
+        assert_eq!(got[..m], want[..n]);
+        assert_eq!(m, 12 + joined.len() + profile.rtp_overhead());
+        let plain = unprotect(&mut rx, &got[..m]).unwrap();
+        assert_eq!(plain[12..], joined);
+        let mut out = [0u8; 64];
+        assert_eq!(
+            b.protect_rtp_padded(&rtp_header(8, 0xabcd), &[], b"x", 3, &mut out),
+            Err(Error::PaddingFlag)
+        );
+    }
+}
+
 #[test]
 fn protect_rejects_bad_arguments() {
     let (mut tx, _) = pair(GCM);

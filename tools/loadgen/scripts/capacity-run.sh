@@ -16,6 +16,7 @@
 # PROTOCOL=webrtc (flv: HTTP-FLV viewers of :8088/live/cap.flv; rtmp: RTMP players of
 # rtmp://.../live/cap; the loadgen's --protocol).
 # DATAPLANE_CONF="" (extra lines of the server's [dataplane] section, e.g. "udp_multishot = false").
+# WEBRTC_CONF="" (extra lines of its [webrtc] section, e.g. "resend_hold_ms = 0").
 # Needs root (ip netns), ffmpeg, taskset.
 set -eu
 cd "$(dirname "$0")/../../.."
@@ -51,6 +52,7 @@ CONF="$OUT/rts.toml"
 cat >"$CONF" <<EOF
 [webrtc]
 candidate_ip = "$IP"
+${WEBRTC_CONF:-}
 
 [dataplane]
 shards = 1

@@ -42,6 +42,10 @@ fn losing_the_third_packet(rig: &mut Rig, start: impl FnOnce(&mut StartMedia<'_>
     (v, lost)
 }
 
+/// Answers leave at once instead of waiting for the viewer's next
+/// delivery: the rules below are about what is answered, not when.
+const AT_ONCE: &str = "[webrtc]\nresend_hold_ms = 0\n";
+
 fn stats(rig: &Rig, v: &Viewer) -> super::super::repair::RepairStats {
     let idx = rig.core.by_id[&v.session];
     rig.core.sessions[idx].media.as_ref().unwrap().repair.stats
@@ -49,7 +53,7 @@ fn stats(rig: &Rig, v: &Viewer) -> super::super::repair::RepairStats {
 
 #[test]
 fn nacked_packets_come_back_as_rtx_with_their_original_sequence_number() {
-    let mut rig = Rig::new("");
+    let mut rig = Rig::new(AT_ONCE);
     let (mut p, mut v) = lossy(&mut rig, 0, Box::new(|_, _| false));
     rig.advance(ms(20));
     v.recv(&rig);
@@ -80,7 +84,7 @@ fn nacked_packets_come_back_as_rtx_with_their_original_sequence_number() {
 
 #[test]
 fn without_rtx_the_same_packet_is_resent_on_the_media_ssrc() {
-    let mut rig = Rig::new("");
+    let mut rig = Rig::new(AT_ONCE);
     let _p = publish(&mut rig, 1, "live", "s", 1);
     let (mut v, lost) = losing_the_third_packet(&mut rig, |m| *m.video_rtx = None);
     let ssrc = v.video()[0].ssrc;
@@ -98,7 +102,7 @@ fn without_rtx_a_viewer_with_playout_delay_gets_its_original_bytes_again() {
     // today's header differs from the one the lost packet had: the resend
     // must still repeat the original datagram, or the SRTP index would be
     // reused for other bytes.
-    let mut rig = Rig::new("");
+    let mut rig = Rig::new(AT_ONCE);
     let mut p = publish(&mut rig, 1, "live", "s", 1);
     let (mut v, lost) = losing_the_third_packet(&mut rig, |m| {
         *m.video_rtx = None;
@@ -130,7 +134,7 @@ fn without_rtx_a_viewer_with_playout_delay_gets_its_original_bytes_again() {
 
 #[test]
 fn a_nack_from_before_a_switch_is_ignored_and_one_after_maps_to_the_new_stream() {
-    let mut rig = Rig::new("");
+    let mut rig = Rig::new(AT_ONCE);
     let mut a = publish(&mut rig, 1, "live", "a", 2);
     let mut b = Publisher::connect(&mut rig, 2, "live", "b");
     b.gop(&mut rig, 90_000, 2);
@@ -157,7 +161,7 @@ fn a_nack_from_before_a_switch_is_ignored_and_one_after_maps_to_the_new_stream()
 
 #[test]
 fn repeats_within_the_rtt_are_suppressed_and_three_resends_at_most() {
-    let mut rig = Rig::new("");
+    let mut rig = Rig::new(AT_ONCE);
     let (_p, mut v) = lossy(&mut rig, 1, Box::new(|_, _| false));
     rig.advance(ms(20));
     v.recv(&rig);
@@ -183,7 +187,7 @@ fn repeats_within_the_rtt_are_suppressed_and_three_resends_at_most() {
 
 #[test]
 fn the_rtt_comes_from_receiver_reports_and_shortens_the_suppression() {
-    let mut rig = Rig::new("");
+    let mut rig = Rig::new(AT_ONCE);
     let (_p, mut v) = lossy(&mut rig, 1, Box::new(|_, _| false));
     rig.advance(ms(150));
     v.recv(&rig);
@@ -213,7 +217,7 @@ fn the_rtt_comes_from_receiver_reports_and_shortens_the_suppression() {
 
 #[test]
 fn a_lost_keyframe_is_repaired_at_once_and_a_storm_stays_within_the_budget() {
-    let mut rig = Rig::new("");
+    let mut rig = Rig::new(AT_ONCE);
     let (mut p, mut v) = lossy(&mut rig, 0, Box::new(|_, _| false));
     // A second of 2 Mbit/s-ish video to measure the stream's rate.
     for i in 1..=31u32 {
@@ -252,7 +256,7 @@ fn a_lost_keyframe_is_repaired_at_once_and_a_storm_stays_within_the_budget() {
 
 #[test]
 fn a_lossy_viewer_gets_its_last_rtt_of_video_again_ahead_of_a_keyframe() {
-    let mut rig = Rig::new("");
+    let mut rig = Rig::new(AT_ONCE);
     let (mut p, mut v) = lossy(&mut rig, 0, Box::new(|_, _| false));
     let mut clean = Viewer::join(&mut rig, 2, "live", "s");
     rig.advance(ms(20));
@@ -317,7 +321,7 @@ fn a_lossy_viewer_gets_its_last_rtt_of_video_again_ahead_of_a_keyframe() {
 
 #[test]
 fn packets_older_than_the_history_are_not_resent() {
-    let mut rig = Rig::new("");
+    let mut rig = Rig::new(AT_ONCE);
     let (mut p, mut v) = lossy(&mut rig, 0, Box::new(|_, _| false));
     rig.advance(ms(20));
     p.video(&mut rig, 33, frame(false, 2_500, 1));
@@ -334,7 +338,7 @@ fn packets_older_than_the_history_are_not_resent() {
 
 #[test]
 fn a_viewer_that_did_not_offer_nack_gets_no_retransmissions() {
-    let mut rig = Rig::new("");
+    let mut rig = Rig::new(AT_ONCE);
     let _p = publish(&mut rig, 1, "live", "s", 1);
     let mut v = Viewer::new(1);
     rig.control(v.add_msg("live", "s", None));
@@ -361,7 +365,7 @@ fn nack_off_counts_but_does_not_resend() {
 
 #[test]
 fn a_pli_restarts_the_viewer_from_the_gop_at_most_once_a_second() {
-    let mut rig = Rig::new("");
+    let mut rig = Rig::new(AT_ONCE);
     let (mut p, mut v) = lossy(&mut rig, 3, Box::new(|_, _| false));
     rig.advance(ms(50));
     p.video(&mut rig, 4 * 33, frame(false, 2_500, 4));
@@ -396,7 +400,7 @@ fn a_pli_restarts_the_viewer_from_the_gop_at_most_once_a_second() {
 #[test]
 fn red_carries_the_two_previous_opus_frames() {
     for opus_pt in [AUDIO_PT, 109] {
-        let mut rig = Rig::new("");
+        let mut rig = Rig::new(AT_ONCE);
         let mut p = publish(&mut rig, 1, "live", "s", 0);
         let mut v = Viewer::new(1);
         rig.control(v.add_msg("live", "s", None));
@@ -430,10 +434,16 @@ fn red_carries_the_two_previous_opus_frames() {
 }
 
 /// A browser's NACK loop (libwebrtc's NackRequester, simplified): a gap is
-/// NACKed at once, again every RTT (100 ms here), up to 10 times.
+/// NACKed at once, again every RTT (100 ms here), up to 10 times; answers
+/// held for the next frame (the default) and sent at once.
 #[test]
 fn random_loss_is_recovered_by_a_browser_like_nack_loop() {
-    let mut rig = Rig::new("");
+    browser_like_nack_loop("");
+    browser_like_nack_loop(AT_ONCE);
+}
+
+fn browser_like_nack_loop(toml: &str) {
+    let mut rig = Rig::new(toml);
     let (mut p, mut v) = lossy(&mut rig, 0, Box::new(|_, _| false));
     rig.advance(ms(20));
     v.recv(&rig);
@@ -491,4 +501,145 @@ fn random_loss_is_recovered_by_a_browser_like_nack_loop() {
     assert!(unrecovered.len() <= 1, "unrecovered: {unrecovered:?} of {lost_originals} lost");
     let s = stats(&rig, &v);
     assert!(s.resent as usize >= lost_originals - 5, "{s:?}");
+}
+
+/// A viewer (RTX or not) that lost a full-size packet and the short last
+/// packet of frame 1 (2,500 bytes: FU-A packets of 1,200, 1,200 and 141
+/// bytes) and NACKed both at t = 53 ms; a clean viewer beside it. Returns
+/// the publisher, both viewers, the video SSRC and the two numbers.
+fn two_lost_of_a_frame(rig: &mut Rig, rtx: bool) -> (Publisher, Viewer, Viewer, u32, [u16; 2]) {
+    let p = publish(rig, 1, "live", "s", 0);
+    let mut v = Viewer::new(1);
+    rig.control(v.add_msg("live", "s", None));
+    v.check(rig);
+    rig.control(v.start_with(|m| {
+        if !rtx {
+            *m.video_rtx = None;
+        }
+    }));
+    let mut clean = Viewer::join(rig, 2, "live", "s");
+    let mut p = p;
+    rig.advance(ms(20));
+    v.recv(rig);
+    clean.recv(rig);
+    let ssrc = v.video()[0].ssrc;
+    let next = v.video().last().unwrap().seq.wrapping_add(1);
+    let lost = [next, next.wrapping_add(2)];
+    v.loss = Some(Box::new(move |s, seq| s == ssrc && lost.contains(&seq)));
+    rig.advance(ms(33));
+    p.video(rig, 33, frame(false, 2_500, 5));
+    v.recv(rig);
+    clean.recv(rig);
+    v.loss = None;
+    assert_eq!(v.lost.len(), 2);
+    v.nack(rig, ssrc, &lost);
+    v.recv(rig);
+    (p, v, clean, ssrc, lost)
+}
+
+/// Answers to a NACK wait for the viewer's next frame and leave at the
+/// head of its GSO message: the full-size packet's RTX (2 bytes longer
+/// than the frame's full packets, which are padded up to it), then the
+/// frame, whose short last packet ends the message unpadded. The short
+/// packet's RTX, 1,061 bytes short of that size (padding holds 255 at
+/// most), goes first in a message of its own.
+#[test]
+fn held_answers_leave_at_the_head_of_the_next_frames_message() {
+    let mut rig = Rig::new("");
+    let (mut p, mut v, mut clean, _, [full, short]) = two_lost_of_a_frame(&mut rig, true);
+    assert!(v.rtp.iter().all(|r| r.rtx.is_none()), "held: nothing resent before the next frame");
+    let mark = (v.rtp.len(), clean.rtp.len());
+    rig.advance(ms(33));
+    let frame_at = rig.now;
+    p.video(&mut rig, 66, frame(false, 2_500, 6));
+    v.recv(&rig);
+    clean.recv(&rig);
+    let new = &v.rtp[mark.0..];
+    let rtx_of = |seq: u16| new.iter().find(|r| r.rtx.is_some() && r.seq == seq).unwrap_or_else(|| panic!("{seq} resent"));
+    let (full_rtx, short_rtx) = (rtx_of(full), rtx_of(short));
+    let fresh: Vec<&Rtp> = new.iter().filter(|r| r.rtx.is_none()).collect();
+    assert_eq!(fresh.len(), 3);
+    assert!(new.iter().all(|r| r.at == frame_at));
+    assert!(short_rtx.msg < full_rtx.msg, "the short one first, on its own");
+    assert!(fresh.iter().all(|r| r.msg == full_rtx.msg), "the full one's RTX and the frame: one message");
+    assert_eq!(new.iter().filter(|r| r.msg == short_rtx.msg).count(), 1);
+    assert_eq!((full_rtx.padding, short_rtx.padding), (0, 0));
+    assert_eq!(fresh.iter().map(|r| r.padding).collect::<Vec<_>>(), [2, 2, 0]);
+    // What the clean viewer got of the frame, byte for byte (its own
+    // message had no RTX, so no padding).
+    let clean_fresh = &clean.rtp[mark.1..];
+    assert_eq!(clean_fresh.iter().map(|r| (r.padding, r.payload.len())).collect::<Vec<_>>(), [(0, 1_188), (0, 1_188), (0, 129)]);
+    for (a, b) in fresh.iter().zip(clean_fresh) {
+        assert_eq!((a.seq, &a.payload), (b.seq, &b.payload));
+    }
+    assert_eq!((full_rtx.payload.len(), full_rtx.payload[2..].iter().all(|&b| b == 5)), (1_188, true));
+    let s = stats(&rig, &v);
+    assert_eq!((s.nacked, s.resent), (2, 2));
+    assert_eq!(rig.core.counters().resent, 2);
+}
+
+/// Without a delivery the hold ends after `resend_hold_ms`: the answers go
+/// out then, in a message of their own. A viewer that leaves while its
+/// answers are held gets nothing.
+#[test]
+fn a_hold_without_a_delivery_ends_after_resend_hold_ms() {
+    let mut rig = Rig::new("[webrtc]\nresend_hold_ms = 25\n");
+    let (_p, mut v, _clean, ssrc, [full, short]) = two_lost_of_a_frame(&mut rig, true);
+    let nacked_at = rig.now;
+    let mut w = Viewer::join(&mut rig, 3, "live", "s");
+    rig.advance(ms(5)); // its GOP replay
+    w.recv(&rig);
+    let w_seq = w.video().last().unwrap().seq;
+    w.nack(&mut rig, ssrc, &[w_seq]);
+    rig.control(ControlToShard::RemoveSession { session: w.session, reason: "left".into() });
+    let w_mark = rig.sent.iter().filter(|s| s.dst == w.addr).count();
+    rig.at(nacked_at + ms(24));
+    v.recv(&rig);
+    assert!(v.rtp.iter().all(|r| r.rtx.is_none()), "still held at 24 ms");
+    rig.at(nacked_at + ms(25));
+    v.recv(&rig);
+    let rtx: Vec<&Rtp> = v.rtp.iter().filter(|r| r.rtx.is_some()).collect();
+    assert_eq!(rtx.iter().map(|r| r.seq).collect::<BTreeSet<_>>(), [full, short].into());
+    assert!(rtx.iter().all(|r| r.at == nacked_at + ms(25) && r.padding == 0));
+    let msgs: BTreeSet<usize> = rtx.iter().map(|r| r.msg).collect();
+    assert!(rig.sent.iter().filter(|s| msgs.contains(&s.msg)).all(|s| s.dst == v.addr && s.data[8..12] == RTX_SSRC.to_be_bytes()), "nothing else in their messages");
+    assert_eq!(rig.sent.iter().filter(|s| s.dst == w.addr).count(), w_mark, "nothing for the viewer that left");
+    assert_eq!(rig.core.counters().resent, 2);
+}
+
+/// A P-frame of two NAL units of `a` and `b` bytes (filled with `fill`).
+fn two_nals(a: usize, b: usize, fill: u8) -> Bytes {
+    let mut t = vec![0x27, 1, 0, 0, 0];
+    for len in [a, b] {
+        t.extend_from_slice(&(len as u32).to_be_bytes());
+        t.push(0x41);
+        t.extend(std::iter::repeat_n(fill, len - 1));
+    }
+    Bytes::from(t)
+}
+
+/// Without RTX a resend repeats its original byte for byte (the SRTP index
+/// repeats), so it is never padded, and neither is fresh video (a later
+/// resend of it must repeat it exactly). The next frame is a 1,100-byte
+/// NAL unit (one packet, 88 bytes short of a full one) and a 2,500-byte
+/// one: the full-size resend and the short packet share a message, which
+/// the short packet ends; the short lost packet's resend goes alone.
+#[test]
+fn without_rtx_nothing_is_padded_and_a_same_size_resend_joins_the_frame() {
+    let mut rig = Rig::new("");
+    let (mut p, mut v, _clean, ssrc, [full, short]) = two_lost_of_a_frame(&mut rig, false);
+    let mark = v.rtp.len();
+    rig.advance(ms(33));
+    p.video(&mut rig, 66, two_nals(1_100, 2_500, 6));
+    v.recv(&rig);
+    let new = &v.rtp[mark..];
+    assert!(new.iter().all(|r| r.ssrc == ssrc && r.rtx.is_none() && r.padding == 0));
+    let again = |seq: u16| new.iter().find(|r| r.seq == seq).unwrap_or_else(|| panic!("{seq} resent"));
+    let (full_again, short_again) = (again(full), again(short));
+    let fresh: Vec<&Rtp> = new.iter().filter(|r| r.seq != full && r.seq != short).collect();
+    assert_eq!(fresh.iter().map(|r| r.payload.len()).collect::<Vec<_>>(), [1_100, 1_188, 1_188, 129]);
+    assert_eq!(fresh[0].msg, full_again.msg, "the same-size resend and the frame's first packet");
+    assert!(fresh[1..].iter().all(|r| r.msg > full_again.msg), "which, shorter, ends that message");
+    assert!(short_again.msg < full_again.msg);
+    assert_eq!(rig.sent.iter().filter(|s| s.dst == v.addr && s.data[0] & 0x20 != 0).count(), 0, "no P bit on the wire");
 }
