@@ -2,9 +2,10 @@
 //! repair.rs). A viewer's answers to its NACKs are *held* for its next
 //! delivery (`[webrtc] resend_hold_ms`, at most that long) and then leave
 //! at the head of the same GSO message as the delivery's packets: one
-//! `sendmmsg` message per viewer instead of two. On veth at 1,000 viewers
-//! and 5 % loss, answers sent on their own were one message in four and
-//! ~40 % more server CPU (docs/decisions/027). A hold that ends with no
+//! `sendmmsg` message per viewer instead of two. At 1,000 viewers and 5 %
+//! loss, answers sent on their own were one message in four; the send
+//! path's cost of answering 5 % was × 1.11 of its loss-free cost that way
+//! and is × 1.03 held (fan-out bench, docs/decisions/027). A hold that ends with no
 //! delivery (a stalled stream, or a gap between frames longer than the
 //! hold) sends them in a round of their own, as without a hold.
 //!
