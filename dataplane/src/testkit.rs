@@ -675,6 +675,16 @@ impl Viewer {
         self.rtp.iter().filter(|p| p.pt == AUDIO_PT).collect()
     }
 
+    /// A NACK for `lost` on `ssrc`, SRTCP-protected, not sent.
+    pub fn nack_datagram(&mut self, ssrc: u32, lost: &[u16]) -> Vec<u8> {
+        let mut buf = [0u8; 1024];
+        let n = rts_rtp::rtcp::write_nack(&mut buf, 1, ssrc, lost).unwrap();
+        let mut out = vec![0u8; n + 64];
+        let m = self.tx.protect_rtcp(&buf[..n], &mut out).unwrap();
+        out.truncate(m);
+        out
+    }
+
     /// Sends an RTCP compound packet to the core (SRTCP-protected). Bytes
     /// SRTCP cannot protect (no RTCP header to read the SSRC from) are not
     /// sent; returns whether they were.

@@ -120,6 +120,9 @@ pub struct Core {
     relay_retry: VecDeque<(usize, RelayMsg)>,
     // Scratch, reused.
     packets: Vec<Bytes>,
+    /// A NACK's lost sequence numbers, and other RTCP decoded (rtcp.rs).
+    nack_scratch: Vec<u16>,
+    rtcp_scratch: Vec<rts_rtp::rtcp::RtcpPacket>,
     ids: Vec<StreamId>,
     /// RTMP frames fanned out since the last park, with their arrival: the
     /// server-added latency is measured at [`Core::handle_parked`].
@@ -196,6 +199,8 @@ impl Core {
             relay_out: VecDeque::new(),
             relay_retry: VecDeque::new(),
             packets: Vec::with_capacity(256),
+            nack_scratch: Vec::with_capacity(64),
+            rtcp_scratch: Vec::with_capacity(4),
             ids: Vec::new(),
             delivered: Vec::new(),
             next_housekeeping: now + HOUSEKEEPING,

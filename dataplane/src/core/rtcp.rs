@@ -37,21 +37,37 @@ impl Core {
             return;
         };
         self.counters.rtcp_in += 1;
-        let Ok(pkts) = rts_rtp::rtcp::parse_compound(&data[..n]) else { return };
-        for p in pkts {
-            match p {
-                RtcpPacket::Nack { media_ssrc, lost, .. } => {
-                    self.counters.nacks_in += 1;
-                    self.on_nack(now, idx, media_ssrc, &lost);
+        // NACKs (about one datagram per lost packet) are read in place into
+        // a reused list; the rest is decoded into a reused one. A malformed
+        // packet ends the compound (what came before it stands).
+        let mut lost = std::mem::take(&mut self.nack_scratch);
+        let mut decoded = std::mem::take(&mut self.rtcp_scratch);
+        for raw in rts_rtp::rtcp::iter_compound(&data[..n]) {
+            let Ok(raw) = raw else { break };
+            if let Some((media_ssrc, numbers)) = raw.generic_nack() {
+                lost.clear();
+                lost.extend(numbers);
+                self.counters.nacks_in += 1;
+                self.on_nack(now, idx, media_ssrc, &lost);
+                continue;
+            }
+            decoded.clear();
+            if raw.decode_into(&mut decoded).is_err() {
+                break;
+            }
+            for p in decoded.drain(..) {
+                match p {
+                    RtcpPacket::Pli { .. } | RtcpPacket::Fir { .. } => {
+                        self.counters.plis_in += 1;
+                        self.on_keyframe_request(now, idx);
+                    }
+                    RtcpPacket::ReceiverReport { reports, .. } | RtcpPacket::SenderReport { reports, .. } => self.on_reports(now, idx, &reports),
+                    _ => {}
                 }
-                RtcpPacket::Pli { .. } | RtcpPacket::Fir { .. } => {
-                    self.counters.plis_in += 1;
-                    self.on_keyframe_request(now, idx);
-                }
-                RtcpPacket::ReceiverReport { reports, .. } | RtcpPacket::SenderReport { reports, .. } => self.on_reports(now, idx, &reports),
-                _ => {}
             }
         }
+        self.nack_scratch = lost;
+        self.rtcp_scratch = decoded;
     }
 
     /// A viewer reports `lost` (its sequence numbers) on `media_ssrc`:

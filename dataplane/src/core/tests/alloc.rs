@@ -96,3 +96,52 @@ fn the_per_frame_path_allocates_nothing_per_viewer_or_subscriber() {
     // (3), one shared packet list, and the FLV tag's encoding.
     assert!(alone <= 10 * 14, "{alone} allocations for 10 frames");
 }
+
+/// A NACK, and its answer held for the next frame and sent at the head of
+/// the viewer's message, allocate nothing once the viewer's queues have
+/// grown: ten NACKs (after 30 to warm up), each for the first packet of
+/// the frame just sent, read in place (no decoded RTCP lists).
+#[test]
+fn nacks_and_their_answers_allocate_nothing() {
+    let mut rig = Rig::new("");
+    let mut p = publish(&mut rig, 1, "live", "s", 0);
+    let mut v = Viewer::join(&mut rig, 1, "live", "s");
+    rig.advance(ms(200));
+    v.recv(&rig);
+    let ssrc = v.video()[0].ssrc;
+    // 5,000-byte frames (five packets) earn the viewer's retransmission
+    // budget faster than one resend a frame spends it.
+    let frames: Vec<Vec<u8>> = (1..=40).map(|i| p.encode_video(33 * i, frame(false, 5_000, i as u8))).collect();
+    let mut nack_allocations = 0;
+    let mut answers_allocations = 0;
+    for (i, bytes) in frames.iter().enumerate() {
+        rig.advance(ms(33)); // timers run: holds end
+        let before = allocations();
+        rig.core.handle_rtmp_data(rig.now, p.conn, bytes);
+        while let Some(t) = rig.core.poll_transmit() {
+            let _ = t.messages();
+        }
+        let frame_allocations = allocations() - before;
+        rig.core.handle_parked(rig.now);
+        // The frame's first packet: five packets a frame, numbered on
+        // from the GOP replay's last.
+        let first = v.video().last().unwrap().seq.wrapping_add(1 + 5 * i as u16);
+        let mut nack = v.nack_datagram(ssrc, &[first]);
+        let before = allocations();
+        rig.core.handle_datagram(rig.now, v.addr, Some(std::net::IpAddr::V4(SERVER_IP)), &mut nack);
+        while rig.core.poll_transmit().is_some() {}
+        let after = allocations();
+        if i >= 30 {
+            nack_allocations += after - before;
+            // The answer leaves with this frame: it may cost no more than
+            // the previous frame did without one.
+            answers_allocations += frame_allocations;
+        }
+    }
+    assert_eq!(nack_allocations, 0, "allocations for 10 NACKs");
+    assert!(answers_allocations <= 10 * 14, "{answers_allocations} allocations for 10 frames carrying answers");
+    rig.advance(ms(40)); // the last answer's hold ends
+    let idx = rig.core.by_id[&v.session];
+    let stats = rig.core.sessions[idx].media.as_ref().unwrap().repair.stats;
+    assert_eq!((rig.core.counters().nacked, rig.core.counters().resent), (40, 40), "{stats:?}");
+}

@@ -7,7 +7,7 @@
 mod parse;
 mod write;
 
-pub use parse::{iter_compound, parse_compound, CompoundIter, RawRtcp};
+pub use parse::{iter_compound, parse_compound, CompoundIter, NackLost, RawRtcp};
 pub use write::{
     write_bye, write_fir, write_nack, write_pli, write_receiver_report, write_sdes_cname,
     write_sender_report,

@@ -123,6 +123,49 @@ fn report_blocks(b: &[u8], count: u8) -> Vec<ReportBlock> {
         .collect()
 }
 
+/// The sequence numbers a generic NACK's FCI entries name, in order: each
+/// entry's PID, then PID + 1 + i for every bit i set in its BLP.
+#[derive(Debug, Clone)]
+pub struct NackLost<'a> {
+    fci: std::slice::ChunksExact<'a, u8>,
+    pid: u16,
+    /// Bits of the current entry not yet yielded; bit 16 stands for the PID.
+    left: u32,
+}
+
+impl Iterator for NackLost<'_> {
+    type Item = u16;
+
+    fn next(&mut self) -> Option<u16> {
+        while self.left == 0 {
+            let e = self.fci.next()?;
+            self.pid = u16::from_be_bytes([e[0], e[1]]);
+            self.left = (1 << 16) | u32::from(u16::from_be_bytes([e[2], e[3]]));
+        }
+        if self.left & (1 << 16) != 0 {
+            self.left &= !(1 << 16);
+            return Some(self.pid);
+        }
+        let i = self.left.trailing_zeros();
+        self.left &= self.left - 1;
+        Some(self.pid.wrapping_add(i as u16 + 1))
+    }
+}
+
+impl<'a> RawRtcp<'a> {
+    /// A generic NACK (RTPFB, FMT 1) as (media SSRC, lost sequence
+    /// numbers), read in place: the same numbers [`RawRtcp::decode_into`]
+    /// collects into a `Vec`, without allocating. None for other packets,
+    /// and for a NACK too short for its two SSRCs.
+    pub fn generic_nack(&self) -> Option<(u32, NackLost<'a>)> {
+        if (self.pt, self.count) != (PT_RTPFB, 1) || self.body.len() < 8 {
+            return None;
+        }
+        let body: &'a [u8] = self.body;
+        Some((be32(body, 4), NackLost { fci: body[8..].chunks_exact(4), pid: 0, left: 0 }))
+    }
+}
+
 impl RawRtcp<'_> {
     /// Decodes this packet, appending to `out` (FIR can carry several
     /// requests, so one raw packet may give several entries, or none).
