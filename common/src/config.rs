@@ -404,8 +404,9 @@ pub struct WebrtcConfig {
     /// measure the difference).
     pub nack: bool,
     /// Answers to a viewer's NACKs wait for its next packet (audio or
-    /// video), at most this many ms, and leave in the same GSO message:
-    /// one send instead of two. 0: they leave at once, on their own.
+    /// video), at most this many ms (and at most 80 ms less the viewer's
+    /// RTT, so they beat its next request), and leave in the same GSO
+    /// message: one send instead of two. 0: they leave at once, on their own.
     pub resend_hold_ms: u64,
     /// Send audio as RED (RFC 2198, two earlier Opus frames per packet) to
     /// viewers that offer `red/48000/2`.

@@ -7,7 +7,9 @@
 //! path's cost of answering 5 % was × 1.11 of its loss-free cost that way
 //! and is × 1.03 held (fan-out bench, docs/decisions/027). A hold that ends with no
 //! delivery (a stalled stream, or a gap between frames longer than the
-//! hold) sends them in a round of their own, as without a hold.
+//! hold) sends them in a round of their own, as without a hold. A viewer
+//! too far away for a held answer to beat its next request gets its
+//! answers at once (`ResendLists::hold_for`).
 //!
 //! UDP GSO requires every segment of a message but the last to have one
 //! size. An RTX packet is its original plus the 2-byte original sequence
@@ -20,7 +22,7 @@
 //! byte for byte (AES-GCM under a reused index must see the same
 //! plaintext), so it joins only when it already has the segment's size.
 
-use super::repair::Resend;
+use super::repair::{Resend, RETRY_ALLOWANCE};
 use super::session::{Media, RTP_HEADER_MAX};
 use super::stream::Kind;
 use super::transmit::Work;
@@ -29,6 +31,10 @@ use rts_common::ipc::ShardCounters;
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
+
+/// Room left for jitter between a held answer's arrival and the
+/// receiver's next request for it.
+pub const HOLD_MARGIN: Duration = Duration::from_millis(20);
 
 /// Largest RTP padding (its count is one byte).
 pub const MAX_PAD: usize = 255;
@@ -56,13 +62,25 @@ impl ResendLists {
     /// under way (a round walks the list to its end, so a viewer added
     /// later is served).
     pub fn queue(&mut self, work: &mut VecDeque<Work>, media: &mut Media, idx: usize, now: Instant) {
-        if self.hold.is_zero() {
+        let hold = self.hold_for(media);
+        if hold.is_zero() {
             self.send_now(work, idx, now);
         } else if media.repair.held_until.is_none() {
-            let until = now + self.hold;
+            let until = now + hold;
             media.repair.held_until = Some(until);
             self.held.push_back((until, idx));
         }
+    }
+
+    /// How long this viewer's answers may wait: the configured hold, but
+    /// short enough that a held answer still arrives before the receiver
+    /// asks again (libwebrtc asks again after [`RETRY_ALLOWANCE`] while it
+    /// has no RTT of its own, as a receive-only peer): at most that less
+    /// the viewer's RTT (the default until its reports measure one) and
+    /// [`HOLD_MARGIN`]. A viewer 80 ms or more away gets its answers at
+    /// once.
+    pub fn hold_for(&self, media: &Media) -> Duration {
+        self.hold.min(RETRY_ALLOWANCE.saturating_sub(media.repair.rtt_or_default() + HOLD_MARGIN))
     }
 
     /// Puts viewer `idx` on the resend round now.

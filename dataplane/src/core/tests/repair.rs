@@ -503,7 +503,13 @@ fn browser_like_nack_loop(toml: &str) {
     assert!(s.resent as usize >= lost_originals - 5, "{s:?}");
 }
 
-/// A viewer (RTX or not) that lost a full-size packet and the short last
+/// The viewer's RTT, as its receiver reports would have measured it.
+fn set_rtt(rig: &mut Rig, v: &Viewer, rtt: Duration) {
+    let idx = rig.core.by_id[&v.session];
+    rig.core.sessions[idx].media.as_mut().unwrap().repair.rtt = Some(rtt);
+}
+
+/// A viewer (RTX or not), 20 ms away, that lost a full-size packet and the short last
 /// packet of frame 1 (2,500 bytes: FU-A packets of 1,200, 1,200 and 141
 /// bytes) and NACKed both at t = 53 ms; a clean viewer beside it. Returns
 /// the publisher, both viewers, the video SSRC and the two numbers.
@@ -523,6 +529,7 @@ fn two_lost_of_a_frame(rig: &mut Rig, rtx: bool) -> (Publisher, Viewer, Viewer, 
     v.recv(rig);
     clean.recv(rig);
     let ssrc = v.video()[0].ssrc;
+    set_rtt(rig, &v, ms(20));
     let next = v.video().last().unwrap().seq.wrapping_add(1);
     let lost = [next, next.wrapping_add(2)];
     v.loss = Some(Box::new(move |s, seq| s == ssrc && lost.contains(&seq)));
@@ -590,6 +597,7 @@ fn a_hold_without_a_delivery_ends_after_resend_hold_ms() {
     rig.advance(ms(5)); // its GOP replay
     w.recv(&rig);
     let w_seq = w.video().last().unwrap().seq;
+    set_rtt(&mut rig, &w, ms(20));
     w.nack(&mut rig, ssrc, &[w_seq]);
     rig.control(ControlToShard::RemoveSession { session: w.session, reason: "left".into() });
     let w_mark = rig.sent.iter().filter(|s| s.dst == w.addr).count();
@@ -642,4 +650,31 @@ fn without_rtx_nothing_is_padded_and_a_same_size_resend_joins_the_frame() {
     assert!(fresh[1..].iter().all(|r| r.msg > full_again.msg), "which, shorter, ends that message");
     assert!(short_again.msg < full_again.msg);
     assert_eq!(rig.sent.iter().filter(|s| s.dst == v.addr && s.data[0] & 0x20 != 0).count(), 0, "no P bit on the wire");
+}
+
+/// A held answer must still arrive before the receiver asks again
+/// (libwebrtc: 100 ms without an RTT of its own): a viewer 85 ms away
+/// (100 - 85 - 20 ms margin < 0), like one whose RTT is not measured yet
+/// (100 ms assumed), gets its answers at once; one 50 ms away holds them
+/// 30 ms, not the configured 40.
+#[test]
+fn far_viewers_get_their_answers_at_once_and_near_ones_hold_them_less() {
+    for (rtt, held) in [(Some(85), 0), (None, 0), (Some(50), 30)] {
+        let mut rig = Rig::new("");
+        let (_p, mut v, _clean, _, [full, short]) = two_lost_of_a_frame(&mut rig, true);
+        // two_lost_of_a_frame set 20 ms and NACKed: NACK again under this RTT.
+        let idx = rig.core.by_id[&v.session];
+        rig.core.sessions[idx].media.as_mut().unwrap().repair.rtt = rtt.map(ms);
+        rig.advance(ms(200)); // the first answers went out; the RTT rule allows a second
+        v.recv(&rig);
+        let before = v.rtp.iter().filter(|r| r.rtx.is_some()).count();
+        let ssrc = v.video()[0].ssrc;
+        let nacked_at = rig.now;
+        v.nack(&mut rig, ssrc, &[full, short]);
+        rig.at(nacked_at + ms(held));
+        v.recv(&rig);
+        let answers: Vec<&Rtp> = v.rtp.iter().filter(|r| r.rtx.is_some()).skip(before).collect();
+        assert!(!answers.is_empty(), "rtt {rtt:?}: answered by {held} ms");
+        assert!(answers.iter().all(|r| r.at == nacked_at + ms(held)), "rtt {rtt:?}: {:?}", answers.iter().map(|r| r.at - nacked_at).collect::<Vec<_>>());
+    }
 }
