@@ -180,10 +180,10 @@ fn deliver(viewers: &mut [Viewer], kind: Kind, packets: &[Bytes], hint: PlayoutH
     sender.send_batch(batch);
 }
 
-/// The shipped path: per frame per viewer one `send_items` (a GSO message),
-/// the viewers' messages sent with `sendmmsg`, as the core's fan-out does.
-fn run_shipped(viewers: &mut [Viewer], seconds: usize, opt: Shipped) -> Run {
-    let sock: UdpSocket = if opt.dual_stack {
+/// The shard's send socket: dual-stack (`udp_bind_ip = "::"`) or IPv4
+/// only, with an 8 MiB send buffer.
+fn shipped_socket(dual_stack: bool) -> UdpSocket {
+    let sock: UdpSocket = if dual_stack {
         let s = socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::DGRAM, None).expect("socket");
         s.set_only_v6(false).expect("IPV6_V6ONLY");
         s.bind(&std::net::SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)).into()).expect("bind");
@@ -192,6 +192,13 @@ fn run_shipped(viewers: &mut [Viewer], seconds: usize, opt: Shipped) -> Run {
         UdpSocket::bind("0.0.0.0:0").expect("bind")
     };
     let _ = socket2::SockRef::from(&sock).set_send_buffer_size(8 << 20);
+    sock
+}
+
+/// The shipped path: per frame per viewer one `send_items` (a GSO message),
+/// the viewers' messages sent with `sendmmsg`, as the core's fan-out does.
+fn run_shipped(viewers: &mut [Viewer], seconds: usize, opt: Shipped) -> Run {
+    let sock = shipped_socket(opt.dual_stack);
     let mut sender = UdpSender::new(sock.as_raw_fd(), opt.gso);
     if !opt.dont_fragment {
         let _ = rts_dataplane::udp::setsockopt_int(sock.as_raw_fd(), libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_DONT);
@@ -235,12 +242,8 @@ fn run_shipped(viewers: &mut [Viewer], seconds: usize, opt: Shipped) -> Run {
 fn run_repair(viewers: &mut [Viewer], seconds: usize, held: bool) -> Run {
     use rts_dataplane::core::repair::{Resend, Rtx};
     use rts_dataplane::core::resend::{send_queue, ResentTally};
-    let sock = socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::DGRAM, None).expect("socket");
-    sock.set_only_v6(false).expect("IPV6_V6ONLY");
-    sock.bind(&std::net::SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)).into()).expect("bind");
-    let sock: UdpSocket = sock.into();
-    let _ = socket2::SockRef::from(&sock).set_send_buffer_size(8 << 20);
-    let mut sender = UdpSender::new(sock.as_raw_fd(), true);
+    let sock = shipped_socket(SHIPPED.dual_stack);
+    let mut sender = UdpSender::new(sock.as_raw_fd(), SHIPPED.gso);
     let mut batch = GsoBatch::new(SHARD_BATCH_BYTES, SHARD_BATCH_MESSAGES);
     for (i, v) in viewers.iter_mut().enumerate() {
         v.media.repair.rtx = Some(Rtx { pt: 103, ssrc: 0x3333_0000 + i as u32, seq: 0 });

@@ -666,9 +666,8 @@ impl Viewer {
 
     /// Sends a NACK for `lost` (this viewer's sequence numbers) on `ssrc`.
     pub fn nack(&mut self, rig: &mut Rig, ssrc: u32, lost: &[u16]) {
-        let mut buf = [0u8; 1024];
-        let n = rts_rtp::rtcp::write_nack(&mut buf, 1, ssrc, lost).unwrap();
-        self.rtcp(rig, &buf[..n]);
+        let datagram = self.nack_datagram(ssrc, lost);
+        rig.datagram(self.addr, &datagram);
     }
 
     pub fn audio(&self) -> Vec<&Rtp> {

@@ -9,7 +9,7 @@
 //! resumes where it stopped (viewer and packet) once the shell has sent the
 //! batch or the other streams' deliveries have had their turn.
 
-use super::resend::{may_pad_fresh, resends_ahead, BatchFull, ResentTally, MAX_PAD};
+use super::resend::{resends_ahead, resent_as_rtx, BatchFull, ResentTally, MAX_PAD};
 use super::session::{Media, Session, RTP_HEADER_MAX};
 use super::stream::{Kind, SHARED_AUDIO_PT};
 use super::streams::StreamId;
@@ -86,7 +86,7 @@ pub fn send_items(
             }
         }
     }
-    let may_pad = may_pad_fresh(media, kind);
+    let may_pad = resent_as_rtx(media, kind);
     for (i, p) in packets.iter().enumerate() {
         let p = red.map_or(p, |r| &r[i]);
         if p.len() < 12 {

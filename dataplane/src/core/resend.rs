@@ -163,17 +163,19 @@ enum Resent {
     Full,
 }
 
-/// Whether this viewer's fresh video may carry RTP padding (see the module
-/// docs: its retransmissions are RTX, so no SRTP index is protected twice).
-pub fn may_pad_fresh(media: &Media, kind: Kind) -> bool {
+/// Whether this viewer's packets of `kind` are resent as RTX (video, when
+/// it negotiated RTX). Then both its fresh packets of that kind and their
+/// RTX copies may carry RTP padding: no SRTP index is protected twice (see
+/// the module docs).
+pub fn resent_as_rtx(media: &Media, kind: Kind) -> bool {
     kind == Kind::Video && media.repair.rtx.is_some()
 }
 
 /// The protected size of retransmission `r` to this viewer, unpadded.
 fn resend_len(media: &Media, r: &Resend) -> usize {
-    let rtx = r.kind == Kind::Video && media.repair.rtx.is_some();
+    let osn = if resent_as_rtx(media, r.kind) { 2 } else { 0 };
     let t = if r.kind == Kind::Video { &media.video } else { &media.audio };
-    t.header_len() + r.packet.len().saturating_sub(12) + if rtx { 2 } else { 0 } + media.profile.rtp_overhead()
+    t.header_len() + r.packet.len().saturating_sub(12) + osn + media.profile.rtp_overhead()
 }
 
 /// Writes the viewer's queued retransmissions into `batch` as the head of
@@ -197,11 +199,10 @@ pub fn resends_ahead(
     if media.repair.queue.is_empty() {
         return Ok(None);
     }
-    let rtx = media.repair.rtx.is_some();
     let segment = media.repair.queue.iter().map(|r| resend_len(media, r)).fold(first_len, usize::max);
     let joins = |m: &Media, r: &Resend| {
         let short = segment - resend_len(m, r);
-        short == 0 || (short <= MAX_PAD && rtx && r.kind == Kind::Video)
+        short == 0 || (short <= MAX_PAD && resent_as_rtx(m, r.kind))
     };
     // Those that cannot join go first (the queue is rotated, in order).
     let mut alone = false;
@@ -293,7 +294,7 @@ fn resend(media: &mut Media, r: &Resend, pad_to: usize, playout_min: u16, peer: 
     let (src, payload) = (&p[..12], &p[12..]);
     let overhead = media.profile.rtp_overhead();
     let mut header = [0u8; RTP_HEADER_MAX];
-    let rtx = media.repair.rtx.filter(|_| r.kind == Kind::Video);
+    let rtx = media.repair.rtx.filter(|_| resent_as_rtx(media, r.kind));
     let Some(hlen) = media.track(r.kind).resend_header(r.seq, src, rtx.map(|x| (x.pt, x.ssrc)), &mut header, playout_min) else {
         media.repair.stats.stale += 1;
         return Resent::Skipped;

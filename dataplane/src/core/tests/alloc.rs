@@ -110,8 +110,7 @@ fn nacks_and_their_answers_allocate_nothing() {
     v.recv(&rig);
     let ssrc = v.video()[0].ssrc;
     // 20 ms away, as its receiver reports would say: answers are held.
-    let idx = rig.core.by_id[&v.session];
-    rig.core.sessions[idx].media.as_mut().unwrap().repair.rtt = Some(ms(20));
+    set_rtt(&mut rig, &v, Some(ms(20)));
     // 5,000-byte frames (five packets) earn the viewer's retransmission
     // budget faster than one resend a frame spends it.
     let frames: Vec<Vec<u8>> = (1..=40).map(|i| p.encode_video(33 * i, frame(false, 5_000, i as u8))).collect();

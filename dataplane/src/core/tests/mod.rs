@@ -37,3 +37,12 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// Viewer `v`'s RTT as its receiver reports would have measured it (None:
+/// not measured yet).
+fn set_rtt(rig: &mut Rig, v: &Viewer, rtt: Option<Duration>) {
+    let idx = rig.core.by_id[&v.session];
+    if let Some(m) = rig.core.sessions[idx].media.as_mut() {
+        m.repair.rtt = rtt;
+    }
+}

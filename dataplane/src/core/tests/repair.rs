@@ -503,12 +503,6 @@ fn browser_like_nack_loop(toml: &str) {
     assert!(s.resent as usize >= lost_originals - 5, "{s:?}");
 }
 
-/// The viewer's RTT, as its receiver reports would have measured it.
-fn set_rtt(rig: &mut Rig, v: &Viewer, rtt: Duration) {
-    let idx = rig.core.by_id[&v.session];
-    rig.core.sessions[idx].media.as_mut().unwrap().repair.rtt = Some(rtt);
-}
-
 /// A viewer (RTX or not), 20 ms away, that lost a full-size packet and the short last
 /// packet of frame 1 (2,500 bytes: FU-A packets of 1,200, 1,200 and 141
 /// bytes) and NACKed both at t = 53 ms; a clean viewer beside it. Returns
@@ -529,7 +523,7 @@ fn two_lost_of_a_frame(rig: &mut Rig, rtx: bool) -> (Publisher, Viewer, Viewer, 
     v.recv(rig);
     clean.recv(rig);
     let ssrc = v.video()[0].ssrc;
-    set_rtt(rig, &v, ms(20));
+    set_rtt(rig, &v, Some(ms(20)));
     let next = v.video().last().unwrap().seq.wrapping_add(1);
     let lost = [next, next.wrapping_add(2)];
     v.loss = Some(Box::new(move |s, seq| s == ssrc && lost.contains(&seq)));
@@ -597,7 +591,7 @@ fn a_hold_without_a_delivery_ends_after_resend_hold_ms() {
     rig.advance(ms(5)); // its GOP replay
     w.recv(&rig);
     let w_seq = w.video().last().unwrap().seq;
-    set_rtt(&mut rig, &w, ms(20));
+    set_rtt(&mut rig, &w, Some(ms(20)));
     w.nack(&mut rig, ssrc, &[w_seq]);
     rig.control(ControlToShard::RemoveSession { session: w.session, reason: "left".into() });
     let w_mark = rig.sent.iter().filter(|s| s.dst == w.addr).count();
@@ -663,8 +657,7 @@ fn far_viewers_get_their_answers_at_once_and_near_ones_hold_them_less() {
         let mut rig = Rig::new("");
         let (_p, mut v, _clean, _, [full, short]) = two_lost_of_a_frame(&mut rig, true);
         // two_lost_of_a_frame set 20 ms and NACKed: NACK again under this RTT.
-        let idx = rig.core.by_id[&v.session];
-        rig.core.sessions[idx].media.as_mut().unwrap().repair.rtt = rtt.map(ms);
+        set_rtt(&mut rig, &v, rtt.map(ms));
         rig.advance(ms(200)); // the first answers went out; the RTT rule allows a second
         v.recv(&rig);
         let before = v.rtp.iter().filter(|r| r.rtx.is_some()).count();
