@@ -111,9 +111,13 @@ impl UsageLog {
     pub fn write(&mut self, records: &[UsageRecord]) -> io::Result<Written> {
         let mut by_file: BTreeMap<u64, (String, Vec<String>)> = BTreeMap::new();
         let mut w = Written::default();
+        // A record can come twice in one batch: the copy a shard sent while
+        // control was down waits in the ring, and a restarted control's
+        // snapshot request sends it again at once.
+        let mut in_batch = std::collections::HashSet::new();
         for r in records {
             let id = record_id(r);
-            if self.seen.contains_key(&id) {
+            if self.seen.contains_key(&id) || !in_batch.insert(id.clone()) {
                 w.duplicates += 1;
                 continue;
             }
@@ -320,8 +324,10 @@ mod tests {
         assert_eq!(w, Written { lines: 3, duplicates: 0 });
         // Sent again (its acknowledgement was lost): not written twice.
         assert_eq!(log.write(&[rec(2, T + H + 10)]).unwrap(), Written { lines: 0, duplicates: 1 });
+        // Twice in one batch (the ring's copy and the snapshot's): once.
+        assert_eq!(log.write(&[rec(5, T + 30), rec(5, T + 30)]).unwrap(), Written { lines: 1, duplicates: 1 });
         let read = |h: u64| std::fs::read_to_string(dir.join(file_name(T / 1_000_000 + h * 3600))).unwrap();
-        assert_eq!(read(0).lines().count(), 2);
+        assert_eq!(read(0).lines().count(), 3);
         assert_eq!(read(1).lines().count(), 1);
         // A new control (after a kill) remembers what is on disk.
         drop(log);
