@@ -62,6 +62,7 @@ fn whep_plays_rtmp_stream_and_reports_latency() -> Result<()> {
     for shard in &shards {
         assert_eq!(shard["uring_fixed_files"], true, "fixed files registered by default: {shard}");
         assert_eq!(shard["udp_multishot"], true, "multishot receive by default: {shard}");
+        assert_eq!(shard["udp_read_at_turns"], true, "viewer datagrams read at the shard's turns by default: {shard}");
     }
 
     let first_frame = chrome.eval("(async () => (await window.rts.stats()).firstFrameMs)()")?;
@@ -150,15 +151,19 @@ fn plays_with_uring_registration_off() -> Result<()> {
     for shard in &shards {
         assert_eq!(shard["uring_fixed_files"], false, "registration must be off: {shard}");
         assert_eq!(shard["udp_multishot"], false, "multishot receive must be off: {shard}");
+        assert_eq!(shard["udp_read_at_turns"], false, "no UDP ring without the multishot receive: {shard}");
     }
     Ok(())
 }
 
 /// The one-datagram-per-sendmsg fallback (no UDP GSO) delivers the same
-/// media: forced off by config, as on a kernel or device without GSO.
+/// media: forced off by config, as on a kernel or device without GSO. The
+/// same run has viewer datagrams waking the shard (`udp_read_at_turns =
+/// false`, as on kernels before 6.1): the multishot receive on the main
+/// ring.
 #[test]
-fn plays_with_gso_forced_off() -> Result<()> {
-    let rig = Rig::start(Mode::Serve, "[dataplane]\ndisable_gso = true\n")?;
+fn plays_with_gso_forced_off_and_datagrams_waking_the_shard() -> Result<()> {
+    let rig = Rig::start(Mode::Serve, "[dataplane]\ndisable_gso = true\nudp_read_at_turns = false\n")?;
     let _publisher = rig.publish("live/nogso")?;
     rig.wait_live("live", "nogso", Duration::from_secs(20))?;
     let _chrome = rig.play("live", "nogso", "", 60)?;
@@ -176,6 +181,7 @@ fn plays_with_gso_forced_off() -> Result<()> {
     };
     for shard in api["shards"].as_array().into_iter().flatten() {
         assert_eq!(shard["gso"], false, "GSO must be off: {shard}");
+        assert_eq!((&shard["udp_multishot"], &shard["udp_read_at_turns"]), (&true.into(), &false.into()), "multishot on the main ring: {shard}");
     }
     let (sends, messages, datagrams) = (sum(&api, "udp_sends"), sum(&api, "udp_messages"), sum(&api, "udp_datagrams_out"));
     assert_eq!(messages, datagrams, "without GSO every datagram is its own message");

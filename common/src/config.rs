@@ -435,6 +435,12 @@ pub struct DataplaneConfig {
     /// buffers (Linux 6.0+); off, or when the kernel refuses, 128 one-shot
     /// recvmsg operations are kept armed.
     pub udp_multishot: bool,
+    /// With the multishot receive: viewers' datagrams (RTCP, NACKs, STUN,
+    /// DTLS) come in on a second io_uring the shard never sleeps on, and
+    /// are read at each loop turn (at least every millisecond), instead of
+    /// waking the shard for each one. Off: they wake it (lower receive
+    /// latency, one wake-up per datagram).
+    pub udp_read_at_turns: bool,
     /// Viewers stay on their stream's home shard until it carries this many
     /// more viewers than the least loaded shard; then new viewers go to the
     /// least loaded shard, which replicates the stream (0 = always spread).
@@ -512,6 +518,7 @@ impl Default for DataplaneConfig {
             disable_gso: false,
             uring_register: true,
             udp_multishot: true,
+            udp_read_at_turns: true,
             spread_after: 200,
         }
     }

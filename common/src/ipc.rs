@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 
 /// Bumped on any incompatible change to the enums below.
-pub const IPC_VERSION: u32 = 15;
+pub const IPC_VERSION: u32 = 16;
 
 /// Session ids carry their shard in the top 16 bits, so any control
 /// instance (including one restarted after a crash) can route a DELETE to
@@ -474,6 +474,8 @@ pub struct ShardStats {
     pub uring_fixed_files: bool,
     /// UDP input uses one multishot recvmsg with provided buffers.
     pub udp_multishot: bool,
+    /// Viewer datagrams are read at the shard's turns (`udp_read_at_turns`).
+    pub udp_read_at_turns: bool,
     /// Share of the last second the shard loop was busy, in per mille.
     pub busy_permille: u32,
     /// Audio is being paired (forced by config or by load).

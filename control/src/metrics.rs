@@ -330,6 +330,7 @@ mod tests {
             gso: true,
             uring_fixed_files: false,
             udp_multishot: false,
+            udp_read_at_turns: false,
             busy_permille: 0,
             audio_paired: false,
             draining: false,

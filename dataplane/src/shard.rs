@@ -2,8 +2,9 @@
 //! loop, RTMP and media HTTP listeners (SO_REUSEPORT), UDP media port, control rings and
 //! relay queues, around the sans-IO [`Core`] that decides everything.
 //!
-//! One loop turn: read the clock, hand the completions, control messages
-//! and due timers to the core (draining its outputs after each), read the
+//! One loop turn: read the clock, hand the completions, the viewer
+//! datagrams waiting on the UDP ring (which never wakes the shard, decision
+//! 028), control messages and due timers to the core (draining its outputs after each), read the
 //! clock again as the turn ends, and block in io_uring until the core's
 //! next timeout (at most one tick). Nothing here is shared with other
 //! shards.
@@ -26,7 +27,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 /// Longest wait in io_uring: the control ring has no wake-up into the ring,
-/// so it is polled at least this often.
+/// so it is polled at least this often; so is the UDP ring (viewer
+/// datagrams wait at most this long, see `read_udp_ring`).
 const TICK: Duration = Duration::from_millis(1);
 /// Outstanding recvmsg operations: enough to drain a burst of STUN/DTLS/RTCP
 /// from a ramp of new viewers while a keyframe fan-out keeps the loop busy.
@@ -52,6 +54,10 @@ const BATCHES_PER_SLICE: usize = 16;
 /// UDP datagrams handled before the shard drains the core (see
 /// `on_completion`): at most one batch of one-off replies.
 const UDP_DRAIN_EVERY: usize = crate::batch::SHARD_BATCH_MESSAGES;
+/// Completions one read of the UDP ring can bring: one per provided buffer.
+const RECV_RING_REAP: usize = crate::recv_ring::RING_ENTRIES as usize;
+/// Reads of the UDP ring per turn at most (see `read_udp_ring`).
+const UDP_RING_ROUNDS: usize = 4;
 /// How often the core's wall clock anchor is refreshed.
 const WALLCLOCK_EVERY: Duration = Duration::from_secs(1);
 
@@ -101,6 +107,14 @@ pub struct Shard {
     pinned: bool,
     stop: Arc<AtomicBool>,
     uring: Uring,
+    /// The multishot receive's own ring, which the loop never sleeps on
+    /// (`[dataplane] udp_read_at_turns`): datagrams wait in it for the next
+    /// turn instead of waking the shard. None: they come on `uring`.
+    /// Declared before `recv_ring`, like `uring`.
+    udp_uring: Option<Uring>,
+    /// Completions reaped from `udp_uring` (kept for its capacity).
+    udp_completions: Vec<Completion>,
+    read_at_turns: bool,
     listener: socket2::Socket,
     media_listener: socket2::Socket,
     media_tls: Option<(socket2::Socket, Arc<rustls::ServerConfig>)>,
@@ -228,6 +242,9 @@ impl Shard {
             pinned: init.pinned,
             stop: init.stop,
             uring: Uring::new(1024).map_err(|e| io_err("io_uring", e))?,
+            udp_uring: None,
+            udp_completions: Vec::with_capacity(RECV_RING_REAP),
+            read_at_turns: cfg.dataplane.udp_multishot && cfg.dataplane.udp_read_at_turns,
             listener,
             media_listener,
             media_tls,
@@ -279,12 +296,27 @@ impl Shard {
         if let Some((l, _)) = &self.media_tls {
             self.uring.accept(l.as_raw_fd(), Token::AcceptMediaTls).map_err(|e| io_err("accept", e))?;
         }
+        if self.recv_ring.is_some() && self.read_at_turns {
+            match Uring::new_unwaited(256) {
+                Ok(mut u) => {
+                    if self.register {
+                        if let Err(e) = u.register_files(&[self.udp.as_raw_fd()]) {
+                            tracing::warn!(shard = self.id, error = %e, "io_uring file registration refused on the UDP ring; using a plain fd");
+                        }
+                    }
+                    self.udp_uring = Some(u);
+                }
+                Err(e) => tracing::warn!(shard = self.id, error = %e, "no io_uring with deferred task work (Linux 6.1+); datagrams wake the shard"),
+            }
+        }
         if let Some(ring) = &self.recv_ring {
-            // SAFETY: the ring is boxed and declared after `uring`, so it
-            // stays in place until the io_uring is dropped.
-            if let Err(e) = unsafe { self.uring.register_recv_ring(ring) } {
+            let uring = self.udp_uring.as_mut().unwrap_or(&mut self.uring);
+            // SAFETY: the ring is boxed and declared after both io_urings,
+            // so it stays in place until they are dropped.
+            if let Err(e) = unsafe { uring.register_recv_ring(ring) } {
                 tracing::warn!(shard = self.id, error = %e, "provided-buffer ring refused; using one-shot recvmsg");
                 self.recv_ring = None;
+                self.udp_uring = None;
             }
         }
         self.multishot = self.recv_ring.is_some();
@@ -303,6 +335,7 @@ impl Shard {
             for c in completions.drain(..) {
                 self.on_completion(now, c);
             }
+            self.read_udp_ring(now);
             if self.udp_undrained > 0 {
                 self.drain();
             }
@@ -478,9 +511,32 @@ impl Shard {
 
     fn arm_multishot(&mut self) {
         let Some(ring) = &self.recv_ring else { return };
-        // SAFETY: the ring is registered and outlives the io_uring (see run()).
-        if let Err(e) = unsafe { self.uring.recvmsg_multi(self.udp.as_raw_fd(), ring) } {
+        let uring = self.udp_uring.as_mut().unwrap_or(&mut self.uring);
+        // SAFETY: the ring is registered and outlives the io_urings (see run()).
+        if let Err(e) = unsafe { uring.recvmsg_multi(self.udp.as_raw_fd(), ring) } {
             tracing::error!(shard = self.id, error = %e, "cannot arm multishot recvmsg");
+        }
+    }
+
+    /// The datagrams waiting in `udp_uring` since the last turn. A round
+    /// that found as many as the provided buffers hold (or re-armed the
+    /// request) may have left more in the socket: read again, a few rounds
+    /// at most, so a flood cannot hold the turn.
+    fn read_udp_ring(&mut self, now: Instant) {
+        for _ in 0..UDP_RING_ROUNDS {
+            let Some(u) = self.udp_uring.as_mut() else { return };
+            let mut got = std::mem::take(&mut self.udp_completions);
+            if let Err(e) = u.reap(&mut got) {
+                tracing::error!(shard = self.id, error = %e, "reading the UDP ring failed");
+            }
+            let (n, rearmed) = (got.len(), self.udp_rearmed);
+            for c in got.drain(..) {
+                self.on_udp_multi(now, c);
+            }
+            self.udp_completions = got;
+            if n < RECV_RING_REAP && self.udp_rearmed == rearmed {
+                return;
+            }
         }
     }
 
@@ -509,6 +565,7 @@ impl Shard {
             // Nothing else makes a well-formed request invalid.
             tracing::warn!(shard = self.id, "multishot recvmsg refused by the kernel; using one-shot recvmsg");
             self.multishot = false;
+            self.udp_uring = None;
             if let Err(e) = self.arm_recv_slots() {
                 tracing::error!(shard = self.id, error = %e, "cannot arm recvmsg");
             }
@@ -557,6 +614,7 @@ impl Shard {
             s.gso = self.sender.gso_enabled();
             s.uring_fixed_files = self.uring.fixed_files();
             s.udp_multishot = self.multishot;
+            s.udp_read_at_turns = self.multishot && self.udp_uring.is_some();
             let (c, st) = (&mut s.counters, self.sender.stats);
             c.udp_datagrams_out = st.datagrams;
             c.udp_bytes_out = st.bytes;

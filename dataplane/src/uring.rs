@@ -65,6 +65,7 @@ enum Target {
     Fd(types::Fd),
 }
 
+#[derive(Debug)]
 pub struct Completion {
     pub token: Token,
     pub result: i32,
@@ -104,6 +105,39 @@ impl Uring {
             Err(_) => IoUring::new(entries)?,
         };
         Ok(Uring { ring, fixed: Vec::new() })
+    }
+
+    /// A ring the thread never sleeps on, for input that may wait for the
+    /// thread's next turn (viewer datagrams, see `[dataplane]
+    /// udp_read_at_turns`). With deferred task work, a completion's
+    /// kernel-side work only wakes a thread that waits on *this* ring, so
+    /// datagrams arriving here never end the shard's wait on its main
+    /// ring; the kernel flags the pending work in the shared ring memory
+    /// and [`Uring::reap`] runs it. Err where the kernel lacks deferred
+    /// task work (before 6.1): the caller keeps the input on its main ring.
+    pub fn new_unwaited(entries: u32) -> io::Result<Uring> {
+        let ring = IoUring::builder().setup_single_issuer().setup_defer_taskrun().setup_taskrun_flag().build(entries)?;
+        Ok(Uring { ring, fixed: Vec::new() })
+    }
+
+    /// For a ring from [`Uring::new_unwaited`]: submits queued SQEs and
+    /// runs pending kernel-side work, without waiting, then takes the
+    /// completions. Enters the kernel only when something is pending
+    /// (a flag in shared memory, no system call to learn it).
+    pub fn reap(&mut self, out: &mut Vec<Completion>) -> io::Result<()> {
+        let pending = {
+            let sq = self.ring.submission();
+            sq.taskrun() || !sq.is_empty()
+        };
+        if pending {
+            match self.ring.submit() {
+                Ok(_) => {}
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::EBUSY)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.drain(out);
+        Ok(())
     }
 
     /// Registers long-lived fds as fixed files: their SQEs then skip the
@@ -409,6 +443,57 @@ mod tests {
         assert!(!last.more(), "the request ends when buffers run out");
         drop(ring);
         drop(bufs);
+    }
+
+    /// Datagrams on an unwaited ring do not end the thread's wait on its
+    /// main ring; `reap` then returns them. The same datagrams on the main
+    /// ring end the wait at once (the control: the measure can tell).
+    #[test]
+    fn an_unwaited_ring_takes_datagrams_without_waking_the_thread() {
+        for unwaited in [true, false] {
+            let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&rx);
+            let to = rx.local_addr().unwrap();
+            let mut main = Uring::new(8).unwrap();
+            let mut udp = Uring::new_unwaited(8).unwrap();
+            let mut bufs = RecvRing::new();
+            let ring = if unwaited { &mut udp } else { &mut main };
+            // SAFETY: `bufs` lives until after both rings are dropped.
+            unsafe {
+                ring.register_recv_ring(&bufs).unwrap();
+                ring.recvmsg_multi(fd, &bufs).unwrap();
+            }
+            let sender = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(30));
+                let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+                for msg in [&b"one"[..], b"two", b"three"] {
+                    tx.send_to(msg, to).unwrap();
+                }
+            });
+            let t0 = std::time::Instant::now();
+            main.submit_and_wait(Duration::from_millis(400)).unwrap();
+            let waited = t0.elapsed();
+            sender.join().unwrap();
+            let mut out = Vec::new();
+            if unwaited {
+                assert!(waited >= Duration::from_millis(350), "datagrams on the unwaited ring ended the wait after {waited:?}");
+                main.drain(&mut out);
+                assert!(out.is_empty(), "nothing on the main ring: {out:?}");
+                // Give loopback delivery a moment, then reap without waiting.
+                let deadline = std::time::Instant::now() + Duration::from_secs(5);
+                while out.len() < 3 {
+                    assert!(std::time::Instant::now() < deadline, "{} of 3 datagrams reaped within 5 s", out.len());
+                    udp.reap(&mut out).unwrap();
+                }
+                let payloads: Vec<Vec<u8>> = out.iter().map(|c| bufs.datagram(c.buffer().unwrap(), c.result as usize).unwrap().payload.to_vec()).collect();
+                assert_eq!(payloads, [&b"one"[..], b"two", b"three"]);
+            } else {
+                assert!(waited < Duration::from_millis(350), "datagrams on the main ring end its wait: {waited:?}");
+            }
+            drop(main);
+            drop(udp);
+            drop(bufs);
+        }
     }
 
     fn recvmsg_roundtrip(fixed: bool) {

@@ -242,6 +242,7 @@ impl Core {
             gso: false,
             uring_fixed_files: false,
             udp_multishot: false,
+            udp_read_at_turns: false,
             busy_permille: (self.load.busy() * 1000.0).round() as u32,
             audio_paired: self.audio_paired(),
             draining: self.draining,
