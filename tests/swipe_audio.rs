@@ -11,7 +11,9 @@
 //!   concealment (inbound-rtp `concealedSamples` growing) of 100 ms or more;
 //! - lip sync of the new room within 1 s: Chrome's playout offset
 //!   (`estimatedPlayoutTimestamp` of video minus audio from one getStats()
-//!   snapshot, tests/media_sync.rs's measure) at the last sample before 1 s.
+//!   snapshot) at the last sample before 1 s, less the render delay of the
+//!   frames shown then (rVFC display time minus the time the receiver
+//!   handed the frame on): tests/media_sync.rs's perceived offset.
 //!
 //! And over the session, the average time a video frame waited in Chrome's
 //! jitter buffer. Before the replays were squeezed (session.rs `Squeeze`),
@@ -97,6 +99,23 @@ fn switch_to(chrome: &mut Chromium, target: &str, width: u32) -> Result<Value> {
         r#"(async () => {{
       const pc = window.rts.pc; const log = [];
       const t0 = performance.now();
+      // Render delay per frame (tests/media_sync.rs's method): when the
+      // video receiver handed each frame on (its synchronization source,
+      // polled faster than the frame rate) and when rVFC expects it on
+      // screen. Chrome's video playout estimate runs from the hand-over.
+      const vrx = pc.getReceivers().find(r => r.track.kind === 'video');
+      const handed = new Map(); const frames = []; let watching = true;
+      const poll = setInterval(() => {{
+        const s = vrx.getSynchronizationSources()[0];
+        if (s && !handed.has(s.rtpTimestamp)) handed.set(s.rtpTimestamp, s.timestamp - performance.timeOrigin);
+      }}, 5);
+      const video = document.getElementById('video');
+      const onFrame = (now, meta) => {{
+        const h = handed.get(meta.rtpTimestamp);
+        frames.push([meta.expectedDisplayTime - t0, h === undefined ? null : meta.expectedDisplayTime - h]);
+        if (watching) video.requestVideoFrameCallback(onFrame);
+      }};
+      video.requestVideoFrameCallback(onFrame);
       const p = window.rts.switchTo('{target}', {width});
       while (performance.now() - t0 < 1600) {{
         const rep = await pc.getStats();
@@ -112,7 +131,8 @@ fn switch_to(chrome: &mut Chromium, target: &str, width: u32) -> Result<Value> {
           a ? [a.jitterBufferDelay, a.jitterBufferTargetDelay, a.jitterBufferEmittedCount] : null]);
         await new Promise(r => setTimeout(r, 25));
       }}
-      const r = await p; r.log = log; return r;
+      watching = false; clearInterval(poll);
+      const r = await p; r.log = log; r.frames = frames; return r;
     }})()"#
     );
     chrome.eval(&js)
@@ -180,7 +200,29 @@ fn check_switch(r: &Value, target: &str) -> Result<f64> {
         worst = worst.max(run);
         prev = Some(c);
     }
-    let offset = log.iter().rfind(|row| sample(row, 0).is_some_and(|t| t <= 1000.0) && sample(row, 3).is_some()).and_then(|row| sample(row, 3));
+    // Chrome's playout offset at the last sample before 1 s, less the
+    // render delay of the frames shown around it (their median within
+    // ±150 ms): the offset the viewer perceives, tests/media_sync.rs's
+    // measure (+ = audio late).
+    let at_1s = log.iter().rfind(|row| sample(row, 0).is_some_and(|t| t <= 1000.0) && sample(row, 3).is_some());
+    let playout = at_1s.and_then(|row| sample(row, 3));
+    let render = at_1s.and_then(|row| sample(row, 0)).and_then(|t| {
+        let mut near: Vec<f64> = r["frames"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|f| f[0].as_f64().is_some_and(|d| (d - t).abs() <= 150.0))
+            .filter_map(|f| f[1].as_f64())
+            .collect();
+        near.sort_by(|a, b| a.total_cmp(b));
+        near.get(near.len() / 2).copied()
+    });
+    let offset = playout.zip(render).map(|(p, d)| p - d);
+    // The old room's playout offset as the call went out: a switch that
+    // keeps the viewer's timeline keeps this offset (the new room's is
+    // flat from ~400 ms on), so an offset outside the bound that was
+    // already there before the switch is the session's, not the switch's.
+    let before = log.iter().find_map(|row| sample(row, 3));
     // Chrome's video delay around the switch: per-frame jitter-buffer wait
     // and target, and decode time, between consecutive samples.
     let probe: Vec<String> = log
@@ -223,13 +265,16 @@ fn check_switch(r: &Value, target: &str) -> Result<f64> {
     let excess = excess.iter().sum::<f64>() / excess.len() as f64;
     assert!(excess < MAX_EXCESS_WAIT_MS, "switch to {target}: frames waited {excess:.0} ms beyond Chrome's target (bound {MAX_EXCESS_WAIT_MS} ms): placed early on the viewer's timeline; {log:?}");
     println!(
-        "switch to {target}: first frame {ms:.0} ms (HTTP {:.0} ms), longest concealment run {:.0} ms, A/V playout offset at 1 s {}",
+        "switch to {target}: first frame {ms:.0} ms (HTTP {:.0} ms), longest concealment run {:.0} ms, A/V offset at 1 s {} (playout {} less render delay {}; playout {} before the switch)",
         r["httpMs"].as_f64().unwrap_or(f64::NAN),
         worst / 48.0,
-        offset.map_or("none".into(), |o| format!("{o:+.0} ms"))
+        offset.map_or("none".into(), |o| format!("{o:+.0} ms")),
+        playout.map_or("none".into(), |o| format!("{o:+.0}")),
+        render.map_or("none".into(), |o| format!("{o:.0}")),
+        before.map_or("none".into(), |o| format!("{o:+.0}"))
     );
     assert!(worst < MAX_CONCEALED_RUN_SAMPLES, "switch to {target}: audio concealed for {:.0} ms in a row: {log:?}", worst / 48.0);
-    let offset = offset.with_context(|| format!("switch to {target}: no A/V playout offset within 1 s: {log:?}"))?;
+    let offset = offset.with_context(|| format!("switch to {target}: no A/V playout offset within 1 s, or no frame's render delay around it: {log:?} {}", r["frames"]))?;
     assert!(offset.abs() <= MAX_AV_OFFSET_MS, "switch to {target}: A/V offset {offset:+.0} ms 1 s after the switch: {log:?}");
     Ok(ms)
 }
