@@ -244,7 +244,7 @@ impl Shard {
             uring: Uring::new(1024).map_err(|e| io_err("io_uring", e))?,
             udp_uring: None,
             udp_completions: Vec::with_capacity(RECV_RING_REAP),
-            read_at_turns: cfg.dataplane.udp_multishot && cfg.dataplane.udp_read_at_turns,
+            read_at_turns: cfg.dataplane.udp_read_at_turns,
             listener,
             media_listener,
             media_tls,
@@ -614,7 +614,8 @@ impl Shard {
             s.gso = self.sender.gso_enabled();
             s.uring_fixed_files = self.uring.fixed_files();
             s.udp_multishot = self.multishot;
-            s.udp_read_at_turns = self.multishot && self.udp_uring.is_some();
+            // Dropped whenever the multishot receive is given up.
+            s.udp_read_at_turns = self.udp_uring.is_some();
             let (c, st) = (&mut s.counters, self.sender.stats);
             c.udp_datagrams_out = st.datagrams;
             c.udp_bytes_out = st.bytes;

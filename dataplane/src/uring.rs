@@ -130,11 +130,7 @@ impl Uring {
             sq.taskrun() || !sq.is_empty()
         };
         if pending {
-            match self.ring.submit() {
-                Ok(_) => {}
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::EBUSY)) => {}
-                Err(e) => return Err(e),
-            }
+            entered(self.ring.submit())?;
         }
         self.drain(out);
         Ok(())
@@ -270,11 +266,7 @@ impl Uring {
     pub fn submit_and_wait(&mut self, timeout: Duration) -> io::Result<()> {
         let ts = types::Timespec::new().sec(timeout.as_secs()).nsec(timeout.subsec_nanos());
         let args = types::SubmitArgs::new().timespec(&ts);
-        match self.ring.submitter().submit_with_args(1, &args) {
-            Ok(_) => Ok(()),
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY)) => Ok(()),
-            Err(e) => Err(e),
-        }
+        entered(self.ring.submitter().submit_with_args(1, &args))
     }
 
     pub fn drain(&mut self, out: &mut Vec<Completion>) {
@@ -283,6 +275,17 @@ impl Uring {
                 out.push(Completion { token, result: cqe.result(), flags: cqe.flags() });
             }
         }
+    }
+}
+
+/// An `io_uring_enter`'s result: its timeout (ETIME), a signal (EINTR) or a
+/// full completion queue (EBUSY) end the call without failing the ring;
+/// the next turn enters again.
+fn entered(r: io::Result<usize>) -> io::Result<()> {
+    match r {
+        Ok(_) => Ok(()),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY)) => Ok(()),
+        Err(e) => Err(e),
     }
 }
 

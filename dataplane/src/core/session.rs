@@ -370,10 +370,16 @@ impl TrackOut {
     /// Whether this viewer takes this track (as RED when `red`): what
     /// [`TrackOut::rewrite`] needs to write a header at all.
     pub fn negotiated(&self, red: bool) -> bool {
+        self.out_pt(red).is_some()
+    }
+
+    /// The payload type this viewer's packets of this track carry (RED's
+    /// when `red`); None: not negotiated.
+    fn out_pt(&self, red: bool) -> Option<u8> {
         if red {
-            self.red_pt.is_some()
+            self.red_pt
         } else {
-            self.pt.is_some()
+            self.pt
         }
     }
 
@@ -392,7 +398,7 @@ impl TrackOut {
     /// extension (`playout_min`, 10 ms units). `red`: the payload is RED.
     /// Returns None when the viewer did not negotiate this track (or RED).
     pub fn rewrite(&mut self, src: &[u8], out: &mut [u8; RTP_HEADER_MAX], playout_min: u16, red: bool, now: Instant) -> Option<usize> {
-        let pt = if red { self.red_pt? } else { self.pt? };
+        let pt = self.out_pt(red)?;
         if src.len() < 12 {
             return None;
         }

@@ -133,6 +133,14 @@ pub struct NackLost<'a> {
     left: u32,
 }
 
+impl<'a> NackLost<'a> {
+    /// The numbers named by `fci`, a NACK's FCI entries (a partial last
+    /// entry is ignored, as the decoder always did).
+    fn new(fci: &'a [u8]) -> NackLost<'a> {
+        NackLost { fci: fci.chunks_exact(4), pid: 0, left: 0 }
+    }
+}
+
 impl Iterator for NackLost<'_> {
     type Item = u16;
 
@@ -162,7 +170,7 @@ impl<'a> RawRtcp<'a> {
             return None;
         }
         let body: &'a [u8] = self.body;
-        Some((be32(body, 4), NackLost { fci: body[8..].chunks_exact(4), pid: 0, left: 0 }))
+        Some((be32(body, 4), NackLost::new(&body[8..])))
     }
 }
 
@@ -200,21 +208,10 @@ impl RawRtcp<'_> {
             }
             (PT_RTPFB, 1) => {
                 need(b, 8)?;
-                let mut lost = Vec::new();
-                for fci in b[8..].chunks_exact(4) {
-                    let pid = u16::from_be_bytes([fci[0], fci[1]]);
-                    let blp = u16::from_be_bytes([fci[2], fci[3]]);
-                    lost.push(pid);
-                    lost.extend(
-                        (0..16u16)
-                            .filter(|i| blp & (1 << i) != 0)
-                            .map(|i| pid.wrapping_add(i + 1)),
-                    );
-                }
                 out.push(RtcpPacket::Nack {
                     sender_ssrc: be32(b, 0),
                     media_ssrc: be32(b, 4),
-                    lost,
+                    lost: NackLost::new(&b[8..]).collect(),
                 });
             }
             (PT_PSFB, 1) => {
