@@ -317,7 +317,8 @@ fn audio_video_offset_is_within_80ms() -> Result<()> {
         assert_eq!(info["playoutDelayNegotiated"], true, "answer lacks the playout-delay extension: {info}");
         let lag = stats["stats"]["av_lag_ms"].as_i64();
         assert!(lag.is_some_and(|l| l > 0), "server measured no audio lag behind video (transcoded audio must leave later): {stats}");
-        // Settled viewers: the lag (>= 10 ms) plus 30 ms while the stream has audio.
+        // Settled viewers: the lag the shard's video hold leaves (>= 10 ms)
+        // plus 30 ms while the stream has audio.
         assert!(stats["stats"]["playout_delay_min_ms"].as_u64().is_some_and(|m| m >= 40), "{stats}");
     }
     assert!(worst(&all).abs() <= MAX_OFFSET_MS, "A/V offset {:.1} ms outside ±{MAX_OFFSET_MS} ms: {ev:?}", worst(&all));

@@ -32,11 +32,18 @@
 //! its first switch, replicas linger like transcoders and bring their
 //! home's send clocks, and sender reports follow a switch as they follow a
 //! start (decision 026). With that, 29 of 30 switches on one shard (three
-//! runs) and 79 of 80 across shards (eight runs) took < 200 ms
-//! (docs/performance.md); the bounds below leave room for a loaded 2-core
-//! machine. Each switch also prints Chrome's per-frame jitter-buffer wait
-//! and target, decode time, dropped frames and NetEq's target over its
-//! first 700 ms (`probe`), which is how the growth above was found.
+//! runs) and 79 of 80 across shards (eight runs) took < 200 ms. What was
+//! left was Chrome holding video for its audio (lip sync), which a switch
+//! has to play out before the new room shows: the shard now holds video
+//! for as long as its transcoded audio leaves later (decision 029). The
+//! issue asks for every switch < 200 ms and every offset within ±80 ms;
+//! each run prints how many of its switches met that, and the bounds below
+//! leave room for a loaded 2-core machine (docs/performance.md). Each
+//! switch also prints each
+//! room's A/V lag and video hold, and Chrome's per-frame jitter-buffer
+//! wait, target and jitter estimate, decode time, dropped frames, and
+//! NetEq's target and audio wait over its first 700 ms (`probe`), which
+//! is how the growth above and the lip-sync hold were found.
 
 mod common;
 mod rig;
@@ -61,22 +68,30 @@ const PRESET: &str = "veryfast";
 fn prerender() -> Option<u32> {
     (std::env::var("RTS_SWIPE_LIVE_ENCODE").as_deref() != Ok("1")).then_some(24)
 }
-/// Decision 026 (shipped), pre-rendered rooms: same shard (three runs)
+/// The issue asks for < 200 ms (`ISSUE_SWITCH_MS`). Decision 029 (shipped), 12 / 11
+/// runs: same shard median 71-115 ms, max 114-172 ms; across shards median
+/// 55-118 ms, max 112-160 ms. Without the hold, four runs: same shard
+/// median 114-123 ms, max 131-162 ms; across shards median 108 ms, max
+/// 145-152 ms (the two runs that passed the A/V bound). Decision 026,
+/// pre-rendered rooms: same shard (three runs)
 /// median 108-112 ms, max 133-207 ms; across shards (eight runs) median
 /// 94-113 ms, max 137-210 ms. Before it: across shards median 116-172, max
 /// 170-327 ms (two of four runs failed). Decision 015 (live-encoded rooms):
 /// median 61-140 ms, max 119-251 ms. Without the squeeze (decision 014):
 /// median 446 ms, max 1,375 ms.
 const MAX_SWITCH_MEDIAN_MS: f64 = 200.0;
-const MAX_SWITCH_MS: f64 = 300.0;
+const MAX_SWITCH_MS: f64 = 250.0;
+const ISSUE_SWITCH_MS: f64 = 200.0;
 /// 100 ms of audio at 48 kHz (Opus: Chrome counts samples at 48 kHz).
 const MAX_CONCEALED_RUN_SAMPLES: f64 = 4800.0;
+/// The issue asks for ±80 ms (`ISSUE_AV_OFFSET_MS`). Decision 029: −32 …
+/// +68 ms over 230 switches (23 runs), one later run +84; without its
+/// hold, −47 … +81 ms over four runs.
 /// Decision 015: -77..+74 ms over three runs (the earliest send for video
 /// too: up to +184, one run drifting over its ten switches; the commit
-/// before: -183..+80; without the squeeze: -712..+1,122 ms). The issue
-/// asks for ±80 ms; this bound leaves room for a loaded machine and
-/// catches a drifting timeline.
-const MAX_AV_OFFSET_MS: f64 = 150.0;
+/// before: -183..+80; without the squeeze: -712..+1,122 ms).
+const MAX_AV_OFFSET_MS: f64 = 100.0;
+const ISSUE_AV_OFFSET_MS: f64 = 80.0;
 /// The viewer counts as settled after its join once its A/V playout offset
 /// stays within this for 2 s...
 const SETTLED_OFFSET_MS: u32 = 60;
@@ -87,8 +102,9 @@ const MAX_SETTLE_S: u32 = 40;
 /// squeeze.
 const MAX_JITTER_BUFFER_MS: f64 = 250.0;
 /// Per switch, a frame's jitter-buffer wait beyond Chrome's target
-/// 300-700 ms after the call: −40 … +86 ms over 70 switches with decision
-/// 026; before it, up to ~180 ms by a session's tenth switch.
+/// 800-1,500 ms after the call: −15 … +41 ms over 80 switches with decision
+/// 029. Over 300-700 ms: −40 … +86 ms over 70 switches with decision 026,
+/// up to ~180 ms by a session's tenth switch before it.
 const MAX_EXCESS_WAIT_MS: f64 = 120.0;
 
 /// One switch: the call's result plus what the page sampled every ~25 ms
@@ -127,7 +143,7 @@ fn switch_to(chrome: &mut Chromium, target: &str, width: u32) -> Result<Value> {
         const offset = (v && a && v.estimatedPlayoutTimestamp && a.estimatedPlayoutTimestamp)
           ? v.estimatedPlayoutTimestamp - a.estimatedPlayoutTimestamp : null;
         log.push([performance.now() - t0, v ? v.frameWidth : 0, a ? a.concealedSamples : 0, offset,
-          v ? [v.jitterBufferDelay, v.jitterBufferTargetDelay, v.jitterBufferEmittedCount, v.totalDecodeTime, v.framesDecoded, v.framesDropped] : null,
+          v ? [v.jitterBufferDelay, v.jitterBufferTargetDelay, v.jitterBufferEmittedCount, v.totalDecodeTime, v.framesDecoded, v.framesDropped, v.jitterBufferMinimumDelay] : null,
           a ? [a.jitterBufferDelay, a.jitterBufferTargetDelay, a.jitterBufferEmittedCount] : null]);
         await new Promise(r => setTimeout(r, 25));
       }}
@@ -183,8 +199,8 @@ fn strip_ansi(line: &str) -> String {
     out
 }
 
-/// Checks one switch's samples; returns its switch time.
-fn check_switch(r: &Value, target: &str) -> Result<f64> {
+/// Checks one switch's samples; returns its switch time and A/V offset.
+fn check_switch(r: &Value, target: &str) -> Result<(f64, f64)> {
     let ms = r["firstFrameMs"].as_f64().with_context(|| format!("switch to {target}: {r}"))?;
     let log = r["log"].as_array().context("no samples")?;
     let sample = |row: &Value, i: usize| row[i].as_f64();
@@ -235,34 +251,40 @@ fn check_switch(r: &Value, target: &str) -> Result<f64> {
             let da = |i: usize| a1[i].as_f64().unwrap_or(0.0) - a0[i].as_f64().unwrap_or(0.0);
             (d(2) > 0.0).then(|| {
                 format!(
-                    "{:.0}:w{}/t{:.0}/dec{:.0}/drop{:.0}/a{:.0}",
+                    "{:.0}:w{}/t{:.0}/j{:.0}/dec{:.0}/drop{:.0}/a{:.0}/aw{:.0}",
                     sample(&w[1], 0).unwrap_or(0.0),
                     (1000.0 * d(0) / d(2)).round(),
                     1000.0 * d(1) / d(2),
+                    1000.0 * d(6) / d(2),
                     1000.0 * d(3) / d(4).max(1.0),
                     d(5),
-                    if da(2) > 0.0 { 1000.0 * da(1) / da(2) } else { f64::NAN }
+                    if da(2) > 0.0 { 1000.0 * da(1) / da(2) } else { f64::NAN },
+                    if da(2) > 0.0 { 1000.0 * da(0) / da(2) } else { f64::NAN }
                 )
             })
         })
         .collect();
     println!("  probe {target}: {}", probe.join(" "));
     // Where the switch put the new room on the viewer's timeline: how much
-    // longer than Chrome's own target its frames waited, 300-700 ms after
-    // the call (past the replay). Frames placed early by the receiver's
-    // RTP-to-arrival mapping wait that much more, for as long as the viewer
-    // stays; re-reading the old room's clock at every switch summed those
-    // errors (up to ~180 ms by the tenth switch; decision 026).
+    // longer than Chrome's own target its frames waited, 800-1,500 ms after
+    // the call, past the replay and its decoding (a 720p room's replay
+    // keeps Chrome's decoder busy for 300-400 ms here, and the frames
+    // behind it wait on the decoder, not on their place). Frames placed
+    // early by the receiver's RTP-to-arrival mapping wait that much more,
+    // for as long as the viewer stays; re-reading the old room's clock at
+    // every switch summed those errors (up to ~180 ms by the tenth switch;
+    // decision 026).
     let excess: Vec<f64> = log
         .windows(2)
-        .filter(|w| sample(&w[1], 0).is_some_and(|t| (300.0..=700.0).contains(&t)))
+        .filter(|w| sample(&w[1], 0).is_some_and(|t| (800.0..=1500.0).contains(&t)))
         .filter_map(|w| {
             let d = |i: usize| w[1][4][i].as_f64().unwrap_or(0.0) - w[0][4][i].as_f64().unwrap_or(0.0);
             (d(2) > 0.0).then(|| 1000.0 * (d(0) - d(1)) / d(2))
         })
         .collect();
-    anyhow::ensure!(!excess.is_empty(), "switch to {target}: no video frame left Chrome's jitter buffer 300-700 ms after the switch: {log:?}");
+    anyhow::ensure!(!excess.is_empty(), "switch to {target}: no video frame left Chrome's jitter buffer 800-1,500 ms after the switch: {log:?}");
     let excess = excess.iter().sum::<f64>() / excess.len() as f64;
+    println!("  frames waited {excess:.0} ms beyond Chrome's target 800-1,500 ms after the call");
     assert!(excess < MAX_EXCESS_WAIT_MS, "switch to {target}: frames waited {excess:.0} ms beyond Chrome's target (bound {MAX_EXCESS_WAIT_MS} ms): placed early on the viewer's timeline; {log:?}");
     println!(
         "switch to {target}: first frame {ms:.0} ms (HTTP {:.0} ms), longest concealment run {:.0} ms, A/V offset at 1 s {} (playout {} less render delay {}; playout {} before the switch)",
@@ -276,14 +298,14 @@ fn check_switch(r: &Value, target: &str) -> Result<f64> {
     assert!(worst < MAX_CONCEALED_RUN_SAMPLES, "switch to {target}: audio concealed for {:.0} ms in a row: {log:?}", worst / 48.0);
     let offset = offset.with_context(|| format!("switch to {target}: no A/V playout offset within 1 s, or no frame's render delay around it: {log:?} {}", r["frames"]))?;
     assert!(offset.abs() <= MAX_AV_OFFSET_MS, "switch to {target}: A/V offset {offset:+.0} ms 1 s after the switch: {log:?}");
-    Ok(ms)
+    Ok((ms, offset))
 }
 
 /// Switches `chrome` ten times between `a` and `b` (widths `wa`, `wb`),
 /// starting on `a`, checks each, and checks the times and Chrome's
 /// jitter-buffer wait over the session.
 fn swipe(rig: &Rig, chrome: &mut Chromium, (a, wa): (&str, u32), (b, wb): (&str, u32)) -> Result<()> {
-    let mut times = Vec::new();
+    let (mut times, mut offsets) = (Vec::new(), Vec::new());
     for i in 0..10 {
         let (target, width) = if i % 2 == 0 { (b, wb) } else { (a, wa) };
         let r = switch_to(chrome, target, width)?;
@@ -292,8 +314,23 @@ fn swipe(rig: &Rig, chrome: &mut Chromium, (a, wa): (&str, u32), (b, wb): (&str,
         let line = strip_ansi(logs.lines().rfind(|l| l.contains("channel switch")).unwrap_or(""));
         let skew = line.split("skew_ms=").nth(1).and_then(|s| s.split_whitespace().next()).unwrap_or("-").to_string();
         println!("switch {i}: the shard's A/V skew estimate {skew} ms");
-        times.push(check_switch(&r, target).with_context(|| format!("server logs:\n{}", rig.logs()))?);
+        // Each room's A/V lag and how much of it its video waits at the
+        // shard (decision 029).
+        for room in [a, b] {
+            let (app, name) = room.split_once('/').context("app/stream")?;
+            if let Some(s) = rig.stream(app, name)? {
+                println!("  {room}: audio leaves {} ms after video, video held {} ms", s["stats"]["av_lag_ms"], s["stats"]["video_hold_ms"]);
+            }
+        }
+        let (ms, offset) = check_switch(&r, target).with_context(|| format!("server logs:\n{}", rig.logs()))?;
+        times.push(ms);
+        offsets.push(offset);
     }
+    println!(
+        "the issue's bounds: {} of 10 switches < {ISSUE_SWITCH_MS} ms, {} of 10 A/V offsets within ±{ISSUE_AV_OFFSET_MS} ms",
+        times.iter().filter(|&&t| t < ISSUE_SWITCH_MS).count(),
+        offsets.iter().filter(|o: &&f64| o.abs() <= ISSUE_AV_OFFSET_MS).count()
+    );
     let mut sorted = times.clone();
     sorted.sort_by(|x, y| x.total_cmp(y));
     let (median, max) = (sorted[(sorted.len() - 1) / 2], sorted[sorted.len() - 1]);

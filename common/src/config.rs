@@ -391,6 +391,13 @@ pub struct WebrtcConfig {
     /// of in the bursts the publisher's interleaving makes: receivers then
     /// keep a smaller audio jitter buffer (dataplane/src/pacer.rs).
     pub pace_audio: bool,
+    /// The publisher's video waits at the shard for as long as its
+    /// transcoded audio leaves later (measured, at most 150 ms), before it
+    /// goes to WebRTC viewers (HTTP-FLV, RTMP and LL-HLS get it at once): a
+    /// receiver's lip sync would hold it that long anyway, and video held
+    /// here is skipped by a channel switch instead of played out first
+    /// (dataplane/src/video_hold.rs, decision 029).
+    pub hold_video_for_audio: bool,
     /// Video carries the playout-delay RTP header extension where the viewer
     /// offers it: min = how much later than video the audio leaves the shard
     /// (transcoder + pacer, measured), plus the receiver's audio buffering
@@ -500,6 +507,7 @@ impl Default for WebrtcConfig {
             pair_audio: false,
             pair_audio_when_busy: 0.75,
             pace_audio: true,
+            hold_video_for_audio: true,
             playout_delay_hint: true,
             nack: true,
             resend_hold_ms: 40,

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 
 /// Bumped on any incompatible change to the enums below.
-pub const IPC_VERSION: u32 = 16;
+pub const IPC_VERSION: u32 = 17;
 
 /// Session ids carry their shard in the top 16 bits, so any control
 /// instance (including one restarted after a crash) can route a DELETE to
@@ -499,7 +499,8 @@ pub struct StreamStats {
     pub b_frames: bool,
     pub bytes_in: u64,
     pub bytes_out: u64,
-    /// Server-added latency: RTMP frame received -> last viewer's packet sent.
+    /// Server-added latency: RTMP frame received (video: let go after its
+    /// hold, `video_hold_ms`) -> last viewer's packet sent.
     pub latency_us_p50: u32,
     pub latency_us_p99: u32,
     pub latency_us_max: u32,
@@ -515,6 +516,11 @@ pub struct StreamStats {
     /// video tells settled viewers from it (ms).
     pub av_lag_ms: Option<i32>,
     pub playout_delay_min_ms: u32,
+    /// How long the shard holds the publisher's video for its audio now
+    /// (ms; `[webrtc] hold_video_for_audio`): the part of `av_lag_ms` the
+    /// receivers need not cover. Server-added latency counts from the end
+    /// of this hold.
+    pub video_hold_ms: u32,
     /// Histograms since the stream started on this shard (counts only
     /// grow; bounds in `histogram.rs`): server-added latency (the samples
     /// behind `latency_us_*`), transcoder delay per kind, and first video
@@ -743,6 +749,7 @@ mod tests {
             transcoder_dropped: u64::MAX,
             av_lag_ms: Some(i32::MIN),
             playout_delay_min_ms: u32::MAX,
+            video_hold_ms: u32::MAX,
             latency_hist: full,
             audio_transcode_hist: full,
             video_transcode_hist: full,

@@ -21,6 +21,7 @@ pub mod testkit;
 pub mod transcode;
 pub mod udp;
 pub mod uring;
+pub mod video_hold;
 
 use rts_common::config::Config;
 use rts_common::shm::{RingConfig, ShmRegion};

@@ -1,15 +1,17 @@
 //! How much later than video a stream's audio leaves this shard, and the
 //! playout-delay hint that tells a receiver about it.
 //!
-//! Transcoded audio leaves 20-45 ms behind its video (AAC decode, Opus
+//! Transcoded audio leaves 20-60 ms behind its video (AAC decode, Opus
 //! encode, the pacer), and both tracks' sender reports map stream time to
 //! the wall clock at the video's send time. A receiver's lip sync (Chrome's
 //! `StreamSynchronization`) closes that gap by delaying video, but it only
 //! starts after two sender reports per track and then moves ~half the
 //! remaining gap per second, so the first seconds play video early
-//! (docs/decisions/008). Video packets carry the playout-delay RTP header
-//! extension with `min` = this measured lag: the receiver holds video that
-//! long from the first frame, which its own sync would reach anyway.
+//! (docs/decisions/008). The shard holds the publisher's video for most of
+//! that lag itself (video_hold.rs, decision 029), and video packets carry
+//! the playout-delay RTP header extension with `min` = the lag the hold
+//! leaves: the receiver holds video that long from the first frame, which
+//! its own sync would reach anyway.
 //!
 //! The receiver's own audio path adds more at the start: libwebrtc's NetEq
 //! (Chrome, Firefox, Safari) starts with an 80 ms target and shrinks it to
@@ -66,6 +68,9 @@ pub const PLAYOUT_DELAY_MAX_UNITS: u16 = 1000;
 pub struct AvLag {
     audio_ms: Option<f64>,
     video_ms: Option<f64>,
+    /// How long this shard holds video for its audio now (ms,
+    /// video_hold.rs): the receiver is told only the rest of the lag.
+    hold_ms: f64,
     /// Published `min`, in 10 ms units (0 until both tracks were measured).
     units: u16,
 }
@@ -74,8 +79,11 @@ pub struct AvLag {
 pub type Anchor = Option<(Instant, i64)>;
 
 impl AvLag {
-    /// A delivery of `kind`'s packet with RTP time `rtp_ts` at `now`.
-    pub fn on_sent(&mut self, video: bool, rtp_ts: u32, anchor: Anchor, now: Instant) {
+    /// A delivery of `kind`'s packet with RTP time `rtp_ts` at `now`;
+    /// `held`: how long this shard held it (video_hold.rs), counted as
+    /// earlier, so the lag is the publisher's and transcoder's whatever the
+    /// hold (the anchor is set when held video is let go).
+    pub fn on_sent(&mut self, video: bool, rtp_ts: u32, anchor: Anchor, now: Instant, held: Duration) {
         let Some((at, ms)) = anchor else { return };
         // RTP units per ms; the packet's stream ms is unwrapped next to the
         // anchor's (valid for ±6 h of difference at 90 kHz).
@@ -83,7 +91,7 @@ impl AvLag {
         let anchor_ts = (ms.max(0) as u64).wrapping_mul(rate) as u32;
         let since_anchor_ms = f64::from(rtp_ts.wrapping_sub(anchor_ts) as i32) / rate as f64;
         let elapsed_ms = now.saturating_duration_since(at).as_secs_f64() * 1000.0;
-        let late = elapsed_ms - since_anchor_ms;
+        let late = elapsed_ms - since_anchor_ms - held.as_secs_f64() * 1000.0;
         let avg = if video {
             &mut self.video_ms
         } else {
@@ -96,13 +104,22 @@ impl AvLag {
         self.update();
     }
 
-    /// Audio minus video lateness (ms), once both were measured.
+    /// Audio minus video lateness (ms), once both were measured, before
+    /// any hold of video.
     pub fn lag_ms(&self) -> Option<f64> {
         Some(self.audio_ms? - self.video_ms?)
     }
 
-    /// The measured lag as the extension's `min`, in 10 ms units (at least
-    /// `MIN_UNITS`, also while unmeasured).
+    /// Video is held `ms` now: the hint covers the lag less that.
+    pub fn set_video_hold(&mut self, ms: f64) {
+        if ms != self.hold_ms {
+            self.hold_ms = ms;
+            self.update();
+        }
+    }
+
+    /// The measured lag less the video hold as the extension's `min`, in
+    /// 10 ms units (at least `MIN_UNITS`, also while unmeasured).
     pub fn playout_delay_min(&self) -> u16 {
         self.units.max(MIN_UNITS)
     }
@@ -123,7 +140,7 @@ impl AvLag {
     }
 
     fn update(&mut self) {
-        let Some(lag) = self.lag_ms() else { return };
+        let Some(lag) = self.lag_ms().map(|l| l - self.hold_ms) else { return };
         let published = f64::from(self.units) * 10.0;
         if self.units != 0 && (lag - published).abs() < HYSTERESIS_MS {
             return;
@@ -178,11 +195,11 @@ mod tests {
             let ms = start_ms + step as i64;
             if step.is_multiple_of(33) {
                 anchor = Some((now, ms));
-                lag.on_sent(true, (ms as u64 * 90) as u32, anchor, now);
+                lag.on_sent(true, (ms as u64 * 90) as u32, anchor, now, Duration::ZERO);
             }
             if step >= audio_late && (step - audio_late).is_multiple_of(20) {
                 let media = ms - audio_late as i64;
-                lag.on_sent(false, (media as u64 * 48) as u32, anchor, now);
+                lag.on_sent(false, (media as u64 * 48) as u32, anchor, now, Duration::ZERO);
             }
         }
         now
@@ -200,6 +217,33 @@ mod tests {
     }
 
     #[test]
+    fn held_video_keeps_the_lag_and_the_hint_covers_the_rest() {
+        // Audio leaves 50 ms after its media time; video is held 30 ms and
+        // sets the anchor when it is let go (as Stream::on_video does).
+        let (mut l, t0, hold) = (AvLag::default(), Instant::now(), 30u64);
+        l.set_video_hold(hold as f64);
+        let mut anchor = None;
+        for step in 0..3_000u64 {
+            let now = t0 + Duration::from_millis(step);
+            if step >= hold && (step - hold).is_multiple_of(33) {
+                let ms = (step - hold) as i64;
+                anchor = Some((now, ms));
+                l.on_sent(true, (ms as u64 * 90) as u32, anchor, now, Duration::from_millis(hold));
+            }
+            if step >= 50 && (step - 50).is_multiple_of(20) {
+                l.on_sent(false, ((step - 50) * 48) as u32, anchor, now, Duration::ZERO);
+            }
+        }
+        let lag = l.lag_ms().unwrap();
+        assert!((lag - 50.0).abs() < 2.0, "the publisher's lag whatever the hold: {lag}");
+        // The receiver is told the 20 ms the hold leaves.
+        assert_eq!(l.playout_delay_min(), 2);
+        // Released all the way: back to the whole lag.
+        l.set_video_hold(0.0);
+        assert_eq!(l.playout_delay_min(), 5);
+    }
+
+    #[test]
     fn survives_rtp_wrap_and_restarts_after_an_outlier() {
         let mut l = AvLag::default();
         let t0 = Instant::now();
@@ -211,10 +255,10 @@ mod tests {
         // across a publisher restart) restarts the average instead of
         // dragging it for seconds; the next normal one restarts it back.
         let anchor = Some((now, wrap_ms as i64 + 2_000));
-        l.on_sent(false, ((wrap_ms + 3_600_000) * 48) as u32, anchor, now);
+        l.on_sent(false, ((wrap_ms + 3_600_000) * 48) as u32, anchor, now, Duration::ZERO);
         assert_eq!(l.playout_delay_min(), MIN_UNITS);
         let media = wrap_ms + 2_000 - 62;
-        l.on_sent(false, (media * 48) as u32, anchor, now);
+        l.on_sent(false, (media * 48) as u32, anchor, now, Duration::ZERO);
         assert_eq!(l.playout_delay_min(), 6);
     }
 
@@ -253,7 +297,7 @@ mod tests {
 
         // Video only (or audio not measured yet): nothing to wait for.
         let mut video_only = AvLag::default();
-        video_only.on_sent(true, 90_000, Some((now, 1_000)), now);
+        video_only.on_sent(true, 90_000, Some((now, 1_000)), now, Duration::ZERO);
         assert_eq!(video_only.hint(now).min_units(now), MIN_UNITS);
         assert_eq!(video_only.settled_min(), MIN_UNITS);
     }

@@ -283,6 +283,7 @@ impl Core {
         let old_home = s.home();
         s.on_publish_start(conn);
         s.set_transcoder_policy(self.cfg.transcode.keep_warm, Duration::from_secs(self.cfg.transcode.linger_s.into()));
+        s.set_video_hold(self.cfg.webrtc.hold_video_for_audio);
         if let Some(old_home) = old_home {
             // It was a replica of another shard's stream: from now on the
             // packets come from here, a new sequence space for the viewers.
@@ -302,7 +303,11 @@ impl Core {
         self.deliver_flv(id, FlvTag::new(tag_type, timestamp_ms, data.clone()), now);
         self.feed_hls(now, id, video, timestamp_ms, &data);
         if video {
-            self.on_video(id, timestamp_ms, &data, now);
+            // WebRTC's video may wait for its audio first (video_hold.rs).
+            let Some(s) = self.streams.get_mut(id) else { return };
+            if let Some((timestamp_ms, data)) = s.hold_video(timestamp_ms, data, now) {
+                self.on_video(id, timestamp_ms, &data, now);
+            }
             return;
         }
         let Some(s) = self.streams.get_mut(id) else { return };
@@ -344,7 +349,7 @@ impl Core {
         self.drop_stream_if_unused(id);
     }
 
-    fn on_video(&mut self, id: StreamId, timestamp_ms: u32, data: &Bytes, now: Instant) {
+    pub(super) fn on_video(&mut self, id: StreamId, timestamp_ms: u32, data: &Bytes, now: Instant) {
         let Some(stream) = self.streams.get_mut(id) else { return };
         self.packets.clear();
         let keyframe = match stream.on_video(timestamp_ms, data, now, &mut self.packets) {

@@ -12,6 +12,7 @@ use super::streams::StreamId;
 use crate::latency::{LatencySummary, LatencyWindow};
 use crate::lipsync::{AvLag, PlayoutHint};
 use crate::send_clock::{Follow, SendClock};
+use crate::video_hold::VideoHold;
 use crate::pacer::AudioPacer;
 use crate::transcode::{StreamTranscoder, Transcoded};
 use bytes::Bytes;
@@ -176,6 +177,15 @@ pub struct Stream {
     /// How much later than video the audio leaves us (the video
     /// playout-delay hint, see lipsync.rs).
     av_lag: AvLag,
+    /// The publisher's video tags waiting for their audio (video_hold.rs),
+    /// and how long the last one let go waited: the hold of the video
+    /// delivered next (its own, or a re-encoder's output of it and the
+    /// frames before), taken off its A/V lag sample.
+    video_hold: VideoHold,
+    released_hold: Duration,
+    /// How long the video frame that set the clock anchor was held: the
+    /// A/V lag is measured against its arrival.
+    anchor_held: Duration,
     /// When this stream sends each kind's packets (a switch's re-base).
     video_clock: SendClock,
     audio_clock: SendClock,
@@ -286,6 +296,9 @@ impl Stream {
             audio_hold: None,
             audio_pacer: AudioPacer::new(),
             av_lag: AvLag::default(),
+            video_hold: VideoHold::new(false),
+            released_hold: Duration::ZERO,
+            anchor_held: Duration::ZERO,
             video_clock: SendClock::new(90, Follow::Average),
             audio_clock: SendClock::new(48, Follow::Earliest),
             home: None,
@@ -491,6 +504,7 @@ impl Stream {
     /// The publisher left: returns the shards that replicated the stream.
     pub fn on_publish_end(&mut self) -> Vec<(usize, StreamId)> {
         self.publisher = None;
+        self.video_hold.clear();
         let subs = std::mem::take(&mut self.subscribers);
         self.update_transcoder();
         subs
@@ -599,6 +613,7 @@ impl Stream {
                 let produced = &out[first..];
                 self.record_video(produced, keyframe);
                 self.anchor = Some((now, dts));
+                self.anchor_held = self.released_hold;
                 self.video_frames += 1;
                 Ok(if produced.is_empty() { VideoOutcome::Nothing } else { VideoOutcome::Packets { keyframe } })
             }
@@ -799,6 +814,7 @@ impl Stream {
         self.record_video(&out[first..], keyframe);
         if live {
             self.anchor = Some((now, pts_ms as i64));
+            self.anchor_held = Duration::ZERO;
         }
     }
 
@@ -853,6 +869,7 @@ impl Stream {
         }
         if anchor.is_some() {
             self.anchor = anchor;
+            self.anchor_held = Duration::ZERO;
         }
     }
 
@@ -862,6 +879,7 @@ impl Stream {
         self.gop = gop;
         if anchor.is_some() {
             self.anchor = anchor;
+            self.anchor_held = Duration::ZERO;
         }
         // A replica not fed yet starts from its home's send clocks (the
         // same stream, a ring hop earlier); its own deliveries refine them.
@@ -927,7 +945,11 @@ impl Stream {
         self.rate.add(bytes, now);
         let Some(p) = packets.first().filter(|p| p.len() >= 12) else { return };
         let ts = u32::from_be_bytes([p[4], p[5], p[6], p[7]]);
-        self.av_lag.on_sent(kind == Kind::Video, ts, self.anchor, now);
+        // Against the anchor frame's arrival, with video's own hold taken
+        // off: the publisher's and transcoder's lag, whatever the hold.
+        let held = if kind == Kind::Video { self.released_hold } else { Duration::ZERO };
+        let arrival_anchor = self.anchor.map(|(at, ms)| (at.checked_sub(self.anchor_held).unwrap_or(at), ms));
+        self.av_lag.on_sent(kind == Kind::Video, ts, arrival_anchor, now, held);
         match kind {
             Kind::Video => self.video_clock.on_sent(ts, now),
             Kind::Audio => self.audio_clock.on_sent(ts, now),
@@ -1093,6 +1115,38 @@ impl Stream {
         self.audio_pacer.pop_due(now)
     }
 
+    /// Whether the publisher's video waits for its audio here
+    /// (`[webrtc] hold_video_for_audio`, video_hold.rs).
+    pub fn set_video_hold(&mut self, enabled: bool) {
+        self.video_hold.set_enabled(enabled);
+    }
+
+    /// A video tag from the publisher at `now`: back at once to go on as
+    /// it came, or None while it waits for its audio (see
+    /// [`Stream::pop_held_video`]). Each tag moves the hold a step toward
+    /// the measured A/V lag.
+    pub fn hold_video(&mut self, timestamp_ms: u32, data: Bytes, now: Instant) -> Option<(u32, Bytes)> {
+        self.video_hold.follow(self.av_lag.lag_ms());
+        self.av_lag.set_video_hold(self.video_hold.hold_ms());
+        let passed = self.video_hold.push(timestamp_ms, data, now);
+        if passed.is_some() {
+            self.released_hold = Duration::ZERO;
+        }
+        passed
+    }
+
+    /// The next held video tag due at `now`.
+    pub fn pop_held_video(&mut self, now: Instant) -> Option<(u32, Bytes)> {
+        let (ts, data, held) = self.video_hold.pop_due(now)?;
+        self.released_hold = held;
+        Some((ts, data))
+    }
+
+    /// When the next held video tag is due.
+    pub fn video_due(&self) -> Option<Instant> {
+        self.video_hold.next_due()
+    }
+
     /// When this stream's held or paced audio is next due.
     pub fn audio_due(&self) -> Option<Instant> {
         let hold = self.audio_hold.as_ref().map(|(_, at)| *at + AUDIO_HOLD);
@@ -1128,6 +1182,7 @@ impl Stream {
             transcoder_dropped: t.map_or(0, |t| t.dropped_jobs),
             av_lag_ms: self.av_lag.lag_ms().map(|l| l.round() as i32),
             playout_delay_min_ms: u32::from(self.av_lag.settled_min()) * 10,
+            video_hold_ms: self.video_hold.hold_ms().round() as u32,
             latency_hist: self.hists.latency,
             audio_transcode_hist: self.hists.audio_transcode,
             video_transcode_hist: self.hists.video_transcode,

@@ -50,6 +50,9 @@ impl Core {
             if let Some(due) = s.audio_due() {
                 t = t.min(due);
             }
+            if let Some(due) = s.video_due() {
+                t = t.min(due);
+            }
         }
         t
     }
@@ -72,14 +75,18 @@ impl Core {
         }
     }
 
-    /// Fans out what the transcoder workers produced (Opus audio, re-encoded
-    /// video) and audio that is due (paired or paced).
+    /// Fans out the publishers' video whose hold for its audio ended
+    /// (video_hold.rs), what the transcoder workers produced (Opus audio,
+    /// re-encoded video) and audio that is due (paired or paced).
     fn poll_transcoders(&mut self, now: Instant) {
         let pace_audio = self.cfg.webrtc.pace_audio;
         let mut ids = std::mem::take(&mut self.ids);
         ids.clear();
         ids.extend(self.streams.ids());
         for &id in &ids {
+            while let Some((timestamp_ms, data)) = self.streams.get_mut(id).and_then(|s| s.pop_held_video(now)) {
+                self.on_video(id, timestamp_ms, &data, now);
+            }
             if let Some(p) = self.streams.get_mut(id).and_then(|s| s.flush_audio_hold(now)) {
                 self.deliver(id, Kind::Audio, Arc::from([p]), false, None, now);
             }

@@ -106,3 +106,58 @@ fn rtmp_garbage_closes_that_connection_only() {
     v.recv(&rig);
     assert_eq!(v.video().len(), 4 + 3, "the publisher and viewer carry on");
 }
+
+/// 3 s of a publisher whose audio comes 50 ms after its video (media time
+/// `t` of both at `t` and `t + 50` ms) to one viewer; returns how much
+/// later than its media time each of the last second's video packets
+/// reached the viewer (ms), and the stream's figures.
+fn audio_50_ms_late(hold: bool) -> (Vec<f64>, StreamStats) {
+    let mut rig = Rig::new(&format!("[webrtc]\nhold_video_for_audio = {hold}\n"));
+    let t0 = rig.now;
+    let mut p = publish(&mut rig, 1, "live", "s", 0);
+    let mut v = Viewer::join(&mut rig, 1, "live", "s");
+    for step in 1..3_000u32 {
+        rig.at(t0 + ms(u64::from(step)));
+        if step % 33 == 0 {
+            p.video(&mut rig, step, frame(false, 2_500, 2));
+        }
+        if step >= 50 && (step - 50) % 20 == 0 {
+            p.audio(&mut rig, step - 50, opus(1));
+        }
+    }
+    rig.advance(ms(200));
+    v.recv(&rig);
+    let late: Vec<f64> = v
+        .video()
+        .iter()
+        .filter(|r| r.at >= t0 + ms(2_000))
+        .map(|r| r.at.duration_since(t0).as_secs_f64() * 1000.0 - f64::from(r.ts) / 90.0)
+        .collect();
+    (late, stream_stats(&mut rig, "s"))
+}
+
+#[test]
+fn video_waits_for_audio_that_leaves_later() {
+    let (late, stats) = audio_50_ms_late(true);
+    assert!(late.len() >= 60, "{} packets", late.len());
+    // The hold reached the lag (within its 3 ms dead band) a millisecond a
+    // frame, and every packet of the last second waited that long.
+    let hold = stats.video_hold_ms;
+    assert!((47..=50).contains(&hold), "hold {hold} ms: {stats:?}");
+    for l in &late {
+        assert!((46.0..=52.0).contains(l), "video {l:.1} ms after its media time; hold {hold} ms");
+    }
+    // The lag stays the publisher's; receivers are told only what is
+    // left: the hint's floor (10 ms) plus the settled allowance (30 ms).
+    assert!(stats.av_lag_ms.is_some_and(|l| (48..=52).contains(&l)), "{stats:?}");
+    assert_eq!(stats.playout_delay_min_ms, 40, "{stats:?}");
+
+    // Without the hold: video leaves as it comes, and the hint carries
+    // the whole lag (50 ms + 30).
+    let (late, stats) = audio_50_ms_late(false);
+    assert_eq!(stats.video_hold_ms, 0);
+    for l in &late {
+        assert!((-0.5..=2.0).contains(l), "video {l:.1} ms after its media time without a hold");
+    }
+    assert_eq!(stats.playout_delay_min_ms, 80, "{stats:?}");
+}

@@ -3,17 +3,6 @@
 //! latency, with bucket counts worked out by hand from the simulated clock.
 
 use super::*;
-use rts_common::ipc::StreamStats;
-
-fn stream_stats(rig: &mut Rig, stream: &str) -> StreamStats {
-    rig.take_ctl();
-    rig.advance(ms(1_100));
-    let mut stats = rig.take_ctl().into_iter().filter_map(|m| match m {
-        ShardToControl::StreamStats(s) if s.stream == stream => Some(*s),
-        _ => None,
-    });
-    stats.next_back().expect("the periodic stream stats")
-}
 
 #[test]
 fn first_frames_are_timed_per_protocol_from_when_media_can_flow() {

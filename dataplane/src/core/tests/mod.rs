@@ -33,6 +33,7 @@ use bytes::Bytes;
 use rts_common::ipc::{ControlToShard, ShardToControl};
 use rts_srtp::{Profile, SrtpContext};
 use rts_stun::PacketKind;
+use rts_common::ipc::StreamStats;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -45,4 +46,15 @@ fn set_rtt(rig: &mut Rig, v: &Viewer, rtt: Option<Duration>) {
     if let Some(m) = rig.core.sessions[idx].media.as_mut() {
         m.repair.rtt = rtt;
     }
+}
+
+/// Stream `stream`'s figures from the next periodic stats (1.1 s later).
+fn stream_stats(rig: &mut Rig, stream: &str) -> StreamStats {
+    rig.take_ctl();
+    rig.advance(ms(1_100));
+    let mut stats = rig.take_ctl().into_iter().filter_map(|m| match m {
+        ShardToControl::StreamStats(s) if s.stream == stream => Some(*s),
+        _ => None,
+    });
+    stats.next_back().expect("the periodic stream stats")
 }
