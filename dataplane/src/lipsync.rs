@@ -1,8 +1,9 @@
 //! How much later than video a stream's audio leaves this shard, and the
 //! playout-delay hint that tells a receiver about it.
 //!
-//! Transcoded audio leaves 20-60 ms behind its video (AAC decode, Opus
-//! encode, the pacer), and both tracks' sender reports map stream time to
+//! Transcoded audio leaves 18-63 ms behind its video (the publisher's
+//! interleaving, AAC decode, Opus encode, the pacer), and both tracks'
+//! sender reports map stream time to
 //! the wall clock at the video's send time. A receiver's lip sync (Chrome's
 //! `StreamSynchronization`) closes that gap by delaying video, but it only
 //! starts after two sender reports per track and then moves ~half the
