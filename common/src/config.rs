@@ -396,8 +396,9 @@ pub struct WebrtcConfig {
     /// goes to WebRTC viewers (HTTP-FLV, RTMP and LL-HLS get it at once): a
     /// receiver's lip sync would hold it that long anyway, and video held
     /// here is skipped by a channel switch instead of played out first
-    /// (dataplane/src/video_hold.rs, decision 029). Off by default for now:
-    /// with it, the loadgen's 5 % loss test stalled more often (open).
+    /// (dataplane/src/video_hold.rs, decision 029). Off by default until its
+    /// effect on stalls under loss is measured (the loadgen's 5 % loss test
+    /// stalled more often with it in one comparison, not in another).
     pub hold_video_for_audio: bool,
     /// Video carries the playout-delay RTP header extension where the viewer
     /// offers it: min = how much later than video the audio leaves the shard
