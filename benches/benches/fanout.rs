@@ -239,7 +239,8 @@ fn run_shipped(viewers: &mut [Viewer], seconds: usize, opt: Shipped) -> Run {
 /// viewer's next delivery (the default). `packets` counts the deliveries'
 /// packets only, so the runs' costs per packet compare their CPU time for
 /// the same media.
-fn run_repair(viewers: &mut [Viewer], seconds: usize, held: bool) -> Run {
+/// `copies` of each answer (2: `[webrtc] double_first_resend`, decision 030).
+fn run_repair(viewers: &mut [Viewer], seconds: usize, held: bool, copies: usize) -> Run {
     use rts_dataplane::core::repair::{Resend, Rtx};
     use rts_dataplane::core::resend::{send_queue, ResentTally};
     let sock = shipped_socket(SHIPPED.dual_stack);
@@ -267,7 +268,9 @@ fn run_repair(viewers: &mut [Viewer], seconds: usize, held: bool) -> Run {
                         continue;
                     }
                     let Some(seq) = v.media.video.viewer_seq(u16::from_be_bytes([p[2], p[3]])) else { continue };
-                    v.media.repair.queue.push_back(Resend { kind: Kind::Video, seq, packet: p.clone(), guard: false });
+                    for _ in 0..copies {
+                        v.media.repair.queue.push_back(Resend { kind: Kind::Video, seq, packet: p.clone(), guard: false });
+                    }
                     if held {
                         continue;
                     }
@@ -522,15 +525,21 @@ fn main() {
     if have_ifb && std::env::var_os("RTS_BENCH_REPAIR").is_some() {
         let mut v = make_viewers(n, Ipv4Addr::new(10, 201, 0, 2), 9000);
         let mut samples = Samples::default();
-        let (none, at_once, held) = ("no loss", "5 % answered at once", "5 % held for the next delivery");
+        let (none, at_once, held, doubled) = ("no loss", "5 % answered at once", "5 % held for the next delivery", "5 % held, two copies each");
         for _ in 0..rounds {
             samples.add(none, &run_shipped(&mut v, seconds, SHIPPED));
-            samples.add(at_once, &run_repair(&mut v, seconds, false));
-            samples.add(held, &run_repair(&mut v, seconds, true));
+            samples.add(at_once, &run_repair(&mut v, seconds, false, 1));
+            samples.add(held, &run_repair(&mut v, seconds, true, 1));
+            samples.add(doubled, &run_repair(&mut v, seconds, true, 2));
         }
         samples.print("ifb");
         let base = samples.median(none);
-        println!("ifb       RESULT repair at 5 %: answered at once x{:.3}, held x{:.3} of the cost without loss (medians of {rounds} rounds)", samples.median(at_once) / base, samples.median(held) / base);
+        println!(
+            "ifb       RESULT repair at 5 %: answered at once x{:.3}, held x{:.3}, held in two copies x{:.3} of the cost without loss (medians of {rounds} rounds)",
+            samples.median(at_once) / base,
+            samples.median(held) / base,
+            samples.median(doubled) / base
+        );
         return;
     }
     if have_ifb && std::env::var_os("RTS_BENCH_PROFILE").is_some() {

@@ -417,6 +417,12 @@ pub struct WebrtcConfig {
     /// RTT, so they beat its next request), and leave in the same GSO
     /// message: one send instead of two. 0: they leave at once, on their own.
     pub resend_hold_ms: u64,
+    /// The first resend of a packet named by a NACK that names at most 4
+    /// goes out as two copies, while the viewer's retransmission budget
+    /// left after them is at least half its burst: a lost resend then
+    /// costs a retry (libwebrtc asks again 100 ms later) with the link's
+    /// loss squared instead of its loss (decision 030). False: one copy.
+    pub double_first_resend: bool,
     /// Send audio as RED (RFC 2198, two earlier Opus frames per packet) to
     /// viewers that offer `red/48000/2`.
     pub red: bool,
@@ -513,6 +519,7 @@ impl Default for WebrtcConfig {
             playout_delay_hint: true,
             nack: true,
             resend_hold_ms: 40,
+            double_first_resend: true,
             red: true,
         }
     }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 
 /// Bumped on any incompatible change to the enums below.
-pub const IPC_VERSION: u32 = 17;
+pub const IPC_VERSION: u32 = 18;
 
 /// Session ids carry their shard in the top 16 bits, so any control
 /// instance (including one restarted after a crash) can route a DELETE to
@@ -348,6 +348,8 @@ pub struct ViewerStats {
     /// Of `resent`, packets sent again unasked ahead of a keyframe
     /// (decision 012).
     pub keyframe_guard: u64,
+    /// First resends sent as two copies (isolated loss, decision 030).
+    pub doubled_resends: u64,
     pub plis: u64,
     pub gop_restarts: u64,
 }
@@ -410,6 +412,7 @@ pub struct ShardCounters {
     pub resent_bytes: u64,
     pub resend_refused: u64,
     pub keyframe_guard: u64,
+    pub doubled_resends: u64,
     pub gop_restarts: u64,
     pub red_packets: u64,
     /// Requests on the media listener, and those refused (4xx).
@@ -615,6 +618,7 @@ mod tests {
             not_in_history: u64::MAX,
             stale: u64::MAX,
             keyframe_guard: u64::MAX,
+            doubled_resends: u64::MAX,
             plis: u64::MAX,
             gop_restarts: u64::MAX,
         };

@@ -453,6 +453,7 @@ async fn api_sessions(State(engine): State<Arc<Engine>>) -> Response {
                     "stale": v.stale,
                 },
                 "keyframe_guard": v.keyframe_guard,
+                "doubled_resends": v.doubled_resends,
                 "plis": v.plis,
                 "gop_restarts": v.gop_restarts,
             })

@@ -155,6 +155,7 @@ impl Collector for Snapshot {
         shard_counter!(resent, "retransmissions sent (RTX or media SSRC)");
         shard_counter!(resent_bytes, "bytes of retransmissions sent");
         shard_counter!(keyframe_guard, "packets resent unasked ahead of a keyframe to lossy viewers");
+        shard_counter!(doubled_resends, "first resends sent as two copies (isolated loss)");
         shard_counter!(resend_refused, "NACKed packets not resent (within RTT, max resends, budget)");
         shard_counter!(plis_in, "PLI/FIR received");
         shard_counter!(gop_restarts, "viewers restarted from the GOP cache on a keyframe request");

@@ -13,6 +13,13 @@
 //!   then lost for good with probability 0.1 × 0.1 × 0.01 × 0.01 instead of
 //!   0.1⁴), and a viewer that asks beyond the maximum gets a GOP restart
 //!   (below) instead of waiting for the next keyframe;
+//! - the first resend of a packet named by a NACK that names at most
+//!   [`ISOLATED_MAX`] (isolated loss, not a burst) goes out as
+//!   [`SPARE_COPIES`] copies while the budget left after them covers the
+//!   stream's reserve (its keyframe, and half the burst): a receiver
+//!   without an RTT of its own asks again only 100 ms later, so a lost
+//!   answer costs that wait with the link's loss squared instead of its
+//!   loss (decision 030, `[webrtc] double_first_resend`);
 //! - a per-viewer byte budget: it earns [`BUDGET_SHARE`] of every byte the
 //!   viewer is sent (live or its GOP replay) and holds at most a burst of
 //!   at least one keyframe (and half a second of the stream), so one lost
@@ -39,6 +46,10 @@ use super::stream::Kind;
 pub const MAX_RESENDS: u8 = 3;
 /// Copies of a second or later resend.
 pub const REPEAT_COPIES: usize = 2;
+/// Copies of a first resend of an isolated loss (see the module docs).
+pub const SPARE_COPIES: usize = 2;
+/// A NACK naming at most this many packets reports isolated loss.
+pub const ISOLATED_MAX: usize = 4;
 /// The retransmission budget as a share of what the viewer is sent.
 pub const BUDGET_SHARE: f64 = 0.3;
 /// Budget a viewer starts with (a dozen full packets).
@@ -104,6 +115,8 @@ pub struct RepairStats {
     /// Ignored: no retransmission possible (no RTX, and the media header
     /// could not be repeated byte for byte).
     pub unrepairable: u64,
+    /// First resends that went out as [`SPARE_COPIES`] copies (isolated loss).
+    pub doubled_resends: u64,
     /// Of `resent`, the packets sent again unasked just before a keyframe
     /// (see `Core::guard_keyframe`).
     pub keyframe_guard: u64,
@@ -218,17 +231,27 @@ impl Repair {
     /// resent at `now` under the rules, and in how many copies; what is
     /// admitted is charged. The budget holds at most `burst` bytes.
     pub fn admit(&mut self, seq: u16, len: usize, now: Instant, burst: f64) -> Result<usize, Refusal> {
-        self.admit_with(seq, len, now, burst, true)
+        self.admit_with(seq, len, now, burst, true, None)
+    }
+
+    /// [`Repair::admit`] for a packet named by a NACK that names few
+    /// (isolated loss, not a burst): its first resend goes out as
+    /// [`SPARE_COPIES`] copies while the budget left after them is at
+    /// least `reserve` (`Stream::repair_reserve`).
+    pub fn admit_isolated(&mut self, seq: u16, len: usize, now: Instant, burst: f64, reserve: f64) -> Result<usize, Refusal> {
+        self.admit_with(seq, len, now, burst, true, Some(reserve))
     }
 
     /// [`Repair::admit`] for a resend nobody asked for (the keyframe
     /// guard): a copy of a packet whose resend is still in flight is what
     /// the guard is for, so the RTT rule does not apply (the others do).
     pub fn admit_unasked(&mut self, seq: u16, len: usize, now: Instant, burst: f64) -> Result<usize, Refusal> {
-        self.admit_with(seq, len, now, burst, false)
+        self.admit_with(seq, len, now, burst, false, None)
     }
 
-    fn admit_with(&mut self, seq: u16, len: usize, now: Instant, burst: f64, rtt_rule: bool) -> Result<usize, Refusal> {
+    /// `spare`: the reserve a second copy of a first resend must leave
+    /// (None: one copy).
+    fn admit_with(&mut self, seq: u16, len: usize, now: Instant, burst: f64, rtt_rule: bool, spare: Option<f64>) -> Result<usize, Refusal> {
         let slot = seq as usize % RESENT_SLOTS;
         let (count, last) = match self.resent[slot] {
             (s, c, at) if s == seq => (c, at),
@@ -244,8 +267,15 @@ impl Repair {
         if self.tokens < len as f64 {
             return Err(Refusal::Budget);
         }
-        let want = if count == 0 { 1 } else { REPEAT_COPIES };
+        let want = match count {
+            0 if spare.is_some_and(|reserve| self.tokens - (SPARE_COPIES * len) as f64 >= reserve) => SPARE_COPIES,
+            0 => 1,
+            _ => REPEAT_COPIES,
+        };
         let copies = want.min((self.tokens / len.max(1) as f64) as usize);
+        if count == 0 && copies > 1 {
+            self.stats.doubled_resends += 1;
+        }
         self.tokens -= (len * copies) as f64;
         self.resent[slot] = (seq, count + 1, Some(now));
         Ok(copies)
@@ -297,6 +327,29 @@ mod tests {
         assert_eq!(d.admit(1, 10, t0, 1e9), Ok(1));
         assert_eq!(d.admit(1, 10, t0 + ms(74), 1e9), Err(Refusal::WithinRtt));
         assert_eq!(d.admit(1, 10, t0 + ms(75), 1e9), Ok(2), "a browser's 100 ms retry, a little early, is answered");
+    }
+
+    #[test]
+    fn an_isolated_first_resend_is_doubled_while_the_reserve_is_left() {
+        let t0 = Instant::now();
+        let mut r = Repair::new(true, None);
+        r.credit(1 << 30);
+        let (burst, reserve) = (10_000.0, 5_000.0);
+        // 10,000 -> 8,000 -> 6,000: both at least the reserve.
+        assert_eq!(r.admit_isolated(1, 1_000, t0, burst, reserve), Ok(2));
+        assert_eq!(r.admit_isolated(2, 1_000, t0, burst, reserve), Ok(2));
+        // Two copies would leave 4,000: one copy.
+        assert_eq!(r.admit_isolated(3, 1_000, t0, burst, reserve), Ok(1));
+        assert_eq!(r.stats.doubled_resends, 2);
+        // A repeat is two copies whatever the reserve (budget left: 5,000).
+        assert_eq!(r.admit_isolated(1, 1_000, t0 + ms(100), burst, reserve), Ok(2));
+        assert_eq!(r.stats.doubled_resends, 2, "a repeat is not a doubled first resend");
+        // Not isolated, or unasked: one copy.
+        let mut r = Repair::new(true, None);
+        r.credit(1 << 30);
+        assert_eq!(r.admit(1, 1_000, t0, burst), Ok(1));
+        assert_eq!(r.admit_unasked(2, 1_000, t0, burst), Ok(1));
+        assert_eq!(r.stats.doubled_resends, 0);
     }
 
     #[test]

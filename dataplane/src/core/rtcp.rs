@@ -3,7 +3,7 @@
 //! restart, or a keyframe from the re-encoder); and the sender reports out
 //! that let a receiver map both tracks' RTP time to one clock (lip sync).
 
-use super::repair::{Refusal, Resend};
+use super::repair::{Refusal, Resend, ISOLATED_MAX};
 use super::stream::Kind;
 use super::transmit::Work;
 use super::Core;
@@ -90,7 +90,7 @@ impl Core {
         }
         m.repair.on_loss(now, None);
         let Some(stream) = sess.stream.and_then(|id| self.streams.get(id)) else { return };
-        let burst = stream.repair_burst();
+        let (burst, reserve) = (stream.repair_burst(), stream.repair_reserve());
         let rtx = kind == Kind::Video && m.repair.rtx.is_some();
         // Without RTX the packet must repeat byte for byte (the SRTP index
         // repeats): video with the playout-delay value it carried then (if
@@ -99,6 +99,8 @@ impl Core {
             Kind::Video => m.video.can_repeat(seq),
             Kind::Audio => m.audio.red_pt.is_none(),
         };
+        let isolated = self.cfg.webrtc.double_first_resend && lost.len() <= ISOLATED_MAX;
+        let doubled_before = m.repair.stats.doubled_resends;
         let mut queued = false;
         let mut exhausted = false;
         for &seq in lost {
@@ -114,7 +116,12 @@ impl Core {
                 m.repair.stats.not_in_history += 1;
                 continue;
             };
-            match m.repair.admit(source, packet.len(), now, burst) {
+            let admitted = if isolated {
+                m.repair.admit_isolated(source, packet.len(), now, burst, reserve)
+            } else {
+                m.repair.admit(source, packet.len(), now, burst)
+            };
+            match admitted {
                 Ok(copies) => {
                     for _ in 0..copies {
                         m.repair.queue.push_back(Resend { kind, seq, packet: packet.clone(), guard: false });
@@ -131,6 +138,7 @@ impl Core {
                 }
             }
         }
+        self.counters.doubled_resends += m.repair.stats.doubled_resends - doubled_before;
         if queued {
             self.resend.queue(&mut self.work, m, idx, now);
         }

@@ -987,6 +987,13 @@ impl Stream {
         (self.keyframe_bytes as f64).max(self.rate.bytes_per_s() * BURST_MEDIA.as_secs_f64()).max(MIN_BURST_BYTES)
     }
 
+    /// Budget a second copy of a first resend must leave (bytes): the
+    /// latest keyframe, so that one lost whole can still be repaired at
+    /// once, and at least half of [`Stream::repair_burst`].
+    pub fn repair_reserve(&self) -> f64 {
+        (self.keyframe_bytes as f64).max(self.repair_burst() / 2.0)
+    }
+
     /// The RED versions (RFC 2198) of Opus packets just delivered: each with
     /// up to [`RED_DISTANCE`] earlier Opus frames from the history, same
     /// sequence number and timestamp as the plain packet, payload type

@@ -282,6 +282,7 @@ impl Core {
                 not_in_history: r.stats.not_in_history + r.stats.unrepairable,
                 stale: r.stats.stale,
                 keyframe_guard: r.stats.keyframe_guard,
+                doubled_resends: r.stats.doubled_resends,
                 plis: r.stats.plis,
                 gop_restarts: r.stats.gop_restarts,
             });

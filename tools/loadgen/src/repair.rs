@@ -57,6 +57,9 @@ pub struct NackStats {
     pub nacks_sent: u64,
     /// Missing packets that arrived later.
     pub recovered: u64,
+    /// Of `recovered`, those NACKed more than once first (the first
+    /// answer was lost, or late): each waited at least a retry interval.
+    pub recovered_after_retry: u64,
     /// Missing packets given up (too many tries, too old, or a restart).
     pub unrecovered: u64,
 }
@@ -127,8 +130,9 @@ impl NackRequester {
             self.highest = Some(ext);
             return (ext, Arrival::New);
         }
-        if self.missing.remove(&ext).is_some() {
+        if let Some(m) = self.missing.remove(&ext) {
             self.stats.recovered += 1;
+            self.stats.recovered_after_retry += u64::from(m.tries > 1);
             if self.recent.len() == RECENT_RECOVERED {
                 self.recent.pop_front();
             }
@@ -479,7 +483,13 @@ mod tests {
         assert_eq!(r.on_packet(ms(t0, 121), 12).1, Arrival::RepeatedRecovery, "second copy");
         assert_eq!(poll(&mut r, ms(t0, 200)), [13]);
         assert_eq!((r.stats.recovered, r.stats.nacks_sent, r.outstanding()), (1, 5, 1));
+        assert_eq!(r.stats.recovered_after_retry, 1, "12 was asked for twice");
         assert_eq!(r.on_packet(ms(t0, 210), 11).1, Arrival::Stale);
+        // 15 is missing, asked for once and back: recovered at the first try.
+        r.on_packet(ms(t0, 220), 16);
+        assert_eq!(poll(&mut r, ms(t0, 220)), [15]);
+        assert_eq!(r.on_packet(ms(t0, 225), 15).1, Arrival::Recovered);
+        assert_eq!((r.stats.recovered, r.stats.recovered_after_retry), (2, 1));
     }
 
     #[test]

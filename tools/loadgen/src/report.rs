@@ -145,6 +145,8 @@ pub struct Tally {
     pub retransmissions: u64,
     /// Missing video packets that arrived later, all viewers.
     pub recovered: u64,
+    /// Of `recovered`, those NACKed more than once first, all viewers.
+    pub recovered_after_retry: u64,
     /// Missing video packets given up, all viewers.
     pub unrecovered: u64,
     /// `recovered` of verified viewers.
@@ -206,6 +208,7 @@ impl Tally {
         self.nacks_sent += o.nacks_sent;
         self.retransmissions += o.retransmissions;
         self.recovered += o.recovered;
+        self.recovered_after_retry += o.recovered_after_retry;
         self.unrecovered += o.unrecovered;
         self.verified_recovered += o.verified_recovered;
         self.verified_unrecovered += o.verified_unrecovered;
@@ -273,6 +276,9 @@ pub struct Report {
     pub nacks_sent: u64,
     pub retransmissions_received: u64,
     pub recovered: u64,
+    /// Of `recovered`, packets NACKed more than once first: their first
+    /// answer was lost (or late), so they waited a retry interval.
+    pub recovered_after_retry: u64,
     pub unrecovered: u64,
     pub recovered_ratio: Option<f64>,
     pub verified_recovered: u64,
@@ -370,6 +376,7 @@ impl Report {
             nacks_sent: t.nacks_sent,
             retransmissions_received: t.retransmissions,
             recovered: t.recovered,
+            recovered_after_retry: t.recovered_after_retry,
             unrecovered: t.unrecovered,
             recovered_ratio: share(t.recovered, t.unrecovered),
             verified_recovered: t.verified_recovered,
@@ -438,10 +445,11 @@ impl Report {
     fn repair_row(&self) -> String {
         let pct = |r: Option<f64>| r.map_or("n/a".to_string(), |r| format!("{:.2}%", r * 100.0));
         format!(
-            "{} NACKed, {} retransmissions, {} recovered / {} given up ({}; verified {} / {}, {}), {} PLIs",
+            "{} NACKed, {} retransmissions, {} recovered ({} after a retry) / {} given up ({}; verified {} / {}, {}), {} PLIs",
             self.nacks_sent,
             self.retransmissions_received,
             self.recovered,
+            self.recovered_after_retry,
             self.unrecovered,
             pct(self.recovered_ratio),
             self.verified_recovered,
@@ -548,7 +556,7 @@ mod tests {
         assert_eq!(r.threshold_violations.len(), 2, "{:?}", r.threshold_violations);
         assert_eq!(r.exit_code(), 1);
         assert!(r.summary_table().contains("ice_timeout=1"));
-        for key in ["nacks_sent", "retransmissions_received", "recovered", "unrecovered", "recovered_ratio",
+        for key in ["nacks_sent", "retransmissions_received", "recovered", "recovered_after_retry", "unrecovered", "recovered_ratio",
             "verified_recovered_ratio", "plis_sent", "dropped_by_loadgen", "audio_recovered_by_red", "dtls_handshakes",
             "rebinds", "rebinds_moved", "rebind_gap_ms", "stun_rtt_ms"] {
             assert!(v.get(key).is_some(), "missing {key}");
@@ -567,6 +575,7 @@ mod tests {
             nacks_sent: 120,
             retransmissions: 110,
             recovered: 99,
+            recovered_after_retry: 7,
             unrecovered: 1,
             verified_recovered: 40,
             verified_unrecovered: 0,
@@ -580,7 +589,7 @@ mod tests {
         assert_eq!((r.recovered_ratio, r.verified_recovered_ratio), (Some(0.99), Some(1.0)));
         assert_eq!((r.nacks_sent, r.retransmissions_received, r.dropped_by_loadgen), (120, 110, 5));
         let table = r.summary_table();
-        assert!(table.contains("120 NACKed, 110 retransmissions, 99 recovered / 1 given up (99.00%"), "{table}");
+        assert!(table.contains("120 NACKed, 110 retransmissions, 99 recovered (7 after a retry) / 1 given up (99.00%"), "{table}");
         assert!(table.contains("1 moved (0 seen by the server), gaps ms [30], 2 DTLS handshakes"), "{table}");
         assert!(table.contains("5 RTP datagrams by --drop-pct"), "{table}");
         assert!(!table.contains("switch"), "no switch rows without switches");

@@ -536,6 +536,7 @@ impl Viewer {
         let st = self.nack.stats;
         self.tally.nacks_sent += st.nacks_sent;
         self.tally.recovered += st.recovered;
+        self.tally.recovered_after_retry += st.recovered_after_retry;
         self.tally.unrecovered += st.unrecovered;
         if let Some(v) = &mut self.verify {
             self.tally.verified_recovered += st.recovered;

@@ -43,8 +43,10 @@ fn losing_the_third_packet(rig: &mut Rig, start: impl FnOnce(&mut StartMedia<'_>
 }
 
 /// Answers leave at once instead of waiting for the viewer's next
-/// delivery: the rules below are about what is answered, not when.
-const AT_ONCE: &str = "[webrtc]\nresend_hold_ms = 0\n";
+/// delivery, and a first resend is one copy: the rules below are about
+/// what is answered, not when or how often (the second copy of an
+/// isolated loss has its own test).
+const AT_ONCE: &str = "[webrtc]\nresend_hold_ms = 0\ndouble_first_resend = false\n";
 
 fn stats(rig: &Rig, v: &Viewer) -> super::super::repair::RepairStats {
     let idx = rig.core.by_id[&v.session];
@@ -80,6 +82,55 @@ fn nacked_packets_come_back_as_rtx_with_their_original_sequence_number() {
     let s = stats(&rig, &v);
     assert_eq!((s.nacked, s.resent), (2, 2));
     assert_eq!(rig.core.counters().resent, 2);
+}
+
+#[test]
+fn an_isolated_loss_is_resent_twice_at_first_and_a_burst_once() {
+    let mut rig = Rig::new("[webrtc]\nresend_hold_ms = 0\n");
+    let (mut p, mut v) = lossy(&mut rig, 0, Box::new(|_, _| false));
+    // Twelve one-packet P-frames: small packets, so the budget stays above
+    // its floor (half the burst) throughout.
+    for i in 1..=12u32 {
+        rig.advance(ms(33));
+        p.video(&mut rig, 33 * i, frame(false, 300, i as u8));
+    }
+    v.recv(&rig);
+    let ssrc = v.video()[0].ssrc;
+    let seqs: Vec<u16> = v.video().iter().rev().take(12).rev().map(|r| r.seq).collect();
+    let rtx = |v: &Viewer| v.rtp.iter().filter(|r| r.rtx.is_some()).map(|r| (r.seq, r.rtx.unwrap())).collect::<Vec<_>>();
+    // One packet named: two copies, each its own RTX number.
+    v.nack(&mut rig, ssrc, &[seqs[1]]);
+    v.recv(&rig);
+    let one = rtx(&v);
+    assert_eq!(one.iter().map(|r| r.0).collect::<Vec<_>>(), [seqs[1], seqs[1]]);
+    assert_eq!(one[1].1, one[0].1.wrapping_add(1));
+    // Four named: isolated still, two copies each.
+    v.nack(&mut rig, ssrc, &seqs[2..6]);
+    v.recv(&rig);
+    assert_eq!(rtx(&v).len(), 2 + 8);
+    // Five named in one NACK: a burst, one copy each.
+    v.nack(&mut rig, ssrc, &seqs[6..11]);
+    v.recv(&rig);
+    assert_eq!(rtx(&v).len(), 2 + 8 + 5);
+    // Asked again 100 ms later: a repeat is two copies either way.
+    rig.advance(ms(100));
+    v.nack(&mut rig, ssrc, &[seqs[1], seqs[6]]);
+    v.recv(&rig);
+    assert_eq!(rtx(&v).len(), 2 + 8 + 5 + 4);
+    let s = stats(&rig, &v);
+    assert_eq!((s.nacked, s.resent, s.doubled_resends), (12, 19, 5));
+    assert_eq!(rig.core.counters().doubled_resends, 5);
+
+    // Switched off: one copy.
+    let mut rig = Rig::new(AT_ONCE);
+    let (mut p, mut v) = lossy(&mut rig, 0, Box::new(|_, _| false));
+    rig.advance(ms(33));
+    p.video(&mut rig, 33, frame(false, 2_500, 1));
+    v.recv(&rig);
+    v.nack(&mut rig, v.video()[0].ssrc, &[v.video()[1].seq]);
+    v.recv(&rig);
+    assert_eq!(rtx(&v).len(), 1);
+    assert_eq!(stats(&rig, &v).doubled_resends, 0);
 }
 
 #[test]
@@ -546,7 +597,7 @@ fn two_lost_of_a_frame(rig: &mut Rig, rtx: bool) -> (Publisher, Viewer, Viewer, 
 /// most), goes first in a message of its own.
 #[test]
 fn held_answers_leave_at_the_head_of_the_next_frames_message() {
-    let mut rig = Rig::new("");
+    let mut rig = Rig::new("[webrtc]\ndouble_first_resend = false\n");
     let (mut p, mut v, mut clean, _, [full, short]) = two_lost_of_a_frame(&mut rig, true);
     assert!(v.rtp.iter().all(|r| r.rtx.is_none()), "held: nothing resent before the next frame");
     let mark = (v.rtp.len(), clean.rtp.len());
@@ -584,7 +635,7 @@ fn held_answers_leave_at_the_head_of_the_next_frames_message() {
 /// answers are held gets nothing.
 #[test]
 fn a_hold_without_a_delivery_ends_after_resend_hold_ms() {
-    let mut rig = Rig::new("[webrtc]\nresend_hold_ms = 25\n");
+    let mut rig = Rig::new("[webrtc]\nresend_hold_ms = 25\ndouble_first_resend = false\n");
     let (_p, mut v, _clean, ssrc, [full, short]) = two_lost_of_a_frame(&mut rig, true);
     let nacked_at = rig.now;
     let mut w = Viewer::join(&mut rig, 3, "live", "s");
