@@ -25,6 +25,11 @@ pub const MAX_HOLD_MS: f64 = 150.0;
 /// Most the hold moves per video tag (ms): 30 ms per second at 30 fps, a
 /// frame-to-frame change a receiver's jitter estimate does not notice.
 pub const STEP_MS: f64 = 1.0;
+/// Where the hold of a room with AAC starts before its audio was ever
+/// transcoded, when no other room on the shard has measured a lag (ms):
+/// transcoded audio left 18-63 ms after its video in the rooms measured
+/// here (decision 029); the measurement corrects it within a second.
+pub const DEFAULT_LAG_MS: f64 = 40.0;
 /// The hold stays put while within this of the lag (ms), so a lag that
 /// wobbles by a few ms does not move video's timing with it.
 const DEADBAND_MS: f64 = 3.0;

@@ -304,8 +304,9 @@ impl Core {
         self.feed_hls(now, id, video, timestamp_ms, &data);
         if video {
             // WebRTC's video may wait for its audio first (video_hold.rs).
+            let prior = self.lag_prior_ms.unwrap_or(crate::video_hold::DEFAULT_LAG_MS);
             let Some(s) = self.streams.get_mut(id) else { return };
-            if let Some((timestamp_ms, data)) = s.hold_video(timestamp_ms, data, now) {
+            if let Some((timestamp_ms, data)) = s.hold_video(timestamp_ms, data, now, prior) {
                 self.on_video(id, timestamp_ms, &data, now);
             }
             return;

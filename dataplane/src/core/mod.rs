@@ -131,6 +131,11 @@ pub struct Core {
     next_housekeeping: Instant,
     next_stats: Instant,
     next_log: Instant,
+    /// The A/V lag this shard measured on its streams (their mean, ms,
+    /// refreshed with the stats): where the video hold of a room whose
+    /// audio is not transcoded yet starts (`Stream::hold_video`; before
+    /// any was measured, `video_hold::DEFAULT_LAG_MS`).
+    lag_prior_ms: Option<f64>,
     load: LoadGovernor,
     parked: Option<Instant>,
     counters: ShardCounters,
@@ -206,6 +211,7 @@ impl Core {
             next_housekeeping: now + HOUSEKEEPING,
             next_stats: now + STATS_EVERY,
             next_log: now + LOG_EVERY,
+            lag_prior_ms: None,
             parked: None,
             counters: ShardCounters::default(),
             usage: usage::UsageBook::new(billing, id as u32, unix_us),

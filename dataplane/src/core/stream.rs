@@ -983,6 +983,12 @@ impl Stream {
     /// latest keyframe (a lost keyframe is repaired at once) and
     /// [`BURST_MEDIA`] of the stream (an outage that long is repaired in
     /// one round trip), at least [`MIN_BURST_BYTES`].
+    /// How much later than video this stream's audio leaves (ms), once
+    /// both were measured (lipsync.rs).
+    pub fn av_lag_ms(&self) -> Option<f64> {
+        self.av_lag.lag_ms()
+    }
+
     pub fn repair_burst(&self) -> f64 {
         (self.keyframe_bytes as f64).max(self.rate.bytes_per_s() * BURST_MEDIA.as_secs_f64()).max(MIN_BURST_BYTES)
     }
@@ -1131,9 +1137,15 @@ impl Stream {
     /// A video tag from the publisher at `now`: back at once to go on as
     /// it came, or None while it waits for its audio (see
     /// [`Stream::pop_held_video`]). Each tag moves the hold a step toward
-    /// the measured A/V lag.
-    pub fn hold_video(&mut self, timestamp_ms: u32, data: Bytes, now: Instant) -> Option<(u32, Bytes)> {
-        self.video_hold.follow(self.av_lag.lag_ms());
+    /// the measured A/V lag. A room with AAC whose audio has not been
+    /// transcoded yet (no WebRTC viewer so far) has no lag of its own: its
+    /// hold moves toward `prior` (the lag of this shard's other rooms, or
+    /// `video_hold::DEFAULT_LAG_MS`), so that a viewer switching in finds
+    /// the hold near where its audio will put it instead of ramping up
+    /// from 0 under the viewer's eyes.
+    pub fn hold_video(&mut self, timestamp_ms: u32, data: Bytes, now: Instant, prior: f64) -> Option<(u32, Bytes)> {
+        let lag = self.av_lag.lag_ms().or_else(|| self.aac_config.is_some().then_some(prior));
+        self.video_hold.follow(lag);
         self.av_lag.set_video_hold(self.video_hold.hold_ms());
         let passed = self.video_hold.push(timestamp_ms, data, now);
         if passed.is_some() {

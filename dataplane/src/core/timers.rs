@@ -198,6 +198,7 @@ impl Core {
             self.report_stats();
             self.report_usage_totals(now);
             self.update_loss_hints();
+            self.update_lag_prior();
         }
         if now >= self.next_log {
             self.next_log = now + LOG_EVERY;
@@ -230,6 +231,15 @@ impl Core {
             }
         }
         self.ids = ids;
+    }
+
+    /// The mean A/V lag of this shard's streams that measured one (see
+    /// `Core::lag_prior_ms`); kept when none has.
+    fn update_lag_prior(&mut self) {
+        let (n, sum) = self.streams.iter().filter_map(|(_, s)| s.av_lag_ms()).fold((0u32, 0.0), |(n, sum), l| (n + 1, sum + l));
+        if n > 0 {
+            self.lag_prior_ms = Some(sum / f64::from(n));
+        }
     }
 
     /// Stats for control: the shard's counters (the shell fills in its own:

@@ -161,3 +161,50 @@ fn video_waits_for_audio_that_leaves_later() {
     }
     assert_eq!(stats.playout_delay_min_ms, 80, "{stats:?}");
 }
+
+/// A room with AAC and no WebRTC viewer has no transcoded audio, so no A/V
+/// lag of its own: its video hold starts from the lag the shard measured on
+/// its other rooms (here 50 ms), or 40 ms when none has, ready for the
+/// first viewer to switch in. A room without AAC (video only here) is not
+/// held.
+#[test]
+fn a_room_not_transcoded_yet_starts_its_hold_from_the_shards_lag() {
+    let aac_header = Bytes::from_static(&[0xaf, 0, 0x12, 0x10]);
+    // Alone on its shard: the default.
+    let mut rig = Rig::new("[webrtc]\nhold_video_for_audio = true\n");
+    let t0 = rig.now;
+    let mut alone = publish(&mut rig, 1, "live", "alone", 0);
+    alone.audio(&mut rig, 0, aac_header.clone());
+    for step in 1..3_000u32 {
+        rig.at(t0 + ms(u64::from(step)));
+        if step % 33 == 0 {
+            alone.video(&mut rig, step, frame(false, 2_500, 2));
+        }
+    }
+    let stats = stream_stats(&mut rig, "alone");
+    assert!((37..=40).contains(&stats.video_hold_ms), "hold {} ms: {stats:?}", stats.video_hold_ms);
+
+    // Beside a room whose audio leaves 50 ms after its video.
+    let mut rig = Rig::new("[webrtc]\nhold_video_for_audio = true\n");
+    let t0 = rig.now;
+    let mut p = publish(&mut rig, 1, "live", "s", 0);
+    let _v = Viewer::join(&mut rig, 1, "live", "s");
+    let mut cold = publish(&mut rig, 2, "live", "cold", 0);
+    cold.audio(&mut rig, 0, aac_header);
+    let mut mute = publish(&mut rig, 3, "live", "mute", 0);
+    for step in 1..3_000u32 {
+        rig.at(t0 + ms(u64::from(step)));
+        if step % 33 == 0 {
+            for publisher in [&mut p, &mut cold, &mut mute] {
+                publisher.video(&mut rig, step, frame(false, 2_500, 2));
+            }
+        }
+        if step >= 50 && (step - 50) % 20 == 0 {
+            p.audio(&mut rig, step - 50, opus(1));
+        }
+    }
+    let stats = stream_stats(&mut rig, "cold");
+    assert_eq!(stats.av_lag_ms, None, "no audio of its own yet: {stats:?}");
+    assert!((47..=50).contains(&stats.video_hold_ms), "hold {} ms: {stats:?}", stats.video_hold_ms);
+    assert_eq!(stream_stats(&mut rig, "mute").video_hold_ms, 0);
+}
