@@ -419,9 +419,10 @@ pub struct WebrtcConfig {
     pub resend_hold_ms: u64,
     /// The first resend of a packet named by a NACK that names at most 4
     /// goes out as two copies, while the viewer's retransmission budget
-    /// left after them is at least half its burst: a lost resend then
-    /// costs a retry (libwebrtc asks again 100 ms later) with the link's
-    /// loss squared instead of its loss (decision 030). False: one copy.
+    /// left after them still covers the stream's latest keyframe and half
+    /// the budget's burst: a lost resend then costs a retry (libwebrtc asks
+    /// again 100 ms later) with the link's loss squared instead of its loss
+    /// (decision 030). False: one copy.
     pub double_first_resend: bool,
     /// Send audio as RED (RFC 2198, two earlier Opus frames per packet) to
     /// viewers that offer `red/48000/2`.

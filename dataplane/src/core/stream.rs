@@ -983,14 +983,14 @@ impl Stream {
     /// latest keyframe (a lost keyframe is repaired at once) and
     /// [`BURST_MEDIA`] of the stream (an outage that long is repaired in
     /// one round trip), at least [`MIN_BURST_BYTES`].
+    pub fn repair_burst(&self) -> f64 {
+        (self.keyframe_bytes as f64).max(self.rate.bytes_per_s() * BURST_MEDIA.as_secs_f64()).max(MIN_BURST_BYTES)
+    }
+
     /// How much later than video this stream's audio leaves (ms), once
     /// both were measured (lipsync.rs).
     pub fn av_lag_ms(&self) -> Option<f64> {
         self.av_lag.lag_ms()
-    }
-
-    pub fn repair_burst(&self) -> f64 {
-        (self.keyframe_bytes as f64).max(self.rate.bytes_per_s() * BURST_MEDIA.as_secs_f64()).max(MIN_BURST_BYTES)
     }
 
     /// Budget a second copy of a first resend must leave (bytes): the

@@ -146,7 +146,7 @@ fn nacks_and_their_answers_allocate_nothing() {
     let idx = rig.core.by_id[&v.session];
     let stats = rig.core.sessions[idx].media.as_ref().unwrap().repair.stats;
     // Each an isolated loss: two copies of an answer while the budget
-    // holds half its burst (it starts lower and fills as frames go out).
+    // keeps its reserve (it starts lower and fills as frames go out).
     let c = rig.core.counters();
     assert_eq!((c.nacked, c.resent), (40, 40 + stats.doubled_resends), "{stats:?}");
     assert!(stats.doubled_resends >= 20, "{stats:?}");

@@ -89,7 +89,7 @@ fn an_isolated_loss_is_resent_twice_at_first_and_a_burst_once() {
     let mut rig = Rig::new("[webrtc]\nresend_hold_ms = 0\n");
     let (mut p, mut v) = lossy(&mut rig, 0, Box::new(|_, _| false));
     // Twelve one-packet P-frames: small packets, so the budget stays above
-    // its floor (half the burst) throughout.
+    // its reserve (`Stream::repair_reserve`) throughout.
     for i in 1..=12u32 {
         rig.advance(ms(33));
         p.video(&mut rig, 33 * i, frame(false, 300, i as u8));
