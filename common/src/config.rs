@@ -397,8 +397,8 @@ pub struct WebrtcConfig {
     /// receiver's lip sync would hold it that long anyway, and video held
     /// here is skipped by a channel switch instead of played out first
     /// (dataplane/src/video_hold.rs, decision 029). A room whose audio was
-    /// not transcoded yet starts from the lag of the shard's other rooms
-    /// (40 ms before any was measured).
+    /// not transcoded yet starts from the lag of the other rooms published
+    /// on the shard (40 ms before any was measured).
     pub hold_video_for_audio: bool,
     /// Video carries the playout-delay RTP header extension where the viewer
     /// offers it: min = how much later than video the audio leaves the shard

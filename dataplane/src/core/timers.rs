@@ -233,10 +233,13 @@ impl Core {
         self.ids = ids;
     }
 
-    /// The mean A/V lag of this shard's streams that measured one (see
-    /// `Core::lag_prior_ms`); kept when none has.
+    /// The mean A/V lag of the streams published here that measured one
+    /// (see `Core::lag_prior_ms`); kept when none has. A replica's lag is
+    /// what its home's hold left (about 0), and a stream whose publisher
+    /// left keeps its last lag: neither counts.
     fn update_lag_prior(&mut self) {
-        let (n, sum) = self.streams.iter().filter_map(|(_, s)| s.av_lag_ms()).fold((0u32, 0.0), |(n, sum), l| (n + 1, sum + l));
+        let lags = self.streams.iter().filter(|(_, s)| s.is_published()).filter_map(|(_, s)| s.av_lag_ms());
+        let (n, sum) = lags.fold((0u32, 0.0), |(n, sum), l| (n + 1, sum + l));
         if n > 0 {
             self.lag_prior_ms = Some(sum / f64::from(n));
         }

@@ -166,7 +166,8 @@ fn video_waits_for_audio_that_leaves_later() {
 /// lag of its own: its video hold starts from the lag the shard measured on
 /// its other rooms (here 50 ms), or 40 ms when none has, ready for the
 /// first viewer to switch in. A room without AAC (video only here) is not
-/// held.
+/// held, and a room whose publisher left (its lag frozen, here about 0)
+/// does not count.
 #[test]
 fn a_room_not_transcoded_yet_starts_its_hold_from_the_shards_lag() {
     let aac_header = Bytes::from_static(&[0xaf, 0, 0x12, 0x10]);
@@ -192,17 +193,31 @@ fn a_room_not_transcoded_yet_starts_its_hold_from_the_shards_lag() {
     let mut cold = publish(&mut rig, 2, "live", "cold", 0);
     cold.audio(&mut rig, 0, aac_header);
     let mut mute = publish(&mut rig, 3, "live", "mute", 0);
+    // Audio with its video (lag about 0) until its publisher leaves at
+    // 500 ms; a viewer keeps the stream.
+    let mut gone = Some(publish(&mut rig, 4, "live", "gone", 0));
+    let _w = Viewer::join(&mut rig, 2, "live", "gone");
     for step in 1..3_000u32 {
         rig.at(t0 + ms(u64::from(step)));
         if step % 33 == 0 {
             for publisher in [&mut p, &mut cold, &mut mute] {
                 publisher.video(&mut rig, step, frame(false, 2_500, 2));
             }
+            if let Some(g) = gone.as_mut() {
+                g.video(&mut rig, step, frame(false, 2_500, 2));
+            }
         }
         if step >= 50 && (step - 50) % 20 == 0 {
             p.audio(&mut rig, step - 50, opus(1));
         }
+        if let Some(g) = gone.as_mut().filter(|_| step % 20 == 0) {
+            g.audio(&mut rig, step, opus(1));
+        }
+        if step == 500 {
+            gone.take().expect("publishing").drop_connection(&mut rig);
+        }
     }
+    assert!(stream_stats(&mut rig, "gone").av_lag_ms.is_some_and(|l| l.abs() <= 5), "the room that left measured its lag");
     let stats = stream_stats(&mut rig, "cold");
     assert_eq!(stats.av_lag_ms, None, "no audio of its own yet: {stats:?}");
     assert!((47..=50).contains(&stats.video_hold_ms), "hold {} ms: {stats:?}", stats.video_hold_ms);
