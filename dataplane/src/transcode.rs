@@ -38,14 +38,20 @@ pub struct StreamTranscoder {
 pub enum Transcoded {
     Opus { data: Bytes, rtp_ts: u32, added_us: Option<u32> },
     Video { nalus: Vec<Bytes>, pts_ms: u64, keyframe: bool, added_us: Option<u32> },
+    /// The re-encoder's catch-up on the source GOP ended (its IDR, if any,
+    /// came just before): `StreamTranscoder::catch_up`. It decoded `frames`
+    /// in `took`.
+    CaughtUp { frames: u32, took: std::time::Duration },
 }
 
 impl StreamTranscoder {
     /// Starts the workers; the video worker's job queue holds at least
-    /// `video_backlog` frames more than usual (the source GOP it starts on).
+    /// `video_backlog` frames more than usual (the source GOP it starts on,
+    /// [`Self::catch_up`]).
     pub fn spawn(name: &str, audio: bool, video: bool, asc: Option<&Bytes>, avc_record: Option<&Bytes>, video_backlog: usize) -> std::io::Result<StreamTranscoder> {
         let audio_worker = if audio { Some(TranscodeWorker::spawn(&format!("{name}-a"), true, false, WorkerOptions::default())?) } else { None };
-        let video_opts = WorkerOptions { input_capacity: WorkerOptions::default().input_capacity + video_backlog, ..WorkerOptions::default() };
+        // Two more for the catch-up's markers.
+        let video_opts = WorkerOptions { input_capacity: WorkerOptions::default().input_capacity + video_backlog + 2, ..WorkerOptions::default() };
         let video_worker = if video { Some(TranscodeWorker::spawn(&format!("{name}-v"), false, true, video_opts)?) } else { None };
         let mut t = StreamTranscoder {
             audio_worker,
@@ -79,6 +85,18 @@ impl StreamTranscoder {
         if worker.is_none_or(|w| w.try_send(job).is_err()) {
             self.dropped_jobs += 1;
         }
+    }
+
+    /// Feeds the source GOP so far (its keyframe first) to a re-encoder that
+    /// just started: decoded only, its newest picture encoded as an IDR, then
+    /// [`Transcoded::CaughtUp`]. Not remembered as inputs: their delay is not
+    /// the live one.
+    pub fn catch_up<'a>(&mut self, frames: impl Iterator<Item = (&'a Bytes, i64, i32)>) {
+        self.send(Job::BeginCatchUp);
+        for (avcc, dts_ms, cts_ms) in frames {
+            self.send(Job::Video { avcc: avcc.clone(), dts_ms: dts_ms.max(0) as u32, cts_ms });
+        }
+        self.send(Job::EndCatchUp);
     }
 
     pub fn audio_frame(&mut self, aac: Bytes, stream_ms: i64, now: Instant) {
@@ -132,6 +150,7 @@ impl StreamTranscoder {
                     }
                     return Some(Transcoded::Video { nalus: f.nalus, pts_ms: f.pts_ms, keyframe: f.keyframe, added_us });
                 }
+                Output::CaughtUp { frames, took } => return Some(Transcoded::CaughtUp { frames, took }),
                 Output::VideoConfig { sps, pps } => {
                     self.sps = sps;
                     self.pps = pps;

@@ -167,8 +167,8 @@ pub struct Stream {
     source_gop_bytes: usize,
     /// A re-encoder started on the source GOP is decoding it (Some), since
     /// its first output (the inner time; the core's clock is not at hand
-    /// where the re-encoder starts): its output until the first frame of a
-    /// live input only fills the cache (`Stream::end_reencode_catchup`).
+    /// where the re-encoder starts): its output until the catch-up ends
+    /// only fills the cache (`Stream::end_reencode_catchup`).
     reencode_catchup: Option<Option<Instant>>,
     /// An Opus packet waiting for its pair (see [`Stream::pair_audio`]).
     audio_hold: Option<(Bytes, Instant)>,
@@ -684,10 +684,9 @@ impl Stream {
             return;
         }
         let name = format!("rts-tx-{}", self.name.chars().take(8).collect::<String>());
-        // The re-encoder decodes the GOP so far first (its outputs go out as
-        // they come, faster than real time), so the first viewer does not
-        // wait for the publisher's next keyframe. Not remembered as inputs:
-        // their delay is not the live one.
+        // The re-encoder decodes the GOP so far first and encodes its newest
+        // picture as an IDR, so the first viewer does not wait for the
+        // publisher's next keyframe, nor for all of that GOP re-encoded.
         let fed = if video { self.source_gop.len() } else { 0 };
         if video {
             // The cache holds the previous re-encoder's output (or nothing):
@@ -698,8 +697,8 @@ impl Stream {
         match StreamTranscoder::spawn(&name, audio, video, self.aac_config.as_ref(), self.avc_record.as_ref(), fed) {
             Ok(mut t) => {
                 self.reencode_catchup = (fed > 0).then_some(None);
-                for f in &self.source_gop[..fed] {
-                    t.send(rts_transcode::Job::Video { avcc: f.avcc.clone(), dts_ms: f.dts_ms.max(0) as u32, cts_ms: f.cts_ms });
+                if fed > 0 {
+                    t.catch_up(self.source_gop[..fed].iter().map(|f| (&f.avcc, f.dts_ms, f.cts_ms)));
                 }
                 tracing::info!(stream = %self.key(), aac_to_opus = audio, reencode_b_frames = video, cached_frames = fed, "transcoder started");
                 self.transcoder = Some(t);
@@ -749,18 +748,17 @@ impl Stream {
         }
     }
 
-    /// Whether a re-encoded frame (`live`: from a live input, not from the
-    /// source GOP a starting re-encoder decodes first) ends that catch-up:
-    /// then the viewers waiting for the stream start from the cache it
-    /// built, as a replay (sent live, the catch-up's frames would be played
-    /// out at their real pace, behind live). A catch-up that produced no
-    /// live frame within [`REENCODE_CATCHUP_MAX`] of its first output ends
-    /// too (a re-encoder that dropped the inputs), so output is never held
-    /// for good.
-    pub fn end_reencode_catchup(&mut self, live: bool, now: Instant) -> bool {
+    /// Whether a re-encoder's output ends the catch-up on the source GOP it
+    /// started with (`done`: the worker's end of it, the IDR of the newest
+    /// picture having come before, or a frame of a live input): then the
+    /// viewers waiting for the stream start from the cache, as a replay.
+    /// A catch-up that did not end within [`REENCODE_CATCHUP_MAX`] of its
+    /// first output ends too (a re-encoder that dropped the inputs), so
+    /// output is never held for good.
+    pub fn end_reencode_catchup(&mut self, done: bool, now: Instant) -> bool {
         let Some(since) = self.reencode_catchup.as_mut() else { return false };
         let since = *since.get_or_insert(now);
-        if live || now.saturating_duration_since(since) > REENCODE_CATCHUP_MAX {
+        if done || now.saturating_duration_since(since) > REENCODE_CATCHUP_MAX {
             self.reencode_catchup = None;
             return true;
         }

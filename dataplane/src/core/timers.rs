@@ -101,6 +101,12 @@ impl Core {
                             self.deliver_audio(id, p, now);
                         }
                     }
+                    Transcoded::CaughtUp { frames, took } => {
+                        tracing::info!(stream = %s.key(), frames, took_ms = took.as_millis() as u64, "re-encoder caught up on the source GOP");
+                        if s.end_reencode_catchup(true, now) {
+                            self.start_from_cache(id);
+                        }
+                    }
                     Transcoded::Video { nalus, pts_ms, keyframe, added_us } => {
                         let live = added_us.is_some();
                         if s.end_reencode_catchup(live, now) {
@@ -125,7 +131,7 @@ impl Core {
         self.ids = ids;
     }
 
-    /// A re-encoder reached live after decoding the source GOP: the viewers
+    /// A re-encoder caught up on the source GOP: the viewers
     /// waiting for stream `id` (nothing of it yet, no replay queued) start
     /// from the cache it built, and the shards replicating it get that cache
     /// as a new snapshot (their viewers wait the same way).

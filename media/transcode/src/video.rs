@@ -96,6 +96,11 @@ pub struct H264Reencoder {
     current_dts: i64,
     delay_sum_ms: f64,
     delay_count: u64,
+    /// Between [`H264Reencoder::begin_catch_up`] and its end: decoded
+    /// pictures are kept (the newest in `held`), not encoded.
+    catching_up: bool,
+    held: frame::Video,
+    held_pts: Option<i64>,
 }
 
 /// An open libx264 encoder plus the pixel conversion it may need.
@@ -145,6 +150,9 @@ impl H264Reencoder {
             current_dts: 0,
             delay_sum_ms: 0.0,
             delay_count: 0,
+            catching_up: false,
+            held: frame::Video::empty(),
+            held_pts: None,
         })
     }
 
@@ -210,6 +218,32 @@ impl H264Reencoder {
         (self.out_sps.clone(), self.out_pps.clone())
     }
 
+    /// Starts a catch-up: the frames pushed until [`Self::end_catch_up`] (a
+    /// GOP in progress that a re-encoder starting now must decode first, its
+    /// keyframe on) are decoded but not encoded. Encoding them all only to
+    /// reach the present picture cost ~4x the decoding (x264 is most of a
+    /// re-encoder's time), and a viewer waited for all of it (decision 031).
+    pub fn begin_catch_up(&mut self) {
+        self.catching_up = true;
+        self.held_pts = None;
+    }
+
+    /// Ends a catch-up: the newest picture decoded so far goes out as an IDR,
+    /// the present picture of the stream, decodable on its own. Pictures the
+    /// decoder still holds for reordering follow it as usual. Returns
+    /// whether there was a picture (none when the catch-up decoded nothing).
+    pub fn end_catch_up(&mut self, out: &mut Vec<EncodedFrame>) -> Result<bool, Error> {
+        self.catching_up = false;
+        let Some(pts) = self.held_pts.take() else { return Ok(false) };
+        std::mem::swap(&mut self.decoded, &mut self.held);
+        // Releases the picture `decoded` held before (a decoder buffer).
+        self.held = frame::Video::empty();
+        self.force_keyframe = true;
+        self.encode_decoded(pts)?;
+        self.drain_encoder(out)?;
+        Ok(true)
+    }
+
     /// Makes the next encoded frame an IDR (PLI/FIR, new viewer).
     pub fn request_keyframe(&mut self) {
         self.force_keyframe = true;
@@ -252,6 +286,13 @@ impl H264Reencoder {
                 self.delay_sum_ms += (self.current_dts - arrival).max(0) as f64;
                 self.delay_count += 1;
                 self.in_flight.drain(..=i);
+            }
+            if self.catching_up {
+                // Keep the newest picture; the one it replaces is released
+                // by the next receive_frame (which unrefs its target).
+                std::mem::swap(&mut self.decoded, &mut self.held);
+                self.held_pts = Some(pts);
+                continue;
             }
             self.encode_decoded(pts)?;
             self.drain_encoder(out)?;

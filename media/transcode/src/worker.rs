@@ -35,6 +35,12 @@ pub enum Job {
     VideoConfig(Bytes),
     /// Make the next video frame an IDR.
     RequestKeyframe,
+    /// The video frames up to [`Job::EndCatchUp`] are a GOP in progress that
+    /// a starting re-encoder decodes to reach the present: decoded only.
+    BeginCatchUp,
+    /// Ends the catch-up: its newest picture comes out as an IDR, then
+    /// [`Output::CaughtUp`].
+    EndCatchUp,
     /// The loss (percent) the audio's receivers see: Opus in-band FEC for it
     /// (see `AacToOpus::set_loss_hint`).
     AudioLossHint(u8),
@@ -53,6 +59,10 @@ pub enum Output {
         sps: Vec<Vec<u8>>,
         pps: Vec<Vec<u8>>,
     },
+    /// A catch-up ended ([`Job::EndCatchUp`]); the IDR it produced, if any,
+    /// came just before. `frames` video frames were decoded in `took` (from
+    /// the worker taking [`Job::BeginCatchUp`] to the IDR).
+    CaughtUp { frames: u32, took: std::time::Duration },
     /// A job failed (malformed input, missing config); the worker carries on.
     Error(String),
 }
@@ -119,6 +129,7 @@ impl TranscodeWorker {
                     opus: Vec::with_capacity(8),
                     frames: Vec::with_capacity(8),
                     last_sets: None,
+                    catch_up: None,
                 };
                 state.run(job_rx)
             })?;
@@ -185,6 +196,8 @@ struct WorkerState {
     opus: Vec<OpusPacket>,
     frames: Vec<EncodedFrame>,
     last_sets: Option<ParameterSets>,
+    /// A catch-up in progress: since when, and the video frames it fed.
+    catch_up: Option<(std::time::Instant, u32)>,
 }
 
 impl WorkerState {
@@ -208,6 +221,7 @@ impl WorkerState {
     /// Runs one job; returns how many outputs it sent, or Err when the receiver is gone.
     fn handle(&mut self, job: Job) -> Result<usize, ()> {
         let mut results: Vec<Output> = Vec::new();
+        let mut caught_up = None;
         match job {
             Job::AudioConfig(asc) => {
                 if let Some(slot) = &mut self.audio {
@@ -247,6 +261,9 @@ impl WorkerState {
                 cts_ms,
             } => match &mut self.video {
                 Some(Some(t)) => {
+                    if let Some((_, n)) = &mut self.catch_up {
+                        *n += 1;
+                    }
                     if let Err(e) = t.push(&avcc, dts_ms, cts_ms, &mut self.frames) {
                         results.push(Output::Error(format!("video: {e}")));
                     }
@@ -260,6 +277,23 @@ impl WorkerState {
                 if let Some(Some(t)) = &mut self.video {
                     t.request_keyframe();
                 }
+            }
+            Job::BeginCatchUp => {
+                if let Some(Some(t)) = &mut self.video {
+                    t.begin_catch_up();
+                }
+                self.catch_up = Some((std::time::Instant::now(), 0));
+            }
+            Job::EndCatchUp => {
+                if let Some(Some(t)) = &mut self.video {
+                    if let Err(e) = t.end_catch_up(&mut self.frames) {
+                        results.push(Output::Error(format!("video catch-up: {e}")));
+                    }
+                }
+                caught_up = Some(self.catch_up.take().map_or(
+                    Output::CaughtUp { frames: 0, took: std::time::Duration::ZERO },
+                    |(since, frames)| Output::CaughtUp { frames, took: since.elapsed() },
+                ));
             }
             Job::AudioLossHint(pct) => {
                 self.opts.opus_loss_hint_pct = pct;
@@ -294,6 +328,7 @@ impl WorkerState {
         }
         results.extend(self.opus.drain(..).map(Output::Opus));
         results.extend(self.frames.drain(..).map(Output::Video));
+        results.extend(caught_up);
         let n = results.len();
         for r in results {
             self.out.send(r).map_err(|_| ())?;

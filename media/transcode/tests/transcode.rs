@@ -352,6 +352,104 @@ fn bframes_reencoded_to_constrained_baseline() {
     assert_eq!(dec_pts, enc_pts);
 }
 
+/// Decodes re-encoded frames (parameter sets first) with libavcodec and
+/// returns each picture's type and pts, in output order.
+fn decode_reencoded(sps: &[Vec<u8>], pps: &[Vec<u8>], frames: &[EncodedFrame]) -> Vec<(ffmpeg_next::picture::Type, i64)> {
+    let mut dec = common::h264_decoder();
+    let mut frame = ffmpeg_next::frame::Video::empty();
+    let mut decoded = Vec::new();
+    for (i, f) in frames.iter().enumerate() {
+        let mut buf = Vec::new();
+        if i == 0 {
+            annexb(sps, &mut buf);
+            annexb(pps, &mut buf);
+        }
+        let nals: Vec<Vec<u8>> = f.nalus.iter().map(|b| b.to_vec()).collect();
+        annexb(&nals, &mut buf);
+        let mut pkt = ffmpeg_next::Packet::copy(&buf);
+        pkt.set_pts(Some(f.pts_ms as i64));
+        dec.send_packet(&pkt).unwrap();
+        while dec.receive_frame(&mut frame).is_ok() {
+            decoded.push((frame.kind(), frame.pts().unwrap()));
+        }
+    }
+    dec.send_eof().unwrap();
+    while dec.receive_frame(&mut frame).is_ok() {
+        decoded.push((frame.kind(), frame.pts().unwrap()));
+    }
+    decoded
+}
+
+/// A re-encoder started mid-GOP catches up on the frames since the
+/// keyframe by decoding them only: one IDR of the newest picture decoded,
+/// then every later picture as usual (decision 031).
+#[test]
+fn a_catch_up_encodes_only_its_newest_picture() {
+    // 3 s at 30 fps in one GOP (-g 90): the catch-up starts on frame 0.
+    let src = h264_flv("bf3-catchup.flv", 3, &["-profile:v", "high", "-bf", "3", "-g", "90"]);
+    assert_eq!(src.video.len(), 90);
+    let opts = ReencodeOptions { bitrate_bps: 800_000, max_keyframe_interval_ms: 2000, threads: 2 };
+    let mut r = H264Reencoder::new(&src.avc_config, &opts).unwrap();
+    let mut out = Vec::new();
+    r.begin_catch_up();
+    let caught_up = 45;
+    for VideoFrame { avcc, dts, cts } in &src.video[..caught_up] {
+        r.push(avcc, *dts, *cts, &mut out).unwrap();
+    }
+    assert!(out.is_empty(), "nothing encoded during the catch-up: {} frames", out.len());
+    assert!(r.end_catch_up(&mut out).unwrap());
+    assert_eq!(out.len(), 1, "one frame at the catch-up's end");
+    assert!(out[0].keyframe, "an IDR");
+    let pts = |f: &VideoFrame| (f.dts as i64 + f.cts as i64) as u64;
+    let fed: Vec<u64> = src.video[..caught_up].iter().map(pts).collect();
+    let newest_fed = *fed.iter().max().unwrap();
+    let idr = out[0].pts_ms;
+    // The decoder holds pictures back for reordering (5 frames behind the
+    // newest here, as for live frames): the IDR is a picture fed, at most 6
+    // frame intervals (33.3 ms) before the newest, not the GOP's first.
+    assert!(fed.contains(&idr) && idr + 6 * 34 >= newest_fed, "IDR at {idr} ms, newest picture fed at {newest_fed} ms");
+    for VideoFrame { avcc, dts, cts } in &src.video[caught_up..] {
+        r.push(avcc, *dts, *cts, &mut out).unwrap();
+    }
+    r.flush(&mut out).unwrap();
+    // Every picture after the IDR, once each and in order; none before it.
+    let mut later: Vec<u64> = src.video.iter().map(pts).filter(|&p| p > idr).collect();
+    later.sort_unstable();
+    let got: Vec<u64> = out[1..].iter().map(|f| f.pts_ms).collect();
+    assert_eq!(got, later);
+    // The output decodes from its first frame on, an I then P-frames.
+    let (sps, pps) = r.parameter_sets();
+    let decoded = decode_reencoded(&sps, &pps, &out);
+    assert_eq!(decoded.len(), out.len(), "every frame decodes");
+    assert_eq!(decoded[0], (ffmpeg_next::picture::Type::I, idr as i64));
+    assert!(decoded[1..].iter().all(|(k, _)| *k == ffmpeg_next::picture::Type::P), "P-frames after the IDR (the next is due 2 s on, past the end)");
+}
+
+/// The worker marks a catch-up's end: the IDR (after the parameter sets),
+/// then `CaughtUp`, and nothing else for the frames it decoded.
+#[test]
+fn worker_ends_a_catch_up_with_one_idr_then_caught_up() {
+    let src = h264_flv("bf3-worker-catchup.flv", 1, &["-profile:v", "high", "-bf", "3", "-g", "90"]);
+    let w = TranscodeWorker::spawn("rts-tc-catchup", false, true, WorkerOptions::default()).unwrap();
+    w.try_send(Job::VideoConfig(Bytes::from(src.avc_config.clone()))).unwrap();
+    w.try_send(Job::BeginCatchUp).unwrap();
+    for VideoFrame { avcc, dts, cts } in &src.video[..20] {
+        w.try_send(Job::Video { avcc: Bytes::from(avcc.clone()), dts_ms: *dts, cts_ms: *cts }).unwrap();
+    }
+    w.try_send(Job::EndCatchUp).unwrap();
+    let got = recv_until(&w, |g| matches!(g.last(), Some(Output::CaughtUp { .. })));
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert!(matches!(got[2], Output::CaughtUp { frames: 20, .. }), "{:?}", got[2]);
+    assert!(matches!(got[0], Output::VideoConfig { .. }), "{:?}", got[0]);
+    assert!(matches!(&got[1], Output::Video(f) if f.keyframe), "{:?}", got[1]);
+    // A catch-up on a stream without its config yet still ends.
+    let w = TranscodeWorker::spawn("rts-tc-catchup2", false, true, WorkerOptions::default()).unwrap();
+    w.try_send(Job::BeginCatchUp).unwrap();
+    w.try_send(Job::EndCatchUp).unwrap();
+    let got = recv_until(&w, |g| !g.is_empty());
+    assert!(matches!(got[..], [Output::CaughtUp { frames: 0, .. }]), "{got:?}");
+}
+
 /// The SEI NAL units of an AVCC frame (4-byte lengths, as x264 writes them).
 fn sei_of(avcc: &[u8]) -> Vec<Vec<u8>> {
     let mut sei = Vec::new();
