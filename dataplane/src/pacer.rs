@@ -13,8 +13,20 @@ use bytes::Bytes;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-/// Longest a packet is held (a burst of two 20 ms packets needs 20).
-pub const MAX_HOLD: Duration = Duration::from_millis(40);
+/// Longest a packet is held. Publishers' audio comes with a lateness that
+/// spreads over ~50 ms: ffmpeg with 25 fps video hands AAC over in pairs
+/// 40 ms apart, and cutting 21.3 / 23.2 ms AAC frames into 20 ms Opus
+/// frames adds up to a frame more (48-60 ms over each 2 s, measured with
+/// `tests/swipe_audio.rs`'s rooms).
+pub const MAX_HOLD: Duration = Duration::from_millis(60);
+/// A packet this much earlier than the target lateness is a timestamp jump
+/// forward (a publisher restarting, a gap in its audio), not jitter: the
+/// pacer follows it at once. Under it an early packet waits at most
+/// [`MAX_HOLD`] and the target stays: resetting the target on jitter (40 ms
+/// before, then the threshold too) released early packets at once and
+/// left output bursts of three packets and 40-50 ms gaps, the jitter the
+/// pacer is there to remove.
+const JUMP: Duration = Duration::from_millis(150);
 /// The target lateness decays this fast when packets come earlier again,
 /// so one late burst does not keep audio late for good.
 const DECAY_PER_S: f64 = 0.010;
@@ -50,13 +62,13 @@ impl AudioPacer {
             self.target = late;
         }
         let hold = self.target - late;
-        let due = if hold > MAX_HOLD.as_secs_f64() {
+        let due = if hold > JUMP.as_secs_f64() {
             // Came far earlier than the mapping says (timestamp jump
             // forward): follow it at once instead of holding.
             self.target = late;
             now
         } else {
-            now + Duration::from_secs_f64(hold.max(0.0))
+            now + Duration::from_secs_f64(hold.clamp(0.0, MAX_HOLD.as_secs_f64()))
         };
         // Keep release order = arrival order even if `due` went backwards.
         let due = self.queue.back().map_or(due, |(d, _)| due.max(*d));
@@ -120,6 +132,51 @@ mod tests {
         // No packet waited longer than MAX_HOLD.
         for (i, &t) in out.iter().enumerate() {
             assert!(t - arrivals[i].0 <= MAX_HOLD.as_millis() as u64);
+        }
+    }
+
+    #[test]
+    fn a_publishers_interleaving_jitter_leaves_twenty_ms_apart() {
+        // Lateness (ms) of 80 consecutive Opus packets as they came out of
+        // the transcoder, recorded in the shard: tests/swipe_audio.rs's
+        // room B (ffmpeg, 25 fps video, AAC 48 kHz), in pairs and threes
+        // 40-50 ms apart, spread over 51 ms.
+        const LATE: [u64; 80] = [
+            17, 51, 31, 11, 25, 5, 34, 14, 33, 15, 16, 35, 15, 36, 16, 37, 17, 47, 28, 8, 28, 8, 29, 9, 31, 11, 11, 32, 12, 43, 23, 43, 23, 44, 24, 4, 25, 5, 26, 6, 27, 7,
+            17, 38, 18, 39, 19, 39, 19, 40, 20, 0, 31, 11, 32, 12, 33, 13, 13, 34, 14, 35, 16, 45, 25, 46, 26, 6, 27, 7, 28, 8, 28, 8, 8, 39, 19, 40, 20, 41,
+        ];
+        let t0 = Instant::now();
+        let arrivals: Vec<(u64, u32)> = LATE.iter().zip(0u32..).map(|(&l, i)| (100 + 20 * u64::from(i) + l, i * 960)).collect();
+        let mut p = AudioPacer::new();
+        let out = run(&mut p, t0, &arrivals);
+        assert_eq!(out.len(), 80);
+        // From the latest of them (the second) on, packets leave 20 ms apart
+        // (the target's decay takes 0.2 ms a step). Once the target has
+        // decayed 12 ms, a packet 45 ms late is later than it and goes at
+        // once: one gap of 25 ms.
+        let gaps: Vec<u64> = out.windows(2).skip(1).map(|w| w[1] - w[0]).collect();
+        let off = gaps.iter().filter(|g| !(19..=21).contains(*g)).count();
+        assert!(off <= 1 && gaps.iter().all(|&g| (19..=25).contains(&g)), "gaps {gaps:?}");
+        for (i, &t) in out.iter().enumerate() {
+            assert!(t >= arrivals[i].0 && t - arrivals[i].0 <= MAX_HOLD.as_millis() as u64, "packet {i} held {} ms", t - arrivals[i].0);
+        }
+    }
+
+    #[test]
+    fn packets_early_short_of_a_jump_wait_max_hold_and_keep_the_target() {
+        // The publisher stalls 100 ms: packets 10-14 come together, then it
+        // goes on on time. The target stays at the stall's lateness, so the
+        // on-time packets after it wait MAX_HOLD each and leave 20 ms
+        // apart; released at once (resetting the target), they would step
+        // the receiver's arrival delay down by the stall.
+        let t0 = Instant::now();
+        let on_time = |i: u32| (10 + u64::from(i) * 20, i * 960);
+        let arrivals: Vec<(u64, u32)> = (0..40u32).map(|i| if (10..15).contains(&i) { (310, i * 960) } else { on_time(i) }).collect();
+        let mut p = AudioPacer::new();
+        let out = run(&mut p, t0, &arrivals);
+        assert_eq!(out.len(), 40);
+        for i in 15..40 {
+            assert_eq!(out[i] - arrivals[i].0, MAX_HOLD.as_millis() as u64, "packet {i}");
         }
     }
 
