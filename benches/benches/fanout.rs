@@ -98,6 +98,7 @@ fn make_viewers(n: usize, dst_ip: Ipv4Addr, base_port: u16) -> Vec<Viewer> {
                     next_sr: std::time::Instant::now(),
                     sr_young_until: std::time::Instant::now(),
                     repair: rts_dataplane::core::repair::Repair::new(true, None),
+                    audio_tail: None,
                 },
                 dst: SocketAddr::V4(SocketAddrV4::new(dst_ip, base_port.wrapping_add((i % 1000) as u16))),
             }

@@ -145,6 +145,7 @@ impl Core {
                     next_sr: now + SR_FIRST_AFTER,
                     sr_young_until: now + SR_YOUNG_FOR,
                     repair: Repair::new(repair_on, rtx),
+                    audio_tail: None,
                 });
                 let (app, name, hint) = (sess.app.clone(), sess.stream_name.clone(), sess.home_hint);
                 self.attach_viewer(idx, &app, &name, hint);
@@ -225,8 +226,19 @@ impl Core {
         }
         let sess = &mut self.sessions[idx];
         let old = sess.stream.take();
+        // The viewer's audio still comes from the stream it left before
+        // (an audio tail), or from the one it leaves now.
+        let tail_from = sess.media.as_ref().and_then(|m| m.audio_tail).map(|(t, _)| t);
+        let audio_from = tail_from.or(old);
         let send_at = |s: &Stream| (s.send_rtp_at(Kind::Video, now), s.send_rtp_at(Kind::Audio, now));
-        let old_clock = old.and_then(|id| self.streams.get(id)).map_or((None, None), send_at);
+        let mut old_clock = old.and_then(|id| self.streams.get(id)).map_or((None, None), send_at);
+        old_clock.1 = audio_from.and_then(|id| self.streams.get(id)).and_then(|s| s.send_rtp_at(Kind::Audio, now));
+        // A new stream whose audio does not flow yet (its transcoder
+        // starting, a replica not fed yet): the viewer's audio goes on from
+        // the old stream until the new one's first audio packet, instead
+        // of a gap the receiver conceals (issue 18).
+        let tail = audio_from.and_then(|id| self.streams.get(id)).is_some_and(|s| s.audio_flowing(now))
+            && !self.streams.lookup(&key).and_then(|id| self.streams.get(id)).is_some_and(|s| s.audio_flowing(now));
         let old_ms = old.and_then(|id| self.streams.get(id)).and_then(|s| s.stream_ms_at(now));
         let from = Stream::key_of(&sess.app, &sess.stream_name);
         // The bytes so far go to the stream left.
@@ -239,17 +251,45 @@ impl Core {
         sess.stream_name = name.to_string();
         if let Some(m) = sess.media.as_mut() {
             m.video.rebase_next();
-            m.audio.rebase_next();
             m.pending.clear();
         }
         let red = sess.media.as_ref().is_some_and(|m| m.audio.red_pt.is_some());
         if let Some(old) = old {
             if let Some(s) = self.streams.get_mut(old) {
                 s.remove_viewer(idx, red);
+                // Waiting for the stream left is over; a tail goes on from
+                // where the audio comes.
+                s.remove_audio_waiter(idx);
             }
+        }
+        match (tail, tail_from) {
+            (true, Some(_)) => {}
+            (true, None) => {
+                if let Some(s) = old.and_then(|id| self.streams.get_mut(id)) {
+                    s.add_audio_tail(idx);
+                }
+                self.audio_tails.push(idx);
+            }
+            (false, Some(_)) => {
+                // Back to audio that flows: the tail ends here, re-based
+                // below like a switch.
+                self.end_audio_tail(idx, now, false);
+            }
+            (false, None) => {}
+        }
+        if let Some(old) = old {
             self.drop_stream_if_unused(old);
         }
         self.attach_viewer(idx, app, name, home);
+        if let (true, Some(from)) = (tail, audio_from) {
+            let new = self.sessions[idx].stream;
+            if let Some(s) = new.and_then(|id| self.streams.get_mut(id)) {
+                s.add_audio_waiter(idx);
+            }
+            if let Some(m) = self.sessions[idx].media.as_mut() {
+                m.audio_tail = Some((from, now + super::AUDIO_TAIL_MAX));
+            }
+        }
         // Both tracks go on at the wall clock's pace (see
         // `TrackOut::rebase_with`), video's replay squeezed before its live
         // edge (`Squeeze`).
@@ -262,7 +302,10 @@ impl Core {
             if let ((Some(ov), Some(oa)), (Some(nv), Some(na)), Some(om), Some(nm)) = (old_clock, new_clock, old_ms, new_ms) {
                 skew = Some(crate::send_clock::switch_skew_ms((ov, oa), (nv, na), om, nm).round() as i64);
             }
-            m.audio.rebase_with(now, old_clock.1, new_clock.1);
+            if !tail {
+                m.audio.rebase_next();
+                m.audio.rebase_with(now, old_clock.1, new_clock.1);
+            }
             m.video.rebase_with(now, old_clock.0, new_clock.0);
             // The new stream's mapping in sender reports at once and then
             // at the young interval, as after a start.
@@ -311,6 +354,7 @@ impl Core {
 
     pub(super) fn remove_session(&mut self, session: u64, reason: &str) {
         let Some(idx) = self.by_id.remove(&session) else { return };
+        self.end_audio_tail(idx, self.now, false);
         let s = self.sessions.remove(idx);
         let (total_in, total_out) = s.traffic();
         self.usage.set_totals(session, total_in, total_out);

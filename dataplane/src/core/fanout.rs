@@ -201,6 +201,9 @@ pub struct FanOut {
     /// its GOP-cache replay already holds this frame).
     viewers: Arc<Vec<usize>>,
     joined_before: u64,
+    /// Audio of a stream to the sessions that left it and still get its
+    /// audio (`Media::audio_tail`), not to its viewers.
+    tail: bool,
     /// Where in the viewer list this delivery starts: a different place
     /// each time, so no viewer is always served last (at 2,000 viewers a
     /// keyframe takes tens of ms to go out).
@@ -231,7 +234,15 @@ impl FanOut {
         joined_before: u64,
         start: usize,
     ) -> FanOut {
-        FanOut { stream, kind, packets, keyframe: false, red, hint, received, viewers, joined_before, start, viewer: 0, packet: 0, turn: 0, bytes: 0, resent: ResentTally::default() }
+        FanOut { stream, kind, packets, keyframe: false, red, hint, received, viewers, joined_before, tail: false, start, viewer: 0, packet: 0, turn: 0, bytes: 0, resent: ResentTally::default() }
+    }
+
+    /// Audio of stream `stream` to the sessions in `tail` that left it and
+    /// still get its audio until their new stream's comes.
+    pub fn audio_tail(stream: StreamId, packets: Arc<[Bytes]>, hint: PlayoutHint, tail: Arc<Vec<usize>>) -> FanOut {
+        let mut f = FanOut::new(stream, Kind::Audio, packets, None, hint, None, tail, u64::MAX, 0);
+        f.tail = true;
+        f
     }
 
     /// Continues the delivery until every viewer has it, the batch is
@@ -249,7 +260,11 @@ impl FanOut {
                 return Step::TurnOver;
             }
             let v = self.viewers[(self.start + self.viewer) % n];
-            let Some(sess) = sessions.get_mut(v).filter(|s| s.stream == Some(self.stream) && s.joined < self.joined_before) else {
+            let ours = |s: &Session| match self.tail {
+                false => s.stream == Some(self.stream) && s.joined < self.joined_before,
+                true => s.media.as_ref().and_then(|m| m.audio_tail).is_some_and(|(t, _)| t == self.stream),
+            };
+            let Some(sess) = sessions.get_mut(v).filter(|s| ours(s)) else {
                 self.next_viewer();
                 continue;
             };

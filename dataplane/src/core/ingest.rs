@@ -377,6 +377,10 @@ impl Core {
         }
         // Kept for retransmission; also the stream's A/V lag sample (lipsync.rs).
         s.on_delivered(kind, &packets, keyframe, now);
+        if kind == Kind::Audio {
+            self.audio_tails_at(id, &packets, now);
+        }
+        let Some(s) = self.streams.get_mut(id) else { return };
         if s.viewers().is_empty() {
             return;
         }
@@ -394,6 +398,24 @@ impl Core {
         }
         let fanout = FanOut::new(id, kind, packets, red, hint, received, viewers, self.joins, start).with_keyframe(keyframe);
         self.work.push_back(Work::FanOut(fanout));
+    }
+
+    /// Audio tails at a delivery of stream `id`'s audio: viewers that
+    /// switched here before its audio flowed take it from now on (their
+    /// old stream's audio stops), and sessions that left it and still get
+    /// its audio get these packets.
+    fn audio_tails_at(&mut self, id: StreamId, packets: &Arc<[Bytes]>, now: Instant) {
+        let Some(s) = self.streams.get_mut(id) else { return };
+        for v in s.take_audio_waiters() {
+            if self.sessions.get(v).is_some_and(|x| x.stream == Some(id)) {
+                self.end_audio_tail(v, now, true);
+            }
+        }
+        let Some(s) = self.streams.get(id) else { return };
+        if let Some(tail) = s.audio_tail_shared() {
+            let hint = s.av_hint(now);
+            self.work.push_back(Work::FanOut(FanOut::audio_tail(id, packets.clone(), hint, tail)));
+        }
     }
 
     /// Audio is 50 of a viewer's 80 sends per second. When paired, two

@@ -105,6 +105,8 @@ pub struct Core {
     work: VecDeque<Work>,
     /// Sessions replaying a GOP cache (paced; see transmit.rs).
     catchup: Vec<usize>,
+    /// Sessions with an audio tail (`Media::audio_tail`), for its deadline.
+    audio_tails: Vec<usize>,
     last_catchup: Instant,
     /// Viewers whose sender reports are due (reused between rounds).
     sr_due: Vec<usize>,
@@ -195,6 +197,7 @@ impl Core {
             out: Outbox::new(),
             work: VecDeque::new(),
             catchup: Vec::new(),
+            audio_tails: Vec::new(),
             last_catchup: now,
             sr_due: Vec::new(),
             joins: 0,
@@ -375,7 +378,13 @@ impl Core {
     }
 
     /// Removes stream `id`; a replica unsubscribes from its home shard.
+    /// Sessions still getting its audio, or waiting for it, go on without
+    /// their audio tail.
     fn remove_stream(&mut self, id: StreamId) {
+        let tails: Vec<usize> = self.audio_tails.iter().copied().filter(|&v| self.sessions.get(v).is_some_and(|s| s.stream == Some(id) || s.media.as_ref().and_then(|m| m.audio_tail).is_some_and(|(t, _)| t == id))).collect();
+        for v in tails {
+            self.clear_audio_tail(v, self.now, true);
+        }
         if let Some(s) = self.streams.remove(id) {
             if let Some(home) = s.home() {
                 self.relay(home, RelayMsg::Unsubscribe { key: s.key(), from: self.id });
@@ -383,6 +392,57 @@ impl Core {
         }
     }
 }
+
+impl Core {
+    /// Ends session `idx`'s audio tail (`Media::audio_tail`): the stream it
+    /// left stops feeding it audio. With `rebase`, its audio track goes on
+    /// from its stream's next audio packet, re-based by both streams'
+    /// audio clocks at `now` (as a switch does). Returns the stream left.
+    fn clear_audio_tail(&mut self, idx: usize, now: Instant, rebase: bool) -> Option<StreamId> {
+        let sess = self.sessions.get_mut(idx)?;
+        let new = sess.stream;
+        let (old, _) = sess.media.as_mut()?.audio_tail.take()?;
+        self.audio_tails.retain(|&v| v != idx);
+        let old_now = self.streams.get(old).and_then(|s| s.send_rtp_at(stream::Kind::Audio, now));
+        let new_now = new.and_then(|id| self.streams.get(id)).and_then(|s| s.send_rtp_at(stream::Kind::Audio, now));
+        if let Some(s) = self.streams.get_mut(old) {
+            s.remove_audio_tail(idx);
+        }
+        if let Some(s) = new.and_then(|id| self.streams.get_mut(id)) {
+            s.remove_audio_waiter(idx);
+        }
+        if rebase {
+            if let Some(m) = self.sessions.get_mut(idx).and_then(|s| s.media.as_mut()) {
+                m.audio.rebase_next();
+                m.audio.rebase_with(now, old_now, new_now);
+            }
+        }
+        Some(old)
+    }
+
+    /// [`Core::clear_audio_tail`], then drops the stream left if nothing
+    /// else uses it.
+    pub(super) fn end_audio_tail(&mut self, idx: usize, now: Instant, rebase: bool) {
+        if let Some(old) = self.clear_audio_tail(idx, now, rebase) {
+            self.drop_stream_if_unused(old);
+        }
+    }
+
+    /// Ends the audio tails past their deadline (housekeeping): the new
+    /// stream's audio did not come ([`AUDIO_TAIL_MAX`]).
+    fn expire_audio_tails(&mut self, now: Instant) {
+        let due: Vec<usize> = self.audio_tails.iter().copied().filter(|&v| self.sessions.get(v).and_then(|s| s.media.as_ref()).and_then(|m| m.audio_tail).is_none_or(|(_, until)| now >= until)).collect();
+        for v in due {
+            self.end_audio_tail(v, now, true);
+            self.audio_tails.retain(|&x| x != v);
+        }
+    }
+}
+
+/// Longest an audio tail lasts: a starting transcoder's first Opus packet
+/// came 18-85 ms after a switch here; a room without audio (or one whose
+/// audio does not start) gets the old room's sound no longer than this.
+pub(super) const AUDIO_TAIL_MAX: Duration = Duration::from_millis(250);
 
 /// How often timers (consent, sender reports, load) are checked.
 const HOUSEKEEPING: Duration = Duration::from_millis(100);

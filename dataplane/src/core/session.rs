@@ -73,6 +73,13 @@ pub struct Media {
     pub sr_young_until: Instant,
     /// Loss repair: RTX, RTT, budget, resend queue, counters.
     pub repair: super::repair::Repair,
+    /// After a switch to a stream whose audio was not flowing yet (a
+    /// transcoder starting): the stream left, whose audio still goes to
+    /// this viewer until the new stream's first audio packet, and until
+    /// when at most. The audio track is re-based then, not at the switch
+    /// (`Core::end_audio_tail`), so the viewer's audio goes on without a
+    /// gap instead of concealing one.
+    pub audio_tail: Option<(super::streams::StreamId, Instant)>,
 }
 
 impl Media {

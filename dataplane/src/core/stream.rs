@@ -123,6 +123,14 @@ pub struct Stream {
     /// the shell handles input between its slices); a change while one is
     /// out copies the list once.
     viewers: Arc<Vec<usize>>,
+    /// Sessions that switched away from this stream and still get its audio
+    /// until their new stream's first audio packet (`Media::audio_tail`).
+    audio_tail: Arc<Vec<usize>>,
+    /// Sessions that switched to this stream before its audio flowed: their
+    /// old stream's audio goes on until this stream's next audio packet.
+    audio_waiters: Vec<usize>,
+    /// When this stream last delivered audio.
+    last_audio: Option<Instant>,
     /// How many of them take audio as RED.
     red_viewers: usize,
     /// Where the next delivery starts in `viewers` (see `FanOut`).
@@ -206,6 +214,9 @@ pub struct Stream {
     subscribers: Vec<(usize, StreamId)>,
 }
 
+/// Audio delivered this recently is flowing ([`Stream::audio_flowing`]).
+const AUDIO_FLOWING: Duration = Duration::from_millis(100);
+
 /// Longest an Opus packet waits for its pair (one 20 ms frame plus slack).
 pub const AUDIO_HOLD: Duration = Duration::from_millis(25);
 
@@ -266,6 +277,9 @@ impl Stream {
             flv: FlvGop::default(),
             flv_viewers: Vec::new(),
             viewers: Arc::new(Vec::new()),
+            audio_tail: Arc::new(Vec::new()),
+            audio_waiters: Vec::new(),
+            last_audio: None,
             red_viewers: 0,
             rotation: 0,
             offset_ms: 0,
@@ -352,7 +366,48 @@ impl Stream {
 
     /// Nobody publishes or watches it here: it can go.
     pub fn is_unused(&self) -> bool {
-        self.publisher.is_none() && self.viewers.is_empty() && self.flv_viewers.is_empty()
+        self.publisher.is_none() && self.viewers.is_empty() && self.flv_viewers.is_empty() && self.audio_tail.is_empty()
+    }
+
+    /// Whether this stream delivered audio within the last 100 ms (five
+    /// Opus packets): a switch to it needs no audio tail.
+    pub fn audio_flowing(&self, now: Instant) -> bool {
+        self.last_audio.is_some_and(|t| now.saturating_duration_since(t) <= AUDIO_FLOWING)
+    }
+
+    /// Session `idx` left this stream and keeps getting its audio.
+    pub fn add_audio_tail(&mut self, idx: usize) {
+        if !self.audio_tail.contains(&idx) {
+            Arc::make_mut(&mut self.audio_tail).push(idx);
+        }
+    }
+
+    pub fn remove_audio_tail(&mut self, idx: usize) {
+        if self.audio_tail.contains(&idx) {
+            Arc::make_mut(&mut self.audio_tail).retain(|&v| v != idx);
+        }
+    }
+
+    /// The sessions fed this stream's audio after leaving it (shared, like
+    /// [`Stream::viewers_shared`]).
+    pub fn audio_tail_shared(&self) -> Option<Arc<Vec<usize>>> {
+        (!self.audio_tail.is_empty()).then(|| Arc::clone(&self.audio_tail))
+    }
+
+    /// Session `idx` waits for this stream's audio (its old stream's tail).
+    pub fn add_audio_waiter(&mut self, idx: usize) {
+        if !self.audio_waiters.contains(&idx) {
+            self.audio_waiters.push(idx);
+        }
+    }
+
+    pub fn remove_audio_waiter(&mut self, idx: usize) {
+        self.audio_waiters.retain(|&v| v != idx);
+    }
+
+    /// The sessions waiting for this stream's audio, now that it comes.
+    pub fn take_audio_waiters(&mut self) -> Vec<usize> {
+        std::mem::take(&mut self.audio_waiters)
     }
 
     pub fn viewers(&self) -> &[usize] {
@@ -950,7 +1005,10 @@ impl Stream {
         self.av_lag.on_sent(kind == Kind::Video, ts, arrival_anchor, now, held);
         match kind {
             Kind::Video => self.video_clock.on_sent(ts, now),
-            Kind::Audio => self.audio_clock.on_sent(ts, now),
+            Kind::Audio => {
+                self.audio_clock.on_sent(ts, now);
+                self.last_audio = Some(now);
+            }
         }
     }
 

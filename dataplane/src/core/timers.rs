@@ -161,6 +161,9 @@ impl Core {
         if self.has_hook_waits() {
             self.check_hook_waits(now);
         }
+        if !self.audio_tails.is_empty() {
+            self.expire_audio_tails(now);
+        }
         if now >= self.next_slow_check {
             self.next_slow_check = now + Duration::from_secs(1);
             self.close_slow_clients(now);

@@ -284,6 +284,11 @@ fn run_sender_reports(p: Parts<'_>, now: Instant, ntp: u64, next: &mut usize) ->
         let Some(ms) = stream.stream_ms_at(now) else { continue };
         let ms = ms.max(0) as u64;
         for (kind, rtp) in [(Kind::Video, ms.wrapping_mul(90) as u32), (Kind::Audio, ms.wrapping_mul(48) as u32)] {
+            // The audio still comes from the stream left (an audio tail):
+            // the new stream's mapping would not fit it.
+            if kind == Kind::Audio && media.audio_tail.is_some() {
+                continue;
+            }
             let t = media.track(kind);
             if !t.started() {
                 continue;

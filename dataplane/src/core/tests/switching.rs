@@ -57,11 +57,12 @@ fn switch_keeps_ssrc_sequence_and_time_continuous_and_starts_on_a_keyframe() {
     let audio: Vec<&&Rtp> = after.iter().filter(|p| p.pt == AUDIO_PT).collect();
     assert_eq!(audio.len(), 1);
     assert_eq!((audio[0].ssrc, audio[0].seq), (last_a.ssrc, last_a.seq.wrapping_add(1)));
-    // Audio goes on by the two streams' send clocks: a's last audio (165 ms)
-    // left on time; at the switch b's clock reads 500_066 + 50 = 500_116 ms,
-    // less the 45 ms taken for audio not measured yet = 500_071 ms, so b's
-    // audio of 500_099 ms comes 28 ms of a's time after a's last.
-    assert_eq!(audio[0].ts, last_a.ts.wrapping_add(28 * 48));
+    // b had no audio yet at the switch, so a's audio would have gone on
+    // (an audio tail; a sent none); b's first audio ends it, re-based by
+    // the two streams' audio clocks then: a's last audio (165 ms) left on
+    // time 50 ms before, and b's first packet is on time by b's clock, so
+    // it comes 50 ms of a's time after a's last.
+    assert_eq!(audio[0].ts, last_a.ts.wrapping_add(50 * 48));
     let vs = rig.core.streams.lookup("live/b").and_then(|id| rig.core.streams.get(id)).unwrap();
     assert_eq!(vs.viewers().len(), 1);
     let va = rig.core.streams.lookup("live/a").and_then(|id| rig.core.streams.get(id)).unwrap();
@@ -103,4 +104,83 @@ fn repeated_switches_leave_the_viewer_on_exactly_one_stream() {
     // Published streams stay; the viewer is on exactly one of them.
     let viewers = |k: &str| rig.core.streams.lookup(k).and_then(|id| rig.core.streams.get(id)).map(|s| s.viewers().len());
     assert_eq!((viewers("live/a"), viewers("live/b")), (Some(1), Some(0)));
+}
+
+/// A switch to a stream whose audio does not flow yet (its transcoder
+/// starting, a replica not fed yet) keeps the old stream's audio going to
+/// the viewer until the new stream's first audio packet, on one sequence
+/// and timeline: no gap for the receiver to conceal (issue 18).
+#[test]
+fn the_old_audio_goes_on_until_the_new_stream_has_audio() {
+    let mut rig = Rig::new("");
+    let mut a = publish(&mut rig, 1, "live", "a", 4);
+    let mut b = Publisher::connect(&mut rig, 2, "live", "b");
+    b.gop(&mut rig, 10_000, 2);
+    let mut v = Viewer::join(&mut rig, 1, "live", "a");
+    a.audio(&mut rig, 200, opus(1));
+    rig.advance(ms(20));
+    a.audio(&mut rig, 220, opus(1));
+    v.recv(&rig);
+    let last_a = v.audio().last().map(|p| (*p).clone()).unwrap();
+    assert_eq!(switch(&mut rig, &v, "b", None), (true, String::new()));
+    // a's audio goes on to the viewer, one sequence, a's own spacing.
+    for i in 1..=3u32 {
+        rig.advance(ms(20));
+        a.audio(&mut rig, 220 + 20 * i, opus(1));
+    }
+    v.recv(&rig);
+    let tail: Vec<Rtp> = v.audio().iter().filter(|p| p.seq.wrapping_sub(last_a.seq) as i16 > 0).map(|p| (*p).clone()).collect();
+    assert_eq!(tail.len(), 3, "a's audio after the switch");
+    for (i, p) in tail.iter().enumerate() {
+        assert_eq!(p.seq, last_a.seq.wrapping_add(i as u16 + 1));
+        assert_eq!(p.ts, last_a.ts.wrapping_add((i as u32 + 1) * 20 * 48));
+        assert_eq!(p.payload[1..], [1, 1, 1], "a's audio");
+    }
+    let id_a = rig.core.streams.lookup("live/a").unwrap();
+    assert_eq!(rig.core.streams.get(id_a).and_then(|s| s.audio_tail_shared()).map(|t| t.len()), Some(1));
+    // b's first audio takes over: right after a's last on the sequence,
+    // 20 ms of a's time later (b's first packet is on time by b's clock);
+    // a's audio no longer reaches the viewer.
+    rig.advance(ms(20));
+    b.audio(&mut rig, 10_100, opus(2));
+    a.audio(&mut rig, 300, opus(1));
+    rig.advance(ms(20));
+    a.audio(&mut rig, 320, opus(1));
+    v.recv(&rig);
+    let after: Vec<Rtp> = v.audio().iter().filter(|p| p.seq.wrapping_sub(tail[2].seq) as i16 > 0).map(|p| (*p).clone()).collect();
+    assert_eq!(after.len(), 1, "only b's audio: {after:?}");
+    assert_eq!(after[0].payload[1..], [2, 2, 2], "b's audio");
+    assert_eq!(after[0].seq, tail[2].seq.wrapping_add(1));
+    assert_eq!(after[0].ts, tail[2].ts.wrapping_add(20 * 48));
+    assert!(rig.core.streams.get(id_a).and_then(|s| s.audio_tail_shared()).is_none(), "the tail ended");
+    assert!(rig.core.audio_tails.is_empty());
+}
+
+/// A new stream whose audio does not come within `AUDIO_TAIL_MAX` (a room
+/// without sound): the old stream's audio stops then.
+#[test]
+fn an_audio_tail_ends_at_its_deadline() {
+    let mut rig = Rig::new("");
+    let mut a = publish(&mut rig, 1, "live", "a", 4);
+    let mut b = Publisher::connect(&mut rig, 2, "live", "b");
+    b.gop(&mut rig, 10_000, 2);
+    let mut v = Viewer::join(&mut rig, 1, "live", "a");
+    a.audio(&mut rig, 200, opus(1));
+    let t0 = rig.now;
+    assert_eq!(switch(&mut rig, &v, "b", None), (true, String::new()));
+    let mut got = Vec::new();
+    for i in 1..=20u32 {
+        rig.at(t0 + ms(20 * u64::from(i)));
+        a.audio(&mut rig, 200 + 20 * i, opus(1));
+        v.recv(&rig);
+        got.push((20 * i, v.audio().len()));
+    }
+    v.recv(&rig);
+    let n = |ms: u32| got.iter().find(|(t, _)| *t == ms).map(|(_, n)| *n).unwrap();
+    assert!(n(240) > n(20), "a's audio goes on for a while");
+    // Housekeeping every 100 ms ends the tail 250-350 ms after the switch.
+    assert_eq!(n(400), n(360), "no audio of a after the deadline");
+    assert!(rig.core.audio_tails.is_empty());
+    let id_a = rig.core.streams.lookup("live/a").unwrap();
+    assert!(rig.core.streams.get(id_a).and_then(|s| s.audio_tail_shared()).is_none());
 }
