@@ -231,8 +231,10 @@ impl Core {
         let tail_from = sess.media.as_ref().and_then(|m| m.audio_tail).map(|(t, _)| t);
         let audio_from = tail_from.or(old);
         let send_at = |s: &Stream| (s.send_rtp_at(Kind::Video, now), s.send_rtp_at(Kind::Audio, now));
-        let mut old_clock = old.and_then(|id| self.streams.get(id)).map_or((None, None), send_at);
-        old_clock.1 = audio_from.and_then(|id| self.streams.get(id)).and_then(|s| s.send_rtp_at(Kind::Audio, now));
+        let old_clock = (
+            old.and_then(|id| self.streams.get(id)).and_then(|s| s.send_rtp_at(Kind::Video, now)),
+            audio_from.and_then(|id| self.streams.get(id)).and_then(|s| s.send_rtp_at(Kind::Audio, now)),
+        );
         // A new stream whose audio does not flow yet (its transcoder
         // starting, a replica not fed yet): the viewer's audio goes on from
         // the old stream until the new one's first audio packet, instead

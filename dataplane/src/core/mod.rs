@@ -399,10 +399,10 @@ impl Core {
     /// from its stream's next audio packet, re-based by both streams'
     /// audio clocks at `now` (as a switch does). Returns the stream left.
     fn clear_audio_tail(&mut self, idx: usize, now: Instant, rebase: bool) -> Option<StreamId> {
+        self.audio_tails.retain(|&v| v != idx);
         let sess = self.sessions.get_mut(idx)?;
         let new = sess.stream;
         let (old, _) = sess.media.as_mut()?.audio_tail.take()?;
-        self.audio_tails.retain(|&v| v != idx);
         let old_now = self.streams.get(old).and_then(|s| s.send_rtp_at(stream::Kind::Audio, now));
         let new_now = new.and_then(|id| self.streams.get(id)).and_then(|s| s.send_rtp_at(stream::Kind::Audio, now));
         if let Some(s) = self.streams.get_mut(old) {
@@ -434,7 +434,6 @@ impl Core {
         let due: Vec<usize> = self.audio_tails.iter().copied().filter(|&v| self.sessions.get(v).and_then(|s| s.media.as_ref()).and_then(|m| m.audio_tail).is_none_or(|(_, until)| now >= until)).collect();
         for v in due {
             self.end_audio_tail(v, now, true);
-            self.audio_tails.retain(|&x| x != v);
         }
     }
 }

@@ -106,6 +106,17 @@ fn repeated_switches_leave_the_viewer_on_exactly_one_stream() {
     assert_eq!((viewers("live/a"), viewers("live/b")), (Some(1), Some(0)));
 }
 
+/// Stream a with audio (its latest packet at 200 ms of its time, just
+/// sent), stream b with video only, and a viewer of a.
+fn audio_room_and_silent_room(rig: &mut Rig) -> (Publisher, Publisher, Viewer) {
+    let mut a = publish(rig, 1, "live", "a", 4);
+    let mut b = Publisher::connect(rig, 2, "live", "b");
+    b.gop(rig, 10_000, 2);
+    let v = Viewer::join(rig, 1, "live", "a");
+    a.audio(rig, 200, opus(1));
+    (a, b, v)
+}
+
 /// A switch to a stream whose audio does not flow yet (its transcoder
 /// starting, a replica not fed yet) keeps the old stream's audio going to
 /// the viewer until the new stream's first audio packet, on one sequence
@@ -113,11 +124,7 @@ fn repeated_switches_leave_the_viewer_on_exactly_one_stream() {
 #[test]
 fn the_old_audio_goes_on_until_the_new_stream_has_audio() {
     let mut rig = Rig::new("");
-    let mut a = publish(&mut rig, 1, "live", "a", 4);
-    let mut b = Publisher::connect(&mut rig, 2, "live", "b");
-    b.gop(&mut rig, 10_000, 2);
-    let mut v = Viewer::join(&mut rig, 1, "live", "a");
-    a.audio(&mut rig, 200, opus(1));
+    let (mut a, mut b, mut v) = audio_room_and_silent_room(&mut rig);
     rig.advance(ms(20));
     a.audio(&mut rig, 220, opus(1));
     v.recv(&rig);
@@ -161,11 +168,7 @@ fn the_old_audio_goes_on_until_the_new_stream_has_audio() {
 #[test]
 fn an_audio_tail_ends_at_its_deadline() {
     let mut rig = Rig::new("");
-    let mut a = publish(&mut rig, 1, "live", "a", 4);
-    let mut b = Publisher::connect(&mut rig, 2, "live", "b");
-    b.gop(&mut rig, 10_000, 2);
-    let mut v = Viewer::join(&mut rig, 1, "live", "a");
-    a.audio(&mut rig, 200, opus(1));
+    let (mut a, _b, mut v) = audio_room_and_silent_room(&mut rig);
     let t0 = rig.now;
     assert_eq!(switch(&mut rig, &v, "b", None), (true, String::new()));
     let mut got = Vec::new();
