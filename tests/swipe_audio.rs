@@ -36,11 +36,10 @@
 //! left was Chrome holding video for its audio (lip sync), which a switch
 //! has to play out before the new room shows: the shard now holds video
 //! for as long as its transcoded audio leaves later (decision 029). The
-//! issue asks for every switch < 200 ms and every offset within ±80 ms;
-//! each run prints how many of its switches met that, and the bounds below
-//! leave room for a loaded 2-core machine (docs/performance.md). Each
-//! switch also prints each
-//! room's A/V lag and video hold, and Chrome's per-frame jitter-buffer
+//! bounds are the issue's: every switch < 200 ms and every offset within
+//! ±80 ms, measured once the viewer is past its start phase
+//! ([`wait_lip_sync_settled`], docs/performance.md). Each switch also
+//! prints each room's A/V lag and video hold, and Chrome's per-frame jitter-buffer
 //! wait, target and jitter estimate, decode time, dropped frames, and
 //! NetEq's target and audio wait over its first 700 ms (`probe`), which
 //! is how the growth above and the lip-sync hold were found.
@@ -68,11 +67,15 @@ const PRESET: &str = "veryfast";
 fn prerender() -> Option<u32> {
     (std::env::var("RTS_SWIPE_LIVE_ENCODE").as_deref() != Ok("1")).then_some(24)
 }
-/// The issue asks for < 200 ms (`ISSUE_SWITCH_MS`); this bound leaves
-/// room for a cold first switch to a replica on a loaded machine (274 ms
-/// once with the hold, 308 ms with decision 026). Decisions 031 and 032,
-/// 16 runs of both tests: mean 73 ms, p99 159 ms, one of 320 switches at
-/// 208 ms (the first to the cold re-encoded room). Decision 029, 12 / 11
+/// The issue's bound. From a viewer past its start phase, with a cold
+/// re-encoded room placed at the live pace (decision 034), five runs of
+/// both tests in the debug build (what CI runs): 100 of 100 switches
+/// < 200 ms, max 145 ms, p95 129 ms; the first switch to the cold room
+/// 110-145 ms, a session's slowest. Before decision 034, ten debug runs:
+/// max 184 ms (a session's first return from the cold room, 73-184 ms;
+/// 40-64 ms after). Switching 5 s after the join (decisions 031 and 032, 16 runs of both
+/// tests): mean 73 ms, p99 159 ms, one of 320 switches at 208 ms (the
+/// first to the cold re-encoded room). Decision 029, 12 / 11
 /// runs: same shard median 71-115 ms, max 114-172 ms; across shards median
 /// 55-118 ms, max 112-160 ms. Without the hold, four runs: same shard
 /// median 114-123 ms, max 131-162 ms; across shards median 108 ms, max
@@ -83,21 +86,23 @@ fn prerender() -> Option<u32> {
 /// 170-327 ms (two of four runs failed). Decision 015 (live-encoded rooms):
 /// median 61-140 ms, max 119-251 ms. Without the squeeze (decision 014):
 /// median 446 ms, max 1,375 ms.
-const MAX_SWITCH_MEDIAN_MS: f64 = 200.0;
-const MAX_SWITCH_MS: f64 = 300.0;
-const ISSUE_SWITCH_MS: f64 = 200.0;
+const MAX_SWITCH_MS: f64 = 200.0;
+/// The median of a session's ten: 48-74 ms over the same ten sessions.
+const MAX_SWITCH_MEDIAN_MS: f64 = 120.0;
 /// 100 ms of audio at 48 kHz (Opus: Chrome counts samples at 48 kHz).
 const MAX_CONCEALED_RUN_SAMPLES: f64 = 4800.0;
-/// The issue asks for ±80 ms (`ISSUE_AV_OFFSET_MS`). Decisions 031 and
-/// 032, 16 runs: −113 … +57 ms, the four outside ±80 ms all at the first
-/// return from the cold re-encoded room (docs/performance.md). Decision 029: −32 …
+/// The issue's bound. From a viewer past its start phase, the 100
+/// switches above: −34 … +41 ms (before decision 034, 300 switches in
+/// release and debug builds: −59 … +47 ms). Switching 5 s after the join (decisions 031 and
+/// 032, 16 runs): −113 … +57 ms, the four outside ±80 ms all at the first
+/// return from the cold re-encoded room, which stepped by −23 … −63 ms in
+/// 13 runs of this session (docs/performance.md). Decision 029: −32 …
 /// +68 ms over 230 switches (23 runs), one later run +84; without its
 /// hold, −47 … +81 ms over four runs.
 /// Decision 015: -77..+74 ms over three runs (the earliest send for video
 /// too: up to +184, one run drifting over its ten switches; the commit
 /// before: -183..+80; without the squeeze: -712..+1,122 ms).
-const MAX_AV_OFFSET_MS: f64 = 150.0;
-const ISSUE_AV_OFFSET_MS: f64 = 80.0;
+const MAX_AV_OFFSET_MS: f64 = 80.0;
 /// The viewer counts as settled after its join once its A/V playout offset
 /// stays within this for 2 s...
 const SETTLED_OFFSET_MS: u32 = 60;
@@ -166,14 +171,24 @@ fn switch_to(chrome: &mut Chromium, target: &str, width: u32) -> Result<Value> {
     chrome.eval(&js)
 }
 
-/// Waits until the viewer's lip sync after its join has settled: Chrome's
-/// playout offset within ±[`SETTLED_OFFSET_MS`] for 2 s in a row, at least
-/// 5 s after the join and at most [`MAX_SETTLE_S`]. A viewer's first
-/// seconds are a separate matter (a 720p testsrc2 room published at x264's
-/// default preset on this machine starts with the offset at +300-700 ms,
-/// falling over 8-16 s, most of it from the publisher not keeping real
-/// time; decision 015); the switches are measured from a settled viewer so
-/// the offset after each is the switch's own.
+/// Waits until the viewer is past its start phase and its lip sync has
+/// settled: Chrome's playout offset within ±[`SETTLED_OFFSET_MS`] for 2 s
+/// in a row, no earlier than the end of the playout-delay hint's start
+/// allowance ([`start_phase`]) and at most [`MAX_SETTLE_S`] after the join.
+/// The switches are measured from there, so the offset after each is the
+/// switch's own.
+///
+/// For its first 16 s a viewer's video carries a playout-delay `min` that
+/// holds video 80 ms beyond the audio's lag for 4 s and then fades to
+/// 30 ms (decision 010), and Chrome's lip sync follows it in ~10 ms steps:
+/// sampled every 250 ms, the offset went from about −40 to +20 ms over the
+/// first 20 s in two runs, still moving at 16 s. A switch in that phase
+/// carries the movement with it. Switching from 5 s after the join (the
+/// earlier version of this wait), the session's first return from the cold
+/// re-encoded room moved the offset by −23 … −63 ms in 13 runs, to −84 and
+/// −96 ms in two of them (room C re-encoded on the other shard); switching
+/// from 15-20 s it moved by −28 … +17 ms in five runs, and from 16 s no
+/// switch of five runs of both tests went outside −36 … +47 ms.
 fn wait_lip_sync_settled(chrome: &mut Chromium) -> Result<f64> {
     let r = chrome.eval(&format!(
         r#"(async () => {{
@@ -183,17 +198,24 @@ fn wait_lip_sync_settled(chrome: &mut Chromium) -> Result<f64> {
         rep.forEach(s => {{ if (s.type === 'inbound-rtp' && s.kind === 'video') v = s; if (s.type === 'inbound-rtp' && s.kind === 'audio') a = s; }});
         last = (v && a && v.estimatedPlayoutTimestamp && a.estimatedPlayoutTimestamp) ? v.estimatedPlayoutTimestamp - a.estimatedPlayoutTimestamp : null;
         inside = (last !== null && Math.abs(last) <= {bound}) ? inside + 1 : 0;
-        if (inside >= 8 && performance.now() - t0 >= 5000) return {{ settled: true, ms: performance.now() - t0, offset: last }};
+        if (inside >= 8 && performance.now() - t0 >= {min_ms}) return {{ settled: true, ms: performance.now() - t0, offset: last }};
         await new Promise(r => setTimeout(r, 250));
       }}
       return {{ settled: false, ms: performance.now() - t0, offset: last }};
     }})()"#,
         max_ms = MAX_SETTLE_S * 1000,
+        min_ms = start_phase().as_millis(),
         bound = SETTLED_OFFSET_MS
     ))?;
     println!("lip sync after the join: {r}");
     anyhow::ensure!(r["settled"] == true, "the viewer's A/V playout offset did not settle within ±{SETTLED_OFFSET_MS} ms in {MAX_SETTLE_S} s: {r}");
     Ok(r["ms"].as_f64().unwrap_or(0.0))
+}
+
+/// How long a viewer's video carries the playout-delay start allowance
+/// (decision 010): held, then fading.
+fn start_phase() -> Duration {
+    rts_dataplane::lipsync::START_HOLD + rts_dataplane::lipsync::START_FADE
 }
 
 /// A log line without its terminal colour codes.
@@ -349,11 +371,8 @@ fn swipe(rig: &Rig, chrome: &mut Chromium, (a, wa): (&str, u32), (b, wb): (&str,
         times.push(ms);
         offsets.push(offset);
     }
-    println!(
-        "the issue's bounds: {} of 10 switches < {ISSUE_SWITCH_MS} ms, {} of 10 A/V offsets within ±{ISSUE_AV_OFFSET_MS} ms",
-        times.iter().filter(|&&t| t < ISSUE_SWITCH_MS).count(),
-        offsets.iter().filter(|o: &&f64| o.abs() <= ISSUE_AV_OFFSET_MS).count()
-    );
+    let (lo, hi) = offsets.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &o: &f64| (lo.min(o), hi.max(o)));
+    println!("A/V offsets 1 s after the switches: {lo:+.0} … {hi:+.0} ms");
     let mut sorted = times.clone();
     sorted.sort_by(|x, y| x.total_cmp(y));
     let (median, max) = (sorted[(sorted.len() - 1) / 2], sorted[sorted.len() - 1]);

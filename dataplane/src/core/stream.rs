@@ -178,6 +178,12 @@ pub struct Stream {
     /// where the re-encoder starts): its output until the catch-up ends
     /// only fills the cache (`Stream::end_reencode_catchup`).
     reencode_catchup: Option<Option<Instant>>,
+    /// When the worker said its catch-up ended (its IDR came before): from
+    /// here the output at the live pace is waited for at most
+    /// [`REENCODE_LIVE_WAIT`].
+    reencode_caught_up: Option<Instant>,
+    /// The catch-up's last output so far: when, and its media time (ms).
+    reencode_last_out: Option<(Instant, u64)>,
     /// An Opus packet waiting for its pair (see [`Stream::pair_audio`]).
     audio_hold: Option<(Bytes, Instant)>,
     /// Transcoded audio on its way out at an even pace (see pacer.rs).
@@ -225,6 +231,10 @@ pub const AUDIO_HOLD: Duration = Duration::from_millis(25);
 pub const SOURCE_GOP_MAX_FRAMES: usize = 600;
 /// Longest a re-encoder's catch-up on the source GOP holds its output back.
 pub const REENCODE_CATCHUP_MAX: Duration = Duration::from_secs(3);
+/// Longest the output at the live pace is waited for once the worker's
+/// catch-up ended (a publisher that paused; at 10 fps the next frame is
+/// 100 ms away, plus its encode).
+pub const REENCODE_LIVE_WAIT: Duration = Duration::from_millis(200);
 /// Most bytes kept in the source GOP (10 s at ~13 Mbit/s).
 const SOURCE_GOP_MAX_BYTES: usize = 16 << 20;
 
@@ -307,6 +317,8 @@ impl Stream {
             source_gop: Vec::new(),
             source_gop_bytes: 0,
             reencode_catchup: None,
+            reencode_caught_up: None,
+            reencode_last_out: None,
             audio_hold: None,
             audio_pacer: AudioPacer::new(),
             av_lag: AvLag::default(),
@@ -752,6 +764,8 @@ impl Stream {
         match StreamTranscoder::spawn(&name, audio, video, self.aac_config.as_ref(), self.avc_record.as_ref(), fed) {
             Ok(mut t) => {
                 self.reencode_catchup = (fed > 0).then_some(None);
+                self.reencode_caught_up = None;
+                self.reencode_last_out = None;
                 if fed > 0 {
                     t.catch_up(self.source_gop[..fed].iter().map(|f| (&f.avcc, f.dts_ms, f.cts_ms)));
                 }
@@ -803,18 +817,59 @@ impl Stream {
         }
     }
 
-    /// Whether a re-encoder's output ends the catch-up on the source GOP it
-    /// started with (`done`: the worker's end of it, the IDR of the newest
-    /// picture having come before, or a frame of a live input): then the
-    /// viewers waiting for the stream start from the cache, as a replay.
+    /// Whether a re-encoder's output of media time `pts_ms`, cached, ends
+    /// the catch-up on the source GOP it started with: then the viewers
+    /// waiting for the stream start from the cache, as a replay whose
+    /// newest frame, this one, goes out as on time.
+    ///
+    /// It ends at the first output after the worker's end of the catch-up
+    /// ([`Self::note_reencode_caught_up`]) that came at the live pace (at
+    /// least half its media time after the output before it). The outputs
+    /// before are a burst: the catch-up's IDR, then the pictures the
+    /// decoder held for reordering and the frames that arrived meanwhile,
+    /// decoded already, so they come out ahead of the decoder's reordering
+    /// delay that every later frame waits for. Started on that burst, the
+    /// viewers' timelines took its newest frame as on time and every frame
+    /// after it came 60-105 ms late by that mapping (measured, issue 18).
     /// A catch-up that did not end within [`REENCODE_CATCHUP_MAX`] of its
     /// first output ends too (a re-encoder that dropped the inputs), so
     /// output is never held for good.
-    pub fn end_reencode_catchup(&mut self, done: bool, now: Instant) -> bool {
+    pub fn end_reencode_catchup(&mut self, pts_ms: u64, now: Instant) -> bool {
         let Some(since) = self.reencode_catchup.as_mut() else { return false };
         let since = *since.get_or_insert(now);
-        if done || now.saturating_duration_since(since) > REENCODE_CATCHUP_MAX {
-            self.reencode_catchup = None;
+        let paced = self.reencode_caught_up.is_some()
+            && self.reencode_last_out.is_some_and(|(at, ms)| {
+                let media = pts_ms.saturating_sub(ms);
+                media > 0 && now.saturating_duration_since(at) >= Duration::from_millis(media / 2)
+            });
+        self.reencode_last_out = Some((now, pts_ms));
+        if paced || now.saturating_duration_since(since) > REENCODE_CATCHUP_MAX {
+            self.end_catchup_state();
+            return true;
+        }
+        false
+    }
+
+    fn end_catchup_state(&mut self) {
+        self.reencode_catchup = None;
+        self.reencode_caught_up = None;
+        self.reencode_last_out = None;
+    }
+
+    /// The worker ended its catch-up (`Transcoded::CaughtUp`, its IDR came
+    /// before).
+    pub fn note_reencode_caught_up(&mut self, now: Instant) {
+        if self.reencode_catchup.is_some() {
+            self.reencode_caught_up = Some(now);
+        }
+    }
+
+    /// Whether a catch-up the worker ended has waited [`REENCODE_LIVE_WAIT`]
+    /// for output at the live pace in vain: then it ends here (true) and
+    /// the waiting viewers start from what was cached.
+    pub fn reencode_live_overdue(&mut self, now: Instant) -> bool {
+        if self.reencode_caught_up.is_some_and(|t| now.saturating_duration_since(t) > REENCODE_LIVE_WAIT) {
+            self.end_catchup_state();
             return true;
         }
         false
@@ -1396,24 +1451,56 @@ mod tests {
     }
 
     #[test]
-    fn a_reencoder_catch_up_ends_with_the_first_live_frame_or_after_its_bound() {
+    fn a_catch_up_ends_when_the_output_comes_at_the_live_pace() {
+        // A cold re-encoder's output as recorded in tests/swipe_audio.rs
+        // (ms after the worker's first output, media time in ms): the
+        // catch-up's IDR, the worker's end of the catch-up, a burst of
+        // frames already decoded (3-15 ms apart for 33 ms of media each),
+        // then the live pace (~31 ms apart). The catch-up ends at the first
+        // frame of the live pace, 17100, not before.
+        let t0 = Instant::now();
+        let at = |ms: f64| t0 + Duration::from_secs_f64(ms / 1000.0);
+        let mut s = Stream::new("live", "c", 1200);
+        assert!(!s.end_reencode_catchup(16967, t0), "no catch-up, nothing to end");
+        s.reencode_catchup = Some(None);
+        assert!(!s.end_reencode_catchup(16967, at(0.0)));
+        s.note_reencode_caught_up(at(0.0));
+        for (ms, pts) in [(3.2, 17000), (6.8, 17034), (21.5, 17067)] {
+            assert!(!s.end_reencode_catchup(pts, at(ms)), "{pts} is in the burst");
+            assert!(s.reencode_catching_up());
+        }
+        assert!(s.end_reencode_catchup(17100, at(52.6)));
+        assert!(!s.reencode_catching_up());
+        assert!(!s.reencode_live_overdue(at(1000.0)), "ended: nothing overdue");
+        // Output at the live pace before the worker's end does not end it:
+        // the catch-up's frames are not out yet.
+        s.reencode_catchup = Some(None);
+        assert!(!s.end_reencode_catchup(100, at(0.0)));
+        assert!(!s.end_reencode_catchup(133, at(40.0)));
+        assert!(s.reencode_catching_up());
+    }
+
+    #[test]
+    fn a_catch_up_without_output_at_the_live_pace_ends_after_its_bounds() {
         let t0 = Instant::now();
         let mut s = Stream::new("live", "c", 1200);
-        assert!(!s.end_reencode_catchup(true, t0), "no catch-up, nothing to end");
-        // Started (as update_transcoder does when it feeds the source GOP):
-        // catch-up output does not end it, a live frame does.
+        // The worker ended its catch-up and nothing came after (a publisher
+        // that paused): it ends REENCODE_LIVE_WAIT later.
         s.reencode_catchup = Some(None);
-        assert!(!s.end_reencode_catchup(false, t0));
+        assert!(!s.end_reencode_catchup(1000, t0));
+        s.note_reencode_caught_up(t0);
+        assert!(!s.reencode_live_overdue(t0 + REENCODE_LIVE_WAIT));
         assert!(s.reencode_catching_up());
-        assert!(!s.end_reencode_catchup(false, t0 + Duration::from_secs(2)));
-        assert!(s.end_reencode_catchup(true, t0 + Duration::from_secs(2)));
+        assert!(s.reencode_live_overdue(t0 + REENCODE_LIVE_WAIT + Duration::from_millis(1)));
         assert!(!s.reencode_catching_up());
-        // No live frame: it ends REENCODE_CATCHUP_MAX after its first output.
+        // No end from the worker (a re-encoder that dropped the inputs): it
+        // ends REENCODE_CATCHUP_MAX after its first output.
         s.reencode_catchup = Some(None);
         let first = t0 + Duration::from_secs(10);
-        assert!(!s.end_reencode_catchup(false, first));
-        assert!(!s.end_reencode_catchup(false, first + REENCODE_CATCHUP_MAX));
-        assert!(s.end_reencode_catchup(false, first + REENCODE_CATCHUP_MAX + Duration::from_millis(1)));
+        assert!(!s.end_reencode_catchup(2000, first));
+        assert!(!s.end_reencode_catchup(2033, first + REENCODE_CATCHUP_MAX));
+        assert!(!s.reencode_live_overdue(first + REENCODE_CATCHUP_MAX * 2), "no end from the worker: not this bound");
+        assert!(s.end_reencode_catchup(2066, first + REENCODE_CATCHUP_MAX + Duration::from_millis(1)));
     }
 
     #[test]

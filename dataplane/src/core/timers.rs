@@ -103,26 +103,31 @@ impl Core {
                     }
                     Transcoded::CaughtUp { frames, took } => {
                         tracing::info!(stream = %s.key(), frames, took_ms = took.as_millis() as u64, "re-encoder caught up on the source GOP");
-                        if s.end_reencode_catchup(true, now) {
-                            self.start_from_cache(id);
-                        }
+                        // The viewers start once the output comes at the
+                        // live pace, not here (`Stream::end_reencode_catchup`).
+                        s.note_reencode_caught_up(now);
                     }
                     Transcoded::Video { nalus, pts_ms, keyframe, added_us } => {
                         let live = added_us.is_some();
-                        if s.end_reencode_catchup(live, now) {
-                            self.start_from_cache(id);
-                        }
-                        let Some(s) = self.streams.get_mut(id) else { break };
                         let catching_up = s.reencode_catching_up();
                         self.packets.clear();
                         s.on_reencoded(&nalus, pts_ms, keyframe, live, now, &mut self.packets);
-                        if !self.packets.is_empty() && !catching_up {
+                        if catching_up {
+                            // Cached first, so the replay the waiting viewers
+                            // start from ends with this frame.
+                            if s.end_reencode_catchup(pts_ms, now) {
+                                self.start_from_cache(id);
+                            }
+                        } else if !self.packets.is_empty() {
                             let frame = Arc::from(self.packets.as_slice());
                             self.packets.clear();
                             self.deliver(id, Kind::Video, frame, keyframe, None, now);
                         }
                     }
                 }
+            }
+            if self.streams.get_mut(id).is_some_and(|s| s.reencode_live_overdue(now)) {
+                self.start_from_cache(id);
             }
             while let Some(p) = self.streams.get_mut(id).and_then(|s| s.pop_paced_audio(now)) {
                 self.deliver_audio(id, p, now);
