@@ -93,10 +93,11 @@ const MAX_SWITCH_MEDIAN_MS: f64 = 120.0;
 const MAX_CONCEALED_RUN_SAMPLES: f64 = 4800.0;
 /// The issue's bound. From a viewer past its start phase, the 100
 /// switches above: −34 … +41 ms (before decision 034, 300 switches in
-/// release and debug builds: −59 … +47 ms). Switching 5 s after the join (decisions 031 and
-/// 032, 16 runs): −113 … +57 ms, the four outside ±80 ms all at the first
-/// return from the cold re-encoded room, which stepped by −23 … −63 ms in
-/// 13 runs of this session (docs/performance.md). Decision 029: −32 …
+/// release and debug builds: −59 … +47 ms). Switching 5 s after the join
+/// (decisions 031 and 032, 16 runs): −113 … +57 ms, the four outside
+/// ±80 ms all at the first return from the cold re-encoded room, which
+/// stepped by −23 … −53 ms in 11 of 12 later runs (docs/performance.md).
+/// Decision 029: −32 …
 /// +68 ms over 230 switches (23 runs), one later run +84; without its
 /// hold, −47 … +81 ms over four runs.
 /// Decision 015: -77..+74 ms over three runs (the earliest send for video
@@ -185,10 +186,11 @@ fn switch_to(chrome: &mut Chromium, target: &str, width: u32) -> Result<Value> {
 /// first 20 s in two runs, still moving at 16 s. A switch in that phase
 /// carries the movement with it. Switching from 5 s after the join (the
 /// earlier version of this wait), the session's first return from the cold
-/// re-encoded room moved the offset by −23 … −63 ms in 13 runs, to −84 and
-/// −96 ms in two of them (room C re-encoded on the other shard); switching
-/// from 15-20 s it moved by −28 … +17 ms in five runs, and from 16 s no
-/// switch of five runs of both tests went outside −36 … +47 ms.
+/// re-encoded room moved the offset by −23 … −53 ms in 11 of 12 runs, to
+/// −84 and −96 ms in two of them (room C re-encoded on the other shard);
+/// switching from 15-20 s it moved by −17 … +17 ms in five runs. From
+/// 16 s, no switch went outside −59 … +47 ms over 15 runs of both tests
+/// before decision 034, nor outside −34 … +41 ms over five after it.
 fn wait_lip_sync_settled(chrome: &mut Chromium) -> Result<f64> {
     let r = chrome.eval(&format!(
         r#"(async () => {{
