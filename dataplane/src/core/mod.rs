@@ -403,19 +403,17 @@ impl Core {
         let sess = self.sessions.get_mut(idx)?;
         let new = sess.stream;
         let (old, _) = sess.media.as_mut()?.audio_tail.take()?;
-        let old_now = self.streams.get(old).and_then(|s| s.send_rtp_at(stream::Kind::Audio, now));
-        let new_now = new.and_then(|id| self.streams.get(id)).and_then(|s| s.send_rtp_at(stream::Kind::Audio, now));
+        let audio_now = |id: Option<StreamId>| id.and_then(|id| self.streams.get(id)).and_then(|s| s.send_rtp_at(stream::Kind::Audio, now));
+        let clocks = rebase.then(|| (audio_now(Some(old)), audio_now(new)));
         if let Some(s) = self.streams.get_mut(old) {
             s.remove_audio_tail(idx);
         }
         if let Some(s) = new.and_then(|id| self.streams.get_mut(id)) {
             s.remove_audio_waiter(idx);
         }
-        if rebase {
-            if let Some(m) = self.sessions.get_mut(idx).and_then(|s| s.media.as_mut()) {
-                m.audio.rebase_next();
-                m.audio.rebase_with(now, old_now, new_now);
-            }
+        if let (Some((old_now, new_now)), Some(m)) = (clocks, self.sessions.get_mut(idx).and_then(|s| s.media.as_mut())) {
+            m.audio.rebase_next();
+            m.audio.rebase_with(now, old_now, new_now);
         }
         Some(old)
     }

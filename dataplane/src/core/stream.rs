@@ -173,17 +173,10 @@ pub struct Stream {
     /// time, instead of waiting up to a GOP for the next keyframe.
     source_gop: Vec<SourceFrame>,
     source_gop_bytes: usize,
-    /// A re-encoder started on the source GOP is decoding it (Some), since
-    /// its first output (the inner time; the core's clock is not at hand
-    /// where the re-encoder starts): its output until the catch-up ends
-    /// only fills the cache (`Stream::end_reencode_catchup`).
-    reencode_catchup: Option<Option<Instant>>,
-    /// When the worker said its catch-up ended (its IDR came before): from
-    /// here the output at the live pace is waited for at most
-    /// [`REENCODE_LIVE_WAIT`].
-    reencode_caught_up: Option<Instant>,
-    /// The catch-up's last output so far: when, and its media time (ms).
-    reencode_last_out: Option<(Instant, u64)>,
+    /// A re-encoder started on the source GOP is decoding it (Some): its
+    /// output until the catch-up ends only fills the cache
+    /// (`Stream::end_reencode_catchup`).
+    reencode_catchup: Option<ReencodeCatchUp>,
     /// An Opus packet waiting for its pair (see [`Stream::pair_audio`]).
     audio_hold: Option<(Bytes, Instant)>,
     /// Transcoded audio on its way out at an even pace (see pacer.rs).
@@ -218,6 +211,19 @@ pub struct Stream {
     keyframe_bytes: usize,
     /// Home: shards that replicate this stream, each with its replica's id.
     subscribers: Vec<(usize, StreamId)>,
+}
+
+/// A re-encoder's catch-up on the source GOP ([`Stream::end_reencode_catchup`]).
+#[derive(Debug, Default, Clone, Copy)]
+struct ReencodeCatchUp {
+    /// Its first output (the inner time; the core's clock is not at hand
+    /// where the re-encoder starts).
+    first_out: Option<Instant>,
+    /// When the worker said it ended (its IDR came before): from here the
+    /// output at the live pace is waited for at most [`REENCODE_LIVE_WAIT`].
+    caught_up: Option<Instant>,
+    /// Its last output so far: when, and its media time (ms).
+    last_out: Option<(Instant, u64)>,
 }
 
 /// Audio delivered this recently is flowing ([`Stream::audio_flowing`]).
@@ -317,8 +323,6 @@ impl Stream {
             source_gop: Vec::new(),
             source_gop_bytes: 0,
             reencode_catchup: None,
-            reencode_caught_up: None,
-            reencode_last_out: None,
             audio_hold: None,
             audio_pacer: AudioPacer::new(),
             av_lag: AvLag::default(),
@@ -763,9 +767,7 @@ impl Stream {
         }
         match StreamTranscoder::spawn(&name, audio, video, self.aac_config.as_ref(), self.avc_record.as_ref(), fed) {
             Ok(mut t) => {
-                self.reencode_catchup = (fed > 0).then_some(None);
-                self.reencode_caught_up = None;
-                self.reencode_last_out = None;
+                self.reencode_catchup = (fed > 0).then(ReencodeCatchUp::default);
                 if fed > 0 {
                     t.catch_up(self.source_gop[..fed].iter().map(|f| (&f.avcc, f.dts_ms, f.cts_ms)));
                 }
@@ -835,32 +837,26 @@ impl Stream {
     /// first output ends too (a re-encoder that dropped the inputs), so
     /// output is never held for good.
     pub fn end_reencode_catchup(&mut self, pts_ms: u64, now: Instant) -> bool {
-        let Some(since) = self.reencode_catchup.as_mut() else { return false };
-        let since = *since.get_or_insert(now);
-        let paced = self.reencode_caught_up.is_some()
-            && self.reencode_last_out.is_some_and(|(at, ms)| {
+        let Some(c) = self.reencode_catchup.as_mut() else { return false };
+        let since = *c.first_out.get_or_insert(now);
+        let paced = c.caught_up.is_some()
+            && c.last_out.is_some_and(|(at, ms)| {
                 let media = pts_ms.saturating_sub(ms);
                 media > 0 && now.saturating_duration_since(at) >= Duration::from_millis(media / 2)
             });
-        self.reencode_last_out = Some((now, pts_ms));
+        c.last_out = Some((now, pts_ms));
         if paced || now.saturating_duration_since(since) > REENCODE_CATCHUP_MAX {
-            self.end_catchup_state();
+            self.reencode_catchup = None;
             return true;
         }
         false
     }
 
-    fn end_catchup_state(&mut self) {
-        self.reencode_catchup = None;
-        self.reencode_caught_up = None;
-        self.reencode_last_out = None;
-    }
-
     /// The worker ended its catch-up (`Transcoded::CaughtUp`, its IDR came
     /// before).
     pub fn note_reencode_caught_up(&mut self, now: Instant) {
-        if self.reencode_catchup.is_some() {
-            self.reencode_caught_up = Some(now);
+        if let Some(c) = self.reencode_catchup.as_mut() {
+            c.caught_up = Some(now);
         }
     }
 
@@ -868,8 +864,8 @@ impl Stream {
     /// for output at the live pace in vain: then it ends here (true) and
     /// the waiting viewers start from what was cached.
     pub fn reencode_live_overdue(&mut self, now: Instant) -> bool {
-        if self.reencode_caught_up.is_some_and(|t| now.saturating_duration_since(t) > REENCODE_LIVE_WAIT) {
-            self.end_catchup_state();
+        if self.reencode_catchup.and_then(|c| c.caught_up).is_some_and(|t| now.saturating_duration_since(t) > REENCODE_LIVE_WAIT) {
+            self.reencode_catchup = None;
             return true;
         }
         false
@@ -1462,7 +1458,7 @@ mod tests {
         let at = |ms: f64| t0 + Duration::from_secs_f64(ms / 1000.0);
         let mut s = Stream::new("live", "c", 1200);
         assert!(!s.end_reencode_catchup(16967, t0), "no catch-up, nothing to end");
-        s.reencode_catchup = Some(None);
+        s.reencode_catchup = Some(ReencodeCatchUp::default());
         assert!(!s.end_reencode_catchup(16967, at(0.0)));
         s.note_reencode_caught_up(at(0.0));
         for (ms, pts) in [(3.2, 17000), (6.8, 17034), (21.5, 17067)] {
@@ -1474,7 +1470,7 @@ mod tests {
         assert!(!s.reencode_live_overdue(at(1000.0)), "ended: nothing overdue");
         // Output at the live pace before the worker's end does not end it:
         // the catch-up's frames are not out yet.
-        s.reencode_catchup = Some(None);
+        s.reencode_catchup = Some(ReencodeCatchUp::default());
         assert!(!s.end_reencode_catchup(100, at(0.0)));
         assert!(!s.end_reencode_catchup(133, at(40.0)));
         assert!(s.reencode_catching_up());
@@ -1486,7 +1482,7 @@ mod tests {
         let mut s = Stream::new("live", "c", 1200);
         // The worker ended its catch-up and nothing came after (a publisher
         // that paused): it ends REENCODE_LIVE_WAIT later.
-        s.reencode_catchup = Some(None);
+        s.reencode_catchup = Some(ReencodeCatchUp::default());
         assert!(!s.end_reencode_catchup(1000, t0));
         s.note_reencode_caught_up(t0);
         assert!(!s.reencode_live_overdue(t0 + REENCODE_LIVE_WAIT));
@@ -1495,7 +1491,7 @@ mod tests {
         assert!(!s.reencode_catching_up());
         // No end from the worker (a re-encoder that dropped the inputs): it
         // ends REENCODE_CATCHUP_MAX after its first output.
-        s.reencode_catchup = Some(None);
+        s.reencode_catchup = Some(ReencodeCatchUp::default());
         let first = t0 + Duration::from_secs(10);
         assert!(!s.end_reencode_catchup(2000, first));
         assert!(!s.end_reencode_catchup(2033, first + REENCODE_CATCHUP_MAX));
